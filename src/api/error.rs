@@ -1,0 +1,185 @@
+//! Request errors and how they reach the client: always the OpenAI shape
+//! `{"error":{"message","type","code"}}` with a fitting status.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::pipeline::request::BodyError;
+use crate::router::{AllFailed, Attempt, LastFailure, truncate};
+use crate::upstream::UpstreamError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("could not read the request body: {0}")]
+    ReadBody(String),
+    #[error("The model `{model}` does not exist. Available models: {available}")]
+    ModelNotFound { model: String, available: String },
+    #[error("{0}")]
+    EndpointDisabled(String),
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    #[error("every attempt failed")]
+    Upstream {
+        failure: AllFailed,
+        attempts: Vec<Attempt>,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Body(_) | ApiError::ReadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::ModelNotFound { .. }
+            | ApiError::EndpointDisabled(_)
+            | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Upstream { failure, .. } => match &failure.last {
+                LastFailure::Http { status, .. } => *status,
+                LastFailure::Network(UpstreamError::Timeout(_) | UpstreamError::BodyTimeout(_)) => {
+                    StatusCode::GATEWAY_TIMEOUT
+                }
+                LastFailure::Network(UpstreamError::Unsupported(_)) => StatusCode::NOT_IMPLEMENTED,
+                LastFailure::Network(_) | LastFailure::ErrorEvent { .. } => StatusCode::BAD_GATEWAY,
+            },
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `{"error": {...}}` object.
+    pub fn body(&self) -> Value {
+        let (kind, code): (&str, Value) = match self {
+            ApiError::Body(BodyError::InvalidJson(_) | BodyError::NotAnObject) => {
+                ("invalid_request_error", json!("invalid_json"))
+            }
+            ApiError::Body(BodyError::MissingModel | BodyError::ModelNotString) => {
+                ("invalid_request_error", json!("invalid_model"))
+            }
+            ApiError::ReadBody(_) => ("invalid_request_error", json!("invalid_body")),
+            ApiError::TooLarge { .. } => ("invalid_request_error", json!("request_too_large")),
+            ApiError::ModelNotFound { .. } => ("invalid_request_error", json!("model_not_found")),
+            ApiError::EndpointDisabled(_) => ("invalid_request_error", json!("endpoint_disabled")),
+            ApiError::RouteNotFound(_) => ("invalid_request_error", json!("not_found")),
+            ApiError::MethodNotAllowed(_) => ("invalid_request_error", json!("method_not_allowed")),
+            ApiError::Upstream { failure, attempts } => return upstream_body(failure, attempts),
+            ApiError::Internal(_) => ("server_error", json!("internal_error")),
+        };
+        json!({"error": {"message": self.to_string(), "type": kind, "code": code}})
+    }
+}
+
+/// The last upstream error, in OpenAI form, with every attempt listed.
+fn upstream_body(failure: &AllFailed, attempts: &[Attempt]) -> Value {
+    let (mut message, mut kind, mut code, param) = match &failure.last {
+        LastFailure::Http { status, body } => {
+            let parsed: Option<Value> = serde_json::from_slice(body).ok();
+            let err = parsed.as_ref().and_then(|v| v.get("error"));
+            let message = err
+                .and_then(|e| {
+                    e.get("message")
+                        .and_then(Value::as_str)
+                        .or_else(|| e.as_str())
+                })
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    let text = String::from_utf8_lossy(body);
+                    let text = text.trim();
+                    if text.is_empty() {
+                        format!("upstream answered {status}")
+                    } else {
+                        truncate(text, 2000)
+                    }
+                });
+            (
+                message,
+                err.and_then(|e| e.get("type"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                err.and_then(|e| e.get("code")).cloned(),
+                err.and_then(|e| e.get("param")).cloned(),
+            )
+        }
+        LastFailure::ErrorEvent { data } => {
+            let parsed: Option<Value> = serde_json::from_str(data).ok();
+            let err = parsed.as_ref().and_then(|v| v.get("error"));
+            (
+                err.and_then(|e| {
+                    e.get("message")
+                        .and_then(Value::as_str)
+                        .or_else(|| e.as_str())
+                })
+                .map(str::to_string)
+                .unwrap_or_else(|| truncate(data, 2000)),
+                err.and_then(|e| e.get("type"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                err.and_then(|e| e.get("code")).cloned(),
+                None,
+            )
+        }
+        LastFailure::Network(e) => (e.to_string(), None, None, None),
+    };
+    if !attempts.is_empty() {
+        let list: Vec<String> = attempts
+            .iter()
+            .map(|a| {
+                let status = a
+                    .status
+                    .map_or_else(|| "no response".to_string(), |s| s.to_string());
+                match &a.error {
+                    Some(e) => format!(
+                        "{} try {}: {status} {}",
+                        a.backend,
+                        a.attempt,
+                        truncate(e, 200)
+                    ),
+                    None => format!("{} try {}: {status}", a.backend, a.attempt),
+                }
+            })
+            .collect();
+        message = format!("{message} (attempts: {})", list.join("; "));
+    }
+    if kind.is_none() {
+        kind = Some(match &failure.last {
+            LastFailure::Network(UpstreamError::Timeout(_) | UpstreamError::BodyTimeout(_)) => {
+                code = code.or(Some(json!("upstream_timeout")));
+                "upstream_error".to_string()
+            }
+            _ => "upstream_error".to_string(),
+        });
+    }
+    let mut error = json!({"message": message, "type": kind, "code": code.unwrap_or(Value::Null)});
+    if let Some(p) = param {
+        error["param"] = p;
+    }
+    json!({ "error": error })
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() || matches!(self, ApiError::Upstream { .. }) {
+            tracing::warn!(status = status.as_u16(), error = %self.body()["error"]["message"], "request failed");
+        }
+        json_error(status, &self.body())
+    }
+}
+
+/// A JSON response with the given status.
+pub fn json_error(status: StatusCode, body: &Value) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}

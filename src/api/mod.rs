@@ -1,0 +1,92 @@
+//! The HTTP surface: routes, shared state, and the layers every request
+//! passes (request id, panic guard, OpenAI-shaped errors for unknown routes
+//! and methods).
+
+pub mod error;
+pub mod health;
+pub mod openai;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::HeaderValue;
+
+use crate::live::Live;
+use crate::upstream::REQUEST_ID;
+use error::ApiError;
+
+/// State shared by every handler.
+pub struct AppState {
+    /// The current snapshot; requests load it once.
+    pub live: ArcSwap<Live>,
+    /// One pooled client for every upstream.
+    pub client: reqwest::Client,
+    pub started: Instant,
+}
+
+pub type Shared = Arc<AppState>;
+
+/// The request's id, from the client's `x-request-id` or made here.
+#[derive(Clone)]
+pub struct RequestId(pub HeaderValue);
+
+/// Every route, with and without the `/v1` prefix.
+pub fn router(state: Shared) -> Router {
+    let api = Router::new()
+        .route("/chat/completions", post(openai::chat_completions))
+        .route("/embeddings", post(openai::embeddings))
+        .route("/responses", post(openai::responses))
+        .route("/models", get(openai::list_models))
+        .route("/models/{*id}", get(openai::get_model));
+    Router::new()
+        .nest("/v1", api.clone())
+        .merge(api)
+        .route("/healthz", get(health::healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(middleware::from_fn(request_id))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::RouteNotFound(format!("{} {}", req.method(), req.uri().path()))
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{} on {}", req.method(), req.uri().path()))
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::Internal("the proxy hit a bug handling this request".into()).into_response()
+}
+
+/// Takes the client's `x-request-id` (if sane) or makes one; sets it on the
+/// response whatever the outcome.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .filter(|v| !v.is_empty() && v.len() <= 200 && v.to_str().is_ok())
+        .cloned()
+        .unwrap_or_else(new_request_id);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(req).await;
+    response.headers_mut().insert(REQUEST_ID, id);
+    response
+}
+
+fn new_request_id() -> HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let s = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("unknown"))
+}

@@ -1,0 +1,270 @@
+//! Environment for a config file: the process environment over the `.env`
+//! beside the config, and `${VAR}` / `$VAR` / `os.environ/VAR` substitution in
+//! every string value of the parsed YAML tree.
+//!
+//! The `.env` file is read into a map instead of being exported into the
+//! process, so that two configs loaded in one process (tests, reloads) never
+//! see each other's variables.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde_yaml::Value;
+
+/// Variables visible to a config: the process environment wins over `.env`.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    dotenv: HashMap<String, String>,
+    /// Extra variables that win over everything (tests).
+    overrides: HashMap<String, String>,
+    /// When false, the process environment is not consulted (tests).
+    use_process: bool,
+}
+
+impl Env {
+    /// The process environment plus the `.env` file in `dir`, if there is one.
+    pub fn for_config_dir(dir: &Path) -> Result<Self, String> {
+        let mut env = Env {
+            use_process: true,
+            ..Env::default()
+        };
+        let path = dir.join(".env");
+        if path.is_file() {
+            let iter = dotenvy::from_path_iter(&path)
+                .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+            for item in iter {
+                let (k, v) = item.map_err(|e| format!("{}: {e}", path.display()))?;
+                env.dotenv.insert(k, v);
+            }
+        }
+        Ok(env)
+    }
+
+    /// Only the given variables (no process environment): for tests.
+    pub fn isolated<I, K, V>(vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Env {
+            overrides: vars
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            ..Env::default()
+        }
+    }
+
+    /// Looks a variable up: overrides, then the process, then `.env`.
+    pub fn get(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.overrides.get(name) {
+            return Some(v.clone());
+        }
+        if self.use_process
+            && let Ok(v) = std::env::var(name)
+        {
+            return Some(v);
+        }
+        self.dotenv.get(name).cloned()
+    }
+}
+
+/// Substitutes variables in every string of `value`, in place. Errors name the
+/// key path of each string that refers to a missing variable.
+pub fn substitute_tree(value: &mut Value, env: &Env, path: &mut String, errors: &mut Vec<String>) {
+    match value {
+        Value::String(s) => match substitute(s, env) {
+            Ok(Some((new, whole))) => {
+                // A value that was one reference as a whole (`port: ${PORT}`)
+                // takes the YAML type of what it expands to.
+                *value = if whole {
+                    retype_scalar(new)
+                } else {
+                    Value::String(new)
+                };
+            }
+            Ok(None) => {}
+            Err(var) => errors.push(format!(
+                "{}: environment variable {var} is not set (write ${{{var}:-default}} to give a default)",
+                display_path(path)
+            )),
+        },
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                substitute_tree(item, env, path, errors);
+                path.truncate(len);
+            }
+        }
+        Value::Mapping(map) => {
+            for (k, v) in map.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                match k {
+                    Value::String(k) => path.push_str(k),
+                    other => path.push_str(&format!("{other:?}")),
+                }
+                substitute_tree(v, env, path, errors);
+                path.truncate(len);
+            }
+        }
+        Value::Tagged(t) => substitute_tree(&mut t.value, env, path, errors),
+        _ => {}
+    }
+}
+
+fn display_path(path: &str) -> &str {
+    if path.is_empty() { "(top level)" } else { path }
+}
+
+fn retype_scalar(s: String) -> Value {
+    match serde_yaml::from_str::<Value>(&s) {
+        Ok(v @ (Value::Bool(_) | Value::Number(_))) => v,
+        _ => Value::String(s),
+    }
+}
+
+/// Expands the references in `s`. `Ok(None)` when there are none; otherwise
+/// the new text and whether the whole string was a single reference.
+/// `Err(name)` names the first missing variable.
+pub fn substitute(s: &str, env: &Env) -> Result<Option<(String, bool)>, String> {
+    if let Some(name) = s.strip_prefix("os.environ/") {
+        return match env.get(name) {
+            Some(v) => Ok(Some((v, true))),
+            None => Err(name.to_string()),
+        };
+    }
+    if !s.contains('$') {
+        return Ok(None);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let mut refs = 0usize;
+    let mut literal = false;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        literal |= pos > 0;
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            // `$$` is a literal dollar sign.
+            out.push('$');
+            literal = true;
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(end) = body.find('}') else {
+                out.push('$');
+                literal = true;
+                rest = after;
+                continue;
+            };
+            let inner = &body[..end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner, None),
+            };
+            if !is_var_name(name) {
+                out.push_str(&rest[pos..pos + 2 + end + 1]);
+                literal = true;
+            } else {
+                match (env.get(name), default) {
+                    (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
+                    (Some(v), _) => out.push_str(&v),
+                    (None, Some(d)) => out.push_str(d),
+                    (None, None) => return Err(name.to_string()),
+                }
+                refs += 1;
+            }
+            rest = &body[end + 1..];
+        } else {
+            let len = after
+                .char_indices()
+                .find(|&(i, c)| {
+                    !(c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
+                })
+                .map_or(after.len(), |(i, _)| i);
+            if len == 0 {
+                out.push('$');
+                literal = true;
+            } else {
+                let name = &after[..len];
+                match env.get(name) {
+                    Some(v) => out.push_str(&v),
+                    None => return Err(name.to_string()),
+                }
+                refs += 1;
+            }
+            rest = &after[len..];
+        }
+    }
+    literal |= !rest.is_empty();
+    out.push_str(rest);
+    Ok(Some((out, refs == 1 && !literal)))
+}
+
+fn is_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Env {
+        Env::isolated([("A", "1"), ("KEY", "sk-x"), ("EMPTY", "")])
+    }
+
+    #[test]
+    fn forms() {
+        let e = env();
+        assert_eq!(
+            substitute("${KEY}", &e).unwrap(),
+            Some(("sk-x".into(), true))
+        );
+        assert_eq!(substitute("$KEY", &e).unwrap(), Some(("sk-x".into(), true)));
+        assert_eq!(
+            substitute("os.environ/KEY", &e).unwrap(),
+            Some(("sk-x".into(), true))
+        );
+        assert_eq!(
+            substitute("http://h:${A}/v1", &e).unwrap(),
+            Some(("http://h:1/v1".into(), false))
+        );
+        assert_eq!(
+            substitute("${NOPE:-dflt}", &e).unwrap(),
+            Some(("dflt".into(), true))
+        );
+        assert_eq!(
+            substitute("${EMPTY:-dflt}", &e).unwrap(),
+            Some(("dflt".into(), true))
+        );
+        assert_eq!(substitute("a$$b", &e).unwrap(), Some(("a$b".into(), false)));
+        assert_eq!(
+            substitute("cost $ 5", &e).unwrap(),
+            Some(("cost $ 5".into(), false))
+        );
+        assert_eq!(substitute("plain", &e).unwrap(), None);
+        assert_eq!(substitute("${NOPE}", &e), Err("NOPE".into()));
+        assert_eq!(substitute("x$NOPE", &e), Err("NOPE".into()));
+        assert_eq!(substitute("os.environ/NOPE", &e), Err("NOPE".into()));
+    }
+
+    #[test]
+    fn tree_paths_and_retyping() {
+        let mut v: Value =
+            serde_yaml::from_str("a:\n  - {port: '${A}', key: '${MISSING}'}\n").unwrap();
+        let mut errors = Vec::new();
+        substitute_tree(&mut v, &env(), &mut String::new(), &mut errors);
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].starts_with("a[0].key: environment variable MISSING"),
+            "{errors:?}"
+        );
+        assert_eq!(v["a"][0]["port"], Value::Number(1.into()));
+    }
+}

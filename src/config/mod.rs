@@ -1,0 +1,348 @@
+//! Configuration: read the YAML file, substitute environment variables, accept
+//! both dialects, and resolve everything into one immutable [`Config`] that the
+//! rest of the proxy reads. Every error names the file and the key path.
+
+pub mod env;
+mod raw;
+mod resolve;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_yaml::Value;
+
+pub use env::Env;
+
+/// Default listen host and port.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+pub const DEFAULT_PORT: u16 = 7979;
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, if any.
+    pub path: Option<PathBuf>,
+    pub server: ServerSettings,
+    pub enable_responses_endpoint: bool,
+    pub router: RouterSettings,
+    /// Models in the order the file first names them.
+    pub models: Vec<ModelConfig>,
+    /// Things that loaded but deserve a word (LiteLLM keys not implemented).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub max_body_bytes: u64,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouterSettings {
+    /// Extra attempts per backend after the first.
+    pub num_retries: u32,
+    pub retry_backoff: Duration,
+    pub max_retry_after: Duration,
+}
+
+/// One model name clients can ask for: its backends and fallbacks.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub name: String,
+    pub backends: Vec<Arc<Backend>>,
+    /// Models tried after every backend of this one failed, in order.
+    pub fallbacks: Vec<String>,
+}
+
+/// Which protocol a backend speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiType {
+    /// OpenAI-compatible HTTP API.
+    Openai,
+    /// Anthropic Messages (not implemented yet: attempts fail with 501).
+    Anthropic,
+    /// Built-in local backend that echoes; needs no network or key.
+    Stub,
+}
+
+impl ApiType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiType::Openai => "openai",
+            ApiType::Anthropic => "anthropic",
+            ApiType::Stub => "stub",
+        }
+    }
+}
+
+/// One upstream deployment of a model.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// `model_name#n`, n counting from 1 within the model: stable and unique.
+    pub name: String,
+    pub model_name: String,
+    pub api_type: ApiType,
+    /// Base URL without a trailing slash, e.g. `https://api.openai.com/v1`.
+    pub api_base: String,
+    pub api_key: Option<Secret>,
+    /// The model name sent upstream; `None` forwards the client's.
+    pub upstream_model: Option<String>,
+    pub request_timeout: Duration,
+    pub supports_reasoning: bool,
+}
+
+impl Backend {
+    /// The URL for an endpoint path such as `/chat/completions`.
+    pub fn url(&self, endpoint: &str) -> String {
+        let mut url = String::with_capacity(self.api_base.len() + endpoint.len());
+        url.push_str(&self.api_base);
+        url.push_str(endpoint);
+        url
+    }
+}
+
+/// A secret string: never printed, never serialized.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that needs it (an outgoing header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// Everything wrong with a config file, each line with its key path.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    pub file: String,
+    pub errors: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {e}", self.file)?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads `path` and the `.env` beside it.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let fail = |e: String| ConfigError {
+            file: file.clone(),
+            errors: vec![e],
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        let dir = path.parent().unwrap_or_else(|| Path::new("."));
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let env = Env::for_config_dir(dir).map_err(|e| fail(e))?;
+        Config::from_yaml(&text, Some(path), &env)
+    }
+
+    /// Parses config text with the given environment.
+    pub fn from_yaml(text: &str, path: Option<&Path>, env: &Env) -> Result<Config, ConfigError> {
+        let file = path.map_or_else(|| "<config>".to_string(), |p| p.display().to_string());
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+
+        let mut tree: Value = match serde_yaml::from_str(text) {
+            Ok(Value::Null) => Value::Mapping(Default::default()),
+            Ok(v) => v,
+            Err(e) => {
+                return Err(ConfigError {
+                    file,
+                    errors: vec![format!("not valid YAML: {e}")],
+                });
+            }
+        };
+        env::substitute_tree(&mut tree, env, &mut String::new(), &mut errors);
+        take_litellm_accepted(&mut tree, &mut warnings);
+        let raw = deserialize_collecting(tree, &mut errors);
+
+        let config = raw.and_then(|raw| resolve::resolve(raw, path, &mut errors, &mut warnings));
+        match config {
+            Some(mut c) if errors.is_empty() => {
+                c.warnings = warnings;
+                Ok(c)
+            }
+            _ => Err(ConfigError { file, errors }),
+        }
+    }
+
+    pub fn model(&self, name: &str) -> Option<&ModelConfig> {
+        self.models.iter().find(|m| m.name == name)
+    }
+}
+
+/// Deserializes the tree; each unknown key is reported with its path and the
+/// nearest known key, removed, and the rest tried again, so one run reports
+/// every typo. Any other error is reported and ends the attempt.
+fn deserialize_collecting(mut tree: Value, errors: &mut Vec<String>) -> Option<raw::RawConfig> {
+    for _ in 0..200 {
+        match serde_path_to_error::deserialize::<_, raw::RawConfig>(tree.clone()) {
+            Ok(raw) => return Some(raw),
+            Err(e) => {
+                let path = e.path().to_string();
+                let msg = e.inner().to_string();
+                let Some(unknown) = msg
+                    .strip_prefix("unknown field `")
+                    .and_then(|r| r.split('`').next())
+                else {
+                    errors.push(format!("{path}: {msg}"));
+                    return None;
+                };
+                let expected: Vec<&str> = msg
+                    .split_once("expected")
+                    .map(|(_, r)| r.split('`').skip(1).step_by(2).collect())
+                    .unwrap_or_default();
+                let mut line = format!("{path}: unknown key `{unknown}`");
+                if let Some(s) = nearest(unknown, &expected) {
+                    line.push_str(&format!("; did you mean `{s}`?"));
+                } else if !expected.is_empty() {
+                    line.push_str(&format!("; known keys: {}", expected.join(", ")));
+                }
+                errors.push(line);
+                if !remove_at(&mut tree, e.path()) {
+                    return None;
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The candidate closest to `word`, when it is close enough to be a typo.
+pub fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(word, c), *c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+fn remove_at(tree: &mut Value, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let segs: Vec<&Segment> = path.iter().collect();
+    let Some((Segment::Map { key }, parents)) = segs.split_last() else {
+        return false;
+    };
+    let mut node = tree;
+    for seg in parents {
+        node = match (seg, node) {
+            (Segment::Map { key }, Value::Mapping(m)) => match m.get_mut(key.as_str()) {
+                Some(v) => v,
+                None => return false,
+            },
+            (Segment::Seq { index }, Value::Sequence(s)) => match s.get_mut(*index) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match node {
+        Value::Mapping(m) => m.remove(key.as_str()).is_some(),
+        _ => false,
+    }
+}
+
+/// Removes the LiteLLM keys yallmp accepts but does not implement yet, with
+/// one warning for each.
+fn take_litellm_accepted(tree: &mut Value, warnings: &mut Vec<String>) {
+    for (section, keys) in raw::LITELLM_ACCEPTED {
+        let segs: Vec<&str> = if section.is_empty() {
+            Vec::new()
+        } else {
+            section.split('.').collect()
+        };
+        take_in(tree, &segs, keys, String::new(), warnings);
+    }
+}
+
+fn take_in(
+    node: &mut Value,
+    segs: &[&str],
+    keys: &[&str],
+    path: String,
+    warnings: &mut Vec<String>,
+) {
+    match segs.split_first() {
+        None => {
+            if let Value::Mapping(m) = node {
+                for key in keys {
+                    if m.remove(*key).is_some() {
+                        let p = if path.is_empty() {
+                            (*key).to_string()
+                        } else {
+                            format!("{path}.{key}")
+                        };
+                        warnings.push(format!(
+                            "{p}: LiteLLM setting not implemented by yallmp; ignored"
+                        ));
+                    }
+                }
+            }
+        }
+        Some((&"*", rest)) => {
+            if let Value::Sequence(items) = node {
+                for (i, item) in items.iter_mut().enumerate() {
+                    take_in(item, rest, keys, format!("{path}[{i}]"), warnings);
+                }
+            }
+        }
+        Some((seg, rest)) => {
+            if let Value::Mapping(m) = node
+                && let Some(child) = m.get_mut(*seg)
+            {
+                let p = if path.is_empty() {
+                    (*seg).to_string()
+                } else {
+                    format!("{path}.{seg}")
+                };
+                take_in(child, rest, keys, p, warnings);
+            }
+        }
+    }
+}

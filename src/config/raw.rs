@@ -1,0 +1,201 @@
+//! The config file as written: serde types for both dialects (yallmp's
+//! `model_params` and LiteLLM's `litellm_params`). Defaults live here; every
+//! struct rejects unknown keys so typos are caught with their key path.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub model_list: Vec<RawModelEntry>,
+    #[serde(default)]
+    pub proxy_settings: RawProxySettings,
+    #[serde(default)]
+    pub router_settings: RawRouterSettings,
+    #[serde(default)]
+    pub general_settings: RawGeneralSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModelEntry {
+    pub model_name: String,
+    pub model_params: Option<RawModelParams>,
+    pub litellm_params: Option<RawModelParams>,
+    pub fallbacks: Option<OneOrMany>,
+}
+
+/// Backend parameters; the same keys in both dialects.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModelParams {
+    pub api_base: Option<String>,
+    pub api_key: Option<String>,
+    pub model: Option<String>,
+    pub target_model: Option<String>,
+    /// Seconds; LiteLLM calls it `timeout`.
+    #[serde(alias = "timeout")]
+    pub request_timeout: Option<f64>,
+    pub supports_reasoning: Option<bool>,
+    pub api_type: Option<String>,
+    pub fallbacks: Option<OneOrMany>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxySettings {
+    #[serde(default)]
+    pub server: RawServer,
+    pub enable_responses_endpoint: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: Option<u64>,
+    /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
+    pub shutdown_grace_period: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouterSettings {
+    pub num_retries: Option<u32>,
+    pub fallbacks: Option<RawFallbacks>,
+    /// Base of the jittered backoff between retries of one backend, ms.
+    pub retry_backoff_ms: Option<u64>,
+    /// Cap on an upstream's `Retry-After`, seconds.
+    pub max_retry_after: Option<f64>,
+}
+
+/// LiteLLM's `general_settings`; what yallmp does not implement is kept aside
+/// and warned about by the loader.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeneralSettings {
+    pub enable_responses_endpoint: Option<bool>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+}
+
+/// `fallbacks`: LiteLLM's list of single-key maps, or a plain map.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawFallbacks {
+    List(Vec<BTreeMap<String, OneOrMany>>),
+    Map(BTreeMap<String, OneOrMany>),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// LiteLLM keys that load with a warning instead of an error, by section.
+/// `*` stands for every item of a list.
+pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "litellm_settings",
+            "environment_variables",
+            "credential_list",
+            "callback_settings",
+            "guardrails",
+            "files_settings",
+            "assistant_settings",
+        ],
+    ),
+    ("model_list.*", &["model_info", "rpm", "tpm"]),
+    (
+        "model_list.*.litellm_params",
+        &[
+            "rpm",
+            "tpm",
+            "max_tokens",
+            "api_version",
+            "organization",
+            "max_retries",
+            "stream_timeout",
+            "custom_llm_provider",
+            "input_cost_per_token",
+            "output_cost_per_token",
+            "drop_params",
+            "weight",
+            "order",
+            "tags",
+            "region_name",
+            "merge_reasoning_content_in_choices",
+            "use_in_pass_through",
+        ],
+    ),
+    (
+        "router_settings",
+        &[
+            "routing_strategy",
+            "routing_strategy_args",
+            "allowed_fails",
+            "allowed_fails_policy",
+            "cooldown_time",
+            "timeout",
+            "retry_after",
+            "retry_policy",
+            "redis_host",
+            "redis_port",
+            "redis_password",
+            "redis_url",
+            "model_group_alias",
+            "context_window_fallbacks",
+            "content_policy_fallbacks",
+            "default_fallbacks",
+            "enable_pre_call_checks",
+            "cache_responses",
+            "set_verbose",
+            "disable_cooldowns",
+            "provider_budget_config",
+        ],
+    ),
+    (
+        "general_settings",
+        &[
+            "master_key",
+            "database_url",
+            "database_connection_pool_limit",
+            "store_model_in_db",
+            "alerting",
+            "alerting_threshold",
+            "proxy_batch_write_at",
+            "disable_spend_logs",
+            "disable_master_key_return",
+            "allowed_routes",
+            "public_routes",
+            "ui_access_mode",
+            "max_parallel_requests",
+            "global_max_parallel_requests",
+            "infer_model_from_keys",
+            "background_health_checks",
+            "health_check_interval",
+            "use_client_credentials_pass_through_routes",
+            "pass_through_endpoints",
+            "forward_openai_org_id",
+            "forward_client_headers_to_llm_api",
+        ],
+    ),
+];

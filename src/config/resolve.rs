@@ -1,0 +1,355 @@
+//! Raw file types → resolved [`Config`]: dialects merged, defaults applied,
+//! references between models checked.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::raw::{RawConfig, RawFallbacks, RawModelParams};
+use super::*;
+
+/// LiteLLM provider prefixes (`openai/gpt-4o`): the protocol and, where the
+/// provider has a public endpoint, the default `api_base`.
+const PROVIDERS: &[(&str, ApiType, Option<&str>)] = &[
+    ("openai", ApiType::Openai, Some("https://api.openai.com/v1")),
+    ("custom_openai", ApiType::Openai, None),
+    (
+        "text-completion-openai",
+        ApiType::Openai,
+        Some("https://api.openai.com/v1"),
+    ),
+    ("hosted_vllm", ApiType::Openai, None),
+    ("vllm", ApiType::Openai, None),
+    ("llamacpp", ApiType::Openai, None),
+    ("lm_studio", ApiType::Openai, None),
+    ("ollama", ApiType::Openai, None),
+    ("ollama_chat", ApiType::Openai, None),
+    (
+        "deepseek",
+        ApiType::Openai,
+        Some("https://api.deepseek.com/v1"),
+    ),
+    (
+        "moonshot",
+        ApiType::Openai,
+        Some("https://api.moonshot.ai/v1"),
+    ),
+    (
+        "openrouter",
+        ApiType::Openai,
+        Some("https://openrouter.ai/api/v1"),
+    ),
+    (
+        "groq",
+        ApiType::Openai,
+        Some("https://api.groq.com/openai/v1"),
+    ),
+    (
+        "mistral",
+        ApiType::Openai,
+        Some("https://api.mistral.ai/v1"),
+    ),
+    ("xai", ApiType::Openai, Some("https://api.x.ai/v1")),
+    (
+        "together_ai",
+        ApiType::Openai,
+        Some("https://api.together.xyz/v1"),
+    ),
+    (
+        "fireworks_ai",
+        ApiType::Openai,
+        Some("https://api.fireworks.ai/inference/v1"),
+    ),
+    ("zai", ApiType::Openai, Some("https://api.z.ai/api/paas/v4")),
+    (
+        "minimax",
+        ApiType::Openai,
+        Some("https://api.minimax.io/v1"),
+    ),
+    (
+        "anthropic",
+        ApiType::Anthropic,
+        Some("https://api.anthropic.com"),
+    ),
+];
+
+const API_TYPES: &[&str] = &["openai", "anthropic", "stub"];
+
+pub(super) fn resolve(
+    raw: RawConfig,
+    _path: Option<&Path>,
+    errors: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Option<Config> {
+    let start = errors.len();
+    let ps = raw.proxy_settings;
+    let gs = raw.general_settings;
+    if gs.host.is_some() || gs.port.is_some() {
+        warnings.push(
+            "general_settings.host/port: read as the listen address (proxy_settings.server takes precedence)"
+                .to_string(),
+        );
+    }
+    let server = ServerSettings {
+        host: ps
+            .server
+            .host
+            .or(gs.host)
+            .unwrap_or_else(|| DEFAULT_HOST.to_string()),
+        port: ps.server.port.or(gs.port).unwrap_or(DEFAULT_PORT),
+        max_body_bytes: ps.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        shutdown_grace: seconds(
+            ps.server.shutdown_grace_period,
+            DEFAULT_SHUTDOWN_GRACE,
+            "proxy_settings.server.shutdown_grace_period",
+            errors,
+        ),
+    };
+    let rs = raw.router_settings;
+    let router = RouterSettings {
+        num_retries: rs.num_retries.unwrap_or(0),
+        retry_backoff: Duration::from_millis(rs.retry_backoff_ms.unwrap_or(100)),
+        max_retry_after: seconds(
+            rs.max_retry_after,
+            Duration::from_secs(10),
+            "router_settings.max_retry_after",
+            errors,
+        ),
+    };
+
+    let mut models: Vec<ModelConfig> = Vec::new();
+    for (i, entry) in raw.model_list.into_iter().enumerate() {
+        let at = format!("model_list[{i}]");
+        let name = entry.model_name.trim().to_string();
+        if name.is_empty() {
+            errors.push(format!("{at}.model_name: must not be empty"));
+            continue;
+        }
+        let (params, key, litellm) = match (entry.model_params, entry.litellm_params) {
+            (Some(p), None) => (p, "model_params", false),
+            (None, Some(p)) => (p, "litellm_params", true),
+            (Some(_), Some(_)) => {
+                errors.push(format!(
+                    "{at}: has both model_params and litellm_params; keep one"
+                ));
+                continue;
+            }
+            (None, None) => {
+                errors.push(format!("{at}: needs model_params (or litellm_params)"));
+                continue;
+            }
+        };
+        let mut fallbacks = entry.fallbacks.map(|f| f.into_vec()).unwrap_or_default();
+        let idx = match models.iter().position(|m| m.name == name) {
+            Some(idx) => idx,
+            None => {
+                models.push(ModelConfig {
+                    name: name.clone(),
+                    backends: Vec::new(),
+                    fallbacks: Vec::new(),
+                });
+                models.len() - 1
+            }
+        };
+        let n = models[idx].backends.len() + 1;
+        if let Some(backend) = backend(
+            &name,
+            n,
+            params,
+            &format!("{at}.{key}"),
+            litellm,
+            &mut fallbacks,
+            errors,
+        ) {
+            models[idx].backends.push(Arc::new(backend));
+        }
+        push_unique(&mut models[idx].fallbacks, fallbacks);
+    }
+
+    // Router-level fallbacks come first, then per-model ones.
+    let mut router_fallbacks: Vec<(String, String, Vec<String>)> = Vec::new();
+    match rs.fallbacks {
+        Some(RawFallbacks::List(list)) => {
+            for (i, map) in list.into_iter().enumerate() {
+                for (k, v) in map {
+                    router_fallbacks.push((
+                        format!("router_settings.fallbacks[{i}].{k}"),
+                        k,
+                        v.into_vec(),
+                    ));
+                }
+            }
+        }
+        Some(RawFallbacks::Map(map)) => {
+            for (k, v) in map {
+                router_fallbacks.push((format!("router_settings.fallbacks.{k}"), k, v.into_vec()));
+            }
+        }
+        None => {}
+    }
+    let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    for (at, from, to) in router_fallbacks {
+        match models.iter_mut().find(|m| m.name == from) {
+            Some(m) => {
+                let mut merged = to;
+                push_unique(&mut merged, std::mem::take(&mut m.fallbacks));
+                m.fallbacks = merged;
+            }
+            None => errors.push(unknown_model(&at, &from, &name_refs)),
+        }
+    }
+    for m in &models {
+        for (j, f) in m.fallbacks.iter().enumerate() {
+            if !names.contains(f) {
+                errors.push(unknown_model(
+                    &format!("fallbacks of `{}` [{j}]", m.name),
+                    f,
+                    &name_refs,
+                ));
+            } else if *f == m.name {
+                warnings.push(format!(
+                    "model `{}` lists itself as a fallback; ignored",
+                    m.name
+                ));
+            }
+        }
+    }
+    for m in &mut models {
+        let own = m.name.clone();
+        m.fallbacks.retain(|f| *f != own);
+    }
+
+    if errors.len() > start {
+        return None;
+    }
+    Some(Config {
+        path: _path.map(Path::to_path_buf),
+        server,
+        enable_responses_endpoint: ps
+            .enable_responses_endpoint
+            .or(gs.enable_responses_endpoint)
+            .unwrap_or(false),
+        router,
+        models,
+        warnings: Vec::new(),
+    })
+}
+
+fn backend(
+    model_name: &str,
+    n: usize,
+    p: RawModelParams,
+    at: &str,
+    litellm: bool,
+    fallbacks: &mut Vec<String>,
+    errors: &mut Vec<String>,
+) -> Option<Backend> {
+    let start = errors.len();
+    if let Some(f) = p.fallbacks {
+        push_unique(fallbacks, f.into_vec());
+    }
+    // LiteLLM names the provider in front of the model: `openai/gpt-4o`.
+    let mut provider: Option<&(&str, ApiType, Option<&str>)> = None;
+    let mut model = p.model.filter(|m| !m.trim().is_empty());
+    if litellm
+        && let Some(m) = &model
+        && let Some((prefix, rest)) = m.split_once('/')
+        && let Some(found) = PROVIDERS.iter().find(|(name, _, _)| *name == prefix)
+    {
+        provider = Some(found);
+        model = Some(rest.to_string());
+    }
+    let api_type = match p.api_type.as_deref() {
+        None => provider.map_or(ApiType::Openai, |p| p.1),
+        Some("openai") => ApiType::Openai,
+        Some("anthropic") => ApiType::Anthropic,
+        Some("stub") => ApiType::Stub,
+        Some(other) => {
+            let hint = nearest(other, API_TYPES)
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            errors.push(format!(
+                "{at}.api_type: unknown api_type `{other}` (one of: {}){hint}",
+                API_TYPES.join(", ")
+            ));
+            ApiType::Openai
+        }
+    };
+    let api_base = match p
+        .api_base
+        .map(|s| s.trim().trim_end_matches('/').to_string())
+    {
+        Some(b) if !b.is_empty() => {
+            if !(b.starts_with("http://") || b.starts_with("https://")) {
+                errors.push(format!(
+                    "{at}.api_base: `{b}` is not an http:// or https:// URL"
+                ));
+            }
+            b
+        }
+        _ => match (api_type, provider.and_then(|p| p.2)) {
+            (ApiType::Stub, _) => "stub://local".to_string(),
+            (_, Some(default)) => default.to_string(),
+            _ => {
+                errors.push(format!(
+                    "{at}.api_base: required for api_type {}",
+                    api_type.as_str()
+                ));
+                String::new()
+            }
+        },
+    };
+    let request_timeout = seconds(
+        p.request_timeout,
+        DEFAULT_REQUEST_TIMEOUT,
+        &format!("{at}.request_timeout"),
+        errors,
+    );
+    if errors.len() > start {
+        return None;
+    }
+    Some(Backend {
+        name: format!("{model_name}#{n}"),
+        model_name: model_name.to_string(),
+        api_type,
+        api_base,
+        api_key: p.api_key.filter(|k| !k.is_empty()).map(Secret::new),
+        upstream_model: p.target_model.filter(|m| !m.trim().is_empty()).or(model),
+        request_timeout,
+        supports_reasoning: p.supports_reasoning.unwrap_or(false),
+    })
+}
+
+fn seconds(v: Option<f64>, default: Duration, at: &str, errors: &mut Vec<String>) -> Duration {
+    match v {
+        None => default,
+        Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Duration::from_secs_f64(s),
+        Some(s) => {
+            errors.push(format!(
+                "{at}: must be a positive number of seconds, got {s}"
+            ));
+            default
+        }
+    }
+}
+
+fn unknown_model(at: &str, name: &str, known: &[&str]) -> String {
+    let hint = nearest(name, known)
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default();
+    format!(
+        "{at}: unknown model `{name}` (models: {}){hint}",
+        known.join(", ")
+    )
+}
+
+fn push_unique(into: &mut Vec<String>, items: Vec<String>) {
+    let mut seen: HashSet<String> = into.iter().cloned().collect();
+    for item in items {
+        if seen.insert(item.clone()) {
+            into.push(item);
+        }
+    }
+}

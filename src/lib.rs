@@ -1,0 +1,17 @@
+//! yallmp: a fast, faithful, debuggable LLM proxy.
+//!
+//! The library holds everything; `main.rs` only parses the command line.
+//! Tests start the proxy in-process with [`serve`] on port 0.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod live;
+pub mod pipeline;
+pub mod router;
+pub mod server;
+pub mod sse;
+pub mod upstream;
+
+pub use config::Config;
+pub use server::{Server, serve, serve_on};

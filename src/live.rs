@@ -1,0 +1,116 @@
+//! `Live`: everything a request reads, built whole from a [`Config`] and
+//! swapped in atomically (`ArcSwap`). A request loads one snapshot and keeps
+//! it to the end, so a reload never changes a request half way.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::config::{Backend, Config};
+
+/// One immutable snapshot.
+pub struct Live {
+    pub config: Arc<Config>,
+    /// Attempt order per model: its backends, then its fallbacks' backends.
+    plans: HashMap<String, Arc<[Arc<Backend>]>>,
+    /// The `GET /v1/models` body.
+    pub models_json: Bytes,
+    /// Model names in config order.
+    pub model_names: Vec<String>,
+    /// Model order used when resolving fallbacks (for display).
+    pub fallback_chains: HashMap<String, Vec<String>>,
+}
+
+impl Live {
+    pub fn new(config: Config) -> Live {
+        let created = chrono::Utc::now().timestamp();
+        let model_names: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
+        let data: Vec<_> = model_names
+            .iter()
+            .map(|name| json!({"id": name, "object": "model", "created": created, "owned_by": "yallmp"}))
+            .collect();
+        let models_json = Bytes::from(json!({"object": "list", "data": data}).to_string());
+        let mut plans = HashMap::new();
+        let mut fallback_chains = HashMap::new();
+        for m in &config.models {
+            let chain = fallback_chain(&config, &m.name);
+            let plan: Vec<Arc<Backend>> = chain
+                .iter()
+                .filter_map(|name| config.model(name))
+                .flat_map(|mc| mc.backends.iter().cloned())
+                .collect();
+            plans.insert(m.name.clone(), plan.into());
+            fallback_chains.insert(m.name.clone(), chain[1..].to_vec());
+        }
+        Live {
+            config: Arc::new(config),
+            plans,
+            models_json,
+            model_names,
+            fallback_chains,
+        }
+    }
+
+    /// The backends to try for `model`, in order.
+    pub fn plan(&self, model: &str) -> Option<Arc<[Arc<Backend>]>> {
+        self.plans.get(model).cloned()
+    }
+}
+
+/// `model`, then its fallbacks in order, then theirs (breadth first), each
+/// model once: cycles end where they would repeat.
+fn fallback_chain(config: &Config, model: &str) -> Vec<String> {
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut order = Vec::new();
+    let mut queue = VecDeque::from([model]);
+    while let Some(name) = queue.pop_front() {
+        if !seen.insert(name) {
+            continue;
+        }
+        order.push(name.to_string());
+        if let Some(m) = config.model(name) {
+            queue.extend(m.fallbacks.iter().map(String::as_str));
+        }
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Env;
+
+    #[test]
+    fn plan_follows_fallbacks_of_fallbacks_without_cycles() {
+        let yaml = r#"
+model_list:
+  - {model_name: a, model_params: {api_type: stub}}
+  - {model_name: a, model_params: {api_type: stub}}
+  - {model_name: b, model_params: {api_type: stub}}
+  - {model_name: c, model_params: {api_type: stub}}
+  - {model_name: d, model_params: {api_type: stub}}
+router_settings:
+  fallbacks: [{a: [b, c]}, {b: [d, a]}, {d: [a]}]
+"#;
+        let config =
+            Config::from_yaml(yaml, None, &Env::isolated::<[(&str, &str); 0], _, _>([])).unwrap();
+        let live = Live::new(config);
+        let names: Vec<String> = live
+            .plan("a")
+            .unwrap()
+            .iter()
+            .map(|b| b.name.clone())
+            .collect();
+        assert_eq!(names, ["a#1", "a#2", "b#1", "c#1", "d#1"]);
+        let names: Vec<String> = live
+            .plan("d")
+            .unwrap()
+            .iter()
+            .map(|b| b.name.clone())
+            .collect();
+        assert_eq!(names, ["d#1", "a#1", "a#2", "b#1", "c#1"]);
+        assert!(live.plan("zzz").is_none());
+    }
+}

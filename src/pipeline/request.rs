@@ -1,0 +1,275 @@
+//! The client's request body, parsed once: the top-level fields of the JSON
+//! object as raw slices of the original bytes. The proxy reads what it needs
+//! (`model`, `stream`), rewrites only what a feature owns, and writes every
+//! other value back byte for byte. A body that needs no rewrite is forwarded
+//! as the original bytes.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::Bytes;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::config::Backend;
+
+/// Why a body cannot be proxied.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BodyError {
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("request body must be a JSON object")]
+    NotAnObject,
+    #[error("`model` is required")]
+    MissingModel,
+    #[error("`model` must be a string")]
+    ModelNotString,
+}
+
+/// A JSON object as its top-level keys and raw values, in order.
+#[derive(Debug)]
+pub struct RequestBody<'a> {
+    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> RequestBody<'a> {
+    /// Parses and validates `bytes` as one JSON object.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, BodyError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let fields = de.deserialize_any(FieldsVisitor).map_err(|e| {
+            if e.to_string() == NOT_OBJECT {
+                BodyError::NotAnObject
+            } else {
+                BodyError::InvalidJson(e.to_string())
+            }
+        })?;
+        de.end()
+            .map_err(|e| BodyError::InvalidJson(e.to_string()))?;
+        Ok(RequestBody { fields })
+    }
+
+    /// The raw value of a top-level key (the last one, if repeated).
+    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.fields
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| *v)
+    }
+
+    /// The `model` the client asked for.
+    pub fn model(&self) -> Result<String, BodyError> {
+        let raw = self.get("model").ok_or(BodyError::MissingModel)?;
+        match serde_json::from_str::<Cow<'_, str>>(raw.get()) {
+            Ok(m) if !m.is_empty() => Ok(m.into_owned()),
+            Ok(_) => Err(BodyError::MissingModel),
+            Err(_) if raw.get() == "null" => Err(BodyError::MissingModel),
+            Err(_) => Err(BodyError::ModelNotString),
+        }
+    }
+
+    /// `stream: true`.
+    pub fn stream(&self) -> bool {
+        self.get("stream").is_some_and(|v| v.get() == "true")
+    }
+
+    /// The body to send to `backend`: the original bytes when nothing
+    /// changes, else the object with `model` replaced and the reasoning switch
+    /// added, every other value untouched.
+    pub fn for_backend(&self, original: &Bytes, backend: &Backend) -> Bytes {
+        let new_model = backend
+            .upstream_model
+            .as_deref()
+            .filter(|m| self.get("model").is_none_or(|raw| !json_str_eq(raw, m)));
+        let add_thinking = backend.supports_reasoning && self.get("thinking").is_none();
+        if new_model.is_none() && !add_thinking {
+            return original.clone();
+        }
+        let mut out = Vec::with_capacity(original.len() + 48);
+        out.push(b'{');
+        let mut first = true;
+        let mut sep = |out: &mut Vec<u8>| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+        };
+        for (k, v) in &self.fields {
+            sep(&mut out);
+            write_key(&mut out, k);
+            match new_model {
+                Some(m) if k == "model" => write_string(&mut out, m),
+                _ => out.extend_from_slice(v.get().as_bytes()),
+            }
+        }
+        if add_thinking {
+            sep(&mut out);
+            out.extend_from_slice(br#""thinking":{"type":"enabled"}"#);
+        }
+        out.push(b'}');
+        Bytes::from(out)
+    }
+}
+
+fn json_str_eq(raw: &RawValue, s: &str) -> bool {
+    serde_json::from_str::<Cow<'_, str>>(raw.get()).is_ok_and(|v| v == s)
+}
+
+fn write_key(out: &mut Vec<u8>, k: &str) {
+    write_string(out, k);
+    out.push(b':');
+}
+
+fn write_string(out: &mut Vec<u8>, s: &str) {
+    // serde_json's string escaping cannot fail when writing into a Vec.
+    if serde_json::to_writer(&mut *out, s).is_err() {
+        out.extend_from_slice(b"\"\"");
+    }
+}
+
+const NOT_OBJECT: &str = "yallmp: not an object";
+
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let value: &'de RawValue = map.next_value()?;
+            fields.push((key.0, value));
+        }
+        Ok(fields)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(de::Error::custom(NOT_OBJECT))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+}
+
+/// A key borrowed from the input when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ApiType, Backend};
+    use std::time::Duration;
+
+    fn backend(model: Option<&str>, reasoning: bool) -> Backend {
+        Backend {
+            name: "m#1".into(),
+            model_name: "m".into(),
+            api_type: ApiType::Openai,
+            api_base: "http://x".into(),
+            api_key: None,
+            upstream_model: model.map(String::from),
+            request_timeout: Duration::from_secs(1),
+            supports_reasoning: reasoning,
+        }
+    }
+
+    #[test]
+    fn reads_model_and_stream() {
+        let b =
+            RequestBody::parse(br#"{"model":"a\u0062","stream":true,"x":[1,{"y":null}]}"#).unwrap();
+        assert_eq!(b.model().unwrap(), "ab");
+        assert!(b.stream());
+        assert!(
+            !RequestBody::parse(br#"{"model":"a","stream":false}"#)
+                .unwrap()
+                .stream()
+        );
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            RequestBody::parse(b"[1]").unwrap_err(),
+            BodyError::NotAnObject
+        );
+        assert!(matches!(
+            RequestBody::parse(b"{").unwrap_err(),
+            BodyError::InvalidJson(_)
+        ));
+        assert!(matches!(
+            RequestBody::parse(b"{} x").unwrap_err(),
+            BodyError::InvalidJson(_)
+        ));
+        assert_eq!(
+            RequestBody::parse(b"{}").unwrap().model().unwrap_err(),
+            BodyError::MissingModel
+        );
+        assert_eq!(
+            RequestBody::parse(br#"{"model":3}"#)
+                .unwrap()
+                .model()
+                .unwrap_err(),
+            BodyError::ModelNotString
+        );
+    }
+
+    #[test]
+    fn untouched_when_nothing_to_rewrite() {
+        let raw = Bytes::from_static(b"{ \"model\" : \"m\",\n \"z\": 1.50 }");
+        let b = RequestBody::parse(&raw).unwrap();
+        assert_eq!(b.for_backend(&raw, &backend(None, false)), raw);
+        assert_eq!(b.for_backend(&raw, &backend(Some("m"), false)), raw);
+    }
+
+    #[test]
+    fn rewrites_model_and_adds_thinking_keeping_values_exact() {
+        let raw = Bytes::from_static(b"{\"model\":\"m\",\"z\": 1.50e0, \"u\":\"\\u00e9\"}");
+        let b = RequestBody::parse(&raw).unwrap();
+        let out = b.for_backend(&raw, &backend(Some("up/\"x\""), true));
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"model":"up/\"x\"","z":1.50e0,"u":"\u00e9","thinking":{"type":"enabled"}}"#
+        );
+        let raw = Bytes::from_static(br#"{"model":"m","thinking":{"type":"disabled"}}"#);
+        let b = RequestBody::parse(&raw).unwrap();
+        assert_eq!(b.for_backend(&raw, &backend(None, true)), raw);
+    }
+}

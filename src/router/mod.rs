@@ -1,0 +1,337 @@
+//! The Router: runs a request's attempt plan (every backend of the model with
+//! `1 + num_retries` attempts, then the fallback models' backends), decides
+//! after each answer whether to retry, skip to the next backend, or stop, and
+//! peeks the first event of a stream before committing to it.
+
+pub mod stream;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+
+use crate::config::{Backend, RouterSettings};
+use crate::pipeline::request::RequestBody;
+use crate::upstream::{self, Endpoint, UpstreamError, UpstreamResponse};
+use stream::{Peek, SseSource};
+
+/// One try at one backend, for the error message and the request log.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub backend: String,
+    pub url: String,
+    pub upstream_model: Option<String>,
+    /// 1-based, per backend.
+    pub attempt: u32,
+    pub status: Option<u16>,
+    pub latency: Duration,
+    pub error: Option<String>,
+}
+
+/// An answer the client gets.
+pub enum Answer {
+    /// A whole body: a success, or a client error passed through as it is.
+    Complete {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        backend: Arc<Backend>,
+    },
+    /// An event stream whose first event has arrived and is not an error.
+    Stream {
+        status: StatusCode,
+        headers: HeaderMap,
+        first: Vec<Bytes>,
+        rest: SseSource,
+        backend: Arc<Backend>,
+    },
+}
+
+/// Why the last attempt failed, when every attempt did.
+#[derive(Debug)]
+pub enum LastFailure {
+    /// An HTTP error status with its body.
+    Http { status: StatusCode, body: Bytes },
+    /// A stream whose first event was an error object.
+    ErrorEvent { data: String },
+    /// No usable answer: connection, timeout, broken body.
+    Network(UpstreamError),
+}
+
+/// Every attempt failed.
+#[derive(Debug)]
+pub struct AllFailed {
+    pub last: LastFailure,
+}
+
+/// One request's trip through the router.
+pub struct Dispatch<'a> {
+    pub client: &'a reqwest::Client,
+    pub settings: &'a RouterSettings,
+    pub plan: &'a [Arc<Backend>],
+    pub endpoint: Endpoint,
+    pub body: &'a RequestBody<'a>,
+    pub raw: &'a Bytes,
+    pub headers: &'a HeaderMap,
+    pub request_id: &'a HeaderValue,
+    pub stream: bool,
+}
+
+enum Verdict {
+    Done(Answer),
+    /// Try this backend again if it has attempts left.
+    Retry(LastFailure, Option<Duration>),
+    /// Move to the next backend.
+    Skip(LastFailure),
+}
+
+impl Dispatch<'_> {
+    /// Runs the plan. The attempts made are pushed onto `attempts` as they
+    /// finish, so the caller has them whatever the outcome.
+    pub async fn run(&self, attempts: &mut Vec<Attempt>) -> Result<Answer, AllFailed> {
+        let tries = 1 + self.settings.num_retries;
+        let mut last = LastFailure::Network(UpstreamError::Unsupported("no backend to try".into()));
+        for backend in self.plan {
+            let body = self.body.for_backend(self.raw, backend);
+            let headers = upstream::outgoing_headers(self.headers, backend, self.request_id);
+            for n in 1..=tries {
+                let started = Instant::now();
+                let verdict = self.attempt(backend, headers.clone(), body.clone()).await;
+                let (status, error) = describe(&verdict);
+                attempts.push(Attempt {
+                    backend: backend.name.clone(),
+                    url: backend.url(self.endpoint.path()),
+                    upstream_model: backend.upstream_model.clone(),
+                    attempt: n,
+                    status,
+                    latency: started.elapsed(),
+                    error,
+                });
+                match verdict {
+                    Verdict::Done(answer) => return Ok(answer),
+                    Verdict::Skip(failure) => {
+                        last = failure;
+                        break;
+                    }
+                    Verdict::Retry(failure, retry_after) => {
+                        last = failure;
+                        if n < tries {
+                            tokio::time::sleep(self.backoff(n, retry_after)).await;
+                        }
+                    }
+                }
+            }
+        }
+        Err(AllFailed { last })
+    }
+
+    async fn attempt(&self, backend: &Arc<Backend>, headers: HeaderMap, body: Bytes) -> Verdict {
+        let response =
+            match upstream::send(self.client, backend, self.endpoint, headers, body).await {
+                Ok(r) => r,
+                Err(e @ UpstreamError::Unsupported(_)) => {
+                    return Verdict::Skip(LastFailure::Network(e));
+                }
+                Err(e) => return Verdict::Retry(LastFailure::Network(e), None),
+            };
+        let UpstreamResponse {
+            status,
+            headers,
+            mut body,
+        } = response;
+        let gap = backend.request_timeout;
+        if !status.is_success() {
+            let retry_after = retry_after(&headers);
+            let text = upstream::read_body(&mut body, gap)
+                .await
+                .unwrap_or_default();
+            if is_retryable(status) {
+                return Verdict::Retry(LastFailure::Http { status, body: text }, retry_after);
+            }
+            if is_skippable(status) {
+                return Verdict::Skip(LastFailure::Http { status, body: text });
+            }
+            // The request itself is bad: the client hears it as the backend said it.
+            return Verdict::Done(Answer::Complete {
+                status,
+                headers,
+                body: text,
+                backend: backend.clone(),
+            });
+        }
+        let is_sse = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.contains("event-stream"));
+        if self.stream && is_sse {
+            let mut source = SseSource::new(body, gap);
+            return match source.peek().await {
+                Ok(Peek::Events(first)) => Verdict::Done(Answer::Stream {
+                    status,
+                    headers,
+                    first,
+                    rest: source,
+                    backend: backend.clone(),
+                }),
+                Ok(Peek::ErrorEvent(data)) => {
+                    Verdict::Retry(LastFailure::ErrorEvent { data }, None)
+                }
+                Ok(Peek::Empty) => Verdict::Retry(
+                    LastFailure::Network(UpstreamError::Body(
+                        "stream closed before the first event".into(),
+                    )),
+                    None,
+                ),
+                Err(e) => Verdict::Retry(LastFailure::Network(e), None),
+            };
+        }
+        match upstream::read_body(&mut body, gap).await {
+            Ok(text) if self.stream && stream::is_error_object(&String::from_utf8_lossy(&text)) => {
+                // A stream request answered with a JSON error and status 200.
+                Verdict::Retry(
+                    LastFailure::ErrorEvent {
+                        data: String::from_utf8_lossy(&text).into_owned(),
+                    },
+                    None,
+                )
+            }
+            Ok(text) => Verdict::Done(Answer::Complete {
+                status,
+                headers,
+                body: text,
+                backend: backend.clone(),
+            }),
+            Err(e) => Verdict::Retry(LastFailure::Network(e), None),
+        }
+    }
+
+    /// Jittered exponential backoff before retrying one backend, at least
+    /// the upstream's `Retry-After` (capped).
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let base = self.settings.retry_backoff.as_secs_f64() * 2f64.powi(attempt as i32 - 1);
+        let jittered = Duration::from_secs_f64((base * (0.5 + fastrand::f64())).min(5.0));
+        match retry_after {
+            Some(ra) => jittered.max(ra.min(self.settings.max_retry_after)),
+            None => jittered,
+        }
+    }
+}
+
+/// Connect errors, timeouts, 408, 409, 429 and 5xx: worth another try.
+pub fn is_retryable(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 409 | 429) || status.is_server_error()
+}
+
+/// 401, 403, 404 (and redirects): this backend will not do; try the next.
+pub fn is_skippable(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 401 | 403 | 404)
+        || status.is_redirection()
+        || status.is_informational()
+}
+
+/// `Retry-After` (seconds or an HTTP date) or `retry-after-ms`.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    let v = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e6)));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    (when.with_timezone(&chrono::Utc) - chrono::Utc::now())
+        .to_std()
+        .ok()
+}
+
+fn describe(v: &Verdict) -> (Option<u16>, Option<String>) {
+    match v {
+        Verdict::Done(Answer::Complete { status, body, .. }) => (
+            Some(status.as_u16()),
+            (!status.is_success()).then(|| short_error(body)),
+        ),
+        Verdict::Done(Answer::Stream { status, .. }) => (Some(status.as_u16()), None),
+        Verdict::Retry(f, _) | Verdict::Skip(f) => match f {
+            LastFailure::Http { status, body } => (Some(status.as_u16()), Some(short_error(body))),
+            LastFailure::ErrorEvent { data } => (
+                Some(200),
+                Some(format!("error event: {}", short_error(data.as_bytes()))),
+            ),
+            LastFailure::Network(e) => (None, Some(e.to_string())),
+        },
+    }
+}
+
+/// An upstream error body in a few words: its `error.message` if it has one.
+pub fn short_error(body: &[u8]) -> String {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            let e = v.get("error")?;
+            e.get("message")
+                .and_then(|m| m.as_str())
+                .or_else(|| e.as_str())
+                .map(str::to_string)
+        });
+    let text = message.unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
+    truncate(&text, 300)
+}
+
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        for s in [408, 409, 429, 500, 502, 503, 504] {
+            assert!(is_retryable(StatusCode::from_u16(s).unwrap()), "{s}");
+        }
+        for s in [401, 403, 404] {
+            let s = StatusCode::from_u16(s).unwrap();
+            assert!(is_skippable(s) && !is_retryable(s));
+        }
+        for s in [400, 413, 422] {
+            let s = StatusCode::from_u16(s).unwrap();
+            assert!(!is_skippable(s) && !is_retryable(s));
+        }
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", HeaderValue::from_static("150"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
+        let mut h = HeaderMap::new();
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        h.insert(header::RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn short_errors() {
+        assert_eq!(short_error(br#"{"error":{"message":"boom"}}"#), "boom");
+        assert_eq!(short_error(br#"{"error":"flat"}"#), "flat");
+        assert_eq!(short_error(b"  <html>bad</html> "), "<html>bad</html>");
+        assert_eq!(truncate("héllo", 2), "h…");
+    }
+}

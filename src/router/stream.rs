@@ -1,0 +1,166 @@
+//! An upstream event stream: peeked before the proxy commits to a backend,
+//! then relayed frame by frame with a bound on the gap between chunks.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::sse::{self, Decoder};
+use crate::upstream::{BodyStream, UpstreamError};
+
+/// Frames from an upstream body.
+pub struct SseSource {
+    body: BodyStream,
+    decoder: Decoder,
+    gap: Duration,
+    ended: bool,
+}
+
+/// What reading the start of a stream found.
+pub enum Peek {
+    /// Frames up to and including the first one with data, which is not an
+    /// error.
+    Events(Vec<Bytes>),
+    /// The first event is an error object; its data.
+    ErrorEvent(String),
+    /// The stream ended before any event.
+    Empty,
+}
+
+impl SseSource {
+    pub fn new(body: BodyStream, gap: Duration) -> Self {
+        SseSource {
+            body,
+            decoder: Decoder::new(),
+            gap,
+            ended: false,
+        }
+    }
+
+    /// Reads until the first frame that carries data (comments and
+    /// keep-alives before it are kept and relayed too).
+    pub async fn peek(&mut self) -> Result<Peek, UpstreamError> {
+        let mut frames = Vec::new();
+        while let Some(frame) = self.next_frame().await? {
+            let ev = sse::parse(&frame);
+            let Some(data) = ev.data.as_deref() else {
+                frames.push(frame);
+                continue;
+            };
+            if ev.event == Some("error") || is_error_object(data) {
+                return Ok(Peek::ErrorEvent(data.to_string()));
+            }
+            frames.push(frame);
+            return Ok(Peek::Events(frames));
+        }
+        Ok(if frames.is_empty() {
+            Peek::Empty
+        } else {
+            Peek::Events(frames)
+        })
+    }
+
+    /// The next frame; `Ok(None)` at the end of the stream. Bytes left over
+    /// at the end that do not close a frame come back as a last frame, as
+    /// they are.
+    pub async fn next_frame(&mut self) -> Result<Option<Bytes>, UpstreamError> {
+        loop {
+            if let Some(frame) = self.decoder.next_frame() {
+                return Ok(Some(frame));
+            }
+            if self.ended {
+                let rest = self.decoder.remainder();
+                if rest.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(None);
+                }
+                let rest = Bytes::copy_from_slice(rest);
+                self.decoder = Decoder::new();
+                return Ok(Some(rest));
+            }
+            match tokio::time::timeout(self.gap, self.body.next()).await {
+                Err(_) => return Err(UpstreamError::BodyTimeout(self.gap)),
+                Ok(None) => self.ended = true,
+                Ok(Some(Err(e))) => return Err(e),
+                Ok(Some(Ok(chunk))) => self.decoder.push(&chunk),
+            }
+        }
+    }
+}
+
+/// `{"error": ...}` with a non-null error, or `{"type": "error", ...}`.
+pub fn is_error_object(data: &str) -> bool {
+    let t = data.trim_start();
+    if !t.starts_with('{') || !t.contains("\"error\"") {
+        return false;
+    }
+    match serde_json::from_str::<serde_json::Value>(t) {
+        Ok(v) => {
+            v.get("error").is_some_and(|e| !e.is_null())
+                || v.get("type").and_then(|t| t.as_str()) == Some("error")
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(chunks: Vec<&'static [u8]>) -> SseSource {
+        let body = futures::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, UpstreamError>(Bytes::from_static(c))),
+        )
+        .boxed();
+        SseSource::new(body, Duration::from_secs(1))
+    }
+
+    #[tokio::test]
+    async fn peek_keeps_comments_and_first_event() {
+        let mut s = source(vec![b": hi\n\nda", b"ta: {\"a\":1}\n\ndata: [DONE]\n\n"]);
+        let Peek::Events(frames) = s.peek().await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            frames,
+            vec![
+                Bytes::from_static(b": hi\n\n"),
+                Bytes::from_static(b"data: {\"a\":1}\n\n")
+            ]
+        );
+        assert_eq!(
+            s.next_frame().await.unwrap().unwrap(),
+            Bytes::from_static(b"data: [DONE]\n\n")
+        );
+        assert!(s.next_frame().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn peek_sees_error_first() {
+        let mut s = source(vec![b"data: {\"error\":{\"message\":\"overloaded\"}}\n\n"]);
+        assert!(matches!(s.peek().await.unwrap(), Peek::ErrorEvent(m) if m.contains("overloaded")));
+        let mut s = source(vec![b"event: error\ndata: {\"type\":\"error\"}\n\n"]);
+        assert!(matches!(s.peek().await.unwrap(), Peek::ErrorEvent(_)));
+        let mut s = source(vec![]);
+        assert!(matches!(s.peek().await.unwrap(), Peek::Empty));
+    }
+
+    #[tokio::test]
+    async fn leftover_bytes_come_back_as_they_are() {
+        let mut s = source(vec![b"data: 1\n\ndata: 2"]);
+        assert_eq!(&s.next_frame().await.unwrap().unwrap()[..], b"data: 1\n\n");
+        assert_eq!(&s.next_frame().await.unwrap().unwrap()[..], b"data: 2");
+        assert!(s.next_frame().await.unwrap().is_none());
+    }
+
+    #[test]
+    fn error_objects() {
+        assert!(is_error_object(r#"{"error":{"message":"x"}}"#));
+        assert!(!is_error_object(r#"{"error":null,"choices":[]}"#));
+        assert!(!is_error_object(
+            r#"{"choices":[{"delta":{"content":"\"error\""}}]}"#
+        ));
+    }
+}

@@ -1,0 +1,147 @@
+//! Running the proxy: bind, serve, and shut down gracefully (stop accepting,
+//! let in-flight requests and streams finish within the grace period).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState, Shared};
+use crate::config::Config;
+use crate::live::Live;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: io::Error },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// A running proxy.
+pub struct Server {
+    addr: SocketAddr,
+    state: Shared,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Starts the proxy on the config's host and port (port 0 picks a free one).
+pub async fn serve(config: Config) -> Result<Server, ServeError> {
+    let addr = format!("{}:{}", config.server.host, config.server.port);
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    serve_on(listener, config)
+}
+
+/// Starts the proxy on a listener the caller bound.
+pub fn serve_on(listener: TcpListener, config: Config) -> Result<Server, ServeError> {
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: "listener".into(),
+        source,
+    })?;
+    let client = crate::upstream::client().map_err(|e| ServeError::Client(e.to_string()))?;
+    let grace = config.server.shutdown_grace;
+    let state: Shared = Arc::new(AppState {
+        live: ArcSwap::from_pointee(Live::new(config)),
+        client,
+        started: Instant::now(),
+    });
+    let app = api::router(state.clone());
+    let (stop, mut stopped) = watch::channel(false);
+    let mut grace_rx = stop.subscribe();
+    let task = tokio::spawn(async move {
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let server = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        });
+        let grace_over = async move {
+            let _ = grace_rx.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = server => {
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "server stopped with an error");
+                }
+            }
+            _ = grace_over => {
+                tracing::warn!(grace = ?grace, "grace period over; closing the connections still open");
+            }
+        }
+    });
+    Ok(Server {
+        addr,
+        state,
+        stop,
+        task,
+    })
+}
+
+impl Server {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The shared state (live snapshot, client).
+    pub fn state(&self) -> &Shared {
+        &self.state
+    }
+
+    /// Stops accepting and waits until in-flight requests finish or the
+    /// grace period ends.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Waits for SIGINT or SIGTERM, then shuts down.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("shutting down: no new connections; waiting for in-flight requests");
+        let started = Instant::now();
+        self.shutdown().await;
+        tracing::info!(took = ?started.elapsed(), "stopped");
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

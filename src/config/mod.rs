@@ -176,7 +176,7 @@ impl Config {
         } else {
             dir
         };
-        let env = Env::for_config_dir(dir).map_err(|e| fail(e))?;
+        let env = Env::for_config_dir(dir).map_err(fail)?;
         Config::from_yaml(&text, Some(path), &env)
     }
 

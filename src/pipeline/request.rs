@@ -37,7 +37,7 @@ impl<'a> RequestBody<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self, BodyError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let fields = de.deserialize_any(FieldsVisitor).map_err(|e| {
-            if e.to_string() == NOT_OBJECT {
+            if e.to_string().starts_with(NOT_OBJECT) {
                 BodyError::NotAnObject
             } else {
                 BodyError::InvalidJson(e.to_string())

@@ -119,6 +119,8 @@ pub(super) fn resolve(
     };
 
     let mut models: Vec<ModelConfig> = Vec::new();
+    // (key path, model, its fallbacks) from every place fallbacks are written.
+    let mut fallback_refs: Vec<(String, String, Vec<String>)> = Vec::new();
     for (i, entry) in raw.model_list.into_iter().enumerate() {
         let at = format!("model_list[{i}]");
         let name = entry.model_name.trim().to_string();
@@ -140,7 +142,9 @@ pub(super) fn resolve(
                 continue;
             }
         };
-        let mut fallbacks = entry.fallbacks.map(|f| f.into_vec()).unwrap_or_default();
+        if let Some(f) = entry.fallbacks {
+            fallback_refs.push((format!("{at}.fallbacks"), name.clone(), f.into_vec()));
+        }
         let idx = match models.iter().position(|m| m.name == name) {
             Some(idx) => idx,
             None => {
@@ -153,27 +157,26 @@ pub(super) fn resolve(
             }
         };
         let n = models[idx].backends.len() + 1;
-        if let Some(backend) = backend(
-            &name,
-            n,
-            params,
-            &format!("{at}.{key}"),
-            litellm,
-            &mut fallbacks,
-            errors,
-        ) {
+        let at = format!("{at}.{key}");
+        if let Some(f) = &params.fallbacks {
+            fallback_refs.push((
+                format!("{at}.fallbacks"),
+                name.clone(),
+                f.clone().into_vec(),
+            ));
+        }
+        if let Some(backend) = backend(&name, n, params, &at, litellm, errors) {
             models[idx].backends.push(Arc::new(backend));
         }
-        push_unique(&mut models[idx].fallbacks, fallbacks);
     }
 
     // Router-level fallbacks come first, then per-model ones.
-    let mut router_fallbacks: Vec<(String, String, Vec<String>)> = Vec::new();
+    let mut router_refs: Vec<(String, String, Vec<String>)> = Vec::new();
     match rs.fallbacks {
         Some(RawFallbacks::List(list)) => {
             for (i, map) in list.into_iter().enumerate() {
                 for (k, v) in map {
-                    router_fallbacks.push((
+                    router_refs.push((
                         format!("router_settings.fallbacks[{i}].{k}"),
                         k,
                         v.into_vec(),
@@ -183,42 +186,31 @@ pub(super) fn resolve(
         }
         Some(RawFallbacks::Map(map)) => {
             for (k, v) in map {
-                router_fallbacks.push((format!("router_settings.fallbacks.{k}"), k, v.into_vec()));
+                router_refs.push((format!("router_settings.fallbacks.{k}"), k, v.into_vec()));
             }
         }
         None => {}
     }
     let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    for (at, from, to) in router_fallbacks {
-        match models.iter_mut().find(|m| m.name == from) {
-            Some(m) => {
-                let mut merged = to;
-                push_unique(&mut merged, std::mem::take(&mut m.fallbacks));
-                m.fallbacks = merged;
-            }
-            None => errors.push(unknown_model(&at, &from, &name_refs)),
-        }
-    }
-    for m in &models {
-        for (j, f) in m.fallbacks.iter().enumerate() {
-            if !names.contains(f) {
-                errors.push(unknown_model(
-                    &format!("fallbacks of `{}` [{j}]", m.name),
-                    f,
-                    &name_refs,
-                ));
-            } else if *f == m.name {
+    for (at, from, to) in router_refs.into_iter().chain(fallback_refs) {
+        let Some(m) = models.iter_mut().find(|m| m.name == from) else {
+            errors.push(unknown_model(&at, &from, &name_refs));
+            continue;
+        };
+        let mut valid = Vec::with_capacity(to.len());
+        for (j, target) in to.into_iter().enumerate() {
+            if !names.contains(&target) {
+                errors.push(unknown_model(&format!("{at}[{j}]"), &target, &name_refs));
+            } else if target == from {
                 warnings.push(format!(
-                    "model `{}` lists itself as a fallback; ignored",
-                    m.name
+                    "{at}: model `{from}` lists itself as a fallback; ignored"
                 ));
+            } else {
+                valid.push(target);
             }
         }
-    }
-    for m in &mut models {
-        let own = m.name.clone();
-        m.fallbacks.retain(|f| *f != own);
+        push_unique(&mut m.fallbacks, valid);
     }
 
     if errors.len() > start {
@@ -243,13 +235,9 @@ fn backend(
     p: RawModelParams,
     at: &str,
     litellm: bool,
-    fallbacks: &mut Vec<String>,
     errors: &mut Vec<String>,
 ) -> Option<Backend> {
     let start = errors.len();
-    if let Some(f) = p.fallbacks {
-        push_unique(fallbacks, f.into_vec());
-    }
     // LiteLLM names the provider in front of the model: `openai/gpt-4o`.
     let mut provider: Option<&(&str, ApiType, Option<&str>)> = None;
     let mut model = p.model.filter(|m| !m.trim().is_empty());

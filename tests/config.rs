@@ -314,14 +314,13 @@ fn check_command_prints_the_table_with_keys_redacted_or_fails_with_errors() {
 }
 
 #[test]
-fn shipped_configs_load() {
-    for path in ["configs/config.yaml"] {
-        let c = Config::load(std::path::Path::new(path)).unwrap_or_else(|e| panic!("{e}"));
-        assert!(!c.models.is_empty());
-        assert!(
-            c.models
-                .iter()
-                .all(|m| m.backends.iter().all(|b| b.api_type == ApiType::Stub))
-        );
-    }
+fn shipped_config_loads_with_stub_backends_only() {
+    let c =
+        Config::load(std::path::Path::new("configs/config.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!c.models.is_empty());
+    assert!(
+        c.models
+            .iter()
+            .all(|m| m.backends.iter().all(|b| b.api_type == ApiType::Stub))
+    );
 }

@@ -4,6 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -14,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState, Shared};
 use crate::config::Config;
 use crate::live::Live;
+use crate::reqlog::Writer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -21,6 +23,8 @@ pub enum ServeError {
     Bind { addr: String, source: io::Error },
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    #[error(transparent)]
+    Log(#[from] crate::reqlog::StartError),
 }
 
 /// A running proxy.
@@ -29,6 +33,7 @@ pub struct Server {
     state: Shared,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    writer: Option<Writer>,
 }
 
 /// Starts the proxy on the config's host and port (port 0 picks a free one).
@@ -37,21 +42,26 @@ pub async fn serve(config: Config) -> Result<Server, ServeError> {
     let listener = TcpListener::bind(&addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
-    serve_on(listener, config)
+    serve_on(listener, config).await
 }
 
 /// Starts the proxy on a listener the caller bound.
-pub fn serve_on(listener: TcpListener, config: Config) -> Result<Server, ServeError> {
+/// The request log's sinks are opened first: an unusable log directory or
+/// database fails here, before anything is served.
+pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, ServeError> {
     let addr = listener.local_addr().map_err(|source| ServeError::Bind {
         addr: "listener".into(),
         source,
     })?;
     let client = crate::upstream::client().map_err(|e| ServeError::Client(e.to_string()))?;
     let grace = config.server.shutdown_grace;
+    let (log, writer) = crate::reqlog::start(&config).await?;
     let state: Shared = Arc::new(AppState {
         live: ArcSwap::from_pointee(Live::new(config)),
         client,
         started: Instant::now(),
+        log,
+        shutting_down: Arc::new(AtomicBool::new(false)),
     });
     let app = api::router(state.clone());
     let (stop, mut stopped) = watch::channel(false);
@@ -87,6 +97,7 @@ pub fn serve_on(listener: TcpListener, config: Config) -> Result<Server, ServeEr
         state,
         stop,
         task,
+        writer,
     })
 }
 
@@ -108,9 +119,19 @@ impl Server {
 
     /// Stops accepting and waits until in-flight requests finish or the
     /// grace period ends.
+    /// Then the request log writes everything queued.
     pub async fn shutdown(self) {
+        self.state.shutting_down.store(true, Ordering::Relaxed);
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        if let Some(w) = self.writer {
+            w.finish().await;
+        }
+    }
+
+    /// The request log's database, when it writes to one.
+    pub fn log_db(&self) -> Option<&crate::reqlog::db::Db> {
+        self.writer.as_ref().and_then(|w| w.db())
     }
 
     /// Waits for SIGINT or SIGTERM, then shuts down.

@@ -248,7 +248,8 @@ async fn dotenv_beside_the_config_is_loaded_and_used() {
         ),
     )
     .unwrap();
-    let config = Config::load(&dir.path().join("config.yaml")).unwrap();
+    let mut config = Config::load(&dir.path().join("config.yaml")).unwrap();
+    isolate_logs(&mut config);
     let server = yallmp::serve(config).await.unwrap();
     let (status, _, _) = post(&server, "/v1/chat/completions", &json!({"model": "m"})).await;
     assert_eq!(status, 200);

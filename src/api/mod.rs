@@ -28,6 +28,10 @@ pub struct AppState {
     /// One pooled client for every upstream.
     pub client: reqwest::Client,
     pub started: Instant,
+    /// The request log.
+    pub log: crate::reqlog::RequestLog,
+    /// Set when shutdown begins (requests cut after it count as cancelled).
+    pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub type Shared = Arc<AppState>;

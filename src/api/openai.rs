@@ -6,7 +6,9 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -15,6 +17,7 @@ use serde_json::json;
 use super::error::ApiError;
 use super::{RequestId, Shared};
 use crate::pipeline::request::RequestBody;
+use crate::reqlog::{Outcome, RecordGuard};
 use crate::router::stream::SseSource;
 use crate::router::{Answer, Dispatch};
 use crate::sse;
@@ -79,22 +82,86 @@ fn json_body(status: StatusCode, body: Bytes) -> Response {
     r
 }
 
-/// The shared path of every proxied endpoint.
+/// The shared path of every proxied endpoint: the request is recorded
+/// whatever happens to it.
 async fn proxy(state: Shared, endpoint: Endpoint, req: Request) -> Result<Response, ApiError> {
-    let live = state.live.load_full();
     let (parts, body) = req.into_parts();
     let request_id = parts
         .extensions
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or(HeaderValue::from_static("unknown"));
+    let record = state.log.start(
+        request_id.to_str().unwrap_or("unknown").to_string(),
+        parts.method.to_string(),
+        parts.uri.path().to_string(),
+        parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0),
+        &parts.headers,
+    );
+    let mut guard = RecordGuard::new(record, state.log.clone(), state.shutting_down.clone());
+    match forward(&state, endpoint, parts, body, &request_id, &mut guard).await {
+        Ok(Forwarded::Complete(response, body)) => {
+            if let Some(r) = guard.record() {
+                r.status = Some(response.status().as_u16());
+                r.response_headers = Some(response.headers().clone());
+                r.response_body = Some(body);
+            }
+            let outcome = if response.status().is_success() {
+                Outcome::Ok
+            } else {
+                Outcome::ClientError
+            };
+            guard.finish(outcome);
+            Ok(response)
+        }
+        Ok(Forwarded::Stream(response)) => Ok(response),
+        Err(e) => {
+            if let Some(r) = guard.record() {
+                r.status = Some(e.status().as_u16());
+                r.response_body = Some(Bytes::from(e.body().to_string()));
+                r.error = Some(e.to_string());
+            }
+            let outcome = match &e {
+                ApiError::Upstream { .. } => Outcome::AllFailed,
+                e if e.status().is_client_error() => Outcome::ClientError,
+                _ => Outcome::UpstreamError,
+            };
+            guard.finish(outcome);
+            Err(e)
+        }
+    }
+}
+
+enum Forwarded {
+    /// A whole answer (and its body, for the record).
+    Complete(Response, Bytes),
+    /// A stream; the relay owns the record from here.
+    Stream(Response),
+}
+
+async fn forward(
+    state: &Shared,
+    endpoint: Endpoint,
+    parts: http::request::Parts,
+    body: Body,
+    request_id: &HeaderValue,
+    guard: &mut RecordGuard,
+) -> Result<Forwarded, ApiError> {
+    let live = state.live.load_full();
     let raw = read_body(body, &parts.headers, live.config.server.max_body_bytes).await?;
+    if let Some(r) = guard.record() {
+        r.request_body = raw.clone();
+    }
     let parsed = RequestBody::parse(&raw)?;
     let model = parsed.model()?;
+    let stream = endpoint.can_stream() && parsed.stream();
+    if let Some(r) = guard.record() {
+        r.model = Some(model.clone());
+        r.stream = stream;
+    }
     let plan = live
         .plan(&model)
         .ok_or_else(|| model_not_found(&model, &live.model_names))?;
-    let stream = endpoint.can_stream() && parsed.stream();
     let dispatch = Dispatch {
         client: &state.client,
         settings: &live.config.router,
@@ -103,31 +170,40 @@ async fn proxy(state: Shared, endpoint: Endpoint, req: Request) -> Result<Respon
         body: &parsed,
         raw: &raw,
         headers: &parts.headers,
-        request_id: &request_id,
+        request_id,
         stream,
     };
-    let mut attempts = Vec::new();
-    match dispatch.run(&mut attempts).await {
-        Ok(Answer::Complete {
-            status,
-            headers,
-            body,
-            backend,
-        }) => {
-            tracing::debug!(%model, backend = %backend.name, status = status.as_u16(), attempts = attempts.len(), "answered");
-            Ok(respond(status, &headers, Body::from(body)))
+    let answer = match dispatch.run(guard.attempts()).await {
+        Ok(answer) => answer,
+        Err(failure) => {
+            let attempts = guard.attempts().clone();
+            return Err(ApiError::Upstream { failure, attempts });
         }
-        Ok(Answer::Stream {
-            status,
-            headers,
-            first,
-            rest,
-            backend,
-        }) => {
-            tracing::debug!(%model, backend = %backend.name, attempts = attempts.len(), "streaming");
-            Ok(respond(status, &headers, relay(first, rest, endpoint)))
+    };
+    match answer {
+        Answer::Complete { status, headers, body, backend } => {
+            tracing::debug!(%model, backend = %backend.name, status = status.as_u16(), "answered");
+            if let Some(r) = guard.record() {
+                r.backend = Some(backend.name.clone());
+            }
+            Ok(Forwarded::Complete(respond(status, &headers, Body::from(body.clone())), body))
         }
-        Err(failure) => Err(ApiError::Upstream { failure, attempts }),
+        Answer::Stream { status, headers, first, rest, backend } => {
+            tracing::debug!(%model, backend = %backend.name, "streaming");
+            let response = respond(status, &headers, Body::empty());
+            if let Some(r) = guard.record() {
+                r.backend = Some(backend.name.clone());
+                r.status = Some(status.as_u16());
+                r.response_headers = Some(response.headers().clone());
+            }
+            let owned = std::mem::replace(
+                guard,
+                RecordGuard::new(None, state.log.clone(), state.shutting_down.clone()),
+            );
+            let (mut parts, _) = response.into_parts();
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Ok(Forwarded::Stream(Response::from_parts(parts, relay(first, rest, endpoint, owned))))
+        }
     }
 }
 
@@ -164,22 +240,49 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: u64) -> Result<Bytes,
 /// The client's event stream: the peeked frames, then the rest as they
 /// arrive. An upstream failure after the first byte ends the stream with an
 /// error event (never a fake `[DONE]`). Dropping the body (client gone)
-/// drops the upstream response, which cancels the upstream request.
-fn relay(first: Vec<Bytes>, rest: SseSource, endpoint: Endpoint) -> Body {
-    let state = (VecDeque::from(first), Some(rest));
-    let frames = futures::stream::unfold(state, move |(mut queue, mut source)| async move {
-        if let Some(frame) = queue.pop_front() {
-            return Some((Ok::<_, Infallible>(frame), (queue, source)));
-        }
-        let src = source.as_mut()?;
-        match src.next_frame().await {
-            Ok(Some(frame)) => Some((Ok(frame), (queue, source))),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "upstream stream failed after the first byte");
-                Some((Ok(stream_error_frame(&e, endpoint)), (queue, None)))
+/// drops the upstream response, which cancels the upstream request, and the
+/// record guard notes the disconnect.
+fn relay(first: Vec<Bytes>, rest: SseSource, endpoint: Endpoint, guard: RecordGuard) -> Body {
+    struct Relay {
+        queue: VecDeque<Bytes>,
+        source: Option<SseSource>,
+        guard: RecordGuard,
+    }
+    let state = Relay {
+        queue: VecDeque::from(first),
+        source: Some(rest),
+        guard,
+    };
+    let frames = futures::stream::unfold(state, move |mut st| async move {
+        let frame = match st.queue.pop_front() {
+            Some(frame) => frame,
+            None => {
+                let src = st.source.as_mut()?;
+                match src.next_frame().await {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => {
+                        st.source = None;
+                        st.guard.finish(Outcome::Ok);
+                        return None;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "upstream stream failed after the first byte");
+                        let frame = stream_error_frame(&e, endpoint);
+                        st.source = None;
+                        if let Some(r) = st.guard.record() {
+                            r.push_frame(&frame);
+                            r.error = Some(format!("upstream stream failed: {e}"));
+                        }
+                        st.guard.finish(Outcome::UpstreamError);
+                        return Some((Ok::<_, Infallible>(frame), st));
+                    }
+                }
             }
+        };
+        if let Some(r) = st.guard.record() {
+            r.push_frame(&frame);
         }
+        Some((Ok(frame), st))
     });
     Body::from_stream(frames)
 }

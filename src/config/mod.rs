@@ -22,6 +22,10 @@ pub const DEFAULT_PORT: u16 = 7979;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+pub const DEFAULT_LOG_DIR: &str = "logs/requests";
+pub const DEFAULT_SQLITE_PATH: &str = "logs/yallmp.db";
+pub const DEFAULT_LOG_MAX_BODY: u64 = 10 * 1024 * 1024;
+pub const DEFAULT_LOG_QUEUE: usize = 10_000;
 
 /// The resolved configuration.
 #[derive(Debug, Clone)]
@@ -33,6 +37,8 @@ pub struct Config {
     pub router: RouterSettings,
     /// Models in the order the file first names them.
     pub models: Vec<ModelConfig>,
+    pub logging: LoggingSettings,
+    pub database: DatabaseSettings,
     /// Things that loaded but deserve a word (LiteLLM keys not implemented).
     pub warnings: Vec<String>,
 }
@@ -51,6 +57,62 @@ pub struct RouterSettings {
     pub num_retries: u32,
     pub retry_backoff: Duration,
     pub max_retry_after: Duration,
+}
+
+/// The request log.
+#[derive(Debug, Clone)]
+pub struct LoggingSettings {
+    /// Directory for per-request files; `None` when file logging is off.
+    pub files_dir: Option<PathBuf>,
+    /// Whether records go to the database.
+    pub database: bool,
+    pub log_parsed_response: bool,
+    pub log_parsed_stream: bool,
+    /// Bodies (and a stream's frames, together) over this are truncated.
+    pub max_body_bytes: usize,
+    pub queue_size: usize,
+}
+
+/// Where the database is.
+#[derive(Debug, Clone)]
+pub enum DatabaseTarget {
+    Sqlite { path: PathBuf },
+    Postgres(PostgresTarget),
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresTarget {
+    /// A full URL, when given; it may hold a password, so it is a secret.
+    pub url: Option<Secret>,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+}
+
+impl DatabaseTarget {
+    /// A description without credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            DatabaseTarget::Sqlite { path } => format!("sqlite {}", path.display()),
+            DatabaseTarget::Postgres(p) => match &p.url {
+                Some(url) => {
+                    let u = url.expose();
+                    let rest = u.split_once('@').map_or(u, |(_, r)| r);
+                    format!("postgres {}", rest.split('?').next().unwrap_or(rest))
+                }
+                None => format!("postgres {}:{}/{}", p.host, p.port, p.database),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub target: DatabaseTarget,
+    pub max_age: Option<Duration>,
+    pub max_rows: Option<u64>,
 }
 
 /// One model name clients can ask for: its backends and fallbacks.

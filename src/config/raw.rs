@@ -17,6 +17,8 @@ pub struct RawConfig {
     pub router_settings: RawRouterSettings,
     #[serde(default)]
     pub general_settings: RawGeneralSettings,
+    #[serde(default)]
+    pub database: RawDatabase,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,6 +52,83 @@ pub struct RawProxySettings {
     #[serde(default)]
     pub server: RawServer,
     pub enable_responses_endpoint: Option<bool>,
+    #[serde(default)]
+    pub logging: RawLogging,
+}
+
+/// `proxy_settings.logging`: the request log.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogging {
+    #[serde(default)]
+    pub files: RawLogFiles,
+    #[serde(default)]
+    pub database: RawToggle,
+    pub log_parsed_response: Option<bool>,
+    pub log_parsed_stream: Option<bool>,
+    /// Bodies larger than this are truncated in the log, with a marker.
+    pub max_body_bytes: Option<u64>,
+    /// Records waiting for the writer before new ones are dropped.
+    pub queue_size: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogFiles {
+    pub enabled: Option<bool>,
+    pub dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToggle {
+    pub enabled: Option<bool>,
+}
+
+/// Top-level `database`: where request records (and later runtime state) go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    /// `sqlite` (default) or `postgres`.
+    pub backend: Option<String>,
+    /// A full URL (`postgres://...`, `sqlite://path`); wins over `connection`.
+    pub url: Option<String>,
+    #[serde(default)]
+    pub connection: RawConnection,
+    #[serde(default)]
+    pub retention: RawRetention,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnection {
+    #[serde(default)]
+    pub sqlite: RawSqlite,
+    #[serde(default)]
+    pub postgres: RawPostgres,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSqlite {
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgres {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub database: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    pub max_age_days: Option<f64>,
+    pub max_rows: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -2,7 +2,7 @@
 //! references between models checked.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,6 +118,8 @@ pub(super) fn resolve(
         ),
     };
 
+    let logging = logging(ps.logging, errors);
+    let database = database(raw.database, errors);
     let mut models: Vec<ModelConfig> = Vec::new();
     // (key path, model, its fallbacks) from every place fallbacks are written.
     let mut fallback_refs: Vec<(String, String, Vec<String>)> = Vec::new();
@@ -225,6 +227,8 @@ pub(super) fn resolve(
             .unwrap_or(false),
         router,
         models,
+        logging,
+        database,
         warnings: Vec::new(),
     })
 }
@@ -308,6 +312,85 @@ fn backend(
         request_timeout,
         supports_reasoning: p.supports_reasoning.unwrap_or(false),
     })
+}
+
+fn logging(raw: super::raw::RawLogging, errors: &mut Vec<String>) -> LoggingSettings {
+    let files_on = raw.files.enabled.unwrap_or(true);
+    let dir = raw.files.dir.unwrap_or_else(|| DEFAULT_LOG_DIR.to_string());
+    if files_on && dir.trim().is_empty() {
+        errors.push("proxy_settings.logging.files.dir: must not be empty".into());
+    }
+    let queue_size = raw.queue_size.unwrap_or(DEFAULT_LOG_QUEUE);
+    if queue_size == 0 {
+        errors.push("proxy_settings.logging.queue_size: must be at least 1".into());
+    }
+    LoggingSettings {
+        files_dir: files_on.then(|| PathBuf::from(dir)),
+        database: raw.database.enabled.unwrap_or(true),
+        log_parsed_response: raw.log_parsed_response.unwrap_or(false),
+        log_parsed_stream: raw.log_parsed_stream.unwrap_or(false),
+        max_body_bytes: usize::try_from(raw.max_body_bytes.unwrap_or(DEFAULT_LOG_MAX_BODY))
+            .unwrap_or(usize::MAX),
+        queue_size: queue_size.max(1),
+    }
+}
+
+fn database(raw: super::raw::RawDatabase, errors: &mut Vec<String>) -> DatabaseSettings {
+    let max_age = raw.retention.max_age_days.and_then(|d| {
+        if d.is_finite() && d > 0.0 {
+            Some(Duration::from_secs_f64(d * 86_400.0))
+        } else {
+            errors.push(format!("database.retention.max_age_days: must be a positive number, got {d}"));
+            None
+        }
+    });
+    let target = match (raw.url.filter(|u| !u.trim().is_empty()), raw.backend.as_deref()) {
+        (Some(url), _) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            DatabaseTarget::Postgres(PostgresTarget {
+                url: Some(Secret::new(url)),
+                host: String::new(),
+                port: 5432,
+                database: String::new(),
+                user: None,
+                password: None,
+            })
+        }
+        (Some(url), _) if url.starts_with("sqlite:") => {
+            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            DatabaseTarget::Sqlite { path: PathBuf::from(path.split('?').next().unwrap_or(path)) }
+        }
+        (Some(url), _) => {
+            errors.push(format!(
+                "database.url: `{}` is neither a postgres:// nor a sqlite: URL",
+                url.split('@').next_back().unwrap_or("")
+            ));
+            DatabaseTarget::Sqlite { path: PathBuf::from(DEFAULT_SQLITE_PATH) }
+        }
+        (None, None | Some("sqlite")) => DatabaseTarget::Sqlite {
+            path: PathBuf::from(
+                raw.connection.sqlite.path.unwrap_or_else(|| DEFAULT_SQLITE_PATH.to_string()),
+            ),
+        },
+        (None, Some("postgres" | "postgresql")) => {
+            let p = raw.connection.postgres;
+            DatabaseTarget::Postgres(PostgresTarget {
+                url: None,
+                host: p.host.unwrap_or_else(|| "localhost".into()),
+                port: p.port.unwrap_or(5432),
+                database: p.database.unwrap_or_else(|| "yallmp".into()),
+                user: p.user.filter(|u| !u.is_empty()),
+                password: p.password.filter(|p| !p.is_empty()).map(Secret::new),
+            })
+        }
+        (None, Some(other)) => {
+            let hint = nearest(other, &["sqlite", "postgres"])
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            errors.push(format!("database.backend: unknown backend `{other}` (sqlite or postgres){hint}"));
+            DatabaseTarget::Sqlite { path: PathBuf::from(DEFAULT_SQLITE_PATH) }
+        }
+    };
+    DatabaseSettings { target, max_age, max_rows: raw.retention.max_rows }
 }
 
 fn seconds(v: Option<f64>, default: Duration, at: &str, errors: &mut Vec<String>) -> Duration {

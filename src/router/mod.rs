@@ -27,6 +27,8 @@ pub struct Attempt {
     pub status: Option<u16>,
     pub latency: Duration,
     pub error: Option<String>,
+    /// The upstream's response headers, when it answered.
+    pub headers: Option<HeaderMap>,
 }
 
 /// An answer the client gets.
@@ -97,7 +99,10 @@ impl Dispatch<'_> {
             let headers = upstream::outgoing_headers(self.headers, backend, self.request_id);
             for n in 1..=tries {
                 let started = Instant::now();
-                let verdict = self.attempt(backend, headers.clone(), body.clone()).await;
+                let mut seen = None;
+                let verdict = self
+                    .attempt(backend, headers.clone(), body.clone(), &mut seen)
+                    .await;
                 let (status, error) = describe(&verdict);
                 attempts.push(Attempt {
                     backend: backend.name.clone(),
@@ -107,6 +112,7 @@ impl Dispatch<'_> {
                     status,
                     latency: started.elapsed(),
                     error,
+                    headers: seen,
                 });
                 match verdict {
                     Verdict::Done(answer) => return Ok(answer),
@@ -126,7 +132,13 @@ impl Dispatch<'_> {
         Err(AllFailed { last })
     }
 
-    async fn attempt(&self, backend: &Arc<Backend>, headers: HeaderMap, body: Bytes) -> Verdict {
+    async fn attempt(
+        &self,
+        backend: &Arc<Backend>,
+        headers: HeaderMap,
+        body: Bytes,
+        seen: &mut Option<HeaderMap>,
+    ) -> Verdict {
         let response =
             match upstream::send(self.client, backend, self.endpoint, headers, body).await {
                 Ok(r) => r,
@@ -140,6 +152,7 @@ impl Dispatch<'_> {
             headers,
             mut body,
         } = response;
+        *seen = Some(headers.clone());
         let gap = backend.request_timeout;
         if !status.is_success() {
             let retry_after = retry_after(&headers);

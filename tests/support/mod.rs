@@ -218,7 +218,23 @@ pub async fn proxy_with_env(yaml: &str, vars: &[(&str, &str)]) -> Server {
     let mut config = Config::from_yaml(yaml, None, &env).unwrap_or_else(|e| panic!("config: {e}"));
     config.server.host = "127.0.0.1".into();
     config.server.port = 0;
+    isolate_logs(&mut config);
     yallmp::serve(config).await.unwrap()
+}
+
+/// Points the request log's files and SQLite database at a fresh directory
+/// under the target dir, so tests never share or litter the repo.
+pub fn isolate_logs(config: &mut Config) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("test-logs")
+        .join(uuid::Uuid::new_v4().simple().to_string());
+    if config.logging.files_dir.is_some() {
+        config.logging.files_dir = Some(dir.join("requests"));
+    }
+    if let yallmp::config::DatabaseTarget::Sqlite { path } = &mut config.database.target {
+        *path = dir.join("yallmp.db");
+    }
+    dir
 }
 
 pub async fn proxy(yaml: &str) -> Server {

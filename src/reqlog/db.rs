@@ -1,0 +1,417 @@
+//! The database sink: SQLite (default) or PostgreSQL through sqlx, with
+//! embedded, reversible migrations. One transaction per batch of records.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::migrate::{Migrate, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use super::file::{LoggedRequest, Prepared, unmasked_headers};
+use super::redact::Scrubber;
+use super::Record;
+use crate::config::DatabaseTarget;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// A connected database.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// One migration and whether it is applied.
+#[derive(Debug, Clone)]
+pub struct MigrationState {
+    pub version: i64,
+    pub description: String,
+    pub applied: bool,
+}
+
+/// A record as one row.
+pub struct Row {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+    pub method: String,
+    pub path: String,
+    pub client_addr: Option<String>,
+    pub model: Option<String>,
+    pub backend: Option<String>,
+    pub status: Option<i32>,
+    pub outcome: &'static str,
+    pub stream: bool,
+    pub attempts_count: i32,
+    pub ttfb_ms: Option<f64>,
+    pub latency_ms: f64,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub total_tokens: Option<i64>,
+    pub request_headers: String,
+    pub request_body: String,
+    pub request_body_json: bool,
+    pub request_body_truncated: bool,
+    pub attempts: String,
+    pub response_headers: Option<String>,
+    pub response_body: Option<String>,
+    pub response_body_json: bool,
+    pub response_body_truncated: bool,
+    pub chunks: Option<String>,
+    pub chunks_truncated: bool,
+    pub parsed: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Row {
+    pub fn new(r: &Record, p: &Prepared, s: &Scrubber) -> Row {
+        let json = |v: &serde_json::Value| s.scrub(v.to_string());
+        Row {
+            id: r.id.clone(),
+            started_at: r.started_at,
+            method: r.method.clone(),
+            path: r.path.clone(),
+            client_addr: r.client_addr.map(|a| a.to_string()),
+            model: r.model.clone(),
+            backend: r.backend.clone(),
+            status: r.status.map(i32::from),
+            outcome: r.outcome.as_str(),
+            stream: r.stream,
+            attempts_count: i32::try_from(r.attempts.len()).unwrap_or(i32::MAX),
+            ttfb_ms: r.ttfb.map(super::file::ms),
+            latency_ms: super::file::ms(r.total),
+            prompt_tokens: p.usage.and_then(|u| u.prompt_tokens),
+            completion_tokens: p.usage.and_then(|u| u.completion_tokens),
+            total_tokens: p.usage.and_then(|u| u.total_tokens),
+            request_headers: json(&p.request_headers),
+            request_body: s.scrub(p.request_body.text.clone()),
+            request_body_json: p.request_body.json,
+            request_body_truncated: p.request_body.truncated,
+            attempts: json(&p.attempts),
+            response_headers: (!p.response_headers.is_null()).then(|| json(&p.response_headers)),
+            response_body: p.response_body.as_ref().map(|b| s.scrub(b.text.clone())),
+            response_body_json: p.response_body.as_ref().is_some_and(|b| b.json),
+            response_body_truncated: p.response_body.as_ref().is_some_and(|b| b.truncated),
+            chunks: (!r.frames.is_empty()).then(|| json(&p.chunks)),
+            chunks_truncated: r.frames_truncated,
+            parsed: r.parsed.as_ref().map(json),
+            error: r.error.clone().map(|e| s.scrub(e)),
+        }
+    }
+}
+
+/// PostgreSQL text cannot hold NUL, in a TEXT column or a JSONB string.
+fn pg_text(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
+}
+fn pg_json(s: &str) -> String {
+    s.replace("\\u0000", "\\ufffd").replace('\0', "\u{FFFD}")
+}
+
+impl Db {
+    /// Connects (creating the SQLite file and its directory if needed).
+    pub async fn connect(target: &DatabaseTarget) -> Result<Db, sqlx::Error> {
+        match target {
+            DatabaseTarget::Sqlite { path } => {
+                if let Some(dir) = path.parent()
+                    && !dir.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let opts = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(opts)
+                    .await?;
+                Ok(Db::Sqlite(pool))
+            }
+            DatabaseTarget::Postgres(p) => {
+                let opts = match &p.url {
+                    Some(url) => PgConnectOptions::from_str(url.expose())?,
+                    None => {
+                        let mut o = PgConnectOptions::new_without_pgpass()
+                            .host(&p.host)
+                            .port(p.port)
+                            .database(&p.database);
+                        if let Some(u) = &p.user {
+                            o = o.username(u);
+                        }
+                        if let Some(pw) = &p.password {
+                            o = o.password(pw.expose());
+                        }
+                        o
+                    }
+                };
+                let pool = PgPoolOptions::new()
+                    .max_connections(5)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(opts.application_name("yallmp"))
+                    .await?;
+                Ok(Db::Postgres(pool))
+            }
+        }
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        match self {
+            Db::Sqlite(_) => &SQLITE_MIGRATIONS,
+            Db::Postgres(_) => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match self {
+            Db::Sqlite(p) => self.migrator().run(p).await,
+            Db::Postgres(p) => self.migrator().run(p).await,
+        }
+    }
+
+    /// Reverts the latest applied migration; returns its version.
+    pub async fn rollback(&self) -> Result<Option<i64>, sqlx::migrate::MigrateError> {
+        let applied: Vec<i64> = self
+            .migrations()
+            .await?
+            .into_iter()
+            .filter(|m| m.applied)
+            .map(|m| m.version)
+            .collect();
+        let Some(&last) = applied.last() else {
+            return Ok(None);
+        };
+        let target = applied.iter().rev().nth(1).copied().unwrap_or(0);
+        match self {
+            Db::Sqlite(p) => self.migrator().undo(p, target).await?,
+            Db::Postgres(p) => self.migrator().undo(p, target).await?,
+        }
+        Ok(Some(last))
+    }
+
+    /// Every known migration with its state.
+    pub async fn migrations(&self) -> Result<Vec<MigrationState>, sqlx::migrate::MigrateError> {
+        let applied: Vec<i64> = match self {
+            Db::Sqlite(p) => {
+                let mut c = p.acquire().await?;
+                c.ensure_migrations_table().await?;
+                c.list_applied_migrations().await?.iter().map(|m| m.version).collect()
+            }
+            Db::Postgres(p) => {
+                let mut c = p.acquire().await?;
+                c.ensure_migrations_table().await?;
+                c.list_applied_migrations().await?.iter().map(|m| m.version).collect()
+            }
+        };
+        let mut out: Vec<MigrationState> = self
+            .migrator()
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .map(|m| MigrationState {
+                version: m.version,
+                description: m.description.to_string(),
+                applied: applied.contains(&m.version),
+            })
+            .collect();
+        out.sort_by_key(|m| m.version);
+        Ok(out)
+    }
+
+    /// Inserts rows in one transaction.
+    pub async fn insert(&self, rows: &[Row]) -> Result<(), sqlx::Error> {
+        match self {
+            Db::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                for r in rows {
+                    sqlx::query(
+                        "INSERT OR REPLACE INTO requests (id, started_at, method, path, client_addr, model, backend, status, outcome, stream, \
+                         attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, request_headers, request_body, \
+                         request_body_truncated, attempts, response_headers, response_body, response_body_truncated, chunks, chunks_truncated, parsed, error) \
+                         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    )
+                    .bind(&r.id)
+                    .bind(r.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .bind(&r.method)
+                    .bind(&r.path)
+                    .bind(&r.client_addr)
+                    .bind(&r.model)
+                    .bind(&r.backend)
+                    .bind(r.status)
+                    .bind(r.outcome)
+                    .bind(r.stream)
+                    .bind(r.attempts_count)
+                    .bind(r.ttfb_ms)
+                    .bind(r.latency_ms)
+                    .bind(r.prompt_tokens)
+                    .bind(r.completion_tokens)
+                    .bind(r.total_tokens)
+                    .bind(&r.request_headers)
+                    .bind(&r.request_body)
+                    .bind(r.request_body_truncated)
+                    .bind(&r.attempts)
+                    .bind(&r.response_headers)
+                    .bind(&r.response_body)
+                    .bind(r.response_body_truncated)
+                    .bind(&r.chunks)
+                    .bind(r.chunks_truncated)
+                    .bind(&r.parsed)
+                    .bind(&r.error)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                for r in rows {
+                    sqlx::query(
+                        "INSERT INTO requests (id, started_at, method, path, client_addr, model, backend, status, outcome, stream, \
+                         attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, request_headers, request_body, \
+                         request_body_text, request_body_truncated, attempts, response_headers, response_body, response_body_text, \
+                         response_body_truncated, chunks, chunks_truncated, parsed, error) \
+                         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17::jsonb,$18::jsonb,$19,$20,$21::jsonb,$22::jsonb,\
+                         $23::jsonb,$24,$25,$26::jsonb,$27,$28::jsonb,$29) \
+                         ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(pg_text(&r.id))
+                    .bind(r.started_at)
+                    .bind(pg_text(&r.method))
+                    .bind(pg_text(&r.path))
+                    .bind(&r.client_addr)
+                    .bind(r.model.as_deref().map(pg_text))
+                    .bind(&r.backend)
+                    .bind(r.status)
+                    .bind(r.outcome)
+                    .bind(r.stream)
+                    .bind(r.attempts_count)
+                    .bind(r.ttfb_ms)
+                    .bind(r.latency_ms)
+                    .bind(r.prompt_tokens)
+                    .bind(r.completion_tokens)
+                    .bind(r.total_tokens)
+                    .bind(pg_json(&r.request_headers))
+                    .bind(r.request_body_json.then(|| pg_json(&r.request_body)))
+                    .bind(pg_text(&r.request_body))
+                    .bind(r.request_body_truncated)
+                    .bind(pg_json(&r.attempts))
+                    .bind(r.response_headers.as_deref().map(pg_json))
+                    .bind(r.response_body.as_deref().filter(|_| r.response_body_json).map(pg_json))
+                    .bind(r.response_body.as_deref().map(pg_text))
+                    .bind(r.response_body_truncated)
+                    .bind(r.chunks.as_deref().map(pg_json))
+                    .bind(r.chunks_truncated)
+                    .bind(r.parsed.as_deref().map(pg_json))
+                    .bind(r.error.as_deref().map(pg_text))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await
+            }
+        }
+    }
+
+    /// The logged request with this id, for replay.
+    pub async fn fetch_request(&self, id: &str) -> Result<Option<LoggedRequest>, sqlx::Error> {
+        use sqlx::Row as _;
+        let row: Option<(String, String, String, Option<String>, bool, String, String, bool)> = match self {
+            Db::Sqlite(p) => sqlx::query(
+                "SELECT id, method, path, model, stream, request_headers, request_body, request_body_truncated FROM requests WHERE id = ?",
+            )
+            .bind(id)
+            .fetch_optional(p)
+            .await?
+            .map(|r| {
+                (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7))
+            }),
+            Db::Postgres(p) => sqlx::query(
+                "SELECT id, method, path, model, stream, request_headers::text, request_body_text, request_body_truncated FROM requests WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(p)
+            .await?
+            .map(|r| {
+                (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7))
+            }),
+        };
+        Ok(row.map(|(id, method, path, model, stream, headers, body, truncated)| {
+            let headers: serde_json::Value = serde_json::from_str(&headers).unwrap_or_default();
+            LoggedRequest {
+                id,
+                method,
+                path,
+                model,
+                stream,
+                headers: unmasked_headers(&headers),
+                body: body.into_bytes(),
+                body_truncated: truncated,
+            }
+        }))
+    }
+
+    /// Number of rows (for tests and health).
+    pub async fn count(&self) -> Result<i64, sqlx::Error> {
+        match self {
+            Db::Sqlite(p) => sqlx::query_scalar("SELECT COUNT(*) FROM requests").fetch_one(p).await,
+            Db::Postgres(p) => sqlx::query_scalar("SELECT COUNT(*) FROM requests").fetch_one(p).await,
+        }
+    }
+
+    /// Deletes rows older than `max_age` and beyond the newest `max_rows`.
+    pub async fn prune(&self, max_age: Option<Duration>, max_rows: Option<u64>) -> Result<u64, sqlx::Error> {
+        let mut deleted = 0;
+        if let Some(age) = max_age {
+            let cutoff = Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+            deleted += match self {
+                Db::Sqlite(p) => sqlx::query("DELETE FROM requests WHERE started_at < ?")
+                    .bind(cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .execute(p)
+                    .await?
+                    .rows_affected(),
+                Db::Postgres(p) => sqlx::query("DELETE FROM requests WHERE started_at < $1")
+                    .bind(cutoff)
+                    .execute(p)
+                    .await?
+                    .rows_affected(),
+            };
+        }
+        if let Some(max) = max_rows {
+            let max = i64::try_from(max).unwrap_or(i64::MAX);
+            deleted += match self {
+                Db::Sqlite(p) => sqlx::query(
+                    "DELETE FROM requests WHERE id IN (SELECT id FROM requests ORDER BY started_at DESC LIMIT -1 OFFSET ?)",
+                )
+                .bind(max)
+                .execute(p)
+                .await?
+                .rows_affected(),
+                Db::Postgres(p) => sqlx::query(
+                    "DELETE FROM requests WHERE id IN (SELECT id FROM requests ORDER BY started_at DESC OFFSET $1)",
+                )
+                .bind(max)
+                .execute(p)
+                .await?
+                .rows_affected(),
+            };
+        }
+        Ok(deleted)
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite(p) => p.close().await,
+            Db::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// Whether an error means the database is unreachable (worth retrying) as
+/// opposed to a row it refused.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    !matches!(e, sqlx::Error::Database(_) | sqlx::Error::Encode(_) | sqlx::Error::TypeNotFound { .. })
+}

@@ -1,0 +1,389 @@
+//! The request log: one [`Record`] per client request, built while the
+//! request runs and handed over a bounded queue to one writer task that
+//! batches it to files and the database. The request path never waits for a
+//! disk or a database; when the queue is full the record is dropped, counted,
+//! and a warning says so.
+
+pub mod db;
+pub mod file;
+pub mod redact;
+mod writer;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::HeaderMap;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::router::Attempt;
+
+pub use writer::{StartError, Writer};
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A success answer reached the client whole.
+    Ok,
+    /// The request was refused: by the proxy (bad input, unknown model) or by
+    /// the backend (a 4xx passed through).
+    ClientError,
+    /// The upstream failed after the first byte reached the client.
+    UpstreamError,
+    /// Every attempt failed.
+    AllFailed,
+    /// The client went away before the answer was complete.
+    ClientDisconnected,
+    /// The proxy stopped (shutdown) before the answer was complete.
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ClientError => "client_error",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::AllFailed => "all_failed",
+            Outcome::ClientDisconnected => "client_disconnected",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One stream frame as sent to the client, with its offset from the start
+/// of the request.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub offset: Duration,
+    pub bytes: Bytes,
+}
+
+/// Everything recorded about one request. Fields hold the bytes as they
+/// were; redaction and serialization happen in the writer, off the request
+/// path.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+    pub method: String,
+    pub path: String,
+    pub client_addr: Option<SocketAddr>,
+    pub request_headers: HeaderMap,
+    pub request_body: Bytes,
+    pub model: Option<String>,
+    pub stream: bool,
+    pub attempts: Vec<Attempt>,
+    /// The backend that answered.
+    pub backend: Option<String>,
+    pub status: Option<u16>,
+    pub response_headers: Option<HeaderMap>,
+    /// The whole body of a non-stream answer (or of an error).
+    pub response_body: Option<Bytes>,
+    /// A stream's frames, in order.
+    pub frames: Vec<Frame>,
+    /// Bytes of frames kept so far (for the body limit).
+    frames_bytes: usize,
+    pub frames_truncated: bool,
+    pub parsed: Option<Value>,
+    pub outcome: Outcome,
+    /// What went wrong, in a sentence, when something did.
+    pub error: Option<String>,
+    pub ttfb: Option<Duration>,
+    pub total: Duration,
+    /// When the request started, for offsets.
+    clock: Instant,
+    limit: usize,
+}
+
+impl Record {
+    pub fn new(
+        id: String,
+        method: String,
+        path: String,
+        client_addr: Option<SocketAddr>,
+        request_headers: HeaderMap,
+        limit: usize,
+    ) -> Record {
+        Record {
+            id,
+            started_at: Utc::now(),
+            method,
+            path,
+            client_addr,
+            request_headers,
+            request_body: Bytes::new(),
+            model: None,
+            stream: false,
+            attempts: Vec::new(),
+            backend: None,
+            status: None,
+            response_headers: None,
+            response_body: None,
+            frames: Vec::new(),
+            frames_bytes: 0,
+            frames_truncated: false,
+            parsed: None,
+            outcome: Outcome::ClientDisconnected,
+            error: None,
+            ttfb: None,
+            total: Duration::ZERO,
+            clock: Instant::now(),
+            limit,
+        }
+    }
+
+    /// Time since the request started.
+    pub fn elapsed(&self) -> Duration {
+        self.clock.elapsed()
+    }
+
+    /// The largest body the log keeps whole.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Notes a frame sent to the client (and the first byte's time).
+    pub fn push_frame(&mut self, bytes: &Bytes) {
+        let offset = self.clock.elapsed();
+        if self.ttfb.is_none() {
+            self.ttfb = Some(offset);
+        }
+        if self.frames_bytes + bytes.len() > self.limit {
+            self.frames_truncated = true;
+            return;
+        }
+        self.frames_bytes += bytes.len();
+        self.frames.push(Frame {
+            offset,
+            bytes: bytes.clone(),
+        });
+    }
+
+    /// Closes the record.
+    pub fn finish(&mut self, outcome: Outcome) {
+        self.outcome = outcome;
+        self.total = self.clock.elapsed();
+        if self.ttfb.is_none() && matches!(outcome, Outcome::Ok | Outcome::ClientError | Outcome::AllFailed) {
+            self.ttfb = Some(self.total);
+        }
+    }
+}
+
+/// Token usage the backend reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub total_tokens: Option<i64>,
+}
+
+impl Usage {
+    /// From an OpenAI `usage` object (chat, embeddings or Responses names).
+    pub fn from_value(u: &Value) -> Option<Usage> {
+        let get = |keys: &[&str]| keys.iter().find_map(|k| u.get(*k).and_then(Value::as_i64));
+        let usage = Usage {
+            prompt_tokens: get(&["prompt_tokens", "input_tokens"]),
+            completion_tokens: get(&["completion_tokens", "output_tokens"]),
+            total_tokens: get(&["total_tokens"]),
+        };
+        (usage != Usage::default()).then_some(usage)
+    }
+
+    /// What a record's response says: the body's `usage`, or for a stream
+    /// the last frame carrying one.
+    pub fn of(record: &Record) -> Option<Usage> {
+        if let Some(body) = &record.response_body
+            && let Ok(v) = serde_json::from_slice::<Value>(body)
+        {
+            return v.get("usage").and_then(Usage::from_value);
+        }
+        record.frames.iter().rev().find_map(|f| {
+            let ev = crate::sse::parse(&f.bytes);
+            let data = ev.data?;
+            if !data.contains("usage") {
+                return None;
+            }
+            let v: Value = serde_json::from_str(&data).ok()?;
+            v.get("usage")
+                .or_else(|| v.pointer("/response/usage"))
+                .and_then(Usage::from_value)
+        })
+    }
+}
+
+/// The handle request handlers submit records through.
+#[derive(Clone)]
+pub struct RequestLog {
+    tx: Option<mpsc::Sender<Record>>,
+    stats: Arc<LogStats>,
+    limit: usize,
+}
+
+/// Counters for the request log.
+#[derive(Debug, Default)]
+pub struct LogStats {
+    pub submitted: AtomicU64,
+    pub dropped: AtomicU64,
+    pub written_files: AtomicU64,
+    pub written_rows: AtomicU64,
+    pub failed_writes: AtomicU64,
+    last_warning: std::sync::Mutex<Option<Instant>>,
+}
+
+impl LogStats {
+    /// At most one warning per 10 s for the same kind of trouble.
+    fn should_warn(&self) -> bool {
+        let Ok(mut last) = self.last_warning.lock() else {
+            return true;
+        };
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(10)) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
+
+impl RequestLog {
+    /// A log that records nothing (both sinks off).
+    pub fn disabled() -> RequestLog {
+        RequestLog {
+            tx: None,
+            stats: Arc::default(),
+            limit: 0,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// A new record for a request, when logging is on.
+    pub fn start(
+        &self,
+        id: String,
+        method: String,
+        path: String,
+        client_addr: Option<SocketAddr>,
+        headers: &HeaderMap,
+    ) -> Option<Record> {
+        self.tx.as_ref()?;
+        Some(Record::new(id, method, path, client_addr, headers.clone(), self.limit))
+    }
+
+    /// Queues a finished record; never waits.
+    pub fn submit(&self, record: Record) {
+        let Some(tx) = &self.tx else { return };
+        self.stats.submitted.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = tx.try_send(record) {
+            let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.stats.should_warn() {
+                let why = match e {
+                    mpsc::error::TrySendError::Full(_) => "the log queue is full",
+                    mpsc::error::TrySendError::Closed(_) => "the log writer has stopped",
+                };
+                tracing::warn!(dropped_total = n, "request record dropped: {why}");
+            }
+        }
+    }
+
+    pub fn stats(&self) -> &Arc<LogStats> {
+        &self.stats
+    }
+}
+
+/// Starts the writer for `config` (opening the log directory and the
+/// database first, so a bad setting fails at start-up), and returns the
+/// handle and the writer.
+pub async fn start(config: &Config) -> Result<(RequestLog, Option<Writer>), StartError> {
+    let logging = &config.logging;
+    if logging.files_dir.is_none() && !logging.database {
+        return Ok((RequestLog::disabled(), None));
+    }
+    let stats: Arc<LogStats> = Arc::default();
+    let (tx, rx) = mpsc::channel(logging.queue_size);
+    let writer = Writer::start(config, rx, stats.clone()).await?;
+    Ok((
+        RequestLog {
+            tx: Some(tx),
+            stats,
+            limit: logging.max_body_bytes,
+        },
+        Some(writer),
+    ))
+}
+
+/// Owns a request's record while the request runs. Dropped before the
+/// record was finished (the client went away, or the proxy stopped), it
+/// still submits what it has, marked so.
+pub struct RecordGuard {
+    record: Option<Record>,
+    log: RequestLog,
+    /// Attempts when there is no record (logging off).
+    scratch: Vec<Attempt>,
+    shutting_down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RecordGuard {
+    pub fn new(
+        record: Option<Record>,
+        log: RequestLog,
+        shutting_down: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
+        RecordGuard {
+            record,
+            log,
+            scratch: Vec::new(),
+            shutting_down,
+        }
+    }
+
+    /// The record, when logging is on.
+    pub fn record(&mut self) -> Option<&mut Record> {
+        self.record.as_mut()
+    }
+
+    /// Where the router puts its attempts.
+    pub fn attempts(&mut self) -> &mut Vec<Attempt> {
+        match &mut self.record {
+            Some(r) => &mut r.attempts,
+            None => &mut self.scratch,
+        }
+    }
+
+    /// Finishes and submits the record.
+    pub fn finish(&mut self, outcome: Outcome) {
+        if let Some(mut r) = self.record.take() {
+            r.finish(outcome);
+            self.log.submit(r);
+        }
+    }
+}
+
+impl Drop for RecordGuard {
+    fn drop(&mut self) {
+        if self.record.is_some() {
+            let outcome = if self.shutting_down.load(Ordering::Relaxed) {
+                Outcome::Cancelled
+            } else {
+                Outcome::ClientDisconnected
+            };
+            if let Some(r) = self.record.as_mut() {
+                r.error.get_or_insert_with(|| match outcome {
+                    Outcome::Cancelled => "the proxy stopped before the answer was complete".into(),
+                    _ => "the client disconnected before the answer was complete".into(),
+                });
+            }
+            self.finish(outcome);
+        }
+    }
+}

@@ -40,6 +40,63 @@ pub enum Command {
     Serve,
     /// Validate the config and print the resolved model table.
     Check,
+    /// Resend a logged request (from a log file, or the database with --id).
+    Replay(ReplayArgs),
+    /// Manage the request-log database schema.
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// A request log file (logs/requests/*.log).
+    #[arg(required_unless_present = "id", conflicts_with = "id")]
+    pub logfile: Option<PathBuf>,
+    /// Replay the request with this id from the configured database.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Where to send it (default: the logged Host header).
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Ask for this model instead.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Streaming: on, off, or as logged.
+    #[arg(long, value_enum, default_value = "as-logged")]
+    pub stream_mode: StreamMode,
+    /// Print an equivalent curl command; send nothing.
+    #[arg(long)]
+    pub print_curl: bool,
+    /// Show what would be sent; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Give up after this many seconds.
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    /// Send `Authorization: Bearer KEY` (for a proxy that requires a key).
+    #[arg(long)]
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum StreamMode {
+    On,
+    Off,
+    AsLogged,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum DbAction {
+    /// Apply pending migrations.
+    Migrate,
+    /// Revert the latest applied migration.
+    Rollback,
+    /// Print the latest applied migration.
+    Current,
+    /// List every migration and whether it is applied.
+    History,
 }
 
 /// Entry point of the binary.
@@ -48,6 +105,8 @@ pub fn main() -> ExitCode {
     init_tracing();
     match cli.command {
         Some(Command::Check) => check(&cli),
+        Some(Command::Replay(ref args)) => replay(&cli, args),
+        Some(Command::Db { action }) => db(&cli, action),
         None | Some(Command::Serve) => serve(&cli),
     }
 }
@@ -90,6 +149,157 @@ fn check(cli: &Cli) -> ExitCode {
     print!("{}", model_table(&config));
     println!("{}: OK", cli.config.display());
     ExitCode::SUCCESS
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+fn replay(cli: &Cli, args: &ReplayArgs) -> ExitCode {
+    use crate::replay;
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async {
+        let logged = match (&args.logfile, &args.id) {
+            (Some(path), _) => match crate::reqlog::file::read_request(path) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            (None, Some(id)) => {
+                let config = match load(cli) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                let db = match crate::reqlog::db::Db::connect(&config.database.target).await {
+                    Ok(db) => db,
+                    Err(e) => {
+                        eprintln!(
+                            "error: database ({}): {e}",
+                            config.database.target.describe()
+                        );
+                        return ExitCode::FAILURE;
+                    }
+                };
+                match db.fetch_request(id).await {
+                    Ok(Some(l)) => l,
+                    Ok(None) => {
+                        eprintln!("error: no logged request with id {id}");
+                        return ExitCode::FAILURE;
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            (None, None) => {
+                eprintln!("error: give a log file or --id");
+                return ExitCode::FAILURE;
+            }
+        };
+        let opts = replay::Options {
+            base_url: args.base_url.clone(),
+            model: args.model.clone(),
+            stream: match args.stream_mode {
+                StreamMode::On => Some(true),
+                StreamMode::Off => Some(false),
+                StreamMode::AsLogged => None,
+            },
+            timeout: args
+                .timeout
+                .filter(|t| *t > 0.0)
+                .map(std::time::Duration::from_secs_f64),
+            api_key: args.api_key.clone(),
+        };
+        let prepared = match replay::prepare(&logged, &opts) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if args.print_curl {
+            println!("{}", replay::curl(&prepared));
+            return ExitCode::SUCCESS;
+        }
+        if args.dry_run {
+            print!("{}", replay::describe(&prepared));
+            return ExitCode::SUCCESS;
+        }
+        let mut out = std::io::stdout();
+        match replay::send(&prepared, opts.timeout, &mut out).await {
+            Ok(status) if (200..300).contains(&status) => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn db(cli: &Cli, action: DbAction) -> ExitCode {
+    let config = match load(cli) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async {
+        let target = &config.database.target;
+        let db = match crate::reqlog::db::Db::connect(target).await {
+            Ok(db) => db,
+            Err(e) => {
+                eprintln!("error: database ({}): {e}", target.describe());
+                return ExitCode::FAILURE;
+            }
+        };
+        let result = match action {
+            DbAction::Migrate => db
+                .migrate()
+                .await
+                .map(|_| println!("migrated: {}", target.describe())),
+            DbAction::Rollback => db.rollback().await.map(|v| match v {
+                Some(v) => println!("rolled back migration {v}"),
+                None => println!("nothing to roll back"),
+            }),
+            DbAction::Current => {
+                db.migrations()
+                    .await
+                    .map(|m| match m.iter().rev().find(|m| m.applied) {
+                        Some(m) => println!("{} {}", m.version, m.description),
+                        None => println!("no migration applied"),
+                    })
+            }
+            DbAction::History => db.migrations().await.map(|m| {
+                for m in m {
+                    let state = if m.applied { "applied" } else { "pending" };
+                    println!("{} {:<8} {}", m.version, state, m.description);
+                }
+            }),
+        };
+        db.close().await;
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 fn serve(cli: &Cli) -> ExitCode {
@@ -140,6 +350,17 @@ pub fn banner(config: &Config, path: &std::path::Path) -> String {
     } else {
         "(/v1/responses off: proxy_settings.enable_responses_endpoint)"
     };
+    let log = &config.logging;
+    let files = log
+        .files_dir
+        .as_ref()
+        .map_or_else(|| "off".to_string(), |d| d.display().to_string());
+    let database = if log.database {
+        config.database.target.describe()
+    } else {
+        "off".to_string()
+    };
+    let _ = writeln!(out, "request log: files {files}; database {database}");
     let _ = writeln!(
         out,
         "endpoints: POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, {responses}, GET /healthz (also without /v1)"

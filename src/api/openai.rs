@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use axum::body::Body;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, OriginalUri, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -94,8 +94,18 @@ async fn proxy(state: Shared, endpoint: Endpoint, req: Request) -> Result<Respon
     let record = state.log.start(
         request_id.to_str().unwrap_or("unknown").to_string(),
         parts.method.to_string(),
-        parts.uri.path().to_string(),
-        parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0),
+        // Nested routes see the path without `/v1`; the log wants the original.
+        parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or(&parts.uri, |u| &u.0)
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string(),
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0),
         &parts.headers,
     );
     let mut guard = RecordGuard::new(record, state.log.clone(), state.shutting_down.clone());
@@ -181,14 +191,28 @@ async fn forward(
         }
     };
     match answer {
-        Answer::Complete { status, headers, body, backend } => {
+        Answer::Complete {
+            status,
+            headers,
+            body,
+            backend,
+        } => {
             tracing::debug!(%model, backend = %backend.name, status = status.as_u16(), "answered");
             if let Some(r) = guard.record() {
                 r.backend = Some(backend.name.clone());
             }
-            Ok(Forwarded::Complete(respond(status, &headers, Body::from(body.clone())), body))
+            Ok(Forwarded::Complete(
+                respond(status, &headers, Body::from(body.clone())),
+                body,
+            ))
         }
-        Answer::Stream { status, headers, first, rest, backend } => {
+        Answer::Stream {
+            status,
+            headers,
+            first,
+            rest,
+            backend,
+        } => {
             tracing::debug!(%model, backend = %backend.name, "streaming");
             let response = respond(status, &headers, Body::empty());
             if let Some(r) = guard.record() {
@@ -202,7 +226,10 @@ async fn forward(
             );
             let (mut parts, _) = response.into_parts();
             parts.headers.remove(header::CONTENT_LENGTH);
-            Ok(Forwarded::Stream(Response::from_parts(parts, relay(first, rest, endpoint, owned))))
+            Ok(Forwarded::Stream(Response::from_parts(
+                parts,
+                relay(first, rest, endpoint, owned),
+            )))
         }
     }
 }

@@ -340,11 +340,16 @@ fn database(raw: super::raw::RawDatabase, errors: &mut Vec<String>) -> DatabaseS
         if d.is_finite() && d > 0.0 {
             Some(Duration::from_secs_f64(d * 86_400.0))
         } else {
-            errors.push(format!("database.retention.max_age_days: must be a positive number, got {d}"));
+            errors.push(format!(
+                "database.retention.max_age_days: must be a positive number, got {d}"
+            ));
             None
         }
     });
-    let target = match (raw.url.filter(|u| !u.trim().is_empty()), raw.backend.as_deref()) {
+    let target = match (
+        raw.url.filter(|u| !u.trim().is_empty()),
+        raw.backend.as_deref(),
+    ) {
         (Some(url), _) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             DatabaseTarget::Postgres(PostgresTarget {
                 url: Some(Secret::new(url)),
@@ -356,19 +361,28 @@ fn database(raw: super::raw::RawDatabase, errors: &mut Vec<String>) -> DatabaseS
             })
         }
         (Some(url), _) if url.starts_with("sqlite:") => {
-            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-            DatabaseTarget::Sqlite { path: PathBuf::from(path.split('?').next().unwrap_or(path)) }
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
+            DatabaseTarget::Sqlite {
+                path: PathBuf::from(path.split('?').next().unwrap_or(path)),
+            }
         }
         (Some(url), _) => {
             errors.push(format!(
                 "database.url: `{}` is neither a postgres:// nor a sqlite: URL",
                 url.split('@').next_back().unwrap_or("")
             ));
-            DatabaseTarget::Sqlite { path: PathBuf::from(DEFAULT_SQLITE_PATH) }
+            DatabaseTarget::Sqlite {
+                path: PathBuf::from(DEFAULT_SQLITE_PATH),
+            }
         }
         (None, None | Some("sqlite")) => DatabaseTarget::Sqlite {
             path: PathBuf::from(
-                raw.connection.sqlite.path.unwrap_or_else(|| DEFAULT_SQLITE_PATH.to_string()),
+                raw.connection
+                    .sqlite
+                    .path
+                    .unwrap_or_else(|| DEFAULT_SQLITE_PATH.to_string()),
             ),
         },
         (None, Some("postgres" | "postgresql")) => {
@@ -386,11 +400,19 @@ fn database(raw: super::raw::RawDatabase, errors: &mut Vec<String>) -> DatabaseS
             let hint = nearest(other, &["sqlite", "postgres"])
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
-            errors.push(format!("database.backend: unknown backend `{other}` (sqlite or postgres){hint}"));
-            DatabaseTarget::Sqlite { path: PathBuf::from(DEFAULT_SQLITE_PATH) }
+            errors.push(format!(
+                "database.backend: unknown backend `{other}` (sqlite or postgres){hint}"
+            ));
+            DatabaseTarget::Sqlite {
+                path: PathBuf::from(DEFAULT_SQLITE_PATH),
+            }
         }
     };
-    DatabaseSettings { target, max_age, max_rows: raw.retention.max_rows }
+    DatabaseSettings {
+        target,
+        max_age,
+        max_rows: raw.retention.max_rows,
+    }
 }
 
 fn seconds(v: Option<f64>, default: Duration, at: &str, errors: &mut Vec<String>) -> Duration {

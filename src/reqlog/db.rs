@@ -7,11 +7,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::{Migrate, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
+use super::Record;
 use super::file::{LoggedRequest, Prepared, unmasked_headers};
 use super::redact::Scrubber;
-use super::Record;
 use crate::config::DatabaseTarget;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -31,6 +33,18 @@ pub struct MigrationState {
     pub description: String,
     pub applied: bool,
 }
+
+/// id, method, path, model, stream, headers, body, truncated.
+type RequestRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    bool,
+    String,
+    String,
+    bool,
+);
 
 /// A record as one row.
 pub struct Row {
@@ -201,12 +215,20 @@ impl Db {
             Db::Sqlite(p) => {
                 let mut c = p.acquire().await?;
                 c.ensure_migrations_table().await?;
-                c.list_applied_migrations().await?.iter().map(|m| m.version).collect()
+                c.list_applied_migrations()
+                    .await?
+                    .iter()
+                    .map(|m| m.version)
+                    .collect()
             }
             Db::Postgres(p) => {
                 let mut c = p.acquire().await?;
                 c.ensure_migrations_table().await?;
-                c.list_applied_migrations().await?.iter().map(|m| m.version).collect()
+                c.list_applied_migrations()
+                    .await?
+                    .iter()
+                    .map(|m| m.version)
+                    .collect()
             }
         };
         let mut out: Vec<MigrationState> = self
@@ -319,7 +341,7 @@ impl Db {
     /// The logged request with this id, for replay.
     pub async fn fetch_request(&self, id: &str) -> Result<Option<LoggedRequest>, sqlx::Error> {
         use sqlx::Row as _;
-        let row: Option<(String, String, String, Option<String>, bool, String, String, bool)> = match self {
+        let row: Option<RequestRow> = match self {
             Db::Sqlite(p) => sqlx::query(
                 "SELECT id, method, path, model, stream, request_headers, request_body, request_body_truncated FROM requests WHERE id = ?",
             )
@@ -339,34 +361,49 @@ impl Db {
                 (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7))
             }),
         };
-        Ok(row.map(|(id, method, path, model, stream, headers, body, truncated)| {
-            let headers: serde_json::Value = serde_json::from_str(&headers).unwrap_or_default();
-            LoggedRequest {
-                id,
-                method,
-                path,
-                model,
-                stream,
-                headers: unmasked_headers(&headers),
-                body: body.into_bytes(),
-                body_truncated: truncated,
-            }
-        }))
+        Ok(row.map(
+            |(id, method, path, model, stream, headers, body, truncated)| {
+                let headers: serde_json::Value = serde_json::from_str(&headers).unwrap_or_default();
+                LoggedRequest {
+                    id,
+                    method,
+                    path,
+                    model,
+                    stream,
+                    headers: unmasked_headers(&headers),
+                    body: body.into_bytes(),
+                    body_truncated: truncated,
+                }
+            },
+        ))
     }
 
     /// Number of rows (for tests and health).
     pub async fn count(&self) -> Result<i64, sqlx::Error> {
         match self {
-            Db::Sqlite(p) => sqlx::query_scalar("SELECT COUNT(*) FROM requests").fetch_one(p).await,
-            Db::Postgres(p) => sqlx::query_scalar("SELECT COUNT(*) FROM requests").fetch_one(p).await,
+            Db::Sqlite(p) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM requests")
+                    .fetch_one(p)
+                    .await
+            }
+            Db::Postgres(p) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM requests")
+                    .fetch_one(p)
+                    .await
+            }
         }
     }
 
     /// Deletes rows older than `max_age` and beyond the newest `max_rows`.
-    pub async fn prune(&self, max_age: Option<Duration>, max_rows: Option<u64>) -> Result<u64, sqlx::Error> {
+    pub async fn prune(
+        &self,
+        max_age: Option<Duration>,
+        max_rows: Option<u64>,
+    ) -> Result<u64, sqlx::Error> {
         let mut deleted = 0;
         if let Some(age) = max_age {
-            let cutoff = Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+            let cutoff =
+                Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
             deleted += match self {
                 Db::Sqlite(p) => sqlx::query("DELETE FROM requests WHERE started_at < ?")
                     .bind(cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
@@ -413,5 +450,8 @@ impl Db {
 /// Whether an error means the database is unreachable (worth retrying) as
 /// opposed to a row it refused.
 pub fn is_transient(e: &sqlx::Error) -> bool {
-    !matches!(e, sqlx::Error::Database(_) | sqlx::Error::Encode(_) | sqlx::Error::TypeNotFound { .. })
+    !matches!(
+        e,
+        sqlx::Error::Database(_) | sqlx::Error::Encode(_) | sqlx::Error::TypeNotFound { .. }
+    )
 }

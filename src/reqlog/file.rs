@@ -32,8 +32,14 @@ impl BodyText {
             (&redacted[..], false)
         };
         let text = String::from_utf8_lossy(cut).into_owned();
-        let json = !truncated && !text.is_empty() && serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok();
-        BodyText { text, json, truncated }
+        let json = !truncated
+            && !text.is_empty()
+            && serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok();
+        BodyText {
+            text,
+            json,
+            truncated,
+        }
     }
 
     /// As a value for a JSON column: the parsed document, else the text.
@@ -86,7 +92,10 @@ impl Prepared {
             request_headers: redact::headers(&r.request_headers),
             request_body: BodyText::new(&r.request_body, limit),
             attempts: Value::Array(attempts),
-            response_headers: r.response_headers.as_ref().map_or(Value::Null, redact::headers),
+            response_headers: r
+                .response_headers
+                .as_ref()
+                .map_or(Value::Null, redact::headers),
             response_body: r.response_body.as_ref().map(|b| BodyText::new(b, limit)),
             chunks: Value::Array(chunks),
             usage: Usage::of(r),
@@ -114,10 +123,20 @@ pub fn file_name(r: &Record) -> String {
 fn safe(s: &str, max: usize) -> String {
     let out: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(max)
         .collect();
-    if out.is_empty() || out.starts_with('.') { format!("_{out}") } else { out }
+    if out.is_empty() || out.starts_with('.') {
+        format!("_{out}")
+    } else {
+        out
+    }
 }
 
 /// The whole file text for a record.
@@ -165,7 +184,11 @@ pub fn render(r: &Record, p: &Prepared, scrubber: &Scrubber) -> String {
         }
     }
     for c in p.chunks.as_array().into_iter().flatten() {
-        let _ = writeln!(out, "{{\"event\":\"chunk\",\"t_ms\":{},\"data\":{}}}", c["t_ms"], c["data"]);
+        let _ = writeln!(
+            out,
+            "{{\"event\":\"chunk\",\"t_ms\":{},\"data\":{}}}",
+            c["t_ms"], c["data"]
+        );
     }
     if let Some(parsed) = &r.parsed {
         push_line(&mut out, &json!({"event": "parsed", "data": parsed}));
@@ -233,9 +256,16 @@ pub struct LoggedRequest {
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("{path}: cannot read: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: {message}")]
-    Format { path: String, line: usize, message: String },
+    Format {
+        path: String,
+        line: usize,
+        message: String,
+    },
 }
 
 /// Reads the `request` event of a log file.
@@ -249,17 +279,29 @@ pub fn read_request(path: &Path) -> Result<LoggedRequest, ReadError> {
         line,
         message,
     };
-    let first = text.lines().next().ok_or_else(|| fail(1, "empty file: not a yallmp request log".into()))?;
-    let v: Value = serde_json::from_str(first)
-        .map_err(|e| fail(1, format!("not a yallmp request log (expected a JSON `request` event): {e}")))?;
+    let first = text
+        .lines()
+        .next()
+        .ok_or_else(|| fail(1, "empty file: not a yallmp request log".into()))?;
+    let v: Value = serde_json::from_str(first).map_err(|e| {
+        fail(
+            1,
+            format!("not a yallmp request log (expected a JSON `request` event): {e}"),
+        )
+    })?;
     if v.get("event").and_then(Value::as_str) != Some("request") {
-        return Err(fail(1, "not a yallmp request log: the first line is not a `request` event".into()));
+        return Err(fail(
+            1,
+            "not a yallmp request log: the first line is not a `request` event".into(),
+        ));
     }
     let field = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     let body = match (v.get("body"), v.get("body_text")) {
         (Some(b), _) => {
             // The raw text of the embedded body, byte for byte.
-            raw_field(first, "body").unwrap_or_else(|| b.to_string()).into_bytes()
+            raw_field(first, "body")
+                .unwrap_or_else(|| b.to_string())
+                .into_bytes()
         }
         (None, Some(Value::String(t))) => t.clone().into_bytes(),
         _ => Vec::new(),
@@ -273,7 +315,10 @@ pub fn read_request(path: &Path) -> Result<LoggedRequest, ReadError> {
         stream: v.get("stream").and_then(Value::as_bool).unwrap_or(false),
         headers,
         body,
-        body_truncated: v.get("body_truncated").and_then(Value::as_bool).unwrap_or(false),
+        body_truncated: v
+            .get("body_truncated")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     })
 }
 
@@ -300,7 +345,8 @@ pub fn unmasked_headers(v: &Value) -> Vec<(String, String)> {
 
 /// The raw text of a top-level field of a one-line JSON object.
 fn raw_field(line: &str, key: &str) -> Option<String> {
-    let map: std::collections::HashMap<String, &serde_json::value::RawValue> = serde_json::from_str(line).ok()?;
+    let map: std::collections::HashMap<String, &serde_json::value::RawValue> =
+        serde_json::from_str(line).ok()?;
     map.get(key).map(|r| r.get().to_string())
 }
 
@@ -318,9 +364,19 @@ mod tests {
     #[test]
     fn render_and_read_back_the_request_exactly() {
         let mut h = HeaderMap::new();
-        h.insert("authorization", HeaderValue::from_static("Bearer sk-client"));
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer sk-client"),
+        );
         h.insert("x-custom", HeaderValue::from_static("1"));
-        let mut r = Record::new("id-1".into(), "POST".into(), "/v1/chat/completions".into(), None, h, 1 << 20);
+        let mut r = Record::new(
+            "id-1".into(),
+            "POST".into(),
+            "/v1/chat/completions".into(),
+            None,
+            h,
+            1 << 20,
+        );
         r.request_body = bytes::Bytes::from_static(b"{\"model\":\"m\",  \"x\":1.50}");
         r.model = Some("m".into());
         r.finish(super::super::Outcome::ClientError);
@@ -334,7 +390,10 @@ mod tests {
         let path = write(dir.path(), &r, &text).unwrap();
         let back = read_request(&path).unwrap();
         assert_eq!(back.body, b"{\"model\":\"m\",  \"x\":1.50}");
-        assert_eq!(back.headers, vec![("x-custom".to_string(), "1".to_string())]);
+        assert_eq!(
+            back.headers,
+            vec![("x-custom".to_string(), "1".to_string())]
+        );
         assert_eq!(back.path, "/v1/chat/completions");
     }
 

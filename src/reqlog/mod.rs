@@ -171,7 +171,12 @@ impl Record {
     pub fn finish(&mut self, outcome: Outcome) {
         self.outcome = outcome;
         self.total = self.clock.elapsed();
-        if self.ttfb.is_none() && matches!(outcome, Outcome::Ok | Outcome::ClientError | Outcome::AllFailed) {
+        if self.ttfb.is_none()
+            && matches!(
+                outcome,
+                Outcome::Ok | Outcome::ClientError | Outcome::AllFailed
+            )
+        {
             self.ttfb = Some(self.total);
         }
     }
@@ -277,7 +282,14 @@ impl RequestLog {
         headers: &HeaderMap,
     ) -> Option<Record> {
         self.tx.as_ref()?;
-        Some(Record::new(id, method, path, client_addr, headers.clone(), self.limit))
+        Some(Record::new(
+            id,
+            method,
+            path,
+            client_addr,
+            headers.clone(),
+            self.limit,
+        ))
     }
 
     /// Queues a finished record; never waits.

@@ -73,7 +73,10 @@ pub fn json_fields(v: &mut Value) -> bool {
         Value::Object(map) => {
             let mut changed = false;
             for (k, val) in map.iter_mut() {
-                if is_secret_name(k) && !val.is_null() && !matches!(val, Value::Object(_) | Value::Array(_)) {
+                if is_secret_name(k)
+                    && !val.is_null()
+                    && !matches!(val, Value::Object(_) | Value::Array(_))
+                {
                     *val = Value::String(MASK.into());
                     changed = true;
                 } else {
@@ -105,8 +108,12 @@ pub fn body(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 
 /// A cheap test before parsing: does any secret-ish word occur at all?
 fn may_hold_secret(bytes: &[u8]) -> bool {
-    const WORDS: &[&[u8]] = &[b"key", b"KEY", b"Key", b"assw", b"ecret", b"oken", b"auth", b"Auth"];
-    WORDS.iter().any(|w| memchr::memmem::find(bytes, w).is_some())
+    const WORDS: &[&[u8]] = &[
+        b"key", b"KEY", b"Key", b"assw", b"ecret", b"oken", b"auth", b"Auth",
+    ];
+    WORDS
+        .iter()
+        .any(|w| memchr::memmem::find(bytes, w).is_some())
 }
 
 /// Known secret values, scrubbed from all logged text.
@@ -156,10 +163,28 @@ mod tests {
 
     #[test]
     fn names() {
-        for n in ["Authorization", "x-api-key", "api_key", "OPENAI_API_KEY", "password", "client_secret", "access_token", "key", "x-goog-api-key"] {
+        for n in [
+            "Authorization",
+            "x-api-key",
+            "api_key",
+            "OPENAI_API_KEY",
+            "password",
+            "client_secret",
+            "access_token",
+            "key",
+            "x-goog-api-key",
+        ] {
             assert!(is_secret_name(n), "{n}");
         }
-        for n in ["max_tokens", "model", "prompt_cache_key", "tokens", "content-type", "keywords", "monkey"] {
+        for n in [
+            "max_tokens",
+            "model",
+            "prompt_cache_key",
+            "tokens",
+            "content-type",
+            "keywords",
+            "monkey",
+        ] {
             assert!(!is_secret_name(n), "{n}");
         }
     }
@@ -187,7 +212,9 @@ mod tests {
 
     #[test]
     fn scrubber() {
-        let s = Scrubber { secrets: vec!["sk-very-secret".into()] };
+        let s = Scrubber {
+            secrets: vec!["sk-very-secret".into()],
+        };
         assert_eq!(s.scrub("a sk-very-secret b".into()), "a *** b");
         assert_eq!(s.scrub("clean".into()), "clean");
     }

@@ -23,9 +23,13 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("request log directory {dir} is not writable: {source} (fix it, or set proxy_settings.logging.files.enabled: false)")]
+    #[error(
+        "request log directory {dir} is not writable: {source} (fix it, or set proxy_settings.logging.files.enabled: false)"
+    )]
     LogDir { dir: String, source: std::io::Error },
-    #[error("request log database ({target}) is not usable: {message} (fix it, or set proxy_settings.logging.database.enabled: false)")]
+    #[error(
+        "request log database ({target}) is not usable: {message} (fix it, or set proxy_settings.logging.database.enabled: false)"
+    )]
     Database { target: String, message: String },
 }
 
@@ -101,7 +105,12 @@ impl Writer {
             max_pending: config.logging.queue_size,
         };
         let task = tokio::spawn(state.run(stopped));
-        Ok(Writer { stop, task, pruner, db })
+        Ok(Writer {
+            stop,
+            task,
+            pruner,
+            db,
+        })
     }
 
     /// The database the log writes to, if any.
@@ -159,7 +168,10 @@ impl State {
         if !self.pending.is_empty() {
             self.flush_db().await;
             if !self.pending.is_empty() {
-                tracing::error!(lost = self.pending.len(), "request log: database unreachable at shutdown; rows not written (their files were)");
+                tracing::error!(
+                    lost = self.pending.len(),
+                    "request log: database unreachable at shutdown; rows not written (their files were)"
+                );
             }
         }
         if let Some(db) = &self.db {
@@ -203,8 +215,13 @@ impl State {
                 if self.pending.len() > self.max_pending {
                     let excess = self.pending.len() - self.max_pending;
                     self.pending.drain(..excess);
-                    self.stats.dropped.fetch_add(excess as u64, Ordering::Relaxed);
-                    tracing::warn!(dropped = excess, "request log: database backlog full; oldest rows dropped");
+                    self.stats
+                        .dropped
+                        .fetch_add(excess as u64, Ordering::Relaxed);
+                    tracing::warn!(
+                        dropped = excess,
+                        "request log: database backlog full; oldest rows dropped"
+                    );
                 }
                 self.flush_db().await;
             }

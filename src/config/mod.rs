@@ -3,6 +3,8 @@
 //! rest of the proxy reads. Every error names the file and the key path.
 
 pub mod env;
+mod inherit;
+pub mod overlay;
 mod raw;
 mod resolve;
 
@@ -39,6 +41,7 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     pub logging: LoggingSettings,
     pub database: DatabaseSettings,
+    pub auth: AuthSettings,
     /// Things that loaded but deserve a word (LiteLLM keys not implemented).
     pub warnings: Vec<String>,
 }
@@ -57,6 +60,16 @@ pub struct RouterSettings {
     pub num_retries: u32,
     pub retry_backoff: Duration,
     pub max_retry_after: Duration,
+}
+
+/// Who may call the proxy and its admin API.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    /// Client keys for `/v1/*`; empty means no key is needed.
+    pub api_keys: Vec<Secret>,
+    /// The admin password (`YALLMP_ADMIN_PASSWORD`); without one the admin
+    /// API answers loopback clients only and protected models cannot change.
+    pub admin_password: Option<Secret>,
 }
 
 /// The request log.
@@ -119,9 +132,36 @@ pub struct DatabaseSettings {
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
     pub name: String,
+    /// Where the model came from.
+    pub source: ModelSource,
+    /// Admin edits and deletes need the admin password.
+    pub protected: bool,
     pub backends: Vec<Arc<Backend>>,
     /// Models tried after every backend of this one failed, in order.
     pub fallbacks: Vec<String>,
+}
+
+/// Where a model is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelSource {
+    /// The config file.
+    Config,
+    /// Registered through the admin API (kept in the runtime overlay).
+    Runtime,
+    /// Derived from another model (`extends`, or `Base:Variant`).
+    Derived,
+}
+
+/// A request parameter default for a model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Parameter {
+    pub name: String,
+    /// The value, as JSON.
+    pub default: serde_json::Value,
+    /// When false the default always wins; when true it fills in only what
+    /// the request leaves out.
+    pub allow_override: bool,
 }
 
 /// Which protocol a backend speaks.
@@ -160,6 +200,8 @@ pub struct Backend {
     pub upstream_model: Option<String>,
     pub request_timeout: Duration,
     pub supports_reasoning: bool,
+    /// Request parameter defaults.
+    pub parameters: Arc<[Parameter]>,
 }
 
 impl Backend {
@@ -239,11 +281,22 @@ impl Config {
             dir
         };
         let env = Env::for_config_dir(dir).map_err(fail)?;
-        Config::from_yaml(&text, Some(path), &env)
+        let overlay = overlay::Overlay::read(&overlay::Overlay::path_for(path)).map_err(fail)?;
+        Config::from_yaml_with(&text, Some(path), &env, Some(&overlay))
     }
 
     /// Parses config text with the given environment.
     pub fn from_yaml(text: &str, path: Option<&Path>, env: &Env) -> Result<Config, ConfigError> {
+        Config::from_yaml_with(text, path, env, None)
+    }
+
+    /// Parses config text, with the runtime overlay's models on top.
+    pub fn from_yaml_with(
+        text: &str,
+        path: Option<&Path>,
+        env: &Env,
+        overlay: Option<&overlay::Overlay>,
+    ) -> Result<Config, ConfigError> {
         let file = path.map_or_else(|| "<config>".to_string(), |p| p.display().to_string());
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
@@ -260,9 +313,16 @@ impl Config {
         };
         env::substitute_tree(&mut tree, env, &mut String::new(), &mut errors);
         take_litellm_accepted(&mut tree, &mut warnings);
+        let runtime = match overlay {
+            Some(o) => o.apply(&mut tree),
+            None => Default::default(),
+        };
+        let derived = inherit::resolve(&mut tree, &mut errors);
         let raw = deserialize_collecting(tree, &mut errors);
 
-        let config = raw.and_then(|raw| resolve::resolve(raw, path, &mut errors, &mut warnings));
+        let sources = resolve::Sources { runtime, derived };
+        let config = raw
+            .and_then(|raw| resolve::resolve(raw, path, env, &sources, &mut errors, &mut warnings));
         match config {
             Some(mut c) if errors.is_empty() => {
                 c.warnings = warnings;

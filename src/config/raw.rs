@@ -28,6 +28,30 @@ pub struct RawModelEntry {
     pub model_params: Option<RawModelParams>,
     pub litellm_params: Option<RawModelParams>,
     pub fallbacks: Option<OneOrMany>,
+    /// Inherit from another model (resolved on the YAML tree before this
+    /// type is read; kept here so the key is known).
+    #[allow(dead_code)]
+    pub extends: Option<String>,
+    /// Request parameter defaults.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, RawParameter>,
+    /// Admin edits and deletes need the admin password.
+    pub protected: Option<bool>,
+}
+
+/// `temperature: {default: 1.0, allow_override: false}`, or just a value.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawParameter {
+    Full(RawParameterFull),
+    Bare(serde_json::Value),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawParameterFull {
+    pub default: serde_json::Value,
+    pub allow_override: Option<bool>,
 }
 
 /// Backend parameters; the same keys in both dialects.
@@ -54,6 +78,19 @@ pub struct RawProxySettings {
     pub enable_responses_endpoint: Option<bool>,
     #[serde(default)]
     pub logging: RawLogging,
+    #[serde(default)]
+    pub auth: RawAuth,
+}
+
+/// `proxy_settings.auth`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// Keys clients must send (`Authorization: Bearer` or `x-api-key`).
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+    /// The admin password; `YALLMP_ADMIN_PASSWORD` in the environment wins.
+    pub admin_password: Option<String>,
 }
 
 /// `proxy_settings.logging`: the request log.
@@ -159,6 +196,8 @@ pub struct RawRouterSettings {
 #[serde(deny_unknown_fields)]
 pub struct RawGeneralSettings {
     pub enable_responses_endpoint: Option<bool>,
+    /// LiteLLM's proxy key: accepted as one more client key.
+    pub master_key: Option<String>,
     pub host: Option<String>,
     pub port: Option<u16>,
 }
@@ -254,7 +293,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
     (
         "general_settings",
         &[
-            "master_key",
             "database_url",
             "database_connection_pool_limit",
             "store_model_in_db",

@@ -76,15 +76,41 @@ const PROVIDERS: &[(&str, ApiType, Option<&str>)] = &[
 
 const API_TYPES: &[&str] = &["openai", "anthropic", "stub"];
 
+/// Which models came from where, known before typing.
+#[derive(Debug, Default)]
+pub(super) struct Sources {
+    pub runtime: HashSet<String>,
+    pub derived: HashSet<String>,
+}
+
 pub(super) fn resolve(
     raw: RawConfig,
     _path: Option<&Path>,
+    env: &Env,
+    sources: &Sources,
     errors: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) -> Option<Config> {
     let start = errors.len();
     let ps = raw.proxy_settings;
     let gs = raw.general_settings;
+    let mut api_keys: Vec<Secret> = ps
+        .auth
+        .api_keys
+        .into_iter()
+        .chain(gs.master_key.clone())
+        .filter(|k| !k.trim().is_empty())
+        .map(Secret::new)
+        .collect();
+    api_keys.dedup();
+    let auth = AuthSettings {
+        api_keys,
+        admin_password: env
+            .get("YALLMP_ADMIN_PASSWORD")
+            .or(ps.auth.admin_password)
+            .filter(|p| !p.is_empty())
+            .map(Secret::new),
+    };
     if gs.host.is_some() || gs.port.is_some() {
         warnings.push(
             "general_settings.host/port: read as the listen address (proxy_settings.server takes precedence)"
@@ -147,11 +173,22 @@ pub(super) fn resolve(
         if let Some(f) = entry.fallbacks {
             fallback_refs.push((format!("{at}.fallbacks"), name.clone(), f.into_vec()));
         }
+        let parameters = parameters(entry.parameters);
+        let protected = entry.protected.unwrap_or(false);
         let idx = match models.iter().position(|m| m.name == name) {
             Some(idx) => idx,
             None => {
+                let source = if sources.runtime.contains(&name) {
+                    ModelSource::Runtime
+                } else if sources.derived.contains(&name) {
+                    ModelSource::Derived
+                } else {
+                    ModelSource::Config
+                };
                 models.push(ModelConfig {
                     name: name.clone(),
+                    source,
+                    protected: false,
                     backends: Vec::new(),
                     fallbacks: Vec::new(),
                 });
@@ -167,7 +204,8 @@ pub(super) fn resolve(
                 f.clone().into_vec(),
             ));
         }
-        if let Some(backend) = backend(&name, n, params, &at, litellm, errors) {
+        models[idx].protected |= protected;
+        if let Some(backend) = backend(&name, n, params, &at, litellm, parameters, errors) {
             models[idx].backends.push(Arc::new(backend));
         }
     }
@@ -229,6 +267,7 @@ pub(super) fn resolve(
         models,
         logging,
         database,
+        auth,
         warnings: Vec::new(),
     })
 }
@@ -239,6 +278,7 @@ fn backend(
     p: RawModelParams,
     at: &str,
     litellm: bool,
+    parameters: Arc<[Parameter]>,
     errors: &mut Vec<String>,
 ) -> Option<Backend> {
     let start = errors.len();
@@ -311,7 +351,27 @@ fn backend(
         upstream_model: p.target_model.filter(|m| !m.trim().is_empty()).or(model),
         request_timeout,
         supports_reasoning: p.supports_reasoning.unwrap_or(false),
+        parameters,
     })
+}
+
+fn parameters(
+    raw: std::collections::BTreeMap<String, super::raw::RawParameter>,
+) -> Arc<[Parameter]> {
+    raw.into_iter()
+        .map(|(name, p)| match p {
+            super::raw::RawParameter::Full(f) => Parameter {
+                name,
+                default: f.default,
+                allow_override: f.allow_override.unwrap_or(true),
+            },
+            super::raw::RawParameter::Bare(v) => Parameter {
+                name,
+                default: v,
+                allow_override: true,
+            },
+        })
+        .collect()
 }
 
 fn logging(raw: super::raw::RawLogging, errors: &mut Vec<String>) -> LoggingSettings {

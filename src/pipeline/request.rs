@@ -74,18 +74,32 @@ impl<'a> RequestBody<'a> {
     }
 
     /// The body to send to `backend`: the original bytes when nothing
-    /// changes, else the object with `model` replaced and the reasoning switch
-    /// added, every other value untouched.
+    /// changes, else the object with the backend's rewrites applied (upstream
+    /// `model`, the reasoning switch, parameter defaults) and every other
+    /// value untouched, byte for byte.
     pub fn for_backend(&self, original: &Bytes, backend: &Backend) -> Bytes {
-        let new_model = backend
-            .upstream_model
-            .as_deref()
-            .filter(|m| self.get("model").is_none_or(|raw| !json_str_eq(raw, m)));
-        let add_thinking = backend.supports_reasoning && self.get("thinking").is_none();
-        if new_model.is_none() && !add_thinking {
+        let mut edits: Vec<Edit<'_>> = Vec::new();
+        if let Some(m) = backend.upstream_model.as_deref()
+            && self.get("model").is_none_or(|raw| !json_str_eq(raw, m))
+        {
+            edits.push(Edit::Set("model", Value::String(m)));
+        }
+        if backend.supports_reasoning && self.get("thinking").is_none() {
+            edits.push(Edit::Set("thinking", Value::Raw(r#"{"type":"enabled"}"#)));
+        }
+        for p in backend.parameters.iter() {
+            match self.get(&p.name) {
+                None => edits.push(Edit::Set(&p.name, Value::Json(&p.default))),
+                Some(raw) if !p.allow_override && !json_eq(raw, &p.default) => {
+                    edits.push(Edit::Set(&p.name, Value::Json(&p.default)))
+                }
+                Some(_) => {}
+            }
+        }
+        if edits.is_empty() {
             return original.clone();
         }
-        let mut out = Vec::with_capacity(original.len() + 48);
+        let mut out = Vec::with_capacity(original.len() + 64);
         out.push(b'{');
         let mut first = true;
         let mut sep = |out: &mut Vec<u8>| {
@@ -94,21 +108,55 @@ impl<'a> RequestBody<'a> {
             }
             first = false;
         };
+        let edit_for = |k: &str| edits.iter().find(|Edit::Set(key, _)| *key == k);
         for (k, v) in &self.fields {
             sep(&mut out);
             write_key(&mut out, k);
-            match new_model {
-                Some(m) if k == "model" => write_string(&mut out, m),
-                _ => out.extend_from_slice(v.get().as_bytes()),
+            match edit_for(k) {
+                Some(Edit::Set(_, value)) => value.write(&mut out),
+                None => out.extend_from_slice(v.get().as_bytes()),
             }
         }
-        if add_thinking {
-            sep(&mut out);
-            out.extend_from_slice(br#""thinking":{"type":"enabled"}"#);
+        for Edit::Set(key, value) in &edits {
+            if self.get(key).is_none() {
+                sep(&mut out);
+                write_key(&mut out, key);
+                value.write(&mut out);
+            }
         }
         out.push(b'}');
         Bytes::from(out)
     }
+}
+
+/// A change to one top-level field.
+enum Edit<'a> {
+    Set(&'a str, Value<'a>),
+}
+
+/// A value to write.
+enum Value<'a> {
+    String(&'a str),
+    Raw(&'static str),
+    Json(&'a serde_json::Value),
+}
+
+impl Value<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::String(s) => write_string(out, s),
+            Value::Raw(r) => out.extend_from_slice(r.as_bytes()),
+            Value::Json(v) => {
+                if serde_json::to_writer(&mut *out, v).is_err() {
+                    out.extend_from_slice(b"null");
+                }
+            }
+        }
+    }
+}
+
+fn json_eq(raw: &RawValue, v: &serde_json::Value) -> bool {
+    serde_json::from_str::<serde_json::Value>(raw.get()).is_ok_and(|r| &r == v)
 }
 
 fn json_str_eq(raw: &RawValue, s: &str) -> bool {
@@ -208,6 +256,7 @@ mod tests {
             upstream_model: model.map(String::from),
             request_timeout: Duration::from_secs(1),
             supports_reasoning: reasoning,
+            parameters: Vec::new().into(),
         }
     }
 
@@ -257,6 +306,39 @@ mod tests {
         let b = RequestBody::parse(&raw).unwrap();
         assert_eq!(b.for_backend(&raw, &backend(None, false)), raw);
         assert_eq!(b.for_backend(&raw, &backend(Some("m"), false)), raw);
+    }
+
+    #[test]
+    fn parameter_defaults_fill_in_or_force() {
+        use crate::config::Parameter;
+        let mut b = backend(None, false);
+        b.parameters = vec![
+            Parameter {
+                name: "temperature".into(),
+                default: serde_json::json!(1.0),
+                allow_override: false,
+            },
+            Parameter {
+                name: "max_tokens".into(),
+                default: serde_json::json!(4096),
+                allow_override: true,
+            },
+        ]
+        .into();
+        let raw = Bytes::from_static(br#"{"model":"m","temperature":0.2,"max_tokens":5}"#);
+        let out = RequestBody::parse(&raw).unwrap().for_backend(&raw, &b);
+        assert_eq!(
+            &out[..],
+            br#"{"model":"m","temperature":1.0,"max_tokens":5}"#
+        );
+        let raw = Bytes::from_static(br#"{"model":"m"}"#);
+        let out = RequestBody::parse(&raw).unwrap().for_backend(&raw, &b);
+        assert_eq!(
+            &out[..],
+            br#"{"model":"m","temperature":1.0,"max_tokens":4096}"#
+        );
+        let raw = Bytes::from_static(br#"{"model":"m","temperature":1.0,"max_tokens":7}"#);
+        assert_eq!(RequestBody::parse(&raw).unwrap().for_backend(&raw, &b), raw);
     }
 
     #[test]

@@ -119,13 +119,15 @@ litellm_settings:
     );
     assert!(c.enable_responses_endpoint);
     assert_eq!(c.server.port, 4000);
+    // LiteLLM's master_key is a client key.
+    assert_eq!(c.auth.api_keys.len(), 1);
+    assert_eq!(c.auth.api_keys[0].expose(), "sk-1234");
     let warnings = c.warnings.join("\n");
     for key in [
         "litellm_settings",
         "model_list[0].model_info",
         "model_list[0].litellm_params.rpm",
         "router_settings.routing_strategy",
-        "general_settings.master_key",
     ] {
         assert!(
             warnings.contains(&format!("{key}: LiteLLM setting not implemented")),

@@ -62,6 +62,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         started: Instant::now(),
         log,
         shutting_down: Arc::new(AtomicBool::new(false)),
+        admin_lock: tokio::sync::Mutex::new(()),
     });
     let app = api::router(state.clone());
     let (stop, mut stopped) = watch::channel(false);

@@ -2,6 +2,8 @@
 //! passes (request id, panic guard, OpenAI-shaped errors for unknown routes
 //! and methods).
 
+pub mod admin;
+pub mod auth;
 pub mod error;
 pub mod health;
 pub mod openai;
@@ -32,6 +34,8 @@ pub struct AppState {
     pub log: crate::reqlog::RequestLog,
     /// Set when shutdown begins (requests cut after it count as cancelled).
     pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
+    /// Serializes admin changes (register, delete, copy, reload).
+    pub admin_lock: tokio::sync::Mutex<()>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -47,10 +51,25 @@ pub fn router(state: Shared) -> Router {
         .route("/embeddings", post(openai::embeddings))
         .route("/responses", post(openai::responses))
         .route("/models", get(openai::list_models))
-        .route("/models/{*id}", get(openai::get_model));
+        .route("/models/{*id}", get(openai::get_model))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::client_key,
+        ));
+    let admin = Router::new()
+        .route("/models", get(admin::list_models).post(admin::register))
+        .route(
+            "/models/{name}",
+            get(admin::get_model).delete(admin::delete),
+        )
+        .route("/models/{name}/copy", post(admin::copy))
+        .route("/config", get(admin::effective_config))
+        .route("/config/reload", post(admin::reload))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::admin));
     Router::new()
         .nest("/v1", api.clone())
         .merge(api)
+        .nest("/admin", admin)
         .route("/healthz", get(health::healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

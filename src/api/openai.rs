@@ -182,6 +182,7 @@ async fn forward(
         headers: &parts.headers,
         request_id,
         stream,
+        forward_credentials: live.config.auth.api_keys.is_empty(),
     };
     let answer = match dispatch.run(guard.attempts()).await {
         Ok(answer) => answer,

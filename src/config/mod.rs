@@ -42,6 +42,8 @@ pub struct Config {
     pub logging: LoggingSettings,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
+    /// What it was built from, for reloads and admin changes.
+    pub origin: Origin,
     /// Things that loaded but deserve a word (LiteLLM keys not implemented).
     pub warnings: Vec<String>,
 }
@@ -60,6 +62,22 @@ pub struct RouterSettings {
     pub num_retries: u32,
     pub retry_backoff: Duration,
     pub max_retry_after: Duration,
+}
+
+/// The inputs of a config: its text, the environment it was read with, and
+/// the runtime overlay applied to it.
+#[derive(Clone, Default)]
+pub struct Origin {
+    pub text: Arc<String>,
+    pub env: Env,
+    pub overlay: overlay::Overlay,
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The environment holds secrets.
+        f.write_str("Origin { .. }")
+    }
 }
 
 /// Who may call the proxy and its admin API.
@@ -326,6 +344,11 @@ impl Config {
         match config {
             Some(mut c) if errors.is_empty() => {
                 c.warnings = warnings;
+                c.origin = Origin {
+                    text: Arc::new(text.to_string()),
+                    env: env.clone(),
+                    overlay: overlay.cloned().unwrap_or_default(),
+                };
                 Ok(c)
             }
             _ => Err(ConfigError { file, errors }),

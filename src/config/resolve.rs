@@ -268,6 +268,7 @@ pub(super) fn resolve(
         logging,
         database,
         auth,
+        origin: Origin::default(),
         warnings: Vec::new(),
     })
 }

@@ -78,6 +78,9 @@ pub struct Dispatch<'a> {
     pub headers: &'a HeaderMap,
     pub request_id: &'a HeaderValue,
     pub stream: bool,
+    /// Whether the client's credentials may go to keyless backends (not
+    /// when they are the proxy's own client keys).
+    pub forward_credentials: bool,
 }
 
 enum Verdict {
@@ -96,7 +99,12 @@ impl Dispatch<'_> {
         let mut last = LastFailure::Network(UpstreamError::Unsupported("no backend to try".into()));
         for backend in self.plan {
             let body = self.body.for_backend(self.raw, backend);
-            let headers = upstream::outgoing_headers(self.headers, backend, self.request_id);
+            let headers = upstream::outgoing_headers(
+                self.headers,
+                backend,
+                self.request_id,
+                self.forward_credentials,
+            );
             for n in 1..=tries {
                 let started = Instant::now();
                 let mut seen = None;

@@ -105,18 +105,22 @@ const DROPPED_RESPONSE_HEADERS: &[HeaderName] = &[
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
-/// The headers for the upstream request, from the client's.
+/// The headers for the upstream request, from the client's. The client's
+/// credentials go upstream only to a backend without a key of its own, and
+/// only when they are not the proxy's own client keys (`forward_credentials`).
 pub fn outgoing_headers(
     client: &HeaderMap,
     backend: &Backend,
     request_id: &HeaderValue,
+    forward_credentials: bool,
 ) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(client.len() + 2);
     for (name, value) in client {
         if DROPPED_REQUEST_HEADERS.contains(name)
             || name == KEEP_ALIVE
             || name == REQUEST_ID
-            || (backend.api_key.is_some() && CREDENTIAL_HEADERS.contains(&name.as_str()))
+            || ((backend.api_key.is_some() || !forward_credentials)
+                && CREDENTIAL_HEADERS.contains(&name.as_str()))
         {
             continue;
         }

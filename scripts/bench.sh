@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# Throughput and latency of the proxy against a mock upstream, side by side
+# with the same load sent straight to the mock, so the table shows what the
+# proxy adds. Everything runs on 127.0.0.1 and stops by itself.
+#
+#   bash scripts/bench.sh                  # 10 s per run
+#   BENCH_DURATION=30 bash scripts/bench.sh
+#
+# Knobs (environment):
+#   BENCH_DURATION     seconds per run (default 10; "10s" also accepted)
+#   BENCH_WARMUP       seconds of warm-up load per target (default 1; 0 = none)
+#   BENCH_CHUNKS       content chunks per streamed answer (default 20)
+#   BENCH_LATENCY_MS   mock's delay before answering (default 0)
+#   BENCH_CHUNK_DELAY_MS  mock's gap between streamed chunks (default 0)
+#   BENCH_REQUEST_LOG  off (default): the proxy's request log (files and
+#                      database) is disabled, to measure the relay itself;
+#                      on: both sinks on, in the temp dir, as shipped
+#   BENCH_SKIP_BUILD=1 use the binaries already built
+#
+# Output: one table on stdout, the same as markdown in target/bench/results.md.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+
+DURATION="${BENCH_DURATION:-10}"
+DURATION="${DURATION%s}"
+WARMUP="${BENCH_WARMUP:-1}"
+WARMUP="${WARMUP%s}"
+CHUNKS="${BENCH_CHUNKS:-20}"
+LATENCY_MS="${BENCH_LATENCY_MS:-0}"
+CHUNK_DELAY_MS="${BENCH_CHUNK_DELAY_MS:-0}"
+REQUEST_LOG="${BENCH_REQUEST_LOG:-off}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+OUT_DIR="$ROOT/target/bench"
+
+for v in DURATION WARMUP CHUNKS LATENCY_MS CHUNK_DELAY_MS; do
+    [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "bench: $v must be a whole number, got '${!v}'" >&2; exit 2; }
+done
+((DURATION > 0)) || { echo "bench: BENCH_DURATION must be > 0" >&2; exit 2; }
+case "$REQUEST_LOG" in
+    on) LOG_ON=true ;;
+    off) LOG_ON=false ;;
+    *) echo "bench: BENCH_REQUEST_LOG must be on or off, got '$REQUEST_LOG'" >&2; exit 2 ;;
+esac
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+
+# --- tools -------------------------------------------------------------------
+if ! command -v wrk >/dev/null 2>&1; then
+    log "installing wrk (Debian package)"
+    if [[ $(id -u) -eq 0 ]]; then SUDO=(); else SUDO=(sudo); fi
+    "${SUDO[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq wrk >/dev/null
+fi
+command -v curl >/dev/null 2>&1 || { echo "bench: curl is required" >&2; exit 1; }
+
+if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+    log "building release binaries"
+    cargo build --release --examples --bins
+fi
+PROXY_BIN="$TARGET_DIR/release/yallmp"
+MOCK_BIN="$TARGET_DIR/release/examples/mock_upstream"
+[[ -x "$PROXY_BIN" && -x "$MOCK_BIN" ]] || { echo "bench: binaries missing in $TARGET_DIR/release" >&2; exit 1; }
+
+# --- processes, cleaned up whatever happens ----------------------------------
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/yallmp-bench.XXXXXX")"
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Waits for "listening on http://127.0.0.1:PORT" in a log; prints the URL.
+wait_listen() {
+    local file="$1" pid="$2" url=""
+    for _ in $(seq 1 600); do
+        url="$(grep -o 'listening on http://127\.0\.0\.1:[0-9]*' "$file" 2>/dev/null | head -n1 | sed 's/^listening on //')" || true
+        [[ -n "$url" ]] && { echo "$url"; return 0; }
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "bench: no listen line in $file" >&2
+    cat "$file" "$file.err" >&2 2>/dev/null || true
+    return 1
+}
+
+# Polls GET /healthz until it answers 200.
+wait_healthy() {
+    local url="$1"
+    for _ in $(seq 1 600); do
+        curl -fsS -o /dev/null --max-time 1 "$url/healthz" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "bench: $url/healthz never answered" >&2
+    return 1
+}
+
+"$MOCK_BIN" --port 0 --chunks "$CHUNKS" --latency-ms "$LATENCY_MS" \
+    --chunk-delay-ms "$CHUNK_DELAY_MS" >"$TMP/mock.log" 2>"$TMP/mock.log.err" &
+PIDS+=($!)
+MOCK_URL="$(wait_listen "$TMP/mock.log" "${PIDS[-1]}")"
+wait_healthy "$MOCK_URL"
+
+cat >"$TMP/config.yaml" <<EOF
+model_list:
+  - model_name: bench
+    model_params:
+      api_base: $MOCK_URL/v1
+      request_timeout: 30
+proxy_settings:
+  server:
+    host: 127.0.0.1
+    port: 0
+  logging:
+    files:
+      enabled: $LOG_ON
+      dir: $TMP/logs/requests
+    database:
+      enabled: $LOG_ON
+router_settings:
+  num_retries: 0
+database:
+  backend: sqlite
+  connection:
+    sqlite:
+      path: $TMP/yallmp.db
+EOF
+# Run from the temp dir so nothing relative lands in the repository.
+(cd "$TMP" && exec "$PROXY_BIN" --config "$TMP/config.yaml" serve) \
+    >"$TMP/proxy.log" 2>"$TMP/proxy.log.err" &
+PIDS+=($!)
+PROXY_URL="$(wait_listen "$TMP/proxy.log" "${PIDS[-1]}")"
+wait_healthy "$PROXY_URL"
+log "mock on $MOCK_URL, proxy on $PROXY_URL; ${DURATION}s per run"
+
+# --- request bodies and the wrk script ---------------------------------------
+MESSAGES='[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello and describe a benchmark in one sentence."}]'
+BODY_PLAIN="{\"model\":\"bench\",\"messages\":$MESSAGES,\"temperature\":0.2,\"max_tokens\":64}"
+BODY_STREAM="{\"model\":\"bench\",\"messages\":$MESSAGES,\"temperature\":0.2,\"max_tokens\":64,\"stream\":true,\"stream_options\":{\"include_usage\":true}}"
+
+# One Lua script per body; `done` prints one machine-readable line.
+make_lua() {
+    local file="$1" body="$2"
+    local esc="${body//\\/\\\\}"
+    esc="${esc//\"/\\\"}"
+    cat >"$file" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = "$esc"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  local secs = summary.duration / 1e6
+  io.write(string.format("RESULT %.2f %.1f %.1f %d %d %d\n",
+    summary.requests / secs, latency:percentile(50), latency:percentile(99),
+    summary.requests, e.status, e.connect + e.read + e.write + e.timeout))
+end
+EOF
+}
+make_lua "$TMP/plain.lua" "$BODY_PLAIN"
+make_lua "$TMP/stream.lua" "$BODY_STREAM"
+
+# Sanity: both targets answer both kinds before measuring.
+for url in "$MOCK_URL" "$PROXY_URL"; do
+    curl -fsS --max-time 5 -H 'content-type: application/json' -d "$BODY_PLAIN" \
+        "$url/v1/chat/completions" | grep -q '"chat.completion"' \
+        || { echo "bench: $url gave no chat.completion" >&2; cat "$TMP"/*.err >&2; exit 1; }
+    curl -fsS --max-time 5 -N -H 'content-type: application/json' -d "$BODY_STREAM" \
+        "$url/v1/chat/completions" | grep -q '^data: \[DONE\]' \
+        || { echo "bench: $url gave no complete stream" >&2; cat "$TMP"/*.err >&2; exit 1; }
+done
+
+# run_wrk URL LUA CONNECTIONS THREADS SECONDS -> "rps p50us p99us requests status_errs sock_errs"
+run_wrk() {
+    local url="$1" lua="$2" conns="$3" threads="$4" secs="$5" out
+    out="$(wrk -t "$threads" -c "$conns" -d "${secs}s" --timeout 10s -s "$lua" \
+        "$url/v1/chat/completions" 2>&1)" || { echo "$out" >&2; return 1; }
+    grep '^RESULT ' <<<"$out" | tail -n1 | cut -d' ' -f2- \
+        || { echo "$out" >&2; return 1; }
+}
+
+if ((WARMUP > 0)); then
+    log "warming up (${WARMUP}s per target)"
+    for url in "$MOCK_URL" "$PROXY_URL"; do
+        run_wrk "$url" "$TMP/plain.lua" 32 2 "$WARMUP" >/dev/null
+        run_wrk "$url" "$TMP/stream.lua" 32 2 "$WARMUP" >/dev/null
+    done
+fi
+
+# --- measure -----------------------------------------------------------------
+SCENARIOS=(
+    "non-stream c=1|plain|1|1"
+    "non-stream c=32|plain|32|2"
+    "stream c=1|stream|1|1"
+    "stream c=32|stream|32|2"
+)
+ROWS=()
+ERRORS=0
+for s in "${SCENARIOS[@]}"; do
+    IFS='|' read -r name kind conns threads <<<"$s"
+    log "$name: direct"
+    direct="$(run_wrk "$MOCK_URL" "$TMP/$kind.lua" "$conns" "$threads" "$DURATION")"
+    log "$name: through proxy"
+    proxy="$(run_wrk "$PROXY_URL" "$TMP/$kind.lua" "$conns" "$threads" "$DURATION")"
+    read -r _ _ _ _ dse dke <<<"$direct"
+    read -r _ _ _ _ pse pke <<<"$proxy"
+    if ((dse + dke + pse + pke > 0)); then
+        log "$name: errors (direct: $dse bad status, $dke socket; proxy: $pse bad status, $pke socket)"
+        ERRORS=1
+    fi
+    ROWS+=("$name|$direct|$proxy")
+done
+
+# --- report ------------------------------------------------------------------
+mkdir -p "$OUT_DIR"
+REPORT="$(printf '%s\n' "${ROWS[@]}" | awk -F'|' '
+function ms(us) { return sprintf("%.3f", us / 1000) }
+{
+    split($2, d, " "); split($3, p, " ")
+    name[NR] = $1
+    drps[NR] = sprintf("%.0f", d[1]); prps[NR] = sprintf("%.0f", p[1])
+    ratio[NR] = d[1] > 0 ? sprintf("%.2f", p[1] / d[1]) : "n/a"
+    dlat[NR] = ms(d[2]) " / " ms(d[3])
+    plat[NR] = ms(p[2]) " / " ms(p[3])
+    added[NR] = sprintf("%+.3f", (p[2] - d[2]) / 1000)
+    n = NR
+}
+END {
+    h[1] = "scenario"; h[2] = "direct req/s"; h[3] = "proxy req/s"; h[4] = "proxy/direct"
+    h[5] = "direct p50/p99 ms"; h[6] = "proxy p50/p99 ms"; h[7] = "added p50 ms"
+    for (i = 1; i <= n; i++) {
+        c[i,1] = name[i]; c[i,2] = drps[i]; c[i,3] = prps[i]; c[i,4] = ratio[i]
+        c[i,5] = dlat[i]; c[i,6] = plat[i]; c[i,7] = added[i]
+    }
+    for (j = 1; j <= 7; j++) {
+        w[j] = length(h[j])
+        for (i = 1; i <= n; i++) if (length(c[i,j]) > w[j]) w[j] = length(c[i,j])
+    }
+    # Plain table, then a marker, then markdown.
+    line = ""
+    for (j = 1; j <= 7; j++) line = line sprintf(j == 1 ? "%-*s" : "  %*s", w[j], h[j])
+    print line
+    line = ""
+    for (j = 1; j <= 7; j++) { dash = sprintf("%*s", w[j], ""); gsub(/ /, "-", dash); line = line (j == 1 ? "" : "  ") dash }
+    print line
+    for (i = 1; i <= n; i++) {
+        line = ""
+        for (j = 1; j <= 7; j++) line = line sprintf(j == 1 ? "%-*s" : "  %*s", w[j], c[i,j])
+        print line
+    }
+    print "@@MARKDOWN@@"
+    line = "|"; for (j = 1; j <= 7; j++) line = line " " h[j] " |"; print line
+    line = "|"; for (j = 1; j <= 7; j++) line = line (j == 1 ? " --- |" : " ---: |"); print line
+    for (i = 1; i <= n; i++) {
+        line = "|"; for (j = 1; j <= 7; j++) line = line " " c[i,j] " |"; print line
+    }
+}')"
+
+TABLE="${REPORT%%@@MARKDOWN@@*}"
+MARKDOWN="${REPORT#*@@MARKDOWN@@$'\n'}"
+CONTEXT="request log ${REQUEST_LOG}; mock: ${CHUNKS} chunks/stream, latency ${LATENCY_MS} ms, chunk gap ${CHUNK_DELAY_MS} ms; ${DURATION} s per run; wrk threads 1 (c=1) / 2 (c=32); $(nproc) cores; $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo '+dirty-src')"
+
+echo
+printf '%s' "$TABLE"
+echo "($CONTEXT)"
+{
+    echo "# yallmp benchmark: direct to mock vs through the proxy"
+    echo
+    echo "$(date -u '+%Y-%m-%d %H:%M:%S UTC'); $CONTEXT."
+    echo "Latency is wrk's time to the whole response (for streams, to the last byte)."
+    echo
+    echo "$MARKDOWN"
+} >"$OUT_DIR/results.md"
+log "wrote $OUT_DIR/results.md"
+exit "$ERRORS"

@@ -1,0 +1,457 @@
+//! The admin API: models at runtime (register, replace, copy, delete),
+//! config reload, and the effective config. Every change builds a complete
+//! new config (file + runtime overlay), validates it, persists the overlay,
+//! then swaps the live snapshot; writes are serialized, reads never wait.
+//! Secrets never leave: keys show as `***`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Shared;
+use super::auth::has_admin_password;
+use super::error::json_error;
+use crate::config::overlay::Overlay;
+use crate::config::{Config, ConfigError, ModelConfig};
+use crate::live::Live;
+
+/// A model as the admin API takes it: the fields users know.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminModel {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_base: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supports_reasoning: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallbacks: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protected: Option<bool>,
+}
+
+impl AdminModel {
+    /// The `model_list` entry it stands for.
+    fn entry(&self, name: &str) -> serde_yaml::Value {
+        let mut params = serde_json::Map::new();
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                params.insert(k.into(), v);
+            }
+        };
+        put("api_base", self.api_base.clone().map(Value::from));
+        put("api_key", self.api_key.clone().map(Value::from));
+        put("model", self.model.clone().map(Value::from));
+        put("target_model", self.target_model.clone().map(Value::from));
+        put("request_timeout", self.request_timeout.map(Value::from));
+        put(
+            "supports_reasoning",
+            self.supports_reasoning.map(Value::from),
+        );
+        put("api_type", self.api_type.clone().map(Value::from));
+        let mut entry = serde_json::Map::new();
+        entry.insert("model_name".into(), name.into());
+        if !params.is_empty() {
+            entry.insert("model_params".into(), Value::Object(params));
+        }
+        for (k, v) in [
+            ("extends", self.extends.clone().map(Value::from)),
+            ("parameters", self.parameters.clone()),
+            ("fallbacks", self.fallbacks.clone()),
+            ("protected", self.protected.map(Value::from)),
+        ] {
+            if let Some(v) = v {
+                entry.insert(k.into(), v);
+            }
+        }
+        serde_yaml::to_value(Value::Object(entry)).unwrap_or(serde_yaml::Value::Null)
+    }
+}
+
+/// What can go wrong with an admin request.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the change would make the config invalid: {}", .0.errors.join("; "))]
+    Invalid(ConfigError),
+    #[error("the config was not reloaded: {}", .0.errors.join("; "))]
+    Reload(ConfigError),
+    #[error("no model `{0}`")]
+    NotFound(String),
+    #[error("model `{0}` already exists")]
+    Exists(String),
+    #[error(
+        "model `{0}` is protected: changing it needs the admin password (Authorization: Bearer <YALLMP_ADMIN_PASSWORD>)"
+    )]
+    Protected(String),
+    #[error("cannot save runtime models to {path}: {source}")]
+    Persist {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            AdminError::Invalid(_) | AdminError::Reload(_) => {
+                (StatusCode::BAD_REQUEST, "invalid_config")
+            }
+            AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "model_not_found"),
+            AdminError::Exists(_) => (StatusCode::CONFLICT, "model_exists"),
+            AdminError::Protected(_) => (StatusCode::FORBIDDEN, "model_protected"),
+            AdminError::Persist { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "overlay_write_failed")
+            }
+        };
+        let mut error =
+            json!({"message": self.to_string(), "type": "invalid_request_error", "code": code});
+        if let AdminError::Invalid(e) | AdminError::Reload(e) = &self {
+            error["errors"] = json!(e.errors);
+        }
+        json_error(status, &json!({ "error": error }))
+    }
+}
+
+/// A model as the API shows it, keys masked.
+pub fn model_json(m: &ModelConfig) -> Value {
+    let backends: Vec<Value> = m
+        .backends
+        .iter()
+        .map(|b| {
+            let params: serde_json::Map<String, Value> = b
+                .parameters
+                .iter()
+                .map(|p| {
+                    (
+                        p.name.clone(),
+                        json!({"default": p.default, "allow_override": p.allow_override}),
+                    )
+                })
+                .collect();
+            json!({
+                "name": b.name,
+                "api_type": b.api_type,
+                "api_base": b.api_base,
+                "api_key": b.api_key.as_ref().map(|_| "***"),
+                "target_model": b.upstream_model,
+                "request_timeout": b.request_timeout.as_secs_f64(),
+                "supports_reasoning": b.supports_reasoning,
+                "parameters": params,
+            })
+        })
+        .collect();
+    json!({
+        "model_name": m.name,
+        "source": m.source,
+        "protected": m.protected,
+        "fallbacks": m.fallbacks,
+        "backends": backends,
+    })
+}
+
+/// Builds a config from the current one's inputs with a new overlay.
+fn rebuild(current: &Config, overlay: &Overlay) -> Result<Config, ConfigError> {
+    let o = &current.origin;
+    let mut next = Config::from_yaml_with(&o.text, current.path.as_deref(), &o.env, Some(overlay))?;
+    // The listen address is fixed for the life of the process.
+    next.server.host = current.server.host.clone();
+    next.server.port = current.server.port;
+    Ok(next)
+}
+
+/// Persists the overlay beside the config file (when there is one) and
+/// swaps the new snapshot in.
+fn commit(state: &Shared, config: Config) -> Result<(), AdminError> {
+    if let Some(path) = &config.path {
+        let file = Overlay::path_for(path);
+        config
+            .origin
+            .overlay
+            .write(&file)
+            .map_err(|source| AdminError::Persist {
+                path: file.display().to_string(),
+                source,
+            })?;
+    }
+    state.live.store(Arc::new(Live::new(config)));
+    Ok(())
+}
+
+/// Whether changing `name` is allowed for this request.
+fn may_change(state: &Shared, headers: &HeaderMap, name: &str) -> Result<(), AdminError> {
+    let live = state.live.load();
+    let protected = live.config.model(name).is_some_and(|m| m.protected);
+    if !protected || has_admin_password(state, headers) {
+        Ok(())
+    } else {
+        Err(AdminError::Protected(name.to_string()))
+    }
+}
+
+pub async fn list_models(State(state): State<Shared>) -> Json<Value> {
+    let live = state.live.load();
+    let data: Vec<Value> = live.config.models.iter().map(model_json).collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+pub async fn get_model(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    let live = state.live.load();
+    live.config
+        .model(&name)
+        .map(|m| Json(model_json(m)))
+        .ok_or(AdminError::NotFound(name))
+}
+
+/// Parses a JSON body into `T`, naming the field on error.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!("{path}: ")
+        };
+        AdminError::BadRequest(format!("{at}{}", e.inner()))
+    })
+}
+
+pub async fn register(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, AdminError> {
+    let model: AdminModel = parse(&body)?;
+    let name = model
+        .model_name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| AdminError::BadRequest("model_name: required".into()))?;
+    let _guard = state.admin_lock.lock().await;
+    may_change(&state, &headers, &name)?;
+    let current = state.live.load_full();
+    let existed = current.config.model(&name).is_some();
+    let mut overlay = current.config.origin.overlay.clone();
+    overlay.upsert(&name, vec![model.entry(&name)]);
+    let config = rebuild(&current.config, &overlay).map_err(AdminError::Invalid)?;
+    let shown = config.model(&name).map(model_json);
+    commit(&state, config)?;
+    tracing::info!(model = %name, replaced = existed, "model registered through the admin API");
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(json!({"model": shown, "replaced": existed}))).into_response())
+}
+
+/// The file's own `model_list` entries for a model, unsubstituted.
+fn file_entries(config: &Config, name: &str) -> Vec<serde_yaml::Value> {
+    let tree: serde_yaml::Value = serde_yaml::from_str(&config.origin.text).unwrap_or_default();
+    tree.get("model_list")
+        .and_then(|l| l.as_sequence())
+        .map(|l| {
+            l.iter()
+                .filter(|e| e.get("model_name").and_then(|n| n.as_str()) == Some(name))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub async fn delete(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    let _guard = state.admin_lock.lock().await;
+    let current = state.live.load_full();
+    if current.config.model(&name).is_none() {
+        return Err(AdminError::NotFound(name));
+    }
+    may_change(&state, &headers, &name)?;
+    let mut overlay = current.config.origin.overlay.clone();
+    let in_file = !file_entries(&current.config, &name).is_empty();
+    overlay.delete(&name, in_file);
+    let config = rebuild(&current.config, &overlay).map_err(AdminError::Invalid)?;
+    commit(&state, config)?;
+    tracing::info!(model = %name, "model deleted through the admin API");
+    Ok(Json(json!({"deleted": name})))
+}
+
+/// `new_name` plus any [`AdminModel`] field to override (checked by
+/// parsing the rest as one).
+#[derive(Debug, Deserialize)]
+pub struct CopyRequest {
+    pub new_name: String,
+    #[serde(flatten)]
+    pub overrides: BTreeMap<String, Value>,
+}
+
+pub async fn copy(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, AdminError> {
+    let req: CopyRequest = parse(&body)?;
+    let rest = serde_json::to_vec(&req.overrides).unwrap_or_default();
+    let overrides: AdminModel = parse(&rest)?;
+    let new_name = req.new_name.trim().to_string();
+    if new_name.is_empty() {
+        return Err(AdminError::BadRequest("new_name: required".into()));
+    }
+    let _guard = state.admin_lock.lock().await;
+    let current = state.live.load_full();
+    if current.config.model(&new_name).is_some() {
+        return Err(AdminError::Exists(new_name));
+    }
+    let mut overlay = current.config.origin.overlay.clone();
+    let mut entries = overlay.entries(&name);
+    if entries.is_empty() {
+        entries = file_entries(&current.config, &name);
+    }
+    if entries.is_empty() {
+        return Err(AdminError::NotFound(name));
+    }
+    // The copy is a new model: it starts unprotected unless told otherwise.
+    let over = overrides.entry(&new_name);
+    for e in &mut entries {
+        if let serde_yaml::Value::Mapping(m) = e {
+            m.remove("protected");
+        }
+        crate::config::overlay::deep_merge(e, over.clone());
+    }
+    overlay.upsert(&new_name, entries);
+    let config = rebuild(&current.config, &overlay).map_err(AdminError::Invalid)?;
+    let shown = config.model(&new_name).map(model_json);
+    commit(&state, config)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"model": shown, "copied_from": name})),
+    )
+        .into_response())
+}
+
+/// A model's comparable form (keys included, never shown).
+fn fingerprint(m: &ModelConfig) -> String {
+    let backends: Vec<String> = m
+        .backends
+        .iter()
+        .map(|b| format!("{b:?}|{}", b.api_key.as_ref().map_or("", |k| k.expose())))
+        .collect();
+    format!(
+        "{:?}|{}|{:?}|{}",
+        m.fallbacks,
+        m.protected,
+        m.source,
+        backends.join(";")
+    )
+}
+
+/// What changed between two configs: models added, removed, changed.
+pub fn diff(old: &Config, new: &Config) -> Value {
+    let old_names: HashSet<&str> = old.models.iter().map(|m| m.name.as_str()).collect();
+    let new_names: HashSet<&str> = new.models.iter().map(|m| m.name.as_str()).collect();
+    let added: Vec<&str> = new
+        .models
+        .iter()
+        .map(|m| m.name.as_str())
+        .filter(|n| !old_names.contains(n))
+        .collect();
+    let removed: Vec<&str> = old
+        .models
+        .iter()
+        .map(|m| m.name.as_str())
+        .filter(|n| !new_names.contains(n))
+        .collect();
+    let changed: Vec<&str> = new
+        .models
+        .iter()
+        .filter_map(|m| {
+            old.model(&m.name)
+                .filter(|o| fingerprint(o) != fingerprint(m))
+                .map(|_| m.name.as_str())
+        })
+        .collect();
+    json!({"added": added, "removed": removed, "changed": changed})
+}
+
+pub async fn reload(State(state): State<Shared>) -> Result<Json<Value>, AdminError> {
+    let _guard = state.admin_lock.lock().await;
+    let current = state.live.load_full();
+    let config = match &current.config.path {
+        Some(path) => Config::load(path).map(|mut c| {
+            c.server.host = current.config.server.host.clone();
+            c.server.port = current.config.server.port;
+            c
+        }),
+        None => rebuild(&current.config, &current.config.origin.overlay),
+    }
+    .map_err(AdminError::Reload)?;
+    let changes = diff(&current.config, &config);
+    let warnings = config.warnings.clone();
+    state.live.store(Arc::new(Live::new(config)));
+    tracing::info!(%changes, "config reloaded");
+    Ok(Json(
+        json!({"reloaded": true, "changes": changes, "warnings": warnings}),
+    ))
+}
+
+pub async fn effective_config(State(state): State<Shared>) -> Json<Value> {
+    let live = state.live.load();
+    let c = &live.config;
+    let models: Vec<Value> = c.models.iter().map(model_json).collect();
+    Json(json!({
+        "path": c.path.as_ref().map(|p| p.display().to_string()),
+        "server": {
+            "host": c.server.host, "port": c.server.port,
+            "max_body_bytes": c.server.max_body_bytes,
+            "shutdown_grace_period": c.server.shutdown_grace.as_secs_f64(),
+        },
+        "enable_responses_endpoint": c.enable_responses_endpoint,
+        "router_settings": {
+            "num_retries": c.router.num_retries,
+            "retry_backoff_ms": c.router.retry_backoff.as_millis() as u64,
+            "max_retry_after": c.router.max_retry_after.as_secs_f64(),
+        },
+        "model_list": models,
+        "logging": {
+            "files": c.logging.files_dir.as_ref().map(|d| d.display().to_string()),
+            "database": c.logging.database,
+            "max_body_bytes": c.logging.max_body_bytes,
+        },
+        "database": c.database.target.describe(),
+        "auth": {
+            "api_keys": c.auth.api_keys.len(),
+            "admin_password_set": c.auth.admin_password.is_some(),
+        },
+        "warnings": c.warnings,
+    }))
+}

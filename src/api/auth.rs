@@ -1,0 +1,126 @@
+//! Who may call: client keys for the OpenAI-compatible routes, the admin
+//! password (or loopback only, without one) for `/admin`. Keys are compared
+//! in constant time and never echoed or logged.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode, header};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::Shared;
+use super::error::json_error;
+use crate::config::Secret;
+
+/// The credential a request carries: `Authorization: Bearer K` or
+/// `x-api-key: K`.
+pub fn presented(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .or_else(|| {
+            headers
+                .get("x-api-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        })
+}
+
+/// Whether `given` equals one of `keys`, in time independent of where they
+/// differ.
+pub fn matches(given: &str, keys: &[Secret]) -> bool {
+    keys.iter().fold(0u8, |hit, k| {
+        hit | given.as_bytes().ct_eq(k.expose().as_bytes()).unwrap_u8()
+    }) == 1
+}
+
+/// Layer on `/v1/*`: when client keys are configured, one must be presented.
+pub async fn client_key(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    let keys = &state.live.load().config.auth.api_keys;
+    if !keys.is_empty() {
+        match presented(req.headers()) {
+            Some(k) if matches(k, keys) => {}
+            Some(_) => return unauthorized("Incorrect API key provided."),
+            None => {
+                return unauthorized(
+                    "Missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`.",
+                );
+            }
+        }
+    }
+    next.run(req).await
+}
+
+fn unauthorized(message: &str) -> Response {
+    json_error(
+        StatusCode::UNAUTHORIZED,
+        &json!({"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}}),
+    )
+}
+
+/// Layer on `/admin/*`: the admin password when one is set, else loopback
+/// clients only.
+pub async fn admin(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    let password = state.live.load().config.auth.admin_password.clone();
+    match password {
+        Some(pw) => match presented(req.headers()) {
+            Some(k) if matches(k, std::slice::from_ref(&pw)) => next.run(req).await,
+            _ => json_error(
+                StatusCode::UNAUTHORIZED,
+                &json!({"error": {"message": "The admin API needs the admin password: `Authorization: Bearer <password>`.", "type": "invalid_request_error", "code": "admin_auth_required"}}),
+            ),
+        },
+        None => {
+            let loopback = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .is_some_and(|c| c.0.ip().is_loopback());
+            if loopback {
+                next.run(req).await
+            } else {
+                json_error(
+                    StatusCode::FORBIDDEN,
+                    &json!({"error": {"message": "No admin password is set (YALLMP_ADMIN_PASSWORD), so the admin API answers loopback clients only.", "type": "invalid_request_error", "code": "admin_loopback_only"}}),
+                )
+                .into_response()
+            }
+        }
+    }
+}
+
+/// Whether the request carries the admin password (for protected models).
+pub fn has_admin_password(state: &Shared, headers: &HeaderMap) -> bool {
+    let live = state.live.load();
+    match (&live.config.auth.admin_password, presented(headers)) {
+        (Some(pw), Some(k)) => matches(k, std::slice::from_ref(pw)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn presented_forms_and_matching() {
+        let mut h = HeaderMap::new();
+        assert_eq!(presented(&h), None);
+        h.insert("x-api-key", HeaderValue::from_static("k2"));
+        assert_eq!(presented(&h), Some("k2"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer k1"));
+        assert_eq!(presented(&h), Some("k1"));
+        let keys = [Secret::new("k1"), Secret::new("other")];
+        assert!(matches("k1", &keys));
+        assert!(!matches("k", &keys));
+        assert!(!matches("k1x", &keys));
+    }
+}

@@ -1,0 +1,488 @@
+//! Admin API and runtime management, over HTTP: register, replace, copy,
+//! delete, inheritance, parameter defaults, protection, reload, persistence,
+//! and authentication.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use serde_json::{Value, json};
+use support::*;
+use tower::ServiceExt;
+use yallmp::config::{Config, Env};
+
+const KEY: &str = "sk-admin-test-SECRET-9d1";
+
+async fn admin(
+    server: &yallmp::Server,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    password: Option<&str>,
+) -> (u16, Value) {
+    let mut req = client().request(method.parse().unwrap(), format!("{}{path}", server.url()));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    if let Some(p) = password {
+        req = req.bearer_auth(p);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert!(
+        !text.contains(KEY),
+        "a key leaked from {method} {path}: {text}"
+    );
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn chat(server: &yallmp::Server, model: &str) -> (u16, Value) {
+    let (s, _, text) = post(
+        server,
+        "/v1/chat/completions",
+        &json!({"model": model, "messages": []}),
+    )
+    .await;
+    (s, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn register_use_replace_copy_delete() {
+    let a = Mock::start(Reply::Echo).await;
+    let b = Mock::start(Reply::Echo).await;
+    let server = proxy("model_list:\n  - {model_name: s, model_params: {api_type: stub}}\n").await;
+
+    let (s, v) = admin(
+        &server,
+        "POST",
+        "/admin/models",
+        Some(
+            json!({"model_name": "new", "api_base": a.url, "api_key": KEY, "target_model": "up-1"}),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["model"]["source"], "runtime");
+    assert_eq!(v["model"]["backends"][0]["api_key"], "***");
+    let (s, v) = chat(&server, "new").await;
+    assert_eq!((s, v["model"].as_str()), (200, Some("up-1")));
+    assert_eq!(
+        a.hits()[0].headers["authorization"],
+        format!("Bearer {KEY}")
+    );
+
+    // Replace: the next request goes to the new backend.
+    let (s, _) = admin(
+        &server,
+        "POST",
+        "/admin/models",
+        Some(json!({"model_name": "new", "api_base": b.url, "target_model": "up-2"})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (_, v) = chat(&server, "new").await;
+    assert_eq!(v["model"], "up-2");
+    assert_eq!((a.count(), b.count()), (1, 1));
+
+    // Copy with an override.
+    let (s, v) = admin(
+        &server,
+        "POST",
+        "/admin/models/new/copy",
+        Some(json!({"new_name": "new2", "target_model": "up-3"})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (_, v) = chat(&server, "new2").await;
+    assert_eq!(v["model"], "up-3");
+    let (s, _) = admin(
+        &server,
+        "POST",
+        "/admin/models/new/copy",
+        Some(json!({"new_name": "s"})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 409);
+
+    // Listing and one model.
+    let (_, v) = admin(&server, "GET", "/admin/models", None, None).await;
+    let names: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["model_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["s", "new", "new2"]);
+    assert_eq!(v["data"][0]["source"], "config");
+    let (s, _) = admin(&server, "GET", "/admin/models/new2", None, None).await;
+    assert_eq!(s, 200);
+
+    // Delete: gone for the next request, and from /v1/models.
+    let (s, _) = admin(&server, "DELETE", "/admin/models/new", None, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(chat(&server, "new").await.0, 404);
+    assert_eq!(chat(&server, "new2").await.0, 200);
+    let (s, _) = admin(&server, "DELETE", "/admin/models/new", None, None).await;
+    assert_eq!(s, 404);
+
+    // Validation errors name the field.
+    let (s, v) = admin(
+        &server,
+        "POST",
+        "/admin/models",
+        Some(json!({"model_name": "x", "api_bse": "http://a"})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("api_bse"),
+        "{v}"
+    );
+    let (s, v) = admin(
+        &server,
+        "POST",
+        "/admin/models",
+        Some(json!({"model_name": "x", "api_base": "ftp://a"})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("api_base"),
+        "{v}"
+    );
+    let (_, v) = admin(&server, "GET", "/admin/config", None, None).await;
+    assert_eq!(v["auth"]["admin_password_set"], false);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn derived_models_follow_their_base_and_parameters_apply() {
+    let mock = Mock::start(Reply::Echo).await;
+    let yaml = format!(
+        r#"
+model_list:
+  - model_name: GLM
+    model_params: {{api_base: '{}', target_model: glm-4.6}}
+    parameters:
+      temperature: {{default: 1.0, allow_override: false}}
+      max_tokens: {{default: 4096}}
+  - model_name: "GLM:Cursor"
+    parameters:
+      max_tokens: {{default: 100}}
+"#,
+        mock.url
+    );
+    let server = proxy(&yaml).await;
+    let (s, _, _) = post(
+        &server,
+        "/v1/chat/completions",
+        &json!({"model": "GLM:Cursor", "temperature": 0.1}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let sent = mock.hits()[0].json();
+    assert_eq!(sent["model"], "glm-4.6");
+    assert_eq!(sent["temperature"], 1.0);
+    assert_eq!(sent["max_tokens"], 100);
+    post(
+        &server,
+        "/v1/chat/completions",
+        &json!({"model": "GLM", "max_tokens": 7}),
+    )
+    .await;
+    assert_eq!(mock.hits()[1].json()["max_tokens"], 7);
+
+    // Change the base at runtime: the derived model follows.
+    let (s, v) = admin(
+        &server,
+        "POST",
+        "/admin/models",
+        Some(json!({"model_name": "GLM", "api_base": mock.url, "target_model": "glm-4.7"})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    post(
+        &server,
+        "/v1/chat/completions",
+        &json!({"model": "GLM:Cursor"}),
+    )
+    .await;
+    let sent = mock.hits()[2].json();
+    assert_eq!(sent["model"], "glm-4.7");
+    assert_eq!(sent["max_tokens"], 100);
+    assert!(
+        sent.get("temperature").is_none(),
+        "the new base has no parameters: {sent}"
+    );
+    let (_, v) = admin(&server, "GET", "/admin/models/GLM:Cursor", None, None).await;
+    assert_eq!(v["source"], "derived");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn protected_models_need_the_password() {
+    let yaml = "model_list:\n  - {model_name: p, model_params: {api_type: stub}, protected: true}\n  - {model_name: q, model_params: {api_type: stub}}\n";
+    // No password set: protected models cannot change at all.
+    let server = proxy(yaml).await;
+    let (s, v) = admin(&server, "DELETE", "/admin/models/p", None, None).await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "model_protected");
+    let (s, _) = admin(&server, "DELETE", "/admin/models/q", None, None).await;
+    assert_eq!(s, 200);
+    server.shutdown().await;
+
+    let server = proxy_with_env(yaml, &[("YALLMP_ADMIN_PASSWORD", "pw-123456")]).await;
+    let (s, _) = admin(&server, "GET", "/admin/models", None, None).await;
+    assert_eq!(s, 401);
+    let (s, _) = admin(&server, "GET", "/admin/models", None, Some("wrong")).await;
+    assert_eq!(s, 401);
+    let (s, _) = admin(
+        &server,
+        "POST",
+        "/admin/models",
+        Some(json!({"model_name": "p", "api_type": "stub", "target_model": "x"})),
+        Some("pw-123456"),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = admin(
+        &server,
+        "DELETE",
+        "/admin/models/p",
+        None,
+        Some("pw-123456"),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (_, v) = admin(&server, "GET", "/admin/config", None, Some("pw-123456")).await;
+    assert!(!v.to_string().contains("pw-123456"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_refuses_non_loopback_clients_without_a_password() {
+    let config = Config::from_yaml("model_list: []\nproxy_settings: {logging: {files: {enabled: false}, database: {enabled: false}}}\n", None, &Env::default()).unwrap();
+    let server = yallmp::serve_on(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        config,
+    )
+    .await
+    .unwrap();
+    let app = yallmp::api::router(server.state().clone());
+    let call = |addr: &str| {
+        let mut req = http::Request::get("/admin/models")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(addr.parse::<SocketAddr>().unwrap()));
+        app.clone().oneshot(req)
+    };
+    assert_eq!(call("10.1.2.3:5000").await.unwrap().status(), 403);
+    assert_eq!(call("127.0.0.1:5000").await.unwrap().status(), 200);
+    assert_eq!(call("[::1]:5000").await.unwrap().status(), 200);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_keys_guard_the_api() {
+    let mock = Mock::start(Reply::Echo).await;
+    let yaml = format!(
+        "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}'}}}}\nproxy_settings: {{auth: {{api_keys: ['ck-one', '${{SECOND_KEY}}']}}}}\n",
+        mock.url
+    );
+    let server = proxy_with_env(&yaml, &[("SECOND_KEY", "ck-two")]).await;
+    let url = format!("{}/v1/chat/completions", server.url());
+    let body = json!({"model": "m"});
+    let r = client().post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "invalid_api_key");
+    let r = client()
+        .post(&url)
+        .bearer_auth("ck-wrong")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(!r.text().await.unwrap().contains("ck-wrong"));
+    let r = client()
+        .post(&url)
+        .bearer_auth("ck-one")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client()
+        .post(&url)
+        .header("x-api-key", "ck-two")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The proxy's own key never reaches a backend.
+    assert!(
+        mock.hits()
+            .iter()
+            .all(|h| !h.headers.contains_key("authorization")
+                && !h.headers.contains_key("x-api-key"))
+    );
+    let r = client()
+        .get(format!("{}/v1/models", server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client()
+        .get(format!("{}/healthz", server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    server.shutdown().await;
+}
+
+/// A config file in a temp dir, served from it.
+async fn from_file(dir: &std::path::Path, yaml: &str) -> yallmp::Server {
+    std::fs::write(dir.join("config.yaml"), yaml).unwrap();
+    let mut config = Config::load(&dir.join("config.yaml")).unwrap();
+    config.server.port = 0;
+    isolate_logs(&mut config);
+    yallmp::serve(config).await.unwrap()
+}
+
+#[tokio::test]
+async fn reload_swaps_atomically_keeps_streams_and_runtime_models_persist() {
+    let frames: Vec<String> = (0..5)
+        .map(|i| chunk(&i.to_string()))
+        .chain([DONE.to_string()])
+        .collect();
+    let slow = Mock::start(Reply::Sse {
+        frames: frames.clone(),
+        gap: Duration::from_millis(80),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = format!(
+        "model_list:\n  - {{model_name: keep, model_params: {{api_base: '{}'}}}}\n  - {{model_name: gone, model_params: {{api_type: stub}}}}\n",
+        slow.url
+    );
+    let server = from_file(dir.path(), &v1).await;
+    let (s, _) = admin(
+        &server,
+        "POST",
+        "/admin/models",
+        Some(json!({"model_name": "rt", "api_type": "stub", "api_key": KEY})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 201);
+    assert!(dir.path().join("config.runtime.yaml").exists());
+
+    // A stream in flight across the reload.
+    let mut r = client()
+        .post(format!("{}/v1/chat/completions", server.url()))
+        .json(&json!({"model": "keep", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    let mut got = String::from_utf8(r.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+
+    let v2 = format!(
+        "model_list:\n  - {{model_name: keep, model_params: {{api_base: '{}', target_model: changed}}}}\n  - {{model_name: added, model_params: {{api_type: stub}}}}\n",
+        slow.url
+    );
+    std::fs::write(dir.path().join("config.yaml"), &v2).unwrap();
+    let (s, v) = admin(&server, "POST", "/admin/config/reload", None, None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["changes"],
+        json!({"added": ["added"], "removed": ["gone"], "changed": ["keep"]})
+    );
+    while let Some(c) = r.chunk().await.unwrap() {
+        got.push_str(std::str::from_utf8(&c).unwrap());
+    }
+    assert_eq!(
+        got,
+        frames.concat(),
+        "the in-flight stream finished on its snapshot"
+    );
+    assert_eq!(chat(&server, "gone").await.0, 404);
+    assert_eq!(chat(&server, "added").await.0, 200);
+    assert_eq!(
+        chat(&server, "rt").await.0,
+        200,
+        "runtime model survives the reload"
+    );
+
+    // An invalid file changes nothing and says why.
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        "model_list:\n  - {model_name: x, model_parms: {}}\n",
+    )
+    .unwrap();
+    let (s, v) = admin(&server, "POST", "/admin/config/reload", None, None).await;
+    assert_eq!(s, 400);
+    assert!(
+        v["error"]["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("model_parms"),
+        "{v}"
+    );
+    assert_eq!(chat(&server, "added").await.0, 200);
+    server.shutdown().await;
+
+    // And a restart.
+    std::fs::write(dir.path().join("config.yaml"), &v2).unwrap();
+    let server = from_file(dir.path(), &v2).await;
+    assert_eq!(
+        chat(&server, "rt").await.0,
+        200,
+        "runtime model survives a restart"
+    );
+    let (_, v) = admin(&server, "GET", "/admin/models/rt", None, None).await;
+    assert_eq!(v["source"], "runtime");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_registrations_both_land() {
+    let server = proxy("model_list: []\n").await;
+    let regs: Vec<_> = (0..8)
+        .map(|i| {
+            let url = format!("{}/admin/models", server.url());
+            tokio::spawn(async move {
+                client()
+                    .post(url)
+                    .json(&json!({"model_name": format!("m{i}"), "api_type": "stub"}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for r in regs {
+        assert_eq!(r.await.unwrap(), 201);
+    }
+    for i in 0..8 {
+        assert_eq!(chat(&server, &format!("m{i}")).await.0, 200);
+    }
+    server.shutdown().await;
+}

@@ -11,5 +11,5 @@ cargo test --locked --all-targets "$@"
 if [[ "${YALLMP_SKIP_SDK:-0}" != 1 ]]; then
     echo "== OpenAI SDK end-to-end"
     # The binary cargo test just built; no second build.
-    YALLMP_BIN=target/debug/yallmp bash scripts/sdk-test.sh
+    YALLMP_BIN="$PWD/target/debug/yallmp" bash scripts/sdk-test.sh
 fi

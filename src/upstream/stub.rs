@@ -204,15 +204,34 @@ fn chat_stream(model: &str, text: &str, include_usage: bool) -> UpstreamResponse
 }
 
 fn embeddings(model: &str, request: &Value) -> UpstreamResponse {
+    // A string, a list of strings, or token arrays (hashed as their JSON).
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
     let inputs: Vec<String> = match request.get("input") {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) => items.iter().map(|v| v.to_string()).collect(),
+        Some(Value::Array(items)) if items.iter().all(Value::is_number) => {
+            vec![text(&Value::Array(items.clone()))]
+        }
+        Some(Value::Array(items)) => items.iter().map(text).collect(),
+        Some(v @ Value::String(_)) => vec![text(v)],
         _ => return error(StatusCode::BAD_REQUEST, "`input` is required"),
     };
+    let base64 = request.get("encoding_format").and_then(Value::as_str) == Some("base64");
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
-        .map(|(i, text)| json!({"object": "embedding", "index": i, "embedding": vector(text)}))
+        .map(|(i, text)| {
+            let v = vector(text);
+            let embedding = if base64 {
+                // Little-endian f32s, as OpenAI sends them.
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                Value::String(base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    bytes,
+                ))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
         .collect();
     let n: u64 = inputs.iter().map(|t| tokens(t)).sum();
     json_response(
@@ -267,29 +286,51 @@ fn responses_stream(model: &str, text: &str) -> UpstreamResponse {
     let mut created = done.clone();
     created["status"] = json!("in_progress");
     created["output"] = json!([]);
-    let item_id = done["output"][0]["id"].clone();
+    let item = done["output"][0].clone();
+    let item_id = item["id"].clone();
+    let mut in_progress = item.clone();
+    in_progress["status"] = json!("in_progress");
+    in_progress["content"] = json!([]);
+    let part = json!({"type": "output_text", "text": text, "annotations": []});
+    let ids = json!({"item_id": item_id, "output_index": 0, "content_index": 0});
+    let with = |mut v: Value, extra: &Value| {
+        if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+            m.extend(e.clone());
+        }
+        v
+    };
     let events = [
-        (
-            "response.created",
-            json!({"type": "response.created", "response": created}),
+        json!({"type": "response.created", "response": created}),
+        json!({"type": "response.in_progress", "response": created}),
+        json!({"type": "response.output_item.added", "output_index": 0, "item": in_progress}),
+        with(
+            json!({"type": "response.content_part.added", "part": {"type": "output_text", "text": "", "annotations": []}}),
+            &ids,
         ),
-        (
-            "response.output_text.delta",
-            json!({"type": "response.output_text.delta", "item_id": item_id, "output_index": 0, "content_index": 0, "delta": text}),
+        with(
+            json!({"type": "response.output_text.delta", "delta": text}),
+            &ids,
         ),
-        (
-            "response.output_text.done",
-            json!({"type": "response.output_text.done", "item_id": item_id, "output_index": 0, "content_index": 0, "text": text}),
+        with(
+            json!({"type": "response.output_text.done", "text": text}),
+            &ids,
         ),
-        (
-            "response.completed",
-            json!({"type": "response.completed", "response": done}),
+        with(
+            json!({"type": "response.content_part.done", "part": part}),
+            &ids,
         ),
+        json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+        json!({"type": "response.completed", "response": done}),
     ];
     sse_response(
         events
-            .iter()
-            .map(|(name, data)| sse::named_frame(name, data.to_string().as_bytes()))
+            .into_iter()
+            .enumerate()
+            .map(|(n, mut data)| {
+                data["sequence_number"] = json!(n);
+                let name = data["type"].as_str().unwrap_or("message").to_string();
+                sse::named_frame(&name, data.to_string().as_bytes())
+            })
             .collect(),
     )
 }
@@ -339,6 +380,36 @@ mod tests {
         assert_eq!(text, "a  b c");
         assert!(saw_usage);
         assert!(body.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[tokio::test]
+    async fn embeddings_of_a_string_and_a_one_item_list_agree() {
+        let one: Value = serde_json::from_str(
+            &body_of(respond(
+                Endpoint::Embeddings,
+                br#"{"model":"m","input":"hello"}"#,
+            ))
+            .await,
+        )
+        .unwrap();
+        let list: Value = serde_json::from_str(
+            &body_of(respond(
+                Endpoint::Embeddings,
+                br#"{"model":"m","input":["hello"]}"#,
+            ))
+            .await,
+        )
+        .unwrap();
+        assert_eq!(one["data"][0]["embedding"], list["data"][0]["embedding"]);
+        let b64: Value = serde_json::from_str(
+            &body_of(respond(
+                Endpoint::Embeddings,
+                br#"{"model":"m","input":"hello","encoding_format":"base64"}"#,
+            ))
+            .await,
+        )
+        .unwrap();
+        assert!(b64["data"][0]["embedding"].is_string());
     }
 
     #[test]

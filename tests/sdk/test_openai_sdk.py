@@ -414,11 +414,6 @@ def test_request_id_header(client):
     assert raw.parse().choices[0].message.content == "hi"
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    reason="stub bug: an `input` array item is hashed as its JSON text (with quotes), "
-    "so input=['hello'] and input='hello' give different vectors"
-)
 def test_stub_embedding_same_text_in_a_list(client):
     alone = client.embeddings.create(model=STUB_MODEL, input="hello", encoding_format="float")
     listed = client.embeddings.create(model=STUB_MODEL, input=["hello"], encoding_format="float")
@@ -455,12 +450,6 @@ def test_responses_stream_events_stub(client):
     assert final is not None and final.output_text == prompt
 
 
-@pytest.mark.xfail(
-    raises=RuntimeError,
-    reason="stub bug: its Responses stream sends output_text events without the "
-    "response.output_item.added / response.content_part.added events before them "
-    "(and no sequence_number), so the SDK's accumulating helper raises"
-)
 def test_responses_stream_helper_stub(client):
     prompt = "stream me through the responses api"
     with client.responses.stream(model=STUB_MODEL, input=prompt) as stream:

@@ -361,9 +361,19 @@ pub fn banner(config: &Config, path: &std::path::Path) -> String {
         "off".to_string()
     };
     let _ = writeln!(out, "request log: files {files}; database {database}");
+    let clients = match config.auth.api_keys.len() {
+        0 => "open (no client keys)".to_string(),
+        n => format!("{n} client key(s) required"),
+    };
+    let admin = if config.auth.admin_password.is_some() {
+        "/admin needs the admin password"
+    } else {
+        "/admin answers loopback clients only (no YALLMP_ADMIN_PASSWORD)"
+    };
+    let _ = writeln!(out, "auth: /v1 {clients}; {admin}");
     let _ = writeln!(
         out,
-        "endpoints: POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, {responses}, GET /healthz (also without /v1)"
+        "endpoints: POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, {responses}, GET /healthz (also without /v1), /admin/*"
     );
     out
 }

@@ -34,14 +34,37 @@ impl Decoder {
         Some(self.buf.split_to(end).freeze())
     }
 
+    /// Every complete frame buffered, as one contiguous chunk (no copy),
+    /// with the end offset of each frame in it pushed onto `ends`. Relaying
+    /// this way writes what arrived together in one piece.
+    pub fn next_frames(&mut self, ends: &mut Vec<usize>) -> Option<Bytes> {
+        let mut total = 0;
+        while let Some(end) = self.scan(total, self.line_start.max(total)) {
+            ends.push(end);
+            total = end;
+        }
+        if total == 0 {
+            return None;
+        }
+        self.line_start -= total.min(self.line_start);
+        Some(self.buf.split_to(total).freeze())
+    }
+
     /// Bytes received that do not form a complete frame yet.
     pub fn remainder(&self) -> &[u8] {
         &self.buf
     }
 
     fn find_end(&mut self) -> Option<usize> {
+        self.scan(0, self.line_start)
+    }
+
+    /// The end of the frame starting at `start`, scanning lines from `line`
+    /// (lines before it are known complete and not empty). When there is
+    /// none yet, remembers where the incomplete line starts.
+    fn scan(&mut self, start: usize, line: usize) -> Option<usize> {
         let buf = &self.buf[..];
-        let mut line = self.line_start;
+        let mut line = line.max(start);
         loop {
             let Some(off) = memchr::memchr2(b'\n', b'\r', &buf[line..]) else {
                 self.line_start = line;
@@ -59,6 +82,7 @@ impl Decoder {
             };
             if j == line {
                 // An empty line ends the frame.
+                self.line_start = j + term;
                 return Some(j + term);
             }
             line = j + term;
@@ -173,6 +197,35 @@ mod tests {
             let (frames, rest) = frames_of(input, split);
             assert_eq!(frames, expected, "split at {split}");
             assert_eq!(rest, b"data: tail");
+        }
+    }
+
+    #[test]
+    fn batches_hold_whole_frames_at_every_split() {
+        let input: &[u8] = b"data: 1\n\ndata: 2\r\n\r\n: c\n\ndata: 3\n\ndata: tail";
+        for split in 0..=input.len() {
+            let mut d = Decoder::new();
+            let mut frames: Vec<Vec<u8>> = Vec::new();
+            for part in [&input[..split], &input[split..]] {
+                d.push(part);
+                let mut ends = Vec::new();
+                if let Some(batch) = d.next_frames(&mut ends) {
+                    let mut start = 0;
+                    for end in ends {
+                        frames.push(batch[start..end].to_vec());
+                        start = end;
+                    }
+                    assert_eq!(start, batch.len());
+                }
+            }
+            let expected: Vec<&[u8]> = vec![
+                b"data: 1\n\n",
+                b"data: 2\r\n\r\n",
+                b": c\n\n",
+                b"data: 3\n\n",
+            ];
+            assert_eq!(frames, expected, "split at {split}");
+            assert_eq!(d.remainder(), b"data: tail");
         }
     }
 

@@ -275,42 +275,52 @@ fn relay(first: Vec<Bytes>, rest: SseSource, endpoint: Endpoint, guard: RecordGu
         queue: VecDeque<Bytes>,
         source: Option<SseSource>,
         guard: RecordGuard,
+        ends: Vec<usize>,
     }
     let state = Relay {
         queue: VecDeque::from(first),
         source: Some(rest),
         guard,
+        ends: Vec::new(),
     };
+    // Frames that arrived together leave together: one write per upstream
+    // read, each frame still recorded on its own.
     let frames = futures::stream::unfold(state, move |mut st| async move {
-        let frame = match st.queue.pop_front() {
-            Some(frame) => frame,
-            None => {
-                let src = st.source.as_mut()?;
-                match src.next_frame().await {
-                    Ok(Some(frame)) => frame,
-                    Ok(None) => {
-                        st.source = None;
-                        st.guard.finish(Outcome::Ok);
-                        return None;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "upstream stream failed after the first byte");
-                        let frame = stream_error_frame(&e, endpoint);
-                        st.source = None;
-                        if let Some(r) = st.guard.record() {
-                            r.push_frame(&frame);
-                            r.error = Some(format!("upstream stream failed: {e}"));
-                        }
-                        st.guard.finish(Outcome::UpstreamError);
-                        return Some((Ok::<_, Infallible>(frame), st));
+        if let Some(frame) = st.queue.pop_front() {
+            if let Some(r) = st.guard.record() {
+                r.push_frame(&frame);
+            }
+            return Some((Ok::<_, Infallible>(frame), st));
+        }
+        let src = st.source.as_mut()?;
+        match src.next_batch(&mut st.ends).await {
+            Ok(Some(batch)) => {
+                if let Some(r) = st.guard.record() {
+                    let mut start = 0;
+                    for &end in &st.ends {
+                        r.push_frame(&batch.slice(start..end));
+                        start = end;
                     }
                 }
+                Some((Ok(batch), st))
             }
-        };
-        if let Some(r) = st.guard.record() {
-            r.push_frame(&frame);
+            Ok(None) => {
+                st.source = None;
+                st.guard.finish(Outcome::Ok);
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "upstream stream failed after the first byte");
+                let frame = stream_error_frame(&e, endpoint);
+                st.source = None;
+                if let Some(r) = st.guard.record() {
+                    r.push_frame(&frame);
+                    r.error = Some(format!("upstream stream failed: {e}"));
+                }
+                st.guard.finish(Outcome::UpstreamError);
+                Some((Ok(frame), st))
+            }
         }
-        Some((Ok(frame), st))
     });
     Body::from_stream(frames)
 }

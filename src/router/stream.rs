@@ -88,6 +88,39 @@ impl SseSource {
     }
 }
 
+impl SseSource {
+    /// Every complete frame that has arrived, as one chunk, with each
+    /// frame's end offset in `ends`; `Ok(None)` at the end of the stream.
+    /// Bytes left over at the end come back as a last chunk, as they are.
+    pub async fn next_batch(
+        &mut self,
+        ends: &mut Vec<usize>,
+    ) -> Result<Option<Bytes>, UpstreamError> {
+        ends.clear();
+        loop {
+            if let Some(batch) = self.decoder.next_frames(ends) {
+                return Ok(Some(batch));
+            }
+            if self.ended {
+                let rest = self.decoder.remainder();
+                if rest.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(None);
+                }
+                let rest = Bytes::copy_from_slice(rest);
+                self.decoder = Decoder::new();
+                ends.push(rest.len());
+                return Ok(Some(rest));
+            }
+            match tokio::time::timeout(self.gap, self.body.next()).await {
+                Err(_) => return Err(UpstreamError::BodyTimeout(self.gap)),
+                Ok(None) => self.ended = true,
+                Ok(Some(Err(e))) => return Err(e),
+                Ok(Some(Ok(chunk))) => self.decoder.push(&chunk),
+            }
+        }
+    }
+}
+
 /// `{"error": ...}` with a non-null error, or `{"type": "error", ...}`.
 pub fn is_error_object(data: &str) -> bool {
     let t = data.trim_start();

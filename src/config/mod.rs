@@ -220,9 +220,23 @@ pub struct Backend {
     pub supports_reasoning: bool,
     /// Request parameter defaults.
     pub parameters: Arc<[Parameter]>,
+    /// The endpoint URLs, parsed once: chat completions, embeddings, responses.
+    pub urls: Option<Arc<[reqwest::Url; 3]>>,
 }
 
 impl Backend {
+    /// Parses the endpoint URLs once (`urls`).
+    pub fn parse_urls(&mut self) {
+        let parse = |p: &str| reqwest::Url::parse(&self.url(p)).ok();
+        if let (Some(a), Some(b), Some(c)) = (
+            parse("/chat/completions"),
+            parse("/embeddings"),
+            parse("/responses"),
+        ) {
+            self.urls = Some(Arc::new([a, b, c]));
+        }
+    }
+
     /// The URL for an endpoint path such as `/chat/completions`.
     pub fn url(&self, endpoint: &str) -> String {
         let mut url = String::with_capacity(self.api_base.len() + endpoint.len());

@@ -343,7 +343,7 @@ fn backend(
     if errors.len() > start {
         return None;
     }
-    Some(Backend {
+    let mut backend = Backend {
         name: format!("{model_name}#{n}"),
         model_name: model_name.to_string(),
         api_type,
@@ -353,7 +353,10 @@ fn backend(
         request_timeout,
         supports_reasoning: p.supports_reasoning.unwrap_or(false),
         parameters,
-    })
+        urls: None,
+    };
+    backend.parse_urls();
+    Some(backend)
 }
 
 fn parameters(

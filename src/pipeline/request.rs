@@ -257,6 +257,7 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             supports_reasoning: reasoning,
             parameters: Vec::new().into(),
+            urls: None,
         }
     }
 

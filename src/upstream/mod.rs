@@ -31,6 +31,15 @@ impl Endpoint {
         }
     }
 
+    /// Its place in [`Backend::urls`].
+    pub fn index(self) -> usize {
+        match self {
+            Endpoint::ChatCompletions => 0,
+            Endpoint::Embeddings => 1,
+            Endpoint::Responses => 2,
+        }
+    }
+
     /// Whether the endpoint can answer with an event stream.
     pub fn can_stream(self) -> bool {
         !matches!(self, Endpoint::Embeddings)
@@ -170,11 +179,12 @@ pub async fn send(
         }
         ApiType::Openai => {}
     }
-    let request = client
-        .post(backend.url(endpoint.path()))
-        .headers(headers)
-        .body(body)
-        .send();
+    let url = match &backend.urls {
+        Some(urls) => urls[endpoint.index()].clone(),
+        None => reqwest::Url::parse(&backend.url(endpoint.path()))
+            .map_err(|e| UpstreamError::Connect(format!("bad URL: {e}")))?,
+    };
+    let request = client.post(url).headers(headers).body(body).send();
     let response = match tokio::time::timeout(backend.request_timeout, request).await {
         Err(_) => return Err(UpstreamError::Timeout(backend.request_timeout)),
         Ok(Err(e)) if e.is_timeout() => {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use crate::sse::{self, Decoder};
 use crate::upstream::{BodyStream, UpstreamError};
@@ -15,6 +15,8 @@ pub struct SseSource {
     decoder: Decoder,
     gap: Duration,
     ended: bool,
+    /// A body error seen while frames were still to be sent.
+    deferred: Option<UpstreamError>,
 }
 
 /// What reading the start of a stream found.
@@ -35,6 +37,7 @@ impl SseSource {
             decoder: Decoder::new(),
             gap,
             ended: false,
+            deferred: None,
         }
     }
 
@@ -115,7 +118,34 @@ impl SseSource {
                 Err(_) => return Err(UpstreamError::BodyTimeout(self.gap)),
                 Ok(None) => self.ended = true,
                 Ok(Some(Err(e))) => return Err(e),
-                Ok(Some(Ok(chunk))) => self.decoder.push(&chunk),
+                Ok(Some(Ok(chunk))) => {
+                    self.decoder.push(&chunk);
+                    self.take_ready();
+                }
+            }
+        }
+    }
+
+    /// Takes whatever the body has ready without waiting (HTTP chunks that
+    /// arrived in one read come one by one), so they leave in one write. An
+    /// error is kept until the frames before it are out.
+    fn take_ready(&mut self) {
+        let mut taken = 0usize;
+        while taken < 256 * 1024 {
+            match self.body.next().now_or_never() {
+                Some(Some(Ok(chunk))) => {
+                    taken += chunk.len();
+                    self.decoder.push(&chunk);
+                }
+                Some(Some(Err(e))) => {
+                    self.deferred = Some(e);
+                    return;
+                }
+                Some(None) => {
+                    self.ended = true;
+                    return;
+                }
+                None => return,
             }
         }
     }

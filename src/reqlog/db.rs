@@ -82,6 +82,7 @@ pub struct Row {
 impl Row {
     pub fn new(r: &Record, p: &Prepared, s: &Scrubber) -> Row {
         let json = |v: &serde_json::Value| s.scrub(v.to_string());
+        let text = |t: &str| s.scrub(t.to_string());
         Row {
             id: r.id.clone(),
             started_at: r.started_at,
@@ -99,16 +100,16 @@ impl Row {
             prompt_tokens: p.usage.and_then(|u| u.prompt_tokens),
             completion_tokens: p.usage.and_then(|u| u.completion_tokens),
             total_tokens: p.usage.and_then(|u| u.total_tokens),
-            request_headers: json(&p.request_headers),
+            request_headers: text(&p.request_headers),
             request_body: s.scrub(p.request_body.text.clone()),
             request_body_json: p.request_body.json,
             request_body_truncated: p.request_body.truncated,
-            attempts: json(&p.attempts),
-            response_headers: (!p.response_headers.is_null()).then(|| json(&p.response_headers)),
+            attempts: s.scrub(p.attempts_array()),
+            response_headers: p.response_headers.as_deref().map(text),
             response_body: p.response_body.as_ref().map(|b| s.scrub(b.text.clone())),
             response_body_json: p.response_body.as_ref().is_some_and(|b| b.json),
             response_body_truncated: p.response_body.as_ref().is_some_and(|b| b.truncated),
-            chunks: (!r.frames.is_empty()).then(|| json(&p.chunks)),
+            chunks: p.chunks_array().map(|c| s.scrub(c)),
             chunks_truncated: r.frames_truncated,
             parsed: r.parsed.as_ref().map(json),
             error: r.error.clone().map(|e| s.scrub(e)),

@@ -4,7 +4,6 @@
 //! that are one-line JSON are embedded as they were received; anything else
 //! is a JSON string. See docs/logging.md.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
@@ -41,33 +40,28 @@ impl BodyText {
             truncated,
         }
     }
-
-    /// As a value for a JSON column: the parsed document, else the text.
-    pub fn to_value(&self) -> Value {
-        if self.json {
-            serde_json::from_str(&self.text).unwrap_or_else(|_| Value::String(self.text.clone()))
-        } else {
-            Value::String(self.text.clone())
-        }
-    }
 }
 
-/// A record made ready for both sinks, secrets removed.
+/// A record made ready for both sinks, secrets masked: every part
+/// serialized once, then shared by the file and the database row.
 pub struct Prepared {
-    pub request_headers: Value,
+    /// JSON object.
+    pub request_headers: String,
     pub request_body: BodyText,
-    pub attempts: Value,
-    pub response_headers: Value,
+    /// One JSON object per attempt.
+    pub attempts: Vec<String>,
+    /// JSON object, when there was an answer.
+    pub response_headers: Option<String>,
     pub response_body: Option<BodyText>,
-    /// `[{"t_ms": offset, "data": frame text}]`.
-    pub chunks: Value,
+    /// One `{"t_ms":..,"data":..}` object per frame.
+    pub chunks: Vec<String>,
     pub usage: Option<Usage>,
 }
 
 impl Prepared {
     pub fn new(r: &Record) -> Prepared {
         let limit = r.limit().max(1);
-        let attempts: Vec<Value> = r
+        let attempts = r
             .attempts
             .iter()
             .map(|a| {
@@ -81,26 +75,61 @@ impl Prepared {
                     "error": a.error,
                     "headers": a.headers.as_ref().map(redact::headers),
                 })
+                .to_string()
             })
             .collect();
-        let chunks: Vec<Value> = r
+        let chunks = r
             .frames
             .iter()
-            .map(|f| json!({"t_ms": ms(f.offset), "data": String::from_utf8_lossy(&f.bytes)}))
+            .map(|f| {
+                let mut c = format!("{{\"t_ms\":{},\"data\":", ms(f.offset));
+                push_json_str(&mut c, &String::from_utf8_lossy(&f.bytes));
+                c.push('}');
+                c
+            })
             .collect();
         Prepared {
-            request_headers: redact::headers(&r.request_headers),
+            request_headers: redact::headers(&r.request_headers).to_string(),
             request_body: BodyText::new(&r.request_body, limit),
-            attempts: Value::Array(attempts),
+            attempts,
             response_headers: r
                 .response_headers
                 .as_ref()
-                .map_or(Value::Null, redact::headers),
+                .map(|h| redact::headers(h).to_string()),
             response_body: r.response_body.as_ref().map(|b| BodyText::new(b, limit)),
-            chunks: Value::Array(chunks),
+            chunks,
             usage: Usage::of(r),
         }
     }
+
+    /// The attempts as one JSON array.
+    pub fn attempts_array(&self) -> String {
+        json_array(&self.attempts)
+    }
+
+    /// The frames as one JSON array, when there are any.
+    pub fn chunks_array(&self) -> Option<String> {
+        (!self.chunks.is_empty()).then(|| json_array(&self.chunks))
+    }
+}
+
+fn json_array(items: &[String]) -> String {
+    let mut out = String::with_capacity(2 + items.iter().map(|i| i.len() + 1).sum::<usize>());
+    out.push('[');
+    for (n, i) in items.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        out.push_str(i);
+    }
+    out.push(']');
+    out
+}
+
+/// Appends `s` as a JSON string.
+fn push_json_str(out: &mut String, s: &str) {
+    // Serializing a str into a String cannot fail.
+    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
 }
 
 /// Milliseconds with microsecond precision.
@@ -141,8 +170,12 @@ fn safe(s: &str, max: usize) -> String {
 
 /// The whole file text for a record.
 pub fn render(r: &Record, p: &Prepared, scrubber: &Scrubber) -> String {
-    let mut out = String::with_capacity(1024 + p.request_body.text.len());
-    let mut request = json!({
+    let mut out = String::with_capacity(
+        1024 + p.request_body.text.len()
+            + p.response_body.as_ref().map_or(0, |b| b.text.len())
+            + p.chunks.iter().map(|c| c.len() + 20).sum::<usize>(),
+    );
+    let head = json!({
         "event": "request",
         "id": r.id,
         "time": r.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -151,44 +184,37 @@ pub fn render(r: &Record, p: &Prepared, scrubber: &Scrubber) -> String {
         "client": r.client_addr.map(|a| a.to_string()),
         "model": r.model,
         "stream": r.stream,
-        "headers": p.request_headers,
-    });
-    if p.request_body.truncated {
-        request["body_truncated"] = Value::Bool(true);
-    }
-    line_with_body(&mut out, request, &p.request_body);
-    for a in p.attempts.as_array().into_iter().flatten() {
-        let mut m = serde_json::Map::new();
-        m.insert("event".into(), "attempt".into());
-        if let Value::Object(fields) = a {
-            m.extend(fields.clone());
-        }
-        push_line(&mut out, &Value::Object(m));
+    })
+    .to_string();
+    out.push_str(&head[..head.len() - 1]);
+    out.push_str(",\"headers\":");
+    out.push_str(&p.request_headers);
+    end_with_body(&mut out, &p.request_body);
+    for a in &p.attempts {
+        out.push_str("{\"event\":\"attempt\",");
+        out.push_str(&a[1..]);
+        out.push('\n');
     }
     if r.status.is_some() {
-        let mut response = json!({
+        let head = json!({
             "event": "response",
             "status": r.status,
             "backend": r.backend,
             "stream": !r.frames.is_empty() || (r.stream && r.response_body.is_none()),
-            "headers": p.response_headers,
-        });
+        })
+        .to_string();
+        out.push_str(&head[..head.len() - 1]);
+        out.push_str(",\"headers\":");
+        out.push_str(p.response_headers.as_deref().unwrap_or("null"));
         match &p.response_body {
-            Some(body) => {
-                if body.truncated {
-                    response["body_truncated"] = Value::Bool(true);
-                }
-                line_with_body(&mut out, response, body);
-            }
-            None => push_line(&mut out, &response),
+            Some(body) => end_with_body(&mut out, body),
+            None => out.push_str("}\n"),
         }
     }
-    for c in p.chunks.as_array().into_iter().flatten() {
-        let _ = writeln!(
-            out,
-            "{{\"event\":\"chunk\",\"t_ms\":{},\"data\":{}}}",
-            c["t_ms"], c["data"]
-        );
+    for c in &p.chunks {
+        out.push_str("{\"event\":\"chunk\",");
+        out.push_str(&c[1..]);
+        out.push('\n');
     }
     if let Some(parsed) = &r.parsed {
         push_line(&mut out, &json!({"event": "parsed", "data": parsed}));
@@ -216,19 +242,20 @@ fn push_line(out: &mut String, v: &Value) {
     out.push('\n');
 }
 
-/// A line whose last field is the body: embedded as raw JSON when it is one
-/// line of JSON, else as `body_text`.
-fn line_with_body(out: &mut String, mut v: Value, body: &BodyText) {
+/// Ends an open line with the body: embedded as raw JSON when it is one
+/// line of JSON, else as `body_text`; then `body_truncated` when cut.
+fn end_with_body(out: &mut String, body: &BodyText) {
     if body.json && !body.text.contains(['\n', '\r']) {
-        let head = v.to_string();
-        out.push_str(&head[..head.len() - 1]);
         out.push_str(",\"body\":");
         out.push_str(&body.text);
-        out.push_str("}\n");
     } else {
-        v["body_text"] = Value::String(body.text.clone());
-        push_line(out, &v);
+        out.push_str(",\"body_text\":");
+        push_json_str(out, &body.text);
     }
+    if body.truncated {
+        out.push_str(",\"body_truncated\":true");
+    }
+    out.push_str("}\n");
 }
 
 /// Writes a record's file into `dir`.

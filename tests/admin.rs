@@ -164,6 +164,71 @@ async fn register_use_replace_copy_delete() {
     );
     let (_, v) = admin(&server, "GET", "/admin/config", None, None).await;
     assert_eq!(v["auth"]["admin_password_set"], false);
+    let logs = server
+        .state()
+        .live
+        .load()
+        .config
+        .logging
+        .files_dir
+        .clone()
+        .unwrap();
+    server.shutdown().await;
+    // A key registered at runtime is scrubbed from the request log too.
+    for e in std::fs::read_dir(&logs).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        assert!(!text.contains(KEY));
+    }
+}
+
+#[tokio::test]
+async fn copies_keep_variables_and_implicit_bases() {
+    let mock = Mock::start(Reply::Echo).await;
+    let yaml = "model_list:\n  - {model_name: base, model_params: {api_base: '${BASE_URL}', api_key: '${THE_KEY}', target_model: t}}\n  - {model_name: 'base:v', parameters: {max_tokens: 5}}\n";
+
+    let server = proxy_with_env(
+        &yaml,
+        &[("BASE_URL", &mock.url), ("THE_KEY", "sk-from-env-var")],
+    )
+    .await;
+    let (s, v) = admin(
+        &server,
+        "POST",
+        "/admin/models/base/copy",
+        Some(json!({"new_name": "base2"})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(chat(&server, "base2").await.0, 200);
+    assert_eq!(
+        mock.hits()[0].headers["authorization"],
+        "Bearer sk-from-env-var"
+    );
+    let (s, v) = admin(
+        &server,
+        "POST",
+        "/admin/models/base:v/copy",
+        Some(json!({"new_name": "other"})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(chat(&server, "other").await.0, 200);
+    assert_eq!(mock.hits()[1].json()["max_tokens"], 5);
+    // A literal `$` in a registered value stays literal.
+    let (s, v) = admin(
+        &server,
+        "POST",
+        "/admin/models",
+        Some(json!({"model_name": " spaced ", "api_base": mock.url, "api_key": "sk-$dollar"})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["model"]["model_name"], "spaced");
+    assert_eq!(chat(&server, "spaced").await.0, 200);
+    assert_eq!(mock.hits()[2].headers["authorization"], "Bearer sk-$dollar");
     server.shutdown().await;
 }
 

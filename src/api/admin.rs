@@ -52,31 +52,33 @@ pub struct AdminModel {
 }
 
 impl AdminModel {
-    /// The `model_list` entry it stands for.
+    /// The `model_list` entry it stands for. Its strings are literal: a `$`
+    /// is escaped so the loader's variable substitution leaves it alone.
     fn entry(&self, name: &str) -> serde_yaml::Value {
+        let lit = |s: &String| Value::from(s.replace('$', "$$"));
         let mut params = serde_json::Map::new();
         let mut put = |k: &str, v: Option<Value>| {
             if let Some(v) = v {
                 params.insert(k.into(), v);
             }
         };
-        put("api_base", self.api_base.clone().map(Value::from));
-        put("api_key", self.api_key.clone().map(Value::from));
-        put("model", self.model.clone().map(Value::from));
-        put("target_model", self.target_model.clone().map(Value::from));
+        put("api_base", self.api_base.as_ref().map(lit));
+        put("api_key", self.api_key.as_ref().map(lit));
+        put("model", self.model.as_ref().map(lit));
+        put("target_model", self.target_model.as_ref().map(lit));
         put("request_timeout", self.request_timeout.map(Value::from));
         put(
             "supports_reasoning",
             self.supports_reasoning.map(Value::from),
         );
-        put("api_type", self.api_type.clone().map(Value::from));
+        put("api_type", self.api_type.as_ref().map(lit));
         let mut entry = serde_json::Map::new();
         entry.insert("model_name".into(), name.into());
         if !params.is_empty() {
             entry.insert("model_params".into(), Value::Object(params));
         }
         for (k, v) in [
-            ("extends", self.extends.clone().map(Value::from)),
+            ("extends", self.extends.as_ref().map(lit)),
             ("parameters", self.parameters.clone()),
             ("fallbacks", self.fallbacks.clone()),
             ("protected", self.protected.map(Value::from)),
@@ -177,10 +179,17 @@ pub fn model_json(m: &ModelConfig) -> Value {
 fn rebuild(current: &Config, overlay: &Overlay) -> Result<Config, ConfigError> {
     let o = &current.origin;
     let mut next = Config::from_yaml_with(&o.text, current.path.as_deref(), &o.env, Some(overlay))?;
-    // The listen address is fixed for the life of the process.
+    keep_startup_settings(current, &mut next);
+    Ok(next)
+}
+
+/// What is read at start-up only: the listen address and the request log's
+/// sinks stay as they are for the life of the process.
+fn keep_startup_settings(current: &Config, next: &mut Config) {
     next.server.host = current.server.host.clone();
     next.server.port = current.server.port;
-    Ok(next)
+    next.logging = current.logging.clone();
+    next.database = current.database.clone();
 }
 
 /// Persists the overlay beside the config file (when there is one) and
@@ -197,6 +206,7 @@ fn commit(state: &Shared, config: Config) -> Result<(), AdminError> {
                 source,
             })?;
     }
+    state.log.update_secrets(&config);
     state.live.store(Arc::new(Live::new(config)));
     Ok(())
 }
@@ -234,7 +244,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let at = if path == "." {
+        let at = if path == "." || path == "?" {
             String::new()
         } else {
             format!("{path}: ")
@@ -251,8 +261,10 @@ pub async fn register(
     let model: AdminModel = parse(&body)?;
     let name = model
         .model_name
-        .clone()
-        .filter(|n| !n.trim().is_empty())
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
         .ok_or_else(|| AdminError::BadRequest("model_name: required".into()))?;
     let _guard = state.admin_lock.lock().await;
     may_change(&state, &headers, &name)?;
@@ -340,11 +352,23 @@ pub async fn copy(
     if entries.is_empty() {
         return Err(AdminError::NotFound(name));
     }
+    // A model derived by its name (`Base:Variant`) keeps its base by name.
+    let implicit_base = current
+        .config
+        .model(&name)
+        .filter(|m| m.source == crate::config::ModelSource::Derived)
+        .and_then(|_| name.rsplit_once(':'))
+        .map(|(base, _)| base.to_string());
     // The copy is a new model: it starts unprotected unless told otherwise.
     let over = overrides.entry(&new_name);
     for e in &mut entries {
         if let serde_yaml::Value::Mapping(m) = e {
             m.remove("protected");
+            if let Some(base) = &implicit_base
+                && !m.contains_key("extends")
+            {
+                m.insert("extends".into(), base.as_str().into());
+            }
         }
         crate::config::overlay::deep_merge(e, over.clone());
     }
@@ -408,8 +432,7 @@ pub async fn reload(State(state): State<Shared>) -> Result<Json<Value>, AdminErr
     let current = state.live.load_full();
     let config = match &current.config.path {
         Some(path) => Config::load(path).map(|mut c| {
-            c.server.host = current.config.server.host.clone();
-            c.server.port = current.config.server.port;
+            keep_startup_settings(&current.config, &mut c);
             c
         }),
         None => rebuild(&current.config, &current.config.origin.overlay),
@@ -417,6 +440,7 @@ pub async fn reload(State(state): State<Shared>) -> Result<Json<Value>, AdminErr
     .map_err(AdminError::Reload)?;
     let changes = diff(&current.config, &config);
     let warnings = config.warnings.clone();
+    state.log.update_secrets(&config);
     state.live.store(Arc::new(Live::new(config)));
     tracing::info!(%changes, "config reloaded");
     Ok(Json(

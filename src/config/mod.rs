@@ -343,12 +343,14 @@ impl Config {
                 });
             }
         };
-        env::substitute_tree(&mut tree, env, &mut String::new(), &mut errors);
-        take_litellm_accepted(&mut tree, &mut warnings);
+        // The overlay goes in first, so its entries (copies of file entries
+        // keep their `${VAR}` references) are substituted like the file's.
         let runtime = match overlay {
             Some(o) => o.apply(&mut tree),
             None => Default::default(),
         };
+        env::substitute_tree(&mut tree, env, &mut String::new(), &mut errors);
+        take_litellm_accepted(&mut tree, &mut warnings);
         let derived = inherit::resolve(&mut tree, &mut errors);
         let raw = deserialize_collecting(tree, &mut errors);
 

@@ -107,8 +107,8 @@ pub(super) fn resolve(
         api_keys,
         admin_password: env
             .get("YALLMP_ADMIN_PASSWORD")
-            .or(ps.auth.admin_password)
             .filter(|p| !p.is_empty())
+            .or(ps.auth.admin_password.filter(|p| !p.is_empty()))
             .map(Secret::new),
     };
     if gs.host.is_some() || gs.port.is_some() {

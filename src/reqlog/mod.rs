@@ -228,6 +228,8 @@ impl Usage {
 #[derive(Clone)]
 pub struct RequestLog {
     tx: Option<mpsc::Sender<Record>>,
+    /// The secrets the writer scrubs, kept current with the config.
+    scrubber: Arc<arc_swap::ArcSwap<redact::Scrubber>>,
     stats: Arc<LogStats>,
     limit: usize,
 }
@@ -263,6 +265,7 @@ impl RequestLog {
     pub fn disabled() -> RequestLog {
         RequestLog {
             tx: None,
+            scrubber: Arc::default(),
             stats: Arc::default(),
             limit: 0,
         }
@@ -308,6 +311,13 @@ impl RequestLog {
         }
     }
 
+    /// Scrubs the secrets of `config` from now on (after a reload or an
+    /// admin change that may have added keys).
+    pub fn update_secrets(&self, config: &Config) {
+        self.scrubber
+            .store(Arc::new(redact::Scrubber::from_config(config)));
+    }
+
     pub fn stats(&self) -> &Arc<LogStats> {
         &self.stats
     }
@@ -323,10 +333,14 @@ pub async fn start(config: &Config) -> Result<(RequestLog, Option<Writer>), Star
     }
     let stats: Arc<LogStats> = Arc::default();
     let (tx, rx) = mpsc::channel(logging.queue_size);
-    let writer = Writer::start(config, rx, stats.clone()).await?;
+    let scrubber = Arc::new(arc_swap::ArcSwap::from_pointee(
+        redact::Scrubber::from_config(config),
+    ));
+    let writer = Writer::start(config, rx, stats.clone(), scrubber.clone()).await?;
     Ok((
         RequestLog {
             tx: Some(tx),
+            scrubber,
             stats,
             limit: logging.max_body_bytes,
         },

@@ -46,7 +46,8 @@ struct State {
     stats: Arc<LogStats>,
     dir: Option<PathBuf>,
     db: Option<Db>,
-    scrubber: Arc<Scrubber>,
+    /// Known secrets; replaced when the config changes.
+    scrubber: Arc<arc_swap::ArcSwap<Scrubber>>,
     /// Rows the database has not taken yet.
     pending: Vec<Row>,
     max_pending: usize,
@@ -58,6 +59,7 @@ impl Writer {
         config: &Config,
         rx: mpsc::Receiver<Record>,
         stats: Arc<LogStats>,
+        scrubber: Arc<arc_swap::ArcSwap<Scrubber>>,
     ) -> Result<Writer, StartError> {
         let dir = config.logging.files_dir.clone();
         if let Some(dir) = &dir {
@@ -100,7 +102,7 @@ impl Writer {
             stats,
             dir,
             db: db.clone(),
-            scrubber: Arc::new(Scrubber::from_config(config)),
+            scrubber: scrubber.clone(),
             pending: Vec::new(),
             max_pending: config.logging.queue_size,
         };
@@ -182,7 +184,7 @@ impl State {
     async fn write(&mut self, records: Vec<Record>) {
         let dir = self.dir.clone();
         let want_rows = self.db.is_some();
-        let scrubber = self.scrubber.clone();
+        let scrubber = self.scrubber.load_full();
         let stats = self.stats.clone();
         let rendered = tokio::task::spawn_blocking(move || {
             let mut rows = Vec::with_capacity(if want_rows { records.len() } else { 0 });

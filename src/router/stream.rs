@@ -73,25 +73,12 @@ impl SseSource {
                 return Ok(Some(frame));
             }
             if self.ended {
-                let rest = self.decoder.remainder();
-                if rest.iter().all(u8::is_ascii_whitespace) {
-                    return Ok(None);
-                }
-                let rest = Bytes::copy_from_slice(rest);
-                self.decoder = Decoder::new();
-                return Ok(Some(rest));
+                return Ok(self.take_remainder());
             }
-            match tokio::time::timeout(self.gap, self.body.next()).await {
-                Err(_) => return Err(UpstreamError::BodyTimeout(self.gap)),
-                Ok(None) => self.ended = true,
-                Ok(Some(Err(e))) => return Err(e),
-                Ok(Some(Ok(chunk))) => self.decoder.push(&chunk),
-            }
+            self.read().await?;
         }
     }
-}
 
-impl SseSource {
     /// Every complete frame that has arrived, as one chunk, with each
     /// frame's end offset in `ends`; `Ok(None)` at the end of the stream.
     /// Bytes left over at the end come back as a last chunk, as they are.
@@ -104,26 +91,46 @@ impl SseSource {
             if let Some(batch) = self.decoder.next_frames(ends) {
                 return Ok(Some(batch));
             }
-            if self.ended {
-                let rest = self.decoder.remainder();
-                if rest.iter().all(u8::is_ascii_whitespace) {
-                    return Ok(None);
-                }
-                let rest = Bytes::copy_from_slice(rest);
-                self.decoder = Decoder::new();
-                ends.push(rest.len());
-                return Ok(Some(rest));
+            if let Some(e) = self.deferred.take() {
+                return Err(e);
             }
-            match tokio::time::timeout(self.gap, self.body.next()).await {
-                Err(_) => return Err(UpstreamError::BodyTimeout(self.gap)),
-                Ok(None) => self.ended = true,
-                Ok(Some(Err(e))) => return Err(e),
-                Ok(Some(Ok(chunk))) => {
-                    self.decoder.push(&chunk);
-                    self.take_ready();
+            if self.ended {
+                let rest = self.take_remainder();
+                if let Some(r) = &rest {
+                    ends.push(r.len());
                 }
+                return Ok(rest);
+            }
+            self.read().await?;
+            self.take_ready();
+        }
+    }
+
+    /// Waits (at most `gap`) for the next piece of the body.
+    async fn read(&mut self) -> Result<(), UpstreamError> {
+        match tokio::time::timeout(self.gap, self.body.next()).await {
+            Err(_) => Err(UpstreamError::BodyTimeout(self.gap)),
+            Ok(None) => {
+                self.ended = true;
+                Ok(())
+            }
+            Ok(Some(Err(e))) => Err(e),
+            Ok(Some(Ok(chunk))) => {
+                self.decoder.push(&chunk);
+                Ok(())
             }
         }
+    }
+
+    /// What is left at the end that closes no frame, unless it is blank.
+    fn take_remainder(&mut self) -> Option<Bytes> {
+        let rest = self.decoder.remainder();
+        if rest.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        let rest = Bytes::copy_from_slice(rest);
+        self.decoder = Decoder::new();
+        Some(rest)
     }
 
     /// Takes whatever the body has ready without waiting (HTTP chunks that

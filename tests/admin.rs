@@ -187,7 +187,7 @@ async fn copies_keep_variables_and_implicit_bases() {
     let yaml = "model_list:\n  - {model_name: base, model_params: {api_base: '${BASE_URL}', api_key: '${THE_KEY}', target_model: t}}\n  - {model_name: 'base:v', parameters: {max_tokens: 5}}\n";
 
     let server = proxy_with_env(
-        &yaml,
+        yaml,
         &[("BASE_URL", &mock.url), ("THE_KEY", "sk-from-env-var")],
     )
     .await;

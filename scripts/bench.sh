@@ -12,9 +12,12 @@
 #   BENCH_CHUNKS       content chunks per streamed answer (default 20)
 #   BENCH_LATENCY_MS   mock's delay before answering (default 0)
 #   BENCH_CHUNK_DELAY_MS  mock's gap between streamed chunks (default 0)
-#   BENCH_REQUEST_LOG  off (default): the proxy's request log (files and
+#   BENCH_REQUEST_LOG  off (default): the main proxy's request log (files and
 #                      database) is disabled, to measure the relay itself;
-#                      on: both sinks on, in the temp dir, as shipped
+#                      on: both sinks on, in the temp dir, as shipped.
+#                      A second proxy always runs with both sinks on, so
+#                      "logged req/s" and "logged/proxy" show the log's cost
+#                      in the same run.
 #   BENCH_SKIP_BUILD=1 use the binaries already built
 #
 # Output: one table on stdout, the same as markdown in target/bench/results.md.
@@ -111,7 +114,12 @@ PIDS+=($!)
 MOCK_URL="$(wait_listen "$TMP/mock.log" "${PIDS[-1]}")"
 wait_healthy "$MOCK_URL"
 
-cat >"$TMP/config.yaml" <<EOF
+# start_proxy NAME LOG_ON: a proxy whose request log (files + SQLite, in the
+# temp dir) is on or off; prints its URL.
+start_proxy() {
+    local name="$1" on="$2" dir="$TMP/$1"
+    mkdir -p "$dir"
+    cat >"$dir/config.yaml" <<EOF
 model_list:
   - model_name: bench
     model_params:
@@ -123,25 +131,32 @@ proxy_settings:
     port: 0
   logging:
     files:
-      enabled: $LOG_ON
-      dir: $TMP/logs/requests
+      enabled: $on
+      dir: $dir/logs/requests
     database:
-      enabled: $LOG_ON
+      enabled: $on
 router_settings:
   num_retries: 0
 database:
   backend: sqlite
   connection:
     sqlite:
-      path: $TMP/yallmp.db
+      path: $dir/yallmp.db
 EOF
-# Run from the temp dir so nothing relative lands in the repository.
-(cd "$TMP" && exec "$PROXY_BIN" --config "$TMP/config.yaml" serve) \
-    >"$TMP/proxy.log" 2>"$TMP/proxy.log.err" &
-PIDS+=($!)
-PROXY_URL="$(wait_listen "$TMP/proxy.log" "${PIDS[-1]}")"
-wait_healthy "$PROXY_URL"
-log "mock on $MOCK_URL, proxy on $PROXY_URL; ${DURATION}s per run"
+    # Run from the temp dir so nothing relative lands in the repository.
+    (cd "$dir" && exec "$PROXY_BIN" --config "$dir/config.yaml" serve) \
+        >"$dir/proxy.log" 2>"$dir/proxy.log.err" &
+    PIDS+=($!)
+    local url
+    url="$(wait_listen "$dir/proxy.log" "${PIDS[-1]}")"
+    wait_healthy "$url"
+    echo "$url"
+}
+# The main proxy follows BENCH_REQUEST_LOG; a second one always logs, so
+# the log's cost shows in the same run.
+PROXY_URL="$(start_proxy proxy "$LOG_ON")"
+LOGGED_URL="$(start_proxy logged true)"
+log "mock on $MOCK_URL, proxy on $PROXY_URL, logging proxy on $LOGGED_URL; ${DURATION}s per run"
 
 # --- request bodies and the wrk script ---------------------------------------
 MESSAGES='[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello and describe a benchmark in one sentence."}]'
@@ -170,7 +185,7 @@ make_lua "$TMP/plain.lua" "$BODY_PLAIN"
 make_lua "$TMP/stream.lua" "$BODY_STREAM"
 
 # Sanity: both targets answer both kinds before measuring.
-for url in "$MOCK_URL" "$PROXY_URL"; do
+for url in "$MOCK_URL" "$PROXY_URL" "$LOGGED_URL"; do
     curl -fsS --max-time 5 -H 'content-type: application/json' -d "$BODY_PLAIN" \
         "$url/v1/chat/completions" | grep -q '"chat.completion"' \
         || { echo "bench: $url gave no chat.completion" >&2; cat "$TMP"/*.err >&2; exit 1; }
@@ -190,7 +205,7 @@ run_wrk() {
 
 if ((WARMUP > 0)); then
     log "warming up (${WARMUP}s per target)"
-    for url in "$MOCK_URL" "$PROXY_URL"; do
+    for url in "$MOCK_URL" "$PROXY_URL" "$LOGGED_URL"; do
         run_wrk "$url" "$TMP/plain.lua" 32 2 "$WARMUP" >/dev/null
         run_wrk "$url" "$TMP/stream.lua" 32 2 "$WARMUP" >/dev/null
     done
@@ -211,13 +226,16 @@ for s in "${SCENARIOS[@]}"; do
     direct="$(run_wrk "$MOCK_URL" "$TMP/$kind.lua" "$conns" "$threads" "$DURATION")"
     log "$name: through proxy"
     proxy="$(run_wrk "$PROXY_URL" "$TMP/$kind.lua" "$conns" "$threads" "$DURATION")"
+    log "$name: through the logging proxy"
+    logged="$(run_wrk "$LOGGED_URL" "$TMP/$kind.lua" "$conns" "$threads" "$DURATION")"
     read -r _ _ _ _ dse dke <<<"$direct"
     read -r _ _ _ _ pse pke <<<"$proxy"
-    if ((dse + dke + pse + pke > 0)); then
-        log "$name: errors (direct: $dse bad status, $dke socket; proxy: $pse bad status, $pke socket)"
+    read -r _ _ _ _ lse lke <<<"$logged"
+    if ((dse + dke + pse + pke + lse + lke > 0)); then
+        log "$name: errors (direct: $dse bad status, $dke socket; proxy: $pse, $pke; logging proxy: $lse, $lke)"
         ERRORS=1
     fi
-    ROWS+=("$name|$direct|$proxy")
+    ROWS+=("$name|$direct|$proxy|$logged")
 done
 
 # --- report ------------------------------------------------------------------
@@ -225,49 +243,52 @@ mkdir -p "$OUT_DIR"
 REPORT="$(printf '%s\n' "${ROWS[@]}" | awk -F'|' '
 function ms(us) { return sprintf("%.3f", us / 1000) }
 {
-    split($2, d, " "); split($3, p, " ")
+    split($2, d, " "); split($3, p, " "); split($4, l, " ")
     name[NR] = $1
     drps[NR] = sprintf("%.0f", d[1]); prps[NR] = sprintf("%.0f", p[1])
     ratio[NR] = d[1] > 0 ? sprintf("%.2f", p[1] / d[1]) : "n/a"
     dlat[NR] = ms(d[2]) " / " ms(d[3])
     plat[NR] = ms(p[2]) " / " ms(p[3])
     added[NR] = sprintf("%+.3f", (p[2] - d[2]) / 1000)
+    lrps[NR] = sprintf("%.0f", l[1])
+    lratio[NR] = p[1] > 0 ? sprintf("%.2f", l[1] / p[1]) : "n/a"
     n = NR
 }
 END {
     h[1] = "scenario"; h[2] = "direct req/s"; h[3] = "proxy req/s"; h[4] = "proxy/direct"
     h[5] = "direct p50/p99 ms"; h[6] = "proxy p50/p99 ms"; h[7] = "added p50 ms"
+    h[8] = "logged req/s"; h[9] = "logged/proxy"
     for (i = 1; i <= n; i++) {
         c[i,1] = name[i]; c[i,2] = drps[i]; c[i,3] = prps[i]; c[i,4] = ratio[i]
-        c[i,5] = dlat[i]; c[i,6] = plat[i]; c[i,7] = added[i]
+        c[i,5] = dlat[i]; c[i,6] = plat[i]; c[i,7] = added[i]; c[i,8] = lrps[i]; c[i,9] = lratio[i]
     }
-    for (j = 1; j <= 7; j++) {
+    for (j = 1; j <= 9; j++) {
         w[j] = length(h[j])
         for (i = 1; i <= n; i++) if (length(c[i,j]) > w[j]) w[j] = length(c[i,j])
     }
     # Plain table, then a marker, then markdown.
     line = ""
-    for (j = 1; j <= 7; j++) line = line sprintf(j == 1 ? "%-*s" : "  %*s", w[j], h[j])
+    for (j = 1; j <= 9; j++) line = line sprintf(j == 1 ? "%-*s" : "  %*s", w[j], h[j])
     print line
     line = ""
-    for (j = 1; j <= 7; j++) { dash = sprintf("%*s", w[j], ""); gsub(/ /, "-", dash); line = line (j == 1 ? "" : "  ") dash }
+    for (j = 1; j <= 9; j++) { dash = sprintf("%*s", w[j], ""); gsub(/ /, "-", dash); line = line (j == 1 ? "" : "  ") dash }
     print line
     for (i = 1; i <= n; i++) {
         line = ""
-        for (j = 1; j <= 7; j++) line = line sprintf(j == 1 ? "%-*s" : "  %*s", w[j], c[i,j])
+        for (j = 1; j <= 9; j++) line = line sprintf(j == 1 ? "%-*s" : "  %*s", w[j], c[i,j])
         print line
     }
     print "@@MARKDOWN@@"
-    line = "|"; for (j = 1; j <= 7; j++) line = line " " h[j] " |"; print line
-    line = "|"; for (j = 1; j <= 7; j++) line = line (j == 1 ? " --- |" : " ---: |"); print line
+    line = "|"; for (j = 1; j <= 9; j++) line = line " " h[j] " |"; print line
+    line = "|"; for (j = 1; j <= 9; j++) line = line (j == 1 ? " --- |" : " ---: |"); print line
     for (i = 1; i <= n; i++) {
-        line = "|"; for (j = 1; j <= 7; j++) line = line " " c[i,j] " |"; print line
+        line = "|"; for (j = 1; j <= 9; j++) line = line " " c[i,j] " |"; print line
     }
 }')"
 
 TABLE="${REPORT%%@@MARKDOWN@@*}"
 MARKDOWN="${REPORT#*@@MARKDOWN@@$'\n'}"
-CONTEXT="request log ${REQUEST_LOG}; mock: ${CHUNKS} chunks/stream, latency ${LATENCY_MS} ms, chunk gap ${CHUNK_DELAY_MS} ms; ${DURATION} s per run; wrk threads 1 (c=1) / 2 (c=32); $(nproc) cores; $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo '+dirty-src')"
+CONTEXT="request log ${REQUEST_LOG} (logged: files + SQLite on); mock: ${CHUNKS} chunks/stream, latency ${LATENCY_MS} ms, chunk gap ${CHUNK_DELAY_MS} ms; ${DURATION} s per run; wrk threads 1 (c=1) / 2 (c=32); $(nproc) cores; $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo '+dirty-src')"
 
 echo
 printf '%s' "$TABLE"

@@ -77,7 +77,8 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
-    rm -rf "$TMP"
+    # A proxy may still be flushing its request log as it exits.
+    rm -rf "$TMP" 2>/dev/null || { sleep 1; rm -rf "$TMP"; }
 }
 trap cleanup EXIT
 trap 'exit 130' INT

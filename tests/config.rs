@@ -226,9 +226,20 @@ fn missing_env_var_names_the_variable_and_path_unless_defaulted() {
         ),
         "{all}"
     );
-    let yaml = "model_list:\n  - {model_name: a, model_params: {api_base: '${BASE:-http://127.0.0.1:1/v1}', api_key: '${NOPE_KEY:-}'}}\nproxy_settings: {server: {port: '${PORT}'}}\n";
-    let c = Config::from_yaml(yaml, None, &env(&[("PORT", "9001")])).unwrap();
+    let yaml = "model_list:\n  - {model_name: a, model_params: {api_base: '${BASE:-http://127.0.0.1:1/v1}', api_key: '${NOPE_KEY:-}'}}\n  - {model_name: b, model_params: {api_type: stub, api_key: '${NUM_KEY}', supports_reasoning: '${ON}'}}\nproxy_settings: {server: {port: '${PORT}'}}\n";
+    let c = Config::from_yaml(
+        yaml,
+        None,
+        &env(&[("PORT", "9001"), ("NUM_KEY", "12345"), ("ON", "true")]),
+    )
+    .unwrap();
     assert_eq!(c.server.port, 9001);
+    // A whole reference takes the type the key wants: a numeric key stays a string.
+    assert_eq!(
+        c.models[1].backends[0].api_key.as_ref().unwrap().expose(),
+        "12345"
+    );
+    assert!(c.models[1].backends[0].supports_reasoning);
     assert_eq!(c.models[0].backends[0].api_base, "http://127.0.0.1:1/v1");
     assert!(c.models[0].backends[0].api_key.is_none());
 }

@@ -72,17 +72,25 @@ impl Env {
 
 /// Substitutes variables in every string of `value`, in place. Errors name the
 /// key path of each string that refers to a missing variable.
-pub fn substitute_tree(value: &mut Value, env: &Env, path: &mut String, errors: &mut Vec<String>) {
+///
+/// The paths of values that were one reference as a whole are added to
+/// `whole`: such a value stays a string, and the loader retypes it only where
+/// the schema wants a number or a boolean (`port: ${PORT}`), so
+/// `api_key: ${KEY}` stays a string even when the key is all digits.
+pub fn substitute_tree(
+    value: &mut Value,
+    env: &Env,
+    path: &mut String,
+    errors: &mut Vec<String>,
+    whole: &mut std::collections::HashSet<String>,
+) {
     match value {
         Value::String(s) => match substitute(s, env) {
-            Ok(Some((new, whole))) => {
-                // A value that was one reference as a whole (`port: ${PORT}`)
-                // takes the YAML type of what it expands to.
-                *value = if whole {
-                    retype_scalar(new)
-                } else {
-                    Value::String(new)
-                };
+            Ok(Some((new, is_whole))) => {
+                if is_whole {
+                    whole.insert(path.clone());
+                }
+                *value = Value::String(new);
             }
             Ok(None) => {}
             Err(var) => errors.push(format!(
@@ -94,7 +102,7 @@ pub fn substitute_tree(value: &mut Value, env: &Env, path: &mut String, errors: 
             for (i, item) in items.iter_mut().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                substitute_tree(item, env, path, errors);
+                substitute_tree(item, env, path, errors, whole);
                 path.truncate(len);
             }
         }
@@ -108,11 +116,11 @@ pub fn substitute_tree(value: &mut Value, env: &Env, path: &mut String, errors: 
                     Value::String(k) => path.push_str(k),
                     other => path.push_str(&format!("{other:?}")),
                 }
-                substitute_tree(v, env, path, errors);
+                substitute_tree(v, env, path, errors, whole);
                 path.truncate(len);
             }
         }
-        Value::Tagged(t) => substitute_tree(&mut t.value, env, path, errors),
+        Value::Tagged(t) => substitute_tree(&mut t.value, env, path, errors, whole),
         _ => {}
     }
 }
@@ -121,10 +129,12 @@ fn display_path(path: &str) -> &str {
     if path.is_empty() { "(top level)" } else { path }
 }
 
-fn retype_scalar(s: String) -> Value {
-    match serde_yaml::from_str::<Value>(&s) {
-        Ok(v @ (Value::Bool(_) | Value::Number(_))) => v,
-        _ => Value::String(s),
+/// The YAML scalar a string spells (`8080`, `true`), if it is a number or a
+/// boolean.
+pub fn retype_scalar(s: &str) -> Option<Value> {
+    match serde_yaml::from_str::<Value>(s) {
+        Ok(v @ (Value::Bool(_) | Value::Number(_))) => Some(v),
+        _ => None,
     }
 }
 
@@ -259,12 +269,17 @@ mod tests {
         let mut v: Value =
             serde_yaml::from_str("a:\n  - {port: '${A}', key: '${MISSING}'}\n").unwrap();
         let mut errors = Vec::new();
-        substitute_tree(&mut v, &env(), &mut String::new(), &mut errors);
+        let mut whole = std::collections::HashSet::new();
+        substitute_tree(&mut v, &env(), &mut String::new(), &mut errors, &mut whole);
         assert_eq!(errors.len(), 1);
         assert!(
             errors[0].starts_with("a[0].key: environment variable MISSING"),
             "{errors:?}"
         );
-        assert_eq!(v["a"][0]["port"], Value::Number(1.into()));
+        // Left a string; the loader retypes it where the schema wants a number.
+        assert_eq!(v["a"][0]["port"], Value::String("1".into()));
+        assert!(whole.contains("a[0].port"));
+        assert_eq!(retype_scalar("8080"), Some(Value::Number(8080.into())));
+        assert_eq!(retype_scalar("sk-1"), None);
     }
 }

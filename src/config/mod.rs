@@ -349,10 +349,11 @@ impl Config {
             Some(o) => o.apply(&mut tree),
             None => Default::default(),
         };
-        env::substitute_tree(&mut tree, env, &mut String::new(), &mut errors);
+        let mut whole = std::collections::HashSet::new();
+        env::substitute_tree(&mut tree, env, &mut String::new(), &mut errors, &mut whole);
         take_litellm_accepted(&mut tree, &mut warnings);
         let derived = inherit::resolve(&mut tree, &mut errors);
-        let raw = deserialize_collecting(tree, &mut errors);
+        let raw = deserialize_collecting(tree, &mut errors, &whole);
 
         let sources = resolve::Sources { runtime, derived };
         let config = raw
@@ -379,13 +380,26 @@ impl Config {
 /// Deserializes the tree; each unknown key is reported with its path and the
 /// nearest known key, removed, and the rest tried again, so one run reports
 /// every typo. Any other error is reported and ends the attempt.
-fn deserialize_collecting(mut tree: Value, errors: &mut Vec<String>) -> Option<raw::RawConfig> {
+///
+/// A value that was a whole `${VAR}` reference and fails as a string where
+/// the schema wants a number or a boolean is retyped and tried again.
+fn deserialize_collecting(
+    mut tree: Value,
+    errors: &mut Vec<String>,
+    whole: &std::collections::HashSet<String>,
+) -> Option<raw::RawConfig> {
     for _ in 0..200 {
         match serde_path_to_error::deserialize::<_, raw::RawConfig>(tree.clone()) {
             Ok(raw) => return Some(raw),
             Err(e) => {
                 let path = e.path().to_string();
                 let msg = e.inner().to_string();
+                if msg.starts_with("invalid type: string")
+                    && whole.contains(&path)
+                    && retype_at(&mut tree, e.path())
+                {
+                    continue;
+                }
                 let Some(unknown) = msg
                     .strip_prefix("unknown field `")
                     .and_then(|r| r.split('`').next())
@@ -421,6 +435,32 @@ pub fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
+}
+
+/// Replaces the string at `path` with the number or boolean it spells.
+fn retype_at(tree: &mut Value, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let mut node = tree;
+    for seg in path.iter() {
+        node = match (seg, node) {
+            (Segment::Map { key }, Value::Mapping(m)) => match m.get_mut(key.as_str()) {
+                Some(v) => v,
+                None => return false,
+            },
+            (Segment::Seq { index }, Value::Sequence(s)) => match s.get_mut(*index) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match node.as_str().and_then(env::retype_scalar) {
+        Some(v) => {
+            *node = v;
+            true
+        }
+        None => false,
+    }
 }
 
 fn remove_at(tree: &mut Value, path: &serde_path_to_error::Path) -> bool {

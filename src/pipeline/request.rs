@@ -78,16 +78,22 @@ impl<'a> RequestBody<'a> {
     /// `model`, the reasoning switch, parameter defaults) and every other
     /// value untouched, byte for byte.
     pub fn for_backend(&self, original: &Bytes, backend: &Backend) -> Bytes {
+        self.for_backend_with(original, backend, true)
+    }
+
+    /// As [`for_backend`](Self::for_backend); `sampling: false` (embeddings)
+    /// rewrites the model only: no reasoning switch, no parameter defaults.
+    pub fn for_backend_with(&self, original: &Bytes, backend: &Backend, sampling: bool) -> Bytes {
         let mut edits: Vec<Edit<'_>> = Vec::new();
         if let Some(m) = backend.upstream_model.as_deref()
             && self.get("model").is_none_or(|raw| !json_str_eq(raw, m))
         {
             edits.push(Edit::Set("model", Value::String(m)));
         }
-        if backend.supports_reasoning && self.get("thinking").is_none() {
+        if sampling && backend.supports_reasoning && self.get("thinking").is_none() {
             edits.push(Edit::Set("thinking", Value::Raw(r#"{"type":"enabled"}"#)));
         }
-        for p in backend.parameters.iter() {
+        for p in backend.parameters.iter().filter(|_| sampling) {
             match self.get(&p.name) {
                 None => edits.push(Edit::Set(&p.name, Value::Json(&p.default))),
                 Some(raw) if !p.allow_override && !json_eq(raw, &p.default) => {
@@ -340,6 +346,15 @@ mod tests {
         );
         let raw = Bytes::from_static(br#"{"model":"m","temperature":1.0,"max_tokens":7}"#);
         assert_eq!(RequestBody::parse(&raw).unwrap().for_backend(&raw, &b), raw);
+        // Embeddings get neither parameter defaults nor the reasoning switch.
+        b.supports_reasoning = true;
+        let raw = Bytes::from_static(br#"{"model":"m","input":"x"}"#);
+        assert_eq!(
+            RequestBody::parse(&raw)
+                .unwrap()
+                .for_backend_with(&raw, &b, false),
+            raw
+        );
     }
 
     #[test]

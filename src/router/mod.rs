@@ -98,7 +98,11 @@ impl Dispatch<'_> {
         let tries = 1 + self.settings.num_retries;
         let mut last = LastFailure::Network(UpstreamError::Unsupported("no backend to try".into()));
         for backend in self.plan {
-            let body = self.body.for_backend(self.raw, backend);
+            let body = self.body.for_backend_with(
+                self.raw,
+                backend,
+                self.endpoint != Endpoint::Embeddings,
+            );
             let headers = upstream::outgoing_headers(
                 self.headers,
                 backend,

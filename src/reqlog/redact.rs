@@ -106,12 +106,29 @@ pub fn body(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
-/// A cheap test before parsing: does any secret-ish word occur at all?
+/// A cheap test before parsing: does a key name that looks like a secret
+/// occur at all? Object keys end with a quote, so `max_tokens"` does not
+/// match `_token"` and ordinary chat bodies are never parsed here.
 fn may_hold_secret(bytes: &[u8]) -> bool {
-    const WORDS: &[&[u8]] = &[
-        b"key", b"KEY", b"Key", b"assw", b"ecret", b"oken", b"auth", b"Auth",
+    const ENDINGS: &[&[u8]] = &[
+        b"key\"",
+        b"Key\"",
+        b"KEY\"",
+        b"ssword\"",
+        b"SSWORD\"",
+        b"asswd\"",
+        b"ecret\"",
+        b"ECRET\"",
+        b"_token\"",
+        b"Token\"",
+        b"\"token\"",
+        b"auth\"",
+        b"Auth\"",
+        b"AUTH\"",
+        b"authorization\"",
+        b"Authorization\"",
     ];
-    WORDS
+    ENDINGS
         .iter()
         .any(|w| memchr::memmem::find(bytes, w).is_some())
 }
@@ -208,6 +225,16 @@ mod tests {
         assert_eq!(out["metadata"]["api_key"], MASK);
         assert_eq!(out["metadata"]["password"], MASK);
         assert_eq!(out["max_tokens"], 5);
+    }
+
+    #[test]
+    fn cheap_test_skips_ordinary_bodies() {
+        assert!(!may_hold_secret(
+            br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"my key is"}]}"#
+        ));
+        assert!(may_hold_secret(br#"{"api_key":"x"}"#));
+        assert!(may_hold_secret(br#"{"access_token":"x"}"#));
+        assert!(may_hold_secret(br#"{"Password":"x"}"#));
     }
 
     #[test]

@@ -437,23 +437,29 @@ pub fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
-/// Replaces the string at `path` with the number or boolean it spells.
-fn retype_at(tree: &mut Value, path: &serde_path_to_error::Path) -> bool {
+/// The node a serde path points at.
+fn node_at<'a>(
+    tree: &'a mut Value,
+    segs: &[&serde_path_to_error::Segment],
+) -> Option<&'a mut Value> {
     use serde_path_to_error::Segment;
     let mut node = tree;
-    for seg in path.iter() {
+    for seg in segs {
         node = match (seg, node) {
-            (Segment::Map { key }, Value::Mapping(m)) => match m.get_mut(key.as_str()) {
-                Some(v) => v,
-                None => return false,
-            },
-            (Segment::Seq { index }, Value::Sequence(s)) => match s.get_mut(*index) {
-                Some(v) => v,
-                None => return false,
-            },
-            _ => return false,
+            (Segment::Map { key }, Value::Mapping(m)) => m.get_mut(key.as_str())?,
+            (Segment::Seq { index }, Value::Sequence(s)) => s.get_mut(*index)?,
+            _ => return None,
         };
     }
+    Some(node)
+}
+
+/// Replaces the string at `path` with the number or boolean it spells.
+fn retype_at(tree: &mut Value, path: &serde_path_to_error::Path) -> bool {
+    let segs: Vec<_> = path.iter().collect();
+    let Some(node) = node_at(tree, &segs) else {
+        return false;
+    };
     match node.as_str().and_then(env::retype_scalar) {
         Some(v) => {
             *node = v;
@@ -463,28 +469,15 @@ fn retype_at(tree: &mut Value, path: &serde_path_to_error::Path) -> bool {
     }
 }
 
+/// Removes the key at `path`.
 fn remove_at(tree: &mut Value, path: &serde_path_to_error::Path) -> bool {
     use serde_path_to_error::Segment;
     let segs: Vec<&Segment> = path.iter().collect();
     let Some((Segment::Map { key }, parents)) = segs.split_last() else {
         return false;
     };
-    let mut node = tree;
-    for seg in parents {
-        node = match (seg, node) {
-            (Segment::Map { key }, Value::Mapping(m)) => match m.get_mut(key.as_str()) {
-                Some(v) => v,
-                None => return false,
-            },
-            (Segment::Seq { index }, Value::Sequence(s)) => match s.get_mut(*index) {
-                Some(v) => v,
-                None => return false,
-            },
-            _ => return false,
-        };
-    }
-    match node {
-        Value::Mapping(m) => m.remove(key.as_str()).is_some(),
+    match node_at(tree, parents) {
+        Some(Value::Mapping(m)) => m.remove(key.as_str()).is_some(),
         _ => false,
     }
 }

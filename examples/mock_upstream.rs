@@ -141,16 +141,11 @@ impl Mock {
                 sse(&chunk(delta, finish))
             })
             .collect();
-        frames.push(sse(&json!({
-            "id": ID,
-            "object": "chat.completion.chunk",
-            "created": CREATED,
-            "model": MODEL,
-            "service_tier": "default",
-            "system_fingerprint": FINGERPRINT,
-            "choices": [],
-            "usage": usage
-        })));
+        // The usage chunk: no choices, the usage filled in.
+        let mut last = chunk(json!({}), None);
+        last["choices"] = json!([]);
+        last["usage"] = usage.clone();
+        frames.push(sse(&last));
         frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
 
         let vector = |seed: usize| -> Vec<f64> {

@@ -5,6 +5,7 @@
 pub mod env;
 mod inherit;
 pub mod overlay;
+pub mod parsers;
 mod raw;
 mod resolve;
 
@@ -42,6 +43,9 @@ pub struct Config {
     pub logging: LoggingSettings,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
+    /// Response parsers for models without their own block (`enabled` is
+    /// always set).
+    pub parsers: parsers::ParsersSettings,
     /// What it was built from, for reloads and admin changes.
     pub origin: Origin,
     /// Things that loaded but deserve a word (LiteLLM keys not implemented).
@@ -157,6 +161,8 @@ pub struct ModelConfig {
     pub backends: Vec<Arc<Backend>>,
     /// Models tried after every backend of this one failed, in order.
     pub fallbacks: Vec<String>,
+    /// The model's own response parsers (`enabled` always set).
+    pub parsers: Option<parsers::ParsersSettings>,
 }
 
 /// Where a model is defined.

@@ -37,6 +37,8 @@ pub struct RawModelEntry {
     pub parameters: BTreeMap<String, RawParameter>,
     /// Admin edits and deletes need the admin password.
     pub protected: Option<bool>,
+    /// Response parsers for this model; replaces `proxy_settings.parsers`.
+    pub parsers: Option<super::parsers::ParsersSettings>,
 }
 
 /// `temperature: {default: 1.0, allow_override: false}`, or just a value.
@@ -80,6 +82,8 @@ pub struct RawProxySettings {
     pub logging: RawLogging,
     #[serde(default)]
     pub auth: RawAuth,
+    /// Response parsers for every model without its own block.
+    pub parsers: Option<super::parsers::ParsersSettings>,
 }
 
 /// `proxy_settings.auth`.

@@ -144,6 +144,13 @@ pub(super) fn resolve(
         ),
     };
 
+    let parsers = parsers::resolve(
+        ps.parsers.unwrap_or_default(),
+        "proxy_settings.parsers",
+        false,
+        _path,
+        errors,
+    );
     let logging = logging(ps.logging, errors);
     let database = database(raw.database, errors);
     let mut models: Vec<ModelConfig> = Vec::new();
@@ -175,6 +182,9 @@ pub(super) fn resolve(
         }
         let parameters = parameters(entry.parameters);
         let protected = entry.protected.unwrap_or(false);
+        let own_parsers = entry
+            .parsers
+            .map(|p| parsers::resolve(p, &format!("{at}.parsers"), true, _path, errors));
         let idx = match models.iter().position(|m| m.name == name) {
             Some(idx) => idx,
             None => {
@@ -191,6 +201,7 @@ pub(super) fn resolve(
                     protected: false,
                     backends: Vec::new(),
                     fallbacks: Vec::new(),
+                    parsers: None,
                 });
                 models.len() - 1
             }
@@ -205,6 +216,14 @@ pub(super) fn resolve(
             ));
         }
         models[idx].protected |= protected;
+        if let Some(p) = own_parsers {
+            match &models[idx].parsers {
+                Some(prev) if *prev != p => errors.push(format!(
+                    "{at}: model `{name}` already has a different `parsers` block; give it once"
+                )),
+                _ => models[idx].parsers = Some(p),
+            }
+        }
         if let Some(backend) = backend(&name, n, params, &at, litellm, parameters, errors) {
             models[idx].backends.push(Arc::new(backend));
         }
@@ -268,6 +287,7 @@ pub(super) fn resolve(
         logging,
         database,
         auth,
+        parsers,
         origin: Origin::default(),
         warnings: Vec::new(),
     })

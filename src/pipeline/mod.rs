@@ -1,4 +1,7 @@
 //! What the proxy does to requests and responses on their way through.
 //! `request`: the parsed client body and the per-backend rewrite.
+//! `response`: the response parsers (reasoning and tool calls out of raw
+//! model text, reasoning swapped into content, reasoning field names).
 
 pub mod request;
+pub mod response;

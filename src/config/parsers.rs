@@ -1,0 +1,279 @@
+//! `proxy_settings.parsers` and a model's own `parsers:` block: which
+//! response modules run, in which order, with what options. The serde types
+//! are the settings; defaults live on them, unknown keys are errors.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// One response parser configuration (global, or a model's own).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParsersSettings {
+    /// Global default false; a model's own block defaults to true (the
+    /// loader fills that in).
+    pub enabled: Option<bool>,
+    /// Request paths (substrings) the parsers apply to.
+    pub paths: Vec<String>,
+    /// Response modules, in order.
+    pub response: Vec<ResponseModule>,
+    pub parse_tags: ParseTagsSettings,
+    pub swap_reasoning_content: SwapSettings,
+    pub normalize_reasoning: NormalizeSettings,
+}
+
+impl Default for ParsersSettings {
+    fn default() -> Self {
+        ParsersSettings {
+            enabled: None,
+            paths: vec!["/chat/completions".into()],
+            response: vec![ResponseModule::ParseTags],
+            parse_tags: ParseTagsSettings::default(),
+            swap_reasoning_content: SwapSettings::default(),
+            normalize_reasoning: NormalizeSettings::default(),
+        }
+    }
+}
+
+impl ParsersSettings {
+    /// Whether these parsers run for a request to `path`.
+    pub fn applies_to(&self, path: &str) -> bool {
+        self.enabled == Some(true)
+            && !self.response.is_empty()
+            && self.paths.iter().any(|p| path.contains(p.as_str()))
+    }
+}
+
+/// A response module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseModule {
+    /// Reasoning and tool calls out of raw markup in `content`.
+    ParseTags,
+    /// Reasoning into `content` inside think tags, or the reverse.
+    SwapReasoningContent,
+    /// One reasoning field name whatever the backend sends.
+    NormalizeReasoning,
+}
+
+/// `parse_tags`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParseTagsSettings {
+    /// A Jinja chat template to detect tags and the tool format from
+    /// (relative to the config file); empty for none.
+    pub template_path: String,
+    pub parse_thinking: bool,
+    pub think_tag: String,
+    /// Text before the first close tag is reasoning even without an open tag.
+    pub starts_in_reasoning: bool,
+    pub parse_tool_calls: bool,
+    pub tool_format: ToolFormat,
+    /// Argument format of the generic formats (`xml`, `json`).
+    pub tool_arg_format: ArgFormat,
+    pub tool_tag: String,
+    /// Generic open/close markers; default `<tool_tag>` / `</tool_tag>`.
+    pub tool_open: Option<String>,
+    pub tool_close: Option<String>,
+    /// Bytes a tool block may grow unclosed before it is released as text;
+    /// 0 = no limit.
+    pub tool_buffer_limit: usize,
+}
+
+impl Default for ParseTagsSettings {
+    fn default() -> Self {
+        ParseTagsSettings {
+            template_path: String::new(),
+            parse_thinking: true,
+            think_tag: "think".into(),
+            starts_in_reasoning: false,
+            parse_tool_calls: true,
+            tool_format: ToolFormat::Auto,
+            tool_arg_format: ArgFormat::Xml,
+            tool_tag: "tool_call".into(),
+            tool_open: None,
+            tool_close: None,
+            tool_buffer_limit: 0,
+        }
+    }
+}
+
+impl ParseTagsSettings {
+    pub fn tool_open(&self) -> String {
+        self.tool_open
+            .clone()
+            .unwrap_or_else(|| format!("<{}>", self.tool_tag))
+    }
+    pub fn tool_close(&self) -> String {
+        self.tool_close
+            .clone()
+            .unwrap_or_else(|| format!("</{}>", self.tool_tag))
+    }
+}
+
+/// How tool calls are written in the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolFormat {
+    /// Every known format (or the template's, when one is given).
+    Auto,
+    /// `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` (Hermes, Qwen).
+    Hermes,
+    /// `<tool_call><function=NAME><parameter=K>v</parameter></function></tool_call>`.
+    Qwen3Coder,
+    /// `<tool_call>NAME<arg_key>k</arg_key><arg_value>v</arg_value></tool_call>`.
+    Glm,
+    /// `<|tool_calls_section_begin|>...` (Kimi K2).
+    KimiK2,
+    /// `<minimax:tool_call><invoke name="N">...` (MiniMax M2).
+    MinimaxM2,
+    /// `<｜tool▁calls▁begin｜>...` (DeepSeek V3.1).
+    DeepseekV31,
+    /// `tool_open`/`tool_close` with XML-style arguments.
+    Xml,
+    /// `tool_open`/`tool_close` with a JSON object.
+    Json,
+}
+
+/// Argument format of the generic tool formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArgFormat {
+    Xml,
+    Json,
+}
+
+/// `swap_reasoning_content`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SwapSettings {
+    pub mode: SwapMode,
+    pub think_tag: String,
+    pub think_open: Affix,
+    pub think_close: Affix,
+    /// A newline between the close tag and the answer.
+    pub include_newline: bool,
+}
+
+impl Default for SwapSettings {
+    fn default() -> Self {
+        SwapSettings {
+            mode: SwapMode::ReasoningToContent,
+            think_tag: "think".into(),
+            think_open: Affix::default(),
+            think_close: Affix::default(),
+            include_newline: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SwapMode {
+    ReasoningToContent,
+    ContentToReasoning,
+    Auto,
+}
+
+/// Text around a think tag.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Affix {
+    pub prefix: String,
+    pub suffix: String,
+}
+
+/// `normalize_reasoning`: the field names reasoning is written to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NormalizeSettings {
+    pub fields: Vec<String>,
+}
+
+impl Default for NormalizeSettings {
+    fn default() -> Self {
+        NormalizeSettings {
+            fields: vec!["reasoning_content".into()],
+        }
+    }
+}
+
+/// Checks a resolved block; `at` is its key path.
+pub fn validate(s: &ParsersSettings, at: &str, errors: &mut Vec<String>) {
+    let t = &s.parse_tags;
+    if t.think_tag.trim().is_empty() {
+        errors.push(format!("{at}.parse_tags.think_tag: must not be empty"));
+    }
+    if t.tool_open().is_empty() || t.tool_close().is_empty() {
+        errors.push(format!(
+            "{at}.parse_tags: tool_open and tool_close must not be empty"
+        ));
+    }
+    if s.swap_reasoning_content.think_tag.trim().is_empty() {
+        errors.push(format!(
+            "{at}.swap_reasoning_content.think_tag: must not be empty"
+        ));
+    }
+    if s.normalize_reasoning.fields.is_empty()
+        || s.normalize_reasoning.fields.iter().any(|f| f.is_empty())
+    {
+        errors.push(format!(
+            "{at}.normalize_reasoning.fields: needs at least one non-empty field name"
+        ));
+    }
+    let mut seen = Vec::new();
+    for m in &s.response {
+        if seen.contains(m) {
+            errors.push(format!("{at}.response: {m:?} is listed twice"));
+        }
+        seen.push(*m);
+    }
+}
+
+/// The template path, relative to the config file's directory.
+pub fn template_path(s: &ParseTagsSettings, config: Option<&Path>) -> Option<PathBuf> {
+    let p = s.template_path.trim();
+    if p.is_empty() {
+        return None;
+    }
+    let p = PathBuf::from(p);
+    if p.is_absolute() {
+        return Some(p);
+    }
+    // Beside the config first, then as given (relative to the working
+    // directory).
+    match config.and_then(Path::parent) {
+        Some(dir) if !dir.as_os_str().is_empty() && dir.join(&p).exists() => Some(dir.join(p)),
+        _ => Some(p),
+    }
+}
+
+/// Fills in what a block leaves open: `enabled` (false globally, true for
+/// a model's own block), then checks it and applies the chat template's
+/// detected markers, if a template is given.
+pub fn resolve(
+    mut s: ParsersSettings,
+    at: &str,
+    default_enabled: bool,
+    config: Option<&Path>,
+    errors: &mut Vec<String>,
+) -> ParsersSettings {
+    s.enabled = Some(s.enabled.unwrap_or(default_enabled));
+    validate(&s, at, errors);
+    if let Some(path) = template_path(&s.parse_tags, config) {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match crate::pipeline::response::template::detect(&text) {
+                Ok(info) => info.apply(&mut s.parse_tags),
+                Err(e) => errors.push(format!(
+                    "{at}.parse_tags.template_path: {}: {e}",
+                    path.display()
+                )),
+            },
+            Err(e) => errors.push(format!(
+                "{at}.parse_tags.template_path: cannot read {}: {e}",
+                path.display()
+            )),
+        }
+    }
+    s
+}

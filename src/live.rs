@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use crate::config::{Backend, Config};
+use crate::pipeline::response::Pipeline;
 
 /// One immutable snapshot.
 pub struct Live {
@@ -21,6 +22,9 @@ pub struct Live {
     pub model_names: Vec<String>,
     /// Model order used when resolving fallbacks (for display).
     pub fallback_chains: HashMap<String, Vec<String>>,
+    /// Response parsers per model (its own block, else the global one);
+    /// models without parsers are absent.
+    pipelines: HashMap<String, Arc<Pipeline>>,
 }
 
 impl Live {
@@ -34,7 +38,13 @@ impl Live {
         let models_json = Bytes::from(json!({"object": "list", "data": data}).to_string());
         let mut plans = HashMap::new();
         let mut fallback_chains = HashMap::new();
+        let mut pipelines = HashMap::new();
+        let global = Pipeline::build(&config.parsers);
         for m in &config.models {
+            let own = m.parsers.as_ref().map(Pipeline::build);
+            if let Some(p) = own.unwrap_or_else(|| global.clone()) {
+                pipelines.insert(m.name.clone(), p);
+            }
             let chain = fallback_chain(&config, &m.name);
             let plan: Vec<Arc<Backend>> = chain
                 .iter()
@@ -50,7 +60,14 @@ impl Live {
             models_json,
             model_names,
             fallback_chains,
+            pipelines,
         }
+    }
+
+    /// The response parsers for answers of `model`'s backends to a request
+    /// on `path`, if any apply.
+    pub fn pipeline(&self, model: &str, path: &str) -> Option<&Arc<Pipeline>> {
+        self.pipelines.get(model).filter(|p| p.applies_to(path))
     }
 
     /// The backends to try for `model`, in order.

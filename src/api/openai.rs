@@ -17,6 +17,7 @@ use serde_json::json;
 use super::error::ApiError;
 use super::{RequestId, Shared};
 use crate::pipeline::request::RequestBody;
+use crate::pipeline::response::Session;
 use crate::reqlog::{Outcome, RecordGuard};
 use crate::router::stream::SseSource;
 use crate::router::{Answer, Dispatch};
@@ -184,6 +185,10 @@ async fn forward(
         stream,
         forward_credentials: live.config.auth.api_keys.is_empty(),
     };
+    let path = parts
+        .extensions
+        .get::<OriginalUri>()
+        .map_or(parts.uri.path(), |u| u.0.path());
     let answer = match dispatch.run(guard.attempts()).await {
         Ok(answer) => answer,
         Err(failure) => {
@@ -202,8 +207,22 @@ async fn forward(
             if let Some(r) = guard.record() {
                 r.backend = Some(backend.name.clone());
             }
+            // The record keeps what the upstream said; the client gets the
+            // parsed answer.
+            let mut sent = body.clone();
+            if let Some(p) = live
+                .pipeline(&backend.model_name, path)
+                .filter(|_| status.is_success())
+            {
+                let mut session =
+                    p.session(parsed.get("tools"), live.config.logging.log_parsed_response);
+                if let Some(new) = session.apply_json(&body) {
+                    sent = new;
+                }
+                note_parsed(guard, &session);
+            }
             Ok(Forwarded::Complete(
-                respond(status, &headers, Body::from(body.clone())),
+                respond(status, &headers, Body::from(sent)),
                 body,
             ))
         }
@@ -225,11 +244,14 @@ async fn forward(
                 guard,
                 RecordGuard::new(None, state.log.clone(), state.shutting_down.clone()),
             );
+            let session = live
+                .pipeline(&backend.model_name, path)
+                .map(|p| p.session(parsed.get("tools"), live.config.logging.log_parsed_stream));
             let (mut parts, _) = response.into_parts();
             parts.headers.remove(header::CONTENT_LENGTH);
             Ok(Forwarded::Stream(Response::from_parts(
                 parts,
-                relay(first, rest, endpoint, owned),
+                relay(first, rest, endpoint, owned, session),
             )))
         }
     }
@@ -270,59 +292,143 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: u64) -> Result<Bytes,
 /// error event (never a fake `[DONE]`). Dropping the body (client gone)
 /// drops the upstream response, which cancels the upstream request, and the
 /// record guard notes the disconnect.
-fn relay(first: Vec<Bytes>, rest: SseSource, endpoint: Endpoint, guard: RecordGuard) -> Body {
+fn relay(
+    first: Vec<Bytes>,
+    rest: SseSource,
+    endpoint: Endpoint,
+    guard: RecordGuard,
+    session: Option<Session>,
+) -> Body {
     struct Relay {
         queue: VecDeque<Bytes>,
         source: Option<SseSource>,
         guard: RecordGuard,
         ends: Vec<usize>,
+        /// The response parsers, when they apply.
+        session: Option<Session>,
+        parsed: Vec<Bytes>,
+    }
+    impl Relay {
+        /// Upstream frames through the parsers, recording the raw ones.
+        fn parse(&mut self, batch: &Bytes) -> Bytes {
+            let mut start = 0;
+            self.parsed.clear();
+            for &end in &self.ends {
+                let frame = batch.slice(start..end);
+                start = end;
+                if let Some(r) = self.guard.record() {
+                    r.push_frame(&frame);
+                }
+                if let Some(s) = &mut self.session {
+                    s.on_frame(&frame, &mut self.parsed);
+                }
+            }
+            if self.session.is_none() {
+                return batch.clone();
+            }
+            join(&self.parsed)
+        }
+
+        /// The stream ended: what the parsers still hold, and their notes
+        /// for the record.
+        fn end(&mut self, done: bool) -> Option<Bytes> {
+            let mut s = self.session.take()?;
+            let mut out = Vec::new();
+            if !done {
+                s.end(&mut out);
+            }
+            note_parsed(&mut self.guard, &s);
+            (!out.is_empty()).then(|| join(&out))
+        }
     }
     let state = Relay {
         queue: VecDeque::from(first),
         source: Some(rest),
         guard,
         ends: Vec::new(),
+        session,
+        parsed: Vec::new(),
     };
     // Frames that arrived together leave together: one write per upstream
     // read, each frame still recorded on its own.
     let frames = futures::stream::unfold(state, move |mut st| async move {
-        if let Some(frame) = st.queue.pop_front() {
-            if let Some(r) = st.guard.record() {
-                r.push_frame(&frame);
+        loop {
+            if let Some(frame) = st.queue.pop_front() {
+                st.ends.clear();
+                st.ends.push(frame.len());
+                let out = st.parse(&frame);
+                if out.is_empty() {
+                    continue;
+                }
+                return Some((Ok::<_, Infallible>(out), st));
             }
-            return Some((Ok::<_, Infallible>(frame), st));
-        }
-        let src = st.source.as_mut()?;
-        match src.next_batch(&mut st.ends).await {
-            Ok(Some(batch)) => {
-                if let Some(r) = st.guard.record() {
-                    let mut start = 0;
-                    for &end in &st.ends {
-                        r.push_frame(&batch.slice(start..end));
-                        start = end;
+            let src = st.source.as_mut()?;
+            match src.next_batch(&mut st.ends).await {
+                Ok(Some(batch)) => {
+                    let out = st.parse(&batch);
+                    if out.is_empty() {
+                        continue;
                     }
+                    return Some((Ok(out), st));
                 }
-                Some((Ok(batch), st))
-            }
-            Ok(None) => {
-                st.source = None;
-                st.guard.finish(Outcome::Ok);
-                None
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "upstream stream failed after the first byte");
-                let frame = stream_error_frame(&e, endpoint);
-                st.source = None;
-                if let Some(r) = st.guard.record() {
-                    r.push_frame(&frame);
-                    r.error = Some(format!("upstream stream failed: {e}"));
+                Ok(None) => {
+                    st.source = None;
+                    let tail = st.end(false);
+                    st.guard.finish(Outcome::Ok);
+                    return tail.map(|t| (Ok(t), st));
                 }
-                st.guard.finish(Outcome::UpstreamError);
-                Some((Ok(frame), st))
+                Err(e) => {
+                    tracing::warn!(error = %e, "upstream stream failed after the first byte");
+                    let frame = stream_error_frame(&e, endpoint);
+                    st.source = None;
+                    // Whatever the parsers held goes out before the error.
+                    let tail = st.end(false);
+                    if let Some(r) = st.guard.record() {
+                        r.push_frame(&frame);
+                        r.error = Some(format!("upstream stream failed: {e}"));
+                    }
+                    st.guard.finish(Outcome::UpstreamError);
+                    let out = match tail {
+                        Some(t) => join(&[t, frame]),
+                        None => frame,
+                    };
+                    return Some((Ok(out), st));
+                }
             }
         }
     });
     Body::from_stream(frames)
+}
+
+/// Frames as one write.
+fn join(frames: &[Bytes]) -> Bytes {
+    match frames {
+        [] => Bytes::new(),
+        [one] => one.clone(),
+        many => {
+            let mut out = bytes::BytesMut::with_capacity(many.iter().map(Bytes::len).sum());
+            for f in many {
+                out.extend_from_slice(f);
+            }
+            out.freeze()
+        }
+    }
+}
+
+/// The parsers' output and failures, into the record.
+fn note_parsed(guard: &mut RecordGuard, session: &Session) {
+    let Some(r) = guard.record() else { return };
+    if let Some(p) = session.parsed() {
+        r.parsed = Some(p);
+    }
+    let errors = session.errors();
+    if !errors.is_empty() {
+        let msg = format!("response parsers: {}", errors.join("; "));
+        r.error = Some(match r.error.take() {
+            Some(e) => format!("{e}; {msg}"),
+            None => msg,
+        });
+    }
 }
 
 /// The event that ends a stream the upstream broke.

@@ -41,6 +41,9 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
+/// A delta object.
+type Delta = Map<String, Value>;
+
 /// The reasoning fields written when `normalize_reasoning` is not listed:
 /// both names, so vLLM-style and DeepSeek-style clients see it.
 const DEFAULT_REASONING_FIELDS: [&str; 2] = ["reasoning_content", "reasoning"];
@@ -317,7 +320,7 @@ impl Session {
             let Some(message) = obj.get_mut("message").and_then(Value::as_object_mut) else {
                 continue;
             };
-            let (pieces, had_reasoning) = take_pieces(message, &self.pipeline, false);
+            let (pieces, had_reasoning) = take_pieces(message, &self.pipeline);
             let state = self.choice(index);
             let mut out = state.run(pieces.clone());
             out.extend(state.finish());
@@ -381,7 +384,7 @@ impl Session {
         let mut changed = false;
         // Per choice: the choice object (delta emptied of what the parsers
         // own) and the deltas to send for it.
-        let mut per_choice: Vec<(Map<String, Value>, Vec<Map<String, Value>>)> = Vec::new();
+        let mut per_choice: Vec<(Map<String, Value>, Vec<Delta>)> = Vec::new();
         let mut kept = Vec::new();
         for (pos, choice) in choices.into_iter().enumerate() {
             let Value::Object(mut obj) = choice else {
@@ -402,7 +405,7 @@ impl Session {
                 }
                 None => Map::new(),
             };
-            let (pieces, had_reasoning) = take_pieces(&mut delta, &self.pipeline, true);
+            let (pieces, had_reasoning) = take_pieces(&mut delta, &self.pipeline);
             let reasoning_fields = self.pipeline.reasoning_fields.clone();
             let state = self.choice(index);
             let mut outp = if state.finished {
@@ -505,7 +508,7 @@ fn chunk_frame(envelope: &Map<String, Value>, choices: Vec<Value>) -> Bytes {
 /// first of `reasoning_content`, `reasoning`, and with normalization
 /// `reasoning_details[].text`), text content, and `tool_calls`. Returns
 /// the pieces and whether a reasoning field was there.
-fn take_pieces(obj: &mut Map<String, Value>, p: &Pipeline, stream: bool) -> (Vec<Piece>, bool) {
+fn take_pieces(obj: &mut Map<String, Value>, p: &Pipeline) -> (Vec<Piece>, bool) {
     let mut pieces = Vec::new();
     let mut had_reasoning = false;
     let mut reasoning = String::new();
@@ -524,32 +527,30 @@ fn take_pieces(obj: &mut Map<String, Value>, p: &Pipeline, stream: bool) -> (Vec
             _ => {}
         }
     }
-    if reasoning.is_empty() && p.read_details {
-        if let Some(Value::Array(details)) = obj.get("reasoning_details") {
-            for d in details {
-                if let Some(t) = d.get("text").and_then(Value::as_str) {
-                    reasoning.push_str(t);
-                }
+    if reasoning.is_empty()
+        && p.read_details
+        && let Some(Value::Array(details)) = obj.get("reasoning_details")
+    {
+        for d in details {
+            if let Some(t) = d.get("text").and_then(Value::as_str) {
+                reasoning.push_str(t);
             }
-            had_reasoning |= !reasoning.is_empty();
         }
+        had_reasoning |= !reasoning.is_empty();
     }
     if !reasoning.is_empty() {
         pieces.push(Piece::Reasoning(reasoning));
     }
-    if let Some(Value::String(_)) = obj.get("content") {
-        if let Some(Value::String(s)) = obj.remove("content") {
-            if !s.is_empty() {
-                pieces.push(Piece::Content(s));
-            } else if !stream {
-                // An empty string stays what it was if nothing else comes.
-            }
-        }
+    if matches!(obj.get("content"), Some(Value::String(_)))
+        && let Some(Value::String(s)) = obj.remove("content")
+        && !s.is_empty()
+    {
+        pieces.push(Piece::Content(s));
     }
-    if let Some(Value::Array(_)) = obj.get("tool_calls") {
-        if let Some(Value::Array(calls)) = obj.remove("tool_calls") {
-            pieces.extend(calls.into_iter().map(Piece::Native));
-        }
+    if matches!(obj.get("tool_calls"), Some(Value::Array(_)))
+        && let Some(Value::Array(calls)) = obj.remove("tool_calls")
+    {
+        pieces.extend(calls.into_iter().map(Piece::Native));
     }
     (pieces, had_reasoning)
 }

@@ -339,7 +339,12 @@ impl TagParser {
         match what {
             Marker::ThinkOpen => {
                 if self.mode == Mode::Reasoning {
-                    // `starts_in_reasoning` and the model opened anyway.
+                    // `starts_in_reasoning` and the model opened anyway:
+                    // dropped before any reasoning, text after some.
+                    if !self.swallow_open {
+                        let open = self.spec.think.as_ref().map(|t| t.0.clone());
+                        self.emit_text(&open.unwrap_or_default());
+                    }
                     self.swallow_open = false;
                 } else {
                     self.mode = Mode::Reasoning;

@@ -22,10 +22,10 @@ pub struct TemplateInfo {
 impl TemplateInfo {
     /// Fills in what the settings leave at their defaults.
     pub fn apply(&self, s: &mut ParseTagsSettings) {
-        if let Some(t) = &self.think_tag {
-            if s.think_tag == "think" {
-                s.think_tag = t.clone();
-            }
+        if let Some(t) = &self.think_tag
+            && s.think_tag == "think"
+        {
+            s.think_tag = t.clone();
         }
         s.starts_in_reasoning |= self.starts_in_reasoning;
         if s.tool_format == ToolFormat::Auto {

@@ -292,9 +292,10 @@ fn qwen3_coder(body: &str, schemas: &Schemas) -> Result<Vec<ParsedCall>, String>
             let key = after[..gt].trim();
             let v_all = &after[gt + 1..];
             // A missing close tag ends the value at the next parameter.
-            let end = v_all
-                .find("</parameter>")
-                .or_else(|| v_all.find("<parameter="))
+            let end = [v_all.find("</parameter>"), v_all.find("<parameter=")]
+                .into_iter()
+                .flatten()
+                .min()
                 .unwrap_or(v_all.len());
             let value = xml_value(&v_all[..end]);
             args.insert(key.to_string(), schemas.typed(name, key, value));
@@ -414,14 +415,14 @@ fn deepseek(body: &str) -> Result<Vec<ParsedCall>, String> {
             .ok_or("no `<｜tool▁sep｜>`")?;
         let (mut name, mut args) = (name.trim(), args);
         // DeepSeek V3 wrote `function<｜tool▁sep｜>NAME\n```json\n{...}\n```.
-        if name == "function" {
-            if let Some((n, rest)) = args.split_once('\n') {
-                name = n.trim();
-                args = rest
-                    .trim()
-                    .trim_start_matches("```json")
-                    .trim_end_matches("```");
-            }
+        if name == "function"
+            && let Some((n, rest)) = args.split_once('\n')
+        {
+            name = n.trim();
+            args = rest
+                .trim()
+                .trim_start_matches("```json")
+                .trim_end_matches("```");
         }
         if name.is_empty() {
             return Err("empty function name".into());
@@ -602,7 +603,7 @@ mod tests {
             &none,
         )
         .unwrap();
-        assert_eq!(c[0].arguments, r#"{"a":"x\n","b":"y"}"#);
+        assert_eq!(c[0].arguments, r#"{"a":"x","b":"y"}"#);
     }
 
     #[test]

@@ -548,6 +548,11 @@ fn after_common_prefix<'a>(a: &'a str, b: &str) -> &'a str {
 /// `<…>` tokens (`…<|a|>` and `…<|b|>` share `<|`).
 fn middle<'a>(a: &'a str, b: &str) -> &'a str {
     let mut start = a.len() - after_common_prefix(a, b).len();
+    if let Some(lt) = a[..start].rfind('<')
+        && !a[lt..start].contains('>')
+    {
+        start = lt;
+    }
     let (a_rest, b_rest) = (&a[start..], b.get(start..).unwrap_or(""));
     let common_end = a_rest
         .chars()
@@ -557,11 +562,6 @@ fn middle<'a>(a: &'a str, b: &str) -> &'a str {
         .map(|(x, _)| x.len_utf8())
         .sum::<usize>();
     let mut end = a.len() - common_end;
-    if let Some(lt) = a[..start].rfind('<')
-        && !a[lt..start].contains('>')
-    {
-        start = lt;
-    }
     if let Some(gt) = a[end..].find('>')
         && !a[end..end + gt].contains('<')
     {
@@ -902,4 +902,426 @@ fn join_backward(s: &str) -> Option<&str> {
     let r = r.trim_end();
     r.strip_suffix(q)
         .or_else(|| r.strip_suffix(if q == '\'' { '"' } else { '\'' }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped(name: &str) -> String {
+        let path = format!(
+            "{}/configs/jinja_templates/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn affix(prefix: &str, suffix: &str) -> Affix {
+        Affix {
+            prefix: prefix.into(),
+            suffix: suffix.into(),
+        }
+    }
+
+    /// (file, think tag, starts_in_reasoning, tool format, think_open, think_close)
+    #[allow(clippy::type_complexity)]
+    const SHIPPED: &[(
+        &str,
+        Option<&str>,
+        bool,
+        ToolFormat,
+        (&str, &str),
+        (&str, &str),
+    )] = &[
+        (
+            "qwen3.jinja",
+            Some("think"),
+            false,
+            ToolFormat::Hermes,
+            ("", "\n"),
+            ("\n", "\n\n"),
+        ),
+        (
+            "qwen3_thinking.jinja",
+            Some("think"),
+            true,
+            ToolFormat::Hermes,
+            ("", "\n"),
+            ("\n", "\n\n"),
+        ),
+        (
+            "qwen3_coder.jinja",
+            None,
+            false,
+            ToolFormat::Qwen3Coder,
+            ("", ""),
+            ("", ""),
+        ),
+        (
+            "glm4.5.jinja",
+            Some("think"),
+            false,
+            ToolFormat::Glm,
+            ("\n", ""),
+            ("", "\n"),
+        ),
+        (
+            "deepseek_r1.jinja",
+            Some("think"),
+            true,
+            ToolFormat::DeepseekV31,
+            ("", "\n"),
+            ("", ""),
+        ),
+        (
+            "deepseek_v3.1.jinja",
+            Some("think"),
+            true,
+            ToolFormat::DeepseekV31,
+            ("", ""),
+            ("", ""),
+        ),
+        (
+            "kimi_k2.jinja",
+            None,
+            false,
+            ToolFormat::KimiK2,
+            ("", ""),
+            ("", ""),
+        ),
+        (
+            "minimax_m2.jinja",
+            Some("think"),
+            true,
+            ToolFormat::MinimaxM2,
+            ("", "\n"),
+            ("\n", "\n\n"),
+        ),
+        (
+            "hermes.jinja",
+            None,
+            false,
+            ToolFormat::Hermes,
+            ("", ""),
+            ("", ""),
+        ),
+    ];
+
+    #[test]
+    fn shipped_templates_render_and_detect() {
+        for &(file, tag, starts, format, open, close) in SHIPPED {
+            let info = detect(&shipped(file)).unwrap();
+            assert_eq!(
+                info.method,
+                Method::Rendered,
+                "{file}: {:?}",
+                info.render_error
+            );
+            assert_eq!(info.think_tag.as_deref(), tag, "{file}");
+            assert_eq!(info.starts_in_reasoning, starts, "{file}");
+            assert_eq!(info.tool_format, Some(format), "{file}");
+            // The known formats keep the default `<tool_call>` markers.
+            assert_eq!(
+                (&info.tool_open, &info.tool_close),
+                (&None, &None),
+                "{file}"
+            );
+            assert_eq!(info.tool_arg_format, None, "{file}");
+            assert_eq!(info.think_open, affix(open.0, open.1), "{file}");
+            assert_eq!(info.think_close, affix(close.0, close.1), "{file}");
+        }
+    }
+
+    #[test]
+    fn every_shipped_template_is_covered() {
+        let dir = format!("{}/configs/jinja_templates", env!("CARGO_MANIFEST_DIR"));
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().to_string();
+            if name.ends_with(".jinja") {
+                assert!(
+                    SHIPPED.iter().any(|s| s.0 == name),
+                    "{name} has no test row"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn thinking_dependent_generation_prompt_is_noted() {
+        let v31 = detect(&shipped("deepseek_v3.1.jinja")).unwrap();
+        assert!(
+            v31.notes
+                .iter()
+                .any(|n| n.contains("only with thinking on")),
+            "{:?}",
+            v31.notes
+        );
+        let r1 = detect(&shipped("deepseek_r1.jinja")).unwrap();
+        assert!(
+            r1.notes
+                .iter()
+                .any(|n| n.contains("does not render reasoning_content"))
+        );
+        // Qwen3 hybrid writes an empty, closed think block with thinking off.
+        let q = detect(&shipped("qwen3.jinja")).unwrap();
+        assert!(q.notes.is_empty(), "{:?}", q.notes);
+    }
+
+    /// `{% generation %}` (transformers' assistant-mask tag) is not
+    /// minijinja syntax: the literal text is searched instead.
+    fn unrenderable(text: &str) -> String {
+        format!("{{% generation %}}{{% endgeneration %}}\n{text}")
+    }
+
+    #[test]
+    fn literal_scan_when_the_template_cannot_render() {
+        let info = detect(&unrenderable(&shipped("qwen3.jinja"))).unwrap();
+        assert_eq!(info.method, Method::LiteralScan);
+        assert!(
+            info.render_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("generation")
+        );
+        assert_eq!(info.think_tag.as_deref(), Some("think"));
+        assert!(!info.starts_in_reasoning);
+        assert_eq!(info.tool_format, Some(ToolFormat::Hermes));
+        assert_eq!(info.think_open, affix("", "\n"));
+        assert_eq!(info.think_close, affix("\n", "\n\n"));
+        assert!(info.notes.iter().any(|n| n.contains("literal text")));
+
+        let cases = [
+            (
+                "qwen3_thinking.jinja",
+                Some("think"),
+                true,
+                Some(ToolFormat::Hermes),
+            ),
+            (
+                "qwen3_coder.jinja",
+                None,
+                false,
+                Some(ToolFormat::Qwen3Coder),
+            ),
+            ("glm4.5.jinja", Some("think"), false, Some(ToolFormat::Glm)),
+            (
+                "deepseek_r1.jinja",
+                Some("think"),
+                true,
+                Some(ToolFormat::DeepseekV31),
+            ),
+            ("kimi_k2.jinja", None, false, Some(ToolFormat::KimiK2)),
+            (
+                "minimax_m2.jinja",
+                Some("think"),
+                true,
+                Some(ToolFormat::MinimaxM2),
+            ),
+        ];
+        for (file, tag, starts, format) in cases {
+            let info = detect(&unrenderable(&shipped(file))).unwrap();
+            assert_eq!(info.method, Method::LiteralScan, "{file}");
+            assert_eq!(info.think_tag.as_deref(), tag, "{file}");
+            assert_eq!(info.starts_in_reasoning, starts, "{file}");
+            assert_eq!(info.tool_format, format, "{file}");
+        }
+        // MiniMax joins its literals with `~`.
+        let mm = detect(&unrenderable(&shipped("minimax_m2.jinja"))).unwrap();
+        assert_eq!(mm.think_open, affix("", "\n"));
+        assert_eq!(mm.think_close, affix("\n", "\n\n"));
+    }
+
+    const CUSTOM: &str = r#"{%- for m in messages -%}
+<|{{ m.role }}|>
+{%- if m.reasoning_content %}<seed:think>{{ m.reasoning_content }}</seed:think>{% endif -%}
+{{ m.content or '' }}
+{%- for c in m.tool_calls or [] %}<function_call>{"name": "{{ c.function.name }}", "arguments": {{ c.function.arguments | tojson }}}</function_call>{% endfor -%}
+<|end|>
+{%- endfor -%}
+{%- if add_generation_prompt %}<|assistant|><seed:think>{% endif -%}"#;
+
+    #[test]
+    fn custom_markers_and_tag_names() {
+        let info = detect(CUSTOM).unwrap();
+        assert_eq!(info.method, Method::Rendered, "{:?}", info.render_error);
+        assert_eq!(info.think_tag.as_deref(), Some("seed:think"));
+        assert!(info.starts_in_reasoning);
+        assert_eq!(info.tool_format, Some(ToolFormat::Json));
+        assert_eq!(info.tool_open.as_deref(), Some("<function_call>"));
+        assert_eq!(info.tool_close.as_deref(), Some("</function_call>"));
+        assert_eq!(info.tool_arg_format, Some(ArgFormat::Json));
+
+        let xml = CUSTOM.replace(
+            r#"<function_call>{"name": "{{ c.function.name }}", "arguments": {{ c.function.arguments | tojson }}}</function_call>"#,
+            "<call><name>{{ c.function.name }}</name>{% for k, v in c.function.arguments|items %}<{{ k }}>{{ v }}</{{ k }}>{% endfor %}</call>",
+        ).replace("seed:think", "thinking");
+        let info = detect(&xml).unwrap();
+        assert_eq!(info.think_tag.as_deref(), Some("thinking"));
+        assert_eq!(info.tool_format, Some(ToolFormat::Xml));
+        assert_eq!(info.tool_open.as_deref(), Some("<call>"));
+        assert_eq!(info.tool_close.as_deref(), Some("</call>"));
+        assert_eq!(info.tool_arg_format, Some(ArgFormat::Xml));
+    }
+
+    #[test]
+    fn no_tools_no_think() {
+        let plain = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}";
+        let info = detect(plain).unwrap();
+        assert_eq!(info.method, Method::Rendered);
+        assert_eq!((info.think_tag, info.tool_format), (None, None));
+        assert!(info.notes.iter().any(|n| n.contains("no tool calls")));
+    }
+
+    #[test]
+    fn tokenizer_config_json_and_empty_input() {
+        let json = serde_json::json!({
+            "bos_token": "<s>",
+            "chat_template": [
+                {"name": "default", "template": "{{ messages[0].content }}"},
+                {"name": "tool_use", "template": shipped("hermes.jinja")},
+            ]
+        });
+        let info = detect(&json.to_string()).unwrap();
+        assert_eq!(info.tool_format, Some(ToolFormat::Hermes));
+        let one = serde_json::json!({"chat_template": shipped("kimi_k2.jinja")});
+        assert_eq!(
+            detect(&one.to_string()).unwrap().tool_format,
+            Some(ToolFormat::KimiK2)
+        );
+        assert!(detect(r#"{"eos_token": "</s>"}"#).is_err());
+        assert!(detect("  \n").is_err());
+    }
+
+    #[test]
+    fn tojson_is_pythons() {
+        let env = environment();
+        let render = |src: &str| {
+            env.template_from_str(src)
+                .unwrap()
+                .render(JValue::from(()))
+                .unwrap()
+        };
+        assert_eq!(
+            render(r#"{{ {"a": 1, "b": [1, "é"], "c": {}} | tojson }}"#),
+            r#"{"a": 1, "b": [1, "é"], "c": {}}"#
+        );
+        assert_eq!(
+            render(
+                r#"{{ {"b": 1, "a": [2]} | tojson(separators=(',', ':'), sort_keys=true, ensure_ascii=False) }}"#
+            ),
+            r#"{"a":[2],"b":1}"#
+        );
+        assert_eq!(
+            render(r#"{{ {"a": [1]} | tojson(indent=2) }}"#),
+            "{\n  \"a\": [\n    1\n  ]\n}"
+        );
+        assert_eq!(render(r#"{{ strftime_now("%Y-%m-%d") }}"#), "2025-01-15");
+        assert!(
+            env.template_from_str("{{ raise_exception('no') }}")
+                .unwrap()
+                .render(JValue::from(()))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn apply_fills_only_defaults() {
+        let info = TemplateInfo {
+            think_tag: Some("seed:think".into()),
+            starts_in_reasoning: true,
+            tool_format: Some(ToolFormat::Xml),
+            tool_open: Some("<call>".into()),
+            tool_close: Some("</call>".into()),
+            tool_arg_format: Some(ArgFormat::Json),
+            ..TemplateInfo::default()
+        };
+        let mut s = ParseTagsSettings::default();
+        info.apply(&mut s);
+        assert_eq!(s.think_tag, "seed:think");
+        assert!(s.starts_in_reasoning);
+        assert_eq!(s.tool_format, ToolFormat::Xml);
+        assert_eq!(s.tool_open(), "<call>");
+        assert_eq!(s.tool_close(), "</call>");
+        assert_eq!(s.tool_arg_format, ArgFormat::Json);
+
+        // Set by hand: kept. A format other than auto: no tool values at all.
+        let mut s = ParseTagsSettings {
+            think_tag: "reasoning".into(),
+            tool_format: ToolFormat::Hermes,
+            ..ParseTagsSettings::default()
+        };
+        info.apply(&mut s);
+        assert_eq!(s.think_tag, "reasoning");
+        assert_eq!(s.tool_format, ToolFormat::Hermes);
+        assert_eq!(
+            (s.tool_open.as_deref(), s.tool_close.as_deref()),
+            (None, None)
+        );
+        assert_eq!(s.tool_arg_format, ArgFormat::Xml);
+
+        // Auto with markers set by hand: the markers stay.
+        let mut s = ParseTagsSettings {
+            tool_open: Some("<mine>".into()),
+            ..ParseTagsSettings::default()
+        };
+        info.apply(&mut s);
+        assert_eq!(s.tool_format, ToolFormat::Xml);
+        assert_eq!(s.tool_open(), "<mine>");
+        assert_eq!(s.tool_close(), "</call>");
+
+        // Nothing detected: nothing changes.
+        let mut s = ParseTagsSettings::default();
+        TemplateInfo::default().apply(&mut s);
+        assert_eq!(s, ParseTagsSettings::default());
+    }
+
+    /// The detected settings parse what such a model writes.
+    #[test]
+    fn detected_settings_parse_model_output() {
+        use super::super::Piece;
+        use super::super::tags::{TagParser, TagSpec};
+        use super::super::tools::Schemas;
+        use std::sync::Arc;
+        let cases = [
+            (
+                "qwen3_thinking.jinja",
+                "plan\n</think>\n\nok\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>",
+            ),
+            (
+                "glm4.5.jinja",
+                "<think>plan</think>\nok\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n</tool_call>",
+            ),
+            (
+                "minimax_m2.jinja",
+                "plan\n</think>\n\nok\n<minimax:tool_call>\n<invoke name=\"get_weather\">\n<parameter name=\"city\">Paris</parameter>\n</invoke>\n</minimax:tool_call>",
+            ),
+            (
+                "kimi_k2.jinja",
+                "ok<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>{\"city\": \"Paris\"}<|tool_call_end|><|tool_calls_section_end|>",
+            ),
+        ];
+        for (file, output) in cases {
+            let mut s = ParseTagsSettings::default();
+            detect(&shipped(file)).unwrap().apply(&mut s);
+            let mut p = TagParser::new(
+                Arc::new(TagSpec::from_settings(&s)),
+                Arc::new(Schemas::default()),
+            );
+            let mut pieces = p.push(output);
+            pieces.extend(p.finish());
+            let tool = pieces.iter().find_map(|p| match p {
+                Piece::Tool(t) => Some(t),
+                _ => None,
+            });
+            let tool = tool.unwrap_or_else(|| panic!("{file}: no tool call in {pieces:?}"));
+            assert_eq!(tool.name, "get_weather", "{file}");
+            assert!(tool.arguments.contains("Paris"), "{file}");
+            assert!(
+                pieces
+                    .iter()
+                    .any(|p| matches!(p, Piece::Content(c) if c.trim() == "ok")),
+                "{file}: {pieces:?}"
+            );
+        }
+    }
 }

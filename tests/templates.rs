@@ -63,9 +63,9 @@ fn unreadable_template_path_is_an_error_naming_the_key() {
         ),
     )
     .unwrap();
-    let e = Config::load(&config)
-        .err()
-        .expect("an unreadable template is an error");
+    let Err(e) = Config::load(&config) else {
+        panic!("an unreadable template is an error");
+    };
     let text = e.to_string();
     assert!(
         e.errors.iter().any(|e| e

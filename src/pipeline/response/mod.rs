@@ -381,7 +381,8 @@ impl Session {
         let mut changed = false;
         // Per choice: the choice object (delta emptied of what the parsers
         // own) and the deltas to send for it.
-        let mut per_choice: Vec<(Map<String, Value>, Vec<Map<String, Value>>)> = Vec::new();
+        type ChoiceDeltas = (Map<String, Value>, Vec<Map<String, Value>>);
+        let mut per_choice: Vec<ChoiceDeltas> = Vec::new();
         let mut kept = Vec::new();
         for (pos, choice) in choices.into_iter().enumerate() {
             let Value::Object(mut obj) = choice else {
@@ -524,32 +525,33 @@ fn take_pieces(obj: &mut Map<String, Value>, p: &Pipeline, stream: bool) -> (Vec
             _ => {}
         }
     }
-    if reasoning.is_empty() && p.read_details {
-        if let Some(Value::Array(details)) = obj.get("reasoning_details") {
-            for d in details {
-                if let Some(t) = d.get("text").and_then(Value::as_str) {
-                    reasoning.push_str(t);
-                }
+    if reasoning.is_empty()
+        && p.read_details
+        && let Some(Value::Array(details)) = obj.get("reasoning_details")
+    {
+        for d in details {
+            if let Some(t) = d.get("text").and_then(Value::as_str) {
+                reasoning.push_str(t);
             }
-            had_reasoning |= !reasoning.is_empty();
         }
+        had_reasoning |= !reasoning.is_empty();
     }
     if !reasoning.is_empty() {
         pieces.push(Piece::Reasoning(reasoning));
     }
-    if let Some(Value::String(_)) = obj.get("content") {
-        if let Some(Value::String(s)) = obj.remove("content") {
-            if !s.is_empty() {
-                pieces.push(Piece::Content(s));
-            } else if !stream {
-                // An empty string stays what it was if nothing else comes.
-            }
+    if let Some(Value::String(_)) = obj.get("content")
+        && let Some(Value::String(s)) = obj.remove("content")
+    {
+        if !s.is_empty() {
+            pieces.push(Piece::Content(s));
+        } else if !stream {
+            // An empty string stays what it was if nothing else comes.
         }
     }
-    if let Some(Value::Array(_)) = obj.get("tool_calls") {
-        if let Some(Value::Array(calls)) = obj.remove("tool_calls") {
-            pieces.extend(calls.into_iter().map(Piece::Native));
-        }
+    if let Some(Value::Array(_)) = obj.get("tool_calls")
+        && let Some(Value::Array(calls)) = obj.remove("tool_calls")
+    {
+        pieces.extend(calls.into_iter().map(Piece::Native));
     }
     (pieces, had_reasoning)
 }

@@ -414,14 +414,14 @@ fn deepseek(body: &str) -> Result<Vec<ParsedCall>, String> {
             .ok_or("no `<｜tool▁sep｜>`")?;
         let (mut name, mut args) = (name.trim(), args);
         // DeepSeek V3 wrote `function<｜tool▁sep｜>NAME\n```json\n{...}\n```.
-        if name == "function" {
-            if let Some((n, rest)) = args.split_once('\n') {
-                name = n.trim();
-                args = rest
-                    .trim()
-                    .trim_start_matches("```json")
-                    .trim_end_matches("```");
-            }
+        if name == "function"
+            && let Some((n, rest)) = args.split_once('\n')
+        {
+            name = n.trim();
+            args = rest
+                .trim()
+                .trim_start_matches("```json")
+                .trim_end_matches("```");
         }
         if name.is_empty() {
             return Err("empty function name".into());

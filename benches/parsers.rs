@@ -38,7 +38,9 @@ fn bench_stream_parser(c: &mut Criterion) {
     let settings: ParsersSettings =
         serde_json::from_value(json!({"enabled": true, "response": ["parse_tags"]})).unwrap();
     let pipeline = Pipeline::build(&settings).unwrap();
-    let prose = "The quick brown fox jumps over the lazy dog; a sentence of ordinary model output. ".repeat(40);
+    let prose =
+        "The quick brown fox jumps over the lazy dog; a sentence of ordinary model output. "
+            .repeat(40);
     let cases = [
         ("plain", prose.clone()),
         ("think", format!("<think>{prose}</think>{prose}")),

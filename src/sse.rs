@@ -109,6 +109,18 @@ impl Event<'_> {
 
 /// Parses a frame's fields. Lines that are not UTF-8 are skipped.
 pub fn parse(frame: &[u8]) -> Event<'_> {
+    // The usual frame, `data: {...}\n\n`, without a line split.
+    if let Some(body) = frame
+        .strip_prefix(b"data: ")
+        .and_then(|r| r.strip_suffix(b"\n\n"))
+        && memchr::memchr2(b'\n', b'\r', body).is_none()
+        && let Ok(data) = std::str::from_utf8(body)
+    {
+        return Event {
+            event: None,
+            data: Some(Cow::Borrowed(data)),
+        };
+    }
     let mut ev = Event::default();
     let text = match std::str::from_utf8(frame) {
         Ok(t) => t,

@@ -481,3 +481,23 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn reasoning_frames_keep_their_other_fields() {
+    let p = pipeline(&json!({}), json!({}));
+    let mut s = p.session(None, false);
+    let mut frames = Vec::new();
+    let f = |c: &str| {
+        Bytes::from(format!(
+            "data: {}\n\n",
+            json!({"id": "x", "obfuscation": "abc", "choices": [{"index": 0, "delta": {"content": c}, "logprobs": null, "finish_reason": null}]})
+        ))
+    };
+    s.on_frame(&f("<think>"), &mut frames);
+    frames.clear();
+    s.on_frame(&f("plan"), &mut frames);
+    assert_eq!(
+        std::str::from_utf8(&frames[0]).unwrap(),
+        "data: {\"id\":\"x\",\"obfuscation\":\"abc\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"plan\",\"reasoning\":\"plan\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n"
+    );
+}

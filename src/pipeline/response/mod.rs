@@ -368,6 +368,84 @@ impl Session {
             out.push(frame.clone());
             return;
         }
+        // Most frames carry a bit of plain text that the stages pass on as
+        // it is: a typed peek (no JSON tree) settles those, and the frame
+        // goes out byte for byte.
+        let mut ran: Vec<(u64, Vec<Piece>)> = Vec::new();
+        if self.envelope.is_some()
+            && let Ok(peek) = serde_json::from_str::<peek::Chunk>(data)
+            && peek.is_plain(self.pipeline.read_details)
+        {
+            let mut changed = false;
+            let single = peek.choices.len() == 1 && peek.usage.is_none();
+            let mut splice_at: Option<(usize, usize)> = None;
+            for (pos, c) in peek.choices.into_iter().enumerate() {
+                let index = c.index.unwrap_or(pos as u64);
+                let text = c
+                    .delta
+                    .and_then(|d| d.content)
+                    .map(|t| t.0)
+                    .unwrap_or_default();
+                if single && c.finish_reason.is_none() {
+                    splice_at = content_span(data, &text);
+                }
+                let pieces = if text.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![Piece::Content(text.to_string())]
+                };
+                let finish = c.finish_reason.is_some();
+                let state = self.choice(index);
+                let mut outp = if state.finished {
+                    pieces
+                } else {
+                    state.run(pieces)
+                };
+                if finish && !state.finished {
+                    outp.extend(state.finish());
+                }
+                let same = match outp.as_slice() {
+                    [] => text.is_empty(),
+                    [Piece::Content(t)] => *t == text,
+                    _ => false,
+                };
+                changed |= !same || (finish && state.made_tools);
+                ran.push((index, outp));
+            }
+            if !changed {
+                for (index, outp) in ran {
+                    self.keep_pieces(index, &outp);
+                }
+                out.push(frame.clone());
+                return;
+            }
+            // One choice whose text became one piece of reasoning or other
+            // content: only the `"content":"..."` member changes, so it is
+            // replaced in place and the rest of the frame stays as it was.
+            if let (Some((start, end)), [(index, outp)]) = (splice_at, ran.as_slice())
+                && let [piece @ (Piece::Reasoning(_) | Piece::Content(_))] = outp.as_slice()
+            {
+                let member = match piece {
+                    Piece::Reasoning(t) => self
+                        .pipeline
+                        .reasoning_fields
+                        .iter()
+                        .map(|f| format!("{}:{}", Value::from(f.as_str()), Value::from(t.as_str())))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    Piece::Content(t) => format!("\"content\":{}", Value::from(t.as_str())),
+                    _ => String::new(),
+                };
+                let mut json = String::with_capacity(data.len() + member.len());
+                json.push_str(&data[..start]);
+                json.push_str(&member);
+                json.push_str(&data[end..]);
+                out.push(sse::data_frame(json.as_bytes()));
+                let (index, outp) = (*index, outp.clone());
+                self.keep_pieces(index, &outp);
+                return;
+            }
+        }
         let Ok(Value::Object(mut chunk)) = serde_json::from_str::<Value>(data) else {
             out.push(frame.clone());
             return;
@@ -407,15 +485,25 @@ impl Session {
             };
             let (pieces, had_reasoning) = take_pieces(&mut delta, &self.pipeline);
             let reasoning_fields = self.pipeline.reasoning_fields.clone();
+            let precomputed = ran
+                .iter()
+                .position(|(i, _)| *i == index)
+                .map(|p| ran.swap_remove(p).1);
             let state = self.choice(index);
-            let mut outp = if state.finished {
-                pieces.clone()
-            } else {
-                state.run(pieces.clone())
+            let outp = match precomputed {
+                Some(o) => o,
+                None => {
+                    let mut outp = if state.finished {
+                        pieces.clone()
+                    } else {
+                        state.run(pieces.clone())
+                    };
+                    if finish && !state.finished {
+                        outp.extend(state.finish());
+                    }
+                    outp
+                }
             };
-            if finish && !state.finished {
-                outp.extend(state.finish());
-            }
             let deltas = if outp != pieces || had_reasoning {
                 changed = true;
                 deltas_for(state, &outp, &reasoning_fields)
@@ -494,6 +582,103 @@ impl Session {
         }
         for (index, pieces) in flushed {
             self.keep_pieces(index, &pieces);
+        }
+    }
+}
+
+/// Where the member `"content":"<text>"` is in `data`, when `text` was
+/// borrowed from it (no escapes): (start of the key, end of the value).
+fn content_span(data: &str, text: &std::borrow::Cow<'_, str>) -> Option<(usize, usize)> {
+    let std::borrow::Cow::Borrowed(t) = text else {
+        return None;
+    };
+    let off = (t.as_ptr() as usize).checked_sub(data.as_ptr() as usize)?;
+    let end = off + t.len();
+    if off == 0
+        || end >= data.len()
+        || data.as_bytes()[off - 1] != b'"'
+        || data.as_bytes()[end] != b'"'
+    {
+        return None;
+    }
+    let key = data[..off - 1]
+        .trim_end()
+        .strip_suffix(':')?
+        .trim_end()
+        .strip_suffix("\"content\"")?;
+    Some((key.len(), end + 1))
+}
+
+/// Typed views of a chunk that read only what the parsers need.
+mod peek {
+    use std::borrow::Cow;
+
+    use serde::Deserialize;
+    use serde::de::IgnoredAny;
+
+    #[derive(Deserialize)]
+    pub struct Chunk<'a> {
+        #[serde(borrow)]
+        pub choices: Vec<Choice<'a>>,
+        pub usage: Option<IgnoredAny>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Choice<'a> {
+        pub index: Option<u64>,
+        #[serde(borrow)]
+        pub delta: Option<Delta<'a>>,
+        pub finish_reason: Option<IgnoredAny>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Delta<'a> {
+        #[serde(borrow)]
+        pub content: Option<Text<'a>>,
+        reasoning_content: Option<IgnoredAny>,
+        reasoning: Option<IgnoredAny>,
+        reasoning_details: Option<IgnoredAny>,
+        tool_calls: Option<IgnoredAny>,
+    }
+
+    /// A string borrowed from the input when it has no escapes (serde's
+    /// own `Option<Cow<str>>` always copies).
+    pub struct Text<'a>(pub Cow<'a, str>);
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Text<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                    Ok(Text(Cow::Borrowed(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                    Ok(Text(Cow::Owned(v.to_string())))
+                }
+                fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+                    Ok(Text(Cow::Owned(v)))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+
+    impl Chunk<'_> {
+        /// Only text content: no reasoning or tool calls to rewrite.
+        pub fn is_plain(&self, read_details: bool) -> bool {
+            !self.choices.is_empty()
+                && self.choices.iter().all(|c| {
+                    c.delta.as_ref().is_none_or(|d| {
+                        d.reasoning_content.is_none()
+                            && d.reasoning.is_none()
+                            && d.tool_calls.is_none()
+                            && !(read_details && d.reasoning_details.is_some())
+                    })
+                })
         }
     }
 }

@@ -162,6 +162,11 @@ struct Channel {
     at_boundary: bool,
     /// Non-whitespace text has been emitted.
     emitted: bool,
+    /// Trailing whitespace waits for the next text (reasoning: so that the
+    /// space before a close tag is dropped). Content goes out at once: a
+    /// held newline would cost the client latency and the relay its
+    /// byte-for-byte fast path.
+    hold_trailing: bool,
 }
 
 /// The parser of one choice of one response.
@@ -202,6 +207,7 @@ impl TagParser {
             content: Channel::default(),
             reasoning: Channel {
                 at_boundary: true,
+                hold_trailing: true,
                 ..Channel::default()
             },
             think_done: false,
@@ -221,8 +227,14 @@ impl TagParser {
 
     /// Feeds text; returns what can be decided now.
     pub fn push(&mut self, text: &str) -> Vec<Piece> {
-        self.buf.push_str(text);
-        self.run(false);
+        if self.buf.is_empty() && self.mode == Mode::Content && !self.spec.may_contain_marker(text)
+        {
+            // Nothing held and nothing to look for: straight out.
+            self.emit_text(text);
+        } else {
+            self.buf.push_str(text);
+            self.run(false);
+        }
         std::mem::take(&mut self.out)
     }
 
@@ -493,6 +505,11 @@ fn emit(ch: &mut Channel, text: &str, out: &mut Vec<Piece>, make: fn(String) -> 
             return;
         }
         ch.at_boundary = false;
+    }
+    if !ch.hold_trailing {
+        ch.emitted |= !t.trim().is_empty();
+        push_merged(out, make(t.to_string()));
+        return;
     }
     let end = t.trim_end().len();
     if end == 0 {

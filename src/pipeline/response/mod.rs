@@ -10,6 +10,7 @@ pub mod tags;
 pub mod template;
 pub mod tools;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -586,10 +587,11 @@ impl Session {
     }
 }
 
+#[allow(clippy::ptr_arg)] // borrowed or not is the point
 /// Where the member `"content":"<text>"` is in `data`, when `text` was
 /// borrowed from it (no escapes): (start of the key, end of the value).
-fn content_span(data: &str, text: &std::borrow::Cow<'_, str>) -> Option<(usize, usize)> {
-    let std::borrow::Cow::Borrowed(t) = text else {
+fn content_span(data: &str, text: &Cow<'_, str>) -> Option<(usize, usize)> {
+    let Cow::Borrowed(t) = text else {
         return None;
     };
     let off = (t.as_ptr() as usize).checked_sub(data.as_ptr() as usize)?;

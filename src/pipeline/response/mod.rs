@@ -451,13 +451,18 @@ impl Session {
             out.push(frame.clone());
             return;
         };
-        let Some(Value::Array(choices)) = chunk.remove("choices") else {
-            out.push(frame.clone());
-            return;
+        // Taken out in place (the key keeps its position for the rebuilt
+        // frame).
+        let choices = match chunk.get_mut("choices") {
+            Some(Value::Array(c)) => std::mem::take(c),
+            _ => {
+                out.push(frame.clone());
+                return;
+            }
         };
         if self.envelope.is_none() {
             let mut env = chunk.clone();
-            env.remove("usage");
+            env.shift_remove("usage");
             self.envelope = Some(env);
         }
         let mut changed = false;
@@ -475,10 +480,9 @@ impl Session {
                 .and_then(Value::as_u64)
                 .unwrap_or(pos as u64);
             let finish = obj.get("finish_reason").is_some_and(|f| !f.is_null());
-            let mut delta = match obj.remove("delta") {
-                Some(Value::Object(d)) => d,
-                Some(other) => {
-                    obj.insert("delta".into(), other);
+            let mut delta = match obj.get_mut("delta") {
+                Some(Value::Object(d)) => std::mem::take(d),
+                Some(_) => {
                     per_choice.push((obj, Vec::new()));
                     continue;
                 }
@@ -706,10 +710,10 @@ fn take_pieces(obj: &mut Map<String, Value>, p: &Pipeline) -> (Vec<Piece>, bool)
                 if reasoning.is_empty() {
                     reasoning = s.clone();
                 }
-                obj.remove(key);
+                obj.shift_remove(key);
             }
             Some(Value::Null) => {
-                obj.remove(key);
+                obj.shift_remove(key);
             }
             _ => {}
         }
@@ -729,13 +733,13 @@ fn take_pieces(obj: &mut Map<String, Value>, p: &Pipeline) -> (Vec<Piece>, bool)
         pieces.push(Piece::Reasoning(reasoning));
     }
     if matches!(obj.get("content"), Some(Value::String(_)))
-        && let Some(Value::String(s)) = obj.remove("content")
+        && let Some(Value::String(s)) = obj.shift_remove("content")
         && !s.is_empty()
     {
         pieces.push(Piece::Content(s));
     }
     if matches!(obj.get("tool_calls"), Some(Value::Array(_)))
-        && let Some(Value::Array(calls)) = obj.remove("tool_calls")
+        && let Some(Value::Array(calls)) = obj.shift_remove("tool_calls")
     {
         pieces.extend(calls.into_iter().map(Piece::Native));
     }

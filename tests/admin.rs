@@ -551,3 +551,39 @@ async fn concurrent_registrations_both_land() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_registered_model_can_bring_its_own_parsers() {
+    let server = proxy("model_list:\n  - {model_name: s, model_params: {api_type: stub}}\n").await;
+    let (s, v) = admin(
+        &server,
+        "POST",
+        "/admin/models",
+        Some(json!({"model_name": "p", "api_type": "stub",
+                    "parsers": {"response": ["parse_tags"], "parse_tags": {"tool_format": "hermes"}}})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["model"]["parsers"]["enabled"], true);
+    assert_eq!(v["model"]["parsers"]["parse_tags"]["tool_format"], "hermes");
+    let body =
+        json!({"model": "p", "messages": [{"role": "user", "content": "<think>r</think>ok"}]});
+    let (status, _, text) = post(&server, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200);
+    let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(m["choices"][0]["message"]["reasoning_content"], "r");
+    assert_eq!(m["choices"][0]["message"]["content"], "ok");
+    // A bad block is refused with the key path, and nothing changes.
+    let (s, v) = admin(
+        &server,
+        "POST",
+        "/admin/models",
+        Some(json!({"model_name": "p", "api_type": "stub", "parsers": {"tool_fromat": "x"}})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v.to_string().contains("tool_fromat"), "{v}");
+    server.shutdown().await;
+}

@@ -49,6 +49,9 @@ pub struct AdminModel {
     pub fallbacks: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protected: Option<bool>,
+    /// The model's own response parsers (`parsers:` of a `model_list` entry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parsers: Option<Value>,
 }
 
 impl AdminModel {
@@ -82,6 +85,7 @@ impl AdminModel {
             ("parameters", self.parameters.clone()),
             ("fallbacks", self.fallbacks.clone()),
             ("protected", self.protected.map(Value::from)),
+            ("parsers", self.parsers.clone()),
         ] {
             if let Some(v) = v {
                 entry.insert(k.into(), v);
@@ -171,6 +175,7 @@ pub fn model_json(m: &ModelConfig) -> Value {
         "source": m.source,
         "protected": m.protected,
         "fallbacks": m.fallbacks,
+        "parsers": m.parsers,
         "backends": backends,
     })
 }

@@ -547,6 +547,45 @@ pub fn banner(config: &Config, path: &std::path::Path) -> String {
     out
 }
 
+/// `parse_tags(auto) → swap_reasoning_content(reasoning_to_content)` on `/chat/completions`.
+fn describe_parsers(p: &crate::config::parsers::ParsersSettings) -> String {
+    use crate::config::parsers::ResponseModule;
+    let modules: Vec<String> = p
+        .response
+        .iter()
+        .map(|m| match m {
+            ResponseModule::ParseTags => {
+                let t = &p.parse_tags;
+                let mut d = format!("parse_tags({}", serde_name(&t.tool_format));
+                if t.starts_in_reasoning {
+                    d.push_str(", starts_in_reasoning");
+                }
+                d.push(')');
+                d
+            }
+            ResponseModule::SwapReasoningContent => {
+                format!(
+                    "swap_reasoning_content({})",
+                    serde_name(&p.swap_reasoning_content.mode)
+                )
+            }
+            ResponseModule::NormalizeReasoning => format!(
+                "normalize_reasoning({})",
+                p.normalize_reasoning.fields.join(", ")
+            ),
+        })
+        .collect();
+    format!("{} on {}", modules.join(" → "), p.paths.join(", "))
+}
+
+/// The name a value has in the config file.
+fn serde_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
 /// Each model with its backends and fallbacks; keys shown as `***`.
 pub fn model_table(config: &Config) -> String {
     let mut out = String::new();
@@ -575,6 +614,13 @@ pub fn model_table(config: &Config) -> String {
         }
         if !m.fallbacks.is_empty() {
             let _ = writeln!(out, "    fallbacks: {}", m.fallbacks.join(" → "));
+        }
+        let (parsers, whose) = match &m.parsers {
+            Some(p) => (p, "own"),
+            None => (&config.parsers, "global"),
+        };
+        if parsers.enabled == Some(true) && !parsers.response.is_empty() {
+            let _ = writeln!(out, "    parsers ({whose}): {}", describe_parsers(parsers));
         }
     }
     let _ = writeln!(out, "retries per backend: {}", config.router.num_retries);

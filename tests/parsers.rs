@@ -21,9 +21,14 @@ struct Answer {
     finish: Option<String>,
 }
 
+/// The shared vectors (a copy of ../shared/parser-vectors) and ours.
 fn vectors() -> Vec<Value> {
-    let text = include_str!("fixtures/parser-vectors/vectors.json");
-    serde_json::from_str(text).unwrap()
+    let mut all: Vec<Value> =
+        serde_json::from_str(include_str!("fixtures/parser-vectors/vectors.json")).unwrap();
+    let ours: Vec<Value> =
+        serde_json::from_str(include_str!("fixtures/parser-vectors/yallmp-vectors.json")).unwrap();
+    all.extend(ours);
+    all
 }
 
 fn pipeline(parse_tags: &Value, extra: Value) -> Arc<Pipeline> {

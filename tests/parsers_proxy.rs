@@ -10,8 +10,14 @@ use serde_json::{Value, json};
 use support::*;
 use yallmp::config::{Config, Env};
 
+/// The shared vectors (a copy of ../shared/parser-vectors) and ours.
 fn vectors() -> Vec<Value> {
-    serde_json::from_str(include_str!("fixtures/parser-vectors/vectors.json")).unwrap()
+    let mut all: Vec<Value> =
+        serde_json::from_str(include_str!("fixtures/parser-vectors/vectors.json")).unwrap();
+    let ours: Vec<Value> =
+        serde_json::from_str(include_str!("fixtures/parser-vectors/yallmp-vectors.json")).unwrap();
+    all.extend(ours);
+    all
 }
 
 /// A config with one model `m` at the mock, with this `parse_tags` block as

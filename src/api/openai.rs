@@ -331,12 +331,10 @@ fn relay(
 
         /// The stream ended: what the parsers still hold, and their notes
         /// for the record.
-        fn end(&mut self, done: bool) -> Option<Bytes> {
+        fn end(&mut self) -> Option<Bytes> {
             let mut s = self.session.take()?;
             let mut out = Vec::new();
-            if !done {
-                s.end(&mut out);
-            }
+            s.end(&mut out);
             note_parsed(&mut self.guard, &s);
             (!out.is_empty()).then(|| join(&out))
         }
@@ -373,7 +371,7 @@ fn relay(
                 }
                 Ok(None) => {
                     st.source = None;
-                    let tail = st.end(false);
+                    let tail = st.end();
                     st.guard.finish(Outcome::Ok);
                     return tail.map(|t| (Ok(t), st));
                 }
@@ -382,7 +380,7 @@ fn relay(
                     let frame = stream_error_frame(&e, endpoint);
                     st.source = None;
                     // Whatever the parsers held goes out before the error.
-                    let tail = st.end(false);
+                    let tail = st.end();
                     if let Some(r) = st.guard.record() {
                         r.push_frame(&frame);
                         r.error = Some(format!("upstream stream failed: {e}"));

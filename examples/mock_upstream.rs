@@ -42,6 +42,10 @@ struct Args {
     /// Gap between streamed chunks, in milliseconds.
     #[arg(long, default_value_t = 0)]
     chunk_delay_ms: u64,
+    /// Stream a reasoning model's raw markup: the first half of the chunks
+    /// inside `<think>...</think>` in `content` (for the parsers' bench).
+    #[arg(long)]
+    think: bool,
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -92,7 +96,15 @@ static NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
 impl Mock {
     fn new(args: &Args) -> Mock {
         let n = args.chunks;
-        let word = |i: usize| WORDS[i % WORDS.len()];
+        let think = args.think;
+        let word = |i: usize| -> String {
+            let w = WORDS[i % WORDS.len()];
+            match i {
+                0 if think => format!("<think>{w}"),
+                i if think && i == n / 2 => format!("</think>{w}"),
+                _ => w.to_string(),
+            }
+        };
         let content: String = (0..n).map(word).collect();
         let usage = json!({
             "prompt_tokens": PROMPT_TOKENS,

@@ -18,6 +18,10 @@
 #                      A second proxy always runs with both sinks on, so
 #                      "logged req/s" and "logged/proxy" show the log's cost
 #                      in the same run.
+#   BENCH_PARSERS      on (default): also compare streams through a proxy with
+#                      the response parsers on vs one with them off (request log
+#                      off in both), against a mock that streams `<think>` markup;
+#                      off: skip that table.
 #   BENCH_SKIP_BUILD=1 use the binaries already built
 #
 # Output: one table on stdout, the same as markdown in target/bench/results.md.
@@ -118,15 +122,18 @@ wait_healthy "$MOCK_URL"
 # start_proxy NAME LOG_ON: a proxy whose request log (files + SQLite, in the
 # temp dir) is on or off; prints its URL.
 start_proxy() {
-    local name="$1" on="$2" dir="$TMP/$1"
+    local name="$1" on="$2" dir="$TMP/$1" upstream="${3:-$MOCK_URL}" parsers="${4:-false}"
     mkdir -p "$dir"
     cat >"$dir/config.yaml" <<EOF
 model_list:
   - model_name: bench
     model_params:
-      api_base: $MOCK_URL/v1
+      api_base: $upstream/v1
       request_timeout: 30
 proxy_settings:
+  parsers:
+    enabled: $parsers
+    response: [parse_tags]
   server:
     host: 127.0.0.1
     port: 0
@@ -303,4 +310,56 @@ echo "($CONTEXT)"
     echo "$MARKDOWN"
 } >"$OUT_DIR/results.md"
 log "wrote $OUT_DIR/results.md"
+
+# --- response parsers: streams with parse_tags on vs off ---------------------
+# Both proxies (request log off) relay the same mock, whose streams carry raw
+# `<think>...</think>` in `content` for the first half of the chunks: with the
+# parsers on, those frames become reasoning_content deltas.
+if [[ "${BENCH_PARSERS:-on}" == on ]]; then
+    "$MOCK_BIN" --port 0 --chunks "$CHUNKS" --think --latency-ms "$LATENCY_MS" \
+        --chunk-delay-ms "$CHUNK_DELAY_MS" >"$TMP/mock-think.log" 2>"$TMP/mock-think.log.err" &
+    PIDS+=($!)
+    THINK_URL="$(wait_listen "$TMP/mock-think.log" "${PIDS[-1]}")"
+    wait_healthy "$THINK_URL"
+    RAW_URL="$(start_proxy parsers-off false "$THINK_URL" false)"
+    PARSED_URL="$(start_proxy parsers-on false "$THINK_URL" true)"
+    curl -fsS --max-time 5 -N -H 'content-type: application/json' -d "$BODY_STREAM" \
+        "$PARSED_URL/v1/chat/completions" | grep -q '"reasoning_content"' \
+        || { echo "bench: the parsing proxy gave no reasoning_content" >&2; exit 1; }
+    if ((WARMUP > 0)); then
+        for url in "$RAW_URL" "$PARSED_URL"; do
+            run_wrk "$url" "$TMP/stream.lua" 32 2 "$WARMUP" >/dev/null
+        done
+    fi
+    PROWS=()
+    for s in "stream c=1|1|1" "stream c=32|32|2"; do
+        IFS='|' read -r name conns threads <<<"$s"
+        log "$name: parsers off"
+        off="$(run_wrk "$RAW_URL" "$TMP/stream.lua" "$conns" "$threads" "$DURATION")"
+        log "$name: parsers on"
+        on="$(run_wrk "$PARSED_URL" "$TMP/stream.lua" "$conns" "$threads" "$DURATION")"
+        read -r orps op50 _ _ ose oke <<<"$off"
+        read -r nrps np50 _ _ nse nke <<<"$on"
+        if ((ose + oke + nse + nke > 0)); then
+            log "$name (parsers): errors (off: $ose bad status, $oke socket; on: $nse, $nke)"
+            ERRORS=1
+        fi
+        PROWS+=("$(awk -v n="$name" -v a="$orps" -v b="$nrps" -v pa="$op50" -v pb="$np50" 'BEGIN {
+            printf "| %s | %.0f | %.0f | %.2f | %.3f | %.3f |", n, a, b, (a > 0 ? b / a : 0), pa / 1000, pb / 1000 }')")
+    done
+    PTABLE="$(printf '%s\n' \
+        "| scenario | parsers off req/s | parsers on req/s | on/off | off p50 ms | on p50 ms |" \
+        "| --- | ---: | ---: | ---: | ---: | ---: |" "${PROWS[@]}")"
+    echo
+    echo "Response parsers (parse_tags, <think> in half of each stream's chunks):"
+    echo "$PTABLE"
+    {
+        echo
+        echo "## Response parsers: streams with parse_tags on vs off"
+        echo
+        echo "Same mock for both, streaming raw \`<think>\` markup in the first half of its ${CHUNKS} chunks; request log off."
+        echo
+        echo "$PTABLE"
+    } >>"$OUT_DIR/results.md"
+fi
 exit "$ERRORS"

@@ -323,8 +323,9 @@ if [[ "${BENCH_PARSERS:-on}" == on ]]; then
     wait_healthy "$THINK_URL"
     RAW_URL="$(start_proxy parsers-off false "$THINK_URL" false)"
     PARSED_URL="$(start_proxy parsers-on false "$THINK_URL" true)"
-    curl -fsS --max-time 5 -N -H 'content-type: application/json' -d "$BODY_STREAM" \
-        "$PARSED_URL/v1/chat/completions" | grep -q '"reasoning_content"' \
+    sample="$(curl -fsS --max-time 5 -N -H 'content-type: application/json' -d "$BODY_STREAM" \
+        "$PARSED_URL/v1/chat/completions")"
+    grep -q '"reasoning_content"' <<<"$sample" \
         || { echo "bench: the parsing proxy gave no reasoning_content" >&2; exit 1; }
     if ((WARMUP > 0)); then
         for url in "$RAW_URL" "$PARSED_URL"; do

@@ -7,18 +7,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::vectors::{Answer, all as vectors, check};
 use support::*;
 use yallmp::config::{Config, Env};
-
-/// The shared vectors (a copy of ../shared/parser-vectors) and ours.
-fn vectors() -> Vec<Value> {
-    let mut all: Vec<Value> =
-        serde_json::from_str(include_str!("fixtures/parser-vectors/vectors.json")).unwrap();
-    let ours: Vec<Value> =
-        serde_json::from_str(include_str!("fixtures/parser-vectors/yallmp-vectors.json")).unwrap();
-    all.extend(ours);
-    all
-}
 
 /// A config with one model `m` at the mock, with this `parse_tags` block as
 /// the model's own parsers.
@@ -49,45 +40,30 @@ fn stream_frames(content: &str, step: usize) -> Vec<String> {
     frames
 }
 
-/// (reasoning, content, [(id, name, arguments)], finish_reason)
-type Got = (Value, Value, Vec<(String, String, Value)>, String);
-
-fn trimmed(v: Option<&str>) -> Value {
-    match v.map(str::trim) {
-        None | Some("") => Value::Null,
-        Some(t) => Value::from(t),
+fn from_message(body: &str) -> Answer {
+    let v: Value = serde_json::from_str(body).unwrap();
+    let m = &v["choices"][0]["message"];
+    Answer {
+        reasoning: m["reasoning_content"].as_str().unwrap_or("").to_string(),
+        content: m["content"].as_str().unwrap_or("").to_string(),
+        tools: m["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                (
+                    t["id"].as_str().unwrap().to_string(),
+                    t["function"]["name"].as_str().unwrap().to_string(),
+                    t["function"]["arguments"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect(),
+        finish: v["choices"][0]["finish_reason"].as_str().map(String::from),
     }
 }
 
-fn from_message(body: &str) -> Got {
-    let v: Value = serde_json::from_str(body).unwrap();
-    let m = &v["choices"][0]["message"];
-    let tools = m["tool_calls"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|t| {
-            (
-                t["id"].as_str().unwrap().to_string(),
-                t["function"]["name"].as_str().unwrap().to_string(),
-                serde_json::from_str(t["function"]["arguments"].as_str().unwrap()).unwrap(),
-            )
-        })
-        .collect();
-    (
-        trimmed(m["reasoning_content"].as_str()),
-        trimmed(m["content"].as_str()),
-        tools,
-        v["choices"][0]["finish_reason"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-    )
-}
-
-fn from_stream(body: &str) -> Got {
-    let (mut r, mut c, mut finish) = (String::new(), String::new(), String::new());
-    let mut tools: Vec<(String, String, String)> = Vec::new();
+fn from_stream(body: &str) -> Answer {
+    let mut a = Answer::default();
     for data in sse_data(body) {
         if data == "[DONE]" {
             continue;
@@ -95,50 +71,24 @@ fn from_stream(body: &str) -> Got {
         let v: Value = serde_json::from_str(&data).unwrap();
         let ch = &v["choices"][0];
         let d = &ch["delta"];
-        r.push_str(d["reasoning_content"].as_str().unwrap_or(""));
-        c.push_str(d["content"].as_str().unwrap_or(""));
+        a.reasoning
+            .push_str(d["reasoning_content"].as_str().unwrap_or(""));
+        a.content.push_str(d["content"].as_str().unwrap_or(""));
         for t in d["tool_calls"].as_array().into_iter().flatten() {
             let i = t["index"].as_u64().unwrap() as usize;
             if let Some(name) = t["function"]["name"].as_str() {
-                tools.push((t["id"].as_str().unwrap().into(), name.into(), String::new()));
+                a.tools
+                    .push((t["id"].as_str().unwrap().into(), name.into(), String::new()));
             }
-            tools[i]
+            a.tools[i]
                 .2
                 .push_str(t["function"]["arguments"].as_str().unwrap_or(""));
         }
         if let Some(f) = ch["finish_reason"].as_str() {
-            finish = f.to_string();
+            a.finish = Some(f.to_string());
         }
     }
-    (
-        trimmed(Some(&r)),
-        trimmed(Some(&c)),
-        tools
-            .into_iter()
-            .map(|(i, n, a)| (i, n, serde_json::from_str(&a).unwrap()))
-            .collect(),
-        finish,
-    )
-}
-
-fn check(name: &str, got: &Got, expect: &Value) {
-    assert_eq!(got.0, expect["reasoning"], "{name}: reasoning");
-    assert_eq!(got.1, expect["content"], "{name}: content");
-    let want = expect["tool_calls"].as_array().unwrap();
-    assert_eq!(got.2.len(), want.len(), "{name}: {got:?}");
-    for (g, w) in got.2.iter().zip(want) {
-        assert_eq!(g.1, w["name"], "{name}");
-        assert_eq!(g.2, w["arguments"], "{name}");
-        if let Some(id) = w.get("id") {
-            assert_eq!(g.0, id.as_str().unwrap(), "{name}");
-        }
-    }
-    let finish = if want.is_empty() {
-        "stop"
-    } else {
-        "tool_calls"
-    };
-    assert_eq!(got.3, finish, "{name}");
+    a
 }
 
 #[tokio::test]

@@ -3,6 +3,8 @@
 //! readiness: both listeners are bound before the functions return.
 #![allow(dead_code)]
 
+pub mod vectors;
+
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};

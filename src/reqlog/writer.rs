@@ -188,11 +188,12 @@ impl State {
         let stats = self.stats.clone();
         let rendered = tokio::task::spawn_blocking(move || {
             let mut rows = Vec::with_capacity(if want_rows { records.len() } else { 0 });
-            for r in &records {
-                let p = Prepared::new(r);
+            for r in records {
+                let p = Prepared::new(&r);
                 if let Some(dir) = &dir {
-                    let text = file::render(r, &p, &scrubber);
-                    match file::write(dir, r, &text) {
+                    let text = file::render(&r, &p, &scrubber);
+                    let parsed = file::render_parsed(&r, &p, &scrubber);
+                    match file::write_all(dir, &r, &text, parsed.as_deref()) {
                         Ok(_) => {
                             stats.written_files.fetch_add(1, Ordering::Relaxed);
                         }
@@ -205,7 +206,7 @@ impl State {
                     }
                 }
                 if want_rows {
-                    rows.push(Row::new(r, &p, &scrubber));
+                    rows.push(Row::new(r, p, &scrubber));
                 }
             }
             rows

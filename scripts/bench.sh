@@ -204,11 +204,17 @@ run_wrk() {
         || { echo "$out" >&2; return 1; }
 }
 
+# Requests the logging proxy answered (the sanity checks: 2), to compare
+# with the records it wrote: a writer that cannot keep up drops records
+# (queue full), which would flatter its throughput.
+LOGGED_SENT=2
 if ((WARMUP > 0)); then
     log "warming up (${WARMUP}s per target)"
     for url in "$MOCK_URL" "$PROXY_URL" "$LOGGED_URL"; do
-        run_wrk "$url" "$TMP/plain.lua" 32 2 "$WARMUP" >/dev/null
-        run_wrk "$url" "$TMP/stream.lua" 32 2 "$WARMUP" >/dev/null
+        for kind in plain stream; do
+            w="$(run_wrk "$url" "$TMP/$kind.lua" 32 2 "$WARMUP")"
+            [[ "$url" == "$LOGGED_URL" ]] && LOGGED_SENT=$((LOGGED_SENT + $(cut -d' ' -f4 <<<"$w")))
+        done
     done
 fi
 
@@ -231,13 +237,26 @@ for s in "${SCENARIOS[@]}"; do
     logged="$(run_wrk "$LOGGED_URL" "$TMP/$kind.lua" "$conns" "$threads" "$DURATION")"
     read -r _ _ _ _ dse dke <<<"$direct"
     read -r _ _ _ _ pse pke <<<"$proxy"
-    read -r _ _ _ _ lse lke <<<"$logged"
+    read -r _ _ _ lreq lse lke <<<"$logged"
+    LOGGED_SENT=$((LOGGED_SENT + lreq))
     if ((dse + dke + pse + pke + lse + lke > 0)); then
         log "$name: errors (direct: $dse bad status, $dke socket; proxy: $pse, $pke; logging proxy: $lse, $lke)"
         ERRORS=1
     fi
     ROWS+=("$name|$direct|$proxy|$logged")
 done
+
+# Records the logging proxy wrote: its files, once the writer has caught up.
+count_records() { find "$TMP/logged/logs/requests" -name '*.log' ! -name '*.parsed.log' 2>/dev/null | wc -l; }
+written="$(count_records)"
+for _ in $(seq 1 60); do
+    sleep 0.5
+    now="$(count_records)"
+    [[ "$now" == "$written" ]] && break
+    written="$now"
+done
+RECORDS="logging proxy wrote $written records for $LOGGED_SENT requests ($((LOGGED_SENT - written)) dropped: queue full)"
+log "$RECORDS"
 
 # --- report ------------------------------------------------------------------
 mkdir -p "$OUT_DIR"
@@ -294,11 +313,13 @@ CONTEXT="request log ${REQUEST_LOG} (logged: files + SQLite on); mock: ${CHUNKS}
 echo
 printf '%s' "$TABLE"
 echo "($CONTEXT)"
+echo "($RECORDS)"
 {
     echo "# yallmp benchmark: direct to mock vs through the proxy"
     echo
     echo "$(date -u '+%Y-%m-%d %H:%M:%S UTC'); $CONTEXT."
     echo "Latency is wrk's time to the whole response (for streams, to the last byte)."
+    echo "The $RECORDS."
     echo
     echo "$MARKDOWN"
 } >"$OUT_DIR/results.md"

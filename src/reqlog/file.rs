@@ -27,6 +27,13 @@ impl BodyText {
     /// Redacts secret fields, cuts at `limit` bytes, and notes whether the
     /// result is JSON.
     pub fn new(bytes: &[u8], limit: usize) -> BodyText {
+        Self::read(bytes, limit, false).0
+    }
+
+    /// [`BodyText::new`], and when `want_usage`, the answer's `usage` read
+    /// in the same parse: `Some(usage)` when the body is whole JSON, `None`
+    /// when it cannot tell (then [`Usage::of`] decides).
+    fn read(bytes: &[u8], limit: usize, want_usage: bool) -> (BodyText, Option<Option<Usage>>) {
         let redacted = redact::body(bytes);
         let (cut, truncated) = if redacted.len() > limit {
             (&redacted[..limit], true)
@@ -37,14 +44,39 @@ impl BodyText {
             Ok(t) => t.to_owned(),
             Err(_) => String::from_utf8_lossy(cut).into_owned(),
         };
+        let mut usage = None;
         let json = !truncated
             && !text.is_empty()
-            && serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok();
-        BodyText {
-            text,
-            json,
-            truncated,
-        }
+            && if want_usage {
+                // An object: validated and its `usage` read in one pass
+                // (secret fields are masked, token counts untouched).
+                #[derive(serde::Deserialize)]
+                struct Top<'a> {
+                    #[serde(borrow, default)]
+                    usage: Option<&'a serde_json::value::RawValue>,
+                }
+                match serde_json::from_str::<Top>(&text) {
+                    Ok(top) => {
+                        usage = Some(
+                            top.usage
+                                .and_then(|u| serde_json::from_str::<Value>(u.get()).ok())
+                                .and_then(|u| Usage::from_value(&u)),
+                        );
+                        true
+                    }
+                    Err(_) => serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok(),
+                }
+            } else {
+                serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok()
+            };
+        (
+            BodyText {
+                text,
+                json,
+                truncated,
+            },
+            usage,
+        )
     }
 }
 
@@ -115,20 +147,27 @@ impl Prepared {
             c.push(']');
             (Some(c), spans)
         };
+        let (response_body, body_usage) = match &r.response_body {
+            Some(b) => {
+                let (body, usage) = BodyText::read(b, limit, true);
+                (Some(body), usage)
+            }
+            None => (None, None),
+        };
         Prepared {
             request_headers: headers_json(&r.request_headers),
             request_body: BodyText::new(&r.request_body, limit),
             attempts,
             attempt_spans,
             response_headers: r.response_headers.as_ref().map(headers_json),
-            response_body: r.response_body.as_ref().map(|b| BodyText::new(b, limit)),
+            response_body,
             chunks,
             chunk_spans,
             parsed: r
                 .parsed
                 .as_ref()
                 .map(|v| serde_json::to_string(v).unwrap_or_else(|_| "null".into())),
-            usage: Usage::of(r),
+            usage: body_usage.unwrap_or_else(|| Usage::of(r)),
         }
     }
 
@@ -799,6 +838,22 @@ mod tests {
 
     #[test]
     fn usage_is_read_from_the_body_or_the_last_usage_frame() {
+        // Read with the body's validation, it is what Usage::of says.
+        for body in [
+            &b"{\"usage\":{\"prompt_tokens\":3,\"total_tokens\":5},\"api_key\":\"x\"}"[..],
+            b"{\"usage\":{\"total_tokens\":1},\"usage\":{\"total_tokens\":2}}",
+            b"{\"usage\":null}",
+            b"{\"usage\":{\"input_tokens\":4,\"output_tokens\":6}}",
+            b"[1]",
+            b"not json",
+            b"{\"usage\":{\"total_tokens\":9},\"cut\":\"this body is longer than its limit\"}",
+        ] {
+            let mut r = rich_record(true);
+            r.response_body = Some(bytes::Bytes::copy_from_slice(body));
+            r.limit = 48;
+            let p = Prepared::new(&r);
+            assert_eq!(p.usage, Usage::of(&r), "{}", String::from_utf8_lossy(body));
+        }
         let r = rich_record(false);
         assert_eq!(
             Usage::of(&r),

@@ -18,6 +18,12 @@ use super::{LogStats, Record};
 use crate::config::Config;
 
 const BATCH: usize = 256;
+/// A batch smaller than this waits `LINGER` for more records before it is
+/// written: a busy proxy fills it in milliseconds, and every batch costs a
+/// database transaction (its index pages written again) and a trip to the
+/// blocking thread, whatever its size. Only the log's own latency grows.
+const LINGER_BELOW: usize = 64;
+const LINGER: Duration = Duration::from_millis(20);
 const RETRY_EVERY: Duration = Duration::from_secs(2);
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
@@ -146,6 +152,15 @@ impl State {
                 n = self.rx.recv_many(&mut batch, BATCH) => {
                     if n == 0 {
                         break;
+                    }
+                    if batch.len() < LINGER_BELOW && !*stopped.borrow() {
+                        tokio::time::sleep(LINGER).await;
+                        while batch.len() < BATCH {
+                            match self.rx.try_recv() {
+                                Ok(r) => batch.push(r),
+                                Err(_) => break,
+                            }
+                        }
                     }
                     self.write(std::mem::take(&mut batch)).await;
                 }

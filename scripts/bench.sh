@@ -17,7 +17,11 @@
 #                      on: both sinks on, in the temp dir, as shipped.
 #                      A second proxy always runs with both sinks on, so
 #                      "logged req/s" and "logged/proxy" show the log's cost
-#                      in the same run.
+#                      in the same run; "logged written" is the share of that
+#                      run's requests whose record was written (the rest
+#                      were dropped: queue full, which flatters logged req/s).
+#                      Each logged run waits for the writer to finish first
+#                      and after, so no backlog runs into the next run.
 #   BENCH_PARSERS      on (default): also compare streams through a proxy with
 #                      the response parsers on vs one with them off (request log
 #                      off in both), against a mock that streams `<think>` markup;
@@ -74,12 +78,22 @@ MOCK_BIN="$TARGET_DIR/release/examples/mock_upstream"
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/yallmp-bench.XXXXXX")"
 PIDS=()
 cleanup() {
-    local pid
+    local pid f
+    # The proxies (started in a subshell; their pids are in files).
+    for f in "$TMP"/*/pid; do
+        [[ -f "$f" ]] && PIDS+=("$(cat "$f")")
+    done
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
+        # Not a child of this shell (the proxies): wait for it to exit (a
+        # logging proxy writes its queue first), at most 30 s.
+        for _ in $(seq 1 300); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
     done
     # A proxy may still be flushing its request log as it exits.
     rm -rf "$TMP" 2>/dev/null || { sleep 1; rm -rf "$TMP"; }
@@ -154,9 +168,10 @@ EOF
     # Run from the temp dir so nothing relative lands in the repository.
     (cd "$dir" && exec "$PROXY_BIN" --config "$dir/config.yaml" serve) \
         >"$dir/proxy.log" 2>"$dir/proxy.log.err" &
-    PIDS+=($!)
+    # This runs in $(...): the pid goes to a file, for cleanup to stop it.
+    echo $! >"$dir/pid"
     local url
-    url="$(wait_listen "$dir/proxy.log" "${PIDS[-1]}")"
+    url="$(wait_listen "$dir/proxy.log" "$(cat "$dir/pid")")"
     wait_healthy "$url"
     echo "$url"
 }
@@ -211,13 +226,35 @@ run_wrk() {
         || { echo "$out" >&2; return 1; }
 }
 
+# Requests the logging proxy answered (the sanity checks: 2), to compare
+# with the records it wrote: a writer that cannot keep up drops records
+# (queue full), which would flatter its throughput.
+LOGGED_SENT=2
 if ((WARMUP > 0)); then
     log "warming up (${WARMUP}s per target)"
     for url in "$MOCK_URL" "$PROXY_URL" "$LOGGED_URL"; do
-        run_wrk "$url" "$TMP/plain.lua" 32 2 "$WARMUP" >/dev/null
-        run_wrk "$url" "$TMP/stream.lua" 32 2 "$WARMUP" >/dev/null
+        for kind in plain stream; do
+            w="$(run_wrk "$url" "$TMP/$kind.lua" 32 2 "$WARMUP")"
+            [[ "$url" == "$LOGGED_URL" ]] && LOGGED_SENT=$((LOGGED_SENT + $(cut -d' ' -f4 <<<"$w")))
+        done
     done
 fi
+
+# Records the logging proxy has written (its files), and a wait until its
+# writer is idle: each logged run then pays for its own records, and a
+# backlog never steals CPU from the next run.
+count_records() { find "$TMP/logged/logs/requests" -name '*.log' ! -name '*.parsed.log' 2>/dev/null | wc -l; }
+settle_records() {
+    local before now
+    before="$(count_records)"
+    for _ in $(seq 1 120); do
+        sleep 0.5
+        now="$(count_records)"
+        [[ "$now" == "$before" ]] && break
+        before="$now"
+    done
+    echo "$now"
+}
 
 # --- measure -----------------------------------------------------------------
 SCENARIOS=(
@@ -235,16 +272,25 @@ for s in "${SCENARIOS[@]}"; do
     log "$name: through proxy"
     proxy="$(run_wrk "$PROXY_URL" "$TMP/$kind.lua" "$conns" "$threads" "$DURATION")"
     log "$name: through the logging proxy"
+    before="$(settle_records)"
     logged="$(run_wrk "$LOGGED_URL" "$TMP/$kind.lua" "$conns" "$threads" "$DURATION")"
+    after="$(settle_records)"
     read -r _ _ _ _ dse dke <<<"$direct"
     read -r _ _ _ _ pse pke <<<"$proxy"
-    read -r _ _ _ _ lse lke <<<"$logged"
+    read -r _ _ _ lreq lse lke <<<"$logged"
+    LOGGED_SENT=$((LOGGED_SENT + lreq))
+    # Records of this run written (the rest dropped: queue full).
+    logged="$logged $((after - before))"
     if ((dse + dke + pse + pke + lse + lke > 0)); then
         log "$name: errors (direct: $dse bad status, $dke socket; proxy: $pse, $pke; logging proxy: $lse, $lke)"
         ERRORS=1
     fi
     ROWS+=("$name|$direct|$proxy|$logged")
 done
+
+written="$(settle_records)"
+RECORDS="logging proxy wrote $written records for $LOGGED_SENT requests ($((LOGGED_SENT - written)) dropped: queue full)"
+log "$RECORDS"
 
 # --- report ------------------------------------------------------------------
 mkdir -p "$OUT_DIR"
@@ -260,37 +306,38 @@ function ms(us) { return sprintf("%.3f", us / 1000) }
     added[NR] = sprintf("%+.3f", (p[2] - d[2]) / 1000)
     lrps[NR] = sprintf("%.0f", l[1])
     lratio[NR] = p[1] > 0 ? sprintf("%.2f", l[1] / p[1]) : "n/a"
+    lwritten[NR] = l[4] > 0 ? sprintf("%.0f%%", 100 * l[7] / l[4]) : "n/a"
     n = NR
 }
 END {
     h[1] = "scenario"; h[2] = "direct req/s"; h[3] = "proxy req/s"; h[4] = "proxy/direct"
     h[5] = "direct p50/p99 ms"; h[6] = "proxy p50/p99 ms"; h[7] = "added p50 ms"
-    h[8] = "logged req/s"; h[9] = "logged/proxy"
+    h[8] = "logged req/s"; h[9] = "logged/proxy"; h[10] = "logged written"
     for (i = 1; i <= n; i++) {
         c[i,1] = name[i]; c[i,2] = drps[i]; c[i,3] = prps[i]; c[i,4] = ratio[i]
-        c[i,5] = dlat[i]; c[i,6] = plat[i]; c[i,7] = added[i]; c[i,8] = lrps[i]; c[i,9] = lratio[i]
+        c[i,5] = dlat[i]; c[i,6] = plat[i]; c[i,7] = added[i]; c[i,8] = lrps[i]; c[i,9] = lratio[i]; c[i,10] = lwritten[i]
     }
-    for (j = 1; j <= 9; j++) {
+    for (j = 1; j <= 10; j++) {
         w[j] = length(h[j])
         for (i = 1; i <= n; i++) if (length(c[i,j]) > w[j]) w[j] = length(c[i,j])
     }
     # Plain table, then a marker, then markdown.
     line = ""
-    for (j = 1; j <= 9; j++) line = line sprintf(j == 1 ? "%-*s" : "  %*s", w[j], h[j])
+    for (j = 1; j <= 10; j++) line = line sprintf(j == 1 ? "%-*s" : "  %*s", w[j], h[j])
     print line
     line = ""
-    for (j = 1; j <= 9; j++) { dash = sprintf("%*s", w[j], ""); gsub(/ /, "-", dash); line = line (j == 1 ? "" : "  ") dash }
+    for (j = 1; j <= 10; j++) { dash = sprintf("%*s", w[j], ""); gsub(/ /, "-", dash); line = line (j == 1 ? "" : "  ") dash }
     print line
     for (i = 1; i <= n; i++) {
         line = ""
-        for (j = 1; j <= 9; j++) line = line sprintf(j == 1 ? "%-*s" : "  %*s", w[j], c[i,j])
+        for (j = 1; j <= 10; j++) line = line sprintf(j == 1 ? "%-*s" : "  %*s", w[j], c[i,j])
         print line
     }
     print "@@MARKDOWN@@"
-    line = "|"; for (j = 1; j <= 9; j++) line = line " " h[j] " |"; print line
-    line = "|"; for (j = 1; j <= 9; j++) line = line (j == 1 ? " --- |" : " ---: |"); print line
+    line = "|"; for (j = 1; j <= 10; j++) line = line " " h[j] " |"; print line
+    line = "|"; for (j = 1; j <= 10; j++) line = line (j == 1 ? " --- |" : " ---: |"); print line
     for (i = 1; i <= n; i++) {
-        line = "|"; for (j = 1; j <= 9; j++) line = line " " c[i,j] " |"; print line
+        line = "|"; for (j = 1; j <= 10; j++) line = line " " c[i,j] " |"; print line
     }
 }')"
 
@@ -301,11 +348,13 @@ CONTEXT="request log ${REQUEST_LOG} (logged: files + SQLite on); mock: ${CHUNKS}
 echo
 printf '%s' "$TABLE"
 echo "($CONTEXT)"
+echo "($RECORDS)"
 {
     echo "# yallmp benchmark: direct to mock vs through the proxy"
     echo
     echo "$(date -u '+%Y-%m-%d %H:%M:%S UTC'); $CONTEXT."
     echo "Latency is wrk's time to the whole response (for streams, to the last byte)."
+    echo "The $RECORDS."
     echo
     echo "$MARKDOWN"
 } >"$OUT_DIR/results.md"

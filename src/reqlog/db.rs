@@ -80,41 +80,74 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn new(r: &Record, p: &Prepared, s: &Scrubber) -> Row {
-        let json = |v: &serde_json::Value| s.scrub(v.to_string());
-        let text = |t: &str| s.scrub(t.to_string());
+    /// The row for a record, taking its parts (no copies); every text that
+    /// can hold a secret is scrubbed.
+    pub fn new(r: Record, p: Prepared, s: &Scrubber) -> Row {
+        let usage = p.usage;
+        let (response_body, response_body_json, response_body_truncated) = match p.response_body {
+            Some(b) => (Some(s.scrub(b.text)), b.json, b.truncated),
+            None => (None, false, false),
+        };
         Row {
-            id: r.id.clone(),
             started_at: r.started_at,
-            method: r.method.clone(),
-            path: r.path.clone(),
             client_addr: r.client_addr.map(|a| a.to_string()),
-            model: r.model.clone(),
-            backend: r.backend.clone(),
             status: r.status.map(i32::from),
             outcome: r.outcome.as_str(),
             stream: r.stream,
             attempts_count: i32::try_from(r.attempts.len()).unwrap_or(i32::MAX),
             ttfb_ms: r.ttfb.map(super::file::ms),
             latency_ms: super::file::ms(r.total),
-            prompt_tokens: p.usage.and_then(|u| u.prompt_tokens),
-            completion_tokens: p.usage.and_then(|u| u.completion_tokens),
-            total_tokens: p.usage.and_then(|u| u.total_tokens),
-            request_headers: text(&p.request_headers),
-            request_body: s.scrub(p.request_body.text.clone()),
+            prompt_tokens: usage.and_then(|u| u.prompt_tokens),
+            completion_tokens: usage.and_then(|u| u.completion_tokens),
+            total_tokens: usage.and_then(|u| u.total_tokens),
+            request_headers: s.scrub(p.request_headers),
+            request_body: s.scrub(p.request_body.text),
             request_body_json: p.request_body.json,
             request_body_truncated: p.request_body.truncated,
-            attempts: s.scrub(p.attempts_array()),
-            response_headers: p.response_headers.as_deref().map(text),
-            response_body: p.response_body.as_ref().map(|b| s.scrub(b.text.clone())),
-            response_body_json: p.response_body.as_ref().is_some_and(|b| b.json),
-            response_body_truncated: p.response_body.as_ref().is_some_and(|b| b.truncated),
-            chunks: p.chunks_array().map(|c| s.scrub(c)),
+            attempts: s.scrub(p.attempts),
+            response_headers: p.response_headers.map(|h| s.scrub(h)),
+            response_body,
+            response_body_json,
+            response_body_truncated,
+            chunks: p.chunks.map(|c| s.scrub(c)),
             chunks_truncated: r.frames_truncated,
-            parsed: r.parsed.as_ref().map(json),
-            error: r.error.clone().map(|e| s.scrub(e)),
+            parsed: p.parsed.map(|v| s.scrub(v)),
+            error: r.error.map(|e| s.scrub(e)),
+            id: r.id,
+            method: r.method,
+            path: r.path,
+            model: r.model,
+            backend: r.backend,
         }
     }
+}
+
+/// Rows per SQLite `INSERT` statement: one statement (one trip to the
+/// connection's thread) for many rows; 27 values a row stays far below
+/// SQLite's limit on bound values.
+const SQLITE_ROWS_PER_INSERT: usize = 32;
+
+/// The SQLite insert for `n` rows (1..=SQLITE_ROWS_PER_INSERT), built once
+/// per size, so the connection's statement cache holds at most that many.
+fn sqlite_insert_sql(n: usize) -> &'static str {
+    static SQL: [std::sync::OnceLock<String>; SQLITE_ROWS_PER_INSERT] =
+        [const { std::sync::OnceLock::new() }; SQLITE_ROWS_PER_INSERT];
+    let n = n.clamp(1, SQLITE_ROWS_PER_INSERT);
+    SQL[n - 1].get_or_init(|| {
+        let mut sql = String::from(
+            "INSERT OR REPLACE INTO requests (id, started_at, method, path, client_addr, model, backend, status, outcome, stream, \
+             attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, request_headers, request_body, \
+             request_body_truncated, attempts, response_headers, response_body, response_body_truncated, chunks, chunks_truncated, parsed, error) \
+             VALUES ",
+        );
+        for i in 0..n {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+        }
+        sql
+    })
 }
 
 /// PostgreSQL text cannot hold NUL, in a TEXT column or a JSONB string.
@@ -143,6 +176,8 @@ impl Db {
                     .busy_timeout(Duration::from_secs(5));
                 let pool = SqlitePoolOptions::new()
                     .max_connections(4)
+                    // A local file: no ping before each batch.
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(5))
                     .connect_with(opts)
                     .await?;
@@ -251,42 +286,42 @@ impl Db {
         match self {
             Db::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                for r in rows {
-                    sqlx::query(
-                        "INSERT OR REPLACE INTO requests (id, started_at, method, path, client_addr, model, backend, status, outcome, stream, \
-                         attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, request_headers, request_body, \
-                         request_body_truncated, attempts, response_headers, response_body, response_body_truncated, chunks, chunks_truncated, parsed, error) \
-                         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    )
-                    .bind(&r.id)
-                    .bind(r.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-                    .bind(&r.method)
-                    .bind(&r.path)
-                    .bind(&r.client_addr)
-                    .bind(&r.model)
-                    .bind(&r.backend)
-                    .bind(r.status)
-                    .bind(r.outcome)
-                    .bind(r.stream)
-                    .bind(r.attempts_count)
-                    .bind(r.ttfb_ms)
-                    .bind(r.latency_ms)
-                    .bind(r.prompt_tokens)
-                    .bind(r.completion_tokens)
-                    .bind(r.total_tokens)
-                    .bind(&r.request_headers)
-                    .bind(&r.request_body)
-                    .bind(r.request_body_truncated)
-                    .bind(&r.attempts)
-                    .bind(&r.response_headers)
-                    .bind(&r.response_body)
-                    .bind(r.response_body_truncated)
-                    .bind(&r.chunks)
-                    .bind(r.chunks_truncated)
-                    .bind(&r.parsed)
-                    .bind(&r.error)
-                    .execute(&mut *tx)
-                    .await?;
+                for chunk in rows.chunks(SQLITE_ROWS_PER_INSERT) {
+                    let mut q = sqlx::query(sqlite_insert_sql(chunk.len()));
+                    for r in chunk {
+                        q = q
+                            .bind(&r.id)
+                            .bind(
+                                r.started_at
+                                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                            )
+                            .bind(&r.method)
+                            .bind(&r.path)
+                            .bind(&r.client_addr)
+                            .bind(&r.model)
+                            .bind(&r.backend)
+                            .bind(r.status)
+                            .bind(r.outcome)
+                            .bind(r.stream)
+                            .bind(r.attempts_count)
+                            .bind(r.ttfb_ms)
+                            .bind(r.latency_ms)
+                            .bind(r.prompt_tokens)
+                            .bind(r.completion_tokens)
+                            .bind(r.total_tokens)
+                            .bind(&r.request_headers)
+                            .bind(&r.request_body)
+                            .bind(r.request_body_truncated)
+                            .bind(&r.attempts)
+                            .bind(&r.response_headers)
+                            .bind(&r.response_body)
+                            .bind(r.response_body_truncated)
+                            .bind(&r.chunks)
+                            .bind(r.chunks_truncated)
+                            .bind(&r.parsed)
+                            .bind(&r.error);
+                    }
+                    q.execute(&mut *tx).await?;
                 }
                 tx.commit().await
             }

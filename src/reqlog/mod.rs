@@ -6,6 +6,7 @@
 
 pub mod db;
 pub mod file;
+mod json;
 pub mod redact;
 mod writer;
 
@@ -205,10 +206,27 @@ impl Usage {
     /// What a record's response says: the body's `usage`, or for a stream
     /// the last frame carrying one.
     pub fn of(record: &Record) -> Option<Usage> {
-        if let Some(body) = &record.response_body
-            && let Ok(v) = serde_json::from_slice::<Value>(body)
-        {
-            return v.get("usage").and_then(Usage::from_value);
+        if let Some(body) = &record.response_body {
+            // Only `usage` is read out of the body, the rest skipped over.
+            #[derive(serde::Deserialize)]
+            struct Top<'a> {
+                #[serde(borrow, default)]
+                usage: Option<&'a serde_json::value::RawValue>,
+            }
+            match serde_json::from_slice::<Top>(body) {
+                Ok(top) => {
+                    return top
+                        .usage
+                        .and_then(|u| serde_json::from_str::<Value>(u.get()).ok())
+                        .and_then(|u| Usage::from_value(&u));
+                }
+                // Not an object, a repeated key...: read it the long way.
+                Err(_) => {
+                    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+                        return v.get("usage").and_then(Usage::from_value);
+                    }
+                }
+            }
         }
         record.frames.iter().rev().find_map(|f| {
             let ev = crate::sse::parse(&f.bytes);

@@ -21,24 +21,41 @@ const SECRET_HEADERS: &[&str] = &[
 
 /// Whether a header or field name looks like it holds a secret.
 pub fn is_secret_name(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    if SECRET_HEADERS.contains(&n.as_str()) {
+    if SECRET_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
         return true;
     }
-    let n = n.replace('-', "_");
-    n.contains("api_key")
-        || n.contains("apikey")
-        || n.contains("password")
-        || n.contains("passwd")
-        || n.contains("secret")
-        || n.ends_with("_key") && !n.ends_with("cache_key") && !n.ends_with("idempotency_key")
-        || n == "key"
-        || n.ends_with("access_token")
-        || n.ends_with("refresh_token")
-        || n.ends_with("auth_token")
-        || n == "token"
-        || n.ends_with("_auth")
-        || n == "auth"
+    // Lower case with `-` as `_`, on the stack for ordinary names (this runs
+    // for every header of every logged request).
+    let mut buf = [0u8; 64];
+    let owned;
+    let n: &[u8] = if name.len() <= buf.len() {
+        for (d, s) in buf.iter_mut().zip(name.bytes()) {
+            *d = if s == b'-' {
+                b'_'
+            } else {
+                s.to_ascii_lowercase()
+            };
+        }
+        &buf[..name.len()]
+    } else {
+        owned = name.to_ascii_lowercase().replace('-', "_");
+        owned.as_bytes()
+    };
+    // Names are short: a plain scan beats building a SIMD searcher.
+    let has = |w: &[u8]| n.windows(w.len()).any(|x| x == w);
+    has(b"api_key")
+        || has(b"apikey")
+        || has(b"password")
+        || has(b"passwd")
+        || has(b"secret")
+        || n.ends_with(b"_key") && !n.ends_with(b"cache_key") && !n.ends_with(b"idempotency_key")
+        || n == b"key"
+        || n.ends_with(b"access_token")
+        || n.ends_with(b"refresh_token")
+        || n.ends_with(b"auth_token")
+        || n == b"token"
+        || n.ends_with(b"_auth")
+        || n == b"auth"
 }
 
 /// Headers as a JSON object (name → value or list of values), secrets masked.
@@ -65,6 +82,47 @@ pub fn headers(map: &HeaderMap) -> Value {
         out.insert(name.as_str().to_string(), v);
     }
     Value::Object(out)
+}
+
+/// Appends headers as the JSON object [`headers`] makes (same keys, order
+/// and masking), written straight into `out`.
+pub fn write_headers(out: &mut String, map: &HeaderMap) {
+    out.push('{');
+    for (n, name) in map.keys().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        super::json::str(out, name.as_str());
+        out.push(':');
+        let masked = is_secret_name(name.as_str());
+        let value = |out: &mut String, v: &http::HeaderValue| {
+            if masked {
+                super::json::str(out, MASK);
+            } else {
+                super::json::bytes(out, v.as_bytes());
+            }
+        };
+        let mut values = map.get_all(name).iter();
+        let Some(first) = values.next() else {
+            out.push_str("null");
+            continue;
+        };
+        match values.next() {
+            None => value(out, first),
+            Some(second) => {
+                out.push('[');
+                value(out, first);
+                out.push(',');
+                value(out, second);
+                for v in values {
+                    out.push(',');
+                    value(out, v);
+                }
+                out.push(']');
+            }
+        }
+    }
+    out.push('}');
 }
 
 /// Masks secret-named fields anywhere in a JSON value; true if it changed.
@@ -108,7 +166,8 @@ pub fn body(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 
 /// A cheap test before parsing: does a key name that looks like a secret
 /// occur at all? Object keys end with a quote, so `max_tokens"` does not
-/// match `_token"` and ordinary chat bodies are never parsed here.
+/// match `_token"` and ordinary chat bodies are never parsed here. One pass
+/// over the quotes, each checked against the endings.
 fn may_hold_secret(bytes: &[u8]) -> bool {
     const ENDINGS: &[&[u8]] = &[
         b"key\"",
@@ -128,15 +187,18 @@ fn may_hold_secret(bytes: &[u8]) -> bool {
         b"authorization\"",
         b"Authorization\"",
     ];
-    ENDINGS
-        .iter()
-        .any(|w| memchr::memmem::find(bytes, w).is_some())
+    memchr::memchr_iter(b'"', bytes).any(|i| {
+        let upto = &bytes[..=i];
+        ENDINGS.iter().any(|w| upto.ends_with(w))
+    })
 }
 
 /// Known secret values, scrubbed from all logged text.
 #[derive(Debug, Clone, Default)]
 pub struct Scrubber {
     secrets: Vec<String>,
+    /// One searcher per secret, built once (the writer scrubs every record).
+    finders: Vec<memchr::memmem::Finder<'static>>,
 }
 
 impl Scrubber {
@@ -153,21 +215,41 @@ impl Scrubber {
         {
             secrets.push(pw.expose().to_string());
         }
-        // Short values would mask ordinary words; keys are long.
+        Scrubber::new(secrets)
+    }
+
+    /// A scrubber for these values (short ones are left out: they would
+    /// mask ordinary words; keys are long).
+    pub fn new(mut secrets: Vec<String>) -> Scrubber {
         secrets.retain(|s| s.len() >= 6);
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
-        Scrubber { secrets }
+        let finders = secrets
+            .iter()
+            .map(|s| memchr::memmem::Finder::new(s.as_bytes()).into_owned())
+            .collect();
+        Scrubber { secrets, finders }
     }
 
-    /// `text` with every known secret replaced by `***`.
+    /// Whether `text` holds a known secret.
+    pub fn finds(&self, text: &str) -> bool {
+        self.finders
+            .iter()
+            .any(|f| f.find(text.as_bytes()).is_some())
+    }
+
+    /// `text` with every known secret replaced by `***` (the same string,
+    /// not copied, when it holds none).
     pub fn scrub(&self, text: String) -> String {
-        if self.secrets.iter().all(|s| !text.contains(s.as_str())) {
+        if !self.finds(&text) {
             return text;
         }
         let mut out = text;
-        for s in &self.secrets {
-            out = out.replace(s.as_str(), MASK);
+        // Longest first, so a secret that contains another is masked whole.
+        for (s, f) in self.secrets.iter().zip(&self.finders) {
+            if f.find(out.as_bytes()).is_some() {
+                out = out.replace(s.as_str(), MASK);
+            }
         }
         out
     }
@@ -217,6 +299,34 @@ mod tests {
     }
 
     #[test]
+    fn written_headers_equal_the_value_form() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer sk-1"));
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.append("x-multi", HeaderValue::from_static("a"));
+        h.append("x-multi", HeaderValue::from_static("b \"q\""));
+        h.append("x-multi", HeaderValue::from_static("c"));
+        h.append("set-cookie", HeaderValue::from_static("s=1"));
+        h.append("set-cookie", HeaderValue::from_static("t=2"));
+        h.insert("x-bin", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        let mut out = String::new();
+        write_headers(&mut out, &h);
+        assert_eq!(out, headers(&h).to_string());
+        let mut out = String::new();
+        write_headers(&mut out, &HeaderMap::new());
+        assert_eq!(out, "{}");
+    }
+
+    #[test]
+    fn long_names_are_checked_too() {
+        let long = format!("x-{}-api-key", "a".repeat(80));
+        assert!(is_secret_name(&long));
+        assert!(!is_secret_name(&"a".repeat(100)));
+        assert!(is_secret_name("Proxy-Authorization"));
+        assert!(is_secret_name("X-Refresh-Token"));
+    }
+
+    #[test]
     fn body_fields_masked_and_untouched_otherwise() {
         let raw = br#"{"model":"m","max_tokens":5}"#;
         assert_eq!(&*body(raw), raw);
@@ -235,14 +345,22 @@ mod tests {
         assert!(may_hold_secret(br#"{"api_key":"x"}"#));
         assert!(may_hold_secret(br#"{"access_token":"x"}"#));
         assert!(may_hold_secret(br#"{"Password":"x"}"#));
+        assert!(may_hold_secret(br#"{"token":"x"}"#));
+        assert!(may_hold_secret(br#"{"a":{"Authorization":"x"}}"#));
+        assert!(may_hold_secret(br#"{"AUTH":1}"#));
+        assert!(!may_hold_secret(br#"{"tokens":1,"monkey_business":2}"#));
+        assert!(!may_hold_secret(b""));
     }
 
     #[test]
     fn scrubber() {
-        let s = Scrubber {
-            secrets: vec!["sk-very-secret".into()],
-        };
+        let s = Scrubber::new(vec!["sk-very-secret".into(), "short".into()]);
         assert_eq!(s.scrub("a sk-very-secret b".into()), "a *** b");
-        assert_eq!(s.scrub("clean".into()), "clean");
+        assert_eq!(s.scrub("clean short".into()), "clean short");
+        assert!(s.finds("xsk-very-secretx"));
+        assert!(!Scrubber::default().finds("sk-very-secret"));
+        // The longer of two overlapping secrets is masked whole.
+        let s = Scrubber::new(vec!["sk-abcdef".into(), "sk-abcdef-long".into()]);
+        assert_eq!(s.scrub("k=sk-abcdef-long;".into()), "k=***;");
     }
 }

@@ -18,6 +18,12 @@ use super::{LogStats, Record};
 use crate::config::Config;
 
 const BATCH: usize = 256;
+/// A batch smaller than this waits `LINGER` for more records before it is
+/// written: a busy proxy fills it in milliseconds, and every batch costs a
+/// database transaction (its index pages written again) and a trip to the
+/// blocking thread, whatever its size. Only the log's own latency grows.
+const LINGER_BELOW: usize = 64;
+const LINGER: Duration = Duration::from_millis(20);
 const RETRY_EVERY: Duration = Duration::from_secs(2);
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
@@ -147,6 +153,15 @@ impl State {
                     if n == 0 {
                         break;
                     }
+                    if batch.len() < LINGER_BELOW && !*stopped.borrow() {
+                        tokio::time::sleep(LINGER).await;
+                        while batch.len() < BATCH {
+                            match self.rx.try_recv() {
+                                Ok(r) => batch.push(r),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     self.write(std::mem::take(&mut batch)).await;
                 }
                 _ = stopped.changed() => {
@@ -188,11 +203,12 @@ impl State {
         let stats = self.stats.clone();
         let rendered = tokio::task::spawn_blocking(move || {
             let mut rows = Vec::with_capacity(if want_rows { records.len() } else { 0 });
-            for r in &records {
-                let p = Prepared::new(r);
+            for r in records {
+                let p = Prepared::new(&r);
                 if let Some(dir) = &dir {
-                    let text = file::render(r, &p, &scrubber);
-                    match file::write(dir, r, &text) {
+                    let text = file::render(&r, &p, &scrubber);
+                    let parsed = file::render_parsed(&r, &p, &scrubber);
+                    match file::write_all(dir, &r, &text, parsed.as_deref()) {
                         Ok(_) => {
                             stats.written_files.fetch_add(1, Ordering::Relaxed);
                         }
@@ -205,7 +221,7 @@ impl State {
                     }
                 }
                 if want_rows {
-                    rows.push(Row::new(r, &p, &scrubber));
+                    rows.push(Row::new(r, p, &scrubber));
                 }
             }
             rows

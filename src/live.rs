@@ -20,6 +20,8 @@ pub struct Live {
     pub models_json: Bytes,
     /// Model names in config order.
     pub model_names: Vec<String>,
+    /// When this snapshot was built (the models' `created`), Unix seconds.
+    pub created: i64,
     /// Model order used when resolving fallbacks (for display).
     pub fallback_chains: HashMap<String, Vec<String>>,
     /// Response parsers per model (its own block, else the global one);
@@ -59,6 +61,7 @@ impl Live {
             plans,
             models_json,
             model_names,
+            created,
             fallback_chains,
             pipelines,
         }

@@ -615,6 +615,18 @@ async fn stub_backend_models_and_health() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let one: Value = r.json().await.unwrap();
+    let list: Value = client()
+        .get(format!("{}/v1/models", server.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // One model, one `created` (a Unix time, not the uptime).
+    assert_eq!(one["created"], list["data"][1]["created"]);
+    assert!(one["created"].as_i64().unwrap() > 1_700_000_000);
     let h: Value = client()
         .get(format!("{}/healthz", server.url()))
         .send()

@@ -58,8 +58,7 @@ pub async fn get_model(
     if live.plan(&id).is_none() {
         return Err(model_not_found(&id, &live.model_names));
     }
-    let created = state.started.elapsed().as_secs();
-    let body = json!({"id": id, "object": "model", "created": created, "owned_by": "yallmp"});
+    let body = json!({"id": id, "object": "model", "created": live.created, "owned_by": "yallmp"});
     Ok(json_body(StatusCode::OK, Bytes::from(body.to_string())))
 }
 

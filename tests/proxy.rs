@@ -592,14 +592,7 @@ async fn stub_backend_models_and_health() {
     assert_eq!(content, "ping pong");
 
     for path in ["/v1/models", "/models"] {
-        let v: Value = client()
-            .get(format!("{}{path}", server.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = get_json(&server, path).await;
         assert_eq!(v["object"], "list");
         let ids: Vec<&str> = v["data"]
             .as_array()
@@ -616,25 +609,11 @@ async fn stub_backend_models_and_health() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let one: Value = r.json().await.unwrap();
-    let list: Value = client()
-        .get(format!("{}/v1/models", server.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = get_json(&server, "/v1/models").await;
     // One model, one `created` (a Unix time, not the uptime).
     assert_eq!(one["created"], list["data"][1]["created"]);
     assert!(one["created"].as_i64().unwrap() > 1_700_000_000);
-    let h: Value = client()
-        .get(format!("{}/healthz", server.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h = get_json(&server, "/healthz").await;
     assert_eq!(h["status"], "ok");
     assert!(h["uptime_seconds"].is_u64());
     assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));

@@ -261,6 +261,18 @@ pub async fn post(server: &Server, path: &str, body: &Value) -> (u16, HeaderMap,
     (status, headers, r.text().await.unwrap())
 }
 
+/// GETs a path of the proxy and reads the JSON answer.
+pub async fn get_json(server: &Server, path: &str) -> Value {
+    client()
+        .get(format!("{}{path}", server.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Data payloads of an SSE body, in order.
 pub fn sse_data(body: &str) -> Vec<String> {
     body.split("\n\n")

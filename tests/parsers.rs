@@ -450,3 +450,28 @@ fn reasoning_frames_keep_their_other_fields() {
         "data: {\"id\":\"x\",\"obfuscation\":\"abc\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"plan\",\"reasoning\":\"plan\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n"
     );
 }
+
+#[test]
+fn null_reasoning_fields_in_deltas_are_not_written_twice() {
+    // DeepSeek-style deltas carry `"reasoning_content": null` beside the text.
+    let p = pipeline(&json!({}), json!({}));
+    let mut s = p.session(None, false);
+    let mut frames = Vec::new();
+    let f = |c: &str| {
+        Bytes::from(format!(
+            "data: {}\n\n",
+            json!({"id": "x", "choices": [{"index": 0, "delta": {"content": c, "reasoning_content": null}, "finish_reason": null}]})
+        ))
+    };
+    s.on_frame(&f("<think>"), &mut frames);
+    s.on_frame(&f("plan"), &mut frames);
+    s.on_frame(&f("</think>ok"), &mut frames);
+    for fr in &frames {
+        let text = std::str::from_utf8(fr).unwrap();
+        assert!(text.matches("\"reasoning_content\"").count() <= 1, "{text}");
+    }
+    s.on_frame(&chunk(json!({}), Some("stop")), &mut frames);
+    s.on_frame(&Bytes::from_static(b"data: [DONE]\n\n"), &mut frames);
+    let a = fold(&frames);
+    assert_eq!((a.reasoning.as_str(), a.content.as_str()), ("plan", "ok"));
+}

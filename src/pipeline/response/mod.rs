@@ -58,6 +58,9 @@ pub struct Pipeline {
     reasoning_fields: Vec<String>,
     /// `normalize_reasoning`: also read `reasoning_details[].text`.
     read_details: bool,
+    /// `"name"` of each field reasoning is written to, and of the fields it
+    /// is read from.
+    quoted_fields: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -92,7 +95,14 @@ impl Pipeline {
                 }
             }
         }
+        let quoted_fields = reasoning_fields
+            .iter()
+            .map(String::as_str)
+            .chain(["reasoning_content", "reasoning"])
+            .map(|f| format!("\"{f}\""))
+            .collect();
         Some(Arc::new(Pipeline {
+            quoted_fields,
             paths: s.paths.clone(),
             stages,
             reasoning_fields,
@@ -423,8 +433,17 @@ impl Session {
             // One choice whose text became one piece of reasoning or other
             // content: only the `"content":"..."` member changes, so it is
             // replaced in place and the rest of the frame stays as it was.
+            // A reasoning field already in the frame (DeepSeek sends
+            // `"reasoning_content": null` with every delta) would be written
+            // twice: such frames are rebuilt instead.
             if let (Some((start, end)), [(index, outp)]) = (splice_at, ran.as_slice())
                 && let [piece @ (Piece::Reasoning(_) | Piece::Content(_))] = outp.as_slice()
+                && !(matches!(piece, Piece::Reasoning(_))
+                    && self
+                        .pipeline
+                        .quoted_fields
+                        .iter()
+                        .any(|f| memchr::memmem::find(data.as_bytes(), f.as_bytes()).is_some()))
             {
                 let member = match piece {
                     Piece::Reasoning(t) => self

@@ -154,6 +154,32 @@ fn same(a: &Answer, b: &Answer) -> bool {
             .all(|(x, y)| x.1 == y.1 && x.2 == y.2)
 }
 
+/// `text` cut at these byte offsets (char boundaries, any order).
+fn split_at_cuts(text: &str, mut cuts: Vec<usize>) -> Vec<&str> {
+    cuts.sort_unstable();
+    let mut parts = Vec::with_capacity(cuts.len() + 1);
+    let mut last = 0;
+    for c in cuts {
+        parts.push(&text[last..c]);
+        last = c;
+    }
+    parts.push(&text[last..]);
+    parts
+}
+
+/// The answer of `text` streamed in two deltas, split at every character
+/// boundary in turn.
+fn every_split(
+    p: &Arc<Pipeline>,
+    tools: Option<&serde_json::value::RawValue>,
+    text: &str,
+) -> Vec<Answer> {
+    char_bounds(text)
+        .into_iter()
+        .map(|i| streamed(p, tools, &[&text[..i], &text[i..]]))
+        .collect()
+}
+
 fn char_bounds(s: &str) -> Vec<usize> {
     (0..=s.len()).filter(|&i| s.is_char_boundary(i)).collect()
 }
@@ -175,9 +201,8 @@ fn vectors_whole_and_streamed_at_every_split() {
         let s = streamed(&p, tools.as_deref(), &parts);
         check(name, &s, &v["expect"]);
         assert!(same(&w, &s), "{name}: per-char stream {s:?} vs whole {w:?}");
-        for i in char_bounds(content) {
-            let s = streamed(&p, tools.as_deref(), &[&content[..i], &content[i..]]);
-            assert!(same(&w, &s), "{name}: split at {i}: {s:?} vs whole {w:?}");
+        for s in every_split(&p, tools.as_deref(), content) {
+            assert!(same(&w, &s), "{name}: {s:?} vs whole {w:?}");
             check(name, &s, &v["expect"]);
         }
     }
@@ -194,17 +219,10 @@ fn vectors_random_multi_splits() {
         let w = whole(&p, tools.as_deref(), content);
         let bounds = char_bounds(content);
         for _ in 0..50 {
-            let mut cuts: Vec<usize> = (0..rng.usize(1..6))
+            let cuts: Vec<usize> = (0..rng.usize(1..6))
                 .map(|_| bounds[rng.usize(..bounds.len())])
                 .collect();
-            cuts.sort_unstable();
-            let mut parts = Vec::new();
-            let mut last = 0;
-            for c in cuts {
-                parts.push(&content[last..c]);
-                last = c;
-            }
-            parts.push(&content[last..]);
+            let parts = split_at_cuts(content, cuts);
             let s = streamed(&p, tools.as_deref(), &parts);
             assert!(same(&w, &s), "{name}: {parts:?}: {s:?} vs {w:?}");
         }
@@ -229,9 +247,8 @@ fn buffer_limit_releases_long_blocks_the_same_way_in_both_forms() {
     assert_eq!(w2.tools.len(), 1);
     for text in [long.as_str(), short] {
         let w = whole(&p, None, text);
-        for i in char_bounds(text) {
-            let s = streamed(&p, None, &[&text[..i], &text[i..]]);
-            assert!(same(&w, &s), "split {i}: {s:?} vs {w:?}");
+        for s in every_split(&p, None, text) {
+            assert!(same(&w, &s), "{s:?} vs {w:?}");
         }
     }
 }
@@ -249,9 +266,8 @@ fn swap_reasoning_to_content_with_affixes() {
     let w = whole(&p, None, text);
     assert_eq!(w.content, "<think>\nplan\n</think>\nanswer");
     assert_eq!(w.reasoning, "");
-    for i in char_bounds(text) {
-        let s = streamed(&p, None, &[&text[..i], &text[i..]]);
-        assert!(same(&w, &s), "split {i}: {s:?}");
+    for s in every_split(&p, None, text) {
+        assert!(same(&w, &s), "{s:?}");
     }
 }
 
@@ -411,15 +427,7 @@ proptest! {
         let p = pipeline(&json!({"starts_in_reasoning": reasoning_first, "tool_buffer_limit": limit}), json!({}));
         let w = whole(&p, None, &text);
         let bounds = char_bounds(&text);
-        let mut cs: Vec<usize> = cuts.iter().map(|c| bounds[c % bounds.len()]).collect();
-        cs.sort_unstable();
-        let mut parts = Vec::new();
-        let mut last = 0;
-        for c in cs {
-            parts.push(&text[last..c]);
-            last = c;
-        }
-        parts.push(&text[last..]);
+        let parts = split_at_cuts(&text, cuts.iter().map(|c| bounds[c % bounds.len()]).collect());
         let s = streamed(&p, None, &parts);
         prop_assert!(same(&w, &s), "{:?}: {:?} vs {:?}", parts, s, w);
         // Nothing is lost: without tool calls every non-space character of

@@ -105,46 +105,48 @@ pub struct Prepared {
     pub usage: Option<Usage>,
 }
 
+/// A JSON array written by `item` for each element, with each element's
+/// span in the text (the file writes them one per line, the row as a whole).
+fn json_array<T>(
+    items: &[T],
+    capacity: usize,
+    mut item: impl FnMut(&mut String, &T),
+) -> (String, Vec<std::ops::Range<usize>>) {
+    let mut out = String::with_capacity(capacity + 2);
+    let mut spans = Vec::with_capacity(items.len());
+    out.push('[');
+    for (n, x) in items.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        let start = out.len();
+        item(&mut out, x);
+        spans.push(start..out.len());
+    }
+    out.push(']');
+    (out, spans)
+}
+
 impl Prepared {
     pub fn new(r: &Record) -> Prepared {
         let limit = r.limit().max(1);
-        let mut attempts = String::with_capacity(256 * r.attempts.len().max(1));
-        let mut attempt_spans = Vec::with_capacity(r.attempts.len());
-        attempts.push('[');
-        for (n, a) in r.attempts.iter().enumerate() {
-            if n > 0 {
-                attempts.push(',');
-            }
-            let start = attempts.len();
-            write_attempt(&mut attempts, a);
-            attempt_spans.push(start..attempts.len());
-        }
-        attempts.push(']');
+        let (attempts, attempt_spans) =
+            json_array(&r.attempts, 256 * r.attempts.len().max(1), write_attempt);
         let (chunks, chunk_spans) = if r.frames.is_empty() {
             (None, Vec::new())
         } else {
-            let mut c = String::with_capacity(
-                2 + r
-                    .frames
-                    .iter()
-                    .map(|f| f.bytes.len() + f.bytes.len() / 8 + 32)
-                    .sum::<usize>(),
-            );
-            let mut spans = Vec::with_capacity(r.frames.len());
-            c.push('[');
-            for (n, f) in r.frames.iter().enumerate() {
-                if n > 0 {
-                    c.push(',');
-                }
-                let start = c.len();
+            let cap = r
+                .frames
+                .iter()
+                .map(|f| f.bytes.len() + f.bytes.len() / 8 + 32)
+                .sum::<usize>();
+            let (c, spans) = json_array(&r.frames, cap, |c, f| {
                 c.push_str("{\"t_ms\":");
-                json::f64(&mut c, ms(f.offset));
+                json::f64(c, ms(f.offset));
                 c.push_str(",\"data\":");
-                json::bytes(&mut c, &f.bytes);
+                json::bytes(c, &f.bytes);
                 c.push('}');
-                spans.push(start..c.len());
-            }
-            c.push(']');
+            });
             (Some(c), spans)
         };
         let (response_body, body_usage) = match &r.response_body {

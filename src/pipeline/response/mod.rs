@@ -508,7 +508,7 @@ impl Session {
                 None => Map::new(),
             };
             let (pieces, had_reasoning) = take_pieces(&mut delta, &self.pipeline);
-            let reasoning_fields = self.pipeline.reasoning_fields.clone();
+            let pipeline = self.pipeline.clone();
             let precomputed = ran
                 .iter()
                 .position(|(i, _)| *i == index)
@@ -530,7 +530,7 @@ impl Session {
             };
             let deltas = if outp != pieces || had_reasoning {
                 changed = true;
-                deltas_for(state, &outp, &reasoning_fields)
+                deltas_for(state, &outp, &pipeline.reasoning_fields)
             } else {
                 restore(&mut delta, &pieces);
                 Vec::new()
@@ -588,14 +588,14 @@ impl Session {
     /// the stages still hold goes out in chunks of its own.
     pub fn end(&mut self, out: &mut Vec<Bytes>) {
         let env = self.envelope.clone().unwrap_or_default();
-        let fields = self.pipeline.reasoning_fields.clone();
+        let pipeline = self.pipeline.clone();
         let mut flushed = Vec::new();
         for state in &mut self.choices {
             if state.finished {
                 continue;
             }
             let pieces = state.finish();
-            let deltas = deltas_for(state, &pieces, &fields);
+            let deltas = deltas_for(state, &pieces, &pipeline.reasoning_fields);
             for d in deltas {
                 out.push(chunk_frame(
                     &env,

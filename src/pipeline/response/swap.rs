@@ -50,6 +50,16 @@ enum Dir {
     ToReasoning(Box<TagParser>),
 }
 
+impl Dir {
+    /// `content_to_reasoning`: a think block at the start of content only.
+    fn to_reasoning(spec: &SwapSpec) -> Dir {
+        Dir::ToReasoning(Box::new(TagParser::new(
+            spec.tags.clone(),
+            Arc::new(Schemas::default()),
+        )))
+    }
+}
+
 /// The stage of one choice.
 #[derive(Debug)]
 pub struct Swap {
@@ -61,10 +71,7 @@ impl Swap {
     pub fn new(spec: Arc<SwapSpec>) -> Swap {
         let dir = match spec.mode {
             SwapMode::ReasoningToContent => Dir::ToContent { in_think: false },
-            SwapMode::ContentToReasoning => Dir::ToReasoning(Box::new(TagParser::new(
-                spec.tags.clone(),
-                Arc::new(Schemas::default()),
-            ))),
+            SwapMode::ContentToReasoning => Dir::to_reasoning(&spec),
             SwapMode::Auto => Dir::Undecided,
         };
         Swap { spec, dir }
@@ -84,10 +91,7 @@ impl Swap {
                 match &p {
                     Piece::Reasoning(_) => self.dir = Dir::ToContent { in_think: false },
                     Piece::Content(t) if !t.trim().is_empty() => {
-                        self.dir = Dir::ToReasoning(Box::new(TagParser::new(
-                            self.spec.tags.clone(),
-                            Arc::new(Schemas::default()),
-                        )))
+                        self.dir = Dir::to_reasoning(&self.spec)
                     }
                     _ => {}
                 }

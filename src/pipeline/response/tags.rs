@@ -267,35 +267,31 @@ impl TagParser {
     }
 
     /// The markers that count in the current text mode, as (marker, what it
-    /// does).
-    fn active(&self, at: usize) -> Vec<(&str, Marker)> {
-        let mut v = Vec::new();
+    /// does), for a candidate at byte `at` of the buffer.
+    fn active(&self, at: usize) -> impl Iterator<Item = (&str, Marker)> {
         let spec = &self.spec;
-        match self.mode {
-            Mode::Content => {
-                if let Some((open, _)) = &spec.think {
-                    let at_start = !self.think_done
-                        && !self.content.emitted
-                        && self.buf[..at].trim().is_empty();
-                    if !spec.think_at_start_only || at_start {
-                        v.push((open.as_str(), Marker::ThinkOpen));
-                    }
-                }
-                for (i, b) in spec.blocks.iter().enumerate() {
-                    v.push((b.open.as_str(), Marker::Block(i)));
-                }
-            }
-            Mode::Reasoning => {
-                if let Some((open, close)) = &spec.think {
-                    v.push((close.as_str(), Marker::ThinkClose));
-                    if self.swallow_open {
-                        v.push((open.as_str(), Marker::ThinkOpen));
-                    }
-                }
-            }
-            Mode::Tool(_) => {}
-        }
-        v
+        let content = self.mode == Mode::Content;
+        let reasoning = self.mode == Mode::Reasoning;
+        let open_counts = if content {
+            !spec.think_at_start_only
+                || (!self.think_done && !self.content.emitted && self.buf[..at].trim().is_empty())
+        } else {
+            reasoning && self.swallow_open
+        };
+        let think = spec.think.as_ref();
+        let close = think
+            .filter(|_| reasoning)
+            .map(|t| (t.1.as_str(), Marker::ThinkClose));
+        let open = think
+            .filter(|_| open_counts)
+            .map(|t| (t.0.as_str(), Marker::ThinkOpen));
+        let blocks = spec
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(move |_| content)
+            .map(|(i, b)| (b.open.as_str(), Marker::Block(i)));
+        close.into_iter().chain(open).chain(blocks)
     }
 
     /// Text mode: emits up to the first marker and acts on it, or emits all

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod live;
 pub mod pipeline;
+pub mod redis;
 pub mod replay;
 pub mod reqlog;
 pub mod router;

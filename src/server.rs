@@ -23,6 +23,8 @@ pub enum ServeError {
     Bind { addr: String, source: io::Error },
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    #[error("proxy_settings.redis_url: {0}")]
+    Redis(String),
     #[error(transparent)]
     Log(#[from] crate::reqlog::StartError),
 }
@@ -56,6 +58,20 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
     let client = crate::upstream::client().map_err(|e| ServeError::Client(e.to_string()))?;
     let grace = config.server.shutdown_grace;
     let (log, writer) = crate::reqlog::start(&config).await?;
+    let redis = match &config.redis {
+        Some(settings) => {
+            let r = crate::redis::SharedRedis::new(settings)
+                .map_err(|e| ServeError::Redis(e.to_string()))?;
+            if !r.ping().await {
+                tracing::warn!(
+                    "redis is not reachable at start-up: running on local state until it is"
+                );
+            }
+            r.spawn_probe();
+            Some(r)
+        }
+        None => None,
+    };
     let state: Shared = Arc::new(AppState {
         live: ArcSwap::from_pointee(Live::new(config)),
         client,
@@ -63,6 +79,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         log,
         shutting_down: Arc::new(AtomicBool::new(false)),
         admin_lock: tokio::sync::Mutex::new(()),
+        redis,
     });
     let app = api::router(state.clone());
     let (stop, mut stopped) = watch::channel(false);

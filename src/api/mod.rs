@@ -36,6 +36,9 @@ pub struct AppState {
     pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
     /// Serializes admin changes (register, delete, copy, reload).
     pub admin_lock: tokio::sync::Mutex<()>,
+    /// Shared state across instances (`proxy_settings.redis_url`), fixed
+    /// at start-up; a reload does not reconnect.
+    pub redis: Option<Arc<crate::redis::SharedRedis>>,
 }
 
 pub type Shared = Arc<AppState>;

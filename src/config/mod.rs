@@ -46,6 +46,8 @@ pub struct Config {
     /// Response parsers for models without their own block (`enabled` is
     /// always set).
     pub parsers: parsers::ParsersSettings,
+    /// Redis for state shared across instances, when configured.
+    pub redis: Option<RedisSettings>,
     /// What it was built from, for reloads and admin changes.
     pub origin: Origin,
     /// Things that loaded but deserve a word (LiteLLM keys not implemented).
@@ -58,6 +60,14 @@ pub struct ServerSettings {
     pub port: u16,
     pub max_body_bytes: u64,
     pub shutdown_grace: Duration,
+}
+
+/// `proxy_settings.redis_url` / `redis_key_prefix`.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// May hold a password: never shown.
+    pub url: Secret,
+    pub key_prefix: String,
 }
 
 #[derive(Debug, Clone)]

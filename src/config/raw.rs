@@ -84,6 +84,11 @@ pub struct RawProxySettings {
     pub auth: RawAuth,
     /// Response parsers for every model without its own block.
     pub parsers: Option<super::parsers::ParsersSettings>,
+    /// Redis for state shared by several instances (cooldowns, rate
+    /// limits, cache); env-substituted. Empty or absent: in-process only.
+    pub redis_url: Option<String>,
+    /// Prefix of every key this proxy writes in Redis (default `yallmp:`).
+    pub redis_key_prefix: Option<String>,
 }
 
 /// `proxy_settings.auth`.

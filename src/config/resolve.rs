@@ -111,6 +111,26 @@ pub(super) fn resolve(
             .or(ps.auth.admin_password.filter(|p| !p.is_empty()))
             .map(Secret::new),
     };
+    let redis = ps
+        .redis_url
+        .filter(|u| !u.trim().is_empty())
+        .map(|url| RedisSettings {
+            url: Secret::new(url.trim()),
+            key_prefix: ps
+                .redis_key_prefix
+                .clone()
+                .unwrap_or_else(|| "yallmp:".to_string()),
+        });
+    if let Some(r) = &redis
+        && !["redis://", "rediss://", "unix://", "redis+unix://"]
+            .iter()
+            .any(|scheme| r.url.expose().starts_with(scheme))
+    {
+        errors.push(
+            "proxy_settings.redis_url: expected redis://host:port[/db] (or rediss://, unix://)"
+                .to_string(),
+        );
+    }
     if gs.host.is_some() || gs.port.is_some() {
         warnings.push(
             "general_settings.host/port: read as the listen address (proxy_settings.server takes precedence)"
@@ -287,6 +307,7 @@ pub(super) fn resolve(
         logging,
         database,
         auth,
+        redis,
         parsers,
         origin: Origin::default(),
         warnings: Vec::new(),

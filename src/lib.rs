@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod live;
+pub mod model_store;
 pub mod pipeline;
 pub mod redis;
 pub mod replay;

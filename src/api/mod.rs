@@ -39,6 +39,10 @@ pub struct AppState {
     /// Shared state across instances (`proxy_settings.redis_url`), fixed
     /// at start-up; a reload does not reconnect.
     pub redis: Option<Arc<crate::redis::SharedRedis>>,
+    /// Runtime models shared through PostgreSQL, when the database is.
+    pub model_store: Option<Arc<crate::model_store::ModelStore>>,
+    /// The stored version this instance runs (0: none).
+    pub model_version: std::sync::atomic::AtomicI64,
 }
 
 pub type Shared = Arc<AppState>;

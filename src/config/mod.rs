@@ -316,21 +316,36 @@ impl fmt::Display for ConfigError {
 impl Config {
     /// Reads `path` and the `.env` beside it.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with_overlay(path, None)
+    }
+
+    /// Like [`Config::load`], with `overlay` (when given) in place of the
+    /// overlay file: runtime models shared through the database.
+    pub fn load_with_overlay(
+        path: &Path,
+        shared: Option<&overlay::Overlay>,
+    ) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let fail = |e: String| ConfigError {
             file: file.clone(),
             errors: vec![e],
         };
         let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-        let dir = path.parent().unwrap_or_else(|| Path::new("."));
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
         };
         let env = Env::for_config_dir(dir).map_err(fail)?;
-        let overlay = overlay::Overlay::read(&overlay::Overlay::path_for(path)).map_err(fail)?;
-        Config::from_yaml_with(&text, Some(path), &env, Some(&overlay))
+        let from_file;
+        let overlay = match shared {
+            Some(o) => o,
+            None => {
+                from_file =
+                    overlay::Overlay::read(&overlay::Overlay::path_for(path)).map_err(fail)?;
+                &from_file
+            }
+        };
+        Config::from_yaml_with(&text, Some(path), &env, Some(overlay))
     }
 
     /// Parses config text with the given environment.

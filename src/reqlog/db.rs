@@ -14,10 +14,10 @@ use sqlx::sqlite::{
 use super::Record;
 use super::file::{LoggedRequest, Prepared, unmasked_headers};
 use super::redact::Scrubber;
-use crate::config::DatabaseTarget;
+use crate::config::{DatabaseTarget, PostgresTarget};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+pub static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// A connected database.
 #[derive(Clone, Debug)]
@@ -158,6 +158,27 @@ fn pg_json(s: &str) -> String {
     s.replace("\\u0000", "\\ufffd").replace('\0', "\u{FFFD}")
 }
 
+/// Connection options for a PostgreSQL target (its URL, or its parts).
+pub fn pg_options(p: &PostgresTarget) -> Result<PgConnectOptions, sqlx::Error> {
+    let o = match &p.url {
+        Some(url) => PgConnectOptions::from_str(url.expose())?,
+        None => {
+            let mut o = PgConnectOptions::new_without_pgpass()
+                .host(&p.host)
+                .port(p.port)
+                .database(&p.database);
+            if let Some(u) = &p.user {
+                o = o.username(u);
+            }
+            if let Some(pw) = &p.password {
+                o = o.password(pw.expose());
+            }
+            o
+        }
+    };
+    Ok(o.application_name("yallmp"))
+}
+
 impl Db {
     /// Connects (creating the SQLite file and its directory if needed).
     pub async fn connect(target: &DatabaseTarget) -> Result<Db, sqlx::Error> {
@@ -184,26 +205,11 @@ impl Db {
                 Ok(Db::Sqlite(pool))
             }
             DatabaseTarget::Postgres(p) => {
-                let opts = match &p.url {
-                    Some(url) => PgConnectOptions::from_str(url.expose())?,
-                    None => {
-                        let mut o = PgConnectOptions::new_without_pgpass()
-                            .host(&p.host)
-                            .port(p.port)
-                            .database(&p.database);
-                        if let Some(u) = &p.user {
-                            o = o.username(u);
-                        }
-                        if let Some(pw) = &p.password {
-                            o = o.password(pw.expose());
-                        }
-                        o
-                    }
-                };
+                let opts = pg_options(p)?;
                 let pool = PgPoolOptions::new()
                     .max_connections(5)
                     .acquire_timeout(Duration::from_secs(5))
-                    .connect_with(opts.application_name("yallmp"))
+                    .connect_with(opts)
                     .await?;
                 Ok(Db::Postgres(pool))
             }

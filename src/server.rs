@@ -72,6 +72,9 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         }
         None => None,
     };
+    // The process's metrics recorder (once per process; see api::metrics).
+    crate::api::metrics::install();
+    let limits = crate::limits::Limiter::new(redis.clone());
     let state: Shared = Arc::new(AppState {
         live: ArcSwap::from_pointee(Live::new(config)),
         client,
@@ -80,6 +83,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         shutting_down: Arc::new(AtomicBool::new(false)),
         admin_lock: tokio::sync::Mutex::new(()),
         redis,
+        limits,
     });
     let app = api::router(state.clone());
     let (stop, mut stopped) = watch::channel(false);

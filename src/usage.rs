@@ -148,7 +148,8 @@ mod tests {
 
     #[test]
     fn body_usage_in_both_namings() {
-        let openai = br#"{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+        let openai =
+            br#"{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
         let u = Usage::from_body(openai).unwrap();
         assert_eq!((u.input(), u.output(), u.total()), (3, 2, 5));
         let anthropic = br#"{"usage": {"input_tokens": 7, "output_tokens": 4}}"#;

@@ -77,7 +77,10 @@ pub fn install() -> Option<&'static PrometheusHandle> {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(REQUESTS, "HTTP requests answered, by route template, model and status");
+    describe_counter!(
+        REQUESTS,
+        "HTTP requests answered, by route template, model and status"
+    );
     describe_histogram!(
         REQUEST_DURATION,
         metrics::Unit::Seconds,
@@ -142,7 +145,10 @@ impl ModelSlot {
     }
 
     fn label(&self) -> Arc<str> {
-        self.0.get().cloned().unwrap_or_else(|| Arc::from("unknown"))
+        self.0
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Arc::from("unknown"))
     }
 }
 

@@ -127,10 +127,7 @@ fn cors_layer(c: &crate::config::CorsSettings) -> tower_http::cors::CorsLayer {
         .allow_origin(origins)
         .allow_headers(headers)
         .allow_methods(methods)
-        .expose_headers([
-            REQUEST_ID,
-            http::header::RETRY_AFTER,
-        ]);
+        .expose_headers([REQUEST_ID, http::header::RETRY_AFTER]);
     if let Some(age) = c.max_age {
         layer = layer.max_age(age);
     }

@@ -84,7 +84,7 @@ pub(super) fn cors(raw: RawCors, errors: &mut Vec<String>) -> Option<CorsSetting
     }
     let max_age = match raw.max_age {
         None => None,
-        Some(s) if s.is_finite() && s >= 0.0 && s < 1e9 => Some(Duration::from_secs_f64(s)),
+        Some(s) if s.is_finite() && (0.0..1e9).contains(&s) => Some(Duration::from_secs_f64(s)),
         Some(s) => {
             errors.push(format!(
                 "{at}.max_age: must be a number of seconds, got {s}"
@@ -134,18 +134,24 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let e = load("proxy_settings:\n  rate_limits:\n    per_key: {rpm: 0, tmp: 5}\n")
-            .unwrap_err();
-        assert!(e.contains("proxy_settings.rate_limits.per_key.tmp: unknown key"), "{e}");
-        assert!(e.contains("proxy_settings.rate_limits.per_key.rpm: must be at least 1"), "{e}");
+        let e =
+            load("proxy_settings:\n  rate_limits:\n    per_key: {rpm: 0, tmp: 5}\n").unwrap_err();
+        assert!(
+            e.contains("proxy_settings.rate_limits.per_key.tmp: unknown key"),
+            "{e}"
+        );
+        assert!(
+            e.contains("proxy_settings.rate_limits.per_key.rpm: must be at least 1"),
+            "{e}"
+        );
         let e = load(
             "proxy_settings:\n  cors: {allow_origins: [\"*\", \"app.example.com\"], allow_methods: [\"GE T\"]}\n",
         )
         .unwrap_err();
         assert!(e.contains("`*` allows every origin"), "{e}");
         assert!(e.contains("allow_methods[0]"), "{e}");
-        let e = load("proxy_settings:\n  cors: {allow_origins: [\"app.example.com\"]}\n")
-            .unwrap_err();
+        let e =
+            load("proxy_settings:\n  cors: {allow_origins: [\"app.example.com\"]}\n").unwrap_err();
         assert!(e.contains("allow_origins[0]"), "{e}");
     }
 }

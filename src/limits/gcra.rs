@@ -107,13 +107,13 @@ impl Table {
     /// and then.
     fn maybe_prune(&mut self, now: u64) {
         self.ops = self.ops.wrapping_add(1);
-        if self.ops % 1024 == 0 {
+        if self.ops.is_multiple_of(1024) {
             self.tats.retain(|_, tat| *tat > now);
         }
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub fn keys(&self) -> usize {
         self.tats.len()
     }
 }
@@ -130,8 +130,20 @@ mod tests {
         let c = [Check::rpm("k".into(), 2)];
         assert!(t.admit(&c, 0).is_ok());
         assert!(t.admit(&c, 0).is_ok());
-        assert_eq!(t.admit(&c, 0), Err(Over { index: 0, wait_us: 30 * S }));
-        assert_eq!(t.admit(&c, 10 * S), Err(Over { index: 0, wait_us: 20 * S }));
+        assert_eq!(
+            t.admit(&c, 0),
+            Err(Over {
+                index: 0,
+                wait_us: 30 * S
+            })
+        );
+        assert_eq!(
+            t.admit(&c, 10 * S),
+            Err(Over {
+                index: 0,
+                wait_us: 20 * S
+            })
+        );
         assert!(t.admit(&c, 30 * S).is_ok());
         assert!(t.admit(&c, 30 * S).is_err());
     }
@@ -143,7 +155,13 @@ mod tests {
         assert!(t.admit(&checks, 0).is_ok());
         // 150 tokens against 100 per minute: 90 s of debt, 30 beyond a minute.
         t.add("t", token_cost(150, 100), 0);
-        assert_eq!(t.admit(&checks, 0), Err(Over { index: 1, wait_us: 30 * S }));
+        assert_eq!(
+            t.admit(&checks, 0),
+            Err(Over {
+                index: 1,
+                wait_us: 30 * S
+            })
+        );
         assert!(t.admit(&checks, 30 * S).is_ok());
     }
 
@@ -170,6 +188,6 @@ mod tests {
         for i in 0..1024 {
             let _ = t.admit(&[], 10 + i);
         }
-        assert_eq!(t.len(), 0);
+        assert_eq!(t.keys(), 0);
     }
 }

@@ -163,10 +163,11 @@ impl Limiter {
                 tpm,
             })),
             Err(over) => {
-                let (scope, unit, limit) = about
-                    .get(over.index)
-                    .copied()
-                    .unwrap_or((Scope::Global, Unit::Requests, 0));
+                let (scope, unit, limit) =
+                    about
+                        .get(over.index)
+                        .copied()
+                        .unwrap_or((Scope::Global, Unit::Requests, 0));
                 metrics::counter!(crate::api::metrics::RATE_LIMITED, "scope" => scope.as_str())
                     .increment(1);
                 Err(Denied {
@@ -243,7 +244,10 @@ mod tests {
     #[test]
     fn client_ids_hide_the_key() {
         let a = client_id(Some("sk-secret"), None);
-        assert!(a.starts_with("key:") && !a.contains("secret") && a.len() == 28, "{a}");
+        assert!(
+            a.starts_with("key:") && !a.contains("secret") && a.len() == 28,
+            "{a}"
+        );
         assert_eq!(a, client_id(Some("sk-secret"), "127.0.0.1".parse().ok()));
         assert_ne!(a, client_id(Some("sk-other"), None));
         assert!(client_id(None, "10.0.0.1".parse().ok()).starts_with("ip:"));

@@ -203,6 +203,36 @@ async fn two_instances_sharing_redis_see_each_others_limits() {
 }
 
 #[tokio::test]
+async fn token_charges_are_shared_through_redis() {
+    let Some(url) = redis_url().await else {
+        eprintln!("REDIS_URL not set: Redis test not run");
+        return;
+    };
+    let yaml = redis_yaml(&url, &unique_prefix(), "    per_key: {tpm: 1}\n");
+    let a = proxy(&yaml).await;
+    let b = proxy(&yaml).await;
+    // The stub reports a few tokens: more than one a minute allows.
+    assert_eq!(call(&a, "tokens-key").await.0, 200);
+    // Charged in Redis from a task of its own: `b` sees it a moment later.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, headers, text) = call(&b, "tokens-key").await;
+        if status == 429 {
+            assert!(text.contains("tokens per minute"), "{text}");
+            assert!(retry_after(&headers) >= 60, "{headers:?}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the charge never reached b"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
 async fn redis_going_away_falls_back_to_local_limits() {
     let Some(url) = redis_url().await else {
         eprintln!("REDIS_URL not set: Redis test not run");

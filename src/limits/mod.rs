@@ -203,9 +203,12 @@ impl Ticket {
             .map(|(key, tpm)| (key, gcra::token_cost(tokens, tpm)))
             .collect();
         let limiter = self.limiter;
-        match limiter.redis.clone().filter(|r| r.is_up()) {
-            Some(r) => {
-                tokio::spawn(async move {
+        // Outside a runtime (a stream dropped while the runtime stops) the
+        // charge stays local.
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        match limiter.redis.clone().filter(|r| r.is_up()).zip(runtime) {
+            Some((r, runtime)) => {
+                runtime.spawn(async move {
                     if !redis::charge(&r, &charges).await {
                         limiter.charge_local(&charges);
                     }

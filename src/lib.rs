@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod limits;
 pub mod live;
 pub mod model_store;
 pub mod pipeline;
@@ -16,6 +17,7 @@ pub mod router;
 pub mod server;
 pub mod sse;
 pub mod upstream;
+pub mod usage;
 
 pub use config::Config;
 pub use server::{Server, serve, serve_on};

@@ -88,6 +88,9 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         }
         None => (None, config, 0),
     };
+    // The process's metrics recorder (once per process; see api::metrics).
+    crate::api::metrics::install();
+    let limits = crate::limits::Limiter::new(redis.clone());
     let state: Shared = Arc::new(AppState {
         live: ArcSwap::from_pointee(Live::new(config)),
         client,
@@ -98,6 +101,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         redis,
         model_store,
         model_version: std::sync::atomic::AtomicI64::new(model_version),
+        limits,
     });
     let sync = state
         .model_store

@@ -509,6 +509,16 @@ pub async fn effective_config(State(state): State<Shared>) -> Json<Value> {
             "api_keys": c.auth.api_keys.len(),
             "admin_password_set": c.auth.admin_password.is_some(),
         },
+        "rate_limits": {
+            "global": {"rpm": c.rate_limits.global.rpm, "tpm": c.rate_limits.global.tpm},
+            "per_key": {"rpm": c.rate_limits.per_key.rpm, "tpm": c.rate_limits.per_key.tpm},
+        },
+        "cors": c.cors.as_ref().map(|cors| json!({
+            "allow_origins": if cors.allow_origins.is_empty() { vec!["*".to_string()] } else { cors.allow_origins.clone() },
+            "allow_headers": cors.allow_headers,
+            "allow_methods": cors.allow_methods,
+            "max_age": cors.max_age.map(|d| d.as_secs_f64()),
+        })),
         "warnings": c.warnings,
     }))
 }

@@ -32,6 +32,8 @@ pub enum ApiError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("{0}")]
+    RateLimited(crate::limits::Denied),
 }
 
 impl ApiError {
@@ -52,6 +54,7 @@ impl ApiError {
                 LastFailure::Network(_) | LastFailure::ErrorEvent { .. } => StatusCode::BAD_GATEWAY,
             },
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => ("invalid_request_error", json!("method_not_allowed")),
             ApiError::Upstream { failure, attempts } => return upstream_body(failure, attempts),
             ApiError::Internal(_) => ("server_error", json!("internal_error")),
+            ApiError::RateLimited(_) => ("rate_limit_error", json!("rate_limit_exceeded")),
         };
         json!({"error": {"message": self.to_string(), "type": kind, "code": code}})
     }
@@ -170,7 +174,12 @@ impl IntoResponse for ApiError {
         if status.is_server_error() || matches!(self, ApiError::Upstream { .. }) {
             tracing::warn!(status = status.as_u16(), error = %self.body()["error"]["message"], "request failed");
         }
-        json_error(status, &self.body())
+        let mut r = json_error(status, &self.body());
+        if let ApiError::RateLimited(d) = &self {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(d.retry_after_secs()));
+        }
+        r
     }
 }
 

@@ -15,7 +15,10 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::json;
 
 use super::error::ApiError;
+use super::metrics::ModelSlot;
 use super::{RequestId, Shared};
+use crate::config::Backend;
+use crate::limits::Ticket;
 use crate::pipeline::request::RequestBody;
 use crate::pipeline::response::Session;
 use crate::reqlog::{Outcome, RecordGuard};
@@ -23,6 +26,7 @@ use crate::router::stream::SseSource;
 use crate::router::{Answer, Dispatch};
 use crate::sse;
 use crate::upstream::{self, Endpoint, UpstreamError};
+use crate::usage::{StreamUsage, Usage};
 
 pub async fn chat_completions(
     State(state): State<Shared>,
@@ -158,6 +162,23 @@ async fn forward(
     guard: &mut RecordGuard,
 ) -> Result<Forwarded, ApiError> {
     let live = state.live.load_full();
+    // Rate limits come first: a refused request costs no body read.
+    let ticket = if live.config.rate_limits.any() {
+        let client = crate::limits::client_id(
+            super::auth::presented(&parts.headers),
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        );
+        state
+            .limits
+            .admit(&live.config.rate_limits, &client)
+            .await
+            .map_err(ApiError::RateLimited)?
+    } else {
+        None
+    };
     let raw = read_body(body, &parts.headers, live.config.server.max_body_bytes).await?;
     if let Some(r) = guard.record() {
         r.request_body = raw.clone();
@@ -172,6 +193,9 @@ async fn forward(
     let plan = live
         .plan(&model)
         .ok_or_else(|| model_not_found(&model, &live.model_names))?;
+    if let Some(slot) = parts.extensions.get::<ModelSlot>() {
+        slot.set(&model);
+    }
     let dispatch = Dispatch {
         client: &state.client,
         settings: &live.config.router,
@@ -203,6 +227,7 @@ async fn forward(
             backend,
         } => {
             tracing::debug!(%model, backend = %backend.name, status = status.as_u16(), "answered");
+            observe_usage(&backend, Usage::from_body(&body), ticket);
             if let Some(r) = guard.record() {
                 r.backend = Some(backend.name.clone());
             }
@@ -250,7 +275,18 @@ async fn forward(
             parts.headers.remove(header::CONTENT_LENGTH);
             Ok(Forwarded::Stream(Response::from_parts(
                 parts,
-                relay(first, rest, endpoint, owned, session),
+                relay(
+                    first,
+                    rest,
+                    endpoint,
+                    owned,
+                    session,
+                    Tokens {
+                        backend,
+                        usage: StreamUsage::default(),
+                        ticket,
+                    },
+                ),
             )))
         }
     }
@@ -297,8 +333,11 @@ fn relay(
     endpoint: Endpoint,
     guard: RecordGuard,
     session: Option<Session>,
+    tokens: Tokens,
 ) -> Body {
     struct Relay {
+        /// The usage the frames report, observed when the relay ends.
+        tokens: Tokens,
         queue: VecDeque<Bytes>,
         source: Option<SseSource>,
         guard: RecordGuard,
@@ -318,6 +357,7 @@ fn relay(
                 if let Some(r) = self.guard.record() {
                     r.push_frame(&frame);
                 }
+                self.tokens.usage.on_frame(&frame);
                 if let Some(s) = &mut self.session {
                     s.on_frame(&frame, &mut self.parsed);
                 }
@@ -339,6 +379,7 @@ fn relay(
         }
     }
     let state = Relay {
+        tokens,
         queue: VecDeque::from(first),
         source: Some(rest),
         guard,
@@ -409,6 +450,40 @@ fn join(frames: &[Bytes]) -> Bytes {
             }
             out.freeze()
         }
+    }
+}
+
+/// A stream's token usage, observed when the relay ends however it ends
+/// (done, broken, or the client gone).
+struct Tokens {
+    backend: std::sync::Arc<Backend>,
+    usage: StreamUsage,
+    ticket: Option<Ticket>,
+}
+
+impl Drop for Tokens {
+    fn drop(&mut self) {
+        observe_usage(&self.backend, self.usage.get(), self.ticket.take());
+    }
+}
+
+/// Where an answer's token usage becomes known: counted in
+/// `yallmp_tokens_total` (by the configured model of the backend that
+/// answered) and charged to the tokens-per-minute limits.
+fn observe_usage(backend: &Backend, usage: Option<Usage>, ticket: Option<Ticket>) {
+    let Some(usage) = usage else { return };
+    let model = backend.model_name.clone();
+    let (input, output) = (usage.input(), usage.output());
+    if input > 0 {
+        metrics::counter!(super::metrics::TOKENS, "model" => model.clone(), "direction" => "in")
+            .increment(input);
+    }
+    if output > 0 {
+        metrics::counter!(super::metrics::TOKENS, "model" => model, "direction" => "out")
+            .increment(output);
+    }
+    if let Some(t) = ticket {
+        t.charge(usage.total());
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod env;
 mod inherit;
+mod limits;
 pub mod overlay;
 pub mod parsers;
 mod raw;
@@ -48,6 +49,10 @@ pub struct Config {
     pub parsers: parsers::ParsersSettings,
     /// Redis for state shared across instances, when configured.
     pub redis: Option<RedisSettings>,
+    /// `proxy_settings.rate_limits`.
+    pub rate_limits: RateLimits,
+    /// `proxy_settings.cors`; `None` when off.
+    pub cors: Option<CorsSettings>,
     /// What it was built from, for reloads and admin changes.
     pub origin: Origin,
     /// Things that loaded but deserve a word (LiteLLM keys not implemented).
@@ -68,6 +73,38 @@ pub struct RedisSettings {
     /// May hold a password: never shown.
     pub url: Secret,
     pub key_prefix: String,
+}
+
+/// `proxy_settings.rate_limits`: the limit over all clients, and the one
+/// each client key (or key-less client address) has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    pub global: Limit,
+    pub per_key: Limit,
+}
+
+/// Requests and tokens per minute; `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limit {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+}
+
+impl RateLimits {
+    pub fn any(&self) -> bool {
+        self.global != Limit::default() || self.per_key != Limit::default()
+    }
+}
+
+/// `proxy_settings.cors` (read at start-up).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorsSettings {
+    /// Empty means any origin (`"*"`).
+    pub allow_origins: Vec<String>,
+    /// `None`: mirror what the preflight asks for.
+    pub allow_headers: Option<Vec<String>>,
+    pub allow_methods: Option<Vec<String>>,
+    pub max_age: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]

@@ -172,6 +172,8 @@ pub(super) fn resolve(
         errors,
     );
     let logging = logging(ps.logging, errors);
+    let rate_limits = super::limits::rate_limits(ps.rate_limits, errors);
+    let cors = ps.cors.and_then(|c| super::limits::cors(c, errors));
     let database = database(raw.database, errors);
     let mut models: Vec<ModelConfig> = Vec::new();
     // (key path, model, its fallbacks) from every place fallbacks are written.
@@ -308,6 +310,8 @@ pub(super) fn resolve(
         database,
         auth,
         redis,
+        rate_limits,
+        cors,
         parsers,
         origin: Origin::default(),
         warnings: Vec::new(),

@@ -72,6 +72,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         }
         None => None,
     };
+    let cache = crate::cache::ResponseCache::new(&config.cache, redis.clone());
     let state: Shared = Arc::new(AppState {
         live: ArcSwap::from_pointee(Live::new(config)),
         client,
@@ -80,6 +81,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         shutting_down: Arc::new(AtomicBool::new(false)),
         admin_lock: tokio::sync::Mutex::new(()),
         redis,
+        cache,
     });
     let app = api::router(state.clone());
     let (stop, mut stopped) = watch::channel(false);

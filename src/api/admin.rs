@@ -195,6 +195,7 @@ fn keep_startup_settings(current: &Config, next: &mut Config) {
     next.server.port = current.server.port;
     next.logging = current.logging.clone();
     next.database = current.database.clone();
+    next.cache = current.cache.clone();
 }
 
 /// Persists the overlay beside the config file (when there is one) and

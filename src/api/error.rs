@@ -32,12 +32,16 @@ pub enum ApiError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error(transparent)]
+    CacheControl(#[from] crate::cache::ControlError),
 }
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Body(_) | ApiError::ReadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::Body(_) | ApiError::ReadBody(_) | ApiError::CacheControl(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ModelNotFound { .. }
             | ApiError::EndpointDisabled(_)
@@ -72,6 +76,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => ("invalid_request_error", json!("method_not_allowed")),
             ApiError::Upstream { failure, attempts } => return upstream_body(failure, attempts),
             ApiError::Internal(_) => ("server_error", json!("internal_error")),
+            ApiError::CacheControl(_) => ("invalid_request_error", json!("invalid_cache_control")),
         };
         json!({"error": {"message": self.to_string(), "type": kind, "code": code}})
     }

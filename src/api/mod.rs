@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cache;
 pub mod error;
 pub mod health;
 pub mod openai;
@@ -16,7 +17,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use http::HeaderValue;
 
 use crate::live::Live;
@@ -39,6 +40,9 @@ pub struct AppState {
     /// Shared state across instances (`proxy_settings.redis_url`), fixed
     /// at start-up; a reload does not reconnect.
     pub redis: Option<Arc<crate::redis::SharedRedis>>,
+    /// The response cache (`proxy_settings.cache`), when on; fixed at
+    /// start-up.
+    pub cache: Option<Arc<crate::cache::ResponseCache>>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -68,6 +72,7 @@ pub fn router(state: Shared) -> Router {
         .route("/models/{name}/copy", post(admin::copy))
         .route("/config", get(admin::effective_config))
         .route("/config/reload", post(admin::reload))
+        .route("/cache", delete(cache::invalidate))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::admin));
     Router::new()
         .nest("/v1", api.clone())

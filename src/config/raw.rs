@@ -89,6 +89,9 @@ pub struct RawProxySettings {
     pub redis_url: Option<String>,
     /// Prefix of every key this proxy writes in Redis (default `yallmp:`).
     pub redis_key_prefix: Option<String>,
+    /// The response cache (off by default).
+    #[serde(default)]
+    pub cache: super::cache::RawCache,
 }
 
 /// `proxy_settings.auth`.

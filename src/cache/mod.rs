@@ -159,6 +159,12 @@ impl ResponseCache {
         }
     }
 
+    /// Whether an entry is there (without counting a hit or a miss): for
+    /// tests and tools.
+    pub async fn contains(&self, key: &Key) -> bool {
+        self.get(key).await.is_some()
+    }
+
     async fn get(&self, key: &Key) -> Option<Arc<Entry>> {
         if let Some(r) = &self.redis
             && let Some(answer) = r.get(key).await

@@ -28,6 +28,10 @@ fn cache_header(h: &http::HeaderMap) -> Option<&str> {
 /// Waits until the answer to `body` is stored (stores run in the
 /// background).
 async fn wait_stored(server: &Server, body: &Value) {
+    wait_stored_at(server, Endpoint::ChatCompletions, body).await
+}
+
+async fn wait_stored_at(server: &Server, endpoint: Endpoint, body: &Value) {
     let cache = server.state().cache.clone().expect("cache on");
     let mut b = body.clone();
     if let Some(o) = b.as_object_mut() {
@@ -36,7 +40,7 @@ async fn wait_stored(server: &Server, body: &Value) {
     let raw = b.to_string();
     let parsed = RequestBody::parse(raw.as_bytes()).unwrap();
     let model = parsed.model().unwrap();
-    let key = Key::new(Endpoint::ChatCompletions, &model, &parsed, None);
+    let key = Key::new(endpoint, &model, &parsed, None);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !cache.contains(&key).await {
         assert!(
@@ -294,6 +298,75 @@ async fn endpoints_not_listed_are_not_cached() {
         assert_eq!((s, cache_header(&h)), (200, None));
     }
     assert_eq!(mock.count(), 2);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn responses_streams_and_embeddings_are_cached() {
+    let server = proxy(
+        "model_list:\n  - {model_name: s, model_params: {api_type: stub}}\nproxy_settings:\n  enable_responses_endpoint: true\n  cache: {enabled: true}\n",
+    )
+    .await;
+    let responses = json!({"model": "s", "input": "hi there", "stream": true});
+    let (s, h, first) = post(&server, "/v1/responses", &responses).await;
+    assert_eq!((s, cache_header(&h)), (200, Some("miss")));
+    assert!(first.contains("event: response.completed"), "{first}");
+    wait_stored_at(&server, Endpoint::Responses, &responses).await;
+    let (_, h, second) = post(&server, "/v1/responses", &responses).await;
+    assert_eq!(cache_header(&h), Some("hit"));
+    assert_eq!(h["content-type"], "text/event-stream");
+    assert_eq!(second, first);
+
+    let embeddings = json!({"model": "s", "input": ["a", "b"]});
+    let (_, h, first) = post(&server, "/v1/embeddings", &embeddings).await;
+    assert_eq!(cache_header(&h), Some("miss"));
+    wait_stored_at(&server, Endpoint::Embeddings, &embeddings).await;
+    let (_, h, second) = post(&server, "/embeddings", &embeddings).await;
+    assert_eq!(cache_header(&h), Some("hit"));
+    assert_eq!(second, first);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn what_is_stored_is_what_the_client_got_after_the_parsers() {
+    let mock = Mock::start(Reply::Json(
+        200,
+        json!({"id": "c", "object": "chat.completion", "model": "m",
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": "<think>why</think>answer"}, "finish_reason": "stop"}]}),
+    ))
+    .await;
+    let server = proxy(&format!(
+        "model_list:\n  - model_name: m\n    model_params: {{api_base: '{}'}}\n    parsers: {{response: [parse_tags]}}\nproxy_settings:\n  cache: {{enabled: true}}\n",
+        mock.url
+    ))
+    .await;
+    let body = chat("think");
+    let (_, _, first) = post(&server, "/v1/chat/completions", &body).await;
+    let v: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(v["choices"][0]["message"]["reasoning_content"], "why");
+    wait_stored(&server, &body).await;
+    let (_, h, second) = post(&server, "/v1/chat/completions", &body).await;
+    assert_eq!(cache_header(&h), Some("hit"));
+    assert_eq!(second, first);
+
+    let mut stream = chat("think, streaming");
+    stream["stream"] = json!(true);
+    mock.push(Reply::Sse {
+        frames: vec![
+            chunk("<think>wh"),
+            chunk("y</think>ans"),
+            chunk("wer"),
+            DONE.into(),
+        ],
+        gap: Duration::ZERO,
+    });
+    let (_, _, first) = post(&server, "/v1/chat/completions", &stream).await;
+    assert!(first.contains("reasoning_content"), "{first}");
+    assert!(!first.contains("<think>"), "{first}");
+    wait_stored(&server, &stream).await;
+    let (_, h, second) = post(&server, "/v1/chat/completions", &stream).await;
+    assert_eq!(cache_header(&h), Some("hit"));
+    assert_eq!(second, first);
     server.shutdown().await;
 }
 

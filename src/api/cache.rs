@@ -5,18 +5,16 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::Shared;
 use super::error::json_error;
 
-#[derive(Debug, Deserialize)]
-pub struct CacheQuery {
-    pub model: Option<String>,
-}
-
-pub async fn invalidate(State(state): State<Shared>, Query(q): Query<CacheQuery>) -> Response {
+/// The query as pairs: never a rejection (the last `model` counts).
+pub async fn invalidate(
+    State(state): State<Shared>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
     let Some(cache) = &state.cache else {
         return json_error(
             StatusCode::NOT_FOUND,
@@ -27,7 +25,12 @@ pub async fn invalidate(State(state): State<Shared>, Query(q): Query<CacheQuery>
             }}),
         );
     };
-    let model = q.model.as_deref().filter(|m| !m.is_empty());
+    let model = query
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "model")
+        .map(|(_, v)| v.as_str())
+        .filter(|m| !m.is_empty());
     let done = cache.invalidate(model).await;
     tracing::info!(
         model = model.unwrap_or("*"),

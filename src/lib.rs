@@ -4,6 +4,7 @@
 //! Tests start the proxy in-process with [`serve`] on port 0.
 
 pub mod api;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod limits;

@@ -91,6 +91,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
     // The process's metrics recorder (once per process; see api::metrics).
     crate::api::metrics::install();
     let limits = crate::limits::Limiter::new(redis.clone());
+    let cache = crate::cache::ResponseCache::new(&config.cache, redis.clone());
     let state: Shared = Arc::new(AppState {
         live: ArcSwap::from_pointee(Live::new(config)),
         client,
@@ -102,6 +103,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         model_store,
         model_version: std::sync::atomic::AtomicI64::new(model_version),
         limits,
+        cache,
     });
     let sync = state
         .model_store

@@ -201,6 +201,7 @@ fn keep_startup_settings(current: &Config, next: &mut Config) {
     next.server.port = current.server.port;
     next.logging = current.logging.clone();
     next.database = current.database.clone();
+    next.cache = current.cache.clone();
 }
 
 /// Persists the overlay (in PostgreSQL when runtime models are shared
@@ -505,6 +506,12 @@ pub async fn effective_config(State(state): State<Shared>) -> Json<Value> {
             "max_body_bytes": c.logging.max_body_bytes,
         },
         "database": c.database.target.describe(),
+        "cache": {
+            "enabled": c.cache.enabled, "backend": c.cache.backend,
+            "ttl": c.cache.ttl.as_secs_f64(), "max_entries": c.cache.max_entries,
+            "max_entry_bytes": c.cache.max_entry_bytes,
+            "key_by_client_key": c.cache.key_by_client_key, "endpoints": c.cache.endpoints,
+        },
         "auth": {
             "api_keys": c.auth.api_keys.len(),
             "admin_password_set": c.auth.admin_password.is_some(),

@@ -34,12 +34,16 @@ pub enum ApiError {
     Internal(String),
     #[error("{0}")]
     RateLimited(crate::limits::Denied),
+    #[error(transparent)]
+    CacheControl(#[from] crate::cache::ControlError),
 }
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Body(_) | ApiError::ReadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::Body(_) | ApiError::ReadBody(_) | ApiError::CacheControl(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ModelNotFound { .. }
             | ApiError::EndpointDisabled(_)
@@ -76,6 +80,7 @@ impl ApiError {
             ApiError::Upstream { failure, attempts } => return upstream_body(failure, attempts),
             ApiError::Internal(_) => ("server_error", json!("internal_error")),
             ApiError::RateLimited(_) => ("rate_limit_error", json!("rate_limit_exceeded")),
+            ApiError::CacheControl(_) => ("invalid_request_error", json!("invalid_cache_control")),
         };
         json!({"error": {"message": self.to_string(), "type": kind, "code": code}})
     }

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cache;
 pub mod error;
 pub mod health;
 pub mod metrics;
@@ -17,7 +18,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use http::HeaderValue;
 
 use crate::live::Live;
@@ -46,6 +47,9 @@ pub struct AppState {
     pub model_version: std::sync::atomic::AtomicI64,
     /// Rate limits' state (the limits come from the live config).
     pub limits: Arc<crate::limits::Limiter>,
+    /// The response cache (`proxy_settings.cache`), when on; fixed at
+    /// start-up.
+    pub cache: Option<Arc<crate::cache::ResponseCache>>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -75,6 +79,7 @@ pub fn router(state: Shared) -> Router {
         .route("/models/{name}/copy", post(admin::copy))
         .route("/config", get(admin::effective_config))
         .route("/config/reload", post(admin::reload))
+        .route("/cache", delete(cache::invalidate))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::admin));
     let cors = state.live.load().config.cors.as_ref().map(cors_layer);
     let router = Router::new()

@@ -17,6 +17,7 @@ use serde_json::json;
 use super::error::ApiError;
 use super::metrics::ModelSlot;
 use super::{RequestId, Shared};
+use crate::cache;
 use crate::config::Backend;
 use crate::limits::Ticket;
 use crate::pipeline::request::RequestBody;
@@ -196,13 +197,53 @@ async fn forward(
     if let Some(slot) = parts.extensions.get::<ModelSlot>() {
         slot.set(&model);
     }
+    // The `cache` field is the proxy's: it never goes upstream.
+    let (controls, stripped) = match parsed.get("cache") {
+        Some(field) => (
+            Some(cache::Controls::read(Some(field), &parts.headers)?),
+            Some(parsed.without("cache")),
+        ),
+        None => (None, None),
+    };
+    let holder;
+    let (raw, parsed) = match stripped {
+        Some(b) => {
+            holder = b;
+            (&holder, RequestBody::parse(&holder)?)
+        }
+        None => (&raw, parsed),
+    };
+    let mut pending = None;
+    let mut cache_status = None;
+    if let Some(c) = state.cache.as_ref().filter(|c| c.covers(endpoint)) {
+        let controls = match controls {
+            Some(c) => c,
+            None => cache::Controls::read(None, &parts.headers)?,
+        };
+        let key = c.key(endpoint, &model, &parsed, &parts.headers);
+        let (status, found) = c.lookup(&key, &controls).await;
+        if let Some(r) = guard.record() {
+            r.cache = Some(status.as_str());
+        }
+        if let Some(entry) = found {
+            return Ok(from_cache(&entry, guard));
+        }
+        cache_status = Some(status);
+        if !controls.no_store {
+            pending = Some(cache::Pending {
+                cache: c.clone(),
+                key,
+                ttl: controls.ttl,
+            });
+        }
+    }
     let dispatch = Dispatch {
         client: &state.client,
         settings: &live.config.router,
         plan: &plan,
         endpoint,
         body: &parsed,
-        raw: &raw,
+        raw,
         headers: &parts.headers,
         request_id,
         stream,
@@ -245,10 +286,12 @@ async fn forward(
                 }
                 note_parsed(guard, &session);
             }
-            Ok(Forwarded::Complete(
-                respond(status, &headers, Body::from(sent)),
-                body,
-            ))
+            if let Some(p) = pending.filter(|_| status.is_success()) {
+                p.store_body(status.as_u16(), &headers, sent.clone());
+            }
+            let mut response = respond(status, &headers, Body::from(sent));
+            mark(&mut response, cache_status);
+            Ok(Forwarded::Complete(response, body))
         }
         Answer::Stream {
             status,
@@ -258,7 +301,11 @@ async fn forward(
             backend,
         } => {
             tracing::debug!(%model, backend = %backend.name, "streaming");
-            let response = respond(status, &headers, Body::empty());
+            let mut response = respond(status, &headers, Body::empty());
+            mark(&mut response, cache_status);
+            let tee = pending
+                .filter(|_| status.is_success())
+                .map(|p| p.tee(status.as_u16(), &headers));
             if let Some(r) = guard.record() {
                 r.backend = Some(backend.name.clone());
                 r.status = Some(status.as_u16());
@@ -286,8 +333,56 @@ async fn forward(
                         usage: StreamUsage::default(),
                         ticket,
                     },
+                    tee,
                 ),
             )))
+        }
+    }
+}
+
+/// Says what the cache did, when it was involved.
+fn mark(response: &mut Response, status: Option<cache::Status>) {
+    if let Some(s) = status {
+        response
+            .headers_mut()
+            .insert(cache::HEADER, HeaderValue::from_static(s.as_str()));
+    }
+}
+
+/// The answer from a cache entry: the stored body, or the stored chunks
+/// replayed as a stream. The record notes the hit and what was sent.
+fn from_cache(entry: &cache::Entry, guard: &mut RecordGuard) -> Forwarded {
+    let status = StatusCode::from_u16(entry.status).unwrap_or(StatusCode::OK);
+    let content_type = entry
+        .content_type
+        .as_ref()
+        .and_then(|c| HeaderValue::from_bytes(c).ok());
+    let body = match &entry.stored {
+        cache::Stored::Body(b) => Body::from(b.clone()),
+        cache::Stored::Stream(chunks) => Body::from_stream(futures::stream::iter(
+            chunks.clone().into_iter().map(Ok::<_, Infallible>),
+        )),
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        content_type.unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    h.insert(cache::HEADER, HeaderValue::from_static("hit"));
+    match &entry.stored {
+        cache::Stored::Body(b) => Forwarded::Complete(response, b.clone()),
+        cache::Stored::Stream(chunks) => {
+            if let Some(r) = guard.record() {
+                r.status = Some(status.as_u16());
+                r.response_headers = Some(response.headers().clone());
+                for c in chunks {
+                    r.push_frame(c);
+                }
+            }
+            guard.finish(Outcome::Ok);
+            Forwarded::Stream(response)
         }
     }
 }
@@ -334,6 +429,7 @@ fn relay(
     guard: RecordGuard,
     session: Option<Session>,
     tokens: Tokens,
+    tee: Option<cache::Tee>,
 ) -> Body {
     struct Relay {
         /// The usage the frames report, observed when the relay ends.
@@ -345,6 +441,8 @@ fn relay(
         /// The response parsers, when they apply.
         session: Option<Session>,
         parsed: Vec<Bytes>,
+        /// A copy for the response cache, on a miss.
+        tee: Option<cache::Tee>,
     }
     impl Relay {
         /// Upstream frames through the parsers, recording the raw ones.
@@ -358,14 +456,22 @@ fn relay(
                     r.push_frame(&frame);
                 }
                 self.tokens.usage.on_frame(&frame);
+                if let Some(t) = &mut self.tee {
+                    t.upstream_frame(&frame);
+                }
                 if let Some(s) = &mut self.session {
                     s.on_frame(&frame, &mut self.parsed);
                 }
             }
-            if self.session.is_none() {
-                return batch.clone();
+            let out = if self.session.is_none() {
+                batch.clone()
+            } else {
+                join(&self.parsed)
+            };
+            if let Some(t) = &mut self.tee {
+                t.sent(&out);
             }
-            join(&self.parsed)
+            out
         }
 
         /// The stream ended: what the parsers still hold, and their notes
@@ -375,7 +481,11 @@ fn relay(
             let mut out = Vec::new();
             s.end(&mut out);
             note_parsed(&mut self.guard, &s);
-            (!out.is_empty()).then(|| join(&out))
+            let tail = (!out.is_empty()).then(|| join(&out));
+            if let (Some(t), Some(tail)) = (&mut self.tee, &tail) {
+                t.sent(tail);
+            }
+            tail
         }
     }
     let state = Relay {
@@ -386,6 +496,7 @@ fn relay(
         ends: Vec::new(),
         session,
         parsed: Vec::new(),
+        tee,
     };
     // Frames that arrived together leave together: one write per upstream
     // read, each frame still recorded on its own.
@@ -412,6 +523,9 @@ fn relay(
                 Ok(None) => {
                     st.source = None;
                     let tail = st.end();
+                    if let Some(t) = st.tee.take() {
+                        t.finish();
+                    }
                     st.guard.finish(Outcome::Ok);
                     return tail.map(|t| (Ok(t), st));
                 }
@@ -419,6 +533,8 @@ fn relay(
                     tracing::warn!(error = %e, "upstream stream failed after the first byte");
                     let frame = stream_error_frame(&e, endpoint);
                     st.source = None;
+                    // A broken stream is never cached.
+                    st.tee = None;
                     // Whatever the parsers held goes out before the error.
                     let tail = st.end();
                     if let Some(r) = st.guard.record() {

@@ -2,6 +2,7 @@
 //! both dialects, and resolve everything into one immutable [`Config`] that the
 //! rest of the proxy reads. Every error names the file and the key path.
 
+pub mod cache;
 pub mod env;
 mod inherit;
 mod limits;
@@ -53,6 +54,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// `proxy_settings.cors`; `None` when off.
     pub cors: Option<CorsSettings>,
+    /// The response cache (`proxy_settings.cache`).
+    pub cache: cache::CacheSettings,
     /// What it was built from, for reloads and admin changes.
     pub origin: Origin,
     /// Things that loaded but deserve a word (LiteLLM keys not implemented).

@@ -94,6 +94,9 @@ pub struct RawProxySettings {
     pub rate_limits: RawRateLimits,
     /// Cross-origin requests from browsers; off when absent.
     pub cors: Option<RawCors>,
+    /// The response cache (off by default).
+    #[serde(default)]
+    pub cache: super::cache::RawCache,
 }
 
 /// `proxy_settings.rate_limits`.

@@ -131,6 +131,7 @@ pub(super) fn resolve(
                 .to_string(),
         );
     }
+    let cache = cache::resolve(ps.cache, redis.is_some(), errors);
     if gs.host.is_some() || gs.port.is_some() {
         warnings.push(
             "general_settings.host/port: read as the listen address (proxy_settings.server takes precedence)"
@@ -312,6 +313,7 @@ pub(super) fn resolve(
         redis,
         rate_limits,
         cors,
+        cache,
         parsers,
         origin: Origin::default(),
         warnings: Vec::new(),

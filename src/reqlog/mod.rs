@@ -84,6 +84,9 @@ pub struct Record {
     pub attempts: Vec<Attempt>,
     /// The backend that answered.
     pub backend: Option<String>,
+    /// What the response cache did (`hit`, `miss`, `skip`); `None` when
+    /// it was not involved.
+    pub cache: Option<&'static str>,
     pub status: Option<u16>,
     pub response_headers: Option<HeaderMap>,
     /// The whole body of a non-stream answer (or of an error).
@@ -125,6 +128,7 @@ impl Record {
             stream: false,
             attempts: Vec::new(),
             backend: None,
+            cache: None,
             status: None,
             response_headers: None,
             response_body: None,

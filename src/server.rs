@@ -72,6 +72,8 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         }
         None => None,
     };
+    let backends = Arc::new(crate::router::state::Registry::new(redis.clone()));
+    crate::router::shared::spawn_sync(&backends);
     let state: Shared = Arc::new(AppState {
         live: ArcSwap::from_pointee(Live::new(config)),
         client,
@@ -80,6 +82,19 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         shutting_down: Arc::new(AtomicBool::new(false)),
         admin_lock: tokio::sync::Mutex::new(()),
         redis,
+        backends: backends.clone(),
+    });
+    let weak = Arc::downgrade(&state);
+    crate::router::health_check::spawn(backends, state.client.clone(), move || {
+        let state = weak.upgrade()?;
+        let live = state.live.load();
+        Some(
+            live.config
+                .models
+                .iter()
+                .flat_map(|m| m.backends.iter().cloned())
+                .collect(),
+        )
     });
     let app = api::router(state.clone());
     let (stop, mut stopped) = watch::channel(false);

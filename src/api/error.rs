@@ -164,13 +164,23 @@ fn upstream_body(failure: &AllFailed, attempts: &[Attempt]) -> Value {
     json!({ "error": error })
 }
 
+/// Which backend answered, on proxied responses.
+pub const BACKEND_HEADER: &str = "x-yallmp-backend";
+/// How many upstream attempts a proxied response took.
+pub const ATTEMPTS_HEADER: &str = "x-yallmp-attempts";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() || matches!(self, ApiError::Upstream { .. }) {
             tracing::warn!(status = status.as_u16(), error = %self.body()["error"]["message"], "request failed");
         }
-        json_error(status, &self.body())
+        let mut r = json_error(status, &self.body());
+        if let ApiError::Upstream { attempts, .. } = &self {
+            r.headers_mut()
+                .insert(ATTEMPTS_HEADER, HeaderValue::from(attempts.len()));
+        }
+        r
     }
 }
 

@@ -183,6 +183,7 @@ async fn forward(
         request_id,
         stream,
         forward_credentials: live.config.auth.api_keys.is_empty(),
+        registry: &state.backends,
     };
     let path = parts
         .extensions
@@ -220,10 +221,9 @@ async fn forward(
                 }
                 note_parsed(guard, &session);
             }
-            Ok(Forwarded::Complete(
-                respond(status, &headers, Body::from(sent)),
-                body,
-            ))
+            let mut response = respond(status, &headers, Body::from(sent));
+            routing_headers(&mut response, &backend.name, guard.attempts().len());
+            Ok(Forwarded::Complete(response, body))
         }
         Answer::Stream {
             status,
@@ -233,7 +233,8 @@ async fn forward(
             backend,
         } => {
             tracing::debug!(%model, backend = %backend.name, "streaming");
-            let response = respond(status, &headers, Body::empty());
+            let mut response = respond(status, &headers, Body::empty());
+            routing_headers(&mut response, &backend.name, guard.attempts().len());
             if let Some(r) = guard.record() {
                 r.backend = Some(backend.name.clone());
                 r.status = Some(status.as_u16());
@@ -254,6 +255,16 @@ async fn forward(
             )))
         }
     }
+}
+
+/// `x-yallmp-backend` (who answered) and `x-yallmp-attempts` (how many
+/// attempts it took).
+fn routing_headers(response: &mut Response, backend: &str, attempts: usize) {
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(backend) {
+        h.insert(super::error::BACKEND_HEADER, v);
+    }
+    h.insert(super::error::ATTEMPTS_HEADER, HeaderValue::from(attempts));
 }
 
 fn respond(status: StatusCode, upstream: &HeaderMap, body: Body) -> Response {

@@ -264,6 +264,7 @@ mod tests {
             supports_reasoning: reasoning,
             parameters: Vec::new().into(),
             urls: None,
+            routing: Default::default(),
         }
     }
 

@@ -97,10 +97,11 @@ pub async fn probe(client: &reqwest::Client, b: &Backend) -> Result<(), String> 
             "GET {} took longer than {:?}",
             check.path, check.timeout
         )),
+        // Without the URL: it is known, and could hold credentials.
         Err(e) => Err(format!(
             "GET {} failed: {}",
             check.path,
-            crate::upstream::error_chain(&e)
+            crate::upstream::error_chain(&e.without_url())
         )),
     }
 }

@@ -94,7 +94,7 @@ pub enum RoutingStrategy {
     /// Weighted random by `weight`.
     #[default]
     SimpleShuffle,
-    /// By `order` (lower first); weighted random within one order.
+    /// By `order` (lower first); file order within one order.
     Ordered,
     /// Fewest requests in flight first.
     LeastBusy,
@@ -130,7 +130,8 @@ impl RoutingStrategy {
 /// `health_check` of its params).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendRouting {
-    /// Relative share under `simple-shuffle` (and within one `order`).
+    /// Relative share under `simple-shuffle` (and among ties of
+    /// `least-busy` and `latency-based`).
     pub weight: f64,
     /// Lower goes first under `ordered`; `None` after every ordered one.
     pub order: Option<i64>,

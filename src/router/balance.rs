@@ -83,10 +83,8 @@ pub fn arrange(
     let by_key = |a: &usize, b: &usize| keys[*b].total_cmp(&keys[*a]);
     match strategy {
         RoutingStrategy::SimpleShuffle => idx.sort_by(by_key),
-        RoutingStrategy::Ordered => idx.sort_by(|a, b| {
-            let rank = |i: usize| (c[i].order.is_none(), c[i].order);
-            rank(*a).cmp(&rank(*b)).then_with(|| by_key(a, b))
-        }),
+        // Ties keep file order: failover should be predictable.
+        RoutingStrategy::Ordered => idx.sort_by_key(|i| (c[*i].order.is_none(), c[*i].order)),
         RoutingStrategy::LeastBusy => idx.sort_by(|a, b| {
             c[*a]
                 .in_flight
@@ -144,15 +142,16 @@ mod tests {
 
     #[test]
     fn ordered_by_order_then_unordered() {
-        let mut c = [cand(1.0), cand(1.0), cand(1.0)];
+        let mut c = [cand(1.0), cand(1.0), cand(1.0), cand(9.0)];
         c[0].order = None;
         c[1].order = Some(2);
         c[2].order = Some(1);
         let mut rng = fastrand::Rng::with_seed(1);
         for _ in 0..50 {
+            // Ties (no order at all) keep file order, whatever the weights.
             assert_eq!(
                 arrange(RoutingStrategy::Ordered, &c, 0.1, &mut rng),
-                [2, 1, 0]
+                [2, 1, 0, 3]
             );
         }
     }

@@ -67,9 +67,8 @@ where
             if n.is_multiple_of(HOUSEKEEPING_EVERY) {
                 registry.retain(&list);
                 for b in &list {
-                    let health = registry.get(b).health(now);
-                    metrics::gauge!("yallmp_backend_state", "model" => b.model_name.clone(), "backend" => b.name.clone())
-                        .set(health.gauge());
+                    let state = registry.get(b);
+                    state.set_state_gauge(state.health(now));
                 }
             }
             n = n.wrapping_add(1);

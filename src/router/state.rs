@@ -173,6 +173,9 @@ pub struct BackendState {
     /// with different URLs under one name do not share cooldowns.
     pub(super) shared_key: String,
     redis: Option<Arc<SharedRedis>>,
+    /// Metric label values, shared (no allocation per sample).
+    model_label: metrics::SharedString,
+    backend_label: metrics::SharedString,
     in_flight: AtomicU64,
     /// A cooldown another instance announced (through Redis), as Unix ms.
     remote_until_ms: AtomicU64,
@@ -265,6 +268,8 @@ impl BackendState {
             api_base: b.api_base.clone(),
             shared_key: format!("{}:{:016x}", b.name, fnv1a(b.api_base.as_bytes())),
             redis,
+            model_label: metrics::SharedString::from_shared(Arc::from(b.model_name.as_str())),
+            backend_label: metrics::SharedString::from_shared(Arc::from(b.name.as_str())),
             in_flight: AtomicU64::new(0),
             remote_until_ms: AtomicU64::new(0),
             checking: AtomicBool::new(false),
@@ -331,11 +336,7 @@ impl BackendState {
     /// Notes how an attempt ended; may start a cooldown.
     fn record(&self, outcome: Outcome, latency: Duration, settings: &RouterSettings) {
         let now = Instant::now();
-        let labels = [
-            ("model", self.model.clone()),
-            ("backend", self.name.clone()),
-        ];
-        metrics::counter!("yallmp_upstream_attempts_total", "model" => self.model.clone(), "backend" => self.name.clone(), "outcome" => outcome.label()).increment(1);
+        metrics::counter!("yallmp_upstream_attempts_total", "model" => self.model_label.clone(), "backend" => self.backend_label.clone(), "outcome" => outcome.label()).increment(1);
         let mut cooldown = None;
         {
             let mut inner = self.inner();
@@ -386,11 +387,17 @@ impl BackendState {
         }
         if let Some(wait) = cooldown {
             tracing::warn!(backend = %self.name, seconds = wait.as_secs_f64(), "backend cooling down");
-            metrics::gauge!("yallmp_backend_state", &labels).set(Health::CoolingDown.gauge());
+            self.set_state_gauge(Health::CoolingDown);
             self.share_cooldown(wait);
         } else if outcome.counts() {
             self.share_failure(settings);
         }
+    }
+
+    /// `yallmp_backend_state`.
+    pub fn set_state_gauge(&self, health: Health) {
+        metrics::gauge!("yallmp_backend_state", "model" => self.model_label.clone(), "backend" => self.backend_label.clone())
+            .set(health.gauge());
     }
 
     /// Tells other instances, off the request path.
@@ -542,13 +549,13 @@ impl Lease {
         let ttft = self.started.elapsed();
         self.state.record(Outcome::Success, ttft, settings);
         self.state.stats().ttft.push(ttft.as_secs_f64());
-        metrics::histogram!("yallmp_upstream_ttft_seconds", "model" => self.state.model.clone(), "backend" => self.state.name.clone()).record(ttft.as_secs_f64());
+        metrics::histogram!("yallmp_upstream_ttft_seconds", "model" => self.state.model_label.clone(), "backend" => self.state.backend_label.clone()).record(ttft.as_secs_f64());
         self.stream = true;
     }
 
     fn observe_latency(&self, took: Duration) {
         self.state.stats().latency.push(took.as_secs_f64());
-        metrics::histogram!("yallmp_upstream_latency_seconds", "model" => self.state.model.clone(), "backend" => self.state.name.clone()).record(took.as_secs_f64());
+        metrics::histogram!("yallmp_upstream_latency_seconds", "model" => self.state.model_label.clone(), "backend" => self.state.backend_label.clone()).record(took.as_secs_f64());
     }
 }
 

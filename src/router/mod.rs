@@ -11,6 +11,7 @@ pub mod balance;
 pub mod health_check;
 pub mod shared;
 pub mod state;
+pub mod stats;
 pub mod stream;
 
 use std::sync::Arc;

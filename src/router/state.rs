@@ -15,6 +15,8 @@ use serde::Serialize;
 use crate::config::{Backend, RouterSettings};
 use crate::redis::SharedRedis;
 
+use super::stats::Stats;
+
 /// Failures older than this no longer count towards `allowed_fails`.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// A latency estimate older than this counts as unknown, so a backend that
@@ -22,8 +24,6 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 pub const LATENCY_TTL: Duration = Duration::from_secs(300);
 /// Weight of the newest sample in the latency estimate.
 const EWMA_ALPHA: f64 = 0.3;
-/// Samples kept for the `/stats` percentiles.
-const WINDOW: usize = 1024;
 
 /// Every backend's state, by backend name.
 pub struct Registry {
@@ -196,53 +196,6 @@ struct Inner {
     /// Seconds, and when it was last updated.
     latency: Option<(f64, Instant)>,
     stats: Stats,
-}
-
-/// Counters for `/stats`.
-#[derive(Default)]
-pub struct Stats {
-    pub requests: u64,
-    pub successes: u64,
-    pub failures_4xx: u64,
-    pub failures_5xx: u64,
-    pub failures_network: u64,
-    pub failures_error_event: u64,
-    pub tokens_in: u64,
-    pub tokens_out: u64,
-    latency: Window,
-    ttft: Window,
-}
-
-/// The last [`WINDOW`] samples, in seconds.
-#[derive(Default)]
-struct Window {
-    samples: Vec<f64>,
-    next: usize,
-}
-
-impl Window {
-    fn push(&mut self, v: f64) {
-        if self.samples.len() < WINDOW {
-            self.samples.push(v);
-        } else {
-            self.samples[self.next] = v;
-        }
-        self.next = (self.next + 1) % WINDOW;
-    }
-
-    /// Percentiles (0..=100) in milliseconds; `None` without samples.
-    fn percentiles<const N: usize>(&self, ps: [f64; N]) -> Option<[f64; N]> {
-        if self.samples.is_empty() {
-            return None;
-        }
-        let mut sorted = self.samples.clone();
-        sorted.sort_by(f64::total_cmp);
-        Some(ps.map(|p| {
-            let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-            let v = sorted[rank.clamp(1, sorted.len()) - 1];
-            (v * 1000.0 * 100.0).round() / 100.0
-        }))
-    }
 }
 
 /// A backend's state as `/health` and `/stats` show it.
@@ -487,24 +440,7 @@ impl BackendState {
 
     /// For `/stats`.
     pub fn stats_json(&self) -> serde_json::Value {
-        let inner = self.inner();
-        let s = &inner.stats;
-        let lat = s.latency.percentiles([50.0, 95.0, 99.0]);
-        let ttft = s.ttft.percentiles([50.0, 95.0]);
-        serde_json::json!({
-            "requests": s.requests,
-            "successes": s.successes,
-            "failures": {
-                "4xx": s.failures_4xx,
-                "5xx": s.failures_5xx,
-                "network": s.failures_network,
-                "error_event": s.failures_error_event,
-            },
-            "in_flight": self.in_flight(),
-            "latency_ms": lat.map(|[p50, p95, p99]| serde_json::json!({"p50": p50, "p95": p95, "p99": p99})),
-            "ttft_ms": ttft.map(|[p50, p95]| serde_json::json!({"p50": p50, "p95": p95})),
-            "tokens": {"input": s.tokens_in, "output": s.tokens_out},
-        })
+        self.inner().stats.to_json(self.in_flight())
     }
 }
 
@@ -661,6 +597,47 @@ mod tests {
     }
 
     #[test]
+    fn emits_the_routing_metrics() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let reg = Registry::new(None);
+            let s = reg.get(&backend("m", "http://a"));
+            let set = settings(0, Duration::from_secs(5));
+            s.begin().finish(Outcome::Success, &set);
+            s.begin().stream_started(&set);
+            s.begin().finish(Outcome::Network, &set);
+        });
+        let mut seen = Vec::new();
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let k = key.key();
+            let mut labels: Vec<String> = k
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            labels.sort();
+            let v = match value {
+                DebugValue::Counter(n) => format!("{n}"),
+                DebugValue::Gauge(g) => format!("{}", g.into_inner()),
+                DebugValue::Histogram(h) => format!("{} samples", h.len()),
+            };
+            seen.push(format!("{}{{{}}} {v}", k.name(), labels.join(",")));
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                "yallmp_backend_state{backend=m#1,model=m} 1",
+                "yallmp_upstream_attempts_total{backend=m#1,model=m,outcome=network_error} 1",
+                "yallmp_upstream_attempts_total{backend=m#1,model=m,outcome=success} 2",
+                "yallmp_upstream_latency_seconds{backend=m#1,model=m} 2 samples",
+                "yallmp_upstream_ttft_seconds{backend=m#1,model=m} 1 samples",
+            ],
+        );
+    }
+
+    #[test]
     fn state_survives_same_url_not_a_new_one() {
         let reg = Registry::new(None);
         let a = reg.get(&backend("m", "http://a"));
@@ -672,19 +649,10 @@ mod tests {
     }
 
     #[test]
-    fn stats_and_percentiles() {
+    fn stats_count_attempts_and_tokens() {
         let reg = Registry::new(None);
         let s = reg.get(&backend("m", "http://a"));
         let set = settings(3, Duration::from_secs(1));
-        let mut w = Window::default();
-        for i in 1..=100 {
-            w.push(f64::from(i) / 1000.0);
-        }
-        assert_eq!(w.percentiles([50.0, 95.0, 99.0]), Some([50.0, 95.0, 99.0]));
-        for i in 0..(WINDOW + 10) {
-            w.push(i as f64);
-        }
-        assert_eq!(w.samples.len(), WINDOW);
         s.begin().finish(Outcome::Success, &set);
         s.begin().finish(Outcome::ServerError(503), &set);
         reg.add_tokens("m#1", 5, 7);

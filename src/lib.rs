@@ -4,9 +4,12 @@
 //! Tests start the proxy in-process with [`serve`] on port 0.
 
 pub mod api;
+pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod limits;
 pub mod live;
+pub mod model_store;
 pub mod pipeline;
 pub mod redis;
 pub mod replay;
@@ -15,6 +18,7 @@ pub mod router;
 pub mod server;
 pub mod sse;
 pub mod upstream;
+pub mod usage;
 
 pub use config::Config;
 pub use server::{Server, serve, serve_on};

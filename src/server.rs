@@ -25,6 +25,8 @@ pub enum ServeError {
     Client(String),
     #[error("proxy_settings.redis_url: {0}")]
     Redis(String),
+    #[error("runtime models in PostgreSQL: {0}")]
+    ModelStore(crate::model_store::StoreError),
     #[error(transparent)]
     Log(#[from] crate::reqlog::StartError),
 }
@@ -36,6 +38,8 @@ pub struct Server {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     writer: Option<Writer>,
+    /// Follows runtime models shared through PostgreSQL.
+    sync: Option<JoinHandle<()>>,
 }
 
 /// Starts the proxy on the config's host and port (port 0 picks a free one).
@@ -74,6 +78,22 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
     };
     let backends = Arc::new(crate::router::state::Registry::new(redis.clone()));
     crate::router::shared::spawn_sync(&backends);
+    let (model_store, config, model_version) = match crate::model_store::ModelStore::open(&config)
+        .await
+        .map_err(ServeError::ModelStore)?
+    {
+        Some(store) => {
+            let (config, version) = crate::model_store::adopt(&store, config)
+                .await
+                .map_err(ServeError::ModelStore)?;
+            (Some(Arc::new(store)), config, version)
+        }
+        None => (None, config, 0),
+    };
+    // The process's metrics recorder (once per process; see api::metrics).
+    crate::api::metrics::install();
+    let limits = crate::limits::Limiter::new(redis.clone());
+    let cache = crate::cache::ResponseCache::new(&config.cache, redis.clone());
     let state: Shared = Arc::new(AppState {
         live: ArcSwap::from_pointee(Live::new(config)),
         client,
@@ -82,6 +102,10 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         shutting_down: Arc::new(AtomicBool::new(false)),
         admin_lock: tokio::sync::Mutex::new(()),
         redis,
+        model_store,
+        model_version: std::sync::atomic::AtomicI64::new(model_version),
+        limits,
+        cache,
         backends: backends.clone(),
     });
     let weak = Arc::downgrade(&state);
@@ -96,6 +120,10 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
                 .collect(),
         )
     });
+    let sync = state
+        .model_store
+        .is_some()
+        .then(|| crate::model_store::spawn_sync(Arc::downgrade(&state)));
     let app = api::router(state.clone());
     let (stop, mut stopped) = watch::channel(false);
     let mut grace_rx = stop.subscribe();
@@ -131,6 +159,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         stop,
         task,
         writer,
+        sync,
     })
 }
 
@@ -157,6 +186,9 @@ impl Server {
         self.state.shutting_down.store(true, Ordering::Relaxed);
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        if let Some(sync) = self.sync {
+            sync.abort();
+        }
         if let Some(w) = self.writer {
             w.finish().await;
         }

@@ -336,7 +336,9 @@ async fn stats_and_health_report_per_backend() {
     assert!(b["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "{b}");
     assert!(b["latency_ms"]["p99"].is_number());
     assert!(b["ttft_ms"].is_null(), "no stream yet");
-    assert!(b["tokens"]["input"].is_number());
+    // The mock reports 3 prompt and 2 completion tokens per answer.
+    assert_eq!(b["tokens"]["input"], 9, "{b}");
+    assert_eq!(b["tokens"]["output"], 6, "{b}");
     let h = get_json(&server, "/health").await;
     assert_eq!(h["status"], "ready");
     assert_eq!(h["models"][0]["backends"][0]["state"], "healthy");

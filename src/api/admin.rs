@@ -112,6 +112,8 @@ pub enum AdminError {
         "model `{0}` is protected: changing it needs the admin password (Authorization: Bearer <YALLMP_ADMIN_PASSWORD>)"
     )]
     Protected(String),
+    #[error("cannot save runtime models: {0}")]
+    Store(crate::model_store::StoreError),
     #[error("cannot save runtime models to {path}: {source}")]
     Persist {
         path: String,
@@ -132,6 +134,10 @@ impl IntoResponse for AdminError {
             AdminError::Persist { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "overlay_write_failed")
             }
+            AdminError::Store(crate::model_store::StoreError::NoSecretKey(_)) => {
+                (StatusCode::BAD_REQUEST, "secret_key_required")
+            }
+            AdminError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "model_store_failed"),
         };
         let mut error =
             json!({"message": self.to_string(), "type": "invalid_request_error", "code": code});
@@ -181,7 +187,7 @@ pub fn model_json(m: &ModelConfig) -> Value {
 }
 
 /// Builds a config from the current one's inputs with a new overlay.
-fn rebuild(current: &Config, overlay: &Overlay) -> Result<Config, ConfigError> {
+pub(crate) fn rebuild(current: &Config, overlay: &Overlay) -> Result<Config, ConfigError> {
     let o = &current.origin;
     let mut next = Config::from_yaml_with(&o.text, current.path.as_deref(), &o.env, Some(overlay))?;
     keep_startup_settings(current, &mut next);
@@ -195,12 +201,24 @@ fn keep_startup_settings(current: &Config, next: &mut Config) {
     next.server.port = current.server.port;
     next.logging = current.logging.clone();
     next.database = current.database.clone();
+    next.cache = current.cache.clone();
 }
 
-/// Persists the overlay beside the config file (when there is one) and
-/// swaps the new snapshot in.
-fn commit(state: &Shared, config: Config) -> Result<(), AdminError> {
-    if let Some(path) = &config.path {
+/// Persists the overlay (in PostgreSQL when runtime models are shared
+/// there, else beside the config file) and swaps the new snapshot in.
+async fn commit(state: &Shared, config: Config) -> Result<(), AdminError> {
+    if let Some(store) = &state.model_store {
+        for entry in &config.origin.overlay.models {
+            store.check_storable(entry).map_err(AdminError::Store)?;
+        }
+        let version = store
+            .save(&config.origin.overlay)
+            .await
+            .map_err(AdminError::Store)?;
+        state
+            .model_version
+            .store(version, std::sync::atomic::Ordering::SeqCst);
+    } else if let Some(path) = &config.path {
         let file = Overlay::path_for(path);
         config
             .origin
@@ -279,7 +297,7 @@ pub async fn register(
     overlay.upsert(&name, vec![model.entry(&name)]);
     let config = rebuild(&current.config, &overlay).map_err(AdminError::Invalid)?;
     let shown = config.model(&name).map(model_json);
-    commit(&state, config)?;
+    commit(&state, config).await?;
     tracing::info!(model = %name, replaced = existed, "model registered through the admin API");
     let status = if existed {
         StatusCode::OK
@@ -318,7 +336,7 @@ pub async fn delete(
     let in_file = !file_entries(&current.config, &name).is_empty();
     overlay.delete(&name, in_file);
     let config = rebuild(&current.config, &overlay).map_err(AdminError::Invalid)?;
-    commit(&state, config)?;
+    commit(&state, config).await?;
     tracing::info!(model = %name, "model deleted through the admin API");
     Ok(Json(json!({"deleted": name})))
 }
@@ -380,7 +398,7 @@ pub async fn copy(
     overlay.upsert(&new_name, entries);
     let config = rebuild(&current.config, &overlay).map_err(AdminError::Invalid)?;
     let shown = config.model(&new_name).map(model_json);
-    commit(&state, config)?;
+    commit(&state, config).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"model": shown, "copied_from": name})),
@@ -435,12 +453,23 @@ pub fn diff(old: &Config, new: &Config) -> Value {
 pub async fn reload(State(state): State<Shared>) -> Result<Json<Value>, AdminError> {
     let _guard = state.admin_lock.lock().await;
     let current = state.live.load_full();
+    let shared = match &state.model_store {
+        Some(store) => store
+            .load()
+            .await
+            .map_err(AdminError::Store)?
+            .map(|(_, overlay)| overlay),
+        None => None,
+    };
     let config = match &current.config.path {
-        Some(path) => Config::load(path).map(|mut c| {
+        Some(path) => Config::load_with_overlay(path, shared.as_ref()).map(|mut c| {
             keep_startup_settings(&current.config, &mut c);
             c
         }),
-        None => rebuild(&current.config, &current.config.origin.overlay),
+        None => rebuild(
+            &current.config,
+            shared.as_ref().unwrap_or(&current.config.origin.overlay),
+        ),
     }
     .map_err(AdminError::Reload)?;
     let changes = diff(&current.config, &config);
@@ -477,10 +506,26 @@ pub async fn effective_config(State(state): State<Shared>) -> Json<Value> {
             "max_body_bytes": c.logging.max_body_bytes,
         },
         "database": c.database.target.describe(),
+        "cache": {
+            "enabled": c.cache.enabled, "backend": c.cache.backend,
+            "ttl": c.cache.ttl.as_secs_f64(), "max_entries": c.cache.max_entries,
+            "max_entry_bytes": c.cache.max_entry_bytes,
+            "key_by_client_key": c.cache.key_by_client_key, "endpoints": c.cache.endpoints,
+        },
         "auth": {
             "api_keys": c.auth.api_keys.len(),
             "admin_password_set": c.auth.admin_password.is_some(),
         },
+        "rate_limits": {
+            "global": {"rpm": c.rate_limits.global.rpm, "tpm": c.rate_limits.global.tpm},
+            "per_key": {"rpm": c.rate_limits.per_key.rpm, "tpm": c.rate_limits.per_key.tpm},
+        },
+        "cors": c.cors.as_ref().map(|cors| json!({
+            "allow_origins": if cors.allow_origins.is_empty() { vec!["*".to_string()] } else { cors.allow_origins.clone() },
+            "allow_headers": cors.allow_headers,
+            "allow_methods": cors.allow_methods,
+            "max_age": cors.max_age.map(|d| d.as_secs_f64()),
+        })),
         "warnings": c.warnings,
     }))
 }

@@ -32,12 +32,18 @@ pub enum ApiError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("{0}")]
+    RateLimited(crate::limits::Denied),
+    #[error(transparent)]
+    CacheControl(#[from] crate::cache::ControlError),
 }
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Body(_) | ApiError::ReadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::Body(_) | ApiError::ReadBody(_) | ApiError::CacheControl(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ModelNotFound { .. }
             | ApiError::EndpointDisabled(_)
@@ -52,6 +58,7 @@ impl ApiError {
                 LastFailure::Network(_) | LastFailure::ErrorEvent { .. } => StatusCode::BAD_GATEWAY,
             },
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -72,6 +79,8 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => ("invalid_request_error", json!("method_not_allowed")),
             ApiError::Upstream { failure, attempts } => return upstream_body(failure, attempts),
             ApiError::Internal(_) => ("server_error", json!("internal_error")),
+            ApiError::RateLimited(_) => ("rate_limit_error", json!("rate_limit_exceeded")),
+            ApiError::CacheControl(_) => ("invalid_request_error", json!("invalid_cache_control")),
         };
         json!({"error": {"message": self.to_string(), "type": kind, "code": code}})
     }
@@ -179,6 +188,10 @@ impl IntoResponse for ApiError {
         if let ApiError::Upstream { attempts, .. } = &self {
             r.headers_mut()
                 .insert(ATTEMPTS_HEADER, HeaderValue::from(attempts.len()));
+        }
+        if let ApiError::RateLimited(d) = &self {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(d.retry_after_secs()));
         }
         r
     }

@@ -4,8 +4,10 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cache;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod openai;
 
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use http::HeaderValue;
 
 use crate::live::Live;
@@ -42,6 +44,15 @@ pub struct AppState {
     /// Every backend's runtime state (in flight, cooldowns, health, stats);
     /// kept across reloads.
     pub backends: Arc<crate::router::state::Registry>,
+    /// Runtime models shared through PostgreSQL, when the database is.
+    pub model_store: Option<Arc<crate::model_store::ModelStore>>,
+    /// The stored version this instance runs (0: none).
+    pub model_version: std::sync::atomic::AtomicI64,
+    /// Rate limits' state (the limits come from the live config).
+    pub limits: Arc<crate::limits::Limiter>,
+    /// The response cache (`proxy_settings.cache`), when on; fixed at
+    /// start-up.
+    pub cache: Option<Arc<crate::cache::ResponseCache>>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -71,21 +82,70 @@ pub fn router(state: Shared) -> Router {
         .route("/models/{name}/copy", post(admin::copy))
         .route("/config", get(admin::effective_config))
         .route("/config/reload", post(admin::reload))
+        .route("/cache", delete(cache::invalidate))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::admin));
-    Router::new()
+    let cors = state.live.load().config.cors.as_ref().map(cors_layer);
+    let router = Router::new()
         .nest("/v1", api.clone())
         .merge(api)
         .nest("/admin", admin)
         .route("/healthz", get(health::healthz))
         .route("/health", get(health::readiness))
         .route("/stats", get(health::stats))
+        .route("/metrics", get(metrics::render))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(middleware::from_fn(metrics::observe))
         .layer(middleware::from_fn(request_id))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
-        ))
+        ));
+    // Outside everything else, so preflights need no key.
+    match cors {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
+}
+
+/// `proxy_settings.cors` as a layer (read at start-up). `x-request-id` and
+/// `Retry-After` are exposed to scripts.
+fn cors_layer(c: &crate::config::CorsSettings) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+    let origins = if c.allow_origins.is_empty() {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            c.allow_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    };
+    let headers = match &c.allow_headers {
+        Some(h) if h.iter().any(|h| h == "*") => AllowHeaders::any(),
+        Some(h) => AllowHeaders::list(
+            h.iter()
+                .filter_map(|h| http::HeaderName::from_bytes(h.trim().as_bytes()).ok()),
+        ),
+        None => AllowHeaders::mirror_request(),
+    };
+    let methods = match &c.allow_methods {
+        Some(m) if m.iter().any(|m| m == "*") => AllowMethods::any(),
+        Some(m) => AllowMethods::list(
+            m.iter()
+                .filter_map(|m| http::Method::from_bytes(m.trim().as_bytes()).ok()),
+        ),
+        None => AllowMethods::mirror_request(),
+    };
+    let mut layer = CorsLayer::new()
+        .allow_origin(origins)
+        .allow_headers(headers)
+        .allow_methods(methods)
+        .expose_headers([REQUEST_ID, http::header::RETRY_AFTER]);
+    if let Some(age) = c.max_age {
+        layer = layer.max_age(age);
+    }
+    layer
 }
 
 async fn not_found(req: Request) -> ApiError {

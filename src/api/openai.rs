@@ -15,7 +15,11 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::json;
 
 use super::error::ApiError;
+use super::metrics::ModelSlot;
 use super::{RequestId, Shared};
+use crate::cache;
+use crate::config::Backend;
+use crate::limits::Ticket;
 use crate::pipeline::request::RequestBody;
 use crate::pipeline::response::Session;
 use crate::reqlog::{Outcome, RecordGuard};
@@ -23,6 +27,7 @@ use crate::router::stream::SseSource;
 use crate::router::{Answer, Dispatch};
 use crate::sse;
 use crate::upstream::{self, Endpoint, UpstreamError};
+use crate::usage::{StreamUsage, Usage};
 
 pub async fn chat_completions(
     State(state): State<Shared>,
@@ -158,6 +163,23 @@ async fn forward(
     guard: &mut RecordGuard,
 ) -> Result<Forwarded, ApiError> {
     let live = state.live.load_full();
+    // Rate limits come first: a refused request costs no body read.
+    let ticket = if live.config.rate_limits.any() {
+        let client = crate::limits::client_id(
+            super::auth::presented(&parts.headers),
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        );
+        state
+            .limits
+            .admit(&live.config.rate_limits, &client)
+            .await
+            .map_err(ApiError::RateLimited)?
+    } else {
+        None
+    };
     let raw = read_body(body, &parts.headers, live.config.server.max_body_bytes).await?;
     if let Some(r) = guard.record() {
         r.request_body = raw.clone();
@@ -172,13 +194,56 @@ async fn forward(
     let plan = live
         .plan(&model)
         .ok_or_else(|| model_not_found(&model, &live.model_names))?;
+    if let Some(slot) = parts.extensions.get::<ModelSlot>() {
+        slot.set(&model);
+    }
+    // The `cache` field is the proxy's: it never goes upstream.
+    let (controls, stripped) = match parsed.get("cache") {
+        Some(field) => (
+            Some(cache::Controls::read(Some(field), &parts.headers)?),
+            Some(parsed.without("cache")),
+        ),
+        None => (None, None),
+    };
+    let holder;
+    let (raw, parsed) = match stripped {
+        Some(b) => {
+            holder = b;
+            (&holder, RequestBody::parse(&holder)?)
+        }
+        None => (&raw, parsed),
+    };
+    let mut pending = None;
+    let mut cache_status = None;
+    if let Some(c) = state.cache.as_ref().filter(|c| c.covers(endpoint)) {
+        let controls = match controls {
+            Some(c) => c,
+            None => cache::Controls::read(None, &parts.headers)?,
+        };
+        let key = c.key(endpoint, &model, &parsed, &parts.headers);
+        let (status, found) = c.lookup(&key, &controls).await;
+        if let Some(r) = guard.record() {
+            r.cache = Some(status.as_str());
+        }
+        if let Some(entry) = found {
+            return Ok(from_cache(&entry, guard));
+        }
+        cache_status = Some(status);
+        if !controls.no_store {
+            pending = Some(cache::Pending {
+                cache: c.clone(),
+                key,
+                ttl: controls.ttl,
+            });
+        }
+    }
     let dispatch = Dispatch {
         client: &state.client,
         settings: &live.config.router,
         plan: &plan,
         endpoint,
         body: &parsed,
-        raw: &raw,
+        raw,
         headers: &parts.headers,
         request_id,
         stream,
@@ -204,6 +269,7 @@ async fn forward(
             backend,
         } => {
             tracing::debug!(%model, backend = %backend.name, status = status.as_u16(), "answered");
+            observe_usage(&state.backends, &backend, Usage::from_body(&body), ticket);
             if let Some(r) = guard.record() {
                 r.backend = Some(backend.name.clone());
             }
@@ -221,7 +287,11 @@ async fn forward(
                 }
                 note_parsed(guard, &session);
             }
+            if let Some(p) = pending.filter(|_| status.is_success()) {
+                p.store_body(status.as_u16(), &headers, sent.clone());
+            }
             let mut response = respond(status, &headers, Body::from(sent));
+            mark(&mut response, cache_status);
             routing_headers(&mut response, &backend.name, guard.attempts().len());
             Ok(Forwarded::Complete(response, body))
         }
@@ -235,6 +305,10 @@ async fn forward(
             tracing::debug!(%model, backend = %backend.name, "streaming");
             let mut response = respond(status, &headers, Body::empty());
             routing_headers(&mut response, &backend.name, guard.attempts().len());
+            mark(&mut response, cache_status);
+            let tee = pending
+                .filter(|_| status.is_success())
+                .map(|p| p.tee(status.as_u16(), &headers));
             if let Some(r) = guard.record() {
                 r.backend = Some(backend.name.clone());
                 r.status = Some(status.as_u16());
@@ -251,7 +325,20 @@ async fn forward(
             parts.headers.remove(header::CONTENT_LENGTH);
             Ok(Forwarded::Stream(Response::from_parts(
                 parts,
-                relay(first, rest, endpoint, owned, session),
+                relay(
+                    first,
+                    rest,
+                    endpoint,
+                    owned,
+                    session,
+                    Tokens {
+                        backends: state.backends.clone(),
+                        backend,
+                        usage: StreamUsage::default(),
+                        ticket,
+                    },
+                    tee,
+                ),
             )))
         }
     }
@@ -265,6 +352,53 @@ fn routing_headers(response: &mut Response, backend: &str, attempts: usize) {
         h.insert(super::error::BACKEND_HEADER, v);
     }
     h.insert(super::error::ATTEMPTS_HEADER, HeaderValue::from(attempts));
+}
+
+/// Says what the cache did, when it was involved.
+fn mark(response: &mut Response, status: Option<cache::Status>) {
+    if let Some(s) = status {
+        response
+            .headers_mut()
+            .insert(cache::HEADER, HeaderValue::from_static(s.as_str()));
+    }
+}
+
+/// The answer from a cache entry: the stored body, or the stored chunks
+/// replayed as a stream. The record notes the hit and what was sent.
+fn from_cache(entry: &cache::Entry, guard: &mut RecordGuard) -> Forwarded {
+    let status = StatusCode::from_u16(entry.status).unwrap_or(StatusCode::OK);
+    let content_type = entry
+        .content_type
+        .as_ref()
+        .and_then(|c| HeaderValue::from_bytes(c).ok());
+    let body = match &entry.stored {
+        cache::Stored::Body(b) => Body::from(b.clone()),
+        cache::Stored::Stream(chunks) => Body::from_stream(futures::stream::iter(
+            chunks.clone().into_iter().map(Ok::<_, Infallible>),
+        )),
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        content_type.unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    h.insert(cache::HEADER, HeaderValue::from_static("hit"));
+    match &entry.stored {
+        cache::Stored::Body(b) => Forwarded::Complete(response, b.clone()),
+        cache::Stored::Stream(chunks) => {
+            if let Some(r) = guard.record() {
+                r.status = Some(status.as_u16());
+                r.response_headers = Some(response.headers().clone());
+                for c in chunks {
+                    r.push_frame(c);
+                }
+            }
+            guard.finish(Outcome::Ok);
+            Forwarded::Stream(response)
+        }
+    }
 }
 
 fn respond(status: StatusCode, upstream: &HeaderMap, body: Body) -> Response {
@@ -308,8 +442,12 @@ fn relay(
     endpoint: Endpoint,
     guard: RecordGuard,
     session: Option<Session>,
+    tokens: Tokens,
+    tee: Option<cache::Tee>,
 ) -> Body {
     struct Relay {
+        /// The usage the frames report, observed when the relay ends.
+        tokens: Tokens,
         queue: VecDeque<Bytes>,
         source: Option<SseSource>,
         guard: RecordGuard,
@@ -317,6 +455,8 @@ fn relay(
         /// The response parsers, when they apply.
         session: Option<Session>,
         parsed: Vec<Bytes>,
+        /// A copy for the response cache, on a miss.
+        tee: Option<cache::Tee>,
     }
     impl Relay {
         /// Upstream frames through the parsers, recording the raw ones.
@@ -329,14 +469,23 @@ fn relay(
                 if let Some(r) = self.guard.record() {
                     r.push_frame(&frame);
                 }
+                self.tokens.usage.on_frame(&frame);
+                if let Some(t) = &mut self.tee {
+                    t.upstream_frame(&frame);
+                }
                 if let Some(s) = &mut self.session {
                     s.on_frame(&frame, &mut self.parsed);
                 }
             }
-            if self.session.is_none() {
-                return batch.clone();
+            let out = if self.session.is_none() {
+                batch.clone()
+            } else {
+                join(&self.parsed)
+            };
+            if let Some(t) = &mut self.tee {
+                t.sent(&out);
             }
-            join(&self.parsed)
+            out
         }
 
         /// The stream ended: what the parsers still hold, and their notes
@@ -346,16 +495,22 @@ fn relay(
             let mut out = Vec::new();
             s.end(&mut out);
             note_parsed(&mut self.guard, &s);
-            (!out.is_empty()).then(|| join(&out))
+            let tail = (!out.is_empty()).then(|| join(&out));
+            if let (Some(t), Some(tail)) = (&mut self.tee, &tail) {
+                t.sent(tail);
+            }
+            tail
         }
     }
     let state = Relay {
+        tokens,
         queue: VecDeque::from(first),
         source: Some(rest),
         guard,
         ends: Vec::new(),
         session,
         parsed: Vec::new(),
+        tee,
     };
     // Frames that arrived together leave together: one write per upstream
     // read, each frame still recorded on its own.
@@ -382,6 +537,9 @@ fn relay(
                 Ok(None) => {
                     st.source = None;
                     let tail = st.end();
+                    if let Some(t) = st.tee.take() {
+                        t.finish();
+                    }
                     st.guard.finish(Outcome::Ok);
                     return tail.map(|t| (Ok(t), st));
                 }
@@ -389,6 +547,8 @@ fn relay(
                     tracing::warn!(error = %e, "upstream stream failed after the first byte");
                     let frame = stream_error_frame(&e, endpoint);
                     st.source = None;
+                    // A broken stream is never cached.
+                    st.tee = None;
                     // Whatever the parsers held goes out before the error.
                     let tail = st.end();
                     if let Some(r) = st.guard.record() {
@@ -420,6 +580,52 @@ fn join(frames: &[Bytes]) -> Bytes {
             }
             out.freeze()
         }
+    }
+}
+
+/// A stream's token usage, observed when the relay ends however it ends
+/// (done, broken, or the client gone).
+struct Tokens {
+    backends: std::sync::Arc<crate::router::state::Registry>,
+    backend: std::sync::Arc<Backend>,
+    usage: StreamUsage,
+    ticket: Option<Ticket>,
+}
+
+impl Drop for Tokens {
+    fn drop(&mut self) {
+        observe_usage(
+            &self.backends,
+            &self.backend,
+            self.usage.get(),
+            self.ticket.take(),
+        );
+    }
+}
+
+/// Where an answer's token usage becomes known: counted in
+/// `yallmp_tokens_total` (by the configured model of the backend that
+/// answered) and charged to the tokens-per-minute limits.
+fn observe_usage(
+    backends: &crate::router::state::Registry,
+    backend: &Backend,
+    usage: Option<Usage>,
+    ticket: Option<Ticket>,
+) {
+    let Some(usage) = usage else { return };
+    let model = backend.model_name.clone();
+    let (input, output) = (usage.input(), usage.output());
+    backends.add_tokens(&backend.name, input, output);
+    if input > 0 {
+        metrics::counter!(super::metrics::TOKENS, "model" => model.clone(), "direction" => "in")
+            .increment(input);
+    }
+    if output > 0 {
+        metrics::counter!(super::metrics::TOKENS, "model" => model, "direction" => "out")
+            .increment(output);
+    }
+    if let Some(t) = ticket {
+        t.charge(usage.total());
     }
 }
 

@@ -2,8 +2,10 @@
 //! both dialects, and resolve everything into one immutable [`Config`] that the
 //! rest of the proxy reads. Every error names the file and the key path.
 
+pub mod cache;
 pub mod env;
 mod inherit;
+mod limits;
 pub mod overlay;
 pub mod parsers;
 mod raw;
@@ -48,6 +50,12 @@ pub struct Config {
     pub parsers: parsers::ParsersSettings,
     /// Redis for state shared across instances, when configured.
     pub redis: Option<RedisSettings>,
+    /// `proxy_settings.rate_limits`.
+    pub rate_limits: RateLimits,
+    /// `proxy_settings.cors`; `None` when off.
+    pub cors: Option<CorsSettings>,
+    /// The response cache (`proxy_settings.cache`).
+    pub cache: cache::CacheSettings,
     /// What it was built from, for reloads and admin changes.
     pub origin: Origin,
     /// Things that loaded but deserve a word (LiteLLM keys not implemented).
@@ -68,6 +76,38 @@ pub struct RedisSettings {
     /// May hold a password: never shown.
     pub url: Secret,
     pub key_prefix: String,
+}
+
+/// `proxy_settings.rate_limits`: the limit over all clients, and the one
+/// each client key (or key-less client address) has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    pub global: Limit,
+    pub per_key: Limit,
+}
+
+/// Requests and tokens per minute; `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limit {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+}
+
+impl RateLimits {
+    pub fn any(&self) -> bool {
+        self.global != Limit::default() || self.per_key != Limit::default()
+    }
+}
+
+/// `proxy_settings.cors` (read at start-up).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorsSettings {
+    /// Empty means any origin (`"*"`).
+    pub allow_origins: Vec<String>,
+    /// `None`: mirror what the preflight asks for.
+    pub allow_headers: Option<Vec<String>>,
+    pub allow_methods: Option<Vec<String>>,
+    pub max_age: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -397,21 +437,36 @@ impl fmt::Display for ConfigError {
 impl Config {
     /// Reads `path` and the `.env` beside it.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with_overlay(path, None)
+    }
+
+    /// Like [`Config::load`], with `overlay` (when given) in place of the
+    /// overlay file: runtime models shared through the database.
+    pub fn load_with_overlay(
+        path: &Path,
+        shared: Option<&overlay::Overlay>,
+    ) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let fail = |e: String| ConfigError {
             file: file.clone(),
             errors: vec![e],
         };
         let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-        let dir = path.parent().unwrap_or_else(|| Path::new("."));
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
         };
         let env = Env::for_config_dir(dir).map_err(fail)?;
-        let overlay = overlay::Overlay::read(&overlay::Overlay::path_for(path)).map_err(fail)?;
-        Config::from_yaml_with(&text, Some(path), &env, Some(&overlay))
+        let from_file;
+        let overlay = match shared {
+            Some(o) => o,
+            None => {
+                from_file =
+                    overlay::Overlay::read(&overlay::Overlay::path_for(path)).map_err(fail)?;
+                &from_file
+            }
+        };
+        Config::from_yaml_with(&text, Some(path), &env, Some(overlay))
     }
 
     /// Parses config text with the given environment.

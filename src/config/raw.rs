@@ -107,6 +107,45 @@ pub struct RawProxySettings {
     pub redis_url: Option<String>,
     /// Prefix of every key this proxy writes in Redis (default `yallmp:`).
     pub redis_key_prefix: Option<String>,
+    /// Requests and tokens per minute, globally and per client key.
+    #[serde(default)]
+    pub rate_limits: RawRateLimits,
+    /// Cross-origin requests from browsers; off when absent.
+    pub cors: Option<RawCors>,
+    /// The response cache (off by default).
+    #[serde(default)]
+    pub cache: super::cache::RawCache,
+}
+
+/// `proxy_settings.rate_limits`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimits {
+    pub global: Option<RawLimit>,
+    pub per_key: Option<RawLimit>,
+}
+
+/// `{rpm, tpm}`: either may be left out (no limit).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimit {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+}
+
+/// `proxy_settings.cors`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    /// Origins allowed (`https://app.example.com`), or `["*"]` for any.
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    /// Request headers allowed; absent: whatever the preflight asks for.
+    pub allow_headers: Option<Vec<String>>,
+    /// Methods allowed; absent: whatever the preflight asks for.
+    pub allow_methods: Option<Vec<String>>,
+    /// Seconds a browser may cache a preflight answer.
+    pub max_age: Option<f64>,
 }
 
 /// `proxy_settings.auth`.

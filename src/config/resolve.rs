@@ -131,6 +131,7 @@ pub(super) fn resolve(
                 .to_string(),
         );
     }
+    let cache = cache::resolve(ps.cache, redis.is_some(), errors);
     if gs.host.is_some() || gs.port.is_some() {
         warnings.push(
             "general_settings.host/port: read as the listen address (proxy_settings.server takes precedence)"
@@ -190,6 +191,8 @@ pub(super) fn resolve(
         errors,
     );
     let logging = logging(ps.logging, errors);
+    let rate_limits = super::limits::rate_limits(ps.rate_limits, errors);
+    let cors = ps.cors.and_then(|c| super::limits::cors(c, errors));
     let database = database(raw.database, errors);
     let mut models: Vec<ModelConfig> = Vec::new();
     // (key path, model, its fallbacks) from every place fallbacks are written.
@@ -326,6 +329,9 @@ pub(super) fn resolve(
         database,
         auth,
         redis,
+        rate_limits,
+        cors,
+        cache,
         parsers,
         origin: Origin::default(),
         warnings: Vec::new(),

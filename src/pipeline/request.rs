@@ -73,6 +73,33 @@ impl<'a> RequestBody<'a> {
         self.get("stream").is_some_and(|v| v.get() == "true")
     }
 
+    /// The top-level fields in order (repeated keys included).
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &'a RawValue)> + '_ {
+        self.fields.iter().map(|(k, v)| (k.as_ref(), *v))
+    }
+
+    /// The object without `key` (every occurrence), every other field
+    /// written back byte for byte.
+    pub fn without(&self, key: &str) -> Bytes {
+        let mut out = Vec::with_capacity(
+            self.fields
+                .iter()
+                .map(|(k, v)| k.len() + v.get().len() + 4)
+                .sum::<usize>()
+                + 2,
+        );
+        out.push(b'{');
+        for (k, v) in self.fields.iter().filter(|(k, _)| k != key) {
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            write_key(&mut out, k);
+            out.extend_from_slice(v.get().as_bytes());
+        }
+        out.push(b'}');
+        Bytes::from(out)
+    }
+
     /// The body to send to `backend`: the original bytes when nothing
     /// changes, else the object with the backend's rewrites applied (upstream
     /// `model`, the reasoning switch, parameter defaults) and every other
@@ -370,5 +397,20 @@ mod tests {
         let raw = Bytes::from_static(br#"{"model":"m","thinking":{"type":"disabled"}}"#);
         let b = RequestBody::parse(&raw).unwrap();
         assert_eq!(b.for_backend(&raw, &backend(None, true)), raw);
+    }
+
+    #[test]
+    fn without_drops_every_occurrence_and_keeps_the_rest_exact() {
+        let raw = Bytes::from_static(
+            b"{\"cache\":{\"ttl\":1}, \"model\":\"m\",\"z\": 1.50e0,\"cache\":null}",
+        );
+        let b = RequestBody::parse(&raw).unwrap();
+        assert_eq!(&b.without("cache")[..], b"{\"model\":\"m\",\"z\":1.50e0}");
+        let only = Bytes::from_static(br#"{"cache":{}}"#);
+        assert_eq!(
+            &RequestBody::parse(&only).unwrap().without("cache")[..],
+            b"{}"
+        );
+        assert_eq!(b.fields().count(), 4);
     }
 }

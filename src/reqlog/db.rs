@@ -14,10 +14,10 @@ use sqlx::sqlite::{
 use super::Record;
 use super::file::{LoggedRequest, Prepared, unmasked_headers};
 use super::redact::Scrubber;
-use crate::config::DatabaseTarget;
+use crate::config::{DatabaseTarget, PostgresTarget};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+pub static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// A connected database.
 #[derive(Clone, Debug)]
@@ -77,6 +77,8 @@ pub struct Row {
     pub chunks_truncated: bool,
     pub parsed: Option<String>,
     pub error: Option<String>,
+    /// What the response cache did.
+    pub cache: Option<&'static str>,
 }
 
 impl Row {
@@ -113,6 +115,7 @@ impl Row {
             chunks_truncated: r.frames_truncated,
             parsed: p.parsed.map(|v| s.scrub(v)),
             error: r.error.map(|e| s.scrub(e)),
+            cache: r.cache,
             id: r.id,
             method: r.method,
             path: r.path,
@@ -123,7 +126,7 @@ impl Row {
 }
 
 /// Rows per SQLite `INSERT` statement: one statement (one trip to the
-/// connection's thread) for many rows; 27 values a row stays far below
+/// connection's thread) for many rows; 28 values a row stays far below
 /// SQLite's limit on bound values.
 const SQLITE_ROWS_PER_INSERT: usize = 32;
 
@@ -137,14 +140,14 @@ fn sqlite_insert_sql(n: usize) -> &'static str {
         let mut sql = String::from(
             "INSERT OR REPLACE INTO requests (id, started_at, method, path, client_addr, model, backend, status, outcome, stream, \
              attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, request_headers, request_body, \
-             request_body_truncated, attempts, response_headers, response_body, response_body_truncated, chunks, chunks_truncated, parsed, error) \
+             request_body_truncated, attempts, response_headers, response_body, response_body_truncated, chunks, chunks_truncated, parsed, error, cache) \
              VALUES ",
         );
         for i in 0..n {
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+            sql.push_str("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
         }
         sql
     })
@@ -156,6 +159,27 @@ fn pg_text(s: &str) -> String {
 }
 fn pg_json(s: &str) -> String {
     s.replace("\\u0000", "\\ufffd").replace('\0', "\u{FFFD}")
+}
+
+/// Connection options for a PostgreSQL target (its URL, or its parts).
+pub fn pg_options(p: &PostgresTarget) -> Result<PgConnectOptions, sqlx::Error> {
+    let o = match &p.url {
+        Some(url) => PgConnectOptions::from_str(url.expose())?,
+        None => {
+            let mut o = PgConnectOptions::new_without_pgpass()
+                .host(&p.host)
+                .port(p.port)
+                .database(&p.database);
+            if let Some(u) = &p.user {
+                o = o.username(u);
+            }
+            if let Some(pw) = &p.password {
+                o = o.password(pw.expose());
+            }
+            o
+        }
+    };
+    Ok(o.application_name("yallmp"))
 }
 
 impl Db {
@@ -184,26 +208,11 @@ impl Db {
                 Ok(Db::Sqlite(pool))
             }
             DatabaseTarget::Postgres(p) => {
-                let opts = match &p.url {
-                    Some(url) => PgConnectOptions::from_str(url.expose())?,
-                    None => {
-                        let mut o = PgConnectOptions::new_without_pgpass()
-                            .host(&p.host)
-                            .port(p.port)
-                            .database(&p.database);
-                        if let Some(u) = &p.user {
-                            o = o.username(u);
-                        }
-                        if let Some(pw) = &p.password {
-                            o = o.password(pw.expose());
-                        }
-                        o
-                    }
-                };
+                let opts = pg_options(p)?;
                 let pool = PgPoolOptions::new()
                     .max_connections(5)
                     .acquire_timeout(Duration::from_secs(5))
-                    .connect_with(opts.application_name("yallmp"))
+                    .connect_with(opts)
                     .await?;
                 Ok(Db::Postgres(pool))
             }
@@ -319,7 +328,8 @@ impl Db {
                             .bind(&r.chunks)
                             .bind(r.chunks_truncated)
                             .bind(&r.parsed)
-                            .bind(&r.error);
+                            .bind(&r.error)
+                            .bind(r.cache);
                     }
                     q.execute(&mut *tx).await?;
                 }
@@ -332,9 +342,9 @@ impl Db {
                         "INSERT INTO requests (id, started_at, method, path, client_addr, model, backend, status, outcome, stream, \
                          attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, request_headers, request_body, \
                          request_body_text, request_body_truncated, attempts, response_headers, response_body, response_body_text, \
-                         response_body_truncated, chunks, chunks_truncated, parsed, error) \
+                         response_body_truncated, chunks, chunks_truncated, parsed, error, cache) \
                          VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17::jsonb,$18::jsonb,$19,$20,$21::jsonb,$22::jsonb,\
-                         $23::jsonb,$24,$25,$26::jsonb,$27,$28::jsonb,$29) \
+                         $23::jsonb,$24,$25,$26::jsonb,$27,$28::jsonb,$29,$30) \
                          ON CONFLICT (id) DO NOTHING",
                     )
                     .bind(pg_text(&r.id))
@@ -366,6 +376,7 @@ impl Db {
                     .bind(r.chunks_truncated)
                     .bind(r.parsed.as_deref().map(pg_json))
                     .bind(r.error.as_deref().map(pg_text))
+                    .bind(r.cache)
                     .execute(&mut *tx)
                     .await?;
                 }

@@ -372,6 +372,10 @@ pub fn render(r: &Record, p: &Prepared, scrubber: &Scrubber) -> String {
     json::opt_str(&mut out, r.error.as_deref());
     out.push_str(",\"frames_truncated\":");
     json::bool(&mut out, r.frames_truncated);
+    if let Some(c) = r.cache {
+        out.push_str(",\"cache\":");
+        json::str(&mut out, c);
+    }
     out.push_str("}\n");
     scrubber.scrub(out)
 }
@@ -700,21 +704,22 @@ mod tests {
             out.push_str(&json!({"event": "parsed", "data": parsed}).to_string());
             out.push('\n');
         }
-        out.push_str(
-            &json!({
-                "event": "outcome",
-                "outcome": r.outcome.as_str(),
-                "status": r.status,
-                "backend": r.backend,
-                "attempts": r.attempts.len(),
-                "ttfb_ms": r.ttfb.map(ms),
-                "total_ms": ms(r.total),
-                "usage": Usage::of(r),
-                "error": r.error,
-                "frames_truncated": r.frames_truncated,
-            })
-            .to_string(),
-        );
+        let mut outcome = json!({
+            "event": "outcome",
+            "outcome": r.outcome.as_str(),
+            "status": r.status,
+            "backend": r.backend,
+            "attempts": r.attempts.len(),
+            "ttfb_ms": r.ttfb.map(ms),
+            "total_ms": ms(r.total),
+            "usage": Usage::of(r),
+            "error": r.error,
+            "frames_truncated": r.frames_truncated,
+        });
+        if let Some(c) = r.cache {
+            outcome["cache"] = json!(c);
+        }
+        out.push_str(&outcome.to_string());
         out.push('\n');
         let array = |items: &[String]| format!("[{}]", items.join(","));
         (
@@ -779,6 +784,7 @@ mod tests {
         ];
         r.backend = Some("good#1".into());
         r.status = Some(200);
+        r.cache = (!stream).then_some("miss");
         if stream {
             r.response_headers = Some(ah);
             for f in [

@@ -84,6 +84,9 @@ pub struct Record {
     pub attempts: Vec<Attempt>,
     /// The backend that answered.
     pub backend: Option<String>,
+    /// What the response cache did (`hit`, `miss`, `skip`); `None` when
+    /// it was not involved.
+    pub cache: Option<&'static str>,
     pub status: Option<u16>,
     pub response_headers: Option<HeaderMap>,
     /// The whole body of a non-stream answer (or of an error).
@@ -125,6 +128,7 @@ impl Record {
             stream: false,
             attempts: Vec::new(),
             backend: None,
+            cache: None,
             status: None,
             response_headers: None,
             response_body: None,
@@ -183,64 +187,28 @@ impl Record {
     }
 }
 
-/// Token usage the backend reported.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Usage {
-    pub prompt_tokens: Option<i64>,
-    pub completion_tokens: Option<i64>,
-    pub total_tokens: Option<i64>,
-}
+pub use crate::usage::Usage;
 
 impl Usage {
-    /// From an OpenAI `usage` object (chat, embeddings or Responses names).
-    pub fn from_value(u: &Value) -> Option<Usage> {
-        let get = |keys: &[&str]| keys.iter().find_map(|k| u.get(*k).and_then(Value::as_i64));
-        let usage = Usage {
-            prompt_tokens: get(&["prompt_tokens", "input_tokens"]),
-            completion_tokens: get(&["completion_tokens", "output_tokens"]),
-            total_tokens: get(&["total_tokens"]),
-        };
-        (usage != Usage::default()).then_some(usage)
-    }
-
     /// What a record's response says: the body's `usage`, or for a stream
-    /// the last frame carrying one.
+    /// what its frames reported (merged, later frames winning).
     pub fn of(record: &Record) -> Option<Usage> {
         if let Some(body) = &record.response_body {
-            // Only `usage` is read out of the body, the rest skipped over.
-            #[derive(serde::Deserialize)]
-            struct Top<'a> {
-                #[serde(borrow, default)]
-                usage: Option<&'a serde_json::value::RawValue>,
-            }
-            match serde_json::from_slice::<Top>(body) {
-                Ok(top) => {
-                    return top
-                        .usage
-                        .and_then(|u| serde_json::from_str::<Value>(u.get()).ok())
-                        .and_then(|u| Usage::from_value(&u));
-                }
-                // Not an object, a repeated key...: read it the long way.
-                Err(_) => {
-                    if let Ok(v) = serde_json::from_slice::<Value>(body) {
-                        return v.get("usage").and_then(Usage::from_value);
-                    }
-                }
-            }
+            return Usage::from_body(body);
         }
-        record.frames.iter().rev().find_map(|f| {
-            let ev = crate::sse::parse(&f.bytes);
-            let data = ev.data?;
-            if !data.contains("usage") {
-                return None;
-            }
-            let v: Value = serde_json::from_str(&data).ok()?;
-            v.get("usage")
-                .or_else(|| v.pointer("/response/usage"))
-                .and_then(Usage::from_value)
-        })
+        let mut s = crate::usage::StreamUsage::default();
+        for f in &record.frames {
+            s.on_frame(&f.bytes);
+        }
+        s.get()
     }
 }
+
+/// Gauge: records waiting for the writer (set as records come and go).
+pub(crate) const QUEUE_DEPTH: &str = "yallmp_log_queue_depth";
+/// Counter: records the log could not keep (queue full, writer stopped,
+/// database backlog full).
+pub(crate) const DROPPED: &str = "yallmp_log_dropped_total";
 
 /// The handle request handlers submit records through.
 #[derive(Clone)]
@@ -319,8 +287,11 @@ impl RequestLog {
     pub fn submit(&self, record: Record) {
         let Some(tx) = &self.tx else { return };
         self.stats.submitted.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = tx.try_send(record) {
+        let sent = tx.try_send(record);
+        metrics::gauge!(QUEUE_DEPTH).set((tx.max_capacity() - tx.capacity()) as f64);
+        if let Err(e) = sent {
             let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            metrics::counter!(DROPPED).increment(1);
             if self.stats.should_warn() {
                 let why = match e {
                     mpsc::error::TrySendError::Full(_) => "the log queue is full",

@@ -165,6 +165,7 @@ impl State {
                             }
                         }
                     }
+                    metrics::gauge!(super::QUEUE_DEPTH).set(self.rx.len() as f64);
                     self.write(std::mem::take(&mut batch)).await;
                 }
                 _ = stopped.changed() => {
@@ -239,6 +240,7 @@ impl State {
                     self.stats
                         .dropped
                         .fetch_add(excess as u64, Ordering::Relaxed);
+                    metrics::counter!(super::DROPPED).increment(excess as u64);
                     tracing::warn!(
                         dropped = excess,
                         "request log: database backlog full; oldest rows dropped"

@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS yallmp_runtime_models;

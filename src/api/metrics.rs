@@ -1,0 +1,204 @@
+//! Prometheus metrics: the process-wide recorder, `GET /metrics`, and the
+//! layer that counts and times every request.
+//!
+//! The `metrics` facade has one recorder per process, so it is installed
+//! once (the first proxy started installs it) and `/metrics` shows the
+//! process's metrics, whichever proxy in it is asked. Labels are bounded:
+//! routes are route templates (`MatchedPath`), never raw paths; models are
+//! configured model names or `unknown`, never what a client invented.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::BodyExt;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+
+use super::Shared;
+use super::error::json_error;
+
+pub const REQUESTS: &str = "yallmp_requests_total";
+pub const REQUEST_DURATION: &str = "yallmp_request_duration_seconds";
+pub const IN_FLIGHT: &str = "yallmp_in_flight_requests";
+pub const TOKENS: &str = "yallmp_tokens_total";
+pub const RATE_LIMITED: &str = "yallmp_rate_limited_total";
+
+/// Bucket bounds (seconds) for every `*_seconds` histogram: LLM calls take
+/// from milliseconds (cache hits, embeddings) to minutes (long generations).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+    600.0,
+];
+
+/// How often histogram samples are folded in when nobody scrapes (it
+/// bounds their memory).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The process's recorder, installed on first use. `None` when another
+/// recorder was installed first (an embedding program's own): then
+/// `/metrics` says so.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .ok()?;
+            match builder.install_recorder() {
+                Ok(handle) => {
+                    let h = handle.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name("yallmp-metrics-upkeep".into())
+                        .spawn(move || {
+                            loop {
+                                std::thread::sleep(UPKEEP_EVERY);
+                                h.run_upkeep();
+                            }
+                        });
+                    if let Err(e) = spawned {
+                        tracing::warn!(error = %e, "metrics upkeep thread not started; histograms fold in at each scrape");
+                    }
+                    describe();
+                    Some(handle)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed: /metrics will be empty");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        REQUESTS,
+        "HTTP requests answered, by route template, model and status"
+    );
+    describe_histogram!(
+        REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "Time from request to the last byte of the answer (streams included)"
+    );
+    describe_gauge!(
+        IN_FLIGHT,
+        "Requests being answered now (streams until their end)"
+    );
+    describe_counter!(
+        TOKENS,
+        "Tokens the backends reported, by model and direction (in, out)"
+    );
+    describe_counter!(
+        RATE_LIMITED,
+        "Requests refused by a rate limit, by scope (global, key)"
+    );
+    describe_gauge!(
+        crate::reqlog::QUEUE_DEPTH,
+        "Request records waiting for the log writer"
+    );
+    describe_counter!(
+        crate::reqlog::DROPPED,
+        "Request records the log could not keep"
+    );
+}
+
+/// `GET /metrics`: the Prometheus text format. When an admin password is
+/// set it is required (`Authorization: Bearer <password>`), as for
+/// `/admin`; without one the endpoint is open, like `/healthz`.
+pub async fn render(State(state): State<Shared>, req: Request) -> Response {
+    if state.live.load().config.auth.admin_password.is_some()
+        && !super::auth::has_admin_password(&state, req.headers())
+    {
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": {"message": "/metrics needs the admin password: `Authorization: Bearer <password>`.", "type": "invalid_request_error", "code": "admin_auth_required"}}),
+        );
+    }
+    let Some(handle) = install() else {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": {"message": "another metrics recorder is installed in this process", "type": "server_error", "code": "metrics_unavailable"}}),
+        );
+    };
+    let mut r = handle.render().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// Where a handler writes the configured model a request is for (the
+/// request's `model` label), once it knows it.
+#[derive(Clone, Default)]
+pub struct ModelSlot(Arc<OnceLock<Arc<str>>>);
+
+impl ModelSlot {
+    pub fn set(&self, model: &str) {
+        let _ = self.0.set(Arc::from(model));
+    }
+
+    fn label(&self) -> Arc<str> {
+        self.0
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Arc::from("unknown"))
+    }
+}
+
+/// Counts and times one request until its body has been sent (or dropped).
+struct Observed {
+    route: Arc<str>,
+    slot: ModelSlot,
+    status: StatusCode,
+    started: Instant,
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        let model = self.slot.label();
+        let labels = [
+            ("route", self.route.to_string()),
+            ("model", model.to_string()),
+            ("status", self.status.as_str().to_string()),
+        ];
+        metrics::counter!(REQUESTS, &labels).increment(1);
+        metrics::histogram!(REQUEST_DURATION, &labels[..2]).record(self.started.elapsed());
+        metrics::gauge!(IN_FLIGHT).decrement(1.0);
+    }
+}
+
+/// The layer: in-flight gauge, request count and duration, labelled with
+/// the route template (`unmatched` for unknown routes).
+pub async fn observe(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route: Arc<str> = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| Arc::from("unmatched"), |p| Arc::from(p.as_str()));
+    let slot = ModelSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    metrics::gauge!(IN_FLIGHT).increment(1.0);
+    let mut observed = Observed {
+        route,
+        slot,
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        started,
+    };
+    let response = next.run(req).await;
+    observed.status = response.status();
+    let (parts, body) = response.into_parts();
+    // The guard rides with the body: it records when the last byte has gone
+    // out, or when the client goes away.
+    let body = body.map_frame(move |frame| {
+        let _ = &observed;
+        frame
+    });
+    Response::from_parts(parts, Body::new(body))
+}

@@ -1,0 +1,184 @@
+//! Token usage as backends report it: the `usage` object of a JSON answer,
+//! or of the stream event that carries one. Read on the request path (for
+//! `yallmp_tokens_total` and tokens-per-minute limits) and by the request
+//! log's writer, with the same rules.
+//!
+//! Names understood: OpenAI's `prompt_tokens`/`completion_tokens`, and the
+//! Responses and Anthropic-like `input_tokens`/`output_tokens`. In a stream,
+//! a frame is parsed only when it holds a `"usage"` key whose value is an
+//! object (found with `memmem`, so the usual content chunks, and the
+//! `"usage": null` OpenAI puts in every chunk, cost a byte scan).
+
+use memchr::memmem;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Token usage the backend reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub total_tokens: Option<i64>,
+}
+
+impl Usage {
+    /// From an OpenAI `usage` object (chat, embeddings or Responses names).
+    pub fn from_value(u: &Value) -> Option<Usage> {
+        let get = |keys: &[&str]| keys.iter().find_map(|k| u.get(*k).and_then(Value::as_i64));
+        let usage = Usage {
+            prompt_tokens: get(&["prompt_tokens", "input_tokens"]),
+            completion_tokens: get(&["completion_tokens", "output_tokens"]),
+            total_tokens: get(&["total_tokens"]),
+        };
+        (usage != Usage::default()).then_some(usage)
+    }
+
+    /// The `usage` of a whole JSON answer; only that member is read, the
+    /// rest skipped over.
+    pub fn from_body(body: &[u8]) -> Option<Usage> {
+        if !has_usage_object(body) {
+            return None;
+        }
+        #[derive(serde::Deserialize)]
+        struct Top<'a> {
+            #[serde(borrow, default)]
+            usage: Option<&'a serde_json::value::RawValue>,
+        }
+        match serde_json::from_slice::<Top>(body) {
+            Ok(top) => top
+                .usage
+                .and_then(|u| serde_json::from_str::<Value>(u.get()).ok())
+                .and_then(|u| Usage::from_value(&u)),
+            // Not an object, a repeated key...: read it the long way.
+            Err(_) => serde_json::from_slice::<Value>(body)
+                .ok()?
+                .get("usage")
+                .and_then(Usage::from_value),
+        }
+    }
+
+    /// The usage one SSE frame carries: a chat chunk's `usage`, a Responses
+    /// event's `response.usage`, an Anthropic `message_start`'s
+    /// `message.usage`.
+    pub fn from_frame(frame: &[u8]) -> Option<Usage> {
+        if !has_usage_object(frame) {
+            return None;
+        }
+        let data = crate::sse::parse(frame).data?;
+        let v: Value = serde_json::from_str(&data).ok()?;
+        v.get("usage")
+            .filter(|u| u.is_object())
+            .or_else(|| v.pointer("/response/usage"))
+            .or_else(|| v.pointer("/message/usage"))
+            .and_then(Usage::from_value)
+    }
+
+    /// `later` over `self`, field by field: a stream may report input
+    /// tokens early and output tokens at the end.
+    pub fn merge(self, later: Usage) -> Usage {
+        Usage {
+            prompt_tokens: later.prompt_tokens.or(self.prompt_tokens),
+            completion_tokens: later.completion_tokens.or(self.completion_tokens),
+            total_tokens: later.total_tokens.or(self.total_tokens),
+        }
+    }
+
+    /// Input tokens (0 when not reported).
+    pub fn input(&self) -> u64 {
+        self.prompt_tokens.map_or(0, |n| n.max(0) as u64)
+    }
+
+    /// Output tokens (0 when not reported).
+    pub fn output(&self) -> u64 {
+        self.completion_tokens.map_or(0, |n| n.max(0) as u64)
+    }
+
+    /// Input plus output, or the reported total when neither is given.
+    pub fn total(&self) -> u64 {
+        match (self.prompt_tokens, self.completion_tokens) {
+            (None, None) => self.total_tokens.map_or(0, |n| n.max(0) as u64),
+            _ => self.input() + self.output(),
+        }
+    }
+}
+
+/// The usage of a stream so far, frame by frame.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StreamUsage {
+    seen: Option<Usage>,
+}
+
+impl StreamUsage {
+    pub fn on_frame(&mut self, frame: &[u8]) {
+        if let Some(u) = Usage::from_frame(frame) {
+            self.seen = Some(match self.seen {
+                Some(prev) => prev.merge(u),
+                None => u,
+            });
+        }
+    }
+
+    /// What the stream reported, if anything.
+    pub fn get(&self) -> Option<Usage> {
+        self.seen
+    }
+}
+
+/// Whether `bytes` hold `"usage"` followed by `:` and an object.
+fn has_usage_object(bytes: &[u8]) -> bool {
+    let key = memmem::Finder::new(b"\"usage\"");
+    key.find_iter(bytes).any(|at| {
+        let mut rest = bytes[at + 7..].iter().copied();
+        let mut colon = false;
+        for b in rest.by_ref() {
+            match b {
+                b' ' | b'\t' | b'\r' | b'\n' => {}
+                b':' if !colon => colon = true,
+                b'{' => return colon,
+                _ => return false,
+            }
+        }
+        false
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_usage_in_both_namings() {
+        let openai =
+            br#"{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+        let u = Usage::from_body(openai).unwrap();
+        assert_eq!((u.input(), u.output(), u.total()), (3, 2, 5));
+        let anthropic = br#"{"usage": {"input_tokens": 7, "output_tokens": 4}}"#;
+        let u = Usage::from_body(anthropic).unwrap();
+        assert_eq!((u.input(), u.output(), u.total()), (7, 4, 11));
+        assert_eq!(Usage::from_body(br#"{"usage":null}"#), None);
+        assert_eq!(Usage::from_body(br#"{"id":"no usage"}"#), None);
+        assert_eq!(Usage::from_body(b"not json"), None);
+        // A string mentioning usage is not usage.
+        assert_eq!(Usage::from_body(br#"{"x":"\"usage\": {"}"#), None);
+    }
+
+    #[test]
+    fn stream_frames_merge() {
+        let mut s = StreamUsage::default();
+        s.on_frame(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n");
+        assert_eq!(s.get(), None);
+        s.on_frame(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n");
+        s.on_frame(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\n");
+        let u = s.get().unwrap();
+        assert_eq!((u.input(), u.output()), (10, 15));
+
+        let mut s = StreamUsage::default();
+        s.on_frame(b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":6,\"total_tokens\":10}}\n\n");
+        s.on_frame(b"data: [DONE]\n\n");
+        assert_eq!(s.get().map(|u| u.total()), Some(10));
+
+        let mut s = StreamUsage::default();
+        s.on_frame(b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":2,\"output_tokens\":3}}}\n\n");
+        assert_eq!(s.get().map(|u| u.total()), Some(5));
+    }
+}

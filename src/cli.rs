@@ -603,6 +603,20 @@ pub fn model_table(config: &Config) -> String {
             if b.supports_reasoning {
                 extra.push_str(", reasoning");
             }
+            if m.backends.len() > 1 {
+                let _ = write!(extra, ", weight={}", b.routing.weight);
+                if let Some(o) = b.routing.order {
+                    let _ = write!(extra, ", order={o}");
+                }
+            }
+            if let Some(h) = &b.routing.health_check {
+                let _ = write!(
+                    extra,
+                    ", health check {} every {}s",
+                    h.path,
+                    h.interval.as_secs_f64()
+                );
+            }
             let _ = writeln!(
                 out,
                 "    {:<14} {:<9} {} model={upstream} key={key} timeout={}s{extra}",
@@ -624,5 +638,13 @@ pub fn model_table(config: &Config) -> String {
         }
     }
     let _ = writeln!(out, "retries per backend: {}", config.router.num_retries);
+    let r = &config.router;
+    let _ = writeln!(
+        out,
+        "routing: {}, cooldown after more than {} failures a minute, for {}s",
+        r.strategy.as_str(),
+        r.allowed_fails,
+        r.cooldown_time.as_secs_f64()
+    );
     out
 }

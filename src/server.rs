@@ -76,6 +76,8 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         }
         None => None,
     };
+    let backends = Arc::new(crate::router::state::Registry::new(redis.clone()));
+    crate::router::shared::spawn_sync(&backends);
     let (model_store, config, model_version) = match crate::model_store::ModelStore::open(&config)
         .await
         .map_err(ServeError::ModelStore)?
@@ -104,6 +106,19 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         model_version: std::sync::atomic::AtomicI64::new(model_version),
         limits,
         cache,
+        backends: backends.clone(),
+    });
+    let weak = Arc::downgrade(&state);
+    crate::router::health_check::spawn(backends, state.client.clone(), move || {
+        let state = weak.upgrade()?;
+        let live = state.live.load();
+        Some(
+            live.config
+                .models
+                .iter()
+                .flat_map(|m| m.backends.iter().cloned())
+                .collect(),
+        )
     });
     let sync = state
         .model_store

@@ -127,7 +127,6 @@ litellm_settings:
         "litellm_settings",
         "model_list[0].model_info",
         "model_list[0].litellm_params.rpm",
-        "router_settings.routing_strategy",
     ] {
         assert!(
             warnings.contains(&format!("{key}: LiteLLM setting not implemented")),

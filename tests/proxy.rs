@@ -193,7 +193,7 @@ async fn unauthorized_backend_is_skipped_not_retried() {
     let denied = Mock::start(Reply::Json(401, json!({"error": {"message": "bad key"}}))).await;
     let ok = Mock::start(Reply::Echo).await;
     let yaml = format!(
-        "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}'}}}}\n  - {{model_name: m, model_params: {{api_base: '{}'}}}}\nrouter_settings: {{num_retries: 3}}\n",
+        "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}'}}}}\n  - {{model_name: m, model_params: {{api_base: '{}'}}}}\nrouter_settings: {{num_retries: 3, routing_strategy: ordered}}\n",
         denied.url, ok.url
     );
     let server = proxy(&yaml).await;

@@ -173,6 +173,11 @@ fn upstream_body(failure: &AllFailed, attempts: &[Attempt]) -> Value {
     json!({ "error": error })
 }
 
+/// Which backend answered, on proxied responses.
+pub const BACKEND_HEADER: &str = "x-yallmp-backend";
+/// How many upstream attempts a proxied response took.
+pub const ATTEMPTS_HEADER: &str = "x-yallmp-attempts";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -180,6 +185,10 @@ impl IntoResponse for ApiError {
             tracing::warn!(status = status.as_u16(), error = %self.body()["error"]["message"], "request failed");
         }
         let mut r = json_error(status, &self.body());
+        if let ApiError::Upstream { attempts, .. } = &self {
+            r.headers_mut()
+                .insert(ATTEMPTS_HEADER, HeaderValue::from(attempts.len()));
+        }
         if let ApiError::RateLimited(d) = &self {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(d.retry_after_secs()));

@@ -41,6 +41,9 @@ pub struct AppState {
     /// Shared state across instances (`proxy_settings.redis_url`), fixed
     /// at start-up; a reload does not reconnect.
     pub redis: Option<Arc<crate::redis::SharedRedis>>,
+    /// Every backend's runtime state (in flight, cooldowns, health, stats);
+    /// kept across reloads.
+    pub backends: Arc<crate::router::state::Registry>,
     /// Runtime models shared through PostgreSQL, when the database is.
     pub model_store: Option<Arc<crate::model_store::ModelStore>>,
     /// The stored version this instance runs (0: none).
@@ -87,6 +90,8 @@ pub fn router(state: Shared) -> Router {
         .merge(api)
         .nest("/admin", admin)
         .route("/healthz", get(health::healthz))
+        .route("/health", get(health::readiness))
+        .route("/stats", get(health::stats))
         .route("/metrics", get(metrics::render))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -248,6 +248,7 @@ async fn forward(
         request_id,
         stream,
         forward_credentials: live.config.auth.api_keys.is_empty(),
+        registry: &state.backends,
     };
     let path = parts
         .extensions
@@ -268,7 +269,7 @@ async fn forward(
             backend,
         } => {
             tracing::debug!(%model, backend = %backend.name, status = status.as_u16(), "answered");
-            observe_usage(&backend, Usage::from_body(&body), ticket);
+            observe_usage(&state.backends, &backend, Usage::from_body(&body), ticket);
             if let Some(r) = guard.record() {
                 r.backend = Some(backend.name.clone());
             }
@@ -291,6 +292,7 @@ async fn forward(
             }
             let mut response = respond(status, &headers, Body::from(sent));
             mark(&mut response, cache_status);
+            routing_headers(&mut response, &backend.name, guard.attempts().len());
             Ok(Forwarded::Complete(response, body))
         }
         Answer::Stream {
@@ -302,6 +304,7 @@ async fn forward(
         } => {
             tracing::debug!(%model, backend = %backend.name, "streaming");
             let mut response = respond(status, &headers, Body::empty());
+            routing_headers(&mut response, &backend.name, guard.attempts().len());
             mark(&mut response, cache_status);
             let tee = pending
                 .filter(|_| status.is_success())
@@ -329,6 +332,7 @@ async fn forward(
                     owned,
                     session,
                     Tokens {
+                        backends: state.backends.clone(),
                         backend,
                         usage: StreamUsage::default(),
                         ticket,
@@ -338,6 +342,16 @@ async fn forward(
             )))
         }
     }
+}
+
+/// `x-yallmp-backend` (who answered) and `x-yallmp-attempts` (how many
+/// attempts it took).
+fn routing_headers(response: &mut Response, backend: &str, attempts: usize) {
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(backend) {
+        h.insert(super::error::BACKEND_HEADER, v);
+    }
+    h.insert(super::error::ATTEMPTS_HEADER, HeaderValue::from(attempts));
 }
 
 /// Says what the cache did, when it was involved.
@@ -572,6 +586,7 @@ fn join(frames: &[Bytes]) -> Bytes {
 /// A stream's token usage, observed when the relay ends however it ends
 /// (done, broken, or the client gone).
 struct Tokens {
+    backends: std::sync::Arc<crate::router::state::Registry>,
     backend: std::sync::Arc<Backend>,
     usage: StreamUsage,
     ticket: Option<Ticket>,
@@ -579,17 +594,28 @@ struct Tokens {
 
 impl Drop for Tokens {
     fn drop(&mut self) {
-        observe_usage(&self.backend, self.usage.get(), self.ticket.take());
+        observe_usage(
+            &self.backends,
+            &self.backend,
+            self.usage.get(),
+            self.ticket.take(),
+        );
     }
 }
 
 /// Where an answer's token usage becomes known: counted in
 /// `yallmp_tokens_total` (by the configured model of the backend that
 /// answered) and charged to the tokens-per-minute limits.
-fn observe_usage(backend: &Backend, usage: Option<Usage>, ticket: Option<Ticket>) {
+fn observe_usage(
+    backends: &crate::router::state::Registry,
+    backend: &Backend,
+    usage: Option<Usage>,
+    ticket: Option<Ticket>,
+) {
     let Some(usage) = usage else { return };
     let model = backend.model_name.clone();
     let (input, output) = (usage.input(), usage.output());
+    backends.add_tokens(&backend.name, input, output);
     if input > 0 {
         metrics::counter!(super::metrics::TOKENS, "model" => model.clone(), "direction" => "in")
             .increment(input);

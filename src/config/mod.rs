@@ -116,6 +116,85 @@ pub struct RouterSettings {
     pub num_retries: u32,
     pub retry_backoff: Duration,
     pub max_retry_after: Duration,
+    /// How a model's backends share its traffic.
+    pub strategy: RoutingStrategy,
+    /// Failures within a minute a backend may have; one more cools it down.
+    pub allowed_fails: u32,
+    /// How long a backend stays out of rotation.
+    pub cooldown_time: Duration,
+    /// `latency-based`: backends within this fraction of the fastest's
+    /// latency share the traffic.
+    pub latency_buffer: f64,
+}
+
+/// `router_settings.routing_strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoutingStrategy {
+    /// Weighted random by `weight`.
+    #[default]
+    SimpleShuffle,
+    /// By `order` (lower first); file order within one order.
+    Ordered,
+    /// Fewest requests in flight first.
+    LeastBusy,
+    /// Lowest recent latency first (within `latency_buffer`, at random).
+    LatencyBased,
+}
+
+impl RoutingStrategy {
+    /// The names the config accepts (LiteLLM's `latency-based-routing` too).
+    pub const NAMES: &[&str] = &["simple-shuffle", "ordered", "least-busy", "latency-based"];
+
+    pub fn parse(s: &str) -> Option<RoutingStrategy> {
+        Some(match s {
+            "simple-shuffle" => RoutingStrategy::SimpleShuffle,
+            "ordered" => RoutingStrategy::Ordered,
+            "least-busy" => RoutingStrategy::LeastBusy,
+            "latency-based" | "latency-based-routing" => RoutingStrategy::LatencyBased,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoutingStrategy::SimpleShuffle => "simple-shuffle",
+            RoutingStrategy::Ordered => "ordered",
+            RoutingStrategy::LeastBusy => "least-busy",
+            RoutingStrategy::LatencyBased => "latency-based",
+        }
+    }
+}
+
+/// How one backend takes part in balancing (`weight`, `order`,
+/// `health_check` of its params).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendRouting {
+    /// Relative share under `simple-shuffle` (and among ties of
+    /// `least-busy` and `latency-based`).
+    pub weight: f64,
+    /// Lower goes first under `ordered`; `None` after every ordered one.
+    pub order: Option<i64>,
+    pub health_check: Option<HealthCheck>,
+}
+
+impl Default for BackendRouting {
+    fn default() -> Self {
+        BackendRouting {
+            weight: 1.0,
+            order: None,
+            health_check: None,
+        }
+    }
+}
+
+/// An active health check: `GET api_base + path` every `interval`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub interval: Duration,
+    /// Starts with `/`; appended to `api_base`.
+    pub path: String,
+    pub timeout: Duration,
 }
 
 /// The inputs of a config: its text, the environment it was read with, and
@@ -278,6 +357,8 @@ pub struct Backend {
     pub parameters: Arc<[Parameter]>,
     /// The endpoint URLs, parsed once: chat completions, embeddings, responses.
     pub urls: Option<Arc<[reqwest::Url; 3]>>,
+    /// Weight, order and health check.
+    pub routing: BackendRouting,
 }
 
 impl Backend {

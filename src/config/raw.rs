@@ -70,6 +70,24 @@ pub struct RawModelParams {
     pub supports_reasoning: Option<bool>,
     pub api_type: Option<String>,
     pub fallbacks: Option<OneOrMany>,
+    /// Share of traffic under `simple-shuffle` (relative, > 0; default 1).
+    pub weight: Option<f64>,
+    /// Priority under `ordered`: lower goes first.
+    pub order: Option<i64>,
+    /// Active health checks of this backend.
+    pub health_check: Option<RawHealthCheck>,
+}
+
+/// `model_params.health_check`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    /// Seconds between checks (default 30).
+    pub interval: Option<f64>,
+    /// Path under `api_base` (default `/models`).
+    pub path: Option<String>,
+    /// Seconds a check may take (default: the smaller of `interval` and 10).
+    pub timeout: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -236,6 +254,15 @@ pub struct RawRouterSettings {
     pub retry_backoff_ms: Option<u64>,
     /// Cap on an upstream's `Retry-After`, seconds.
     pub max_retry_after: Option<f64>,
+    /// How a model's backends share its traffic (default `simple-shuffle`).
+    pub routing_strategy: Option<String>,
+    /// Failures within a minute a backend may have before it cools down.
+    pub allowed_fails: Option<u32>,
+    /// Seconds a backend stays out of rotation once it cools down.
+    pub cooldown_time: Option<f64>,
+    /// `latency-based`: backends within this fraction of the fastest share
+    /// the traffic (default 0.1).
+    pub latency_buffer: Option<f64>,
 }
 
 /// LiteLLM's `general_settings`; what yallmp does not implement is kept aside
@@ -304,8 +331,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
             "input_cost_per_token",
             "output_cost_per_token",
             "drop_params",
-            "weight",
-            "order",
             "tags",
             "region_name",
             "merge_reasoning_content_in_choices",
@@ -315,11 +340,8 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
     (
         "router_settings",
         &[
-            "routing_strategy",
             "routing_strategy_args",
-            "allowed_fails",
             "allowed_fails_policy",
-            "cooldown_time",
             "timeout",
             "retry_after",
             "retry_policy",

@@ -163,6 +163,24 @@ pub(super) fn resolve(
             "router_settings.max_retry_after",
             errors,
         ),
+        strategy: strategy(rs.routing_strategy.as_deref(), errors),
+        allowed_fails: rs.allowed_fails.unwrap_or(3),
+        cooldown_time: seconds(
+            rs.cooldown_time,
+            Duration::from_secs(5),
+            "router_settings.cooldown_time",
+            errors,
+        ),
+        latency_buffer: match rs.latency_buffer {
+            None => 0.1,
+            Some(b) if b.is_finite() && b >= 0.0 => b,
+            Some(b) => {
+                errors.push(format!(
+                    "router_settings.latency_buffer: must be a fraction >= 0 (0.1 = 10%), got {b}"
+                ));
+                0.1
+            }
+        },
     };
 
     let parsers = parsers::resolve(
@@ -387,6 +405,7 @@ fn backend(
         &format!("{at}.request_timeout"),
         errors,
     );
+    let routing = routing(p.weight, p.order, p.health_check, at, errors);
     if errors.len() > start {
         return None;
     }
@@ -401,9 +420,74 @@ fn backend(
         supports_reasoning: p.supports_reasoning.unwrap_or(false),
         parameters,
         urls: None,
+        routing,
     };
     backend.parse_urls();
     Some(backend)
+}
+
+fn strategy(name: Option<&str>, errors: &mut Vec<String>) -> RoutingStrategy {
+    let Some(name) = name else {
+        return RoutingStrategy::default();
+    };
+    RoutingStrategy::parse(name.trim()).unwrap_or_else(|| {
+        let hint = nearest(name, RoutingStrategy::NAMES)
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        errors.push(format!(
+            "router_settings.routing_strategy: unknown strategy `{name}` (one of: {}){hint}",
+            RoutingStrategy::NAMES.join(", ")
+        ));
+        RoutingStrategy::default()
+    })
+}
+
+/// A backend's `weight`, `order` and `health_check`.
+fn routing(
+    weight: Option<f64>,
+    order: Option<i64>,
+    check: Option<super::raw::RawHealthCheck>,
+    at: &str,
+    errors: &mut Vec<String>,
+) -> BackendRouting {
+    let weight = match weight {
+        None => 1.0,
+        Some(w) if w.is_finite() && w > 0.0 => w,
+        Some(w) => {
+            errors.push(format!("{at}.weight: must be a number > 0, got {w}"));
+            1.0
+        }
+    };
+    let health_check = check.map(|c| {
+        let interval = seconds(
+            c.interval,
+            Duration::from_secs(30),
+            &format!("{at}.health_check.interval"),
+            errors,
+        );
+        let timeout = seconds(
+            c.timeout,
+            interval.min(Duration::from_secs(10)),
+            &format!("{at}.health_check.timeout"),
+            errors,
+        );
+        let path = c.path.unwrap_or_else(|| "/models".to_string());
+        if !path.starts_with('/') {
+            errors.push(format!(
+                "{at}.health_check.path: `{path}` must start with `/` (it is appended to api_base)"
+            ));
+        }
+        HealthCheck {
+            interval,
+            path,
+            timeout,
+        }
+    });
+    BackendRouting {
+        weight,
+        order,
+        health_check,
+    }
 }
 
 fn parameters(

@@ -291,6 +291,7 @@ mod tests {
             supports_reasoning: reasoning,
             parameters: Vec::new().into(),
             urls: None,
+            routing: Default::default(),
         }
     }
 

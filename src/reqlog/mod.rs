@@ -228,6 +228,8 @@ pub struct LogStats {
     pub written_files: AtomicU64,
     pub written_rows: AtomicU64,
     pub failed_writes: AtomicU64,
+    /// The database sink: 0 none, 1 took the last write, 2 unreachable.
+    pub db_state: std::sync::atomic::AtomicU8,
     last_warning: std::sync::Mutex<Option<Instant>>,
 }
 
@@ -309,6 +311,15 @@ impl RequestLog {
 
     pub fn stats(&self) -> &Arc<LogStats> {
         &self.stats
+    }
+
+    /// Whether the database sink took its last write (`None`: no database).
+    pub fn database_reachable(&self) -> Option<bool> {
+        match self.stats.db_state.load(Ordering::Relaxed) {
+            1 => Some(true),
+            2 => Some(false),
+            _ => None,
+        }
     }
 }
 

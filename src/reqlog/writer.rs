@@ -102,6 +102,9 @@ impl Writer {
             }
             _ => None,
         };
+        if db.is_some() {
+            stats.db_state.store(1, Ordering::Relaxed);
+        }
         let (stop, stopped) = watch::channel(false);
         let state = State {
             rx,
@@ -261,8 +264,10 @@ impl State {
                     .written_rows
                     .fetch_add(self.pending.len() as u64, Ordering::Relaxed);
                 self.pending.clear();
+                self.stats.db_state.store(1, Ordering::Relaxed);
             }
             Err(e) if db::is_transient(&e) => {
+                self.stats.db_state.store(2, Ordering::Relaxed);
                 if self.stats.should_warn() {
                     tracing::warn!(error = %e, waiting = self.pending.len(), "request log: database unavailable; will retry");
                 }

@@ -1,8 +1,17 @@
-//! The Router: runs a request's attempt plan (every backend of the model with
-//! `1 + num_retries` attempts, then the fallback models' backends), decides
-//! after each answer whether to retry, skip to the next backend, or stop, and
-//! peeks the first event of a stream before committing to it.
+//! The Router: runs a request's attempt plan (the model's backends, then
+//! the fallback models' backends, one group per model), balancing within
+//! each group ([`balance`]), with up to `1 + num_retries` attempts per
+//! backend and a retry moving to another backend of the group before one is
+//! repeated. It decides after each answer whether to retry, skip the
+//! backend, or stop, feeds each outcome to the backend's state ([`state`]:
+//! cooldowns, latency, stats), and peeks the first event of a stream before
+//! committing to it.
 
+pub mod balance;
+pub mod health_check;
+pub mod shared;
+pub mod state;
+pub mod stats;
 pub mod stream;
 
 use std::sync::Arc;
@@ -81,8 +90,26 @@ pub struct Dispatch<'a> {
     /// Whether the client's credentials may go to keyless backends (not
     /// when they are the proxy's own client keys).
     pub forward_credentials: bool,
+    /// Every backend's runtime state.
+    pub registry: &'a state::Registry,
 }
 
+/// One backend of the group being tried, during one request.
+struct Member {
+    backend: Arc<Backend>,
+    state: Arc<state::BackendState>,
+    /// Attempts made at it so far.
+    made: u32,
+    /// A skip: no more attempts at it.
+    skipped: bool,
+    /// Its headers and body, built on its first attempt.
+    prepared: Option<(HeaderMap, Bytes)>,
+    /// When its last attempt ended, and the `Retry-After` it carried.
+    ended: Option<(Instant, Option<Duration>)>,
+}
+
+// Short-lived, on the stack: boxing the answer would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Verdict {
     Done(Answer),
     /// Try this backend again if it has attempts left.
@@ -97,46 +124,75 @@ impl Dispatch<'_> {
     pub async fn run(&self, attempts: &mut Vec<Attempt>) -> Result<Answer, AllFailed> {
         let tries = 1 + self.settings.num_retries;
         let mut last = LastFailure::Network(UpstreamError::Unsupported("no backend to try".into()));
-        for backend in self.plan {
-            let body = self.body.for_backend_with(
-                self.raw,
-                backend,
-                self.endpoint != Endpoint::Embeddings,
-            );
-            let headers = upstream::outgoing_headers(
-                self.headers,
-                backend,
-                self.request_id,
-                self.forward_credentials,
-            );
-            for n in 1..=tries {
+        for group in self.plan.chunk_by(|a, b| a.model_name == b.model_name) {
+            let mut members: Vec<Member> = balance::order(group, self.registry, self.settings)
+                .into_iter()
+                .map(|(backend, state)| Member {
+                    backend,
+                    state,
+                    made: 0,
+                    skipped: false,
+                    prepared: None,
+                    ended: None,
+                })
+                .collect();
+            while let Some(i) = next_member(&members, tries) {
+                let m = &mut members[i];
+                if let Some((ended, retry_after)) = m.ended {
+                    let wait = self.backoff(m.made, retry_after);
+                    tokio::time::sleep(wait.saturating_sub(ended.elapsed())).await;
+                }
+                let backend = m.backend.clone();
+                let (headers, body) = m
+                    .prepared
+                    .get_or_insert_with(|| {
+                        (
+                            upstream::outgoing_headers(
+                                self.headers,
+                                &backend,
+                                self.request_id,
+                                self.forward_credentials,
+                            ),
+                            self.body.for_backend_with(
+                                self.raw,
+                                &backend,
+                                self.endpoint != Endpoint::Embeddings,
+                            ),
+                        )
+                    })
+                    .clone();
+                m.made += 1;
                 let started = Instant::now();
+                let mut lease = m.state.begin();
                 let mut seen = None;
-                let verdict = self
-                    .attempt(backend, headers.clone(), body.clone(), &mut seen)
-                    .await;
+                let mut verdict = self.attempt(&backend, headers, body, &mut seen).await;
                 let (status, error) = describe(&verdict);
                 attempts.push(Attempt {
                     backend: backend.name.clone(),
                     url: backend.url(self.endpoint.path()),
                     upstream_model: backend.upstream_model.clone(),
-                    attempt: n,
+                    attempt: m.made,
                     status,
                     latency: started.elapsed(),
                     error,
                     headers: seen,
                 });
+                match &mut verdict {
+                    Verdict::Done(Answer::Stream { rest, .. }) => {
+                        lease.stream_started(self.settings);
+                        rest.hold(lease);
+                    }
+                    v => lease.finish(outcome(v), self.settings),
+                }
                 match verdict {
                     Verdict::Done(answer) => return Ok(answer),
                     Verdict::Skip(failure) => {
                         last = failure;
-                        break;
+                        m.skipped = true;
                     }
                     Verdict::Retry(failure, retry_after) => {
                         last = failure;
-                        if n < tries {
-                            tokio::time::sleep(self.backoff(n, retry_after)).await;
-                        }
+                        m.ended = Some((Instant::now(), retry_after));
                     }
                 }
             }
@@ -240,6 +296,47 @@ impl Dispatch<'_> {
             Some(ra) => jittered.max(ra.min(self.settings.max_retry_after)),
             None => jittered,
         }
+    }
+}
+
+/// The member to try next: one with attempts left, preferring those in
+/// rotation (a backend may cool down during the request), then the fewest
+/// attempts so far (so a retry moves to another backend before repeating
+/// one), then the balanced order.
+fn next_member(members: &[Member], tries: u32) -> Option<usize> {
+    let now = Instant::now();
+    members
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| !m.skipped && m.made < tries)
+        .min_by_key(|(i, m)| {
+            let out = m.state.health(now) != state::Health::Healthy;
+            (out, m.made, *i)
+        })
+        .map(|(i, _)| i)
+}
+
+/// What an attempt means for its backend's state.
+fn outcome(v: &Verdict) -> state::Outcome {
+    use state::Outcome as O;
+    let http = |status: StatusCode, retry_after: Option<Duration>| match status.as_u16() {
+        429 => O::RateLimited(retry_after),
+        408 => O::ServerError(408),
+        s if status.is_server_error() => O::ServerError(s),
+        _ if status.is_success() => O::Success,
+        s => O::ClientError(s),
+    };
+    let (failure, retry_after) = match v {
+        Verdict::Done(Answer::Complete { status, .. }) => return http(*status, None),
+        Verdict::Done(Answer::Stream { .. }) => return O::Success,
+        Verdict::Retry(f, ra) => (f, *ra),
+        Verdict::Skip(f) => (f, None),
+    };
+    match failure {
+        LastFailure::Http { status, .. } => http(*status, retry_after),
+        LastFailure::ErrorEvent { .. } => O::ErrorEvent,
+        LastFailure::Network(UpstreamError::Unsupported(_)) => O::Unsupported,
+        LastFailure::Network(_) => O::Network,
     }
 }
 

@@ -17,6 +17,8 @@ pub struct SseSource {
     ended: bool,
     /// A body error seen while frames were still to be sent.
     deferred: Option<UpstreamError>,
+    /// The backend's in-flight lease, released when the stream is dropped.
+    lease: Option<super::state::Lease>,
 }
 
 /// What reading the start of a stream found.
@@ -38,7 +40,13 @@ impl SseSource {
             gap,
             ended: false,
             deferred: None,
+            lease: None,
         }
+    }
+
+    /// Keeps the backend busy (in flight) for as long as the stream lives.
+    pub fn hold(&mut self, lease: super::state::Lease) {
+        self.lease = Some(lease);
     }
 
     /// Reads until the first frame that carries data (comments and

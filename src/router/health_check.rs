@@ -1,0 +1,106 @@
+//! The maintenance task: active health checks of the backends that ask for
+//! them (`model_params.health_check`), the `yallmp_backend_state` gauges,
+//! and forgetting the state of backends a reload removed.
+//!
+//! A check is `GET api_base + path` (default `/models`) with the backend's
+//! own `api_key` as a real request would send it (and nothing else: no
+//! client credentials). A 2xx answer within the timeout passes; anything
+//! else takes the backend out of rotation until a check passes again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, header};
+
+use crate::config::{ApiType, Backend};
+
+use super::state::Registry;
+
+/// How often the task looks at what is due.
+const TICK: Duration = Duration::from_millis(250);
+/// Gauges are refreshed (and removed backends forgotten) this often.
+const HOUSEKEEPING_EVERY: u32 = 4;
+
+/// Runs until `backends` answers `None` (the proxy is gone). `backends`
+/// gives the backends of the current configuration.
+pub fn spawn<F>(
+    registry: Arc<Registry>,
+    client: reqwest::Client,
+    backends: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Option<Vec<Arc<Backend>>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n: u32 = 0;
+        loop {
+            tick.tick().await;
+            let Some(list) = backends() else { return };
+            let now = Instant::now();
+            for b in &list {
+                let Some(check) = &b.routing.health_check else {
+                    continue;
+                };
+                if b.api_type == ApiType::Stub {
+                    continue;
+                }
+                let state = registry.get(b);
+                if state.checking.load(std::sync::atomic::Ordering::Relaxed)
+                    || !state.check_due(now, check.interval)
+                {
+                    continue;
+                }
+                state
+                    .checking
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                let (client, b) = (client.clone(), b.clone());
+                tokio::spawn(async move {
+                    let verdict = probe(&client, &b).await;
+                    state.set_check_result(verdict.err());
+                    state
+                        .checking
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                });
+            }
+            if n.is_multiple_of(HOUSEKEEPING_EVERY) {
+                registry.retain(&list);
+                for b in &list {
+                    let state = registry.get(b);
+                    state.set_state_gauge(state.health(now));
+                }
+            }
+            n = n.wrapping_add(1);
+        }
+    })
+}
+
+/// One check: `Ok` when the backend answered 2xx in time.
+pub async fn probe(client: &reqwest::Client, b: &Backend) -> Result<(), String> {
+    let Some(check) = &b.routing.health_check else {
+        return Ok(());
+    };
+    let url = b.url(&check.path);
+    let mut req = client.get(&url).timeout(check.timeout);
+    if let Some(key) = &b.api_key
+        && let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+    {
+        v.set_sensitive(true);
+        req = req.header(header::AUTHORIZATION, v);
+    }
+    match req.send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("GET {} answered {}", check.path, r.status())),
+        Err(e) if e.is_timeout() => Err(format!(
+            "GET {} took longer than {:?}",
+            check.path, check.timeout
+        )),
+        // Without the URL: it is known, and could hold credentials.
+        Err(e) => Err(format!(
+            "GET {} failed: {}",
+            check.path,
+            crate::upstream::error_chain(&e.without_url())
+        )),
+    }
+}

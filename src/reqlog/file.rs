@@ -287,14 +287,7 @@ pub fn render(r: &Record, p: &Prepared, scrubber: &Scrubber) -> String {
             + 20 * p.chunk_spans.len()
             + p.parsed.as_ref().map_or(0, String::len),
     );
-    out.push_str("{\"event\":\"request\",\"id\":");
-    json::str(&mut out, &r.id);
-    out.push_str(",\"time\":");
-    json::str(
-        &mut out,
-        &r.started_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    );
+    open_event(&mut out, "request", r);
     out.push_str(",\"method\":");
     json::str(&mut out, &r.method);
     out.push_str(",\"path\":");
@@ -386,14 +379,7 @@ pub fn render(r: &Record, p: &Prepared, scrubber: &Scrubber) -> String {
 pub fn render_parsed(r: &Record, p: &Prepared, scrubber: &Scrubber) -> Option<String> {
     let parsed = p.parsed.as_deref()?;
     let mut out = String::with_capacity(160 + r.id.len() + r.path.len() + parsed.len());
-    out.push_str("{\"event\":\"parsed\",\"id\":");
-    json::str(&mut out, &r.id);
-    out.push_str(",\"time\":");
-    json::str(
-        &mut out,
-        &r.started_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    );
+    open_event(&mut out, "parsed", r);
     out.push_str(",\"model\":");
     json::opt_str(&mut out, r.model.as_deref());
     out.push_str(",\"path\":");
@@ -402,6 +388,20 @@ pub fn render_parsed(r: &Record, p: &Prepared, scrubber: &Scrubber) -> Option<St
     out.push_str(parsed);
     out.push_str("}\n");
     Some(scrubber.scrub(out))
+}
+
+/// `{"event":EVENT,"id":..,"time":..`: the start of a record's line.
+fn open_event(out: &mut String, event: &str, r: &Record) {
+    out.push_str("{\"event\":\"");
+    out.push_str(event);
+    out.push_str("\",\"id\":");
+    json::str(out, &r.id);
+    out.push_str(",\"time\":");
+    json::str(
+        out,
+        &r.started_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    );
 }
 
 /// Ends an open line with the body: embedded as raw JSON when it is one

@@ -28,6 +28,11 @@
 #                      off: skip that table.
 #   BENCH_SKIP_BUILD=1 use the binaries already built
 #
+# CPU columns: "proxy CPU us/req" and "logged CPU us/req" are the user+system
+# CPU time (all threads, from /proc/PID/stat) each proxy spent per request in
+# its run; the logged figure is read after the writer has drained, so it holds
+# the whole cost of writing the records. Steadier than req/s on a busy box.
+#
 # Output: one table on stdout, the same as markdown in target/bench/results.md.
 set -euo pipefail
 
@@ -180,6 +185,16 @@ EOF
 PROXY_URL="$(start_proxy proxy "$LOG_ON")"
 LOGGED_URL="$(start_proxy logged true)"
 log "mock on $MOCK_URL, proxy on $PROXY_URL, logging proxy on $LOGGED_URL; ${DURATION}s per run"
+PROXY_PID="$(cat "$TMP/proxy/pid")"
+LOGGED_PID="$(cat "$TMP/logged/pid")"
+
+# CPU time (user + system, all threads) a process has used, in microseconds:
+# divided by the requests of a run it gives the proxy's own cost per
+# request, a figure that other load on the machine hardly moves (unlike
+# req/s). The logging proxy is read after its writer has settled, so its
+# figure includes writing the run's records.
+TICKS="$(getconf CLK_TCK)"
+cpu_us() { awk -v t="$TICKS" '{ printf "%d", ($14 + $15) * 1000000 / t }' "/proc/$1/stat"; }
 
 # --- request bodies and the wrk script ---------------------------------------
 MESSAGES='[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello and describe a benchmark in one sentence."}]'
@@ -270,17 +285,22 @@ for s in "${SCENARIOS[@]}"; do
     log "$name: direct"
     direct="$(run_wrk "$MOCK_URL" "$TMP/$kind.lua" "$conns" "$threads" "$DURATION")"
     log "$name: through proxy"
+    pcpu0="$(cpu_us "$PROXY_PID")"
     proxy="$(run_wrk "$PROXY_URL" "$TMP/$kind.lua" "$conns" "$threads" "$DURATION")"
+    pcpu1="$(cpu_us "$PROXY_PID")"
     log "$name: through the logging proxy"
     before="$(settle_records)"
+    lcpu0="$(cpu_us "$LOGGED_PID")"
     logged="$(run_wrk "$LOGGED_URL" "$TMP/$kind.lua" "$conns" "$threads" "$DURATION")"
     after="$(settle_records)"
+    lcpu1="$(cpu_us "$LOGGED_PID")"
     read -r _ _ _ _ dse dke <<<"$direct"
     read -r _ _ _ _ pse pke <<<"$proxy"
     read -r _ _ _ lreq lse lke <<<"$logged"
     LOGGED_SENT=$((LOGGED_SENT + lreq))
     # Records of this run written (the rest dropped: queue full).
-    logged="$logged $((after - before))"
+    logged="$logged $((after - before)) $((lcpu1 - lcpu0))"
+    proxy="$proxy $((pcpu1 - pcpu0))"
     if ((dse + dke + pse + pke + lse + lke > 0)); then
         log "$name: errors (direct: $dse bad status, $dke socket; proxy: $pse, $pke; logging proxy: $lse, $lke)"
         ERRORS=1
@@ -307,37 +327,40 @@ function ms(us) { return sprintf("%.3f", us / 1000) }
     lrps[NR] = sprintf("%.0f", l[1])
     lratio[NR] = p[1] > 0 ? sprintf("%.2f", l[1] / p[1]) : "n/a"
     lwritten[NR] = l[4] > 0 ? sprintf("%.0f%%", 100 * l[7] / l[4]) : "n/a"
+    pcpu[NR] = p[4] > 0 ? sprintf("%.1f", p[7] / p[4]) : "n/a"
+    lcpu[NR] = l[4] > 0 ? sprintf("%.1f", l[8] / l[4]) : "n/a"
     n = NR
 }
 END {
     h[1] = "scenario"; h[2] = "direct req/s"; h[3] = "proxy req/s"; h[4] = "proxy/direct"
     h[5] = "direct p50/p99 ms"; h[6] = "proxy p50/p99 ms"; h[7] = "added p50 ms"
     h[8] = "logged req/s"; h[9] = "logged/proxy"; h[10] = "logged written"
+    h[11] = "proxy CPU us/req"; h[12] = "logged CPU us/req"
     for (i = 1; i <= n; i++) {
         c[i,1] = name[i]; c[i,2] = drps[i]; c[i,3] = prps[i]; c[i,4] = ratio[i]
-        c[i,5] = dlat[i]; c[i,6] = plat[i]; c[i,7] = added[i]; c[i,8] = lrps[i]; c[i,9] = lratio[i]; c[i,10] = lwritten[i]
+        c[i,5] = dlat[i]; c[i,6] = plat[i]; c[i,7] = added[i]; c[i,8] = lrps[i]; c[i,9] = lratio[i]; c[i,10] = lwritten[i]; c[i,11] = pcpu[i]; c[i,12] = lcpu[i]
     }
-    for (j = 1; j <= 10; j++) {
+    for (j = 1; j <= 12; j++) {
         w[j] = length(h[j])
         for (i = 1; i <= n; i++) if (length(c[i,j]) > w[j]) w[j] = length(c[i,j])
     }
     # Plain table, then a marker, then markdown.
     line = ""
-    for (j = 1; j <= 10; j++) line = line sprintf(j == 1 ? "%-*s" : "  %*s", w[j], h[j])
+    for (j = 1; j <= 12; j++) line = line sprintf(j == 1 ? "%-*s" : "  %*s", w[j], h[j])
     print line
     line = ""
-    for (j = 1; j <= 10; j++) { dash = sprintf("%*s", w[j], ""); gsub(/ /, "-", dash); line = line (j == 1 ? "" : "  ") dash }
+    for (j = 1; j <= 12; j++) { dash = sprintf("%*s", w[j], ""); gsub(/ /, "-", dash); line = line (j == 1 ? "" : "  ") dash }
     print line
     for (i = 1; i <= n; i++) {
         line = ""
-        for (j = 1; j <= 10; j++) line = line sprintf(j == 1 ? "%-*s" : "  %*s", w[j], c[i,j])
+        for (j = 1; j <= 12; j++) line = line sprintf(j == 1 ? "%-*s" : "  %*s", w[j], c[i,j])
         print line
     }
     print "@@MARKDOWN@@"
-    line = "|"; for (j = 1; j <= 10; j++) line = line " " h[j] " |"; print line
-    line = "|"; for (j = 1; j <= 10; j++) line = line (j == 1 ? " --- |" : " ---: |"); print line
+    line = "|"; for (j = 1; j <= 12; j++) line = line " " h[j] " |"; print line
+    line = "|"; for (j = 1; j <= 12; j++) line = line (j == 1 ? " --- |" : " ---: |"); print line
     for (i = 1; i <= n; i++) {
-        line = "|"; for (j = 1; j <= 10; j++) line = line " " c[i,j] " |"; print line
+        line = "|"; for (j = 1; j <= 12; j++) line = line " " c[i,j] " |"; print line
     }
 }')"
 

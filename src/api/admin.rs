@@ -39,6 +39,9 @@ pub struct AdminModel {
     pub request_timeout: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub supports_reasoning: Option<bool>,
+    /// `model_params.reasoning`: `{style, effort, budget_tokens}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -74,6 +77,7 @@ impl AdminModel {
             "supports_reasoning",
             self.supports_reasoning.map(Value::from),
         );
+        put("reasoning", self.reasoning.clone());
         put("api_type", self.api_type.as_ref().map(lit));
         let mut entry = serde_json::Map::new();
         entry.insert("model_name".into(), name.into());
@@ -172,6 +176,7 @@ pub fn model_json(m: &ModelConfig) -> Value {
                 "target_model": b.upstream_model,
                 "request_timeout": b.request_timeout.as_secs_f64(),
                 "supports_reasoning": b.supports_reasoning,
+                "reasoning": b.reasoning,
                 "parameters": params,
             })
         })

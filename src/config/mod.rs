@@ -9,6 +9,7 @@ mod limits;
 pub mod overlay;
 pub mod parsers;
 mod raw;
+pub mod reasoning;
 mod resolve;
 
 use std::fmt;
@@ -353,6 +354,8 @@ pub struct Backend {
     pub upstream_model: Option<String>,
     pub request_timeout: Duration,
     pub supports_reasoning: bool,
+    /// `model_params.reasoning`: the field written to ask for reasoning.
+    pub reasoning: Option<reasoning::Reasoning>,
     /// Request parameter defaults.
     pub parameters: Arc<[Parameter]>,
     /// The endpoint URLs, parsed once: chat completions, embeddings, responses.

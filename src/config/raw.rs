@@ -68,6 +68,8 @@ pub struct RawModelParams {
     #[serde(alias = "timeout")]
     pub request_timeout: Option<f64>,
     pub supports_reasoning: Option<bool>,
+    /// How the backend is asked to reason (`style`, `effort`, `budget_tokens`).
+    pub reasoning: Option<super::reasoning::RawReasoning>,
     pub api_type: Option<String>,
     pub fallbacks: Option<OneOrMany>,
     /// Share of traffic under `simple-shuffle` (relative, > 0; default 1).

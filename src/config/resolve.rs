@@ -406,6 +406,9 @@ fn backend(
         errors,
     );
     let routing = routing(p.weight, p.order, p.health_check, at, errors);
+    let reasoning = p
+        .reasoning
+        .and_then(|r| super::reasoning::Reasoning::resolve(r, &format!("{at}.reasoning"), errors));
     if errors.len() > start {
         return None;
     }
@@ -418,6 +421,7 @@ fn backend(
         upstream_model: p.target_model.filter(|m| !m.trim().is_empty()).or(model),
         request_timeout,
         supports_reasoning: p.supports_reasoning.unwrap_or(false),
+        reasoning,
         parameters,
         urls: None,
         routing,

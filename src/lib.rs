@@ -11,6 +11,7 @@ pub mod limits;
 pub mod live;
 pub mod model_store;
 pub mod pipeline;
+pub mod protocol;
 pub mod redis;
 pub mod replay;
 pub mod reqlog;

@@ -9,6 +9,7 @@ pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod openai;
+pub mod relay;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -324,7 +324,7 @@ pub struct Parameter {
 pub enum ApiType {
     /// OpenAI-compatible HTTP API.
     Openai,
-    /// Anthropic Messages (not implemented yet: attempts fail with 501).
+    /// Anthropic Messages (`{api_base}/v1/messages`, `x-api-key`).
     Anthropic,
     /// Built-in local backend that echoes; needs no network or key.
     Stub,
@@ -358,8 +358,8 @@ pub struct Backend {
     pub reasoning: Option<reasoning::Reasoning>,
     /// Request parameter defaults.
     pub parameters: Arc<[Parameter]>,
-    /// The endpoint URLs, parsed once: chat completions, embeddings, responses.
-    pub urls: Option<Arc<[reqwest::Url; 3]>>,
+    /// The endpoint URLs, parsed once, by [`Endpoint::index`](crate::upstream::Endpoint::index).
+    pub urls: Option<Arc<[reqwest::Url]>>,
     /// Weight, order and health check.
     pub routing: BackendRouting,
 }
@@ -367,13 +367,23 @@ pub struct Backend {
 impl Backend {
     /// Parses the endpoint URLs once (`urls`).
     pub fn parse_urls(&mut self) {
-        let parse = |p: &str| reqwest::Url::parse(&self.url(p)).ok();
-        if let (Some(a), Some(b), Some(c)) = (
-            parse("/chat/completions"),
-            parse("/embeddings"),
-            parse("/responses"),
-        ) {
-            self.urls = Some(Arc::new([a, b, c]));
+        let urls: Option<Vec<reqwest::Url>> = crate::upstream::Endpoint::ALL
+            .iter()
+            .map(|e| reqwest::Url::parse(&self.endpoint_url(*e)).ok())
+            .collect();
+        self.urls = urls.map(Arc::from);
+    }
+
+    /// The URL of an endpoint on this backend: `api_base` + the path for
+    /// OpenAI-compatible backends; `api_base` (without a trailing `/v1`) +
+    /// `/v1` + the path for Anthropic ones, as Anthropic's SDK takes it.
+    pub fn endpoint_url(&self, endpoint: crate::upstream::Endpoint) -> String {
+        match self.api_type {
+            ApiType::Anthropic => {
+                let base = self.api_base.strip_suffix("/v1").unwrap_or(&self.api_base);
+                format!("{base}/v1{}", endpoint.path())
+            }
+            _ => self.url(endpoint.path()),
         }
     }
 

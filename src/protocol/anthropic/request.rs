@@ -69,7 +69,9 @@ const MESSAGES_FIELDS: &[&str] = &[
 fn object(body: &[u8]) -> Result<Map<String, Value>, TranslateError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(TranslateError::new("the request body must be a JSON object")),
+        Ok(_) => Err(TranslateError::new(
+            "the request body must be a JSON object",
+        )),
         Err(e) => Err(TranslateError::new(format!(
             "the request body is not valid JSON: {e}"
         ))),
@@ -315,7 +317,9 @@ fn assistant_blocks(m: &Value) -> Vec<Value> {
                 .ok()
                 .filter(Value::is_object)
                 .unwrap_or_else(|| json!({}));
-            blocks.push(json!({"type": "tool_use", "id": c["id"], "name": f["name"], "input": input}));
+            blocks.push(
+                json!({"type": "tool_use", "id": c["id"], "name": f["name"], "input": input}),
+            );
         }
     }
     blocks
@@ -431,7 +435,7 @@ pub fn messages_to_chat(body: &[u8]) -> Result<Value, TranslateError> {
             out.insert("parallel_tool_calls".into(), Value::Bool(false));
         }
     }
-    if let Some(u) = msg.pointer("/metadata/user_id") {
+    if let Some(u) = msg.get("metadata").and_then(|m| m.get("user_id")) {
         out.insert("user".into(), u.clone());
     }
     for (k, v) in msg {
@@ -490,7 +494,9 @@ fn user_messages(blocks: &[Value], out: &mut Vec<Value>) {
                 } else {
                     content
                 };
-                out.push(json!({"role": "tool", "tool_call_id": b["tool_use_id"], "content": content}));
+                out.push(
+                    json!({"role": "tool", "tool_call_id": b["tool_use_id"], "content": content}),
+                );
             }
             Some("text") => parts.push(json!({"type": "text", "text": b["text"]})),
             Some("image") => {

@@ -7,6 +7,7 @@ pub mod api;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod forward;
 pub mod limits;
 pub mod live;
 pub mod model_store;

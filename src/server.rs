@@ -209,7 +209,8 @@ impl Server {
     }
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGINT (ctrl-c) or SIGTERM.
+pub(crate) async fn wait_for_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod env;
+pub mod forward;
 mod inherit;
 mod limits;
 pub mod overlay;
@@ -57,6 +58,9 @@ pub struct Config {
     pub cors: Option<CorsSettings>,
     /// The response cache (`proxy_settings.cache`).
     pub cache: cache::CacheSettings,
+    /// `forwarder_settings` and `http_forwarder_settings`, environment
+    /// overrides applied.
+    pub forward: forward::ForwardSettings,
     /// What it was built from, for reloads and admin changes.
     pub origin: Origin,
     /// Things that loaded but deserve a word (LiteLLM keys not implemented).

@@ -19,6 +19,12 @@ pub struct RawConfig {
     pub general_settings: RawGeneralSettings,
     #[serde(default)]
     pub database: RawDatabase,
+    /// The TCP forwarder (`yallmp forward tcp`).
+    #[serde(default)]
+    pub forwarder_settings: super::forward::RawTcpForwarder,
+    /// The HTTP forwarder (`yallmp forward http`).
+    #[serde(default)]
+    pub http_forwarder_settings: super::forward::RawHttpForwarder,
 }
 
 #[derive(Debug, Deserialize)]

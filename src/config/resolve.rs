@@ -194,6 +194,12 @@ pub(super) fn resolve(
     let rate_limits = super::limits::rate_limits(ps.rate_limits, errors);
     let cors = ps.cors.and_then(|c| super::limits::cors(c, errors));
     let database = database(raw.database, errors);
+    let forward = super::forward::resolve(
+        raw.forwarder_settings,
+        raw.http_forwarder_settings,
+        env,
+        errors,
+    );
     let mut models: Vec<ModelConfig> = Vec::new();
     // (key path, model, its fallbacks) from every place fallbacks are written.
     let mut fallback_refs: Vec<(String, String, Vec<String>)> = Vec::new();
@@ -332,6 +338,7 @@ pub(super) fn resolve(
         rate_limits,
         cors,
         cache,
+        forward,
         parsers,
         origin: Origin::default(),
         warnings: Vec::new(),

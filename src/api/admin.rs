@@ -479,6 +479,16 @@ pub async fn reload(State(state): State<Shared>) -> Result<Json<Value>, AdminErr
     .map_err(AdminError::Reload)?;
     let changes = diff(&current.config, &config);
     let warnings = config.warnings.clone();
+    let password = |c: &Config| {
+        c.auth
+            .admin_password
+            .as_ref()
+            .map(|p| p.expose().to_string())
+    };
+    if password(&current.config) != password(&config) {
+        // Sessions stood for the old password.
+        state.sessions.clear();
+    }
     state.log.update_secrets(&config);
     state.live.store(Arc::new(Live::new(config)));
     tracing::info!(%changes, "config reloaded");

@@ -3,6 +3,7 @@
 //! and methods).
 
 pub mod admin;
+pub mod anthropic;
 pub mod auth;
 pub mod cache;
 pub mod error;
@@ -80,10 +81,22 @@ pub fn router(state: Shared) -> Router {
         .route("/responses", post(openai::responses))
         .route("/models", get(openai::list_models))
         .route("/models/{*id}", get(openai::get_model))
+        .route("/completions", post(openai::completions))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::client_key,
-        ));
+        ))
+        // Anthropic's routes answer errors (auth included) in its shape.
+        .merge(
+            Router::new()
+                .route("/messages", post(anthropic::messages))
+                .route("/messages/count_tokens", post(anthropic::count_tokens))
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    auth::client_key,
+                ))
+                .layer(middleware::from_fn(anthropic::error_shape)),
+        );
     let admin = Router::new()
         .route("/models", get(admin::list_models).post(admin::register))
         .route(

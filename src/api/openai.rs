@@ -35,6 +35,11 @@ pub async fn chat_completions(
     proxy(state, Endpoint::ChatCompletions, req).await
 }
 
+/// Legacy text completions: passed through to OpenAI-compatible backends.
+pub async fn completions(State(state): State<Shared>, req: Request) -> Result<Response, ApiError> {
+    proxy(state, Endpoint::Completions, req).await
+}
+
 pub async fn embeddings(State(state): State<Shared>, req: Request) -> Result<Response, ApiError> {
     proxy(state, Endpoint::Embeddings, req).await
 }
@@ -104,7 +109,11 @@ fn json_body(status: StatusCode, body: Bytes) -> Response {
 
 /// The shared path of every proxied endpoint: the request is recorded
 /// whatever happens to it.
-async fn proxy(state: Shared, endpoint: Endpoint, req: Request) -> Result<Response, ApiError> {
+pub(super) async fn proxy(
+    state: Shared,
+    endpoint: Endpoint,
+    req: Request,
+) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let request_id = parts
         .extensions
@@ -271,6 +280,19 @@ async fn forward(
         .map_or(parts.uri.path(), |u| u.0.path());
     let answer = match dispatch.run(guard.attempts()).await {
         Ok(answer) => answer,
+        Err(_) if endpoint == Endpoint::CountTokens => {
+            // No backend could count: the documented estimate.
+            let tokens = serde_json::from_slice::<serde_json::Value>(raw)
+                .map(|v| protocol::tokens::estimate(&v))
+                .unwrap_or(0);
+            let body = Bytes::from(json!({ "input_tokens": tokens }).to_string());
+            let mut response = json_body(StatusCode::OK, body.clone());
+            response.headers_mut().insert(
+                super::anthropic::ESTIMATE_HEADER,
+                HeaderValue::from_static("estimate"),
+            );
+            return Ok(Forwarded::Complete(response, body));
+        }
         Err(failure) => {
             let attempts = guard.attempts().clone();
             return Err(ApiError::Upstream { failure, attempts });

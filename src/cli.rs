@@ -133,7 +133,9 @@ pub fn main() -> ExitCode {
         Some(Command::Check) => check(&cli),
         Some(Command::Replay(ref args)) => replay(&cli, args),
         Some(Command::Db { action }) => db(&cli, action),
-        Some(Command::Forward { kind }) => forward(&cli, kind),
+        Some(Command::Forward { kind }) => {
+            crate::forward::cmd::run(&cli.config, cli.host.is_some() || cli.port.is_some(), kind)
+        }
         Some(Command::InspectTemplate { ref file }) => inspect_template(file),
         None | Some(Command::Serve) => serve(&cli),
     }
@@ -327,74 +329,6 @@ fn db(cli: &Cli, action: DbAction) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
-}
-
-/// `yallmp forward ...`. Without the config file the forwarder still runs,
-/// on its defaults and the FORWARD_* / HTTP_FORWARD_* variables: it often
-/// runs on another machine than the proxy.
-fn forward(cli: &Cli, kind: ForwardKind) -> ExitCode {
-    use crate::forward;
-    if cli.host.is_some() || cli.port.is_some() {
-        eprintln!(
-            "error: --host/--port set the proxy's address; a forwarder reads forwarder_settings / http_forwarder_settings or the FORWARD_* / HTTP_FORWARD_* variables"
-        );
-        return ExitCode::from(2);
-    }
-    let loaded = if cli.config.exists() {
-        Config::load(&cli.config)
-    } else {
-        eprintln!(
-            "note: {} not found: forwarder defaults and FORWARD_* / HTTP_FORWARD_* variables apply",
-            cli.config.display()
-        );
-        let dir = std::path::Path::new(".");
-        crate::config::Env::for_config_dir(dir)
-            .map_err(|e| crate::config::ConfigError {
-                file: ".env".into(),
-                errors: vec![e],
-            })
-            .and_then(|env| Config::from_yaml("", None, &env))
-    };
-    let settings = match loaded {
-        Ok(c) => c.forward,
-        Err(e) => {
-            eprintln!("error: the config is not valid:\n{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    rt.block_on(async {
-        let started = match kind {
-            ForwardKind::Tcp => forward::tcp::start(&settings.tcp).await.map(|f| vec![f]),
-            ForwardKind::Http => forward::http::start(&settings.http).await.map(|f| vec![f]),
-            ForwardKind::Both => forward::start_both(&settings)
-                .await
-                .map(|(t, h)| vec![t, h]),
-        };
-        let forwarders = match started {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        for f in &forwarders {
-            let target = match f.name() {
-                "tcp" => settings.tcp.target.authority(),
-                _ => settings.http.target_url(),
-            };
-            println!(
-                "yallmp {} forwarder listening on {} -> {target}",
-                f.name(),
-                f.addr()
-            );
-        }
-        forward::run_until_signal(forwarders).await;
-        ExitCode::SUCCESS
     })
 }
 
@@ -629,7 +563,7 @@ pub fn banner(config: &Config, path: &std::path::Path) -> String {
     let _ = writeln!(out, "auth: /v1 {clients}; {admin}");
     let _ = writeln!(
         out,
-        "endpoints: POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, {responses}, GET /healthz (also without /v1), /admin/*"
+        "endpoints: POST /v1/chat/completions, POST /v1/embeddings, {responses}, GET /v1/models, GET /v1/models/{{id}} (each also without /v1); GET /healthz, /health, /stats, /metrics; /admin/*"
     );
     out
 }

@@ -6,6 +6,7 @@
 //!
 //! Settings: [`crate::config::forward`].
 
+pub mod cmd;
 pub mod http;
 pub mod tcp;
 

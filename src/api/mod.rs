@@ -53,6 +53,8 @@ pub struct AppState {
     /// The response cache (`proxy_settings.cache`), when on; fixed at
     /// start-up.
     pub cache: Option<Arc<crate::cache::ResponseCache>>,
+    /// Interleaved thinking's stores (`model_params.interleaved_thinking`).
+    pub thinking: Arc<crate::thinking::Thinking>,
 }
 
 pub type Shared = Arc<AppState>;

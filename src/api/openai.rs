@@ -237,6 +237,39 @@ async fn forward(
             });
         }
     }
+    let path = parts
+        .extensions
+        .get::<OriginalUri>()
+        .map_or(parts.uri.path(), |u| u.0.path());
+    // Interleaved thinking: earlier turns' reasoning, looked up before
+    // anything goes upstream.
+    let thinking = match endpoint {
+        Endpoint::ChatCompletions => {
+            let fold =
+                crate::thinking::wrap_of(live.pipeline(&model, path).and_then(|p| p.folded_form()));
+            state
+                .thinking
+                .prepare(
+                    &plan,
+                    &model,
+                    parsed.get("messages"),
+                    super::auth::presented(&parts.headers),
+                    fold.as_ref(),
+                )
+                .await
+        }
+        _ => None,
+    };
+    if let (Some(t), Some(first)) = (&thinking, plan.first()) {
+        t.check(first).map_err(ApiError::ReasoningNotFound)?;
+    }
+    let recorder = |backend: &Backend| {
+        let fold = crate::thinking::wrap_of(
+            live.pipeline(&backend.model_name, path)
+                .and_then(|p| p.folded_form()),
+        );
+        thinking.as_ref().and_then(|t| t.recorder(backend, fold))
+    };
     let dispatch = Dispatch {
         client: &state.client,
         settings: &live.config.router,
@@ -249,11 +282,8 @@ async fn forward(
         stream,
         forward_credentials: live.config.auth.api_keys.is_empty(),
         registry: &state.backends,
+        thinking: thinking.as_ref().and_then(|t| t.restore.as_ref()),
     };
-    let path = parts
-        .extensions
-        .get::<OriginalUri>()
-        .map_or(parts.uri.path(), |u| u.0.path());
     let answer = match dispatch.run(guard.attempts()).await {
         Ok(answer) => answer,
         Err(failure) => {
@@ -290,6 +320,9 @@ async fn forward(
             if let Some(p) = pending.filter(|_| status.is_success()) {
                 p.store_body(status.as_u16(), &headers, sent.clone());
             }
+            if let Some(r) = recorder(&backend).filter(|_| status.is_success()) {
+                r.json(&sent).await;
+            }
             let mut response = respond(status, &headers, Body::from(sent));
             mark(&mut response, cache_status);
             routing_headers(&mut response, &backend.name, guard.attempts().len());
@@ -321,6 +354,9 @@ async fn forward(
             let session = live
                 .pipeline(&backend.model_name, path)
                 .map(|p| p.session(parsed.get("tools"), live.config.logging.log_parsed_stream));
+            let remember = recorder(&backend)
+                .filter(|_| status.is_success())
+                .map(crate::thinking::Recorder::stream);
             let (mut parts, _) = response.into_parts();
             parts.headers.remove(header::CONTENT_LENGTH);
             Ok(Forwarded::Stream(Response::from_parts(
@@ -338,6 +374,7 @@ async fn forward(
                         ticket,
                     },
                     tee,
+                    remember,
                 ),
             )))
         }
@@ -436,6 +473,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: u64) -> Result<Bytes,
 /// error event (never a fake `[DONE]`). Dropping the body (client gone)
 /// drops the upstream response, which cancels the upstream request, and the
 /// record guard notes the disconnect.
+#[allow(clippy::too_many_arguments)] // each one follows the stream for its own feature
 fn relay(
     first: Vec<Bytes>,
     rest: SseSource,
@@ -444,6 +482,7 @@ fn relay(
     session: Option<Session>,
     tokens: Tokens,
     tee: Option<cache::Tee>,
+    remember: Option<crate::thinking::StreamRecorder>,
 ) -> Body {
     struct Relay {
         /// The usage the frames report, observed when the relay ends.
@@ -457,6 +496,8 @@ fn relay(
         parsed: Vec<Bytes>,
         /// A copy for the response cache, on a miss.
         tee: Option<cache::Tee>,
+        /// Interleaved thinking: the turn's reasoning, remembered at the end.
+        remember: Option<crate::thinking::StreamRecorder>,
     }
     impl Relay {
         /// Upstream frames through the parsers, recording the raw ones.
@@ -475,6 +516,13 @@ fn relay(
                 }
                 if let Some(s) = &mut self.session {
                     s.on_frame(&frame, &mut self.parsed);
+                } else if let Some(r) = &mut self.remember {
+                    r.on_frame(&frame);
+                }
+            }
+            if let (Some(r), Some(_)) = (&mut self.remember, &self.session) {
+                for f in &self.parsed {
+                    r.on_frame(f);
                 }
             }
             let out = if self.session.is_none() {
@@ -488,6 +536,16 @@ fn relay(
             out
         }
 
+        /// Remembers the turn once `[DONE]` went by, before the client
+        /// gets it (its next request may resend this turn at once).
+        async fn remember_if_done(&mut self) {
+            if self.remember.as_ref().is_some_and(|r| r.done())
+                && let Some(r) = self.remember.take()
+            {
+                r.commit().await;
+            }
+        }
+
         /// The stream ended: what the parsers still hold, and their notes
         /// for the record.
         fn end(&mut self) -> Option<Bytes> {
@@ -495,6 +553,11 @@ fn relay(
             let mut out = Vec::new();
             s.end(&mut out);
             note_parsed(&mut self.guard, &s);
+            if let Some(r) = &mut self.remember {
+                for f in &out {
+                    r.on_frame(f);
+                }
+            }
             let tail = (!out.is_empty()).then(|| join(&out));
             if let (Some(t), Some(tail)) = (&mut self.tee, &tail) {
                 t.sent(tail);
@@ -511,6 +574,7 @@ fn relay(
         session,
         parsed: Vec::new(),
         tee,
+        remember,
     };
     // Frames that arrived together leave together: one write per upstream
     // read, each frame still recorded on its own.
@@ -520,6 +584,7 @@ fn relay(
                 st.ends.clear();
                 st.ends.push(frame.len());
                 let out = st.parse(&frame);
+                st.remember_if_done().await;
                 if out.is_empty() {
                     continue;
                 }
@@ -529,6 +594,7 @@ fn relay(
             match src.next_batch(&mut st.ends).await {
                 Ok(Some(batch)) => {
                     let out = st.parse(&batch);
+                    st.remember_if_done().await;
                     if out.is_empty() {
                         continue;
                     }
@@ -537,6 +603,10 @@ fn relay(
                 Ok(None) => {
                     st.source = None;
                     let tail = st.end();
+                    // Ended without `[DONE]`, but normally.
+                    if let Some(r) = st.remember.take() {
+                        r.commit().await;
+                    }
                     if let Some(t) = st.tee.take() {
                         t.finish();
                     }
@@ -547,8 +617,9 @@ fn relay(
                     tracing::warn!(error = %e, "upstream stream failed after the first byte");
                     let frame = stream_error_frame(&e, endpoint);
                     st.source = None;
-                    // A broken stream is never cached.
+                    // A broken stream is never cached, nor remembered.
                     st.tee = None;
+                    st.remember = None;
                     // Whatever the parsers held goes out before the error.
                     let tail = st.end();
                     if let Some(r) = st.guard.record() {

@@ -10,6 +10,7 @@ pub mod overlay;
 pub mod parsers;
 mod raw;
 mod resolve;
+pub mod thinking;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -359,6 +360,8 @@ pub struct Backend {
     pub urls: Option<Arc<[reqwest::Url; 3]>>,
     /// Weight, order and health check.
     pub routing: BackendRouting,
+    /// `interleaved_thinking`, when on.
+    pub thinking: Option<Arc<thinking::ThinkingSettings>>,
 }
 
 impl Backend {

@@ -92,6 +92,8 @@ pub struct Dispatch<'a> {
     pub forward_credentials: bool,
     /// Every backend's runtime state.
     pub registry: &'a state::Registry,
+    /// Earlier turns' reasoning to give back (interleaved thinking).
+    pub thinking: Option<&'a crate::thinking::restore::Restore>,
 }
 
 /// One backend of the group being tried, during one request.
@@ -153,10 +155,14 @@ impl Dispatch<'_> {
                                 self.request_id,
                                 self.forward_credentials,
                             ),
-                            self.body.for_backend_with(
+                            self.body.for_backend_replacing(
                                 self.raw,
                                 &backend,
                                 self.endpoint != Endpoint::Embeddings,
+                                self.thinking
+                                    .and_then(|t| t.messages_for(&backend))
+                                    .as_deref()
+                                    .map(|m| ("messages", m)),
                             ),
                         )
                     })

@@ -26,7 +26,12 @@ struct DeepState {
     produced: Mutex<HashMap<String, String>>,
     turn: AtomicUsize,
     parallel: bool,
+    /// Part of its tool call ids and arguments (two upstreams never make
+    /// the same call).
+    tag: String,
     hits: Mutex<Vec<Value>>,
+    /// Answer 503 to everything (a backend that went down).
+    down: std::sync::atomic::AtomicBool,
 }
 
 struct Deep {
@@ -38,6 +43,7 @@ impl Deep {
     async fn start(parallel: bool) -> Deep {
         let state = Arc::new(DeepState {
             parallel,
+            tag: uuid::Uuid::new_v4().simple().to_string()[..6].to_string(),
             ..Default::default()
         });
         let app = Router::new().fallback(deep).with_state(state.clone());
@@ -96,6 +102,12 @@ async fn deep(State(state): State<Arc<DeepState>>, req: Request) -> Response {
         .unwrap();
     let v: Value = serde_json::from_slice(&body).unwrap();
     state.hits.lock().unwrap().push(v.clone());
+    if state.down.load(Ordering::SeqCst) {
+        return json_reply(
+            503,
+            json!({"error": {"message": "overloaded", "type": "server_error"}}),
+        );
+    }
     for m in v["messages"].as_array().unwrap() {
         let Some(calls) = m["tool_calls"].as_array().filter(|c| !c.is_empty()) else {
             continue;
@@ -105,8 +117,11 @@ async fn deep(State(state): State<Arc<DeepState>>, req: Request) -> Response {
         }
         let produced = state.produced.lock().unwrap();
         for c in calls {
-            let want = produced.get(&call_key(c));
-            if want.map(String::as_str) != m["reasoning_content"].as_str() {
+            // Only its own turns must come back with their reasoning.
+            let Some(want) = produced.get(&call_key(c)) else {
+                continue;
+            };
+            if Some(want.as_str()) != m["reasoning_content"].as_str() {
                 return json_reply(
                     400,
                     json!({"error": {"message": "The reasoning_content in the thinking mode must be passed back to the API.",
@@ -117,15 +132,16 @@ async fn deep(State(state): State<Arc<DeepState>>, req: Request) -> Response {
     }
     let n = state.turn.fetch_add(1, Ordering::SeqCst) + 1;
     let reasoning = reasoning_of(n);
+    let tag = &state.tag;
     let mut calls = vec![
-        json!({"id": format!("call_{n}_a"), "type": "function", "function": {
+        json!({"id": format!("call_{tag}_{n}_a"), "type": "function", "function": {
         "name": "read_file",
-        "arguments": format!("{{\"path\": \"/src/{n}.rs\", \"opts\": {{\"lines\": [1, 2.0], \"follow\": true}}}}")}}),
+        "arguments": format!("{{\"path\": \"/src/{tag}/{n}.rs\", \"opts\": {{\"lines\": [1, 2.0], \"follow\": true}}}}")}}),
     ];
     if state.parallel {
         calls.push(
-            json!({"id": format!("call_{n}_b"), "type": "function", "function": {
-            "name": "list_dir", "arguments": format!("{{\"dir\":\"/d{n}\"}}")}}),
+            json!({"id": format!("call_{tag}_{n}_b"), "type": "function", "function": {
+            "name": "list_dir", "arguments": format!("{{\"dir\":\"/d{tag}{n}\"}}")}}),
         );
     }
     {
@@ -395,7 +411,7 @@ async fn agent_loop_succeeds_every_turn_with_reasoning_restored_byte_for_byte() 
     );
     assert_eq!(
         last["messages"][2],
-        json!({"role": "tool", "tool_call_id": "call_1_a", "content": "ok"})
+        json!({"role": "tool", "tool_call_id": format!("call_{}_1_a", deep.state.tag), "content": "ok"})
     );
     proxy.shutdown().await;
 }
@@ -630,4 +646,85 @@ async fn unknown_keys_in_the_block_are_config_errors() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("redis_url"), "{err}");
+}
+
+#[tokio::test]
+async fn a_fallback_to_another_provider_never_gets_foreign_reasoning() {
+    let primary = Deep::start(false).await;
+    let fallback = Deep::start(false).await;
+    let yaml = format!(
+        "model_list:\n  - model_name: ds\n    model_params: {{api_base: '{}', interleaved_thinking: {{}}}}\n    fallbacks: [other]\n  - model_name: other\n    model_params: {{api_base: '{}', interleaved_thinking: {{on_miss: drop}}}}\nrouter_settings: {{num_retries: 0}}\n",
+        primary.url, fallback.url
+    );
+    let proxy = support::proxy(&yaml).await;
+    let mut agent = Agent::new(&proxy, None, false, Resend::Dropped);
+    agent.turn().await.unwrap();
+    primary.state.down.store(true, Ordering::SeqCst);
+    agent
+        .turn()
+        .await
+        .unwrap_or_else(|e| panic!("fallback turn: {e:?}"));
+    let sent = &fallback.hits()[0]["messages"][1];
+    assert_eq!(
+        sent["tool_calls"][0]["id"],
+        format!("call_{}_1_a", primary.state.tag)
+    );
+    assert!(
+        sent.get("reasoning_content").is_none(),
+        "the primary's reasoning went to the fallback: {sent}"
+    );
+    // Back on the primary, its own reasoning returns.
+    primary.state.down.store(false, Ordering::SeqCst);
+    agent
+        .turn()
+        .await
+        .unwrap_or_else(|e| panic!("back on the primary: {e:?}"));
+    let last = primary.hits().pop().unwrap();
+    assert_eq!(
+        last["messages"][1]["reasoning_content"].as_str(),
+        Some(reasoning_of(1).as_str())
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn runtime_models_take_the_block_too() {
+    let deep = Deep::start(false).await;
+    let proxy = support::proxy("model_list: []\n").await;
+    let register = |body: Value| {
+        let url = format!("{}/admin/models", proxy.url());
+        async move {
+            let r = support::client()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, text) = register(json!({"model_name": "ds", "api_base": deep.url,
+        "interleaved_thinking": {"feild": "reasoning"}}))
+    .await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("did you mean `field`"), "{text}");
+    assert!(text.contains("interleaved_thinking"), "{text}");
+    let (status, text) = register(json!({"model_name": "ds", "api_base": deep.url,
+        "interleaved_thinking": {"enabled": true, "ttl": "1h"}}))
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v["model"]["backends"][0]["interleaved_thinking"]["ttl"],
+        3600.0
+    );
+    let mut agent = Agent::new(&proxy, None, false, Resend::Dropped);
+    for n in 1..=3 {
+        agent
+            .turn()
+            .await
+            .unwrap_or_else(|e| panic!("turn {n}: {e:?}"));
+    }
+    assert_restored(&deep, 2);
+    proxy.shutdown().await;
 }

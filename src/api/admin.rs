@@ -41,6 +41,9 @@ pub struct AdminModel {
     pub supports_reasoning: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_type: Option<String>,
+    /// `model_params.interleaved_thinking`, as in the config file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interleaved_thinking: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extends: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,6 +78,7 @@ impl AdminModel {
             self.supports_reasoning.map(Value::from),
         );
         put("api_type", self.api_type.as_ref().map(lit));
+        put("interleaved_thinking", self.interleaved_thinking.clone());
         let mut entry = serde_json::Map::new();
         entry.insert("model_name".into(), name.into());
         if !params.is_empty() {
@@ -172,6 +176,7 @@ pub fn model_json(m: &ModelConfig) -> Value {
                 "target_model": b.upstream_model,
                 "request_timeout": b.request_timeout.as_secs_f64(),
                 "supports_reasoning": b.supports_reasoning,
+                "interleaved_thinking": b.thinking.as_deref(),
                 "parameters": params,
             })
         })

@@ -28,7 +28,8 @@ struct Turn {
     /// (`swap_reasoning_content`).
     folded: Option<String>,
     keys: Vec<Key>,
-    found: Option<Arc<Entry>>,
+    /// The entries found, in key order.
+    found: Vec<Arc<Entry>>,
 }
 
 /// The request's `messages` and its turns without reasoning.
@@ -89,7 +90,7 @@ impl Restore {
                 keys: keys::turn_keys(scope, &content, &calls),
                 message,
                 folded,
-                found: None,
+                found: Vec::new(),
             });
         }
         (!turns.is_empty()).then_some(Restore { items, turns })
@@ -103,29 +104,37 @@ impl Restore {
             .collect()
     }
 
-    /// Takes the lookup's result: each turn's first key found wins.
+    /// Takes the lookup's result: per turn, the entries in key order (a
+    /// backend gets the first one its own provider produced).
     pub fn resolve(&mut self, found: &HashMap<Key, Arc<Entry>>) {
         for t in &mut self.turns {
-            t.found = t.keys.iter().find_map(|k| found.get(k).cloned());
+            t.found = t
+                .keys
+                .iter()
+                .filter_map(|k| found.get(k).cloned())
+                .collect();
         }
     }
 
-    /// The reasoning `backend` may get for each turn in its scope.
+    /// The reasoning (and signature) `backend` may get for each turn in
+    /// its scope; `Err(true)` when only another provider's was found.
+    #[allow(clippy::type_complexity)]
     fn plan<'s>(
         &'s self,
         s: &ThinkingSettings,
         source: &str,
-    ) -> impl Iterator<Item = (&'s Turn, Result<&'s str, bool>)> + 's {
+    ) -> impl Iterator<Item = (&'s Turn, Result<(&'s str, Option<&'s str>), bool>)> + 's {
         let source = source.to_string();
         let all = s.scope == TurnScope::AllTurns;
         self.turns
             .iter()
             .filter(move |t| all || t.has_calls)
             .map(move |t| {
-                let r = match (&t.found, &t.folded) {
-                    (Some(e), _) if e.source == source => Ok(e.reasoning.as_str()),
-                    (Some(_), _) => Err(true),
-                    (None, Some(f)) => Ok(f.as_str()),
+                let own = t.found.iter().find(|e| e.source == source);
+                let r = match (own, &t.folded) {
+                    (Some(e), _) => Ok((e.reasoning.as_str(), e.signature.as_deref())),
+                    (None, _) if !t.found.is_empty() => Err(true),
+                    (None, Some(f)) => Ok((f.as_str(), None)),
                     (None, None) => Err(false),
                 };
                 (t, r)
@@ -155,9 +164,8 @@ impl Restore {
         let mut replaced: Vec<(usize, String)> = Vec::new();
         for (turn, r) in self.plan(s, &source) {
             let mut m = turn.message.clone();
-            let sig = turn.found.as_ref().and_then(|e| e.signature.as_deref());
             match r {
-                Ok(text) => write(&mut m, s.field, text, sig),
+                Ok((text, sig)) => write(&mut m, s.field, text, sig),
                 Err(_) => match s.on_miss {
                     OnMiss::Empty => write_empty(&mut m, s.field),
                     // `error` stops the request before the first backend;

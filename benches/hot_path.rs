@@ -172,6 +172,7 @@ fn backend(upstream_model: Option<&str>, reasoning: bool) -> Backend {
         parameters: Vec::new().into(),
         urls: None,
         routing: Default::default(),
+        thinking: None,
     }
 }
 

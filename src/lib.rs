@@ -19,6 +19,7 @@ pub mod reqlog;
 pub mod router;
 pub mod server;
 pub mod sse;
+pub mod thinking;
 pub mod upstream;
 pub mod usage;
 

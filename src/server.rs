@@ -31,6 +31,8 @@ pub enum ServeError {
     Log(#[from] crate::reqlog::StartError),
     #[error("the request log's database, opened for reading ({target}): {message}")]
     LogReader { target: String, message: String },
+    #[error(transparent)]
+    Thinking(#[from] crate::thinking::StartError),
 }
 
 /// A running proxy.
@@ -120,6 +122,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
     crate::api::metrics::install();
     let limits = crate::limits::Limiter::new(redis.clone());
     let cache = crate::cache::ResponseCache::new(&config.cache, redis.clone());
+    let thinking = crate::thinking::Thinking::start(&config, redis.clone()).await?;
     let state: Shared = Arc::new(AppState {
         live: ArcSwap::from_pointee(Live::new(config)),
         client,
@@ -132,6 +135,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         model_version: std::sync::atomic::AtomicI64::new(model_version),
         limits,
         cache,
+        thinking,
         backends: backends.clone(),
         log_reader,
         self_url,
@@ -218,6 +222,8 @@ impl Server {
         if let Some(sync) = self.sync {
             sync.abort();
         }
+        // Turns remembered by the last answers reach their store.
+        self.state.thinking.flush().await;
         if let Some(w) = self.writer {
             w.finish().await;
         }

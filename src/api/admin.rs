@@ -44,6 +44,9 @@ pub struct AdminModel {
     pub reasoning: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_type: Option<String>,
+    /// `model_params.interleaved_thinking`, as in the config file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interleaved_thinking: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extends: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,6 +82,7 @@ impl AdminModel {
         );
         put("reasoning", self.reasoning.clone());
         put("api_type", self.api_type.as_ref().map(lit));
+        put("interleaved_thinking", self.interleaved_thinking.clone());
         let mut entry = serde_json::Map::new();
         entry.insert("model_name".into(), name.into());
         if !params.is_empty() {
@@ -177,6 +181,7 @@ pub fn model_json(m: &ModelConfig) -> Value {
                 "request_timeout": b.request_timeout.as_secs_f64(),
                 "supports_reasoning": b.supports_reasoning,
                 "reasoning": b.reasoning,
+                "interleaved_thinking": b.thinking.as_deref(),
                 "parameters": params,
             })
         })

@@ -36,14 +36,20 @@ pub enum ApiError {
     RateLimited(crate::limits::Denied),
     #[error(transparent)]
     CacheControl(#[from] crate::cache::ControlError),
+    #[error(
+        "the reasoning of {0} earlier assistant turn(s) is not known to the proxy \
+         (interleaved_thinking.on_miss: error); resend the turns with their reasoning"
+    )]
+    ReasoningNotFound(usize),
 }
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Body(_) | ApiError::ReadBody(_) | ApiError::CacheControl(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::Body(_)
+            | ApiError::ReadBody(_)
+            | ApiError::CacheControl(_)
+            | ApiError::ReasoningNotFound(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ModelNotFound { .. }
             | ApiError::EndpointDisabled(_)
@@ -81,6 +87,9 @@ impl ApiError {
             ApiError::Internal(_) => ("server_error", json!("internal_error")),
             ApiError::RateLimited(_) => ("rate_limit_error", json!("rate_limit_exceeded")),
             ApiError::CacheControl(_) => ("invalid_request_error", json!("invalid_cache_control")),
+            ApiError::ReasoningNotFound(_) => {
+                ("invalid_request_error", json!("reasoning_not_found"))
+            }
         };
         json!({"error": {"message": self.to_string(), "type": kind, "code": code}})
     }

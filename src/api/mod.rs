@@ -65,6 +65,8 @@ pub struct AppState {
     pub self_url: String,
     /// Admin UI sessions (logins with the admin password).
     pub sessions: session::Sessions,
+    /// Interleaved thinking's stores (`model_params.interleaved_thinking`).
+    pub thinking: Arc<crate::thinking::Thinking>,
 }
 
 pub type Shared = Arc<AppState>;

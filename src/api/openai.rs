@@ -261,6 +261,39 @@ async fn forward(
             });
         }
     }
+    let path = parts
+        .extensions
+        .get::<OriginalUri>()
+        .map_or(parts.uri.path(), |u| u.0.path());
+    // Interleaved thinking: earlier turns' reasoning, looked up before
+    // anything goes upstream.
+    let thinking = match endpoint {
+        Endpoint::ChatCompletions => {
+            let fold =
+                crate::thinking::wrap_of(live.pipeline(&model, path).and_then(|p| p.folded_form()));
+            state
+                .thinking
+                .prepare(
+                    &plan,
+                    &model,
+                    parsed.get("messages"),
+                    super::auth::presented(&parts.headers),
+                    fold.as_ref(),
+                )
+                .await
+        }
+        _ => None,
+    };
+    if let (Some(t), Some(first)) = (&thinking, plan.first()) {
+        t.check(first).map_err(ApiError::ReasoningNotFound)?;
+    }
+    let recorder = |backend: &Backend| {
+        let fold = crate::thinking::wrap_of(
+            live.pipeline(&backend.model_name, path)
+                .and_then(|p| p.folded_form()),
+        );
+        thinking.as_ref().and_then(|t| t.recorder(backend, fold))
+    };
     let dispatch = Dispatch {
         client: &state.client,
         settings: &live.config.router,
@@ -273,11 +306,8 @@ async fn forward(
         stream,
         forward_credentials: live.config.auth.api_keys.is_empty(),
         registry: &state.backends,
+        thinking: thinking.as_ref().and_then(|t| t.restore.as_ref()),
     };
-    let path = parts
-        .extensions
-        .get::<OriginalUri>()
-        .map_or(parts.uri.path(), |u| u.0.path());
     let answer = match dispatch.run(guard.attempts()).await {
         Ok(answer) => answer,
         Err(_) if endpoint == Endpoint::CountTokens => {
@@ -338,6 +368,9 @@ async fn forward(
             if let Some(p) = pending.filter(|_| status.is_success()) {
                 p.store_body(status.as_u16(), &headers, sent.clone());
             }
+            if let Some(r) = recorder(&backend).filter(|_| status.is_success()) {
+                r.json(&sent).await;
+            }
             let mut response = respond(status, &headers, Body::from(sent));
             mark(&mut response, cache_status);
             routing_headers(&mut response, &backend.name, guard.attempts().len());
@@ -375,6 +408,9 @@ async fn forward(
                 to_chat: protocol::stream_to_chat(endpoint, wire, raw),
                 from_chat: protocol::stream_from_chat(endpoint, wire),
             };
+            let remember = recorder(&backend)
+                .filter(|_| status.is_success())
+                .map(crate::thinking::Recorder::stream);
             let (mut parts, _) = response.into_parts();
             parts.headers.remove(header::CONTENT_LENGTH);
             if convert.to_chat.is_some() || convert.from_chat.is_some() {
@@ -399,6 +435,7 @@ async fn forward(
                         ticket,
                     },
                     tee,
+                    remember,
                 ),
             )))
         }

@@ -49,6 +49,7 @@ pub(super) fn relay(
     convert: Converters,
     tokens: Tokens,
     tee: Option<cache::Tee>,
+    remember: Option<crate::thinking::StreamRecorder>,
 ) -> Body {
     struct Relay {
         /// The usage the frames report, observed when the relay ends.
@@ -66,6 +67,9 @@ pub(super) fn relay(
         c: Vec<Bytes>,
         /// A copy for the response cache, on a miss.
         tee: Option<cache::Tee>,
+        /// Interleaved thinking: the turn's reasoning (chat chunks after the
+        /// parsers), remembered at the end.
+        remember: Option<crate::thinking::StreamRecorder>,
     }
     impl Relay {
         /// Frames (already through the first stage) through the parsers and
@@ -79,6 +83,11 @@ pub(super) fn relay(
                     }
                 }
                 None => std::mem::swap(&mut self.a, &mut self.b),
+            }
+            if let Some(r) = &mut self.remember {
+                for f in &self.b {
+                    r.on_frame(f);
+                }
             }
             self.c.clear();
             match &mut self.convert.from_chat {
@@ -136,6 +145,11 @@ pub(super) fn relay(
                 let mut held = Vec::new();
                 s.end(&mut held);
                 note_parsed(&mut self.guard, &s);
+                if let Some(r) = &mut self.remember {
+                    for f in &held {
+                        r.on_frame(f);
+                    }
+                }
                 match &mut self.convert.from_chat {
                     Some(conv) => {
                         for f in &held {
@@ -154,6 +168,16 @@ pub(super) fn relay(
             }
             tail
         }
+
+        /// Remembers the turn once `[DONE]` went by, before the client
+        /// gets it (its next request may resend this turn at once).
+        async fn remember_if_done(&mut self) {
+            if self.remember.as_ref().is_some_and(|r| r.done())
+                && let Some(r) = self.remember.take()
+            {
+                r.commit().await;
+            }
+        }
     }
     let state = Relay {
         tokens,
@@ -167,6 +191,7 @@ pub(super) fn relay(
         b: Vec::new(),
         c: Vec::new(),
         tee,
+        remember,
     };
     let frames = futures::stream::unfold(state, move |mut st| async move {
         loop {
@@ -174,6 +199,7 @@ pub(super) fn relay(
                 st.ends.clear();
                 st.ends.push(frame.len());
                 let out = st.parse(&frame);
+                st.remember_if_done().await;
                 if out.is_empty() {
                     continue;
                 }
@@ -183,6 +209,7 @@ pub(super) fn relay(
             match src.next_batch(&mut st.ends).await {
                 Ok(Some(batch)) => {
                     let out = st.parse(&batch);
+                    st.remember_if_done().await;
                     if out.is_empty() {
                         continue;
                     }
@@ -191,6 +218,10 @@ pub(super) fn relay(
                 Ok(None) => {
                     st.source = None;
                     let tail = st.end(true);
+                    // Ended without `[DONE]`, but normally.
+                    if let Some(r) = st.remember.take() {
+                        r.commit().await;
+                    }
                     if let Some(t) = st.tee.take() {
                         t.finish();
                     }
@@ -201,8 +232,9 @@ pub(super) fn relay(
                     tracing::warn!(error = %e, "upstream stream failed after the first byte");
                     let frame = stream_error_frame(&e, endpoint);
                     st.source = None;
-                    // A broken stream is never cached.
+                    // A broken stream is never cached, nor remembered.
                     st.tee = None;
+                    st.remember = None;
                     // Whatever the stages held goes out before the error.
                     let tail = st.end(false);
                     if let Some(r) = st.guard.record() {

@@ -12,6 +12,7 @@ pub mod parsers;
 mod raw;
 pub mod reasoning;
 mod resolve;
+pub mod thinking;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -366,6 +367,8 @@ pub struct Backend {
     pub urls: Option<Arc<[reqwest::Url]>>,
     /// Weight, order and health check.
     pub routing: BackendRouting,
+    /// `interleaved_thinking`, when on.
+    pub thinking: Option<Arc<thinking::ThinkingSettings>>,
 }
 
 impl Backend {

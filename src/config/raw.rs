@@ -84,6 +84,9 @@ pub struct RawModelParams {
     pub order: Option<i64>,
     /// Active health checks of this backend.
     pub health_check: Option<RawHealthCheck>,
+    /// Give the model its earlier reasoning back (stateful interleaved
+    /// thinking).
+    pub interleaved_thinking: Option<super::thinking::RawInterleavedThinking>,
 }
 
 /// `model_params.health_check`.

@@ -271,7 +271,17 @@ pub(super) fn resolve(
                 _ => models[idx].parsers = Some(p),
             }
         }
-        if let Some(backend) = backend(&name, n, params, &at, litellm, parameters, errors) {
+        let mut params = params;
+        let thinking = params.interleaved_thinking.take().and_then(|t| {
+            super::thinking::resolve(
+                t,
+                &format!("{at}.interleaved_thinking"),
+                redis.is_some(),
+                errors,
+            )
+        });
+        if let Some(mut backend) = backend(&name, n, params, &at, litellm, parameters, errors) {
+            backend.thinking = thinking.map(Arc::new);
             models[idx].backends.push(Arc::new(backend));
         }
     }
@@ -432,6 +442,7 @@ fn backend(
         parameters,
         urls: None,
         routing,
+        thinking: None,
     };
     backend.parse_urls();
     Some(backend)

@@ -111,7 +111,22 @@ impl<'a> RequestBody<'a> {
     /// As [`for_backend`](Self::for_backend); `sampling: false` (embeddings)
     /// rewrites the model only: no reasoning switch, no parameter defaults.
     pub fn for_backend_with(&self, original: &Bytes, backend: &Backend, sampling: bool) -> Bytes {
+        self.for_backend_replacing(original, backend, sampling, None)
+    }
+
+    /// As [`for_backend_with`](Self::for_backend_with), with one top-level
+    /// value replaced by raw JSON (interleaved thinking's `messages`).
+    pub fn for_backend_replacing(
+        &self,
+        original: &Bytes,
+        backend: &Backend,
+        sampling: bool,
+        replace: Option<(&str, &str)>,
+    ) -> Bytes {
         let mut edits: Vec<Edit<'_>> = Vec::new();
+        if let Some((key, json)) = replace {
+            edits.push(Edit::Set(key, Value::Text(json)));
+        }
         if let Some(m) = backend.upstream_model.as_deref()
             && self.get("model").is_none_or(|raw| !json_str_eq(raw, m))
         {
@@ -172,6 +187,8 @@ enum Edit<'a> {
 /// A value to write.
 enum Value<'a> {
     String(&'a str),
+    /// Raw JSON text.
+    Text(&'a str),
     Json(&'a serde_json::Value),
     Owned(serde_json::Value),
 }
@@ -180,6 +197,7 @@ impl Value<'_> {
     fn write(&self, out: &mut Vec<u8>) {
         match self {
             Value::String(s) => write_string(out, s),
+            Value::Text(t) => out.extend_from_slice(t.as_bytes()),
             Value::Json(v) => write_json(out, v),
             Value::Owned(v) => write_json(out, v),
         }
@@ -297,6 +315,7 @@ mod tests {
             parameters: Vec::new().into(),
             urls: None,
             routing: Default::default(),
+            thinking: None,
         }
     }
 

@@ -95,6 +95,8 @@ pub struct Dispatch<'a> {
     pub forward_credentials: bool,
     /// Every backend's runtime state.
     pub registry: &'a state::Registry,
+    /// Earlier turns' reasoning to give back (interleaved thinking).
+    pub thinking: Option<&'a crate::thinking::restore::Restore>,
 }
 
 /// One backend of the group being tried, during one request.
@@ -230,10 +232,27 @@ impl Dispatch<'_> {
         wire: Endpoint,
     ) -> Result<Bytes, crate::protocol::TranslateError> {
         let sampling = !matches!(wire, Endpoint::Embeddings | Endpoint::CountTokens);
+        // Interleaved thinking: `messages` with earlier turns' reasoning given back.
+        let restored = self.thinking.and_then(|t| t.messages_for(backend));
         if wire == self.endpoint {
-            return Ok(self.body.for_backend_with(self.raw, backend, sampling));
+            let replace = restored.as_deref().map(|m| ("messages", m));
+            return Ok(self
+                .body
+                .for_backend_replacing(self.raw, backend, sampling, replace));
         }
-        let translated = crate::protocol::request(self.endpoint, wire, self.raw)?;
+        let translated = match restored {
+            // Restored in the client's dialect, then translated with the rest.
+            Some(messages) => {
+                let bad = |e: serde_json::Error| crate::protocol::TranslateError::new(e.to_string());
+                let mut v: serde_json::Value = serde_json::from_slice(self.raw).map_err(bad)?;
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("messages".into(), serde_json::from_str(&messages).map_err(bad)?);
+                }
+                let with = Bytes::from(serde_json::to_vec(&v).map_err(bad)?);
+                crate::protocol::request(self.endpoint, wire, &with)?
+            }
+            None => crate::protocol::request(self.endpoint, wire, self.raw)?,
+        };
         let parsed = RequestBody::parse(&translated)
             .map_err(|e| crate::protocol::TranslateError::new(e.to_string()))?;
         Ok(parsed.for_backend_with(&translated, backend, sampling))

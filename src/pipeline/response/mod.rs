@@ -110,6 +110,15 @@ impl Pipeline {
         }))
     }
 
+    /// When `swap_reasoning_content` folds reasoning into content: its
+    /// open and close strings, and whether a newline follows the close.
+    pub fn folded_form(&self) -> Option<(&str, &str, bool)> {
+        self.stages.iter().find_map(|s| match s {
+            StageSpec::Swap(spec) => spec.folded_form(),
+            StageSpec::Tags(_) => None,
+        })
+    }
+
     /// Whether it runs for a request to `path`.
     pub fn applies_to(&self, path: &str) -> bool {
         self.paths.iter().any(|p| path.contains(p.as_str()))

@@ -21,6 +21,16 @@ pub struct SwapSpec {
 }
 
 impl SwapSpec {
+    /// How reasoning is folded into content: (open, close, newline after
+    /// close); `None` when this stage only moves think blocks out.
+    pub fn folded_form(&self) -> Option<(&str, &str, bool)> {
+        (self.mode != SwapMode::ContentToReasoning).then_some((
+            self.open.as_str(),
+            self.close.as_str(),
+            self.newline,
+        ))
+    }
+
     pub fn new(s: &SwapSettings) -> SwapSpec {
         let open_tag = format!("<{}>", s.think_tag);
         let close_tag = format!("</{}>", s.think_tag);

@@ -1,0 +1,97 @@
+//! The in-process store: one bounded `moka` cache per model the clients
+//! ask for (`max_entries` each), with the backend's TTL per entry. It is
+//! also the write-through front of the database and Redis stores, so the
+//! next turn of a conversation finds its reasoning without a round trip.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use moka::future::Cache;
+
+use super::Entry;
+use super::keys::Key;
+
+#[derive(Clone)]
+struct Held {
+    entry: Arc<Entry>,
+    ttl: Duration,
+}
+
+struct PerEntry;
+
+impl Expiry<Key, Held> for PerEntry {
+    fn expire_after_create(&self, _: &Key, held: &Held, _: Instant) -> Option<Duration> {
+        Some(held.ttl)
+    }
+    fn expire_after_update(
+        &self,
+        _: &Key,
+        held: &Held,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(held.ttl)
+    }
+}
+
+pub struct MemoryStore {
+    cache: Cache<Key, Held>,
+    pub max_entries: u64,
+}
+
+impl MemoryStore {
+    pub fn new(max_entries: u64) -> MemoryStore {
+        MemoryStore {
+            cache: Cache::builder()
+                .max_capacity(max_entries)
+                .expire_after(PerEntry)
+                .build(),
+            max_entries,
+        }
+    }
+
+    pub async fn get(&self, key: &Key) -> Option<Arc<Entry>> {
+        self.cache.get(key).await.map(|h| h.entry)
+    }
+
+    pub async fn put(&self, keys: &[Key], entry: Arc<Entry>, ttl: Duration) {
+        for k in keys {
+            self.cache
+                .insert(
+                    *k,
+                    Held {
+                        entry: entry.clone(),
+                        ttl,
+                    },
+                )
+                .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn entries_expire_after_their_ttl() {
+        let m = MemoryStore::new(10);
+        let e = Arc::new(Entry {
+            reasoning: "r".into(),
+            signature: None,
+            source: "openai:m".into(),
+        });
+        m.put(
+            &[Key([1; 32]), Key([2; 32])],
+            e.clone(),
+            Duration::from_millis(50),
+        )
+        .await;
+        m.put(&[Key([3; 32])], e, Duration::from_secs(60)).await;
+        assert_eq!(m.get(&Key([2; 32])).await.unwrap().reasoning, "r");
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(m.get(&Key([1; 32])).await.is_none());
+        assert!(m.get(&Key([3; 32])).await.is_some());
+    }
+}

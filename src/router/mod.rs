@@ -243,10 +243,14 @@ impl Dispatch<'_> {
         let translated = match restored {
             // Restored in the client's dialect, then translated with the rest.
             Some(messages) => {
-                let bad = |e: serde_json::Error| crate::protocol::TranslateError::new(e.to_string());
+                let bad =
+                    |e: serde_json::Error| crate::protocol::TranslateError::new(e.to_string());
                 let mut v: serde_json::Value = serde_json::from_slice(self.raw).map_err(bad)?;
                 if let Some(obj) = v.as_object_mut() {
-                    obj.insert("messages".into(), serde_json::from_str(&messages).map_err(bad)?);
+                    obj.insert(
+                        "messages".into(),
+                        serde_json::from_str(&messages).map_err(bad)?,
+                    );
                 }
                 let with = Bytes::from(serde_json::to_vec(&v).map_err(bad)?);
                 crate::protocol::request(self.endpoint, wire, &with)?

@@ -461,6 +461,20 @@ async fn silent_target() -> u16 {
     port
 }
 
+/// A target that says `hi` on every connection, then keeps it open.
+async fn greeting_target() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut kept = Vec::new();
+        while let Ok((mut s, _)) = l.accept().await {
+            let _ = s.write_all(b"hi").await;
+            kept.push(s);
+        }
+    });
+    port
+}
+
 #[tokio::test]
 async fn tcp_idle_connections_close_and_busy_ones_stay() {
     let port = silent_target().await;
@@ -491,13 +505,20 @@ async fn tcp_idle_connections_close_and_busy_ones_stay() {
 
 #[tokio::test]
 async fn tcp_shutdown_stops_accepting_and_bounds_the_wait_for_open_connections() {
-    let port = silent_target().await;
+    let port = greeting_target().await;
     let fwd = forward::tcp::start(&tcp_to(port, "  shutdown_grace_period: 0.3\n"))
         .await
         .unwrap();
     let addr = fwd.addr();
     let mut open = TcpStream::connect(addr).await.unwrap();
-    open.write_all(b"hello").await.unwrap();
+    // The greeting proves the forwarder accepted and reached the target
+    // (a connection still in the listen backlog is not open yet).
+    let mut hi = [0u8; 2];
+    tokio::time::timeout(PATIENCE, open.read_exact(&mut hi))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&hi, b"hi");
     let started = std::time::Instant::now();
     tokio::time::timeout(PATIENCE, fwd.shutdown())
         .await
@@ -544,5 +565,77 @@ async fn http_shutdown_lets_a_stream_in_flight_finish() {
         .unwrap()
         .unwrap();
     assert!(TcpStream::connect(addr).await.is_err());
+    proxy.shutdown().await;
+}
+
+/// The binary: `yallmp forward both` starts from a config file, prints
+/// where each forwarder listens, carries a request, and exits cleanly on
+/// SIGTERM.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_forward_command_runs_both_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    let mock = Mock::start(Reply::Echo).await;
+    let proxy = proxy(&one_model(&mock.url)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let p = proxy.addr().port();
+    std::fs::write(
+        &config,
+        format!(
+            "forwarder_settings: {{listen: {{host: 127.0.0.1, port: 0}}, target: {{port: {p}}}}}\n\
+             http_forwarder_settings: {{listen: {{host: 127.0.0.1, port: 0}}, target: {{port: {p}}}}}\n"
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_yallmp"))
+        .args(["--config", config.to_str().unwrap(), "forward", "both"])
+        .env_remove("FORWARD_LISTEN_PORT")
+        .env_remove("HTTP_FORWARD_LISTEN_PORT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // "yallmp tcp forwarder listening on 127.0.0.1:PORT -> ...", one per forwarder.
+    let lines = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .take(2)
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+    });
+    let lines = tokio::time::timeout(PATIENCE, lines)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for (line, kind) in lines.iter().zip(["tcp", "http"]) {
+        assert!(
+            line.starts_with(&format!("yallmp {kind} forwarder listening on 127.0.0.1:")),
+            "{line}"
+        );
+        let addr = line
+            .split_whitespace()
+            .nth(5)
+            .unwrap_or_else(|| panic!("{line}"));
+        let (status, text) = chat(
+            &format!("http://{addr}"),
+            &json!({"model": "m", "messages": []}),
+        )
+        .await;
+        assert_eq!(status, 200, "{kind}: {text}");
+    }
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = tokio::task::spawn_blocking(move || child.wait());
+    let status = tokio::time::timeout(PATIENCE, status)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
     proxy.shutdown().await;
 }

@@ -639,3 +639,73 @@ async fn the_forward_command_runs_both_and_stops_on_sigterm() {
     assert!(status.success(), "{status:?}");
     proxy.shutdown().await;
 }
+
+/// An HTTP target that reads a request body frame by frame, says (once)
+/// when the first bytes arrived, and answers with the byte count.
+async fn body_counting_target() -> (u16, tokio::sync::mpsc::UnboundedReceiver<()>) {
+    use axum::extract::{Request, State};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    async fn count(
+        State(tx): State<tokio::sync::mpsc::UnboundedSender<()>>,
+        req: Request,
+    ) -> String {
+        let mut body = req.into_body().into_data_stream();
+        let mut total = 0;
+        while let Some(Ok(chunk)) = body.next().await {
+            if total == 0 && !chunk.is_empty() {
+                let _ = tx.send(());
+            }
+            total += chunk.len();
+        }
+        format!("got {total} bytes")
+    }
+    let app = axum::Router::new().fallback(count).with_state(tx);
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    (port, rx)
+}
+
+/// Sends a body in two parts, the second only once the target has seen
+/// the first: a forwarder that held the request body back would stall.
+async fn request_body_streams_through(
+    base: &str,
+    arrived: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    let (second_tx, second_rx) = tokio::sync::oneshot::channel::<()>();
+    let first = bytes::Bytes::from(vec![b'a'; 1000]);
+    let second = bytes::Bytes::from(vec![b'b'; 500]);
+    let parts = futures::stream::iter([Some(first)])
+        .chain(futures::stream::once(async move {
+            let _ = second_rx.await;
+            Some(second)
+        }))
+        .filter_map(|p| async move { p.map(Ok::<_, std::io::Error>) });
+    let request = client()
+        .post(format!("{base}/upload"))
+        .body(reqwest::Body::wrap_stream(parts))
+        .timeout(PATIENCE)
+        .send();
+    let request = tokio::spawn(request);
+    tokio::time::timeout(PATIENCE, arrived.recv())
+        .await
+        .expect("the first part reached the target before the second was sent")
+        .unwrap();
+    let _ = second_tx.send(());
+    let r = request.await.unwrap().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "got 1500 bytes");
+}
+
+#[tokio::test]
+async fn request_bodies_stream_through_both_forwarders() {
+    let (port, mut arrived) = body_counting_target().await;
+    let tcp = forward::tcp::start(&tcp_to(port, "")).await.unwrap();
+    let http = forward::http::start(&http_to(port, true)).await.unwrap();
+    request_body_streams_through(&url(&tcp), &mut arrived).await;
+    request_body_streams_through(&url(&http), &mut arrived).await;
+    tcp.shutdown().await;
+    http.shutdown().await;
+}

@@ -5,8 +5,8 @@
 #
 #   bash scripts/clean-logs.sh [DIR]     # default: logs/requests
 #
-# DIR is proxy_settings.logging.files.dir of your config (relative to where
-# the proxy runs). To empty the database instead, use its retention settings
+# DIR is proxy_settings.logging.files.dir of your config; a relative DIR is
+# taken from the repository root (where `cargo run` runs the proxy). To empty the database instead, use its retention settings
 # or delete the SQLite file yourself (docs/database.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."

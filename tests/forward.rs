@@ -1,5 +1,7 @@
 //! The forwarders end to end: client → forwarder → real proxy → mock
-//! upstream, all on port 0 (or a port the test holds), over real sockets.
+//! upstream, all on port 0 (or a port the test holds), over real sockets:
+//! JSON and streams carried, frames and request bodies not held back,
+//! `Host` and `X-Forwarded-*`, the target restarting, variables winning.
 
 mod support;
 
@@ -8,74 +10,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{Value, json};
+use support::forward::*;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use yallmp::config::forward::{ForwardSettings, HttpForwardSettings, TcpForwardSettings};
+use tokio::net::TcpListener;
 use yallmp::config::{Config, Env};
-use yallmp::forward::{self, Forwarder};
-
-/// Longest a test waits for anything that should be prompt.
-const PATIENCE: Duration = Duration::from_secs(10);
-
-fn one_model(url: &str) -> String {
-    format!(
-        "model_list:\n  - model_name: m\n    model_params: {{api_base: '{url}', api_key: sk-k}}\n"
-    )
-}
-
-/// The forwarder settings this YAML and these variables give.
-fn settings(yaml: &str, vars: &[(&str, &str)]) -> ForwardSettings {
-    let env = Env::isolated(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Config::from_yaml(yaml, None, &env)
-        .unwrap_or_else(|e| panic!("config: {e}"))
-        .forward
-}
-
-/// TCP forwarder settings: listen on 127.0.0.1:0, target `port`.
-fn tcp_to(port: u16, extra: &str) -> TcpForwardSettings {
-    settings(
-        &format!(
-            "forwarder_settings:\n  listen: {{host: 127.0.0.1, port: 0}}\n  target: {{host: 127.0.0.1, port: {port}}}\n{extra}"
-        ),
-        &[],
-    )
-    .tcp
-}
-
-/// HTTP forwarder settings: listen on 127.0.0.1:0, target `port`.
-fn http_to(port: u16, preserve_host: bool) -> HttpForwardSettings {
-    settings(
-        &format!(
-            "http_forwarder_settings:\n  preserve_host: {preserve_host}\n  listen: {{host: 127.0.0.1, port: 0}}\n  target: {{scheme: http, host: 127.0.0.1, port: {port}}}\n"
-        ),
-        &[],
-    )
-    .http
-}
-
-fn url(f: &Forwarder) -> String {
-    format!("http://{}", f.addr())
-}
-
-/// A client that opens a new connection for every request.
-fn fresh_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap()
-}
-
-async fn chat(base: &str, body: &Value) -> (u16, String) {
-    let r = client()
-        .post(format!("{base}/v1/chat/completions"))
-        .json(body)
-        .timeout(PATIENCE)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
+use yallmp::forward;
 
 /// A large non-stream request and a stream, through `base`.
 async fn carries_both_kinds(base: &str, mock: &Mock) {
@@ -376,173 +315,72 @@ async fn environment_overrides_win_over_the_config() {
     drop(held);
 }
 
-#[tokio::test]
-async fn both_forwarders_on_one_port_fail_with_a_clear_message() {
-    let s = settings(
-        "forwarder_settings: {listen: {host: 127.0.0.1, port: 16969}}\nhttp_forwarder_settings: {listen: {host: 127.0.0.1, port: 16969}}",
-        &[],
-    );
-    let e = forward::start_both(&s).await.err().unwrap().to_string();
-    assert!(
-        e.contains("both forwarders would listen on port 16969"),
-        "{e}"
-    );
-    assert!(e.contains("HTTP_FORWARD_LISTEN_PORT"), "{e}");
-
-    // The same through the command line, which exits with the message.
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        "forwarder_settings: {listen: {host: 127.0.0.1, port: 16969}}\nhttp_forwarder_settings: {listen: {host: 127.0.0.1}}\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_yallmp"))
-        .args(["--config", config.to_str().unwrap(), "forward", "both"])
-        .env("HTTP_FORWARD_LISTEN_PORT", "16969")
-        .env_remove("FORWARD_LISTEN_PORT")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("both forwarders would listen on port 16969"),
-        "{stderr}"
-    );
-}
-
-/// A target that reads until the client's end of stream, then answers
-/// with the byte count and closes: it only answers if the half-close
-/// reached it.
-async fn count_then_answer_target() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut all = Vec::new();
-                let _ = s.read_to_end(&mut all).await;
-                let _ = s
-                    .write_all(format!("got {} bytes", all.len()).as_bytes())
-                    .await;
-                let _ = s.shutdown().await;
-            });
+/// An HTTP target that reads a request body frame by frame, says (once)
+/// when the first bytes arrived, and answers with the byte count.
+async fn body_counting_target() -> (u16, tokio::sync::mpsc::UnboundedReceiver<()>) {
+    use axum::extract::{Request, State};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    async fn count(
+        State(tx): State<tokio::sync::mpsc::UnboundedSender<()>>,
+        req: Request,
+    ) -> String {
+        let mut body = req.into_body().into_data_stream();
+        let mut total = 0;
+        while let Some(Ok(chunk)) = body.next().await {
+            if total == 0 && !chunk.is_empty() {
+                let _ = tx.send(());
+            }
+            total += chunk.len();
         }
-    });
-    port
-}
-
-#[tokio::test]
-async fn tcp_half_close_reaches_the_target_and_the_answer_comes_back() {
-    let port = count_then_answer_target().await;
-    let fwd = forward::tcp::start(&tcp_to(port, "")).await.unwrap();
-    let mut s = TcpStream::connect(fwd.addr()).await.unwrap();
-    s.write_all(&vec![7u8; 300_000]).await.unwrap();
-    s.shutdown().await.unwrap();
-    let mut answer = String::new();
-    tokio::time::timeout(PATIENCE, s.read_to_string(&mut answer))
-        .await
-        .expect("the answer after the half-close")
-        .unwrap();
-    assert_eq!(answer, "got 300000 bytes");
-    fwd.shutdown().await;
-}
-
-/// A target that accepts and keeps connections open, saying nothing.
-async fn silent_target() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let mut kept = Vec::new();
-        while let Ok((s, _)) = l.accept().await {
-            kept.push(s);
-        }
-    });
-    port
-}
-
-#[tokio::test]
-async fn tcp_idle_connections_close_and_busy_ones_stay() {
-    let port = silent_target().await;
-    let fwd = forward::tcp::start(&tcp_to(port, "  idle_timeout: 0.4\n"))
-        .await
-        .unwrap();
-    let mut s = TcpStream::connect(fwd.addr()).await.unwrap();
-    // Traffic every 100 ms keeps it open past the timeout...
-    let started = std::time::Instant::now();
-    for _ in 0..8 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        s.write_all(b"ping").await.unwrap();
+        format!("got {total} bytes")
     }
-    // ...then silence closes it.
-    let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(PATIENCE, s.read(&mut buf))
-        .await
-        .expect("closed after the idle timeout")
-        .unwrap_or(0);
-    assert_eq!(n, 0);
-    assert!(
-        started.elapsed() >= Duration::from_millis(1100),
-        "{:?}",
-        started.elapsed()
-    );
-    fwd.shutdown().await;
-}
-
-#[tokio::test]
-async fn tcp_shutdown_stops_accepting_and_bounds_the_wait_for_open_connections() {
-    let port = silent_target().await;
-    let fwd = forward::tcp::start(&tcp_to(port, "  shutdown_grace_period: 0.3\n"))
-        .await
-        .unwrap();
-    let addr = fwd.addr();
-    let mut open = TcpStream::connect(addr).await.unwrap();
-    open.write_all(b"hello").await.unwrap();
-    let started = std::time::Instant::now();
-    tokio::time::timeout(PATIENCE, fwd.shutdown())
-        .await
-        .expect("shutdown ends after the grace period");
-    assert!(started.elapsed() >= Duration::from_millis(300));
-    // The connection still open was cut, and nobody listens any more.
-    let mut buf = [0u8; 8];
-    let n = tokio::time::timeout(PATIENCE, open.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap_or(0);
-    assert_eq!(n, 0);
-    assert!(TcpStream::connect(addr).await.is_err());
-}
-
-#[tokio::test]
-async fn http_shutdown_lets_a_stream_in_flight_finish() {
-    let mock = Mock::start(Reply::Echo).await;
-    let proxy = proxy(&one_model(&mock.url)).await;
-    let fwd = forward::http::start(&http_to(proxy.addr().port(), true))
-        .await
-        .unwrap();
-    let frames = vec![chunk("a"), chunk("b"), chunk("c"), DONE.to_string()];
-    mock.push(Reply::Sse {
-        frames: frames.clone(),
-        gap: Duration::from_millis(150),
+    let app = axum::Router::new().fallback(count).with_state(tx);
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
     });
-    let resp = client()
-        .post(format!("{}/v1/chat/completions", url(&fwd)))
-        .json(&json!({"model": "m", "stream": true, "messages": []}))
-        .send()
+    (port, rx)
+}
+
+/// Sends a body in two parts, the second only once the target has seen
+/// the first: a forwarder that held the request body back would stall.
+async fn request_body_streams_through(
+    base: &str,
+    arrived: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    let (second_tx, second_rx) = tokio::sync::oneshot::channel::<()>();
+    let first = bytes::Bytes::from(vec![b'a'; 1000]);
+    let second = bytes::Bytes::from(vec![b'b'; 500]);
+    let parts = futures::stream::iter([Some(first)])
+        .chain(futures::stream::once(async move {
+            let _ = second_rx.await;
+            Some(second)
+        }))
+        .filter_map(|p| async move { p.map(Ok::<_, std::io::Error>) });
+    let request = client()
+        .post(format!("{base}/upload"))
+        .body(reqwest::Body::wrap_stream(parts))
+        .timeout(PATIENCE)
+        .send();
+    let request = tokio::spawn(request);
+    tokio::time::timeout(PATIENCE, arrived.recv())
         .await
+        .expect("the first part reached the target before the second was sent")
         .unwrap();
-    assert_eq!(resp.status(), 200);
-    let addr = fwd.addr();
-    let stopping = tokio::spawn(fwd.shutdown());
-    let text = tokio::time::timeout(PATIENCE, resp.text())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(text, frames.concat());
-    tokio::time::timeout(PATIENCE, stopping)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(TcpStream::connect(addr).await.is_err());
-    proxy.shutdown().await;
+    let _ = second_tx.send(());
+    let r = request.await.unwrap().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "got 1500 bytes");
+}
+
+#[tokio::test]
+async fn request_bodies_stream_through_both_forwarders() {
+    let (port, mut arrived) = body_counting_target().await;
+    let tcp = forward::tcp::start(&tcp_to(port, "")).await.unwrap();
+    let http = forward::http::start(&http_to(port, true)).await.unwrap();
+    request_body_streams_through(&url(&tcp), &mut arrived).await;
+    request_body_streams_through(&url(&http), &mut arrived).await;
+    tcp.shutdown().await;
+    http.shutdown().await;
 }

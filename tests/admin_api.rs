@@ -437,6 +437,7 @@ async fn every_endpoint(target: Option<DatabaseTarget>) {
         .sum();
     assert_eq!(sum, st["totals"]["count"].as_u64().unwrap());
     assert!(st["models"]["alpha"].is_array());
+    assert_eq!(st["model_totals"]["alpha"]["count"], 3);
     assert!(st["totals"]["errors"].as_u64().unwrap() >= 2);
     let st = admin.get("/admin/api/stats?model=beta").await;
     assert!(st["totals"]["p95_ms"].as_f64().unwrap() >= 350.0);

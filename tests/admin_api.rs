@@ -700,3 +700,145 @@ async fn large_log_on_postgres() {
     large_log(pg_target(&url)).await;
     pg::drop_database(&base, &url).await;
 }
+
+/// The UI's files (types, caching, CSP) and the login: the session cookie
+/// opens the admin API, changes also need the UI's header, logout ends it.
+#[tokio::test]
+async fn ui_files_and_login_session() {
+    let ok = Mock::start(Reply::Echo).await;
+    let server = start(&yaml(&ok.url, &ok.url, &ok.url), None).await;
+    let base = server.url();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    let r = http.get(format!("{base}/admin")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 308);
+    assert_eq!(r.headers()["location"], "/admin/");
+    // The page itself holds no data: served without credentials.
+    let r = http.get(format!("{base}/admin/")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    let etag = r.headers()["etag"].clone();
+    assert!(r.text().await.unwrap().contains("assets/app.js"));
+    let r = http
+        .get(format!("{base}/admin/"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 304);
+    for (path, ty) in [
+        ("assets/app.js", "text/javascript; charset=utf-8"),
+        ("assets/app.css", "text/css; charset=utf-8"),
+        ("assets/favicon.svg", "image/svg+xml"),
+    ] {
+        let r = http
+            .get(format!("{base}/admin/{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        assert_eq!(r.headers()["content-type"], ty, "{path}");
+    }
+    for path in [
+        "assets/nope.js",
+        "assets/..%2Findex.html",
+        "assets/x/../../index.html",
+    ] {
+        let r = http
+            .get(format!("{base}/admin/{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{path}");
+    }
+
+    // Login.
+    let login = |pw: &str| {
+        http.post(format!("{base}/admin/login"))
+            .json(&json!({"password": pw}))
+            .send()
+    };
+    let r = login("wrong").await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers().get("set-cookie").is_none());
+    let r = login(ADMIN_PW).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/admin"),
+        "{set}"
+    );
+    assert!(!set.contains(ADMIN_PW));
+    let cookie = set.split(';').next().unwrap().to_string();
+    let with_cookie = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{base}{path}"))
+            .header("cookie", cookie.clone())
+    };
+    let r = with_cookie(reqwest::Method::GET, "/admin/api/logs")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = with_cookie(reqwest::Method::GET, "/admin/models")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // A change with the cookie alone (what a cross-site form could send) is refused.
+    let r = with_cookie(reqwest::Method::POST, "/admin/config/reload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = with_cookie(reqwest::Method::POST, "/admin/config/reload")
+        .header("x-yallmp-ui", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Logout ends the session.
+    let r = with_cookie(reqwest::Method::POST, "/admin/logout")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let r = with_cookie(reqwest::Method::GET, "/admin/api/logs")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    server.shutdown().await;
+
+    // Without an admin password there is nothing to log in with.
+    let server = proxy(&format!(
+        "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}'}}}}\n",
+        ok.url
+    ))
+    .await;
+    let r = client()
+        .post(format!("{}/admin/login", server.url()))
+        .json(&json!({"password": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    server.shutdown().await;
+}

@@ -37,7 +37,7 @@ function assembledView(a) {
       h('pre', { class: 'code' }, prettyArgs(c.function?.arguments))))] : null,
     h('dl', { class: 'facts small' },
       h('dt', {}, 'Finish'), h('dd', {}, m.finish_reason || '–'),
-      h('dt', {}, 'Frames'), h('dd', {}, `${a.frames}${a.done ? ' + [DONE]' : ' (no [DONE])'}`),
+      h('dt', {}, 'Frames'), h('dd', {}, `${a.frames}${a.done ? ', ended by [DONE]' : ', no [DONE]'}`),
       h('dt', {}, 'First token'), h('dd', {}, fmtMs(a.first_token_ms)),
       a.unrecognized_frames ? [h('dt', {}, 'Not understood'), h('dd', {}, a.unrecognized_frames)] : null),
     (a.errors || []).length ? h('div', { class: 'error' }, 'Stream errors: ', JSON.stringify(a.errors)) : null);

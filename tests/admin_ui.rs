@@ -139,6 +139,13 @@ async fn screenshot(c: &Client, name: &str) {
     if std::env::var("YALLMP_SCREENSHOTS").as_deref() != Ok("1") {
         return;
     }
+    // No passing toast in the picture.
+    c.execute(
+        "const t = document.getElementById('toast'); t.style.transition = 'none'; t.className = '';",
+        vec![],
+    )
+        .await
+        .unwrap();
     let png = c.screenshot().await.unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images");
     std::fs::create_dir_all(&dir).unwrap();
@@ -178,6 +185,33 @@ async fn chat(server: &yallmp::Server, id: &str, body: Value) -> u16 {
     status
 }
 
+/// An hour of earlier requests, four a minute, for the overview's charts:
+/// latency waves, every 13th an error.
+async fn add_history(db: &Path) {
+    let target = yallmp::config::DatabaseTarget::Sqlite {
+        path: db.to_path_buf(),
+    };
+    let yallmp::reqlog::db::Db::Sqlite(pool) =
+        yallmp::reqlog::db::Db::connect(&target).await.unwrap()
+    else {
+        unreachable!()
+    };
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 236) \
+         INSERT INTO requests (id, started_at, method, path, model, backend, status, outcome, stream, attempts_count, \
+           ttfb_ms, latency_ms, request_headers, request_body, attempts) \
+         SELECT printf('hist-%04d', i), strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('-%d seconds', 60 + i * 15)), \
+           'POST', '/v1/chat/completions', CASE WHEN i % 3 = 0 THEN 'reasoner' ELSE 'chat-fast' END, \
+           CASE WHEN i % 3 = 0 THEN 'reasoner#1' ELSE 'chat-fast#1' END, CASE WHEN i % 13 = 0 THEN 502 ELSE 200 END, \
+           CASE WHEN i % 13 = 0 THEN 'all_failed' ELSE 'ok' END, i % 2, 1, 40.0, \
+           120.0 + 90.0 * ((i / 4) % 10) + CASE WHEN i % 3 = 0 THEN 600.0 ELSE 0.0 END, '{}', '{}', '[]' FROM n",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+}
+
 #[tokio::test]
 async fn admin_ui_in_chromium() {
     let required = std::env::var("YALLMP_E2E_BROWSER").as_deref() == Ok("1");
@@ -204,7 +238,7 @@ async fn admin_ui_in_chromium() {
     let mut config = Config::load(&path).unwrap();
     config.server.host = "127.0.0.1".into();
     config.server.port = 0;
-    isolate_logs(&mut config);
+    let logs = isolate_logs(&mut config);
     let server = yallmp::serve(config).await.unwrap();
     let base = server.url();
 
@@ -533,12 +567,19 @@ async fn admin_ui_in_chromium() {
     )
     .await;
 
-    // Overview charts.
+    // Overview charts, over an hour of history added to the log.
+    add_history(&logs.join("yallmp.db")).await;
     c.goto(&format!("{base}/admin/#/overview")).await.unwrap();
     until(
         &c,
         "the charts",
         "return document.querySelectorAll('svg.chart').length === 3",
+    )
+    .await;
+    until(
+        &c,
+        "a bar per minute",
+        "return document.querySelectorAll('svg.chart rect.bar').length >= 55",
     )
     .await;
     let overview = text(&c, "main").await;

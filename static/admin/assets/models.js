@@ -101,7 +101,7 @@ export async function renderModels(main) {
       h('caption', { class: 'sr-only' }, 'Models'),
       h('thead', {}, h('tr', {}, ['Model', 'Source', 'Backends', 'Fallbacks', 'Actions'].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', {}, models.data.map((m) => h('tr', { dataset: { model: m.model_name } },
-        h('td', {}, h('strong', {}, m.model_name), m.protected ? h('span', { class: 'badge warn', title: 'Protected: changes need the admin password' }, '🔒 protected') : null),
+        h('td', {}, h('strong', {}, m.model_name), m.protected ? h('span', { class: 'badge warn', title: 'Protected: changes need the admin password' }, 'protected') : null),
         h('td', {}, h('span', { class: 'badge neutral' }, m.source)),
         h('td', {}, h('ul', { class: 'backends' }, m.backends.map((b) => h('li', {},
           h('span', { class: `badge ${HEALTH[b.health?.state] || 'neutral'}`, title: b.health?.last_error || '' }, (b.health?.state || 'unknown').replace('_', ' ')), ' ',

@@ -452,10 +452,33 @@ async fn admin_ui_in_chromium() {
     );
     assert_eq!(mock.count(), hits + 1);
 
-    // A plain request's chat view: system, user, answer.
-    c.goto(&format!("{base}/admin/#/logs/ui-plain"))
+    // A plain request's chat view: system, user, answer; reached with the
+    // keyboard (the row's link, then Enter).
+    c.goto(&format!("{base}/admin/#/logs")).await.unwrap();
+    until(
+        &c,
+        "the plain row",
+        "return !!document.querySelector(\"tr[data-id='ui-plain'] a\")",
+    )
+    .await;
+    c.execute(
+        "document.querySelector(\"tr[data-id='ui-plain'] a\").focus()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys(&fantoccini::key::Key::Enter.to_string())
         .await
         .unwrap();
+    until(
+        &c,
+        "the plain request's page",
+        "return location.hash === '#/logs/ui-plain'",
+    )
+    .await;
     until(
         &c,
         "the chat",

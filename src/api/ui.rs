@@ -107,6 +107,9 @@ pub async fn asset(
     serve(&format!("assets/{path}"), &headers)
 }
 
+/// How long a wrong password waits for its answer.
+const FAILED_LOGIN_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+
 #[derive(serde::Deserialize)]
 pub struct Login {
     password: String,
@@ -135,6 +138,8 @@ pub async fn login(State(state): State<Shared>, body: axum::body::Bytes) -> Resp
             (StatusCode::OK, h, axum::Json(json!({"logged_in": true}))).into_response()
         }
         _ => {
+            // Slows guessing down (this request only; nothing else waits).
+            tokio::time::sleep(FAILED_LOGIN_DELAY).await;
             tracing::warn!("admin UI login refused: wrong password");
             json_error(
                 StatusCode::UNAUTHORIZED,

@@ -53,6 +53,7 @@ function modelForm(initial, onDone, { title, editing }) {
   const err = h('div', { class: 'error', role: 'alert', hidden: true });
   const form = h('form', { class: 'card model-form', 'aria-labelledby': 'form-title' },
     h('h2', { id: 'form-title' }, title),
+    editing ? h('p', { class: 'warn-text' }, 'Saving replaces the model with these fields: its key (never shown) must be entered again, and parameters, parsers and fallbacks set elsewhere are not kept. Use Copy to keep a model whole.') : null,
     h('div', { class: 'grid-form' }, FIELDS.map(([k, label, type, ph]) => {
       const id = `f-${k}`;
       inputs[k] = h('input', { id, name: k, type, placeholder: ph, value: initial[k] ?? '', readonly: editing && k === 'model_name', step: type === 'number' ? 'any' : undefined, autocomplete: 'off' });

@@ -304,6 +304,16 @@ async fn admin_ui_in_chromium() {
         c.set_window_size(1400, 1000).await.unwrap();
     }
 
+    // Copy as curl: the command reaches the clipboard (or the fallback copy)
+    // and says so.
+    click(&c, "#copy-curl").await;
+    until(
+        &c,
+        "the copy notice",
+        "return document.getElementById('toast').textContent === 'curl command copied'",
+    )
+    .await;
+
     // Replay it: the new result is shown and logged.
     let hits = mock.count();
     mock.push(Reply::Sse {
@@ -407,6 +417,51 @@ async fn admin_ui_in_chromium() {
     );
     assert_eq!(mock.hits().last().unwrap().json()["model"], "upstream-x");
     screenshot(&c, "models").await;
+
+    // Edit it (a new upstream model), then copy it under a new name.
+    click(
+        &c,
+        "tr[data-model='made-in-ui'] button[aria-label='Edit made-in-ui']",
+    )
+    .await;
+    until(
+        &c,
+        "the edit form",
+        "return document.querySelector('#f-api_base')?.value.length > 0",
+    )
+    .await;
+    type_into(&c, "#f-target_model", "upstream-y").await;
+    click(&c, ".model-form button[type=submit]").await;
+    until(
+        &c,
+        "the edited model",
+        "return document.querySelector(\"tr[data-model='made-in-ui']\")?.innerText.includes('upstream-y')",
+    )
+    .await;
+    c.execute("window.prompt = () => 'made-in-ui-copy';", vec![])
+        .await
+        .unwrap();
+    click(
+        &c,
+        "tr[data-model='made-in-ui'] button[aria-label='Copy made-in-ui']",
+    )
+    .await;
+    until(
+        &c,
+        "the copy",
+        "return !!document.querySelector(\"tr[data-model='made-in-ui-copy']\")",
+    )
+    .await;
+    assert_eq!(
+        chat(
+            &server,
+            "ui-copied",
+            json!({"model": "made-in-ui-copy", "messages": []})
+        )
+        .await,
+        200
+    );
+    assert_eq!(mock.hits().last().unwrap().json()["model"], "upstream-y");
 
     // A protected model asks for the password.
     c.execute("window.confirm = () => true;", vec![])

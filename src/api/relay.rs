@@ -120,6 +120,12 @@ pub(super) fn relay(
                 }
             }
             let out = if self.session.is_none() && self.convert.none() {
+                // Passed through as they came: the recorder reads them here.
+                if let Some(r) = &mut self.remember {
+                    for f in &self.a {
+                        r.on_frame(f);
+                    }
+                }
                 batch.clone()
             } else {
                 self.stages();

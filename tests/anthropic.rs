@@ -554,3 +554,42 @@ async fn messages_requests_are_logged_like_any_other() {
     assert!(log.contains("logged?"), "{log}");
     assert!(!log.contains("sk-secret-key"), "{log}");
 }
+
+#[tokio::test]
+async fn the_admin_api_registers_anthropic_backends_with_reasoning() {
+    let mock = Mock::start(Reply::Json(200, fixture_json("message_response.json"))).await;
+    let server = proxy("model_list: []\n").await;
+    let r = client()
+        .post(format!("{}/admin/models", server.url()))
+        .json(&json!({"model_name": "rt", "api_type": "anthropic", "api_base": mock.url, "api_key": "k",
+            "reasoning": {"style": "anthropic", "effort": "low"}, "supports_responses": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let v = get_json(&server, "/admin/models/rt").await;
+    let b = &v["backends"][0];
+    assert_eq!(b["api_type"], "anthropic");
+    assert_eq!(
+        b["reasoning"],
+        json!({"style": "anthropic", "effort": "low", "budget_tokens": null})
+    );
+    assert_eq!(b["supports_responses"], false);
+    let req =
+        json!({"model": "rt", "max_tokens": 10000, "messages": [{"role": "user", "content": "x"}]});
+    let (status, _, body) = post(&server, "/v1/chat/completions", &req).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        mock.hits()[0].json()["thinking"],
+        json!({"type": "enabled", "budget_tokens": 2048})
+    );
+    // A bad style is refused with its key path.
+    let r = client()
+        .post(format!("{}/admin/models", server.url()))
+        .json(&json!({"model_name": "bad", "api_type": "stub", "reasoning": {"style": "nope"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("reasoning.style"));
+}

@@ -43,6 +43,8 @@ pub struct AdminModel {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub supports_responses: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extends: Option<String>,
@@ -78,6 +80,10 @@ impl AdminModel {
             self.supports_reasoning.map(Value::from),
         );
         put("reasoning", self.reasoning.clone());
+        put(
+            "supports_responses",
+            self.supports_responses.map(Value::from),
+        );
         put("api_type", self.api_type.as_ref().map(lit));
         let mut entry = serde_json::Map::new();
         entry.insert("model_name".into(), name.into());
@@ -177,6 +183,7 @@ pub fn model_json(m: &ModelConfig) -> Value {
                 "request_timeout": b.request_timeout.as_secs_f64(),
                 "supports_reasoning": b.supports_reasoning,
                 "reasoning": b.reasoning,
+                "supports_responses": b.supports_responses,
                 "parameters": params,
             })
         })

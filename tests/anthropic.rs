@@ -593,3 +593,36 @@ async fn the_admin_api_registers_anthropic_backends_with_reasoning() {
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("reasoning.style"));
 }
+
+#[tokio::test]
+async fn a_translated_anthropic_stream_is_cached_whole() {
+    use yallmp::cache::Key;
+    use yallmp::pipeline::request::RequestBody;
+    use yallmp::upstream::Endpoint;
+    let mock = Mock::start(sse(frames("stream_tool_thinking.sse"))).await;
+    let server = proxy(&format!(
+        "model_list:\n  - {{model_name: claude, model_params: {{api_type: anthropic, api_base: '{}', api_key: k}}}}\nproxy_settings: {{cache: {{enabled: true}}}}\n",
+        mock.url
+    ))
+    .await;
+    let req = json!({"model": "claude", "stream": true, "messages": [{"role": "user", "content": "cache me"}]});
+    let (status, h, first) = post(&server, "/v1/chat/completions", &req).await;
+    assert_eq!(status, 200);
+    assert_eq!(h["x-yallmp-cache"], "miss");
+    let cache = server.state().cache.clone().expect("cache on");
+    let raw = req.to_string();
+    let parsed = RequestBody::parse(raw.as_bytes()).unwrap();
+    let key = Key::new(Endpoint::ChatCompletions, "claude", &parsed, None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !cache.contains(&key).await {
+        assert!(tokio::time::Instant::now() < deadline, "never stored");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, h, second) = post(&server, "/v1/chat/completions", &req).await;
+    assert_eq!(status, 200);
+    assert_eq!(h["x-yallmp-cache"], "hit");
+    // The client's dialect was stored: chat chunks, [DONE] last.
+    assert_eq!(second, first);
+    assert!(second.ends_with("data: [DONE]\n\n"));
+    assert_eq!(mock.count(), 1);
+}

@@ -4,32 +4,9 @@
 
 mod support;
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
+use support::anthropic::{fixture, frames, sse};
 use support::*;
-
-fn fixture(name: &str) -> String {
-    let path = format!(
-        "{}/tests/fixtures/anthropic/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn frames(name: &str) -> Vec<String> {
-    fixture(name)
-        .split_inclusive("\n\n")
-        .map(str::to_string)
-        .collect()
-}
-
-fn sse(frames: Vec<String>) -> Reply {
-    Reply::Sse {
-        frames,
-        gap: Duration::from_millis(1),
-    }
-}
 
 /// Named events' data, checking each name matches its `type`.
 fn events(body: &str) -> Vec<Value> {

@@ -3,6 +3,7 @@
 //! readiness: both listeners are bound before the functions return.
 #![allow(dead_code)]
 
+pub mod anthropic;
 pub mod pg;
 pub mod redis;
 pub mod vectors;

@@ -248,3 +248,27 @@ async fn a_translated_anthropic_stream_is_cached_whole() {
     assert!(second.ends_with("data: [DONE]\n\n"));
     assert_eq!(mock.count(), 1);
 }
+
+#[tokio::test]
+async fn health_checks_speak_anthropic() {
+    let mock = Mock::start(Reply::Json(200, json!({"data": []}))).await;
+    let yaml = format!(
+        "model_list:\n  - {{model_name: claude, model_params: {{api_type: anthropic, api_base: '{}', api_key: sk-ant-hc, health_check: {{interval: 30}}}}}}\n",
+        mock.url
+    );
+    let config = yallmp::config::Config::from_yaml(
+        &yaml,
+        None,
+        &yallmp::config::Env::isolated::<[(&str, &str); 0], _, _>([]),
+    )
+    .unwrap();
+    let backend = &config.models[0].backends[0];
+    yallmp::router::health_check::probe(&client(), backend)
+        .await
+        .unwrap();
+    let hit = &mock.hits()[0];
+    assert_eq!(hit.path, "/v1/models");
+    assert_eq!(hit.headers["x-api-key"], "sk-ant-hc");
+    assert_eq!(hit.headers["anthropic-version"], "2023-06-01");
+    assert!(hit.headers.get("authorization").is_none());
+}

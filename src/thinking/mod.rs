@@ -73,8 +73,9 @@ enum Job {
 
 /// The stores of one running proxy.
 pub struct Thinking {
-    /// Per model the clients ask for.
-    memory: Mutex<HashMap<String, Arc<MemoryStore>>>,
+    /// Per model the clients ask for and `max_entries` (backends of one
+    /// plan with different bounds keep their own).
+    memory: Mutex<HashMap<(String, u64), Arc<MemoryStore>>>,
     durable: Arc<Durable>,
     queue: mpsc::Sender<Job>,
 }
@@ -135,21 +136,15 @@ impl Thinking {
         }
     }
 
-    /// The memory store of `model` (made, or remade when `max_entries`
-    /// changed with a reload).
+    /// The memory store of `model` with this bound.
     fn memory(&self, model: &str, max_entries: u64) -> Arc<MemoryStore> {
         let mut map = match self.memory.lock() {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
         };
-        match map.get(model) {
-            Some(m) if m.max_entries == max_entries => m.clone(),
-            _ => {
-                let m = Arc::new(MemoryStore::new(max_entries));
-                map.insert(model.to_string(), m.clone());
-                m
-            }
-        }
+        map.entry((model.to_string(), max_entries))
+            .or_insert_with(|| Arc::new(MemoryStore::new(max_entries)))
+            .clone()
     }
 
     /// For each key found, its entry: memory first, then the durable
@@ -310,12 +305,12 @@ impl Thinking {
         if let Some(r) = &mut restore {
             let keys = r.keys();
             let mut found = HashMap::new();
-            let mut seen: Vec<StoreKind> = Vec::new();
+            let mut seen: Vec<(StoreKind, u64)> = Vec::new();
             for s in settings {
-                if seen.contains(&s.store) {
+                if seen.contains(&(s.store, s.max_entries)) {
                     continue;
                 }
-                seen.push(s.store);
+                seen.push((s.store, s.max_entries));
                 for (k, e) in self.lookup(s, model, &keys).await {
                     found.entry(k).or_insert(e);
                 }

@@ -403,6 +403,18 @@ async fn agent_loop_succeeds_every_turn_with_reasoning_restored_byte_for_byte() 
     }
     assert_eq!(deep.hits().len(), 4);
     assert_restored(&deep, 3);
+    // What was restored is said in a header (and so in the request log).
+    let r = support::client()
+        .post(format!("{}/v1/chat/completions", proxy.url()))
+        .json(&json!({"model": "ds", "messages": agent.history}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["x-yallmp-thinking"],
+        "restored=4 missing=0 foreign=0"
+    );
     // Only the assistant turns changed: the rest went up as sent.
     let last = deep.hits().pop().unwrap();
     assert_eq!(

@@ -326,6 +326,9 @@ async fn forward(
             let mut response = respond(status, &headers, Body::from(sent));
             mark(&mut response, cache_status);
             routing_headers(&mut response, &backend.name, guard.attempts().len());
+            if let Some(r) = thinking.as_ref().and_then(|t| t.restore.as_ref()) {
+                restored_header(&mut response, r.tally(&backend));
+            }
             Ok(Forwarded::Complete(response, body))
         }
         Answer::Stream {
@@ -338,6 +341,9 @@ async fn forward(
             tracing::debug!(%model, backend = %backend.name, "streaming");
             let mut response = respond(status, &headers, Body::empty());
             routing_headers(&mut response, &backend.name, guard.attempts().len());
+            if let Some(r) = thinking.as_ref().and_then(|t| t.restore.as_ref()) {
+                restored_header(&mut response, r.tally(&backend));
+            }
             mark(&mut response, cache_status);
             let tee = pending
                 .filter(|_| status.is_success())
@@ -389,6 +395,22 @@ fn routing_headers(response: &mut Response, backend: &str, attempts: usize) {
         h.insert(super::error::BACKEND_HEADER, v);
     }
     h.insert(super::error::ATTEMPTS_HEADER, HeaderValue::from(attempts));
+}
+
+/// `x-yallmp-thinking: restored=N missing=N foreign=N`: what interleaved
+/// thinking gave the backend that answered (also in the request log, with
+/// the response headers).
+fn restored_header(response: &mut Response, t: crate::thinking::restore::Tally) {
+    if t.restored + t.missing + t.foreign == 0 {
+        return;
+    }
+    let v = format!(
+        "restored={} missing={} foreign={}",
+        t.restored, t.missing, t.foreign
+    );
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        response.headers_mut().insert(crate::thinking::HEADER, v);
+    }
 }
 
 /// Says what the cache did, when it was involved.

@@ -32,6 +32,9 @@ use crate::config::{Backend, Config};
 use keys::Key;
 use memory::MemoryStore;
 
+/// The response header that says what was restored.
+pub const HEADER: http::HeaderName = http::HeaderName::from_static("x-yallmp-thinking");
+
 /// Durable writes waiting for the background task.
 const QUEUE: usize = 4096;
 /// How long a request waits on a durable store before it counts as a miss.

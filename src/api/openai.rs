@@ -243,33 +243,19 @@ async fn forward(
         .map_or(parts.uri.path(), |u| u.0.path());
     // Interleaved thinking: earlier turns' reasoning, looked up before
     // anything goes upstream.
-    let thinking = match endpoint {
-        Endpoint::ChatCompletions => {
-            let fold =
-                crate::thinking::wrap_of(live.pipeline(&model, path).and_then(|p| p.folded_form()));
-            state
-                .thinking
-                .prepare(
-                    &plan,
-                    &model,
-                    parsed.get("messages"),
-                    super::auth::presented(&parts.headers),
-                    fold.as_ref(),
-                )
-                .await
-        }
-        _ => None,
-    };
-    if let (Some(t), Some(first)) = (&thinking, plan.first()) {
-        t.check(first).map_err(ApiError::ReasoningNotFound)?;
-    }
-    let recorder = |backend: &Backend| {
-        let fold = crate::thinking::wrap_of(
-            live.pipeline(&backend.model_name, path)
-                .and_then(|p| p.folded_form()),
-        );
-        thinking.as_ref().and_then(|t| t.recorder(backend, fold))
-    };
+    let thinking = state
+        .thinking
+        .for_request(
+            &live,
+            &plan,
+            &model,
+            &parsed,
+            &parts.headers,
+            endpoint,
+            path,
+        )
+        .await
+        .map_err(ApiError::ReasoningNotFound)?;
     let dispatch = Dispatch {
         client: &state.client,
         settings: &live.config.router,
@@ -320,14 +306,18 @@ async fn forward(
             if let Some(p) = pending.filter(|_| status.is_success()) {
                 p.store_body(status.as_u16(), &headers, sent.clone());
             }
-            if let Some(r) = recorder(&backend).filter(|_| status.is_success()) {
+            if let Some(r) = thinking
+                .as_ref()
+                .and_then(|t| t.recorder(&backend))
+                .filter(|_| status.is_success())
+            {
                 r.json(&sent).await;
             }
             let mut response = respond(status, &headers, Body::from(sent));
             mark(&mut response, cache_status);
             routing_headers(&mut response, &backend.name, guard.attempts().len());
-            if let Some(r) = thinking.as_ref().and_then(|t| t.restore.as_ref()) {
-                restored_header(&mut response, r.tally(&backend));
+            if let Some((k, v)) = thinking.as_ref().and_then(|t| t.header(&backend)) {
+                response.headers_mut().insert(k, v);
             }
             Ok(Forwarded::Complete(response, body))
         }
@@ -341,8 +331,8 @@ async fn forward(
             tracing::debug!(%model, backend = %backend.name, "streaming");
             let mut response = respond(status, &headers, Body::empty());
             routing_headers(&mut response, &backend.name, guard.attempts().len());
-            if let Some(r) = thinking.as_ref().and_then(|t| t.restore.as_ref()) {
-                restored_header(&mut response, r.tally(&backend));
+            if let Some((k, v)) = thinking.as_ref().and_then(|t| t.header(&backend)) {
+                response.headers_mut().insert(k, v);
             }
             mark(&mut response, cache_status);
             let tee = pending
@@ -360,7 +350,9 @@ async fn forward(
             let session = live
                 .pipeline(&backend.model_name, path)
                 .map(|p| p.session(parsed.get("tools"), live.config.logging.log_parsed_stream));
-            let remember = recorder(&backend)
+            let remember = thinking
+                .as_ref()
+                .and_then(|t| t.recorder(&backend))
                 .filter(|_| status.is_success())
                 .map(crate::thinking::Recorder::stream);
             let (mut parts, _) = response.into_parts();
@@ -395,22 +387,6 @@ fn routing_headers(response: &mut Response, backend: &str, attempts: usize) {
         h.insert(super::error::BACKEND_HEADER, v);
     }
     h.insert(super::error::ATTEMPTS_HEADER, HeaderValue::from(attempts));
-}
-
-/// `x-yallmp-thinking: restored=N missing=N foreign=N`: what interleaved
-/// thinking gave the backend that answered (also in the request log, with
-/// the response headers).
-fn restored_header(response: &mut Response, t: crate::thinking::restore::Tally) {
-    if t.restored + t.missing + t.foreign == 0 {
-        return;
-    }
-    let v = format!(
-        "restored={} missing={} foreign={}",
-        t.restored, t.missing, t.foreign
-    );
-    if let Ok(v) = HeaderValue::from_str(&v) {
-        response.headers_mut().insert(crate::thinking::HEADER, v);
-    }
 }
 
 /// Says what the cache did, when it was involved.

@@ -282,21 +282,63 @@ pub fn wrap_of(form: Option<(&str, &str, bool)>) -> Option<tags::Wrap> {
 pub struct ForRequest {
     thinking: Arc<Thinking>,
     scope: keys::Scope,
+    /// The snapshot and path the request runs with (the answering
+    /// model's parsers say how reasoning is folded into content).
+    live: Arc<crate::live::Live>,
+    path: String,
     /// The assistant turns that came without reasoning, looked up.
     pub restore: Option<restore::Restore>,
 }
 
 impl Thinking {
+    /// A chat completion's part, when a backend of its plan has
+    /// interleaved thinking on: its turns without reasoning read and looked
+    /// up. `Err` (the number of such turns) when the first backend's
+    /// `on_miss` is `error` and some are missing.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn for_request(
+        self: &Arc<Self>,
+        live: &Arc<crate::live::Live>,
+        plan: &[Arc<Backend>],
+        model: &str,
+        body: &crate::pipeline::request::RequestBody<'_>,
+        headers: &http::HeaderMap,
+        endpoint: crate::upstream::Endpoint,
+        path: &str,
+    ) -> Result<Option<ForRequest>, usize> {
+        if endpoint != crate::upstream::Endpoint::ChatCompletions
+            || plan.iter().all(|b| b.thinking.is_none())
+        {
+            return Ok(None);
+        }
+        let fold = wrap_of(live.pipeline(model, path).and_then(|p| p.folded_form()));
+        let t = self
+            .prepare(
+                plan,
+                model,
+                body.get("messages"),
+                crate::api::auth::presented(headers),
+                fold.as_ref(),
+                (live.clone(), path.to_string()),
+            )
+            .await;
+        if let (Some(t), Some(first)) = (&t, plan.first()) {
+            t.check(first)?;
+        }
+        Ok(t)
+    }
+
     /// Reads and looks up the request's turns, when a backend of the plan
     /// has interleaved thinking on. `fold` is the think block form of the
     /// requested model's parsers.
-    pub async fn prepare(
+    async fn prepare(
         self: &Arc<Self>,
         plan: &[Arc<Backend>],
         model: &str,
         messages: Option<&serde_json::value::RawValue>,
         client_key: Option<&str>,
         fold: Option<&tags::Wrap>,
+        (live, path): (Arc<crate::live::Live>, String),
     ) -> Option<ForRequest> {
         let settings: Vec<&ThinkingSettings> =
             plan.iter().filter_map(|b| b.thinking.as_deref()).collect();
@@ -323,6 +365,8 @@ impl Thinking {
         Some(ForRequest {
             thinking: self.clone(),
             scope,
+            live,
+            path,
             restore,
         })
     }
@@ -355,10 +399,28 @@ impl ForRequest {
         Ok(tally)
     }
 
+    /// `x-yallmp-thinking: restored=N missing=N foreign=N`: what `backend`
+    /// (the one that answered) was given; `None` when no turn was looked at.
+    pub fn header(&self, backend: &Backend) -> Option<(http::HeaderName, http::HeaderValue)> {
+        let t = self.restore.as_ref()?.tally(backend);
+        if t.restored + t.missing + t.foreign == 0 {
+            return None;
+        }
+        let v = format!(
+            "restored={} missing={} foreign={}",
+            t.restored, t.missing, t.foreign
+        );
+        Some((HEADER, http::HeaderValue::from_str(&v).ok()?))
+    }
+
     /// Who remembers the answer of `backend` (when its setting is on).
-    /// `fold` is the think block form of its model's parsers.
-    pub fn recorder(&self, backend: &Backend, fold: Option<tags::Wrap>) -> Option<Recorder> {
+    pub fn recorder(&self, backend: &Backend) -> Option<Recorder> {
         let settings = backend.thinking.clone()?;
+        let fold = wrap_of(
+            self.live
+                .pipeline(&backend.model_name, &self.path)
+                .and_then(|p| p.folded_form()),
+        );
         Some(Recorder {
             thinking: self.thinking.clone(),
             scope: self.scope.clone(),

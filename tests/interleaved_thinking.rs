@@ -415,6 +415,25 @@ async fn agent_loop_succeeds_every_turn_with_reasoning_restored_byte_for_byte() 
         r.headers()["x-yallmp-thinking"],
         "restored=4 missing=0 foreign=0"
     );
+    // And counted (one recorder per process: other tests add to it).
+    let metrics = support::client()
+        .get(format!("{}/metrics", proxy.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let restored: f64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("yallmp_thinking_turns_total")
+                && l.contains("model=\"ds\"")
+                && l.contains("result=\"restored\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no restored count in {metrics}"));
+    assert!(restored >= 10.0, "{restored}");
     // Only the assistant turns changed: the rest went up as sent.
     let last = deep.hits().pop().unwrap();
     assert_eq!(

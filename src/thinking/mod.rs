@@ -35,6 +35,13 @@ use memory::MemoryStore;
 /// The response header that says what was restored.
 pub const HEADER: http::HeaderName = http::HeaderName::from_static("x-yallmp-thinking");
 
+/// Assistant turns looked at, by model and result (restored, missing,
+/// foreign), for the first backend of the plan.
+pub const TURNS: &str = "yallmp_thinking_turns_total";
+/// Turns the database or Redis did not get (queue full, write failed);
+/// they stay in the memory store.
+pub const DROPPED: &str = "yallmp_thinking_dropped_total";
+
 /// Durable writes waiting for the background task.
 const QUEUE: usize = 4096;
 /// How long a request waits on a durable store before it counts as a miss.
@@ -222,6 +229,7 @@ impl Thinking {
             ttl: settings.ttl,
         };
         if self.queue.try_send(job).is_err() {
+            metrics::counter!(DROPPED).increment(1);
             tracing::warn!(
                 store = settings.store.as_str(),
                 "interleaved thinking: the write queue is full; this turn is kept in memory only"
@@ -259,6 +267,7 @@ async fn write_jobs(mut rx: mpsc::Receiver<Job>, durable: Arc<Durable>) {
             StoreKind::Memory => Ok(()),
         };
         if let Err(e) = ok {
+            metrics::counter!(DROPPED).increment(1);
             tracing::warn!(
                 store = store.as_str(),
                 error = %e,
@@ -380,6 +389,16 @@ impl ForRequest {
             return Ok(restore::Tally::default());
         };
         let tally = r.tally(first);
+        for (result, n) in [
+            ("restored", tally.restored),
+            ("missing", tally.missing),
+            ("foreign", tally.foreign),
+        ] {
+            if n > 0 {
+                metrics::counter!(TURNS, "model" => self.scope.model.clone(), "result" => result)
+                    .increment(n as u64);
+            }
+        }
         if tally.restored + tally.missing + tally.foreign > 0 {
             tracing::info!(
                 model = %self.scope.model,

@@ -829,3 +829,17 @@ async fn redis_away_keeps_turns_in_memory() {
     assert_restored(&deep, 2);
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_unusable_database_store_stops_the_start() {
+    let yaml = "model_list:\n  - model_name: ds\n    model_params: {api_base: 'http://127.0.0.1:9/v1', interleaved_thinking: {store: database}}\nproxy_settings: {logging: {files: {enabled: false}, database: {enabled: false}}}\ndatabase: {url: 'postgres://nobody@127.0.0.1:9/none'}\n";
+    let err = yallmp::serve(durable_config(yaml))
+        .await
+        .err()
+        .expect("the start must fail")
+        .to_string();
+    assert!(
+        err.contains("interleaved_thinking store `database` (postgres 127.0.0.1:9/none)"),
+        "{err}"
+    );
+}

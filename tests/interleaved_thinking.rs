@@ -403,6 +403,37 @@ async fn agent_loop_succeeds_every_turn_with_reasoning_restored_byte_for_byte() 
     }
     assert_eq!(deep.hits().len(), 4);
     assert_restored(&deep, 3);
+    // What was restored is said in a header (and so in the request log).
+    let r = support::client()
+        .post(format!("{}/v1/chat/completions", proxy.url()))
+        .json(&json!({"model": "ds", "messages": agent.history}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["x-yallmp-thinking"],
+        "restored=4 missing=0 foreign=0"
+    );
+    // And counted (one recorder per process: other tests add to it).
+    let metrics = support::client()
+        .get(format!("{}/metrics", proxy.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let restored: f64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("yallmp_thinking_turns_total")
+                && l.contains("model=\"ds\"")
+                && l.contains("result=\"restored\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no restored count in {metrics}"));
+    assert!(restored >= 10.0, "{restored}");
     // Only the assistant turns changed: the rest went up as sent.
     let last = deep.hits().pop().unwrap();
     assert_eq!(
@@ -727,4 +758,88 @@ async fn runtime_models_take_the_block_too() {
     }
     assert_restored(&deep, 2);
     proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn all_turns_with_think_tags_for_minimax_style_models() {
+    use support::{Mock, Reply};
+    let answer = |reasoning: &str| {
+        Reply::Json(
+            200,
+            json!({"id": "x", "object": "chat.completion", "created": 1, "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there.",
+                    "reasoning_content": reasoning}, "finish_reason": "stop"}]}),
+        )
+    };
+    let mock = Mock::start(answer("R <x>\n")).await;
+    let yaml = format!(
+        "model_list:\n  - model_name: mm\n    model_params: {{api_base: '{0}', interleaved_thinking: {{field: think_tags, scope: all_turns}}}}\n  - model_name: tools-only\n    model_params: {{api_base: '{0}', interleaved_thinking: {{}}}}\n",
+        mock.url
+    );
+    let proxy = support::proxy(&yaml).await;
+    for model in ["mm", "tools-only"] {
+        let first = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+        let (status, _, _) = support::post(&proxy, "/v1/chat/completions", &first).await;
+        assert_eq!(status, 200);
+        let second = json!({"model": model, "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "Hello there."},
+            {"role": "user", "content": "and?"}]});
+        let (status, _, _) = support::post(&proxy, "/v1/chat/completions", &second).await;
+        assert_eq!(status, 200);
+    }
+    let hits = mock.hits();
+    let sent = hits[1].json();
+    assert_eq!(
+        sent["messages"][1],
+        json!({"role": "assistant", "content": "<think>\nR <x>\n\n</think>\n\nHello there."}),
+        "all_turns: a turn without tool calls gets its reasoning back, as think tags"
+    );
+    assert_eq!(
+        hits[3].json()["messages"][1],
+        json!({"role": "assistant", "content": "Hello there."}),
+        "tool_turns: a turn without tool calls is left alone"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn redis_away_keeps_turns_in_memory() {
+    let Some(url) = sredis::redis_url().await else {
+        eprintln!("REDIS_URL not set: skipping");
+        return;
+    };
+    let gate = sredis::Gate::start(&url).await;
+    gate.cut();
+    let deep = Deep::start(false).await;
+    let tail = format!(
+        "proxy_settings: {{redis_url: '{}', redis_key_prefix: '{}'}}\n",
+        gate.url,
+        sredis::unique_prefix()
+    );
+    let on = "      interleaved_thinking: {store: redis}\n";
+    let proxy = support::proxy(&yaml(&deep, on, &tail)).await;
+    let mut agent = Agent::new(&proxy, None, false, Resend::Dropped);
+    for n in 1..=3 {
+        agent
+            .turn()
+            .await
+            .unwrap_or_else(|e| panic!("turn {n} with redis away: {e:?}"));
+    }
+    assert_restored(&deep, 2);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unusable_database_store_stops_the_start() {
+    let yaml = "model_list:\n  - model_name: ds\n    model_params: {api_base: 'http://127.0.0.1:9/v1', interleaved_thinking: {store: database}}\nproxy_settings: {logging: {files: {enabled: false}, database: {enabled: false}}}\ndatabase: {url: 'postgres://nobody@127.0.0.1:9/none'}\n";
+    let err = yallmp::serve(durable_config(yaml))
+        .await
+        .err()
+        .expect("the start must fail")
+        .to_string();
+    assert!(
+        err.contains("interleaved_thinking store `database` (postgres 127.0.0.1:9/none)"),
+        "{err}"
+    );
 }

@@ -267,33 +267,19 @@ async fn forward(
         .map_or(parts.uri.path(), |u| u.0.path());
     // Interleaved thinking: earlier turns' reasoning, looked up before
     // anything goes upstream.
-    let thinking = match endpoint {
-        Endpoint::ChatCompletions => {
-            let fold =
-                crate::thinking::wrap_of(live.pipeline(&model, path).and_then(|p| p.folded_form()));
-            state
-                .thinking
-                .prepare(
-                    &plan,
-                    &model,
-                    parsed.get("messages"),
-                    super::auth::presented(&parts.headers),
-                    fold.as_ref(),
-                )
-                .await
-        }
-        _ => None,
-    };
-    if let (Some(t), Some(first)) = (&thinking, plan.first()) {
-        t.check(first).map_err(ApiError::ReasoningNotFound)?;
-    }
-    let recorder = |backend: &Backend| {
-        let fold = crate::thinking::wrap_of(
-            live.pipeline(&backend.model_name, path)
-                .and_then(|p| p.folded_form()),
-        );
-        thinking.as_ref().and_then(|t| t.recorder(backend, fold))
-    };
+    let thinking = state
+        .thinking
+        .for_request(
+            &live,
+            &plan,
+            &model,
+            &parsed,
+            &parts.headers,
+            endpoint,
+            path,
+        )
+        .await
+        .map_err(ApiError::ReasoningNotFound)?;
     let dispatch = Dispatch {
         client: &state.client,
         settings: &live.config.router,
@@ -368,12 +354,19 @@ async fn forward(
             if let Some(p) = pending.filter(|_| status.is_success()) {
                 p.store_body(status.as_u16(), &headers, sent.clone());
             }
-            if let Some(r) = recorder(&backend).filter(|_| status.is_success()) {
+            if let Some(r) = thinking
+                .as_ref()
+                .and_then(|t| t.recorder(&backend))
+                .filter(|_| status.is_success())
+            {
                 r.json(&sent).await;
             }
             let mut response = respond(status, &headers, Body::from(sent));
             mark(&mut response, cache_status);
             routing_headers(&mut response, &backend.name, guard.attempts().len());
+            if let Some((k, v)) = thinking.as_ref().and_then(|t| t.header(&backend)) {
+                response.headers_mut().insert(k, v);
+            }
             Ok(Forwarded::Complete(response, body))
         }
         Answer::Stream {
@@ -387,6 +380,9 @@ async fn forward(
             tracing::debug!(%model, backend = %backend.name, "streaming");
             let mut response = respond(status, &headers, Body::empty());
             routing_headers(&mut response, &backend.name, guard.attempts().len());
+            if let Some((k, v)) = thinking.as_ref().and_then(|t| t.header(&backend)) {
+                response.headers_mut().insert(k, v);
+            }
             mark(&mut response, cache_status);
             let tee = pending
                 .filter(|_| status.is_success())
@@ -408,7 +404,9 @@ async fn forward(
                 to_chat: protocol::stream_to_chat(endpoint, wire, raw),
                 from_chat: protocol::stream_from_chat(endpoint, wire),
             };
-            let remember = recorder(&backend)
+            let remember = thinking
+                .as_ref()
+                .and_then(|t| t.recorder(&backend))
                 .filter(|_| status.is_success())
                 .map(crate::thinking::Recorder::stream);
             let (mut parts, _) = response.into_parts();

@@ -182,3 +182,45 @@ pub async fn prune(db: &Db) -> Result<u64, sqlx::Error> {
             .rows_affected(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn expired_rows_are_never_read_and_get_pruned() {
+        let path = std::env::temp_dir()
+            .join(format!("yallmp-thinking-{}", uuid::Uuid::new_v4().simple()))
+            .join("t.db");
+        let store = DbStore::new(DatabaseTarget::Sqlite { path: path.clone() });
+        let e = Entry {
+            reasoning: "r \"é\"\n".into(),
+            signature: Some("s".into()),
+            source: "openai:m".into(),
+        };
+        let (k1, k2, k3) = (Key([1; 32]), Key([2; 32]), Key([3; 32]));
+        store
+            .put("m", &[k1, k2], &e, Duration::from_secs(60))
+            .await
+            .unwrap();
+        store
+            .put("m", &[k3], &e, Duration::from_millis(1))
+            .await
+            .unwrap();
+        // Written again: renewed, not duplicated.
+        store
+            .put("m", &[k1], &e, Duration::from_secs(60))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let mut got = store.get(&[k1, k2, k3]).await;
+        got.sort_by_key(|(k, _)| k.0);
+        assert_eq!(got.len(), 2, "the expired row is not read");
+        assert_eq!(got[0], (k1, e.clone()));
+        assert_eq!(got[1].0, k2);
+        let db = store.open().await.unwrap();
+        assert_eq!(prune(db).await.unwrap(), 1);
+        assert_eq!(prune(db).await.unwrap(), 0);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+}

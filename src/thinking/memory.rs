@@ -37,7 +37,6 @@ impl Expiry<Key, Held> for PerEntry {
 
 pub struct MemoryStore {
     cache: Cache<Key, Held>,
-    pub max_entries: u64,
 }
 
 impl MemoryStore {
@@ -47,7 +46,6 @@ impl MemoryStore {
                 .max_capacity(max_entries)
                 .expire_after(PerEntry)
                 .build(),
-            max_entries,
         }
     }
 

@@ -17,6 +17,7 @@ pub mod db;
 pub mod keys;
 mod memory;
 pub mod redis;
+mod request;
 pub mod restore;
 pub mod tags;
 
@@ -31,6 +32,17 @@ use crate::config::thinking::{StoreKind, ThinkingSettings};
 use crate::config::{Backend, Config};
 use keys::Key;
 use memory::MemoryStore;
+pub use request::{ForRequest, Recorder, StreamRecorder, wrap_of};
+
+/// The response header that says what was restored.
+pub const HEADER: http::HeaderName = http::HeaderName::from_static("x-yallmp-thinking");
+
+/// Assistant turns looked at, by model and result (restored, missing,
+/// foreign), for the first backend of the plan.
+pub const TURNS: &str = "yallmp_thinking_turns_total";
+/// Turns the database or Redis did not get (queue full, write failed);
+/// they stay in the memory store.
+pub const DROPPED: &str = "yallmp_thinking_dropped_total";
 
 /// Durable writes waiting for the background task.
 const QUEUE: usize = 4096;
@@ -73,8 +85,9 @@ enum Job {
 
 /// The stores of one running proxy.
 pub struct Thinking {
-    /// Per model the clients ask for.
-    memory: Mutex<HashMap<String, Arc<MemoryStore>>>,
+    /// Per model the clients ask for and `max_entries` (backends of one
+    /// plan with different bounds keep their own).
+    memory: Mutex<HashMap<(String, u64), Arc<MemoryStore>>>,
     durable: Arc<Durable>,
     queue: mpsc::Sender<Job>,
 }
@@ -135,21 +148,15 @@ impl Thinking {
         }
     }
 
-    /// The memory store of `model` (made, or remade when `max_entries`
-    /// changed with a reload).
+    /// The memory store of `model` with this bound.
     fn memory(&self, model: &str, max_entries: u64) -> Arc<MemoryStore> {
         let mut map = match self.memory.lock() {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
         };
-        match map.get(model) {
-            Some(m) if m.max_entries == max_entries => m.clone(),
-            _ => {
-                let m = Arc::new(MemoryStore::new(max_entries));
-                map.insert(model.to_string(), m.clone());
-                m
-            }
-        }
+        map.entry((model.to_string(), max_entries))
+            .or_insert_with(|| Arc::new(MemoryStore::new(max_entries)))
+            .clone()
     }
 
     /// For each key found, its entry: memory first, then the durable
@@ -224,6 +231,7 @@ impl Thinking {
             ttl: settings.ttl,
         };
         if self.queue.try_send(job).is_err() {
+            metrics::counter!(DROPPED).increment(1);
             tracing::warn!(
                 store = settings.store.as_str(),
                 "interleaved thinking: the write queue is full; this turn is kept in memory only"
@@ -261,186 +269,12 @@ async fn write_jobs(mut rx: mpsc::Receiver<Job>, durable: Arc<Durable>) {
             StoreKind::Memory => Ok(()),
         };
         if let Err(e) = ok {
+            metrics::counter!(DROPPED).increment(1);
             tracing::warn!(
                 store = store.as_str(),
                 error = %e,
                 "interleaved thinking: could not store a turn (kept in memory)"
             );
         }
-    }
-}
-
-/// A think block form from the response parsers' `folded_form`.
-pub fn wrap_of(form: Option<(&str, &str, bool)>) -> Option<tags::Wrap> {
-    form.map(|(open, close, newline)| tags::Wrap {
-        open: open.to_string(),
-        close: close.to_string(),
-        newline,
-    })
-}
-
-/// One request's part: the turns restored on the way in, and who
-/// remembers the answer on the way out.
-pub struct ForRequest {
-    thinking: Arc<Thinking>,
-    scope: keys::Scope,
-    /// The assistant turns that came without reasoning, looked up.
-    pub restore: Option<restore::Restore>,
-}
-
-impl Thinking {
-    /// Reads and looks up the request's turns, when a backend of the plan
-    /// has interleaved thinking on. `fold` is the think block form of the
-    /// requested model's parsers.
-    pub async fn prepare(
-        self: &Arc<Self>,
-        plan: &[Arc<Backend>],
-        model: &str,
-        messages: Option<&serde_json::value::RawValue>,
-        client_key: Option<&str>,
-        fold: Option<&tags::Wrap>,
-    ) -> Option<ForRequest> {
-        let settings: Vec<&ThinkingSettings> =
-            plan.iter().filter_map(|b| b.thinking.as_deref()).collect();
-        if settings.is_empty() {
-            return None;
-        }
-        let scope = keys::Scope::new(model, client_key);
-        let mut restore = messages.and_then(|m| restore::Restore::read(m, &scope, fold));
-        if let Some(r) = &mut restore {
-            let keys = r.keys();
-            let mut found = HashMap::new();
-            let mut seen: Vec<StoreKind> = Vec::new();
-            for s in settings {
-                if seen.contains(&s.store) {
-                    continue;
-                }
-                seen.push(s.store);
-                for (k, e) in self.lookup(s, model, &keys).await {
-                    found.entry(k).or_insert(e);
-                }
-            }
-            r.resolve(&found);
-        }
-        Some(ForRequest {
-            thinking: self.clone(),
-            scope,
-            restore,
-        })
-    }
-}
-
-impl ForRequest {
-    /// What the first backend gets, logged; `Err` with the number of turns
-    /// without reasoning when its `on_miss` is `error`.
-    pub fn check(&self, first: &Backend) -> Result<restore::Tally, usize> {
-        let Some(r) = &self.restore else {
-            return Ok(restore::Tally::default());
-        };
-        let tally = r.tally(first);
-        if tally.restored + tally.missing + tally.foreign > 0 {
-            tracing::info!(
-                model = %self.scope.model,
-                backend = %first.name,
-                restored = tally.restored,
-                missing = tally.missing,
-                foreign = tally.foreign,
-                "interleaved thinking: reasoning restored"
-            );
-        }
-        let on_miss = first.thinking.as_deref().map(|s| s.on_miss);
-        if on_miss == Some(crate::config::thinking::OnMiss::Error)
-            && tally.missing + tally.foreign > 0
-        {
-            return Err(tally.missing + tally.foreign);
-        }
-        Ok(tally)
-    }
-
-    /// Who remembers the answer of `backend` (when its setting is on).
-    /// `fold` is the think block form of its model's parsers.
-    pub fn recorder(&self, backend: &Backend, fold: Option<tags::Wrap>) -> Option<Recorder> {
-        let settings = backend.thinking.clone()?;
-        Some(Recorder {
-            thinking: self.thinking.clone(),
-            scope: self.scope.clone(),
-            settings,
-            source: source_of(backend),
-            fold,
-        })
-    }
-}
-
-/// Remembers the turns of one answer.
-pub struct Recorder {
-    thinking: Arc<Thinking>,
-    scope: keys::Scope,
-    settings: Arc<ThinkingSettings>,
-    source: String,
-    fold: Option<tags::Wrap>,
-}
-
-impl Recorder {
-    /// A whole JSON answer (as the client gets it).
-    pub async fn json(&self, body: &[u8]) {
-        let turns = capture::from_body(body, self.fold.as_ref());
-        self.store(turns).await;
-    }
-
-    /// A stream: feed it the frames the client gets, then `commit`.
-    pub fn stream(self) -> StreamRecorder {
-        StreamRecorder {
-            recorder: self,
-            turns: capture::StreamTurns::default(),
-        }
-    }
-
-    async fn store(&self, turns: Vec<capture::Turn>) {
-        use crate::config::thinking::Scope as TurnScope;
-        for t in turns {
-            if self.settings.scope == TurnScope::ToolTurns && t.calls.is_empty() {
-                continue;
-            }
-            let keys = keys::turn_keys(&self.scope, &t.content, &t.calls);
-            tracing::debug!(
-                model = %self.scope.model,
-                source = %self.source,
-                bytes = t.reasoning.len(),
-                keys = keys.len(),
-                "interleaved thinking: turn remembered"
-            );
-            let entry = Entry {
-                reasoning: t.reasoning,
-                signature: t.signature,
-                source: self.source.clone(),
-            };
-            self.thinking
-                .remember(&self.settings, &self.scope.model, keys, entry)
-                .await;
-        }
-    }
-}
-
-/// A stream's recorder: gathers the frames, remembers at the end.
-pub struct StreamRecorder {
-    recorder: Recorder,
-    turns: capture::StreamTurns,
-}
-
-impl StreamRecorder {
-    pub fn on_frame(&mut self, frame: &[u8]) {
-        self.turns.on_frame(frame);
-    }
-
-    /// `[DONE]` went by: the turn is complete.
-    pub fn done(&self) -> bool {
-        self.turns.done
-    }
-
-    /// Remembers the stream's turns (call only for a stream that ended
-    /// normally).
-    pub async fn commit(self) {
-        let turns = self.turns.turns(self.recorder.fold.as_ref());
-        self.recorder.store(turns).await;
     }
 }

@@ -77,6 +77,10 @@ pub struct RawModelParams {
     /// How the backend is asked to reason (`style`, `effort`, `budget_tokens`).
     pub reasoning: Option<super::reasoning::RawReasoning>,
     pub api_type: Option<String>,
+    /// Azure OpenAI: the `api-version` query (default 2024-10-21).
+    pub api_version: Option<String>,
+    /// Azure OpenAI: the deployment name (default: the model).
+    pub deployment: Option<String>,
     pub fallbacks: Option<OneOrMany>,
     /// Share of traffic under `simple-shuffle` (relative, > 0; default 1).
     pub weight: Option<f64>,
@@ -334,7 +338,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
             "rpm",
             "tpm",
             "max_tokens",
-            "api_version",
             "organization",
             "max_retries",
             "stream_timeout",

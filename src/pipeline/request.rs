@@ -316,6 +316,7 @@ mod tests {
             urls: None,
             routing: Default::default(),
             thinking: None,
+            azure: None,
         }
     }
 

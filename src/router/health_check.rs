@@ -10,8 +10,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, header};
-
 use crate::config::{ApiType, Backend};
 
 use super::state::Registry;
@@ -81,13 +79,10 @@ pub async fn probe(client: &reqwest::Client, b: &Backend) -> Result<(), String> 
     let Some(check) = &b.routing.health_check else {
         return Ok(());
     };
-    let url = b.url(&check.path);
+    let url = b.api_url(&check.path);
     let mut req = client.get(&url).timeout(check.timeout);
-    if let Some(key) = &b.api_key
-        && let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-    {
-        v.set_sensitive(true);
-        req = req.header(header::AUTHORIZATION, v);
+    if let Some((name, value)) = crate::upstream::key_header(b) {
+        req = req.header(name, value);
     }
     match req.send().await {
         Ok(r) if r.status().is_success() => Ok(()),

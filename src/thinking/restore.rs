@@ -279,6 +279,7 @@ mod tests {
                 max_entries: 10,
                 store: StoreKind::Memory,
             })),
+            azure: None,
         }
     }
 

@@ -58,6 +58,8 @@ pub enum Reply {
 #[derive(Clone, Debug)]
 pub struct Hit {
     pub path: String,
+    /// The query string (empty when there is none).
+    pub query: String,
     pub headers: HeaderMap,
     pub raw: Bytes,
 }
@@ -121,6 +123,7 @@ async fn handle(State(state): State<Arc<MockState>>, req: Request) -> Response {
         .unwrap_or_default();
     let hit = Hit {
         path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or_default().to_string(),
         headers: parts.headers.clone(),
         raw,
     };

@@ -174,6 +174,7 @@ fn backend(upstream_model: Option<&str>, reasoning: bool) -> Backend {
         urls: None,
         routing: Default::default(),
         thinking: None,
+        azure: None,
     }
 }
 

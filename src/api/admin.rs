@@ -46,6 +46,12 @@ pub struct AdminModel {
     pub supports_responses: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_type: Option<String>,
+    /// Azure OpenAI: the `api-version` query.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Azure OpenAI: the deployment name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
     /// `model_params.interleaved_thinking`, as in the config file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interleaved_thinking: Option<Value>,
@@ -88,6 +94,8 @@ impl AdminModel {
             self.supports_responses.map(Value::from),
         );
         put("api_type", self.api_type.as_ref().map(lit));
+        put("api_version", self.api_version.as_ref().map(lit));
+        put("deployment", self.deployment.as_ref().map(lit));
         put("interleaved_thinking", self.interleaved_thinking.clone());
         let mut entry = serde_json::Map::new();
         entry.insert("model_name".into(), name.into());
@@ -190,6 +198,8 @@ pub fn model_json(m: &ModelConfig) -> Value {
                 "interleaved_thinking": b.thinking.as_deref(),
                 "supports_responses": b.supports_responses,
                 "parameters": params,
+                "deployment": b.azure.as_ref().map(|a| a.deployment.as_str()),
+                "api_version": b.azure.as_ref().map(|a| a.api_version.as_str()),
             })
         })
         .collect();

@@ -333,6 +333,10 @@ pub enum ApiType {
     Anthropic,
     /// Built-in local backend that echoes; needs no network or key.
     Stub,
+    /// Azure OpenAI: OpenAI's protocol on
+    /// `{api_base}/openai/deployments/{deployment}/...?api-version=`,
+    /// the key in `api-key`.
+    Azure,
 }
 
 impl ApiType {
@@ -341,6 +345,7 @@ impl ApiType {
             ApiType::Openai => "openai",
             ApiType::Anthropic => "anthropic",
             ApiType::Stub => "stub",
+            ApiType::Azure => "azure",
         }
     }
 }
@@ -372,6 +377,15 @@ pub struct Backend {
     pub routing: BackendRouting,
     /// `interleaved_thinking`, when on.
     pub thinking: Option<Arc<thinking::ThinkingSettings>>,
+    /// Where an `api_type: azure` backend's deployment is.
+    pub azure: Option<AzureTarget>,
+}
+
+/// An Azure OpenAI deployment: the URL path and the `api-version` query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AzureTarget {
+    pub deployment: String,
+    pub api_version: String,
 }
 
 impl Backend {
@@ -386,15 +400,45 @@ impl Backend {
 
     /// The URL of an endpoint on this backend: `api_base` + the path for
     /// OpenAI-compatible backends; `api_base` (without a trailing `/v1`) +
-    /// `/v1` + the path for Anthropic ones, as Anthropic's SDK takes it.
+    /// `/v1` + the path for Anthropic ones, as Anthropic's SDK takes it;
+    /// `{api_base}/openai/deployments/{deployment}` + the path +
+    /// `?api-version=` for Azure ones.
     pub fn endpoint_url(&self, endpoint: crate::upstream::Endpoint) -> String {
-        match self.api_type {
-            ApiType::Anthropic => {
+        match (self.api_type, &self.azure) {
+            (ApiType::Anthropic, _) => {
                 let base = self.api_base.strip_suffix("/v1").unwrap_or(&self.api_base);
                 format!("{base}/v1{}", endpoint.path())
             }
+            (ApiType::Azure, Some(az)) => format!(
+                "{}/openai/deployments/{}{}?api-version={}",
+                self.azure_base(),
+                az.deployment,
+                endpoint.path(),
+                az.api_version
+            ),
             _ => self.url(endpoint.path()),
         }
+    }
+
+    /// The URL of a `GET` on the backend's API (`/models` for health checks
+    /// and model listings): `api_base` + the path, or for Azure
+    /// `{api_base}/openai` + the path + `?api-version=`.
+    pub fn api_url(&self, path: &str) -> String {
+        match (self.api_type, &self.azure) {
+            (ApiType::Azure, Some(az)) => format!(
+                "{}/openai{path}?api-version={}",
+                self.azure_base(),
+                az.api_version
+            ),
+            _ => self.url(path),
+        }
+    }
+
+    /// `api_base` without an `/openai` the user may have written.
+    fn azure_base(&self) -> &str {
+        self.api_base
+            .strip_suffix("/openai")
+            .unwrap_or(&self.api_base)
     }
 
     /// The URL for an endpoint path such as `/chat/completions`.

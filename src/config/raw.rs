@@ -80,6 +80,10 @@ pub struct RawModelParams {
     /// false: Responses requests are translated to chat completions.
     pub supports_responses: Option<bool>,
     pub api_type: Option<String>,
+    /// Azure OpenAI: the `api-version` query (default 2024-10-21).
+    pub api_version: Option<String>,
+    /// Azure OpenAI: the deployment name (default: the model).
+    pub deployment: Option<String>,
     pub fallbacks: Option<OneOrMany>,
     /// Share of traffic under `simple-shuffle` (relative, > 0; default 1).
     pub weight: Option<f64>,
@@ -337,7 +341,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
             "rpm",
             "tpm",
             "max_tokens",
-            "api_version",
             "organization",
             "max_retries",
             "stream_timeout",

@@ -72,9 +72,14 @@ const PROVIDERS: &[(&str, ApiType, Option<&str>)] = &[
         ApiType::Anthropic,
         Some("https://api.anthropic.com"),
     ),
+    ("azure", ApiType::Azure, None),
 ];
 
-const API_TYPES: &[&str] = &["openai", "anthropic", "stub"];
+const API_TYPES: &[&str] = &["openai", "anthropic", "stub", "azure"];
+
+/// The Azure OpenAI `api-version` used when a backend names none (the GA
+/// version the data-plane documentation leads with).
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
 /// Which models came from where, known before typing.
 #[derive(Debug, Default)]
@@ -381,6 +386,7 @@ fn backend(
         Some("openai") => ApiType::Openai,
         Some("anthropic") => ApiType::Anthropic,
         Some("stub") => ApiType::Stub,
+        Some("azure") => ApiType::Azure,
         Some(other) => {
             let hint = nearest(other, API_TYPES)
                 .map(|s| format!("; did you mean `{s}`?"))
@@ -426,6 +432,10 @@ fn backend(
     let reasoning = p
         .reasoning
         .and_then(|r| super::reasoning::Reasoning::resolve(r, &format!("{at}.reasoning"), errors));
+    let azure = (api_type == ApiType::Azure).then(|| {
+        let deployment = p.deployment.as_deref().or(model.as_deref());
+        azure(deployment, p.api_version.as_deref(), at, errors)
+    });
     if errors.len() > start {
         return None;
     }
@@ -444,9 +454,53 @@ fn backend(
         urls: None,
         routing,
         thinking: None,
+        azure: azure.flatten(),
     };
     backend.parse_urls();
     Some(backend)
+}
+
+/// An Azure backend's deployment (`deployment`, else the model) and
+/// `api_version`; both go into the URL, so they are checked for characters
+/// that would need escaping.
+fn azure(
+    deployment: Option<&str>,
+    api_version: Option<&str>,
+    at: &str,
+    errors: &mut Vec<String>,
+) -> Option<AzureTarget> {
+    let url_safe = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    let deployment = deployment.map(str::trim).filter(|d| !d.is_empty());
+    let Some(deployment) = deployment else {
+        errors.push(format!(
+            "{at}.deployment: required for api_type azure (or `model: azure/<deployment>`)"
+        ));
+        return None;
+    };
+    if !url_safe(deployment) {
+        errors.push(format!(
+            "{at}.deployment: `{deployment}` may hold only letters, digits, `-`, `_` and `.`"
+        ));
+        return None;
+    }
+    let api_version = api_version
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .unwrap_or(DEFAULT_AZURE_API_VERSION);
+    if !url_safe(api_version) {
+        errors.push(format!(
+            "{at}.api_version: `{api_version}` is not an api-version such as {DEFAULT_AZURE_API_VERSION}"
+        ));
+        return None;
+    }
+    Some(AzureTarget {
+        deployment: deployment.to_string(),
+        api_version: api_version.to_string(),
+    })
 }
 
 fn strategy(name: Option<&str>, errors: &mut Vec<String>) -> RoutingStrategy {

@@ -317,6 +317,7 @@ mod tests {
             urls: None,
             routing: Default::default(),
             thinking: None,
+            azure: None,
         }
     }
 

@@ -47,7 +47,7 @@ pub trait Convert: Send {
 pub fn wire(endpoint: Endpoint, backend: &Backend) -> Result<Endpoint, String> {
     use Endpoint as E;
     match backend.api_type {
-        ApiType::Openai | ApiType::Stub => match endpoint {
+        ApiType::Openai | ApiType::Stub | ApiType::Azure => match endpoint {
             E::Messages => Ok(E::ChatCompletions),
             E::Responses if !backend.supports_responses => Ok(E::ChatCompletions),
             E::CountTokens => Err("count_tokens needs an Anthropic backend".into()),

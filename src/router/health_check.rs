@@ -10,8 +10,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::HeaderValue;
-
 use crate::config::{ApiType, Backend};
 
 use super::state::Registry;
@@ -87,24 +85,14 @@ pub async fn probe(client: &reqwest::Client, b: &Backend) -> Result<(), String> 
         let base = b.api_base.strip_suffix("/v1").unwrap_or(&b.api_base);
         format!("{base}/v1{}", check.path)
     } else {
-        b.url(&check.path)
+        b.api_url(&check.path)
     };
     let mut req = client.get(&url).timeout(check.timeout);
     if anthropic {
         req = req.header("anthropic-version", crate::protocol::anthropic::VERSION);
     }
-    let credential = b.api_key.as_ref().and_then(|key| {
-        let (name, value) = if anthropic {
-            ("x-api-key", key.expose().to_string())
-        } else {
-            ("authorization", format!("Bearer {}", key.expose()))
-        };
-        let mut v = HeaderValue::from_str(&value).ok()?;
-        v.set_sensitive(true);
-        Some((name, v))
-    });
-    if let Some((name, v)) = credential {
-        req = req.header(name, v);
+    if let Some((name, value)) = crate::upstream::key_header(b) {
+        req = req.header(name, value);
     }
     match req.send().await {
         Ok(r) if r.status().is_success() => Ok(()),

@@ -289,10 +289,13 @@ impl Dispatch<'_> {
             let text = upstream::read_body(&mut body, gap)
                 .await
                 .unwrap_or_default();
-            if is_retryable(status) {
+            // A content filter refused the request: another try, backend or
+            // fallback would be refused the same; the client hears it as is.
+            let refused = is_content_filter(&text);
+            if is_retryable(status) && !refused {
                 return Verdict::Retry(LastFailure::Http { status, body: text }, retry_after);
             }
-            if is_skippable(status) {
+            if is_skippable(status) && !refused {
                 return Verdict::Skip(LastFailure::Http { status, body: text });
             }
             // The request itself is bad: the client hears it as the backend said it.
@@ -436,6 +439,24 @@ pub fn is_retryable(status: StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 409 | 429) || status.is_server_error()
 }
 
+/// Azure OpenAI's content-filter refusal: `error.code` `content_filter`,
+/// or `error.innererror.code` `ResponsibleAIPolicyViolation`. Final: never
+/// retried, never sent to another backend or a fallback.
+pub fn is_content_filter(body: &[u8]) -> bool {
+    // Cheap test first: most error bodies are not refusals.
+    if memchr::memmem::find(body, b"content_filter").is_none()
+        && memchr::memmem::find(body, b"ResponsibleAIPolicyViolation").is_none()
+    {
+        return false;
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    let error = &v["error"];
+    error["code"] == "content_filter"
+        || error["innererror"]["code"] == "ResponsibleAIPolicyViolation"
+}
+
 /// 401, 403, 404 (and redirects): this backend will not do; try the next.
 pub fn is_skippable(status: StatusCode) -> bool {
     matches!(status.as_u16(), 401 | 403 | 404)
@@ -524,6 +545,23 @@ mod tests {
             let s = StatusCode::from_u16(s).unwrap();
             assert!(!is_skippable(s) && !is_retryable(s));
         }
+    }
+
+    #[test]
+    fn content_filter_refusals() {
+        assert!(is_content_filter(
+            br#"{"error":{"message":"x","code":"content_filter","status":400}}"#
+        ));
+        assert!(is_content_filter(
+            br#"{"error":{"code":null,"innererror":{"code":"ResponsibleAIPolicyViolation"}}}"#
+        ));
+        assert!(!is_content_filter(
+            br#"{"error":{"message":"content_filter mentioned","code":"rate_limit"}}"#
+        ));
+        assert!(!is_content_filter(b"content_filter"));
+        assert!(!is_content_filter(
+            br#"{"error":{"code":"invalid_request"}}"#
+        ));
     }
 
     #[test]

@@ -129,6 +129,7 @@ const DROPPED_RESPONSE_HEADERS: &[HeaderName] = &[
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+static API_KEY: HeaderName = HeaderName::from_static("api-key");
 static ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 
 /// The headers for the upstream request, from the client's. The client's
@@ -166,11 +167,8 @@ pub fn outgoing_headers(
                 HeaderValue::from_static(crate::protocol::anthropic::VERSION),
             );
         }
-    } else if let Some(key) = &backend.api_key
-        && let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-    {
-        v.set_sensitive(true);
-        out.insert(header::AUTHORIZATION, v);
+    } else if let Some((name, value)) = key_header(backend) {
+        out.insert(name, value);
     }
     out.insert(
         header::CONTENT_TYPE,
@@ -178,6 +176,23 @@ pub fn outgoing_headers(
     );
     out.insert(REQUEST_ID, request_id.clone());
     out
+}
+
+/// The header carrying the backend's own key, marked sensitive: `api-key`
+/// for Azure, `x-api-key` for Anthropic, else `Authorization: Bearer`.
+pub fn key_header(backend: &Backend) -> Option<(HeaderName, HeaderValue)> {
+    let key = backend.api_key.as_ref()?;
+    let (name, value) = match backend.api_type {
+        ApiType::Azure => (API_KEY.clone(), HeaderValue::from_str(key.expose())),
+        ApiType::Anthropic => (X_API_KEY.clone(), HeaderValue::from_str(key.expose())),
+        _ => (
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {}", key.expose())),
+        ),
+    };
+    let mut value = value.ok()?;
+    value.set_sensitive(true);
+    Some((name, value))
 }
 
 /// The upstream's response headers that go on to the client.

@@ -3,8 +3,8 @@
 //! readiness: both listeners are bound before the functions return.
 #![allow(dead_code)]
 
-pub mod forward;
 pub mod anthropic;
+pub mod forward;
 pub mod pg;
 pub mod redis;
 pub mod vectors;
@@ -59,6 +59,8 @@ pub enum Reply {
 #[derive(Clone, Debug)]
 pub struct Hit {
     pub path: String,
+    /// The query string (empty when there is none).
+    pub query: String,
     pub headers: HeaderMap,
     pub raw: Bytes,
 }
@@ -122,6 +124,7 @@ async fn handle(State(state): State<Arc<MockState>>, req: Request) -> Response {
         .unwrap_or_default();
     let hit = Hit {
         path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or_default().to_string(),
         headers: parts.headers.clone(),
         raw,
     };

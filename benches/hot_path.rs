@@ -168,6 +168,7 @@ fn backend(upstream_model: Option<&str>, reasoning: bool) -> Backend {
         upstream_model: upstream_model.map(String::from),
         request_timeout: Duration::from_secs(30),
         supports_reasoning: reasoning,
+        reasoning: None,
         parameters: Vec::new().into(),
         urls: None,
         routing: Default::default(),

@@ -1,7 +1,7 @@
 //! The command line: `yallmp [serve]` runs the proxy, `yallmp check`
 //! validates a config and prints the resolved model table,
 //! `yallmp inspect-template FILE` shows what a chat template tells the
-//! response parsers.
+//! response parsers, `yallmp forward tcp|http|both` runs the forwarders.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,13 @@ pub enum Command {
     Check,
     /// Resend a logged request (from a log file, or the database with --id).
     Replay(ReplayArgs),
+    /// Run a forwarder in front of the proxy (settings: `forwarder_settings`,
+    /// `http_forwarder_settings`, and the FORWARD_* / HTTP_FORWARD_*
+    /// variables).
+    Forward {
+        #[command(subcommand)]
+        kind: ForwardKind,
+    },
     /// Manage the request-log database schema.
     Db {
         #[command(subcommand)]
@@ -96,6 +103,17 @@ pub enum StreamMode {
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]
+pub enum ForwardKind {
+    /// Pipe TCP bytes both ways (`forwarder_settings`).
+    Tcp,
+    /// A reverse proxy that streams bodies and adds X-Forwarded-* headers
+    /// (`http_forwarder_settings`).
+    Http,
+    /// Both in one process; they need different listen ports.
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
 pub enum DbAction {
     /// Apply pending migrations.
     Migrate,
@@ -115,6 +133,9 @@ pub fn main() -> ExitCode {
         Some(Command::Check) => check(&cli),
         Some(Command::Replay(ref args)) => replay(&cli, args),
         Some(Command::Db { action }) => db(&cli, action),
+        Some(Command::Forward { kind }) => {
+            crate::forward::cmd::run(&cli.config, cli.host.is_some() || cli.port.is_some(), kind)
+        }
         Some(Command::InspectTemplate { ref file }) => inspect_template(file),
         None | Some(Command::Serve) => serve(&cli),
     }
@@ -542,7 +563,7 @@ pub fn banner(config: &Config, path: &std::path::Path) -> String {
     let _ = writeln!(out, "auth: /v1 {clients}; {admin}");
     let _ = writeln!(
         out,
-        "endpoints: POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, {responses}, GET /healthz (also without /v1), /admin/*"
+        "endpoints: POST /v1/chat/completions, POST /v1/embeddings, {responses}, GET /v1/models, GET /v1/models/{{id}} (each also without /v1); GET /healthz, /health, /stats, /metrics; /admin/*"
     );
     out
 }

@@ -29,6 +29,8 @@ pub enum ServeError {
     ModelStore(crate::model_store::StoreError),
     #[error(transparent)]
     Log(#[from] crate::reqlog::StartError),
+    #[error("the request log's database, opened for reading ({target}): {message}")]
+    LogReader { target: String, message: String },
     #[error(transparent)]
     Thinking(#[from] crate::thinking::StartError),
 }
@@ -64,6 +66,30 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
     let client = crate::upstream::client().map_err(|e| ServeError::Client(e.to_string()))?;
     let grace = config.server.shutdown_grace;
     let (log, writer) = crate::reqlog::start(&config).await?;
+    // After the writer: the database exists and is migrated.
+    let log_reader = match writer.as_ref().and_then(|w| w.db()) {
+        Some(_) => Some(
+            crate::reqlog::db::Db::connect_reader(&config.database.target)
+                .await
+                .map_err(|e| ServeError::LogReader {
+                    target: config.database.target.describe(),
+                    message: e.to_string(),
+                })?,
+        ),
+        None => None,
+    };
+    let self_url = {
+        let ip = match addr.ip() {
+            std::net::IpAddr::V4(v4) if v4.is_unspecified() => {
+                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+            }
+            std::net::IpAddr::V6(v6) if v6.is_unspecified() => {
+                std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+            }
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, addr.port()))
+    };
     let redis = match &config.redis {
         Some(settings) => {
             let r = crate::redis::SharedRedis::new(settings)
@@ -111,6 +137,9 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         cache,
         thinking,
         backends: backends.clone(),
+        log_reader,
+        self_url,
+        sessions: Default::default(),
     });
     let weak = Arc::downgrade(&state);
     crate::router::health_check::spawn(backends, state.client.clone(), move || {
@@ -215,7 +244,8 @@ impl Server {
     }
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGINT (ctrl-c) or SIGTERM.
+pub(crate) async fn wait_for_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

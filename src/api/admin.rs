@@ -39,6 +39,9 @@ pub struct AdminModel {
     pub request_timeout: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub supports_reasoning: Option<bool>,
+    /// `model_params.reasoning`: `{style, effort, budget_tokens}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_type: Option<String>,
     /// `model_params.interleaved_thinking`, as in the config file.
@@ -77,6 +80,7 @@ impl AdminModel {
             "supports_reasoning",
             self.supports_reasoning.map(Value::from),
         );
+        put("reasoning", self.reasoning.clone());
         put("api_type", self.api_type.as_ref().map(lit));
         put("interleaved_thinking", self.interleaved_thinking.clone());
         let mut entry = serde_json::Map::new();
@@ -176,6 +180,7 @@ pub fn model_json(m: &ModelConfig) -> Value {
                 "target_model": b.upstream_model,
                 "request_timeout": b.request_timeout.as_secs_f64(),
                 "supports_reasoning": b.supports_reasoning,
+                "reasoning": b.reasoning,
                 "interleaved_thinking": b.thinking.as_deref(),
                 "parameters": params,
             })
@@ -479,6 +484,16 @@ pub async fn reload(State(state): State<Shared>) -> Result<Json<Value>, AdminErr
     .map_err(AdminError::Reload)?;
     let changes = diff(&current.config, &config);
     let warnings = config.warnings.clone();
+    let password = |c: &Config| {
+        c.auth
+            .admin_password
+            .as_ref()
+            .map(|p| p.expose().to_string())
+    };
+    if password(&current.config) != password(&config) {
+        // Sessions stood for the old password.
+        state.sessions.clear();
+    }
     state.log.update_secrets(&config);
     state.live.store(Arc::new(Live::new(config)));
     tracing::info!(%changes, "config reloaded");

@@ -1,5 +1,6 @@
 //! Who may call: client keys for the OpenAI-compatible routes, the admin
-//! password (or loopback only, without one) for `/admin`. Keys are compared
+//! password (or loopback only, without one) for `/admin`; the admin UI's
+//! session cookie stands for the password after a login. Keys are compared
 //! in constant time and never echoed or logged.
 
 use std::net::SocketAddr;
@@ -73,6 +74,7 @@ pub async fn admin(State(state): State<Shared>, req: Request, next: Next) -> Res
     match password {
         Some(pw) => match presented(req.headers()) {
             Some(k) if matches(k, std::slice::from_ref(&pw)) => next.run(req).await,
+            _ if ui_session(&state, &req) => next.run(req).await,
             _ => json_error(
                 StatusCode::UNAUTHORIZED,
                 &json!({"error": {"message": "The admin API needs the admin password: `Authorization: Bearer <password>`.", "type": "invalid_request_error", "code": "admin_auth_required"}}),
@@ -94,6 +96,20 @@ pub async fn admin(State(state): State<Shared>, req: Request, next: Next) -> Res
             }
         }
     }
+}
+
+/// Header the admin UI sends on changes: a cross-site form cannot set it,
+/// so a session cookie alone never authorizes a change.
+pub const UI_HEADER: &str = "x-yallmp-ui";
+
+/// Whether the request carries a live admin UI session (a login with the
+/// admin password); changes also need [`UI_HEADER`].
+fn ui_session(state: &Shared, req: &Request) -> bool {
+    let Some(token) = super::session::token(req.headers()) else {
+        return false;
+    };
+    let safe = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
+    (safe || req.headers().contains_key(UI_HEADER)) && state.sessions.valid(token)
 }
 
 /// Whether the request carries the admin password (for protected models).

@@ -3,12 +3,16 @@
 //! and methods).
 
 pub mod admin;
+pub mod anthropic;
 pub mod auth;
 pub mod cache;
 pub mod error;
 pub mod health;
+pub mod logs;
 pub mod metrics;
 pub mod openai;
+pub mod relay;
+pub mod session;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -53,6 +57,14 @@ pub struct AppState {
     /// The response cache (`proxy_settings.cache`), when on; fixed at
     /// start-up.
     pub cache: Option<Arc<crate::cache::ResponseCache>>,
+    /// A read-only pool on the request log's database, for the admin API
+    /// (`None` when the log has no database).
+    pub log_reader: Option<crate::reqlog::db::Db>,
+    /// This proxy's own base URL (`http://127.0.0.1:PORT` when it listens
+    /// on every address), for replays from the admin API.
+    pub self_url: String,
+    /// Admin UI sessions (logins with the admin password).
+    pub sessions: session::Sessions,
     /// Interleaved thinking's stores (`model_params.interleaved_thinking`).
     pub thinking: Arc<crate::thinking::Thinking>,
 }
@@ -71,10 +83,22 @@ pub fn router(state: Shared) -> Router {
         .route("/responses", post(openai::responses))
         .route("/models", get(openai::list_models))
         .route("/models/{*id}", get(openai::get_model))
+        .route("/completions", post(openai::completions))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::client_key,
-        ));
+        ))
+        // Anthropic's routes answer errors (auth included) in its shape.
+        .merge(
+            Router::new()
+                .route("/messages", post(anthropic::messages))
+                .route("/messages/count_tokens", post(anthropic::count_tokens))
+                .route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    auth::client_key,
+                ))
+                .layer(middleware::from_fn(anthropic::error_shape)),
+        );
     let admin = Router::new()
         .route("/models", get(admin::list_models).post(admin::register))
         .route(
@@ -85,6 +109,11 @@ pub fn router(state: Shared) -> Router {
         .route("/config", get(admin::effective_config))
         .route("/config/reload", post(admin::reload))
         .route("/cache", delete(cache::invalidate))
+        .route("/api/logs", get(logs::list))
+        .route("/api/logs/{id}", get(logs::get))
+        .route("/api/logs/{id}/replay", post(logs::replay))
+        .route("/api/stats", get(logs::stats))
+        .route("/api/models", get(logs::models))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::admin));
     let cors = state.live.load().config.cors.as_ref().map(cors_layer);
     let router = Router::new()

@@ -2,7 +2,6 @@
 //! the model list. Each proxied call reads the body once, loads the live
 //! snapshot once, lets the router find an answer, and relays it.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 
 use axum::body::Body;
@@ -16,17 +15,17 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::metrics::ModelSlot;
+use super::relay::{Converters, relay};
 use super::{RequestId, Shared};
 use crate::cache;
 use crate::config::Backend;
 use crate::limits::Ticket;
 use crate::pipeline::request::RequestBody;
 use crate::pipeline::response::Session;
+use crate::protocol;
 use crate::reqlog::{Outcome, RecordGuard};
-use crate::router::stream::SseSource;
 use crate::router::{Answer, Dispatch};
-use crate::sse;
-use crate::upstream::{self, Endpoint, UpstreamError};
+use crate::upstream::{self, Endpoint};
 use crate::usage::{StreamUsage, Usage};
 
 pub async fn chat_completions(
@@ -34,6 +33,11 @@ pub async fn chat_completions(
     req: Request,
 ) -> Result<Response, ApiError> {
     proxy(state, Endpoint::ChatCompletions, req).await
+}
+
+/// Legacy text completions: passed through to OpenAI-compatible backends.
+pub async fn completions(State(state): State<Shared>, req: Request) -> Result<Response, ApiError> {
+    proxy(state, Endpoint::Completions, req).await
 }
 
 pub async fn embeddings(State(state): State<Shared>, req: Request) -> Result<Response, ApiError> {
@@ -67,6 +71,22 @@ pub async fn get_model(
     Ok(json_body(StatusCode::OK, Bytes::from(body.to_string())))
 }
 
+/// A backend answer that could not be translated for the client.
+fn translation_failed(e: &protocol::TranslateError) -> ApiError {
+    ApiError::Internal(format!("cannot translate the backend's answer: {e}"))
+}
+
+/// The path the response parsers are matched against: chat completions
+/// whenever the answer passes through chat (a translated request), else the
+/// client's own.
+fn pipeline_path(client: Endpoint, wire: Endpoint, path: &str) -> &str {
+    if client != wire && protocol::via_chat(client, wire) {
+        "/v1/chat/completions"
+    } else {
+        path
+    }
+}
+
 fn model_not_found(model: &str, names: &[String]) -> ApiError {
     ApiError::ModelNotFound {
         model: model.to_string(),
@@ -89,7 +109,11 @@ fn json_body(status: StatusCode, body: Bytes) -> Response {
 
 /// The shared path of every proxied endpoint: the request is recorded
 /// whatever happens to it.
-async fn proxy(state: Shared, endpoint: Endpoint, req: Request) -> Result<Response, ApiError> {
+pub(super) async fn proxy(
+    state: Shared,
+    endpoint: Endpoint,
+    req: Request,
+) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let request_id = parts
         .extensions
@@ -272,6 +296,19 @@ async fn forward(
     };
     let answer = match dispatch.run(guard.attempts()).await {
         Ok(answer) => answer,
+        Err(_) if endpoint == Endpoint::CountTokens => {
+            // No backend could count: the documented estimate.
+            let tokens = serde_json::from_slice::<serde_json::Value>(raw)
+                .map(|v| protocol::tokens::estimate(&v))
+                .unwrap_or(0);
+            let body = Bytes::from(json!({ "input_tokens": tokens }).to_string());
+            let mut response = json_body(StatusCode::OK, body.clone());
+            response.headers_mut().insert(
+                super::anthropic::ESTIMATE_HEADER,
+                HeaderValue::from_static("estimate"),
+            );
+            return Ok(Forwarded::Complete(response, body));
+        }
         Err(failure) => {
             let attempts = guard.attempts().clone();
             return Err(ApiError::Upstream { failure, attempts });
@@ -283,6 +320,7 @@ async fn forward(
             headers,
             body,
             backend,
+            wire,
         } => {
             tracing::debug!(%model, backend = %backend.name, status = status.as_u16(), "answered");
             observe_usage(&state.backends, &backend, Usage::from_body(&body), ticket);
@@ -290,18 +328,28 @@ async fn forward(
                 r.backend = Some(backend.name.clone());
             }
             // The record keeps what the upstream said; the client gets the
-            // parsed answer.
+            // parsed answer, in its own dialect.
             let mut sent = body.clone();
+            if !status.is_success() {
+                sent = protocol::error(endpoint, wire, status.as_u16(), &body);
+            } else if let Some(chat) = protocol::to_chat(endpoint, wire, &body) {
+                sent = chat.map_err(|e| translation_failed(&e))?;
+            }
             if let Some(p) = live
-                .pipeline(&backend.model_name, path)
-                .filter(|_| status.is_success())
+                .pipeline(&backend.model_name, pipeline_path(endpoint, wire, path))
+                .filter(|_| status.is_success() && protocol::via_chat(endpoint, wire))
             {
                 let mut session =
                     p.session(parsed.get("tools"), live.config.logging.log_parsed_response);
-                if let Some(new) = session.apply_json(&body) {
+                if let Some(new) = session.apply_json(&sent) {
                     sent = new;
                 }
                 note_parsed(guard, &session);
+            }
+            if status.is_success()
+                && let Some(out) = protocol::from_chat(endpoint, wire, &sent)
+            {
+                sent = out.map_err(|e| translation_failed(&e))?;
             }
             if let Some(p) = pending.filter(|_| status.is_success()) {
                 p.store_body(status.as_u16(), &headers, sent.clone());
@@ -327,6 +375,7 @@ async fn forward(
             first,
             rest,
             backend,
+            wire,
         } => {
             tracing::debug!(%model, backend = %backend.name, "streaming");
             let mut response = respond(status, &headers, Body::empty());
@@ -348,8 +397,13 @@ async fn forward(
                 RecordGuard::new(None, state.log.clone(), state.shutting_down.clone()),
             );
             let session = live
-                .pipeline(&backend.model_name, path)
+                .pipeline(&backend.model_name, pipeline_path(endpoint, wire, path))
+                .filter(|_| protocol::via_chat(endpoint, wire))
                 .map(|p| p.session(parsed.get("tools"), live.config.logging.log_parsed_stream));
+            let convert = Converters {
+                to_chat: protocol::stream_to_chat(endpoint, wire, raw),
+                from_chat: protocol::stream_from_chat(endpoint, wire),
+            };
             let remember = thinking
                 .as_ref()
                 .and_then(|t| t.recorder(&backend))
@@ -357,6 +411,12 @@ async fn forward(
                 .map(crate::thinking::Recorder::stream);
             let (mut parts, _) = response.into_parts();
             parts.headers.remove(header::CONTENT_LENGTH);
+            if convert.to_chat.is_some() || convert.from_chat.is_some() {
+                parts.headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/event-stream"),
+                );
+            }
             Ok(Forwarded::Stream(Response::from_parts(
                 parts,
                 relay(
@@ -365,6 +425,7 @@ async fn forward(
                     endpoint,
                     owned,
                     session,
+                    convert,
                     Tokens {
                         backends: state.backends.clone(),
                         backend,
@@ -466,198 +527,12 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: u64) -> Result<Bytes,
     })
 }
 
-/// The client's event stream: the peeked frames, then the rest as they
-/// arrive. An upstream failure after the first byte ends the stream with an
-/// error event (never a fake `[DONE]`). Dropping the body (client gone)
-/// drops the upstream response, which cancels the upstream request, and the
-/// record guard notes the disconnect.
-#[allow(clippy::too_many_arguments)] // each one follows the stream for its own feature
-fn relay(
-    first: Vec<Bytes>,
-    rest: SseSource,
-    endpoint: Endpoint,
-    guard: RecordGuard,
-    session: Option<Session>,
-    tokens: Tokens,
-    tee: Option<cache::Tee>,
-    remember: Option<crate::thinking::StreamRecorder>,
-) -> Body {
-    struct Relay {
-        /// The usage the frames report, observed when the relay ends.
-        tokens: Tokens,
-        queue: VecDeque<Bytes>,
-        source: Option<SseSource>,
-        guard: RecordGuard,
-        ends: Vec<usize>,
-        /// The response parsers, when they apply.
-        session: Option<Session>,
-        parsed: Vec<Bytes>,
-        /// A copy for the response cache, on a miss.
-        tee: Option<cache::Tee>,
-        /// Interleaved thinking: the turn's reasoning, remembered at the end.
-        remember: Option<crate::thinking::StreamRecorder>,
-    }
-    impl Relay {
-        /// Upstream frames through the parsers, recording the raw ones.
-        fn parse(&mut self, batch: &Bytes) -> Bytes {
-            let mut start = 0;
-            self.parsed.clear();
-            for &end in &self.ends {
-                let frame = batch.slice(start..end);
-                start = end;
-                if let Some(r) = self.guard.record() {
-                    r.push_frame(&frame);
-                }
-                self.tokens.usage.on_frame(&frame);
-                if let Some(t) = &mut self.tee {
-                    t.upstream_frame(&frame);
-                }
-                if let Some(s) = &mut self.session {
-                    s.on_frame(&frame, &mut self.parsed);
-                } else if let Some(r) = &mut self.remember {
-                    r.on_frame(&frame);
-                }
-            }
-            if let (Some(r), Some(_)) = (&mut self.remember, &self.session) {
-                for f in &self.parsed {
-                    r.on_frame(f);
-                }
-            }
-            let out = if self.session.is_none() {
-                batch.clone()
-            } else {
-                join(&self.parsed)
-            };
-            if let Some(t) = &mut self.tee {
-                t.sent(&out);
-            }
-            out
-        }
-
-        /// Remembers the turn once `[DONE]` went by, before the client
-        /// gets it (its next request may resend this turn at once).
-        async fn remember_if_done(&mut self) {
-            if self.remember.as_ref().is_some_and(|r| r.done())
-                && let Some(r) = self.remember.take()
-            {
-                r.commit().await;
-            }
-        }
-
-        /// The stream ended: what the parsers still hold, and their notes
-        /// for the record.
-        fn end(&mut self) -> Option<Bytes> {
-            let mut s = self.session.take()?;
-            let mut out = Vec::new();
-            s.end(&mut out);
-            note_parsed(&mut self.guard, &s);
-            if let Some(r) = &mut self.remember {
-                for f in &out {
-                    r.on_frame(f);
-                }
-            }
-            let tail = (!out.is_empty()).then(|| join(&out));
-            if let (Some(t), Some(tail)) = (&mut self.tee, &tail) {
-                t.sent(tail);
-            }
-            tail
-        }
-    }
-    let state = Relay {
-        tokens,
-        queue: VecDeque::from(first),
-        source: Some(rest),
-        guard,
-        ends: Vec::new(),
-        session,
-        parsed: Vec::new(),
-        tee,
-        remember,
-    };
-    // Frames that arrived together leave together: one write per upstream
-    // read, each frame still recorded on its own.
-    let frames = futures::stream::unfold(state, move |mut st| async move {
-        loop {
-            if let Some(frame) = st.queue.pop_front() {
-                st.ends.clear();
-                st.ends.push(frame.len());
-                let out = st.parse(&frame);
-                st.remember_if_done().await;
-                if out.is_empty() {
-                    continue;
-                }
-                return Some((Ok::<_, Infallible>(out), st));
-            }
-            let src = st.source.as_mut()?;
-            match src.next_batch(&mut st.ends).await {
-                Ok(Some(batch)) => {
-                    let out = st.parse(&batch);
-                    st.remember_if_done().await;
-                    if out.is_empty() {
-                        continue;
-                    }
-                    return Some((Ok(out), st));
-                }
-                Ok(None) => {
-                    st.source = None;
-                    let tail = st.end();
-                    // Ended without `[DONE]`, but normally.
-                    if let Some(r) = st.remember.take() {
-                        r.commit().await;
-                    }
-                    if let Some(t) = st.tee.take() {
-                        t.finish();
-                    }
-                    st.guard.finish(Outcome::Ok);
-                    return tail.map(|t| (Ok(t), st));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "upstream stream failed after the first byte");
-                    let frame = stream_error_frame(&e, endpoint);
-                    st.source = None;
-                    // A broken stream is never cached, nor remembered.
-                    st.tee = None;
-                    st.remember = None;
-                    // Whatever the parsers held goes out before the error.
-                    let tail = st.end();
-                    if let Some(r) = st.guard.record() {
-                        r.push_frame(&frame);
-                        r.error = Some(format!("upstream stream failed: {e}"));
-                    }
-                    st.guard.finish(Outcome::UpstreamError);
-                    let out = match tail {
-                        Some(t) => join(&[t, frame]),
-                        None => frame,
-                    };
-                    return Some((Ok(out), st));
-                }
-            }
-        }
-    });
-    Body::from_stream(frames)
-}
-
-/// Frames as one write.
-fn join(frames: &[Bytes]) -> Bytes {
-    match frames {
-        [] => Bytes::new(),
-        [one] => one.clone(),
-        many => {
-            let mut out = bytes::BytesMut::with_capacity(many.iter().map(Bytes::len).sum());
-            for f in many {
-                out.extend_from_slice(f);
-            }
-            out.freeze()
-        }
-    }
-}
-
 /// A stream's token usage, observed when the relay ends however it ends
 /// (done, broken, or the client gone).
-struct Tokens {
+pub(super) struct Tokens {
     backends: std::sync::Arc<crate::router::state::Registry>,
     backend: std::sync::Arc<Backend>,
-    usage: StreamUsage,
+    pub(super) usage: StreamUsage,
     ticket: Option<Ticket>,
 }
 
@@ -699,7 +574,7 @@ fn observe_usage(
 }
 
 /// The parsers' output and failures, into the record.
-fn note_parsed(guard: &mut RecordGuard, session: &Session) {
+pub(super) fn note_parsed(guard: &mut RecordGuard, session: &Session) {
     let Some(r) = guard.record() else { return };
     if let Some(p) = session.parsed() {
         r.parsed = Some(p);
@@ -711,27 +586,5 @@ fn note_parsed(guard: &mut RecordGuard, session: &Session) {
             Some(e) => format!("{e}; {msg}"),
             None => msg,
         });
-    }
-}
-
-/// The event that ends a stream the upstream broke.
-pub fn stream_error_frame(e: &UpstreamError, endpoint: Endpoint) -> Bytes {
-    let code = match e {
-        UpstreamError::BodyTimeout(_) | UpstreamError::Timeout(_) => "upstream_timeout",
-        _ => "stream_interrupted",
-    };
-    let error = json!({
-        "message": format!("upstream stream failed: {e}"),
-        "type": "upstream_error",
-        "code": code,
-    });
-    match endpoint {
-        Endpoint::Responses => sse::named_frame(
-            "error",
-            json!({"type": "error", "code": code, "message": error["message"], "error": error})
-                .to_string()
-                .as_bytes(),
-        ),
-        _ => sse::data_frame(json!({ "error": error }).to_string().as_bytes()),
     }
 }

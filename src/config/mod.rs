@@ -4,11 +4,13 @@
 
 pub mod cache;
 pub mod env;
+pub mod forward;
 mod inherit;
 mod limits;
 pub mod overlay;
 pub mod parsers;
 mod raw;
+pub mod reasoning;
 mod resolve;
 pub mod thinking;
 
@@ -57,6 +59,9 @@ pub struct Config {
     pub cors: Option<CorsSettings>,
     /// The response cache (`proxy_settings.cache`).
     pub cache: cache::CacheSettings,
+    /// `forwarder_settings` and `http_forwarder_settings`, environment
+    /// overrides applied.
+    pub forward: forward::ForwardSettings,
     /// What it was built from, for reloads and admin changes.
     pub origin: Origin,
     /// Things that loaded but deserve a word (LiteLLM keys not implemented).
@@ -324,7 +329,7 @@ pub struct Parameter {
 pub enum ApiType {
     /// OpenAI-compatible HTTP API.
     Openai,
-    /// Anthropic Messages (not implemented yet: attempts fail with 501).
+    /// Anthropic Messages (`{api_base}/v1/messages`, `x-api-key`).
     Anthropic,
     /// Built-in local backend that echoes; needs no network or key.
     Stub,
@@ -354,10 +359,12 @@ pub struct Backend {
     pub upstream_model: Option<String>,
     pub request_timeout: Duration,
     pub supports_reasoning: bool,
+    /// `model_params.reasoning`: the field written to ask for reasoning.
+    pub reasoning: Option<reasoning::Reasoning>,
     /// Request parameter defaults.
     pub parameters: Arc<[Parameter]>,
-    /// The endpoint URLs, parsed once: chat completions, embeddings, responses.
-    pub urls: Option<Arc<[reqwest::Url; 3]>>,
+    /// The endpoint URLs, parsed once, by [`Endpoint::index`](crate::upstream::Endpoint::index).
+    pub urls: Option<Arc<[reqwest::Url]>>,
     /// Weight, order and health check.
     pub routing: BackendRouting,
     /// `interleaved_thinking`, when on.
@@ -367,13 +374,23 @@ pub struct Backend {
 impl Backend {
     /// Parses the endpoint URLs once (`urls`).
     pub fn parse_urls(&mut self) {
-        let parse = |p: &str| reqwest::Url::parse(&self.url(p)).ok();
-        if let (Some(a), Some(b), Some(c)) = (
-            parse("/chat/completions"),
-            parse("/embeddings"),
-            parse("/responses"),
-        ) {
-            self.urls = Some(Arc::new([a, b, c]));
+        let urls: Option<Vec<reqwest::Url>> = crate::upstream::Endpoint::ALL
+            .iter()
+            .map(|e| reqwest::Url::parse(&self.endpoint_url(*e)).ok())
+            .collect();
+        self.urls = urls.map(Arc::from);
+    }
+
+    /// The URL of an endpoint on this backend: `api_base` + the path for
+    /// OpenAI-compatible backends; `api_base` (without a trailing `/v1`) +
+    /// `/v1` + the path for Anthropic ones, as Anthropic's SDK takes it.
+    pub fn endpoint_url(&self, endpoint: crate::upstream::Endpoint) -> String {
+        match self.api_type {
+            ApiType::Anthropic => {
+                let base = self.api_base.strip_suffix("/v1").unwrap_or(&self.api_base);
+                format!("{base}/v1{}", endpoint.path())
+            }
+            _ => self.url(endpoint.path()),
         }
     }
 

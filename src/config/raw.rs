@@ -19,6 +19,12 @@ pub struct RawConfig {
     pub general_settings: RawGeneralSettings,
     #[serde(default)]
     pub database: RawDatabase,
+    /// The TCP forwarder (`yallmp forward tcp`).
+    #[serde(default)]
+    pub forwarder_settings: super::forward::RawTcpForwarder,
+    /// The HTTP forwarder (`yallmp forward http`).
+    #[serde(default)]
+    pub http_forwarder_settings: super::forward::RawHttpForwarder,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +74,8 @@ pub struct RawModelParams {
     #[serde(alias = "timeout")]
     pub request_timeout: Option<f64>,
     pub supports_reasoning: Option<bool>,
+    /// How the backend is asked to reason (`style`, `effort`, `budget_tokens`).
+    pub reasoning: Option<super::reasoning::RawReasoning>,
     pub api_type: Option<String>,
     pub fallbacks: Option<OneOrMany>,
     /// Share of traffic under `simple-shuffle` (relative, > 0; default 1).

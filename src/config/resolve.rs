@@ -194,6 +194,12 @@ pub(super) fn resolve(
     let rate_limits = super::limits::rate_limits(ps.rate_limits, errors);
     let cors = ps.cors.and_then(|c| super::limits::cors(c, errors));
     let database = database(raw.database, errors);
+    let forward = super::forward::resolve(
+        raw.forwarder_settings,
+        raw.http_forwarder_settings,
+        env,
+        errors,
+    );
     let mut models: Vec<ModelConfig> = Vec::new();
     // (key path, model, its fallbacks) from every place fallbacks are written.
     let mut fallback_refs: Vec<(String, String, Vec<String>)> = Vec::new();
@@ -342,6 +348,7 @@ pub(super) fn resolve(
         rate_limits,
         cors,
         cache,
+        forward,
         parsers,
         origin: Origin::default(),
         warnings: Vec::new(),
@@ -416,6 +423,9 @@ fn backend(
         errors,
     );
     let routing = routing(p.weight, p.order, p.health_check, at, errors);
+    let reasoning = p
+        .reasoning
+        .and_then(|r| super::reasoning::Reasoning::resolve(r, &format!("{at}.reasoning"), errors));
     if errors.len() > start {
         return None;
     }
@@ -428,6 +438,7 @@ fn backend(
         upstream_model: p.target_model.filter(|m| !m.trim().is_empty()).or(model),
         request_timeout,
         supports_reasoning: p.supports_reasoning.unwrap_or(false),
+        reasoning,
         parameters,
         urls: None,
         routing,

@@ -132,8 +132,10 @@ impl<'a> RequestBody<'a> {
         {
             edits.push(Edit::Set("model", Value::String(m)));
         }
-        if sampling && backend.supports_reasoning && self.get("thinking").is_none() {
-            edits.push(Edit::Set("thinking", Value::Raw(r#"{"type":"enabled"}"#)));
+        if sampling {
+            for (k, v) in super::reasoning::edits(backend, self) {
+                edits.push(Edit::Set(k, Value::Owned(v)));
+            }
         }
         for p in backend.parameters.iter().filter(|_| sampling) {
             match self.get(&p.name) {
@@ -185,24 +187,26 @@ enum Edit<'a> {
 /// A value to write.
 enum Value<'a> {
     String(&'a str),
-    Raw(&'static str),
     /// Raw JSON text.
     Text(&'a str),
     Json(&'a serde_json::Value),
+    Owned(serde_json::Value),
 }
 
 impl Value<'_> {
     fn write(&self, out: &mut Vec<u8>) {
         match self {
             Value::String(s) => write_string(out, s),
-            Value::Raw(r) => out.extend_from_slice(r.as_bytes()),
             Value::Text(t) => out.extend_from_slice(t.as_bytes()),
-            Value::Json(v) => {
-                if serde_json::to_writer(&mut *out, v).is_err() {
-                    out.extend_from_slice(b"null");
-                }
-            }
+            Value::Json(v) => write_json(out, v),
+            Value::Owned(v) => write_json(out, v),
         }
+    }
+}
+
+fn write_json(out: &mut Vec<u8>, v: &serde_json::Value) {
+    if serde_json::to_writer(&mut *out, v).is_err() {
+        out.extend_from_slice(b"null");
     }
 }
 
@@ -307,6 +311,7 @@ mod tests {
             upstream_model: model.map(String::from),
             request_timeout: Duration::from_secs(1),
             supports_reasoning: reasoning,
+            reasoning: None,
             parameters: Vec::new().into(),
             urls: None,
             routing: Default::default(),

@@ -219,6 +219,36 @@ impl Db {
         }
     }
 
+    /// A second, read-only pool on the same database for the admin API's
+    /// reads, so browsing the log never waits behind the writer's batches
+    /// (and cannot write). Call after [`Db::connect`] and `migrate`.
+    pub async fn connect_reader(target: &DatabaseTarget) -> Result<Db, sqlx::Error> {
+        match target {
+            DatabaseTarget::Sqlite { path } => {
+                let opts = SqliteConnectOptions::new()
+                    .filename(path)
+                    .read_only(true)
+                    .busy_timeout(Duration::from_secs(5));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(2)
+                    .test_before_acquire(false)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(opts)
+                    .await?;
+                Ok(Db::Sqlite(pool))
+            }
+            DatabaseTarget::Postgres(p) => {
+                let opts = pg_options(p)?.options([("default_transaction_read_only", "on")]);
+                let pool = PgPoolOptions::new()
+                    .max_connections(3)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(opts)
+                    .await?;
+                Ok(Db::Postgres(pool))
+            }
+        }
+    }
+
     fn migrator(&self) -> &'static Migrator {
         match self {
             Db::Sqlite(_) => &SQLITE_MIGRATIONS,

@@ -4,10 +4,13 @@
 //! disk or a database; when the queue is full the record is dropped, counted,
 //! and a warning says so.
 
+pub mod assemble;
 pub mod db;
 pub mod file;
 mod json;
+pub mod query;
 pub mod redact;
+pub mod stats;
 mod writer;
 
 use std::net::SocketAddr;

@@ -48,6 +48,8 @@ pub enum Answer {
         headers: HeaderMap,
         body: Bytes,
         backend: Arc<Backend>,
+        /// The endpoint (dialect) the backend answered on.
+        wire: Endpoint,
     },
     /// An event stream whose first event has arrived and is not an error.
     Stream {
@@ -56,6 +58,7 @@ pub enum Answer {
         first: Vec<Bytes>,
         rest: SseSource,
         backend: Arc<Backend>,
+        wire: Endpoint,
     },
 }
 
@@ -145,37 +148,51 @@ impl Dispatch<'_> {
                     tokio::time::sleep(wait.saturating_sub(ended.elapsed())).await;
                 }
                 let backend = m.backend.clone();
-                let (headers, body) = m
-                    .prepared
-                    .get_or_insert_with(|| {
-                        (
-                            upstream::outgoing_headers(
+                let wire = match crate::protocol::wire(self.endpoint, &backend) {
+                    Ok(w) => w,
+                    Err(why) => {
+                        // This backend cannot serve the endpoint: the next one may.
+                        attempts.push(Attempt {
+                            backend: backend.name.clone(),
+                            url: backend.endpoint_url(self.endpoint),
+                            upstream_model: backend.upstream_model.clone(),
+                            attempt: 1,
+                            status: None,
+                            latency: Duration::ZERO,
+                            error: Some(why.clone()),
+                            headers: None,
+                        });
+                        last = LastFailure::Network(UpstreamError::Unsupported(why));
+                        m.skipped = true;
+                        continue;
+                    }
+                };
+                if m.prepared.is_none() {
+                    match self.prepare(&backend, wire) {
+                        Ok(body) => {
+                            let headers = upstream::outgoing_headers(
                                 self.headers,
                                 &backend,
                                 self.request_id,
                                 self.forward_credentials,
-                            ),
-                            self.body.for_backend_replacing(
-                                self.raw,
-                                &backend,
-                                self.endpoint != Endpoint::Embeddings,
-                                self.thinking
-                                    .and_then(|t| t.messages_for(&backend))
-                                    .as_deref()
-                                    .map(|m| ("messages", m)),
-                            ),
-                        )
-                    })
-                    .clone();
+                            );
+                            m.prepared = Some((headers, body));
+                        }
+                        Err(e) => return Ok(translate_failed(&e, backend, wire)),
+                    }
+                }
+                let Some((headers, body)) = m.prepared.clone() else {
+                    continue;
+                };
                 m.made += 1;
                 let started = Instant::now();
                 let mut lease = m.state.begin();
                 let mut seen = None;
-                let mut verdict = self.attempt(&backend, headers, body, &mut seen).await;
+                let mut verdict = self.attempt(&backend, wire, headers, body, &mut seen).await;
                 let (status, error) = describe(&verdict);
                 attempts.push(Attempt {
                     backend: backend.name.clone(),
-                    url: backend.url(self.endpoint.path()),
+                    url: backend.endpoint_url(wire),
                     upstream_model: backend.upstream_model.clone(),
                     attempt: m.made,
                     status,
@@ -206,21 +223,60 @@ impl Dispatch<'_> {
         Err(AllFailed { last })
     }
 
+    /// The body for `backend`: the client's, translated to `wire` when the
+    /// backend speaks another dialect, with the backend's rewrites (model,
+    /// reasoning, parameter defaults).
+    fn prepare(
+        &self,
+        backend: &Backend,
+        wire: Endpoint,
+    ) -> Result<Bytes, crate::protocol::TranslateError> {
+        let sampling = !matches!(wire, Endpoint::Embeddings | Endpoint::CountTokens);
+        // Interleaved thinking: `messages` with earlier turns' reasoning given back.
+        let restored = self.thinking.and_then(|t| t.messages_for(backend));
+        if wire == self.endpoint {
+            let replace = restored.as_deref().map(|m| ("messages", m));
+            return Ok(self
+                .body
+                .for_backend_replacing(self.raw, backend, sampling, replace));
+        }
+        let translated = match restored {
+            // Restored in the client's dialect, then translated with the rest.
+            Some(messages) => {
+                let bad =
+                    |e: serde_json::Error| crate::protocol::TranslateError::new(e.to_string());
+                let mut v: serde_json::Value = serde_json::from_slice(self.raw).map_err(bad)?;
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert(
+                        "messages".into(),
+                        serde_json::from_str(&messages).map_err(bad)?,
+                    );
+                }
+                let with = Bytes::from(serde_json::to_vec(&v).map_err(bad)?);
+                crate::protocol::request(self.endpoint, wire, &with)?
+            }
+            None => crate::protocol::request(self.endpoint, wire, self.raw)?,
+        };
+        let parsed = RequestBody::parse(&translated)
+            .map_err(|e| crate::protocol::TranslateError::new(e.to_string()))?;
+        Ok(parsed.for_backend_with(&translated, backend, sampling))
+    }
+
     async fn attempt(
         &self,
         backend: &Arc<Backend>,
+        wire: Endpoint,
         headers: HeaderMap,
         body: Bytes,
         seen: &mut Option<HeaderMap>,
     ) -> Verdict {
-        let response =
-            match upstream::send(self.client, backend, self.endpoint, headers, body).await {
-                Ok(r) => r,
-                Err(e @ UpstreamError::Unsupported(_)) => {
-                    return Verdict::Skip(LastFailure::Network(e));
-                }
-                Err(e) => return Verdict::Retry(LastFailure::Network(e), None),
-            };
+        let response = match upstream::send(self.client, backend, wire, headers, body).await {
+            Ok(r) => r,
+            Err(e @ UpstreamError::Unsupported(_)) => {
+                return Verdict::Skip(LastFailure::Network(e));
+            }
+            Err(e) => return Verdict::Retry(LastFailure::Network(e), None),
+        };
         let UpstreamResponse {
             status,
             headers,
@@ -245,6 +301,7 @@ impl Dispatch<'_> {
                 headers,
                 body: text,
                 backend: backend.clone(),
+                wire,
             });
         }
         let is_sse = headers
@@ -260,6 +317,7 @@ impl Dispatch<'_> {
                     first,
                     rest: source,
                     backend: backend.clone(),
+                    wire,
                 }),
                 Ok(Peek::ErrorEvent(data)) => {
                     Verdict::Retry(LastFailure::ErrorEvent { data }, None)
@@ -288,6 +346,7 @@ impl Dispatch<'_> {
                 headers,
                 body: text,
                 backend: backend.clone(),
+                wire,
             }),
             Err(e) => Verdict::Retry(LastFailure::Network(e), None),
         }
@@ -343,6 +402,32 @@ fn outcome(v: &Verdict) -> state::Outcome {
         LastFailure::ErrorEvent { .. } => O::ErrorEvent,
         LastFailure::Network(UpstreamError::Unsupported(_)) => O::Unsupported,
         LastFailure::Network(_) => O::Network,
+    }
+}
+
+/// A request the translation to the backend's dialect refused: a 400 in
+/// OpenAI's shape (the front door puts it in the client's).
+fn translate_failed(
+    e: &crate::protocol::TranslateError,
+    backend: Arc<Backend>,
+    wire: Endpoint,
+) -> Answer {
+    let body = serde_json::json!({"error": {
+        "message": format!("cannot translate the request: {e}"),
+        "type": "invalid_request_error",
+        "code": "invalid_request",
+    }});
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Answer::Complete {
+        status: StatusCode::BAD_REQUEST,
+        headers,
+        body: Bytes::from(body.to_string()),
+        backend,
+        wire,
     }
 }
 

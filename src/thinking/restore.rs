@@ -267,6 +267,7 @@ mod tests {
             upstream_model: None,
             request_timeout: Duration::from_secs(1),
             supports_reasoning: false,
+            reasoning: None,
             parameters: Vec::new().into(),
             urls: None,
             routing: Default::default(),

@@ -20,29 +20,44 @@ pub enum Endpoint {
     ChatCompletions,
     Embeddings,
     Responses,
+    /// Legacy text completions.
+    Completions,
+    /// Anthropic Messages.
+    Messages,
+    /// Anthropic's token counter.
+    CountTokens,
 }
 
 impl Endpoint {
+    /// Every endpoint, in [`index`](Self::index) order.
+    pub const ALL: [Endpoint; 6] = [
+        Endpoint::ChatCompletions,
+        Endpoint::Embeddings,
+        Endpoint::Responses,
+        Endpoint::Completions,
+        Endpoint::Messages,
+        Endpoint::CountTokens,
+    ];
+
     pub fn path(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "/chat/completions",
             Endpoint::Embeddings => "/embeddings",
             Endpoint::Responses => "/responses",
+            Endpoint::Completions => "/completions",
+            Endpoint::Messages => "/messages",
+            Endpoint::CountTokens => "/messages/count_tokens",
         }
     }
 
     /// Its place in [`Backend::urls`].
     pub fn index(self) -> usize {
-        match self {
-            Endpoint::ChatCompletions => 0,
-            Endpoint::Embeddings => 1,
-            Endpoint::Responses => 2,
-        }
+        self as usize
     }
 
     /// Whether the endpoint can answer with an event stream.
     pub fn can_stream(self) -> bool {
-        !matches!(self, Endpoint::Embeddings)
+        !matches!(self, Endpoint::Embeddings | Endpoint::CountTokens)
     }
 }
 
@@ -113,6 +128,8 @@ const DROPPED_RESPONSE_HEADERS: &[HeaderName] = &[
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+static ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 
 /// The headers for the upstream request, from the client's. The client's
 /// credentials go upstream only to a backend without a key of its own, and
@@ -135,7 +152,21 @@ pub fn outgoing_headers(
         }
         out.append(name.clone(), value.clone());
     }
-    if let Some(key) = &backend.api_key
+    if backend.api_type == ApiType::Anthropic {
+        // Anthropic takes the key as `x-api-key`, and wants a version.
+        if let Some(key) = &backend.api_key
+            && let Ok(mut v) = HeaderValue::from_str(key.expose())
+        {
+            v.set_sensitive(true);
+            out.insert(X_API_KEY.clone(), v);
+        }
+        if !out.contains_key(&ANTHROPIC_VERSION) {
+            out.insert(
+                ANTHROPIC_VERSION.clone(),
+                HeaderValue::from_static(crate::protocol::anthropic::VERSION),
+            );
+        }
+    } else if let Some(key) = &backend.api_key
         && let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
     {
         v.set_sensitive(true);
@@ -161,8 +192,9 @@ pub fn relayed_headers(upstream: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// Sends one attempt; resolves when the response headers arrive, bounded by
-/// the backend's `request_timeout`.
+/// Sends one attempt (`endpoint` is the backend's own: see
+/// [`crate::protocol::wire`]); resolves when the response headers arrive,
+/// bounded by the backend's `request_timeout`.
 pub async fn send(
     client: &reqwest::Client,
     backend: &Backend,
@@ -170,18 +202,12 @@ pub async fn send(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<UpstreamResponse, UpstreamError> {
-    match backend.api_type {
-        ApiType::Stub => return Ok(stub::respond(endpoint, &body)),
-        ApiType::Anthropic => {
-            return Err(UpstreamError::Unsupported(
-                "api_type anthropic is not supported yet".into(),
-            ));
-        }
-        ApiType::Openai => {}
+    if backend.api_type == ApiType::Stub {
+        return Ok(stub::respond(endpoint, &body));
     }
     let url = match &backend.urls {
         Some(urls) => urls[endpoint.index()].clone(),
-        None => reqwest::Url::parse(&backend.url(endpoint.path()))
+        None => reqwest::Url::parse(&backend.endpoint_url(endpoint))
             .map_err(|e| UpstreamError::Connect(format!("bad URL: {e}")))?,
     };
     let request = client.post(url).headers(headers).body(body).send();

@@ -49,6 +49,28 @@ pub fn respond(endpoint: Endpoint, body: &[u8]) -> UpstreamResponse {
                 json_response(StatusCode::OK, &responses_object(&model, &text))
             }
         }
+        Endpoint::Completions => {
+            let prompt = match request.get("prompt") {
+                Some(Value::String(p)) => p.clone(),
+                Some(Value::Array(a)) => {
+                    a.first().and_then(Value::as_str).unwrap_or("").to_string()
+                }
+                _ => GREETING.to_string(),
+            };
+            let n = tokens(&prompt);
+            json_response(
+                StatusCode::OK,
+                &json!({
+                    "id": id("cmpl-stub"), "object": "text_completion", "created": created(), "model": model,
+                    "choices": [{"index": 0, "text": prompt, "logprobs": null, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": n, "completion_tokens": n, "total_tokens": 2 * n}
+                }),
+            )
+        }
+        Endpoint::Messages | Endpoint::CountTokens => error(
+            StatusCode::NOT_FOUND,
+            "the stub speaks OpenAI: Messages requests reach it translated",
+        ),
     }
 }
 

@@ -3,6 +3,7 @@
 //! readiness: both listeners are bound before the functions return.
 #![allow(dead_code)]
 
+pub mod forward;
 pub mod pg;
 pub mod redis;
 pub mod vectors;
@@ -42,6 +43,13 @@ pub enum Reply {
     SseCut(Vec<String>),
     /// An event stream that sends these frames then goes silent forever.
     SseStall(Vec<String>),
+    /// An event stream whose first frame goes out at once and each later
+    /// one only after the test adds a permit to `gate`: a test can prove
+    /// frames reach the client one by one (nothing buffers them).
+    SseGated {
+        frames: Vec<String>,
+        gate: Arc<tokio::sync::Semaphore>,
+    },
     /// Waits before answering.
     Delay(Duration, Box<Reply>),
 }
@@ -176,6 +184,21 @@ fn answer(reply: Reply, request: Value) -> futures::future::BoxFuture<'static, R
                         .map(|f| Ok::<_, Infallible>(Bytes::from(f))),
                 )
                 .chain(futures::stream::pending());
+                sse_response(Body::from_stream(s))
+            }
+            Reply::SseGated { frames, gate } => {
+                let s =
+                    futures::stream::iter(frames.into_iter().enumerate()).then(move |(i, f)| {
+                        let gate = gate.clone();
+                        async move {
+                            if i > 0
+                                && let Ok(permit) = gate.acquire().await
+                            {
+                                permit.forget();
+                            }
+                            Ok::<_, Infallible>(Bytes::from(f))
+                        }
+                    });
                 sse_response(Body::from_stream(s))
             }
             Reply::Delay(d, inner) => {

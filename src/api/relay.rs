@@ -1,0 +1,306 @@
+//! The client's event stream: the peeked frames, then the rest as they
+//! arrive, each upstream frame recorded as it came and passed through up to
+//! three stages: the translator to chat chunks (an Anthropic backend), the
+//! response parsers, and the translator to the client's dialect (an
+//! Anthropic or Responses client). Frames that arrived together leave
+//! together.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+
+use axum::body::Body;
+use bytes::Bytes;
+use serde_json::json;
+
+use super::openai::{Tokens, note_parsed};
+use crate::cache;
+use crate::pipeline::response::Session;
+use crate::protocol::Convert;
+use crate::reqlog::{Outcome, RecordGuard};
+use crate::router::stream::SseSource;
+use crate::sse;
+use crate::upstream::{Endpoint, UpstreamError};
+
+/// The stream translators around the parsers.
+pub struct Converters {
+    /// Backend dialect → chat chunks.
+    pub to_chat: Option<Box<dyn Convert>>,
+    /// Chat chunks → client dialect.
+    pub from_chat: Option<Box<dyn Convert>>,
+}
+
+impl Converters {
+    fn none(&self) -> bool {
+        self.to_chat.is_none() && self.from_chat.is_none()
+    }
+}
+
+/// An upstream failure after the first byte ends the stream with an error
+/// event (never a fake `[DONE]` or `message_stop`). Dropping the body
+/// (client gone) drops the upstream response, which cancels the upstream
+/// request, and the record guard notes the disconnect.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn relay(
+    first: Vec<Bytes>,
+    rest: SseSource,
+    endpoint: Endpoint,
+    guard: RecordGuard,
+    session: Option<Session>,
+    convert: Converters,
+    tokens: Tokens,
+    tee: Option<cache::Tee>,
+    remember: Option<crate::thinking::StreamRecorder>,
+) -> Body {
+    struct Relay {
+        /// The usage the frames report, observed when the relay ends.
+        tokens: Tokens,
+        queue: VecDeque<Bytes>,
+        source: Option<SseSource>,
+        guard: RecordGuard,
+        ends: Vec<usize>,
+        /// The response parsers, when they apply.
+        session: Option<Session>,
+        convert: Converters,
+        /// Scratch space between the stages.
+        a: Vec<Bytes>,
+        b: Vec<Bytes>,
+        c: Vec<Bytes>,
+        /// A copy for the response cache, on a miss.
+        tee: Option<cache::Tee>,
+        /// Interleaved thinking: the turn's reasoning (chat chunks after the
+        /// parsers), remembered at the end.
+        remember: Option<crate::thinking::StreamRecorder>,
+    }
+    impl Relay {
+        /// Frames (already through the first stage) through the parsers and
+        /// the last translator, into `c`.
+        fn stages(&mut self) {
+            self.b.clear();
+            match &mut self.session {
+                Some(s) => {
+                    for f in &self.a {
+                        s.on_frame(f, &mut self.b);
+                    }
+                }
+                None => std::mem::swap(&mut self.a, &mut self.b),
+            }
+            if let Some(r) = &mut self.remember {
+                for f in &self.b {
+                    r.on_frame(f);
+                }
+            }
+            self.c.clear();
+            match &mut self.convert.from_chat {
+                Some(conv) => {
+                    for f in &self.b {
+                        conv.frame(f, &mut self.c);
+                    }
+                }
+                None => std::mem::swap(&mut self.b, &mut self.c),
+            }
+        }
+
+        /// Upstream frames through the stages, recording the raw ones.
+        fn parse(&mut self, batch: &Bytes) -> Bytes {
+            let mut start = 0;
+            self.a.clear();
+            for &end in &self.ends {
+                let frame = batch.slice(start..end);
+                start = end;
+                if let Some(r) = self.guard.record() {
+                    r.push_frame(&frame);
+                }
+                self.tokens.usage.on_frame(&frame);
+                if let Some(t) = &mut self.tee {
+                    t.upstream_frame(&frame);
+                }
+                match &mut self.convert.to_chat {
+                    Some(conv) => conv.frame(&frame, &mut self.a),
+                    None => self.a.push(frame),
+                }
+            }
+            let out = if self.session.is_none() && self.convert.none() {
+                // Passed on as they came: interleaved thinking still reads
+                // them.
+                if let Some(r) = &mut self.remember {
+                    for f in &self.a {
+                        r.on_frame(f);
+                    }
+                }
+                batch.clone()
+            } else {
+                self.stages();
+                join(&self.c)
+            };
+            if let Some(t) = &mut self.tee {
+                t.sent(&out);
+            }
+            out
+        }
+
+        /// The stream ended: what the stages still hold, and the parsers'
+        /// notes for the record. `clean`: the upstream finished (a broken
+        /// stream is not closed in the client's dialect).
+        fn end(&mut self, clean: bool) -> Option<Bytes> {
+            self.a.clear();
+            if let Some(conv) = &mut self.convert.to_chat {
+                conv.end(&mut self.a);
+            }
+            self.stages();
+            let mut out = std::mem::take(&mut self.c);
+            if let Some(mut s) = self.session.take() {
+                let mut held = Vec::new();
+                s.end(&mut held);
+                note_parsed(&mut self.guard, &s);
+                if let Some(r) = &mut self.remember {
+                    for f in &held {
+                        r.on_frame(f);
+                    }
+                }
+                match &mut self.convert.from_chat {
+                    Some(conv) => {
+                        for f in &held {
+                            conv.frame(f, &mut out);
+                        }
+                    }
+                    None => out.extend(held),
+                }
+            }
+            if clean && let Some(conv) = &mut self.convert.from_chat {
+                conv.end(&mut out);
+            }
+            let tail = (!out.is_empty()).then(|| join(&out));
+            if let (Some(t), Some(tail)) = (&mut self.tee, &tail) {
+                t.sent(tail);
+            }
+            tail
+        }
+
+        /// Remembers the turn once `[DONE]` went by, before the client
+        /// gets it (its next request may resend this turn at once).
+        async fn remember_if_done(&mut self) {
+            if self.remember.as_ref().is_some_and(|r| r.done())
+                && let Some(r) = self.remember.take()
+            {
+                r.commit().await;
+            }
+        }
+    }
+    let state = Relay {
+        tokens,
+        queue: VecDeque::from(first),
+        source: Some(rest),
+        guard,
+        ends: Vec::new(),
+        session,
+        convert,
+        a: Vec::new(),
+        b: Vec::new(),
+        c: Vec::new(),
+        tee,
+        remember,
+    };
+    let frames = futures::stream::unfold(state, move |mut st| async move {
+        loop {
+            if let Some(frame) = st.queue.pop_front() {
+                st.ends.clear();
+                st.ends.push(frame.len());
+                let out = st.parse(&frame);
+                st.remember_if_done().await;
+                if out.is_empty() {
+                    continue;
+                }
+                return Some((Ok::<_, Infallible>(out), st));
+            }
+            let src = st.source.as_mut()?;
+            match src.next_batch(&mut st.ends).await {
+                Ok(Some(batch)) => {
+                    let out = st.parse(&batch);
+                    st.remember_if_done().await;
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Some((Ok(out), st));
+                }
+                Ok(None) => {
+                    st.source = None;
+                    let tail = st.end(true);
+                    // Ended without `[DONE]`, but normally.
+                    if let Some(r) = st.remember.take() {
+                        r.commit().await;
+                    }
+                    if let Some(t) = st.tee.take() {
+                        t.finish();
+                    }
+                    st.guard.finish(Outcome::Ok);
+                    return tail.map(|t| (Ok(t), st));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "upstream stream failed after the first byte");
+                    let frame = stream_error_frame(&e, endpoint);
+                    st.source = None;
+                    // A broken stream is never cached, nor remembered.
+                    st.tee = None;
+                    st.remember = None;
+                    // Whatever the stages held goes out before the error.
+                    let tail = st.end(false);
+                    if let Some(r) = st.guard.record() {
+                        r.push_frame(&frame);
+                        r.error = Some(format!("upstream stream failed: {e}"));
+                    }
+                    st.guard.finish(Outcome::UpstreamError);
+                    let out = match tail {
+                        Some(t) => join(&[t, frame]),
+                        None => frame,
+                    };
+                    return Some((Ok(out), st));
+                }
+            }
+        }
+    });
+    Body::from_stream(frames)
+}
+
+/// Frames as one write.
+pub fn join(frames: &[Bytes]) -> Bytes {
+    match frames {
+        [] => Bytes::new(),
+        [one] => one.clone(),
+        many => {
+            let mut out = bytes::BytesMut::with_capacity(many.iter().map(Bytes::len).sum());
+            for f in many {
+                out.extend_from_slice(f);
+            }
+            out.freeze()
+        }
+    }
+}
+
+/// The event that ends a stream the upstream broke, in the client's dialect.
+pub fn stream_error_frame(e: &UpstreamError, endpoint: Endpoint) -> Bytes {
+    let code = match e {
+        UpstreamError::BodyTimeout(_) | UpstreamError::Timeout(_) => "upstream_timeout",
+        _ => "stream_interrupted",
+    };
+    let message = format!("upstream stream failed: {e}");
+    let error = json!({
+        "message": message,
+        "type": "upstream_error",
+        "code": code,
+    });
+    match endpoint {
+        Endpoint::Responses => sse::named_frame(
+            "error",
+            json!({"type": "error", "code": code, "message": message, "error": error})
+                .to_string()
+                .as_bytes(),
+        ),
+        Endpoint::Messages => sse::named_frame(
+            "error",
+            json!({"type": "error", "error": {"type": "api_error", "message": message}})
+                .to_string()
+                .as_bytes(),
+        ),
+        _ => sse::data_frame(json!({ "error": error }).to_string().as_bytes()),
+    }
+}

@@ -1,0 +1,333 @@
+//! Protocol translation: which dialect a backend is spoken to in for each
+//! front door ([`wire`]), and the translators between them. OpenAI chat
+//! completions is the middle: an Anthropic answer becomes a chat answer
+//! (where the response parsers run) before it becomes what the client
+//! asked for.
+//!
+//! - `anthropic`: OpenAI chat ⇄ Anthropic Messages (requests, answers,
+//!   streams, errors).
+//! - `tokens`: the `count_tokens` estimate.
+
+pub mod anthropic;
+pub mod tokens;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::config::{ApiType, Backend};
+use crate::upstream::Endpoint;
+
+/// Anthropic's smallest thinking budget.
+pub const MIN_THINKING: u64 = 1024;
+
+/// A body that cannot be translated.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct TranslateError(pub String);
+
+impl TranslateError {
+    pub fn new(s: impl Into<String>) -> Self {
+        TranslateError(s.into())
+    }
+}
+
+/// A stream translator: one upstream SSE frame in, the frames of the other
+/// protocol out. Pure: no I/O, so it serves any split of the input.
+pub trait Convert: Send {
+    fn frame(&mut self, frame: &[u8], out: &mut Vec<Bytes>);
+    /// The upstream stream ended cleanly: what is still held back.
+    fn end(&mut self, out: &mut Vec<Bytes>);
+}
+
+/// The endpoint `backend` is sent a request for `endpoint` on, or why it
+/// cannot take it.
+pub fn wire(endpoint: Endpoint, backend: &Backend) -> Result<Endpoint, String> {
+    use Endpoint as E;
+    match backend.api_type {
+        ApiType::Openai | ApiType::Stub => match endpoint {
+            E::Messages => Ok(E::ChatCompletions),
+            E::CountTokens => Err("count_tokens needs an Anthropic backend".into()),
+            e => Ok(e),
+        },
+        ApiType::Anthropic => match endpoint {
+            E::ChatCompletions | E::Messages => Ok(E::Messages),
+            E::CountTokens => Ok(E::CountTokens),
+            e => Err(format!(
+                "api_type anthropic does not serve {}",
+                e.path().trim_start_matches('/')
+            )),
+        },
+    }
+}
+
+/// The client's request body in the dialect of `wire`.
+pub fn request(client: Endpoint, wire: Endpoint, raw: &Bytes) -> Result<Bytes, TranslateError> {
+    use Endpoint as E;
+    let v = match (client, wire) {
+        (c, w) if c == w => return Ok(raw.clone()),
+        (E::ChatCompletions, E::Messages) => anthropic::request::chat_to_messages(raw)?,
+        (E::Messages, E::ChatCompletions) => anthropic::request::messages_to_chat(raw)?,
+        (c, w) => {
+            return Err(TranslateError::new(format!(
+                "no translation from {} to {}",
+                c.path(),
+                w.path()
+            )));
+        }
+    };
+    Ok(Bytes::from(v.to_string()))
+}
+
+/// Whether answers pass through chat completions on the way (where the
+/// response parsers apply).
+pub fn via_chat(client: Endpoint, wire: Endpoint) -> bool {
+    client == Endpoint::ChatCompletions || wire == Endpoint::ChatCompletions
+}
+
+/// A whole successful answer from `wire` as a chat completion, when it is
+/// not one already (and the client does not speak `wire` itself).
+pub fn to_chat(
+    client: Endpoint,
+    wire: Endpoint,
+    body: &[u8],
+) -> Option<Result<Bytes, TranslateError>> {
+    if client == wire || wire != Endpoint::Messages {
+        return None;
+    }
+    Some(anthropic::response::message_to_chat(body).map(|v| Bytes::from(v.to_string())))
+}
+
+/// A whole chat completion as the client's dialect, when that is not chat.
+pub fn from_chat(
+    client: Endpoint,
+    wire: Endpoint,
+    body: &[u8],
+) -> Option<Result<Bytes, TranslateError>> {
+    if client == wire || !via_chat(client, wire) {
+        return None;
+    }
+    match client {
+        Endpoint::Messages => {
+            Some(anthropic::response::chat_to_message(body).map(|v| Bytes::from(v.to_string())))
+        }
+        _ => None,
+    }
+}
+
+/// An error body from `wire` in the client's dialect.
+pub fn error(client: Endpoint, wire: Endpoint, status: u16, body: &Bytes) -> Bytes {
+    if client == wire {
+        return body.clone();
+    }
+    let v = match client {
+        Endpoint::Messages | Endpoint::CountTokens => {
+            Some(anthropic::response::error_to_anthropic(status, body))
+        }
+        _ => anthropic::response::error_to_openai(body),
+    };
+    v.map_or_else(|| body.clone(), |v| Bytes::from(v.to_string()))
+}
+
+/// The stream translator from `wire` to chat chunks, when needed.
+/// `client_body` is the client's request (for `stream_options`).
+pub fn stream_to_chat(
+    client: Endpoint,
+    wire: Endpoint,
+    client_body: &[u8],
+) -> Option<Box<dyn Convert>> {
+    if client == wire || wire != Endpoint::Messages {
+        return None;
+    }
+    let include_usage = serde_json::from_slice::<Value>(client_body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/stream_options/include_usage")
+                .and_then(Value::as_bool)
+        })
+        == Some(true);
+    Some(Box::new(anthropic::stream::MessagesToChat::new(
+        include_usage,
+    )))
+}
+
+/// The stream translator from chat chunks to the client's dialect.
+pub fn stream_from_chat(client: Endpoint, wire: Endpoint) -> Option<Box<dyn Convert>> {
+    if client == wire || !via_chat(client, wire) {
+        return None;
+    }
+    match client {
+        Endpoint::Messages => Some(Box::new(anthropic::stream::ChatToMessages::new())),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Runs `input` through a fresh converter, the bytes cut in two at
+    /// `split` (framed by the shared SSE decoder), and returns the output.
+    pub fn run_split<C: Convert, F: Fn() -> C>(
+        make: F,
+        input: &[u8],
+        split: Option<usize>,
+    ) -> Vec<Bytes> {
+        let mut c = make();
+        let mut d = crate::sse::Decoder::new();
+        let mut out = Vec::new();
+        let parts: Vec<&[u8]> = match split {
+            Some(at) => vec![&input[..at], &input[at..]],
+            None => vec![input],
+        };
+        for p in parts {
+            d.push(p);
+            while let Some(f) = d.next_frame() {
+                c.frame(&f, &mut out);
+            }
+        }
+        c.end(&mut out);
+        // One frame per output item, whatever the grouping.
+        out
+    }
+
+    fn data(frame: &Bytes) -> Option<Value> {
+        let ev = crate::sse::parse(frame);
+        ev.data.and_then(|d| serde_json::from_str(&d).ok())
+    }
+
+    /// Chat chunks folded into one message (plus finish_reason, usage and
+    /// the last signature seen).
+    pub fn assemble_chat(frames: &[Bytes]) -> Value {
+        let mut content = String::new();
+        let mut reasoning = String::new();
+        let mut signature = Value::Null;
+        let mut calls: Vec<Value> = Vec::new();
+        let mut finish = Value::Null;
+        let mut usage = Value::Null;
+        for f in frames {
+            let Some(c) = data(f) else { continue };
+            if c["usage"].is_object() {
+                usage = c["usage"].clone();
+            }
+            for ch in c["choices"].as_array().into_iter().flatten() {
+                let d = &ch["delta"];
+                content.push_str(d["content"].as_str().unwrap_or(""));
+                reasoning.push_str(d["reasoning_content"].as_str().unwrap_or(""));
+                for b in d["thinking_blocks"].as_array().into_iter().flatten() {
+                    if b["signature"].is_string() {
+                        signature = b["signature"].clone();
+                    }
+                }
+                for tc in d["tool_calls"].as_array().into_iter().flatten() {
+                    let i = tc["index"].as_u64().unwrap_or(0) as usize;
+                    if calls.len() <= i {
+                        calls.resize(i + 1, json!({"function": {"arguments": ""}}));
+                    }
+                    if !tc["id"].is_null() {
+                        calls[i]["id"] = tc["id"].clone();
+                        calls[i]["function"]["name"] = tc["function"]["name"].clone();
+                    }
+                    let a = calls[i]["function"]["arguments"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string()
+                        + tc["function"]["arguments"].as_str().unwrap_or("");
+                    calls[i]["function"]["arguments"] = json!(a);
+                }
+                if !ch["finish_reason"].is_null() {
+                    finish = ch["finish_reason"].clone();
+                }
+            }
+        }
+        json!({"content": content, "reasoning_content": reasoning, "signature": signature,
+               "tool_calls": calls, "finish_reason": finish, "usage": usage})
+    }
+
+    /// Anthropic events folded into one message, with the event names.
+    pub fn assemble_messages(frames: &[Bytes]) -> (Value, Vec<String>) {
+        let mut names = Vec::new();
+        let mut msg = json!({});
+        let mut partial: Vec<String> = Vec::new();
+        for f in frames {
+            let ev = crate::sse::parse(f);
+            let name = ev.event.unwrap_or("").to_string();
+            let Some(v) = data(f) else { continue };
+            assert_eq!(v["type"], name.as_str(), "event name matches its type");
+            names.push(name.clone());
+            match name.as_str() {
+                "message_start" => msg = v["message"].clone(),
+                "content_block_start" => {
+                    msg["content"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(v["content_block"].clone());
+                    partial.push(String::new());
+                }
+                "content_block_delta" => {
+                    let i = v["index"].as_u64().unwrap() as usize;
+                    let b = &mut msg["content"][i];
+                    let d = &v["delta"];
+                    match d["type"].as_str().unwrap() {
+                        "text_delta" => {
+                            b["text"] = json!(
+                                b["text"].as_str().unwrap().to_string()
+                                    + d["text"].as_str().unwrap()
+                            )
+                        }
+                        "thinking_delta" => {
+                            b["thinking"] = json!(
+                                b["thinking"].as_str().unwrap().to_string()
+                                    + d["thinking"].as_str().unwrap()
+                            )
+                        }
+                        "signature_delta" => b["signature"] = d["signature"].clone(),
+                        "input_json_delta" => {
+                            partial[i].push_str(d["partial_json"].as_str().unwrap())
+                        }
+                        other => panic!("unknown delta {other}"),
+                    }
+                }
+                "content_block_stop" => {
+                    let i = v["index"].as_u64().unwrap() as usize;
+                    if msg["content"][i]["type"] == "tool_use" && !partial[i].is_empty() {
+                        msg["content"][i]["input"] = serde_json::from_str(&partial[i]).unwrap();
+                    }
+                }
+                "message_delta" => {
+                    msg["stop_reason"] = v["delta"]["stop_reason"].clone();
+                    msg["usage"] = v["usage"].clone();
+                }
+                _ => {}
+            }
+        }
+        (msg, names)
+    }
+
+    #[test]
+    fn wire_per_backend() {
+        let b = |t: &str| {
+            let yaml = format!(
+                "model_list:\n  - {{model_name: m, model_params: {{api_base: 'http://x', api_type: {t}}}}}\n"
+            );
+            let c = crate::Config::from_yaml(
+                &yaml,
+                None,
+                &crate::config::Env::isolated::<[(&str, &str); 0], _, _>([]),
+            )
+            .unwrap();
+            (*c.models[0].backends[0]).clone()
+        };
+        let (o, a) = (b("openai"), b("anthropic"));
+        assert_eq!(wire(Endpoint::ChatCompletions, &a), Ok(Endpoint::Messages));
+        assert_eq!(wire(Endpoint::Messages, &a), Ok(Endpoint::Messages));
+        assert_eq!(wire(Endpoint::Messages, &o), Ok(Endpoint::ChatCompletions));
+        assert!(wire(Endpoint::Embeddings, &a).is_err());
+        assert!(wire(Endpoint::CountTokens, &o).is_err());
+    }
+}

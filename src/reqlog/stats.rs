@@ -1,0 +1,174 @@
+//! Time series over the request log for the admin overview: per bucket
+//! (a minute, or wider for longer ranges), the request count, the error
+//! rate and p50/p95 latency, overall and per model. The rows of the range
+//! are read once through the time index and aggregated here, the same way
+//! on SQLite and PostgreSQL.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+
+use super::db::Db;
+use super::query::{Filter, QueryError, Sql};
+
+/// Rows one series reads at most (newest first); past it the series says
+/// it is partial.
+pub const MAX_ROWS: usize = 200_000;
+
+/// Bucket widths in seconds, the narrowest giving at most ~120 points.
+const BUCKETS: &[i64] = &[
+    60,
+    300,
+    900,
+    1800,
+    3600,
+    3 * 3600,
+    6 * 3600,
+    12 * 3600,
+    86_400,
+    7 * 86_400,
+];
+
+/// The parameters of a series: the filter (its `since`/`until` are the
+/// range; default the last hour).
+pub fn parse(pairs: &[(String, String)]) -> Result<Filter, QueryError> {
+    let mut f = Filter::default();
+    for (k, v) in pairs {
+        if !f.take(k, v)? {
+            return Err(QueryError::Unknown(k.clone()));
+        }
+    }
+    Ok(f)
+}
+
+/// The bucket width for a range.
+pub fn bucket_for(span: Duration) -> i64 {
+    let secs = span.num_seconds().max(1);
+    BUCKETS
+        .iter()
+        .copied()
+        .find(|b| secs / b <= 120)
+        .unwrap_or(BUCKETS[BUCKETS.len() - 1])
+}
+
+#[derive(Default)]
+struct Acc {
+    count: u64,
+    errors: u64,
+    latencies: Vec<f64>,
+}
+
+impl Acc {
+    fn add(&mut self, latency: f64, error: bool) {
+        self.count += 1;
+        self.errors += u64::from(error);
+        self.latencies.push(latency);
+    }
+
+    fn point(&mut self, t: i64) -> Value {
+        self.latencies.sort_by(f64::total_cmp);
+        json!({
+            "t": DateTime::from_timestamp(t, 0).map(|d| super::query::sqlite_time(&d)),
+            "count": self.count,
+            "errors": self.errors,
+            "error_rate": if self.count == 0 { 0.0 } else { self.errors as f64 / self.count as f64 },
+            "p50_ms": percentile(&self.latencies, 0.50),
+            "p95_ms": percentile(&self.latencies, 0.95),
+        })
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// The series for a filter.
+pub async fn series(db: &Db, mut filter: Filter) -> Result<Value, QueryError> {
+    let until = filter.until.unwrap_or_else(Utc::now);
+    let since = filter.since.unwrap_or(until - Duration::hours(1));
+    filter.since = Some(since);
+    filter.until = Some(until);
+    let bucket = bucket_for(until - since);
+    let mut sql = Sql::new(
+        db,
+        "SELECT started_at, model, latency_ms, outcome FROM requests",
+    );
+    sql.filter(&filter, None)?;
+    sql.push(&format!(
+        " ORDER BY started_at DESC, id DESC LIMIT {}",
+        MAX_ROWS + 1
+    ));
+    let rows = sql.fetch_all(db).await?;
+    let partial = rows.len() > MAX_ROWS;
+    let first = since.timestamp().div_euclid(bucket) * bucket;
+    let mut total: BTreeMap<i64, Acc> = BTreeMap::new();
+    let mut per_model: BTreeMap<String, BTreeMap<i64, Acc>> = BTreeMap::new();
+    let mut all = Acc::default();
+    for r in rows.iter().take(MAX_ROWS) {
+        let Ok(t) = DateTime::parse_from_rfc3339(&r.time(0)) else {
+            continue;
+        };
+        let b = t.timestamp().div_euclid(bucket) * bucket;
+        let latency = r.float(2).unwrap_or(0.0);
+        let error = r.str(3).as_deref() != Some("ok");
+        total.entry(b).or_default().add(latency, error);
+        all.add(latency, error);
+        let model = r.str(1).unwrap_or_else(|| "(none)".into());
+        per_model
+            .entry(model)
+            .or_default()
+            .entry(b)
+            .or_default()
+            .add(latency, error);
+    }
+    // Every bucket of the range, empty ones included, so charts have a
+    // time axis without gaps.
+    let points = |m: &mut BTreeMap<i64, Acc>| -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut b = first;
+        while b <= until.timestamp() {
+            out.push(m.entry(b).or_default().point(b));
+            b += bucket;
+        }
+        out
+    };
+    let series = points(&mut total);
+    let models: serde_json::Map<String, Value> = per_model
+        .iter_mut()
+        .map(|(k, m)| (k.clone(), json!(points(m))))
+        .collect();
+    Ok(json!({
+        "since": super::query::sqlite_time(&since),
+        "until": super::query::sqlite_time(&until),
+        "bucket_seconds": bucket,
+        "partial": partial,
+        "totals": all.point(first),
+        "series": series,
+        "models": models,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_and_percentiles() {
+        assert_eq!(bucket_for(Duration::hours(1)), 60);
+        assert_eq!(bucket_for(Duration::hours(2)), 60);
+        assert_eq!(bucket_for(Duration::hours(6)), 300);
+        assert_eq!(bucket_for(Duration::days(1)), 900);
+        assert_eq!(bucket_for(Duration::days(365)), 7 * 86_400);
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), Some(50.0));
+        assert_eq!(percentile(&v, 0.95), Some(95.0));
+        assert_eq!(percentile(&[], 0.5), None);
+        assert_eq!(percentile(&[7.0], 0.95), Some(7.0));
+    }
+}

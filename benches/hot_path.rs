@@ -169,6 +169,7 @@ fn backend(upstream_model: Option<&str>, reasoning: bool) -> Backend {
         request_timeout: Duration::from_secs(30),
         supports_reasoning: reasoning,
         reasoning: None,
+        supports_responses: true,
         parameters: Vec::new().into(),
         urls: None,
         routing: Default::default(),

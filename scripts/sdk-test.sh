@@ -2,11 +2,15 @@
 # End-to-end test with the official OpenAI Python SDK: chat (plain and
 # streamed), embeddings, the model list and errors, through the yallmp binary,
 # against LiteLLM's proxy as a real OpenAI-compatible upstream (answering from
-# `mock_response`, offline) and against the built-in stub backend.
+# `mock_response`, offline) and against the built-in stub backend. And with
+# the official Anthropic Python SDK (tests/sdk/test_anthropic_sdk.py):
+# messages, streams, tools, count_tokens and errors, plus the OpenAI SDK's
+# chat through an `api_type: anthropic` backend and its Responses API, native
+# and translated.
 #
 # Two venvs under target/sdk-venv, each installed from a hash-locked file in
 # tests/sdk and reused while that file is unchanged:
-#   client/   openai + pytest (the SDK under test)
+#   client/   openai + anthropic + pytest (the SDKs under test)
 #   litellm/  litellm[proxy] (the upstream; it needs openai<3, hence apart)
 # Re-lock with pip-tools: pip-compile --generate-hashes --strip-extras
 #   --allow-unsafe --no-header tests/sdk/requirements-<name>.in

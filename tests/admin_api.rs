@@ -2,8 +2,9 @@
 //! the real proxy and mock upstreams: every filter alone and combined,
 //! cursor paging without gaps or duplicates, one record in full with the
 //! assembled stream, stats, replay, models, authentication, and no secret
-//! in any answer. On SQLite and, when `DATABASE_URL_POSTGRES` is set, on
-//! PostgreSQL; plus a 100,000-row log whose pages come from the time index.
+//! in any answer; the UI's files and the login session. On SQLite and,
+//! when `DATABASE_URL_POSTGRES` is set, on PostgreSQL (the 100,000-row log
+//! is in `admin_api_large.rs`).
 
 mod support;
 
@@ -13,7 +14,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::*;
 use yallmp::config::{Config, DatabaseTarget, Env};
-use yallmp::reqlog::db::Db;
 
 const BACKEND_KEY: &str = "sk-DISTINCTIVE-backend-a1b2c3";
 const CLIENT_KEY: &str = "cl-DISTINCTIVE-client-d4e5f6";
@@ -437,6 +437,7 @@ async fn every_endpoint(target: Option<DatabaseTarget>) {
         .sum();
     assert_eq!(sum, st["totals"]["count"].as_u64().unwrap());
     assert!(st["models"]["alpha"].is_array());
+    assert_eq!(st["model_totals"]["alpha"]["count"], 3);
     assert!(st["totals"]["errors"].as_u64().unwrap() >= 2);
     let st = admin.get("/admin/api/stats?model=beta").await;
     assert!(st["totals"]["p95_ms"].as_f64().unwrap() >= 350.0);
@@ -538,164 +539,144 @@ async fn without_a_database_the_log_endpoints_say_so() {
     server.shutdown().await;
 }
 
-/// Rows inserted straight into the table: 100,000 over the last ~28 hours,
-/// 3 models, every 10th an error, every 4th a stream.
-const BIG: i64 = 100_000;
-
-async fn fill_sqlite(db: &Db) {
-    let Db::Sqlite(p) = db else { unreachable!() };
-    sqlx::query(&format!(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {BIG}) \
-         INSERT INTO requests (id, started_at, method, path, model, backend, status, outcome, stream, attempts_count, \
-           ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, request_headers, request_body, attempts) \
-         SELECT printf('big-%06d', i), strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('-%d seconds', i)), 'POST', '/v1/chat/completions', \
-           'model-' || (i % 3), 'model-' || (i % 3) || '#1', CASE WHEN i % 10 = 0 THEN 502 ELSE 200 END, \
-           CASE WHEN i % 10 = 0 THEN 'all_failed' ELSE 'ok' END, (i % 4 = 0), 1, 5.0, 10.0 + (i % 100), 3, 2, 5, \
-           '{{}}', '{{\"model\":\"m\",\"n\":' || i || '}}', '[]' FROM n"
-    ))
-    .execute(p)
-    .await
-    .unwrap();
-    sqlx::query("ANALYZE").execute(p).await.unwrap();
-}
-
-async fn fill_postgres(db: &Db) {
-    let Db::Postgres(p) = db else { unreachable!() };
-    sqlx::query(&format!(
-        "INSERT INTO requests (id, started_at, method, path, model, backend, status, outcome, stream, attempts_count, \
-           ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, request_headers, request_body, request_body_text, attempts) \
-         SELECT 'big-' || lpad(i::text, 6, '0'), now() - make_interval(secs => i), 'POST', '/v1/chat/completions', \
-           'model-' || (i % 3), 'model-' || (i % 3) || '#1', CASE WHEN i % 10 = 0 THEN 502 ELSE 200 END, \
-           CASE WHEN i % 10 = 0 THEN 'all_failed' ELSE 'ok' END, (i % 4 = 0), 1, 5.0, 10.0 + (i % 100), 3, 2, 5, \
-           '{{}}'::jsonb, jsonb_build_object('model', 'm', 'n', i), '{{\"model\":\"m\",\"n\":' || i || '}}', '[]'::jsonb \
-         FROM generate_series(1, {BIG}) AS i"
-    ))
-    .execute(p)
-    .await
-    .unwrap();
-    sqlx::query("ANALYZE requests").execute(p).await.unwrap();
-}
-
-/// Pages through a 100,000-row log: every page is served by the time
-/// index (the plan says so), pages join without gaps or duplicates, and a
-/// page answers well within a generous bound.
-async fn large_log(target: DatabaseTarget) {
-    let db = Db::connect(&target).await.unwrap();
-    db.migrate().await.unwrap();
-    match &db {
-        Db::Sqlite(_) => fill_sqlite(&db).await,
-        Db::Postgres(_) => fill_postgres(&db).await,
-    }
-    assert_eq!(db.count().await.unwrap(), BIG);
-
-    // The plan for the first page and a later one: the time index, no sort.
-    use yallmp::reqlog::query::{Cursor, PageRequest, list_sql};
-    let cursor = Cursor {
-        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        id: "big-000001".into(),
-    }
-    .encode();
-    let pairs = |q: &[(&str, &str)]| -> Vec<(String, String)> {
-        q.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    };
-    for q in [
-        vec![],
-        vec![("min_latency_ms", "100")],
-        vec![("cursor", cursor.as_str())],
-    ] {
-        let req = PageRequest::parse(&pairs(&q)).unwrap();
-        let plan = list_sql(&db, &req).unwrap().explain(&db).await.unwrap();
-        assert!(plan.contains("requests_started_at"), "{q:?}: {plan}");
-        assert!(!plan.contains("TEMP B-TREE"), "{q:?}: {plan}");
-        assert!(!plan.contains("Sort"), "{q:?}: {plan}");
-    }
-
+/// The UI's files (types, caching, CSP) and the login: the session cookie
+/// opens the admin API, changes also need the UI's header, logout ends it.
+#[tokio::test]
+async fn ui_files_and_login_session() {
     let ok = Mock::start(Reply::Echo).await;
-    let server = start(
-        &format!(
-            "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}'}}}}\n",
-            ok.url
-        ),
-        Some(target),
-    )
-    .await;
-    let admin = Admin::new(&server);
-    let mut seen = HashSet::new();
-    let mut last: Option<String> = None;
-    let mut cursor: Option<String> = None;
-    let mut slowest = Duration::ZERO;
-    for _ in 0..20 {
-        let q = match &cursor {
-            Some(c) => format!("/admin/api/logs?limit=500&cursor={c}"),
-            None => "/admin/api/logs?limit=500".to_string(),
-        };
-        let t = Instant::now();
-        let page = admin.get(&q).await;
-        slowest = slowest.max(t.elapsed());
-        let rows = page["data"].as_array().unwrap();
-        assert_eq!(rows.len(), 500);
-        for r in rows {
-            let id = r["id"].as_str().unwrap().to_string();
-            if let Some(prev) = &last {
-                // Newest first: ids were made in age order.
-                assert!(id > *prev, "{id} after {prev}");
-            }
-            assert!(seen.insert(id.clone()), "{id} twice");
-            last = Some(id);
-        }
-        cursor = Some(page["next_cursor"].as_str().unwrap().to_string());
-    }
-    assert_eq!(seen.len(), 10_000);
-    // The 10,000 newest: big-000001 .. big-010000, none skipped.
-    assert!(seen.contains("big-000001") && seen.contains("big-010000"));
-    // Generous: a page of 500 from an index is milliseconds; a scan or a
-    // sort of 100,000 rows in a debug build would be far slower.
-    assert!(slowest < Duration::from_secs(3), "slowest page {slowest:?}");
-    // Filters on the big log.
-    let v = admin
-        .get("/admin/api/logs?model=model-1&status=5xx&limit=10")
-        .await;
-    for r in v["data"].as_array().unwrap() {
-        assert_eq!(
-            (r["model"].as_str(), r["status"].as_i64()),
-            (Some("model-1"), Some(502))
-        );
-    }
-    assert_eq!(v["data"].as_array().unwrap().len(), 10);
-    let v = admin.get("/admin/api/logs?q=%22n%22%3A77777%7D").await;
-    assert_eq!(v["data"][0]["id"], "big-077777");
-    // A day's stats over the big log.
-    let since = (chrono::Utc::now() - chrono::Duration::hours(24)).timestamp_millis();
-    let st = admin.get(&format!("/admin/api/stats?since={since}")).await;
-    assert_eq!(st["bucket_seconds"], 900);
-    let count = st["totals"]["count"].as_u64().unwrap();
-    assert!((86_000..=86_500).contains(&count), "{count}");
-    let rate = st["totals"]["error_rate"].as_f64().unwrap();
-    assert!((0.09..0.11).contains(&rate), "{rate}");
-    assert_eq!(st["models"].as_object().unwrap().len(), 3);
-    server.shutdown().await;
-}
+    let server = start(&yaml(&ok.url, &ok.url, &ok.url), None).await;
+    let base = server.url();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
 
-#[tokio::test]
-async fn large_log_on_sqlite() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("test-logs")
-        .join(uuid::Uuid::new_v4().simple().to_string());
-    large_log(DatabaseTarget::Sqlite {
-        path: dir.join("big.db"),
-    })
-    .await;
-}
+    let r = http.get(format!("{base}/admin")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 308);
+    assert_eq!(r.headers()["location"], "/admin/");
+    // The page itself holds no data: served without credentials.
+    let r = http.get(format!("{base}/admin/")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    let etag = r.headers()["etag"].clone();
+    assert!(r.text().await.unwrap().contains("assets/app.js"));
+    let r = http
+        .get(format!("{base}/admin/"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 304);
+    for (path, ty) in [
+        ("assets/app.js", "text/javascript; charset=utf-8"),
+        ("assets/app.css", "text/css; charset=utf-8"),
+        ("assets/favicon.svg", "image/svg+xml"),
+    ] {
+        let r = http
+            .get(format!("{base}/admin/{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        assert_eq!(r.headers()["content-type"], ty, "{path}");
+    }
+    for path in [
+        "assets/nope.js",
+        "assets/..%2Findex.html",
+        "assets/x/../../index.html",
+    ] {
+        let r = http
+            .get(format!("{base}/admin/{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{path}");
+    }
 
-#[tokio::test]
-async fn large_log_on_postgres() {
-    let Some(base) = pg::base_url() else {
-        eprintln!("DATABASE_URL_POSTGRES not set: PostgreSQL large-log test not run");
-        return;
+    // Login.
+    let login = |pw: &str| {
+        http.post(format!("{base}/admin/login"))
+            .json(&json!({"password": pw}))
+            .send()
     };
-    let url = pg::fresh_database(&base).await;
-    large_log(pg_target(&url)).await;
-    pg::drop_database(&base, &url).await;
+    let r = login("wrong").await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers().get("set-cookie").is_none());
+    let r = login(ADMIN_PW).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/admin"),
+        "{set}"
+    );
+    assert!(!set.contains(ADMIN_PW));
+    let cookie = set.split(';').next().unwrap().to_string();
+    let with_cookie = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{base}{path}"))
+            .header("cookie", cookie.clone())
+    };
+    let r = with_cookie(reqwest::Method::GET, "/admin/api/logs")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = with_cookie(reqwest::Method::GET, "/admin/models")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // A change with the cookie alone (what a cross-site form could send) is refused.
+    let r = with_cookie(reqwest::Method::POST, "/admin/config/reload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = with_cookie(reqwest::Method::POST, "/admin/config/reload")
+        .header("x-yallmp-ui", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Logout ends the session.
+    let r = with_cookie(reqwest::Method::POST, "/admin/logout")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let r = with_cookie(reqwest::Method::GET, "/admin/api/logs")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    server.shutdown().await;
+
+    // Without an admin password there is nothing to log in with.
+    let server = proxy(&format!(
+        "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}'}}}}\n",
+        ok.url
+    ))
+    .await;
+    let r = client()
+        .post(format!("{}/admin/login", server.url()))
+        .json(&json!({"password": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    server.shutdown().await;
 }

@@ -43,6 +43,8 @@ pub struct AdminModel {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub supports_responses: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_type: Option<String>,
     /// `model_params.interleaved_thinking`, as in the config file.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,6 +83,10 @@ impl AdminModel {
             self.supports_reasoning.map(Value::from),
         );
         put("reasoning", self.reasoning.clone());
+        put(
+            "supports_responses",
+            self.supports_responses.map(Value::from),
+        );
         put("api_type", self.api_type.as_ref().map(lit));
         put("interleaved_thinking", self.interleaved_thinking.clone());
         let mut entry = serde_json::Map::new();
@@ -182,6 +188,7 @@ pub fn model_json(m: &ModelConfig) -> Value {
                 "supports_reasoning": b.supports_reasoning,
                 "reasoning": b.reasoning,
                 "interleaved_thinking": b.thinking.as_deref(),
+                "supports_responses": b.supports_responses,
                 "parameters": params,
             })
         })

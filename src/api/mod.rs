@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod openai;
 pub mod relay;
 pub mod session;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -120,6 +121,11 @@ pub fn router(state: Shared) -> Router {
         .nest("/v1", api.clone())
         .merge(api)
         .nest("/admin", admin)
+        .route("/admin", get(ui::redirect))
+        .route("/admin/", get(ui::index))
+        .route("/admin/assets/{*path}", get(ui::asset))
+        .route("/admin/login", post(ui::login))
+        .route("/admin/logout", post(ui::logout))
         .route("/healthz", get(health::healthz))
         .route("/health", get(health::readiness))
         .route("/stats", get(health::stats))

@@ -120,8 +120,7 @@ pub(super) fn relay(
                 }
             }
             let out = if self.session.is_none() && self.convert.none() {
-                // Passed on as they came: interleaved thinking still reads
-                // them.
+                // Passed through as they came: the recorder reads them here.
                 if let Some(r) = &mut self.remember {
                     for f in &self.a {
                         r.on_frame(f);

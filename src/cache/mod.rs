@@ -301,7 +301,8 @@ impl Tee {
         if ev.event == Some("error") {
             self.failed = true;
         }
-        if ev.event == Some("response.completed") || ev.is_done() {
+        // OpenAI's `[DONE]`, the Responses API's and Anthropic's last events.
+        if matches!(ev.event, Some("response.completed" | "message_stop")) || ev.is_done() {
             self.done = true;
         }
         if let Some(data) = ev.data.as_deref() {

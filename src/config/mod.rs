@@ -361,6 +361,9 @@ pub struct Backend {
     pub supports_reasoning: bool,
     /// `model_params.reasoning`: the field written to ask for reasoning.
     pub reasoning: Option<reasoning::Reasoning>,
+    /// Whether the backend serves `/responses` itself; when false, Responses
+    /// requests reach it translated to chat completions.
+    pub supports_responses: bool,
     /// Request parameter defaults.
     pub parameters: Arc<[Parameter]>,
     /// The endpoint URLs, parsed once, by [`Endpoint::index`](crate::upstream::Endpoint::index).

@@ -76,6 +76,9 @@ pub struct RawModelParams {
     pub supports_reasoning: Option<bool>,
     /// How the backend is asked to reason (`style`, `effort`, `budget_tokens`).
     pub reasoning: Option<super::reasoning::RawReasoning>,
+    /// Whether the backend serves `/responses` itself (default true);
+    /// false: Responses requests are translated to chat completions.
+    pub supports_responses: Option<bool>,
     pub api_type: Option<String>,
     pub fallbacks: Option<OneOrMany>,
     /// Share of traffic under `simple-shuffle` (relative, > 0; default 1).

@@ -439,6 +439,7 @@ fn backend(
         request_timeout,
         supports_reasoning: p.supports_reasoning.unwrap_or(false),
         reasoning,
+        supports_responses: p.supports_responses.unwrap_or(true),
         parameters,
         urls: None,
         routing,

@@ -108,10 +108,18 @@ pub fn edits(backend: &Backend, body: &RequestBody<'_>) -> Vec<(&'static str, Va
                     budget = (max / 2).max(MIN_ANTHROPIC_BUDGET);
                 }
             }
-            vec![(
+            let mut edits = vec![(
                 "thinking",
                 json!({"type": "enabled", "budget_tokens": budget}),
-            )]
+            )];
+            // Anthropic refuses any other temperature while thinking.
+            if body
+                .get("temperature")
+                .is_some_and(|t| t.get().parse::<f64>().ok() != Some(1.0))
+            {
+                edits.push(("temperature", json!(1)));
+            }
+            edits
         }
     }
 }
@@ -214,6 +222,10 @@ mod tests {
         assert_eq!(v["thinking"]["budget_tokens"], 2048);
         let v = out(&p, r#"{"model":"m","max_tokens":1000}"#);
         assert!(v.get("thinking").is_none());
+        // Thinking on means temperature 1, as Anthropic requires.
+        let v = out(&p, r#"{"model":"m","max_tokens":40000,"temperature":0.2}"#);
+        assert_eq!(v["temperature"], 1);
+        assert_eq!(v["thinking"]["budget_tokens"], 16000);
         // The seed switch on an Anthropic backend means Anthropic's style.
         let v = out(
             &format!("{{{BASE}, api_type: anthropic, supports_reasoning: true}}"),

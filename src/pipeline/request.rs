@@ -312,6 +312,7 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             supports_reasoning: reasoning,
             reasoning: None,
+            supports_responses: true,
             parameters: Vec::new().into(),
             urls: None,
             routing: Default::default(),

@@ -6,9 +6,12 @@
 //!
 //! - `anthropic`: OpenAI chat ⇄ Anthropic Messages (requests, answers,
 //!   streams, errors).
+//! - `responses`: OpenAI Responses → chat (requests), chat → Responses
+//!   (answers, streams), for backends without a native `/responses`.
 //! - `tokens`: the `count_tokens` estimate.
 
 pub mod anthropic;
+pub mod responses;
 pub mod tokens;
 
 use bytes::Bytes;
@@ -46,11 +49,12 @@ pub fn wire(endpoint: Endpoint, backend: &Backend) -> Result<Endpoint, String> {
     match backend.api_type {
         ApiType::Openai | ApiType::Stub => match endpoint {
             E::Messages => Ok(E::ChatCompletions),
+            E::Responses if !backend.supports_responses => Ok(E::ChatCompletions),
             E::CountTokens => Err("count_tokens needs an Anthropic backend".into()),
             e => Ok(e),
         },
         ApiType::Anthropic => match endpoint {
-            E::ChatCompletions | E::Messages => Ok(E::Messages),
+            E::ChatCompletions | E::Messages | E::Responses => Ok(E::Messages),
             E::CountTokens => Ok(E::CountTokens),
             e => Err(format!(
                 "api_type anthropic does not serve {}",
@@ -67,6 +71,11 @@ pub fn request(client: Endpoint, wire: Endpoint, raw: &Bytes) -> Result<Bytes, T
         (c, w) if c == w => return Ok(raw.clone()),
         (E::ChatCompletions, E::Messages) => anthropic::request::chat_to_messages(raw)?,
         (E::Messages, E::ChatCompletions) => anthropic::request::messages_to_chat(raw)?,
+        (E::Responses, E::ChatCompletions) => responses::request::to_chat(raw)?,
+        (E::Responses, E::Messages) => {
+            let chat = responses::request::to_chat(raw)?.to_string();
+            anthropic::request::chat_to_messages(chat.as_bytes())?
+        }
         (c, w) => {
             return Err(TranslateError::new(format!(
                 "no translation from {} to {}",
@@ -81,7 +90,7 @@ pub fn request(client: Endpoint, wire: Endpoint, raw: &Bytes) -> Result<Bytes, T
 /// Whether answers pass through chat completions on the way (where the
 /// response parsers apply).
 pub fn via_chat(client: Endpoint, wire: Endpoint) -> bool {
-    client == Endpoint::ChatCompletions || wire == Endpoint::ChatCompletions
+    client == Endpoint::ChatCompletions || client != wire
 }
 
 /// A whole successful answer from `wire` as a chat completion, when it is
@@ -109,6 +118,9 @@ pub fn from_chat(
     match client {
         Endpoint::Messages => {
             Some(anthropic::response::chat_to_message(body).map(|v| Bytes::from(v.to_string())))
+        }
+        Endpoint::Responses => {
+            Some(responses::response::from_chat(body).map(|v| Bytes::from(v.to_string())))
         }
         _ => None,
     }
@@ -138,13 +150,15 @@ pub fn stream_to_chat(
     if client == wire || wire != Endpoint::Messages {
         return None;
     }
-    let include_usage = serde_json::from_slice::<Value>(client_body)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/stream_options/include_usage")
-                .and_then(Value::as_bool)
-        })
-        == Some(true);
+    // A Responses client gets its usage in `response.completed`.
+    let include_usage = client == Endpoint::Responses
+        || serde_json::from_slice::<Value>(client_body)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/stream_options/include_usage")
+                    .and_then(Value::as_bool)
+            })
+            == Some(true);
     Some(Box::new(anthropic::stream::MessagesToChat::new(
         include_usage,
     )))
@@ -157,6 +171,7 @@ pub fn stream_from_chat(client: Endpoint, wire: Endpoint) -> Option<Box<dyn Conv
     }
     match client {
         Endpoint::Messages => Some(Box::new(anthropic::stream::ChatToMessages::new())),
+        Endpoint::Responses => Some(Box::new(responses::stream::ChatToResponses::new())),
         _ => None,
     }
 }
@@ -328,6 +343,14 @@ pub(crate) mod tests {
         assert_eq!(wire(Endpoint::Messages, &a), Ok(Endpoint::Messages));
         assert_eq!(wire(Endpoint::Messages, &o), Ok(Endpoint::ChatCompletions));
         assert!(wire(Endpoint::Embeddings, &a).is_err());
+        assert_eq!(wire(Endpoint::Responses, &a), Ok(Endpoint::Messages));
+        assert_eq!(wire(Endpoint::Responses, &o), Ok(Endpoint::Responses));
+        let mut chat_only = o.clone();
+        chat_only.supports_responses = false;
+        assert_eq!(
+            wire(Endpoint::Responses, &chat_only),
+            Ok(Endpoint::ChatCompletions)
+        );
         assert!(wire(Endpoint::CountTokens, &o).is_err());
     }
 }

@@ -10,6 +10,7 @@ pub mod file;
 mod json;
 pub mod query;
 pub mod redact;
+mod sql;
 pub mod stats;
 mod writer;
 

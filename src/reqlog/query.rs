@@ -6,11 +6,12 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use sqlx::Row as _;
 
 use super::db::Db;
+use super::sql::{Arg, DbRow, like_escape};
+pub use super::sql::{Sql, sqlite_time};
 
 /// Rows a page holds when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 50;
@@ -239,50 +240,7 @@ impl PageRequest {
         })
     }
 }
-
-/// A value to bind.
-#[derive(Debug, Clone)]
-enum Arg {
-    Text(String),
-    Float(f64),
-    Int(i64),
-    Bool(bool),
-    Time(DateTime<Utc>),
-    /// A cursor's time, as the database gave it.
-    CursorTime(String),
-}
-
-/// SQL text with its arguments, for one database.
-pub struct Sql {
-    text: String,
-    args: Vec<Arg>,
-    pg: bool,
-}
-
 impl Sql {
-    pub(crate) fn new(db: &Db, text: &str) -> Sql {
-        Sql {
-            text: text.to_string(),
-            args: Vec::new(),
-            pg: matches!(db, Db::Postgres(_)),
-        }
-    }
-
-    pub(crate) fn push(&mut self, s: &str) -> &mut Self {
-        self.text.push_str(s);
-        self
-    }
-
-    fn arg(&mut self, a: Arg) -> &mut Self {
-        self.args.push(a);
-        if self.pg {
-            self.text.push_str(&format!("${}", self.args.len()));
-        } else {
-            self.text.push('?');
-        }
-        self
-    }
-
     /// ` WHERE ...` for the filter and the cursor (nothing when empty).
     pub(crate) fn filter(&mut self, f: &Filter, cursor: Option<&Cursor>) -> Result<(), QueryError> {
         let mut first = true;
@@ -342,7 +300,7 @@ impl Sql {
         if let Some(q) = &f.q {
             and(self);
             let pattern = format!("%{}%", like_escape(q));
-            if self.pg {
+            if self.is_pg() {
                 self.push("(request_body_text ILIKE ")
                     .arg(Arg::Text(pattern.clone()))
                     .push(" ESCAPE '\\' OR response_body_text ILIKE ")
@@ -362,7 +320,7 @@ impl Sql {
         }
         if let Some(c) = cursor {
             and(self);
-            if self.pg {
+            if self.is_pg() {
                 let t = DateTime::parse_from_rfc3339(&c.started_at)
                     .map_err(|_| bad("cursor", "not a cursor"))?
                     .with_timezone(&Utc);
@@ -380,138 +338,6 @@ impl Sql {
             }
         }
         Ok(())
-    }
-
-    pub fn text(&self) -> &str {
-        &self.text
-    }
-
-    /// Runs the query and returns every row.
-    pub(crate) async fn fetch_all(&self, db: &Db) -> Result<Vec<DbRow>, sqlx::Error> {
-        match db {
-            Db::Sqlite(p) => {
-                let mut q = sqlx::query(&self.text);
-                for a in &self.args {
-                    q = match a {
-                        Arg::Text(s) | Arg::CursorTime(s) => q.bind(s.clone()),
-                        Arg::Float(f) => q.bind(*f),
-                        Arg::Int(i) => q.bind(*i),
-                        Arg::Bool(b) => q.bind(*b),
-                        Arg::Time(t) => q.bind(sqlite_time(t)),
-                    };
-                }
-                Ok(q.fetch_all(p)
-                    .await?
-                    .into_iter()
-                    .map(DbRow::Sqlite)
-                    .collect())
-            }
-            Db::Postgres(p) => {
-                let mut q = sqlx::query(&self.text);
-                for a in &self.args {
-                    q = match a {
-                        Arg::Text(s) | Arg::CursorTime(s) => q.bind(s.clone()),
-                        Arg::Float(f) => q.bind(*f),
-                        Arg::Int(i) => q.bind(*i as i32),
-                        Arg::Bool(b) => q.bind(*b),
-                        Arg::Time(t) => q.bind(*t),
-                    };
-                }
-                Ok(q.fetch_all(p)
-                    .await?
-                    .into_iter()
-                    .map(DbRow::Postgres)
-                    .collect())
-            }
-        }
-    }
-
-    /// The database's plan for this query, one line per step (for tests
-    /// and for checking that paging uses the time index).
-    pub async fn explain(&self, db: &Db) -> Result<String, sqlx::Error> {
-        let mut e = Sql {
-            text: String::new(),
-            args: self.args.clone(),
-            pg: self.pg,
-        };
-        e.text = if self.pg {
-            format!("EXPLAIN {}", self.text)
-        } else {
-            format!("EXPLAIN QUERY PLAN {}", self.text)
-        };
-        let rows = e.fetch_all(db).await?;
-        Ok(rows
-            .iter()
-            .map(|r| match r {
-                DbRow::Sqlite(r) => r.try_get::<String, _>(3).unwrap_or_default(),
-                DbRow::Postgres(r) => r.try_get::<String, _>(0).unwrap_or_default(),
-            })
-            .collect::<Vec<_>>()
-            .join("\n"))
-    }
-}
-
-/// How SQLite stores times: RFC 3339, UTC, milliseconds (sorts as text).
-pub fn sqlite_time(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// `%`, `_` and `\` taken literally in a LIKE pattern with `ESCAPE '\'`.
-fn like_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// A row from either database.
-pub(crate) enum DbRow {
-    Sqlite(sqlx::sqlite::SqliteRow),
-    Postgres(sqlx::postgres::PgRow),
-}
-
-impl DbRow {
-    pub(crate) fn str(&self, i: usize) -> Option<String> {
-        match self {
-            DbRow::Sqlite(r) => r.try_get::<Option<String>, _>(i).ok().flatten(),
-            DbRow::Postgres(r) => r.try_get::<Option<String>, _>(i).ok().flatten(),
-        }
-    }
-    pub(crate) fn int(&self, i: usize) -> Option<i64> {
-        match self {
-            DbRow::Sqlite(r) => r.try_get::<Option<i64>, _>(i).ok().flatten(),
-            DbRow::Postgres(r) => r
-                .try_get::<Option<i64>, _>(i)
-                .ok()
-                .flatten()
-                .or_else(|| r.try_get::<Option<i32>, _>(i).ok().flatten().map(i64::from)),
-        }
-    }
-    pub(crate) fn float(&self, i: usize) -> Option<f64> {
-        match self {
-            DbRow::Sqlite(r) => r.try_get::<Option<f64>, _>(i).ok().flatten(),
-            DbRow::Postgres(r) => r.try_get::<Option<f64>, _>(i).ok().flatten(),
-        }
-    }
-    pub(crate) fn bool(&self, i: usize) -> bool {
-        match self {
-            DbRow::Sqlite(r) => r.try_get::<bool, _>(i).unwrap_or(false),
-            DbRow::Postgres(r) => r.try_get::<bool, _>(i).unwrap_or(false),
-        }
-    }
-    /// A time column as text at full precision.
-    pub(crate) fn time(&self, i: usize) -> String {
-        match self {
-            DbRow::Sqlite(r) => r.try_get::<String, _>(i).unwrap_or_default(),
-            DbRow::Postgres(r) => r
-                .try_get::<DateTime<Utc>, _>(i)
-                .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-                .unwrap_or_default(),
-        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Time series over the request log for the admin overview: per bucket
 //! (a minute, or wider for longer ranges), the request count, the error
-//! rate and p50/p95 latency, overall and per model. The rows of the range
+//! rate and p50/p95 latency, overall and per model, and totals of each. The rows of the range
 //! are read once through the time index and aggregated here, the same way
 //! on SQLite and PostgreSQL.
 
@@ -110,6 +110,7 @@ pub async fn series(db: &Db, mut filter: Filter) -> Result<Value, QueryError> {
     let mut total: BTreeMap<i64, Acc> = BTreeMap::new();
     let mut per_model: BTreeMap<String, BTreeMap<i64, Acc>> = BTreeMap::new();
     let mut all = Acc::default();
+    let mut model_totals: BTreeMap<String, Acc> = BTreeMap::new();
     for r in rows.iter().take(MAX_ROWS) {
         let Ok(t) = DateTime::parse_from_rfc3339(&r.time(0)) else {
             continue;
@@ -120,6 +121,10 @@ pub async fn series(db: &Db, mut filter: Filter) -> Result<Value, QueryError> {
         total.entry(b).or_default().add(latency, error);
         all.add(latency, error);
         let model = r.str(1).unwrap_or_else(|| "(none)".into());
+        model_totals
+            .entry(model.clone())
+            .or_default()
+            .add(latency, error);
         per_model
             .entry(model)
             .or_default()
@@ -151,6 +156,10 @@ pub async fn series(db: &Db, mut filter: Filter) -> Result<Value, QueryError> {
         "totals": all.point(first),
         "series": series,
         "models": models,
+        "model_totals": model_totals
+            .iter_mut()
+            .map(|(k, a)| (k.clone(), a.point(first)))
+            .collect::<serde_json::Map<String, Value>>(),
     }))
 }
 

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, header};
+use http::HeaderValue;
 
 use crate::config::{ApiType, Backend};
 
@@ -81,13 +81,30 @@ pub async fn probe(client: &reqwest::Client, b: &Backend) -> Result<(), String> 
     let Some(check) = &b.routing.health_check else {
         return Ok(());
     };
-    let url = b.url(&check.path);
+    let anthropic = b.api_type == ApiType::Anthropic;
+    // Anthropic's paths live under /v1 (`api_base` is given without it).
+    let url = if anthropic {
+        let base = b.api_base.strip_suffix("/v1").unwrap_or(&b.api_base);
+        format!("{base}/v1{}", check.path)
+    } else {
+        b.url(&check.path)
+    };
     let mut req = client.get(&url).timeout(check.timeout);
-    if let Some(key) = &b.api_key
-        && let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-    {
+    if anthropic {
+        req = req.header("anthropic-version", crate::protocol::anthropic::VERSION);
+    }
+    let credential = b.api_key.as_ref().and_then(|key| {
+        let (name, value) = if anthropic {
+            ("x-api-key", key.expose().to_string())
+        } else {
+            ("authorization", format!("Bearer {}", key.expose()))
+        };
+        let mut v = HeaderValue::from_str(&value).ok()?;
         v.set_sensitive(true);
-        req = req.header(header::AUTHORIZATION, v);
+        Some((name, v))
+    });
+    if let Some((name, v)) = credential {
+        req = req.header(name, v);
     }
     match req.send().await {
         Ok(r) if r.status().is_success() => Ok(()),

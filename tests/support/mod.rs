@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod forward;
+pub mod anthropic;
 pub mod pg;
 pub mod redis;
 pub mod vectors;

@@ -237,6 +237,10 @@ pub fn chat_to_messages(body: &[u8]) -> Result<Value, TranslateError> {
                 "thinking".into(),
                 json!({"type": "enabled", "budget_tokens": budget}),
             );
+            // Anthropic refuses any other temperature while thinking.
+            if out.contains_key("temperature") {
+                out.insert("temperature".into(), json!(1));
+            }
         }
     }
     if let Some(u) = chat.get("user").and_then(Value::as_str) {
@@ -576,7 +580,8 @@ mod tests {
             json!({"type": "any", "disable_parallel_tool_use": true})
         );
         assert_eq!(out["stop_sequences"], json!(["END"]));
-        assert_eq!(out["temperature"], json!(1.0));
+        // Thinking (from reasoning_effort) means temperature 1.
+        assert_eq!(out["temperature"], json!(1));
         assert_eq!(
             out["tools"][0]["input_schema"],
             json!({"type": "object", "properties": {}})

@@ -268,6 +268,7 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             supports_reasoning: false,
             reasoning: None,
+            supports_responses: true,
             parameters: Vec::new().into(),
             urls: None,
             routing: Default::default(),

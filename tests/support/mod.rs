@@ -3,8 +3,8 @@
 //! readiness: both listeners are bound before the functions return.
 #![allow(dead_code)]
 
-pub mod forward;
 pub mod anthropic;
+pub mod forward;
 pub mod pg;
 pub mod redis;
 pub mod vectors;

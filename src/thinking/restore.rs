@@ -280,6 +280,7 @@ mod tests {
                 store: StoreKind::Memory,
             })),
             azure: None,
+            strip_prefix: false,
         }
     }
 

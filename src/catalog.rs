@@ -97,10 +97,12 @@ async fn fetch(client: &reqwest::Client, b: &Backend) -> Result<Vec<String>, Str
     if !response.status().is_success() {
         return Err(format!("answered {}", response.status()));
     }
-    let body: serde_json::Value = response
-        .json()
+    let bytes = response
+        .bytes()
         .await
         .map_err(|e| crate::upstream::error_chain(&e.without_url()))?;
+    let body: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("not a model list: {e}"))?;
     Ok(names(b, &body))
 }
 

@@ -512,7 +512,7 @@ mod tests {
         assert_eq!(path_params("/admin/api/logs/{id}/replay"), ["id"]);
         assert_eq!(
             operation_id(&Method::GET, "/v1/models/{id}"),
-            "get__v1_models__id_"
+            "get_v1_models__id_"
         );
     }
 }

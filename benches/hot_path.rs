@@ -175,6 +175,7 @@ fn backend(upstream_model: Option<&str>, reasoning: bool) -> Backend {
         routing: Default::default(),
         thinking: None,
         azure: None,
+        strip_prefix: false,
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cache;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod forward;
@@ -22,6 +23,7 @@ pub mod sse;
 pub mod thinking;
 pub mod upstream;
 pub mod usage;
+pub mod wildcard;
 
 pub use config::Config;
 pub use server::{Server, serve, serve_on};

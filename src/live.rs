@@ -27,6 +27,10 @@ pub struct Live {
     /// Response parsers per model (its own block, else the global one);
     /// models without parsers are absent.
     pipelines: HashMap<String, Arc<Pipeline>>,
+    /// The wildcard model names, best first.
+    patterns: crate::wildcard::Patterns,
+    /// What the wildcard backends offer (`GET /v1/models`).
+    catalog: Arc<crate::catalog::Catalog>,
 }
 
 impl Live {
@@ -35,6 +39,7 @@ impl Live {
         let model_names: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
         let data: Vec<_> = model_names
             .iter()
+            .filter(|name| !crate::wildcard::is_pattern(name))
             .map(|name| json!({"id": name, "object": "model", "created": created, "owned_by": "yallmp"}))
             .collect();
         let models_json = Bytes::from(json!({"object": "list", "data": data}).to_string());
@@ -56,7 +61,10 @@ impl Live {
             plans.insert(m.name.clone(), plan.into());
             fallback_chains.insert(m.name.clone(), chain[1..].to_vec());
         }
+        let patterns = crate::wildcard::Patterns::new(model_names.iter().map(String::as_str));
         Live {
+            patterns,
+            catalog: Default::default(),
             config: Arc::new(config),
             plans,
             models_json,
@@ -76,6 +84,45 @@ impl Live {
     /// The backends to try for `model`, in order.
     pub fn plan(&self, model: &str) -> Option<Arc<[Arc<Backend>]>> {
         self.plans.get(model).cloned()
+    }
+
+    /// The configured model serving a requested name: the exact entry, else
+    /// the wildcard with the longest literal prefix (`*` last).
+    pub fn resolve<'a>(&'a self, requested: &'a str) -> Option<&'a str> {
+        if self.plans.contains_key(requested) {
+            return Some(requested);
+        }
+        self.patterns.find(requested)
+    }
+
+    /// The `GET /v1/models` body: the exact names, then what the wildcard
+    /// backends are known to offer (fetched in the background; never
+    /// waited for).
+    pub fn models_listing(&self, client: &reqwest::Client) -> Bytes {
+        if self.patterns.is_empty() {
+            return self.models_json.clone();
+        }
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut data = Vec::new();
+        let exact = self
+            .model_names
+            .iter()
+            .filter(|n| !crate::wildcard::is_pattern(n))
+            .cloned();
+        let offered = self.patterns.iter().flat_map(|p| {
+            let backends = self
+                .config
+                .model(p)
+                .map(|m| m.backends.as_slice())
+                .unwrap_or_default();
+            self.catalog.offered(backends, client)
+        });
+        for name in exact.chain(offered) {
+            if seen.insert(name.clone()) {
+                data.push(json!({"id": name, "object": "model", "created": self.created, "owned_by": "yallmp"}));
+            }
+        }
+        Bytes::from(json!({"object": "list", "data": data}).to_string())
     }
 }
 

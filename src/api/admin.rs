@@ -52,6 +52,9 @@ pub struct AdminModel {
     /// Azure OpenAI: the deployment name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deployment: Option<String>,
+    /// Wildcard models: send the requested name without the pattern's prefix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strip_prefix: Option<bool>,
     /// `model_params.interleaved_thinking`, as in the config file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interleaved_thinking: Option<Value>,
@@ -96,6 +99,7 @@ impl AdminModel {
         put("api_type", self.api_type.as_ref().map(lit));
         put("api_version", self.api_version.as_ref().map(lit));
         put("deployment", self.deployment.as_ref().map(lit));
+        put("strip_prefix", self.strip_prefix.map(Value::from));
         put("interleaved_thinking", self.interleaved_thinking.clone());
         let mut entry = serde_json::Map::new();
         entry.insert("model_name".into(), name.into());
@@ -200,6 +204,7 @@ pub fn model_json(m: &ModelConfig) -> Value {
                 "parameters": params,
                 "deployment": b.azure.as_ref().map(|a| a.deployment.as_str()),
                 "api_version": b.azure.as_ref().map(|a| a.api_version.as_str()),
+                "strip_prefix": b.strip_prefix,
             })
         })
         .collect();

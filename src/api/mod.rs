@@ -6,12 +6,14 @@ pub mod admin;
 pub mod anthropic;
 pub mod auth;
 pub mod cache;
+pub mod docs;
 pub mod error;
 pub mod health;
 pub mod logs;
 pub mod metrics;
 pub mod openai;
 pub mod relay;
+pub mod routes;
 pub mod session;
 pub mod ui;
 
@@ -23,7 +25,6 @@ use axum::Router;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use http::HeaderValue;
 
 use crate::live::Live;
@@ -76,60 +77,37 @@ pub type Shared = Arc<AppState>;
 #[derive(Clone)]
 pub struct RequestId(pub HeaderValue);
 
-/// Every route, with and without the `/v1` prefix.
+/// Every route of [`routes`], the client ones with and without the `/v1`
+/// prefix.
 pub fn router(state: Shared) -> Router {
-    let api = Router::new()
-        .route("/chat/completions", post(openai::chat_completions))
-        .route("/embeddings", post(openai::embeddings))
-        .route("/responses", post(openai::responses))
-        .route("/models", get(openai::list_models))
-        .route("/models/{*id}", get(openai::get_model))
-        .route("/completions", post(openai::completions))
+    let table = |group: routes::Group| {
+        group
+            .routes()
+            .into_iter()
+            .fold(Router::new(), |router, r| router.route(r.path, r.handler))
+    };
+    let api = table(routes::Group::OpenAi)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::client_key,
         ))
         // Anthropic's routes answer errors (auth included) in its shape.
         .merge(
-            Router::new()
-                .route("/messages", post(anthropic::messages))
-                .route("/messages/count_tokens", post(anthropic::count_tokens))
+            table(routes::Group::Anthropic)
                 .route_layer(middleware::from_fn_with_state(
                     state.clone(),
                     auth::client_key,
                 ))
                 .layer(middleware::from_fn(anthropic::error_shape)),
         );
-    let admin = Router::new()
-        .route("/models", get(admin::list_models).post(admin::register))
-        .route(
-            "/models/{name}",
-            get(admin::get_model).delete(admin::delete),
-        )
-        .route("/models/{name}/copy", post(admin::copy))
-        .route("/config", get(admin::effective_config))
-        .route("/config/reload", post(admin::reload))
-        .route("/cache", delete(cache::invalidate))
-        .route("/api/logs", get(logs::list))
-        .route("/api/logs/{id}", get(logs::get))
-        .route("/api/logs/{id}/replay", post(logs::replay))
-        .route("/api/stats", get(logs::stats))
-        .route("/api/models", get(logs::models))
+    let admin = table(routes::Group::Admin)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::admin));
     let cors = state.live.load().config.cors.as_ref().map(cors_layer);
     let router = Router::new()
         .nest("/v1", api.clone())
         .merge(api)
         .nest("/admin", admin)
-        .route("/admin", get(ui::redirect))
-        .route("/admin/", get(ui::index))
-        .route("/admin/assets/{*path}", get(ui::asset))
-        .route("/admin/login", post(ui::login))
-        .route("/admin/logout", post(ui::logout))
-        .route("/healthz", get(health::healthz))
-        .route("/health", get(health::readiness))
-        .route("/stats", get(health::stats))
-        .route("/metrics", get(metrics::render))
+        .merge(table(routes::Group::Root))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -56,7 +56,8 @@ pub async fn responses(State(state): State<Shared>, req: Request) -> Result<Resp
 }
 
 pub async fn list_models(State(state): State<Shared>) -> Response {
-    json_body(StatusCode::OK, state.live.load().models_json.clone())
+    let body = state.live.load().models_listing(&state.client);
+    json_body(StatusCode::OK, body)
 }
 
 pub async fn get_model(
@@ -64,7 +65,7 @@ pub async fn get_model(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let live = state.live.load();
-    if live.plan(&id).is_none() {
+    if live.resolve(&id).is_none() {
         return Err(model_not_found(&id, &live.model_names));
     }
     let body = json!({"id": id, "object": "model", "created": live.created, "owned_by": "yallmp"});
@@ -215,11 +216,16 @@ async fn forward(
         r.model = Some(model.clone());
         r.stream = stream;
     }
+    // The configured model: the exact name, else a wildcard (`local-*`).
+    let configured = live
+        .resolve(&model)
+        .ok_or_else(|| model_not_found(&model, &live.model_names))?
+        .to_string();
     let plan = live
-        .plan(&model)
+        .plan(&configured)
         .ok_or_else(|| model_not_found(&model, &live.model_names))?;
     if let Some(slot) = parts.extensions.get::<ModelSlot>() {
-        slot.set(&model);
+        slot.set(&configured);
     }
     // The `cache` field is the proxy's: it never goes upstream.
     let (controls, stripped) = match parsed.get("cache") {

@@ -379,6 +379,9 @@ pub struct Backend {
     pub thinking: Option<Arc<thinking::ThinkingSettings>>,
     /// Where an `api_type: azure` backend's deployment is.
     pub azure: Option<AzureTarget>,
+    /// A wildcard model's backend: without a `model`/`target_model`, the
+    /// requested name goes upstream without the pattern's literal prefix.
+    pub strip_prefix: bool,
 }
 
 /// An Azure OpenAI deployment: the URL path and the `api-version` query.

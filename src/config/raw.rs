@@ -84,6 +84,9 @@ pub struct RawModelParams {
     pub api_version: Option<String>,
     /// Azure OpenAI: the deployment name (default: the model).
     pub deployment: Option<String>,
+    /// Wildcard models: send the requested name without the pattern's
+    /// literal prefix (`openai/*`: `openai/gpt-4o` → `gpt-4o`).
+    pub strip_prefix: Option<bool>,
     pub fallbacks: Option<OneOrMany>,
     /// Share of traffic under `simple-shuffle` (relative, > 0; default 1).
     pub weight: Option<f64>,

@@ -436,6 +436,12 @@ fn backend(
         let deployment = p.deployment.as_deref().or(model.as_deref());
         azure(deployment, p.api_version.as_deref(), at, errors)
     });
+    let strip_prefix = p.strip_prefix.unwrap_or(false);
+    if strip_prefix && !crate::wildcard::is_pattern(model_name) {
+        errors.push(format!(
+            "{at}.strip_prefix: only for a wildcard model_name (with a `*`); `{model_name}` has none"
+        ));
+    }
     if errors.len() > start {
         return None;
     }
@@ -455,6 +461,7 @@ fn backend(
         routing,
         thinking: None,
         azure: azure.flatten(),
+        strip_prefix,
     };
     backend.parse_urls();
     Some(backend)

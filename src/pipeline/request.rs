@@ -127,7 +127,15 @@ impl<'a> RequestBody<'a> {
         if let Some((key, json)) = replace {
             edits.push(Edit::Set(key, Value::Text(json)));
         }
-        if let Some(m) = backend.upstream_model.as_deref()
+        // A wildcard backend with `strip_prefix` sends the requested name
+        // without the pattern's literal prefix.
+        let requested = (backend.upstream_model.is_none() && backend.strip_prefix)
+            .then(|| self.model().ok())
+            .flatten();
+        let upstream = backend.upstream_model.as_deref().or(requested
+            .as_deref()
+            .map(|r| crate::wildcard::stripped(&backend.model_name, r)));
+        if let Some(m) = upstream
             && self.get("model").is_none_or(|raw| !json_str_eq(raw, m))
         {
             edits.push(Edit::Set("model", Value::String(m)));
@@ -318,6 +326,7 @@ mod tests {
             routing: Default::default(),
             thinking: None,
             azure: None,
+            strip_prefix: false,
         }
     }
 

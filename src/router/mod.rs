@@ -155,7 +155,7 @@ impl Dispatch<'_> {
                         attempts.push(Attempt {
                             backend: backend.name.clone(),
                             url: backend.endpoint_url(self.endpoint),
-                            upstream_model: backend.upstream_model.clone(),
+                            upstream_model: upstream_model(&backend, self.body),
                             attempt: 1,
                             status: None,
                             latency: Duration::ZERO,
@@ -193,7 +193,7 @@ impl Dispatch<'_> {
                 attempts.push(Attempt {
                     backend: backend.name.clone(),
                     url: backend.endpoint_url(wire),
-                    upstream_model: backend.upstream_model.clone(),
+                    upstream_model: upstream_model(&backend, self.body),
                     attempt: m.made,
                     status,
                     latency: started.elapsed(),
@@ -439,6 +439,19 @@ pub fn is_retryable(status: StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 409 | 429) || status.is_server_error()
 }
 
+/// The model name an attempt sends: the backend's own, or (a wildcard
+/// backend with `strip_prefix`) the requested one without the prefix.
+fn upstream_model(backend: &Backend, body: &RequestBody<'_>) -> Option<String> {
+    match &backend.upstream_model {
+        Some(m) => Some(m.clone()),
+        None if backend.strip_prefix => body
+            .model()
+            .ok()
+            .map(|m| crate::wildcard::stripped(&backend.model_name, &m).to_string()),
+        None => None,
+    }
+}
+
 /// Azure OpenAI's content-filter refusal: `error.code` `content_filter`,
 /// or `error.innererror.code` `ResponsibleAIPolicyViolation`. Final: never
 /// retried, never sent to another backend or a fallback.
@@ -545,6 +558,22 @@ mod tests {
             let s = StatusCode::from_u16(s).unwrap();
             assert!(!is_skippable(s) && !is_retryable(s));
         }
+    }
+
+    #[test]
+    fn attempts_name_the_stripped_upstream_model() {
+        let c = crate::Config::from_yaml(
+            "model_list:\n  - {model_name: 'openai/*', model_params: {api_base: 'http://b/v1', strip_prefix: true}}\n  - {model_name: 'raw/*', model_params: {api_base: 'http://b/v1'}}\n",
+            None,
+            &crate::config::Env::isolated::<[(&str, &str); 0], _, _>([]),
+        )
+        .unwrap();
+        let raw = bytes::Bytes::from_static(br#"{"model":"openai/gpt-4o","messages":[]}"#);
+        let body = RequestBody::parse(&raw).unwrap();
+        let strip = &c.models[0].backends[0];
+        let keep = &c.models[1].backends[0];
+        assert_eq!(upstream_model(strip, &body).as_deref(), Some("gpt-4o"));
+        assert_eq!(upstream_model(keep, &body), None);
     }
 
     #[test]

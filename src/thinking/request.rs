@@ -53,7 +53,12 @@ impl Thinking {
         {
             return Ok(None);
         }
-        let fold = wrap_of(live.pipeline(model, path).and_then(|p| p.folded_form()));
+        // The parsers are the configured model's (a wildcard's pattern).
+        let configured = plan.first().map_or(model, |b| b.model_name.as_str());
+        let fold = wrap_of(
+            live.pipeline(configured, path)
+                .and_then(|p| p.folded_form()),
+        );
         let t = self
             .prepare(
                 plan,

@@ -281,6 +281,7 @@ mod tests {
                 store: StoreKind::Memory,
             })),
             azure: None,
+            strip_prefix: false,
         }
     }
 

@@ -71,6 +71,7 @@ async fn every_route_in_the_table_is_served() {
     for (method, path) in yallmp::api::routes::served() {
         let concrete = path
             .replace("{*id}", "x")
+            .replace("{*path}", "app.js")
             .replace("{id}", "1")
             .replace("{name}", "nope");
         let r = client()

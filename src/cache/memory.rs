@@ -14,23 +14,25 @@ use moka::future::Cache;
 use super::entry::Entry;
 use super::key::Key;
 
-/// An entry and how long it lives.
+/// A value and how long it lives: moka's per-entry expiry reads `ttl`.
+/// Shared with interleaved thinking's memory store.
 #[derive(Clone)]
-struct Held {
-    entry: Arc<Entry>,
-    ttl: Duration,
+pub(crate) struct Held<V> {
+    pub(crate) entry: Arc<V>,
+    pub(crate) ttl: Duration,
 }
 
-struct PerEntry;
+/// Expiry from each entry's own `ttl`, renewed when it is replaced.
+pub(crate) struct PerEntry;
 
-impl Expiry<Key, Held> for PerEntry {
-    fn expire_after_create(&self, _: &Key, held: &Held, _: Instant) -> Option<Duration> {
+impl<K, V> Expiry<K, Held<V>> for PerEntry {
+    fn expire_after_create(&self, _: &K, held: &Held<V>, _: Instant) -> Option<Duration> {
         Some(held.ttl)
     }
     fn expire_after_update(
         &self,
-        _: &Key,
-        held: &Held,
+        _: &K,
+        held: &Held<V>,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
@@ -39,7 +41,7 @@ impl Expiry<Key, Held> for PerEntry {
 }
 
 pub struct MemoryStore {
-    cache: Cache<Key, Held>,
+    cache: Cache<Key, Held<Entry>>,
 }
 
 impl MemoryStore {

@@ -18,7 +18,7 @@
 pub mod controls;
 pub mod entry;
 pub mod key;
-mod memory;
+pub(crate) mod memory;
 mod shared;
 
 use std::sync::Arc;

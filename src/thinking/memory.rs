@@ -4,39 +4,16 @@
 //! next turn of a conversation finds its reasoning without a round trip.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use moka::Expiry;
 use moka::future::Cache;
 
 use super::Entry;
 use super::keys::Key;
-
-#[derive(Clone)]
-struct Held {
-    entry: Arc<Entry>,
-    ttl: Duration,
-}
-
-struct PerEntry;
-
-impl Expiry<Key, Held> for PerEntry {
-    fn expire_after_create(&self, _: &Key, held: &Held, _: Instant) -> Option<Duration> {
-        Some(held.ttl)
-    }
-    fn expire_after_update(
-        &self,
-        _: &Key,
-        held: &Held,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(held.ttl)
-    }
-}
+use crate::cache::memory::{Held, PerEntry};
 
 pub struct MemoryStore {
-    cache: Cache<Key, Held>,
+    cache: Cache<Key, Held<Entry>>,
 }
 
 impl MemoryStore {

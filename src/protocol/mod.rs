@@ -176,6 +176,39 @@ pub fn stream_from_chat(client: Endpoint, wire: Endpoint) -> Option<Box<dyn Conv
     }
 }
 
+/// A chat-completions stream frame, read once for a translator out of chat.
+pub(crate) enum ChatFrame {
+    /// `data: [DONE]`.
+    Done,
+    /// A chunk.
+    Chunk(Value),
+    /// An error chunk (`{"error": ...}`): its message, and the error object.
+    Error(String, Value),
+    /// No data, or data that is not JSON: nothing to translate.
+    Skip,
+}
+
+/// Reads one chat stream frame (the start of every chat → X translator).
+pub(crate) fn chat_frame(frame: &[u8]) -> ChatFrame {
+    let ev = crate::sse::parse(frame);
+    if ev.is_done() {
+        return ChatFrame::Done;
+    }
+    let Some(Ok(chunk)) = ev.data.as_deref().map(serde_json::from_str::<Value>) else {
+        return ChatFrame::Skip;
+    };
+    match chunk.get("error").filter(|e| !e.is_null()) {
+        Some(e) => {
+            let message = e["message"]
+                .as_str()
+                .or(e.as_str())
+                .unwrap_or("upstream error");
+            ChatFrame::Error(message.to_string(), e.clone())
+        }
+        None => ChatFrame::Chunk(chunk),
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

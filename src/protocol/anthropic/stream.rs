@@ -2,6 +2,7 @@
 //! ways, as pure state machines: one upstream SSE frame in, the frames of
 //! the other protocol out.
 
+use crate::protocol::ChatFrame;
 use std::collections::HashMap;
 
 use bytes::Bytes;
@@ -317,29 +318,22 @@ impl ChatToMessages {
 
 impl Convert for ChatToMessages {
     fn frame(&mut self, frame: &[u8], out: &mut Vec<Bytes>) {
-        let ev = sse::parse(frame);
-        if ev.is_done() {
-            self.finish(out);
-            return;
-        }
-        let Some(data) = ev.data.as_deref() else {
-            return;
+        let chunk = match crate::protocol::chat_frame(frame) {
+            ChatFrame::Done => {
+                self.finish(out);
+                return;
+            }
+            ChatFrame::Skip => return,
+            ChatFrame::Error(message, _) => {
+                Self::event(
+                    out,
+                    json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+                );
+                self.finished = true;
+                return;
+            }
+            ChatFrame::Chunk(chunk) => chunk,
         };
-        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-            return;
-        };
-        if let Some(e) = chunk.get("error").filter(|e| !e.is_null()) {
-            let message = e["message"]
-                .as_str()
-                .or(e.as_str())
-                .unwrap_or("upstream error");
-            Self::event(
-                out,
-                json!({"type": "error", "error": {"type": "api_error", "message": message}}),
-            );
-            self.finished = true;
-            return;
-        }
         self.start(&chunk, out);
         if chunk["usage"].is_object() {
             self.usage = chunk["usage"].clone();

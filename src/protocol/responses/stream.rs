@@ -4,6 +4,7 @@
 //! `.done` events, and `response.completed` (or `response.incomplete`) with
 //! the whole response and its usage.
 
+use crate::protocol::ChatFrame;
 use std::collections::HashMap;
 
 use bytes::Bytes;
@@ -256,30 +257,23 @@ impl ChatToResponses {
 
 impl Convert for ChatToResponses {
     fn frame(&mut self, frame: &[u8], out: &mut Vec<Bytes>) {
-        let ev = sse::parse(frame);
-        if ev.is_done() {
-            self.finish(out);
-            return;
-        }
-        let Some(data) = ev.data.as_deref() else {
-            return;
+        let chunk = match crate::protocol::chat_frame(frame) {
+            ChatFrame::Done => {
+                self.finish(out);
+                return;
+            }
+            ChatFrame::Skip => return,
+            ChatFrame::Error(message, e) => {
+                self.emit(
+                    out,
+                    "error",
+                    json!({"code": e.get("code").cloned().unwrap_or(Value::Null), "message": message, "param": null}),
+                );
+                self.finished = true;
+                return;
+            }
+            ChatFrame::Chunk(chunk) => chunk,
         };
-        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-            return;
-        };
-        if let Some(e) = chunk.get("error").filter(|e| !e.is_null()) {
-            let message = e["message"]
-                .as_str()
-                .or(e.as_str())
-                .unwrap_or("upstream error");
-            self.emit(
-                out,
-                "error",
-                json!({"code": e.get("code").cloned().unwrap_or(Value::Null), "message": message, "param": null}),
-            );
-            self.finished = true;
-            return;
-        }
         self.start(&chunk, out);
         if chunk["usage"].is_object() {
             self.usage = Some(chunk["usage"].clone());

@@ -535,11 +535,6 @@ pub fn banner(config: &Config, path: &std::path::Path) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "config: {}", path.display());
     out.push_str(&model_table(config));
-    let responses = if config.enable_responses_endpoint {
-        "POST /v1/responses"
-    } else {
-        "(/v1/responses off: proxy_settings.enable_responses_endpoint)"
-    };
     let log = &config.logging;
     let files = log
         .files_dir
@@ -561,9 +556,33 @@ pub fn banner(config: &Config, path: &std::path::Path) -> String {
         "/admin answers loopback clients only (no YALLMP_ADMIN_PASSWORD)"
     };
     let _ = writeln!(out, "auth: /v1 {clients}; {admin}");
+    // From the route table the router is built from, so it names what is served.
+    use crate::api::routes::Group;
+    let show = |r: &crate::api::routes::Route, prefix: &str| {
+        format!("{} {prefix}{}", r.method, r.path.replace("{*", "{"))
+    };
+    let client: Vec<String> = [Group::OpenAi, Group::Anthropic]
+        .into_iter()
+        .flat_map(Group::routes)
+        .map(|r| {
+            if r.path == "/responses" && !config.enable_responses_endpoint {
+                "(/v1/responses off: proxy_settings.enable_responses_endpoint)".to_string()
+            } else {
+                show(&r, "/v1")
+            }
+        })
+        .collect();
+    let root: Vec<String> = Group::Root
+        .routes()
+        .iter()
+        .filter(|r| !r.path.starts_with("/admin"))
+        .map(|r| show(r, ""))
+        .collect();
     let _ = writeln!(
         out,
-        "endpoints: POST /v1/chat/completions, POST /v1/embeddings, {responses}, GET /v1/models, GET /v1/models/{{id}} (each also without /v1); GET /healthz, /health, /stats, /metrics; /admin/*"
+        "endpoints: {} (each also without /v1); {}; /admin/*",
+        client.join(", "),
+        root.join(", ")
     );
     out
 }

@@ -99,8 +99,9 @@ pub fn check_chat(frames: &[Bytes]) {
 }
 
 /// Anthropic events: the name is the data's type, `message_start` first and
-/// once, content blocks opened in order (0, 1, ...), deltas and stops only
-/// for the open block, `message_stop` at most once and last.
+/// once, content blocks opened in order (0, 1, ...) one at a time, deltas
+/// only for blocks opened, stops for the open block, nothing after
+/// `message_stop` or `error`.
 pub fn check_messages(frames: &[Bytes]) {
     let mut started = false;
     let mut stopped = false;
@@ -111,8 +112,9 @@ pub fn check_messages(frames: &[Bytes]) {
         let v = data.unwrap_or_else(|| panic!("[DONE] in an Anthropic stream"));
         let ty = v["type"].as_str().unwrap_or_default();
         assert_eq!(name.as_deref(), Some(ty), "event name = type: {v}");
-        assert!(!stopped, "nothing after message_stop: {v}");
+        assert!(!stopped, "nothing after message_stop or error: {v}");
         if ty == "error" {
+            stopped = true;
             continue;
         }
         if ty == "message_start" {
@@ -129,7 +131,13 @@ pub fn check_messages(frames: &[Bytes]) {
                 next_block += 1;
                 open = index;
             }
-            "content_block_delta" => assert_eq!(index, open, "a delta for the open block: {v}"),
+            // Usually the open block; tool call arguments that come after
+            // their block closed (upstream chunks out of order) go to that
+            // block, as SDK accumulators expect: a block that was opened.
+            "content_block_delta" => assert!(
+                index.is_some_and(|i| i < next_block),
+                "a delta for a block that was opened: {v}"
+            ),
             "content_block_stop" => {
                 assert_eq!(index, open, "the open block stops: {v}");
                 open = None;
@@ -146,9 +154,13 @@ pub fn check_messages(frames: &[Bytes]) {
 }
 
 /// Responses events: the name is the data's type, sequence numbers count
-/// from 0, one terminal `response.*` event at most, and it is last.
+/// from 0, one terminal `response.*` event (or `error`) at most, and it is
+/// last; output items are added in order (0, 1, ...), one open at a time,
+/// `done` for the open one, other events only for items added.
 pub fn check_responses(frames: &[Bytes]) {
     let mut ended = false;
+    let mut next_item = 0;
+    let mut open: Option<u64> = None;
     for (i, f) in frames.iter().enumerate() {
         let (name, data) = event(f);
         let v = data.unwrap_or_else(|| panic!("[DONE] in a Responses stream"));
@@ -164,7 +176,26 @@ pub fn check_responses(frames: &[Bytes]) {
         }
         ended = matches!(
             ty,
-            "response.completed" | "response.failed" | "response.incomplete"
+            "response.completed" | "response.failed" | "response.incomplete" | "error"
         );
+        let index = v["output_index"].as_u64();
+        match ty {
+            "response.output_item.added" => {
+                assert_eq!(open, None, "an item added while another is open: {v}");
+                assert_eq!(index, Some(next_item), "items added in order: {v}");
+                next_item += 1;
+                open = index;
+            }
+            "response.output_item.done" => {
+                assert_eq!(index, open, "the open item is done: {v}");
+                open = None;
+            }
+            // As for Messages: late arguments go to their (done) item.
+            _ if index.is_some() => assert!(
+                index.is_some_and(|i| i < next_item),
+                "an event for an item that was added: {v}"
+            ),
+            _ => {}
+        }
     }
 }

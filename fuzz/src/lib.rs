@@ -17,9 +17,12 @@ pub mod shapes;
 pub mod sse_decoder;
 pub mod streams;
 
+/// A harness: panics on a bug.
+pub type Harness = fn(&[u8]);
+
 /// Every target: its name (the corpus folder and the `cargo fuzz` target)
 /// and its harness.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Harness)] = &[
     ("sse_decoder", sse_decoder::run),
     ("parse_tags_stream", parse_tags_stream::run),
     ("config_loader", config_loader::run),

@@ -122,10 +122,7 @@ fn batched(parts: &[&[u8]], seed: usize) -> Frames {
 fn reference_frames(input: &[u8]) -> Frames {
     let mut frames = Vec::new();
     let (mut start, mut line) = (0, 0);
-    loop {
-        let Some(off) = input[line..].iter().position(|&b| b == b'\n' || b == b'\r') else {
-            break;
-        };
+    while let Some(off) = input[line..].iter().position(|&b| b == b'\n' || b == b'\r') {
         let j = line + off;
         let term = match (input[j], input.get(j + 1)) {
             (b'\n', _) => 1,

@@ -58,7 +58,7 @@ for t in "${selected[@]}"; do
   rc=$?
   set -e
   grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec|stat::new_units_added|stat::peak_rss_mb)' "$log" || true
-  grep -E '#[0-9]+.*(DONE|pulse)' "$log" | tail -1 || true
+  grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1 || true
   if [[ $rc -ne 0 ]]; then
     grep -E 'panicked|ERROR|Test unit written|SUMMARY' "$log" | head -20
     echo "== $t: FAILED (exit $rc); the input is in fuzz/artifacts/$t/" >&2

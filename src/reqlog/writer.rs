@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use super::db::{self, Db, Row};
 use super::file::{self, Prepared};
 use super::redact::Scrubber;
-use super::{LogStats, Record};
+use super::{LogStats, Record, Trouble};
 use crate::config::Config;
 
 const BATCH: usize = 256;
@@ -218,7 +218,8 @@ impl State {
                         }
                         Err(e) => {
                             stats.failed_writes.fetch_add(1, Ordering::Relaxed);
-                            if stats.should_warn() {
+                            metrics::counter!(super::WRITE_FAILURES, "sink" => "file").increment(1);
+                            if stats.should_warn(Trouble::File) {
                                 tracing::warn!(error = %e, dir = %dir.display(), "request log file not written");
                             }
                         }
@@ -268,7 +269,7 @@ impl State {
             }
             Err(e) if db::is_transient(&e) => {
                 self.stats.db_state.store(2, Ordering::Relaxed);
-                if self.stats.should_warn() {
+                if self.stats.should_warn(Trouble::Database) {
                     tracing::warn!(error = %e, waiting = self.pending.len(), "request log: database unavailable; will retry");
                 }
             }
@@ -283,6 +284,8 @@ impl State {
                         Err(e) if db::is_transient(&e) => self.pending.push(row),
                         Err(e) => {
                             self.stats.failed_writes.fetch_add(1, Ordering::Relaxed);
+                            metrics::counter!(super::WRITE_FAILURES, "sink" => "database")
+                                .increment(1);
                             tracing::warn!(error = %e, id = %row.id, "request log: row refused by the database");
                         }
                     }

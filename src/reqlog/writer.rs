@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use super::db::{self, Db, Row};
 use super::file::{self, Prepared};
 use super::redact::Scrubber;
-use super::{LogStats, Record};
+use super::{LogStats, Record, Trouble};
 use crate::config::Config;
 
 const BATCH: usize = 256;
@@ -240,7 +240,8 @@ impl Render {
                         }
                         Err(e) => {
                             stats.failed_writes.fetch_add(1, Ordering::Relaxed);
-                            if stats.should_warn() {
+                            metrics::counter!(super::WRITE_FAILURES, "sink" => "file").increment(1);
+                            if stats.should_warn(Trouble::File) {
                                 tracing::warn!(error = %e, dir = %dir.display(), "request log file not written");
                             }
                         }
@@ -329,7 +330,7 @@ impl Store {
             }
             Err(e) if db::is_transient(&e) => {
                 self.stats.db_state.store(2, Ordering::Relaxed);
-                if self.stats.should_warn() {
+                if self.stats.should_warn(Trouble::Database) {
                     tracing::warn!(error = %e, waiting = self.pending.len(), "request log: database unavailable; will retry");
                 }
             }
@@ -344,6 +345,8 @@ impl Store {
                         Err(e) if db::is_transient(&e) => self.pending.push(row),
                         Err(e) => {
                             self.stats.failed_writes.fetch_add(1, Ordering::Relaxed);
+                            metrics::counter!(super::WRITE_FAILURES, "sink" => "database")
+                                .increment(1);
                             tracing::warn!(error = %e, id = %row.id, "request log: row refused by the database");
                         }
                     }

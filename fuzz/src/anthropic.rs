@@ -64,12 +64,17 @@ pub fn split_spec(generated: bool, rest: &[u8], seeds: &[&str]) -> (Vec<u8>, Vec
     (input, cuts)
 }
 
-/// A translated body: JSON, and an object.
-pub fn object(what: &str, b: &[u8]) -> Value {
-    let v: Value =
-        serde_json::from_slice(b).unwrap_or_else(|e| panic!("{what}: output not JSON: {e}"));
+/// A translated body: JSON, and an object; `None` when it is nested deeper
+/// than serde_json reads back by default (the client sent it that deep,
+/// and the translation wraps it a few levels more): nothing to check.
+pub fn object(what: &str, b: &[u8]) -> Option<Value> {
+    let v: Value = match serde_json::from_slice(b) {
+        Ok(v) => v,
+        Err(e) if e.to_string().starts_with("recursion limit exceeded") => return None,
+        Err(e) => panic!("{what}: output not JSON: {e}"),
+    };
     assert!(v.is_object(), "{what}: output not an object: {v}");
-    v
+    Some(v)
 }
 
 pub fn run(data: &[u8]) {
@@ -83,7 +88,9 @@ pub fn run(data: &[u8]) {
             if let Ok(out) =
                 protocol::request(E::ChatCompletions, E::Messages, &raw(&[CHAT_REQUEST]))
             {
-                let v = object("chat → messages", &out);
+                let Some(v) = object("chat → messages", &out) else {
+                    return;
+                };
                 assert!(v["messages"].is_array(), "messages: {v}");
             }
         }
@@ -91,7 +98,9 @@ pub fn run(data: &[u8]) {
             if let Ok(out) =
                 protocol::request(E::Messages, E::ChatCompletions, &raw(&[MESSAGES_REQUEST]))
             {
-                let v = object("messages → chat", &out);
+                let Some(v) = object("messages → chat", &out) else {
+                    return;
+                };
                 assert!(v["messages"].is_array(), "messages: {v}");
             }
         }
@@ -99,7 +108,9 @@ pub fn run(data: &[u8]) {
             if let Some(Ok(out)) =
                 protocol::to_chat(E::ChatCompletions, E::Messages, &raw(&[MESSAGE]))
             {
-                let v = object("message → chat", &out);
+                let Some(v) = object("message → chat", &out) else {
+                    return;
+                };
                 assert!(v["choices"].is_array(), "choices: {v}");
             }
         }
@@ -107,7 +118,9 @@ pub fn run(data: &[u8]) {
             if let Some(Ok(out)) =
                 protocol::from_chat(E::Messages, E::ChatCompletions, &raw(&[CHAT_ANSWER]))
             {
-                let v = object("chat → message", &out);
+                let Some(v) = object("chat → message", &out) else {
+                    return;
+                };
                 assert!(v["content"].is_array(), "content: {v}");
             }
         }
@@ -117,7 +130,9 @@ pub fn run(data: &[u8]) {
             // To an Anthropic client: always its error shape (an Anthropic
             // error body is kept as it is; any other gets a message).
             let out = protocol::error(E::Messages, E::ChatCompletions, status, &b);
-            let v = object("error → anthropic", &out);
+            let Some(v) = object("error → anthropic", &out) else {
+                return;
+            };
             assert_eq!(v["type"], "error", "{v}");
             assert!(v["error"].is_object(), "{v}");
             let kept = serde_json::from_slice::<Value>(&b)
@@ -128,7 +143,9 @@ pub fn run(data: &[u8]) {
             // To an OpenAI client: its shape, or the body as it was.
             let out = protocol::error(E::ChatCompletions, E::Messages, status, &b);
             if out != b {
-                let v = object("error → openai", &out);
+                let Some(v) = object("error → openai", &out) else {
+                    return;
+                };
                 assert!(v["error"]["message"].is_string(), "{v}");
             }
         }

@@ -41,9 +41,13 @@ struct Args {
     /// Base URL, e.g. http://127.0.0.1:4000 (the path is /v1/chat/completions).
     #[arg(long)]
     url: String,
-    /// Requests to send in all.
-    #[arg(long, default_value_t = 100)]
-    requests: u64,
+    /// Requests to send in all (default: 100, or no limit with --duration-secs).
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Stop sending new requests after this many seconds (0: no limit); the
+    /// ones in flight finish.
+    #[arg(long, default_value_t = 0.0)]
+    duration_secs: f64,
     /// Requests in flight at once (one connection each).
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
@@ -138,6 +142,12 @@ impl Tally {
 
 struct Shared {
     args: Args,
+    /// Requests to send at most.
+    limit: u64,
+    /// When to stop sending new requests.
+    deadline: Option<Instant>,
+    /// Requests sent.
+    sent: AtomicU64,
     uri: hyper::Uri,
     /// Bodies by [target][stream].
     bodies: [[Bytes; 2]; 3],
@@ -196,15 +206,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     let concurrency = args.concurrency.max(1);
+    let limit = match (args.requests, args.duration_secs > 0.0) {
+        (Some(n), _) => n,
+        (None, true) => u64::MAX,
+        (None, false) => 100,
+    };
+    let start = Instant::now();
+    let deadline =
+        (args.duration_secs > 0.0).then(|| start + Duration::from_secs_f64(args.duration_secs));
     let shared = Arc::new(Shared {
         args,
+        limit,
+        deadline,
+        sent: AtomicU64::new(0),
         uri,
         bodies,
         next: AtomicU64::new(0),
         done: AtomicU64::new(0),
         open: AtomicUsize::new(0),
         peak_open: AtomicUsize::new(0),
-        start: Instant::now(),
+        start,
     });
     let (tally, elapsed) = runtime.block_on(run(shared.clone(), concurrency));
     println!("{}", report(&shared, tally, elapsed));
@@ -226,8 +247,7 @@ async fn run(shared: Arc<Shared>, concurrency: usize) -> (Tally, Duration) {
                 tokio::time::sleep(every).await;
                 let done = s.done.load(Ordering::Relaxed);
                 eprintln!(
-                    "stream_load: {done}/{} done ({:.0} req/s), {} streams open",
-                    s.args.requests,
+                    "stream_load: {done} done ({:.0} req/s), {} streams open",
                     (done - last) as f64 / every.as_secs_f64(),
                     s.open.load(Ordering::Relaxed)
                 );
@@ -265,7 +285,7 @@ async fn worker(s: Arc<Shared>, client: Client<HttpConnector, Full<Bytes>>, w: u
     let timeout = Duration::from_secs(s.args.timeout_secs.max(1));
     loop {
         let i = s.next.fetch_add(1, Ordering::Relaxed);
-        if i >= s.args.requests {
+        if i >= s.limit {
             break;
         }
         let begin = if s.args.rate > 0.0 {
@@ -275,6 +295,10 @@ async fn worker(s: Arc<Shared>, client: Client<HttpConnector, Full<Bytes>>, w: u
         } else {
             Instant::now()
         };
+        if s.deadline.is_some_and(|d| begin >= d) {
+            break;
+        }
+        s.sent.fetch_add(1, Ordering::Relaxed);
         let draw = rng.f64();
         let target = if draw < s.args.error_share {
             Target::Error
@@ -432,10 +456,11 @@ fn percentiles(v: &mut [u32]) -> Value {
 }
 
 fn report(s: &Shared, mut t: Tally, elapsed: Duration) -> Value {
-    let failed = t.failed(s.args.requests);
+    let sent = s.sent.load(Ordering::Relaxed);
+    let failed = t.failed(sent);
     let answered: u64 = t.statuses.values().sum();
     json!({
-        "requests": s.args.requests,
+        "requests": sent,
         "answered": answered,
         "ok": t.ok,
         "expected_errors": t.expected_errors,

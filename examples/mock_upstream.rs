@@ -12,7 +12,12 @@
 //!   an event stream of `--chunks` `chat.completion.chunk` frames, a usage
 //!   chunk and `data: [DONE]`;
 //! - `POST /v1/embeddings`: a small embedding list;
+//! - `POST /fail/v1/chat/completions`: `503` with an OpenAI-shaped error, at
+//!   once (a backend that is down, for failover in `scripts/soak.sh`);
 //! - `GET /healthz`: `ok`.
+//!
+//! Request bodies up to `--max-body-mb` (default 64) are read, so the bench's
+//! 1 MB prompts are accepted.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,7 +25,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use clap::Parser;
@@ -49,6 +54,9 @@ struct Args {
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Largest request body read, in MiB.
+    #[arg(long, default_value_t = 64)]
+    max_body_mb: usize,
 }
 
 /// The pre-built answers.
@@ -255,6 +263,18 @@ async fn embeddings(State(mock): State<Arc<Mock>>, _body: Bytes) -> Response {
     with_type(Body::from(mock.embeddings.clone()), &JSON)
 }
 
+/// A backend that is down: `503` at once, whatever was asked.
+async fn fail(_body: Bytes) -> Response {
+    let mut r = with_type(
+        Body::from(
+            r#"{"error":{"message":"mock: backend down","type":"server_error","code":"unavailable"}}"#,
+        ),
+        &JSON,
+    );
+    *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    r
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
@@ -267,13 +287,17 @@ fn main() -> std::io::Result<()> {
     }
     let runtime = builder.enable_all().build()?;
     let mock = Arc::new(Mock::new(&args));
+    let max_body = args.max_body_mb.saturating_mul(1024 * 1024);
     runtime.block_on(async move {
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/chat/completions", post(chat))
             .route("/v1/embeddings", post(embeddings))
             .route("/embeddings", post(embeddings))
+            .route("/fail/v1/chat/completions", post(fail))
+            .route("/fail/chat/completions", post(fail))
             .route("/healthz", get(healthz))
+            .layer(DefaultBodyLimit::max(max_body))
             .with_state(mock);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
         let addr = listener.local_addr()?;

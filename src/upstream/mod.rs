@@ -90,6 +90,13 @@ pub enum UpstreamError {
     Unsupported(String),
 }
 
+/// Idle connections kept open per backend host for reuse. Enough for a
+/// steady 256 requests at a time to one host without new connections; after
+/// a burst (say 1,000 streams ending together) the rest are closed at once
+/// instead of idling for `pool_idle_timeout`, each holding about 25 KB of
+/// buffers and a descriptor (docs/benchmarks.md, memory).
+pub const POOL_MAX_IDLE_PER_HOST: usize = 256;
+
 /// Builds the one HTTP client shared by every request.
 pub fn client() -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
@@ -97,6 +104,7 @@ pub fn client() -> reqwest::Result<reqwest::Client> {
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
         .build()
 }
 

@@ -8,24 +8,8 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
+use support::metric_value as value;
 use support::*;
-
-/// The value of the series `name` whose labels include all of `labels`.
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .find(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 async fn scrape(server: &yallmp::Server, password: Option<&str>) -> (u16, String, String) {
     let mut req = client().get(format!("{}/metrics", server.url()));

@@ -3,12 +3,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sqlx::Row as _;
+use support::logged::{events, files, logged_proxy, of_kind};
 use support::*;
 use yallmp::config::{Config, DatabaseTarget, Env};
 use yallmp::reqlog::db::Db;
@@ -16,58 +16,6 @@ use yallmp::reqlog::db::Db;
 const BACKEND_KEY: &str = "sk-DISTINCTIVE-backend-7f3a9";
 const CLIENT_KEY: &str = "cl-DISTINCTIVE-client-51b2";
 const BODY_SECRET: &str = "bd-DISTINCTIVE-field-0c4e";
-
-struct Logged {
-    server: yallmp::Server,
-    dir: PathBuf,
-}
-
-/// A proxy whose log goes to a fresh directory (and SQLite, or `db_url`).
-async fn logged_proxy(yaml: &str, db_url: Option<&str>) -> Logged {
-    let mut config =
-        Config::from_yaml(yaml, None, &Env::isolated::<[(&str, &str); 0], _, _>([])).unwrap();
-    config.server.port = 0;
-    let dir = isolate_logs(&mut config);
-    if let Some(url) = db_url {
-        config.database.target = Config::from_yaml(
-            &format!("database: {{url: '{url}'}}\n"),
-            None,
-            &Env::default(),
-        )
-        .unwrap()
-        .database
-        .target;
-    }
-    let server = yallmp::serve(config).await.unwrap();
-    Logged { server, dir }
-}
-
-fn files(dir: &Path) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = std::fs::read_dir(dir.join("requests"))
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| {
-                    (
-                        e.file_name().to_string_lossy().into_owned(),
-                        std::fs::read_to_string(e.path()).unwrap(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
-}
-
-fn events(text: &str) -> Vec<Value> {
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn of_kind<'a>(ev: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    ev.iter().filter(|e| e["event"] == kind).collect()
-}
 
 fn yaml(ok: &str, failing: &str) -> String {
     format!(
@@ -397,37 +345,6 @@ async fn shutdown_with_records_queued_loses_none() {
     l.server.shutdown().await;
     assert_eq!(db.count().await.unwrap(), 300);
     assert_eq!(files(&l.dir).len(), 300);
-}
-
-#[tokio::test]
-async fn client_disconnect_mid_stream_is_recorded() {
-    let frames: Vec<String> = (0..50).map(|i| chunk(&i.to_string())).collect();
-    let mock = Mock::start(Reply::Sse {
-        frames,
-        gap: Duration::from_millis(50),
-    })
-    .await;
-    let l = logged_proxy(
-        &format!(
-            "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}'}}}}\n",
-            mock.url
-        ),
-        None,
-    )
-    .await;
-    let mut r = client()
-        .post(format!("{}/v1/chat/completions", l.server.url()))
-        .json(&json!({"model": "m", "stream": true}))
-        .send()
-        .await
-        .unwrap();
-    r.chunk().await.unwrap();
-    drop(r);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    l.server.shutdown().await;
-    let files = files(&l.dir);
-    let ev = events(&files[0].1);
-    assert_eq!(of_kind(&ev, "outcome")[0]["outcome"], "client_disconnected");
 }
 
 #[tokio::test]

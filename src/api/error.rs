@@ -186,6 +186,8 @@ fn upstream_body(failure: &AllFailed, attempts: &[Attempt]) -> Value {
 pub const BACKEND_HEADER: &str = "x-yallmp-backend";
 /// How many upstream attempts a proxied response took.
 pub const ATTEMPTS_HEADER: &str = "x-yallmp-attempts";
+/// OpenAI's `Retry-After` in milliseconds.
+const RETRY_AFTER_MS: &str = "retry-after-ms";
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -194,9 +196,21 @@ impl IntoResponse for ApiError {
             tracing::warn!(status = status.as_u16(), error = %self.body()["error"]["message"], "request failed");
         }
         let mut r = json_error(status, &self.body());
-        if let ApiError::Upstream { attempts, .. } = &self {
+        if let ApiError::Upstream { attempts, failure } = &self {
             r.headers_mut()
                 .insert(ATTEMPTS_HEADER, HeaderValue::from(attempts.len()));
+            // A 429 or 503 from the last attempt: the client backs off as
+            // long as that upstream asked.
+            if let LastFailure::Http { status, .. } = &failure.last
+                && matches!(status.as_u16(), 429 | 503)
+                && let Some(upstream) = attempts.last().and_then(|a| a.headers.as_ref())
+            {
+                for name in ["retry-after", RETRY_AFTER_MS] {
+                    if let Some(v) = upstream.get(name) {
+                        r.headers_mut().insert(name, v.clone());
+                    }
+                }
+            }
         }
         if let ApiError::RateLimited(d) = &self {
             r.headers_mut()
@@ -214,4 +228,56 @@ pub fn json_error(status: StatusCode, body: &Value) -> Response {
         HeaderValue::from_static("application/json"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::AllFailed;
+
+    fn failed(status: u16, headers: &[(&'static str, &'static str)]) -> Response {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        let attempt = Attempt {
+            backend: "m#1".into(),
+            url: "http://b/v1/chat/completions".into(),
+            upstream_model: None,
+            attempt: 1,
+            status: Some(status),
+            latency: std::time::Duration::ZERO,
+            error: Some("busy".into()),
+            headers: Some(h),
+        };
+        let status = StatusCode::from_u16(status).unwrap();
+        ApiError::Upstream {
+            failure: AllFailed {
+                last: LastFailure::Http {
+                    status,
+                    body: bytes::Bytes::from_static(b"{}"),
+                },
+            },
+            attempts: vec![attempt],
+        }
+        .into_response()
+    }
+
+    #[test]
+    fn retry_after_of_the_last_attempt_reaches_the_client() {
+        let r = failed(429, &[("retry-after", "120"), ("retry-after-ms", "120000")]);
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "120");
+        assert_eq!(r.headers()["retry-after-ms"], "120000");
+        assert_eq!(
+            failed(503, &[("retry-after", "5")]).headers()["retry-after"],
+            "5"
+        );
+        // Not on other failures.
+        assert!(
+            !failed(500, &[("retry-after", "5")])
+                .headers()
+                .contains_key("retry-after")
+        );
+    }
 }

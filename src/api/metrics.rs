@@ -106,6 +106,10 @@ fn describe() {
         crate::reqlog::DROPPED,
         "Request records the log could not keep"
     );
+    describe_counter!(
+        crate::reqlog::WRITE_FAILURES,
+        "Request records one log sink could not write, by sink (file, database)"
+    );
 }
 
 /// `GET /metrics`: the Prometheus text format. When an admin password is

@@ -70,6 +70,9 @@ pub(super) fn relay(
         /// Interleaved thinking: the turn's reasoning (chat chunks after the
         /// parsers), remembered at the end.
         remember: Option<crate::thinking::StreamRecorder>,
+        /// The message of the first error event the upstream sent after
+        /// the first event (relayed as it is; the record notes it).
+        failed: Option<String>,
     }
     impl Relay {
         /// Frames (already through the first stage) through the parsers and
@@ -109,6 +112,9 @@ pub(super) fn relay(
                 start = end;
                 if let Some(r) = self.guard.record() {
                     r.push_frame(&frame);
+                }
+                if self.failed.is_none() {
+                    self.failed = crate::router::stream::error_event(&frame);
                 }
                 self.tokens.usage.on_frame(&frame);
                 if let Some(t) = &mut self.tee {
@@ -198,6 +204,7 @@ pub(super) fn relay(
         c: Vec::new(),
         tee,
         remember,
+        failed: None,
     };
     let frames = futures::stream::unfold(state, move |mut st| async move {
         loop {
@@ -231,7 +238,21 @@ pub(super) fn relay(
                     if let Some(t) = st.tee.take() {
                         t.finish();
                     }
-                    st.guard.finish(Outcome::Ok);
+                    match st.failed.take() {
+                        // The stream ended normally, but with the
+                        // upstream's error event in it.
+                        Some(message) => {
+                            if let Some(r) = st.guard.record() {
+                                let what = format!("upstream error event mid-stream: {message}");
+                                r.error = Some(match r.error.take() {
+                                    Some(e) => format!("{what}; {e}"),
+                                    None => what,
+                                });
+                            }
+                            st.guard.finish(Outcome::UpstreamError);
+                        }
+                        None => st.guard.finish(Outcome::Ok),
+                    }
                     return tail.map(|t| (Ok(t), st));
                 }
                 Err(e) => {

@@ -439,11 +439,19 @@ pub fn write_all(
 ) -> std::io::Result<PathBuf> {
     let name = file_name(r);
     let path = dir.join(&name);
-    std::fs::write(&path, text)?;
+    write_whole(&path, text)?;
     if let Some(parsed) = parsed {
-        std::fs::write(dir.join(parsed_file_name(&name)), parsed)?;
+        write_whole(&dir.join(parsed_file_name(&name)), parsed)?;
     }
     Ok(path)
+}
+
+/// Writes a file, or (a full disk) removes what was created of it: a file
+/// is there whole or not at all.
+fn write_whole(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text).inspect_err(|_| {
+        let _ = std::fs::remove_file(path);
+    })
 }
 
 /// A request read back from a log, for replay.

@@ -214,6 +214,10 @@ pub(crate) const QUEUE_DEPTH: &str = "yallmp_log_queue_depth";
 /// Counter: records the log could not keep (queue full, writer stopped,
 /// database backlog full).
 pub(crate) const DROPPED: &str = "yallmp_log_dropped_total";
+/// Counter, by `sink` (`file`, `database`): records one sink could not
+/// write (a full disk, a row the database refused); the other sink may
+/// still have them.
+pub(crate) const WRITE_FAILURES: &str = "yallmp_log_write_failures_total";
 
 /// The handle request handlers submit records through.
 #[derive(Clone)]
@@ -235,16 +239,30 @@ pub struct LogStats {
     pub failed_writes: AtomicU64,
     /// The database sink: 0 none, 1 took the last write, 2 unreachable.
     pub db_state: std::sync::atomic::AtomicU8,
-    last_warning: std::sync::Mutex<Option<Instant>>,
+    /// When each kind of [`Trouble`] was last warned about.
+    last_warning: std::sync::Mutex<[Option<Instant>; 3]>,
+}
+
+/// What went wrong, for rate-limiting warnings per kind (a database that is
+/// away must not silence a full disk).
+#[derive(Debug, Clone, Copy)]
+enum Trouble {
+    /// The queue is full or the writer stopped.
+    Queue = 0,
+    /// A record's file could not be written.
+    File = 1,
+    /// The database is unreachable.
+    Database = 2,
 }
 
 impl LogStats {
     /// At most one warning per 10 s for the same kind of trouble.
-    fn should_warn(&self) -> bool {
+    fn should_warn(&self, kind: Trouble) -> bool {
         let Ok(mut last) = self.last_warning.lock() else {
             return true;
         };
         let now = Instant::now();
+        let last = &mut last[kind as usize];
         if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(10)) {
             return false;
         }
@@ -296,7 +314,7 @@ impl RequestLog {
         if let Err(e) = sent {
             let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             metrics::counter!(DROPPED).increment(1);
-            if self.stats.should_warn() {
+            if self.stats.should_warn(Trouble::Queue) {
                 let why = match e {
                     mpsc::error::TrySendError::Full(_) => "the log queue is full",
                     mpsc::error::TrySendError::Closed(_) => "the log writer has stopped",

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use super::db::{self, Db, Row};
 use super::file::{self, Prepared};
 use super::redact::Scrubber;
-use super::{LogStats, Record};
+use super::{LogStats, Record, Trouble};
 use crate::config::Config;
 
 const BATCH: usize = 256;
@@ -39,25 +39,43 @@ pub enum StartError {
     Database { target: String, message: String },
 }
 
-/// The running writer.
+/// The running writer: two stages joined by a short queue, so a batch's
+/// files are written while the batch before it goes into the database (the
+/// log keeps up with whichever stage is slower, not with their sum).
 pub struct Writer {
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    render: JoinHandle<()>,
+    store: Option<JoinHandle<()>>,
     pruner: Option<JoinHandle<()>>,
     db: Option<Db>,
 }
 
-struct State {
+/// Stage one: takes records off the queue in batches, renders them (in a
+/// blocking thread, with the file writes) and passes the rows on.
+struct Render {
     rx: mpsc::Receiver<Record>,
     stats: Arc<LogStats>,
     dir: Option<PathBuf>,
-    db: Option<Db>,
     /// Known secrets; replaced when the config changes.
     scrubber: Arc<arc_swap::ArcSwap<Scrubber>>,
+    /// To the database stage, when there is a database.
+    rows: Option<mpsc::Sender<Vec<Row>>>,
+}
+
+/// Stage two: inserts each batch of rows in one transaction; rows the
+/// database has not taken wait (bounded) and are retried.
+struct Store {
+    rx: mpsc::Receiver<Vec<Row>>,
+    stats: Arc<LogStats>,
+    db: Db,
     /// Rows the database has not taken yet.
     pending: Vec<Row>,
     max_pending: usize,
 }
+
+/// Batches of rows between the stages: enough to overlap them, few enough
+/// that a slow database holds the renderer back instead of piling up rows.
+const ROW_BATCHES: usize = 2;
 
 impl Writer {
     /// Opens the sinks (failing if they are unusable) and starts the task.
@@ -106,19 +124,32 @@ impl Writer {
             stats.db_state.store(1, Ordering::Relaxed);
         }
         let (stop, stopped) = watch::channel(false);
-        let state = State {
+        let (rows, store) = match &db {
+            Some(db) => {
+                let (tx, rx) = mpsc::channel(ROW_BATCHES);
+                let store = Store {
+                    rx,
+                    stats: stats.clone(),
+                    db: db.clone(),
+                    pending: Vec::new(),
+                    max_pending: config.logging.queue_size,
+                };
+                (Some(tx), Some(tokio::spawn(store.run())))
+            }
+            None => (None, None),
+        };
+        let render = Render {
             rx,
             stats,
             dir,
-            db: db.clone(),
             scrubber: scrubber.clone(),
-            pending: Vec::new(),
-            max_pending: config.logging.queue_size,
+            rows,
         };
-        let task = tokio::spawn(state.run(stopped));
+        let render = tokio::spawn(render.run(stopped));
         Ok(Writer {
             stop,
-            task,
+            render,
+            store,
             pruner,
             db,
         })
@@ -132,7 +163,12 @@ impl Writer {
     /// Writes everything queued, then stops.
     pub async fn finish(self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        // The renderer drains the queue, then closes the row channel, which
+        // ends the database stage once it has written what it holds.
+        let _ = self.render.await;
+        if let Some(store) = self.store {
+            let _ = store.await;
+        }
         if let Some(p) = self.pruner {
             p.abort();
         }
@@ -147,7 +183,7 @@ fn probe_dir(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
-impl State {
+impl Render {
     async fn run(mut self, mut stopped: watch::Receiver<bool>) {
         let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
         loop {
@@ -171,9 +207,6 @@ impl State {
                 _ = stopped.changed() => {
                     break;
                 }
-                _ = tokio::time::sleep(RETRY_EVERY), if !self.pending.is_empty() => {
-                    self.flush_db().await;
-                }
             }
         }
         // Drain what is queued.
@@ -186,23 +219,12 @@ impl State {
         if !batch.is_empty() {
             self.write(batch).await;
         }
-        if !self.pending.is_empty() {
-            self.flush_db().await;
-            if !self.pending.is_empty() {
-                tracing::error!(
-                    lost = self.pending.len(),
-                    "request log: database unreachable at shutdown; rows not written (their files were)"
-                );
-            }
-        }
-        if let Some(db) = &self.db {
-            db.close().await;
-        }
+        // Dropping `self.rows` now tells the database stage to finish.
     }
 
     async fn write(&mut self, records: Vec<Record>) {
         let dir = self.dir.clone();
-        let want_rows = self.db.is_some();
+        let want_rows = self.rows.is_some();
         let scrubber = self.scrubber.load_full();
         let stats = self.stats.clone();
         let rendered = tokio::task::spawn_blocking(move || {
@@ -218,7 +240,8 @@ impl State {
                         }
                         Err(e) => {
                             stats.failed_writes.fetch_add(1, Ordering::Relaxed);
-                            if stats.should_warn() {
+                            metrics::counter!(super::WRITE_FAILURES, "sink" => "file").increment(1);
+                            if stats.should_warn(Trouble::File) {
                                 tracing::warn!(error = %e, dir = %dir.display(), "request log file not written");
                             }
                         }
@@ -233,28 +256,67 @@ impl State {
         .await;
         match rendered {
             Ok(rows) if !rows.is_empty() => {
-                self.pending.extend(rows);
-                if self.pending.len() > self.max_pending {
-                    let excess = self.pending.len() - self.max_pending;
-                    self.pending.drain(..excess);
-                    self.stats
-                        .dropped
-                        .fetch_add(excess as u64, Ordering::Relaxed);
-                    metrics::counter!(super::DROPPED).increment(excess as u64);
-                    tracing::warn!(
-                        dropped = excess,
-                        "request log: database backlog full; oldest rows dropped"
-                    );
+                if let Some(tx) = &self.rows {
+                    // Waits while the database stage is busy with the batch
+                    // before; the record queue absorbs the wait.
+                    if tx.send(rows).await.is_err() {
+                        tracing::error!(
+                            "request log: the database stage stopped; rows not written"
+                        );
+                    }
                 }
-                self.flush_db().await;
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "request log: rendering failed"),
         }
     }
+}
+
+impl Store {
+    async fn run(mut self) {
+        loop {
+            tokio::select! {
+                rows = self.rx.recv() => {
+                    let Some(rows) = rows else { break };
+                    self.take(rows);
+                    self.flush_db().await;
+                }
+                _ = tokio::time::sleep(RETRY_EVERY), if !self.pending.is_empty() => {
+                    self.flush_db().await;
+                }
+            }
+        }
+        if !self.pending.is_empty() {
+            self.flush_db().await;
+            if !self.pending.is_empty() {
+                tracing::error!(
+                    lost = self.pending.len(),
+                    "request log: database unreachable at shutdown; rows not written (their files were)"
+                );
+            }
+        }
+        self.db.close().await;
+    }
+
+    /// Adds a batch to the rows waiting, dropping the oldest beyond the cap.
+    fn take(&mut self, rows: Vec<Row>) {
+        self.pending.extend(rows);
+        if self.pending.len() > self.max_pending {
+            let excess = self.pending.len() - self.max_pending;
+            self.pending.drain(..excess);
+            self.stats
+                .dropped
+                .fetch_add(excess as u64, Ordering::Relaxed);
+            metrics::counter!(super::DROPPED).increment(excess as u64);
+            tracing::warn!(
+                dropped = excess,
+                "request log: database backlog full; oldest rows dropped"
+            );
+        }
+    }
 
     async fn flush_db(&mut self) {
-        let Some(db) = &self.db else { return };
+        let db = &self.db;
         if self.pending.is_empty() {
             return;
         }
@@ -268,7 +330,7 @@ impl State {
             }
             Err(e) if db::is_transient(&e) => {
                 self.stats.db_state.store(2, Ordering::Relaxed);
-                if self.stats.should_warn() {
+                if self.stats.should_warn(Trouble::Database) {
                     tracing::warn!(error = %e, waiting = self.pending.len(), "request log: database unavailable; will retry");
                 }
             }
@@ -283,6 +345,8 @@ impl State {
                         Err(e) if db::is_transient(&e) => self.pending.push(row),
                         Err(e) => {
                             self.stats.failed_writes.fetch_add(1, Ordering::Relaxed);
+                            metrics::counter!(super::WRITE_FAILURES, "sink" => "database")
+                                .increment(1);
                             tracing::warn!(error = %e, id = %row.id, "request log: row refused by the database");
                         }
                     }

@@ -344,13 +344,33 @@ impl Dispatch<'_> {
                     None,
                 )
             }
-            Ok(text) => Verdict::Done(Answer::Complete {
-                status,
-                headers,
-                body: text,
-                backend: backend.clone(),
-                wire,
-            }),
+            // A success must be JSON (an event stream the client did not
+            // ask for is relayed as it is): an HTML error page from a
+            // gateway in front of the backend, or a body cut short, is an
+            // upstream failure, not a completion.
+            Ok(text) => {
+                let malformed = if is_sse {
+                    None
+                } else {
+                    not_json(status, &headers, &text)
+                };
+                match malformed {
+                    Some(message) => Verdict::Retry(
+                        LastFailure::Network(UpstreamError::Malformed {
+                            status: status.as_u16(),
+                            message,
+                        }),
+                        None,
+                    ),
+                    None => Verdict::Done(Answer::Complete {
+                        status,
+                        headers,
+                        body: text,
+                        backend: backend.clone(),
+                        wire,
+                    }),
+                }
+            }
             Err(e) => Verdict::Retry(LastFailure::Network(e), None),
         }
     }
@@ -470,6 +490,29 @@ pub fn is_content_filter(body: &[u8]) -> bool {
         || error["innererror"]["code"] == "ResponsibleAIPolicyViolation"
 }
 
+/// Why a success answer is not JSON, when it is not: what the attempt
+/// failed with (the content type and the start of the body).
+pub fn not_json(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        return None;
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("no content type");
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let status = status.as_u16();
+    Some(if text.is_empty() {
+        format!("the upstream answered {status} with an empty body ({content_type})")
+    } else {
+        format!(
+            "the upstream answered {status} with a body that is not JSON ({content_type}): {}",
+            truncate(text, 200)
+        )
+    })
+}
+
 /// 401, 403, 404 (and redirects): this backend will not do; try the next.
 pub fn is_skippable(status: StatusCode) -> bool {
     matches!(status.as_u16(), 401 | 403 | 404)
@@ -510,6 +553,9 @@ fn describe(v: &Verdict) -> (Option<u16>, Option<String>) {
                 Some(200),
                 Some(format!("error event: {}", short_error(data.as_bytes()))),
             ),
+            LastFailure::Network(e @ UpstreamError::Malformed { status, .. }) => {
+                (Some(*status), Some(e.to_string()))
+            }
             LastFailure::Network(e) => (None, Some(e.to_string())),
         },
     }
@@ -605,6 +651,27 @@ mod tests {
         h.insert(header::RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
         let d = retry_after(&h).unwrap();
         assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn success_bodies_must_be_json() {
+        let ok = StatusCode::OK;
+        let mut h = HeaderMap::new();
+        assert_eq!(not_json(ok, &h, br#" {"id":"x","choices":[]} "#), None);
+        assert_eq!(not_json(ok, &h, b"[1,2]"), None);
+        assert_eq!(
+            not_json(ok, &h, b"").as_deref(),
+            Some("the upstream answered 200 with an empty body (no content type)")
+        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        assert_eq!(
+            not_json(ok, &h, b"<html>502 Bad Gateway</html>\n").as_deref(),
+            Some(
+                "the upstream answered 200 with a body that is not JSON (text/html): <html>502 Bad Gateway</html>"
+            )
+        );
+        assert!(not_json(ok, &h, br#"{"id":"x","choices":[{"#).is_some());
+        assert!(not_json(ok, &h, br#"{"id":"x"} trailing"#).is_some());
     }
 
     #[test]

@@ -74,14 +74,14 @@ impl SseSource {
 
     /// The next frame; `Ok(None)` at the end of the stream. Bytes left over
     /// at the end that do not close a frame come back as a last frame, as
-    /// they are.
+    /// they are, unless they are an event cut short (an error).
     pub async fn next_frame(&mut self) -> Result<Option<Bytes>, UpstreamError> {
         loop {
             if let Some(frame) = self.decoder.next_frame() {
                 return Ok(Some(frame));
             }
             if self.ended {
-                return Ok(self.take_remainder());
+                return self.take_remainder();
             }
             self.read().await?;
         }
@@ -89,7 +89,8 @@ impl SseSource {
 
     /// Every complete frame that has arrived, as one chunk, with each
     /// frame's end offset in `ends`; `Ok(None)` at the end of the stream.
-    /// Bytes left over at the end come back as a last chunk, as they are.
+    /// Bytes left over at the end come back as a last chunk, as they are,
+    /// unless they are an event cut short (an error).
     pub async fn next_batch(
         &mut self,
         ends: &mut Vec<usize>,
@@ -103,7 +104,7 @@ impl SseSource {
                 return Err(e);
             }
             if self.ended {
-                let rest = self.take_remainder();
+                let rest = self.take_remainder()?;
                 if let Some(r) = &rest {
                     ends.push(r.len());
                 }
@@ -130,15 +131,25 @@ impl SseSource {
         }
     }
 
-    /// What is left at the end that closes no frame, unless it is blank.
-    fn take_remainder(&mut self) -> Option<Bytes> {
+    /// What is left at the end that closes no frame, unless it is blank. A
+    /// last event without its blank line (`data: [DONE]`, or whole JSON) is
+    /// relayed; an event cut short (the connection closed cleanly in the
+    /// middle of it, as a close-delimited body does when the upstream dies)
+    /// is an error: a client cannot use half an event.
+    fn take_remainder(&mut self) -> Result<Option<Bytes>, UpstreamError> {
         let rest = self.decoder.remainder();
         if rest.iter().all(u8::is_ascii_whitespace) {
-            return None;
+            return Ok(None);
+        }
+        if is_cut(rest) {
+            self.decoder = Decoder::new();
+            return Err(UpstreamError::Body(
+                "the stream ended in the middle of an event".into(),
+            ));
         }
         let rest = Bytes::copy_from_slice(rest);
         self.decoder = Decoder::new();
-        Some(rest)
+        Ok(Some(rest))
     }
 
     /// Takes whatever the body has ready without waiting (HTTP chunks that
@@ -164,6 +175,27 @@ impl SseSource {
             }
         }
     }
+}
+
+/// Whether an unterminated last frame is an event cut short: it has data
+/// that is neither `[DONE]` nor a whole JSON value.
+fn is_cut(rest: &[u8]) -> bool {
+    let ev = sse::parse(rest);
+    ev.data.as_deref().is_some_and(|d| {
+        let d = d.trim();
+        d != "[DONE]" && serde_json::from_str::<serde::de::IgnoredAny>(d).is_err()
+    })
+}
+
+/// The message of a frame that is an error event (`event: error`, or data
+/// that is an error object), for the record; `None` for any other frame.
+/// Most frames cost one byte scan.
+pub fn error_event(frame: &[u8]) -> Option<String> {
+    memchr::memmem::find(frame, b"error")?;
+    let ev = sse::parse(frame);
+    let data = ev.data.as_deref().unwrap_or_default();
+    (ev.event == Some("error") || is_error_object(data))
+        .then(|| super::short_error(data.as_bytes()))
 }
 
 /// `{"error": ...}` with a non-null error, or `{"type": "error", ...}`.
@@ -231,6 +263,45 @@ mod tests {
         assert_eq!(&s.next_frame().await.unwrap().unwrap()[..], b"data: 1\n\n");
         assert_eq!(&s.next_frame().await.unwrap().unwrap()[..], b"data: 2");
         assert!(s.next_frame().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_event_cut_short_at_the_end_is_an_error() {
+        let mut s = source(vec![b"data: 1\n\ndata: {\"id\":\"c1\",\"obj"]);
+        assert_eq!(&s.next_frame().await.unwrap().unwrap()[..], b"data: 1\n\n");
+        assert!(
+            matches!(s.next_frame().await, Err(UpstreamError::Body(m)) if m.contains("middle of an event"))
+        );
+        let mut s = source(vec![b"data: {\"a\":1}\n\ndata: {\"b\":"]);
+        let mut ends = Vec::new();
+        assert_eq!(
+            &s.next_batch(&mut ends).await.unwrap().unwrap()[..],
+            b"data: {\"a\":1}\n\n"
+        );
+        assert!(s.next_batch(&mut ends).await.is_err());
+        // A last event without its blank line is whole: relayed.
+        for last in [&b"data: [DONE]"[..], b"data: {\"a\":1}\n", b": ping"] {
+            let mut s = source(vec![last]);
+            assert_eq!(&s.next_frame().await.unwrap().unwrap()[..], last);
+        }
+    }
+
+    #[test]
+    fn error_events() {
+        assert_eq!(
+            error_event(b"data: {\"error\":{\"message\":\"overloaded\"}}\n\n").as_deref(),
+            Some("overloaded")
+        );
+        assert_eq!(
+            error_event(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n")
+                .as_deref(),
+            Some("Overloaded")
+        );
+        assert_eq!(
+            error_event(b"data: {\"choices\":[{\"delta\":{\"content\":\"error\"}}]}\n\n"),
+            None
+        );
+        assert_eq!(error_event(b"data: [DONE]\n\n"), None);
     }
 
     #[test]

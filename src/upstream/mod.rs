@@ -82,6 +82,10 @@ pub enum UpstreamError {
     BodyTimeout(Duration),
     #[error("response body failed: {0}")]
     Body(String),
+    /// A success status whose body is not what the endpoint answers (an
+    /// HTML error page from a gateway, JSON cut short).
+    #[error("{message}")]
+    Malformed { status: u16, message: String },
     #[error("{0}")]
     Unsupported(String),
 }

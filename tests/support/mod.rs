@@ -5,9 +5,12 @@
 
 pub mod anthropic;
 pub mod forward;
+pub mod logged;
 pub mod pg;
+pub mod raw;
 pub mod redis;
 pub mod vectors;
+pub mod warnings;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -63,6 +66,8 @@ pub struct Hit {
     pub query: String,
     pub headers: HeaderMap,
     pub raw: Bytes,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 impl Hit {
@@ -127,6 +132,7 @@ async fn handle(State(state): State<Arc<MockState>>, req: Request) -> Response {
         query: parts.uri.query().unwrap_or_default().to_string(),
         headers: parts.headers.clone(),
         raw,
+        at: std::time::Instant::now(),
     };
     state.hits.lock().unwrap().push(hit.clone());
     let reply = state
@@ -310,4 +316,22 @@ pub fn sse_data(body: &str) -> Vec<String> {
             (!data.is_empty()).then(|| data.join("\n"))
         })
         .collect()
+}
+
+/// The value of the Prometheus series `name` whose labels include all of
+/// `labels`, in a `/metrics` text.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }

@@ -35,11 +35,12 @@ pub fn usage_to_openai(u: &Value) -> Value {
         n("cache_creation_input_tokens"),
         n("cache_read_input_tokens"),
     );
-    let prompt = input + created + read;
+    // Saturating: the counts are the upstream's numbers, any u64.
+    let prompt = input.saturating_add(created).saturating_add(read);
     let mut out = json!({
         "prompt_tokens": prompt,
         "completion_tokens": output,
-        "total_tokens": prompt + output,
+        "total_tokens": prompt.saturating_add(output),
     });
     if created > 0 || read > 0 {
         out["prompt_tokens_details"] = json!({"cached_tokens": read});
@@ -57,7 +58,7 @@ pub fn usage_to_anthropic(u: &Value) -> Value {
     let read = n("/prompt_tokens_details/cached_tokens").max(n("/cache_read_input_tokens"));
     let created = n("/cache_creation_input_tokens");
     json!({
-        "input_tokens": prompt.saturating_sub(read + created),
+        "input_tokens": prompt.saturating_sub(read.saturating_add(created)),
         "output_tokens": output,
         "cache_creation_input_tokens": created,
         "cache_read_input_tokens": read,
@@ -273,6 +274,21 @@ mod tests {
         assert_eq!(msg["stop_reason"], "max_tokens");
         assert_eq!(msg["id"], "msg_c");
         assert_eq!(msg["usage"]["input_tokens"], 10);
+    }
+
+    #[test]
+    fn huge_usage_counts_saturate() {
+        // Found by fuzzing (fuzz/corpus/anthropic/regress-usage-overflow):
+        // the sums overflowed (a panic with overflow checks, wrapped
+        // counts without).
+        let max = u64::MAX;
+        let o = usage_to_openai(&json!({"input_tokens": max, "output_tokens": max,
+            "cache_creation_input_tokens": max, "cache_read_input_tokens": max}));
+        assert_eq!(o["prompt_tokens"], max);
+        assert_eq!(o["total_tokens"], max);
+        let a = usage_to_anthropic(&json!({"prompt_tokens": 5,
+            "prompt_tokens_details": {"cached_tokens": max}, "cache_creation_input_tokens": max}));
+        assert_eq!(a["input_tokens"], 0);
     }
 
     #[test]

@@ -67,6 +67,10 @@ impl MessagesToChat {
 
 impl Convert for MessagesToChat {
     fn frame(&mut self, frame: &[u8], out: &mut Vec<Bytes>) {
+        if self.done {
+            // `[DONE]` went out: nothing may follow it.
+            return;
+        }
         let ev = sse::parse(frame);
         let Some(data) = ev.data.as_deref() else {
             return;
@@ -318,6 +322,10 @@ impl ChatToMessages {
 
 impl Convert for ChatToMessages {
     fn frame(&mut self, frame: &[u8], out: &mut Vec<Bytes>) {
+        if self.finished {
+            // `message_stop` or `error` went out: nothing may follow them.
+            return;
+        }
         let chunk = match crate::protocol::chat_frame(frame) {
             ChatFrame::Done => {
                 self.finish(out);
@@ -489,6 +497,44 @@ mod tests {
         assert_eq!(msg["stop_reason"], "tool_use");
         assert_eq!(msg["usage"]["input_tokens"], 40);
         assert_eq!(msg["usage"]["output_tokens"], 17);
+    }
+
+    #[test]
+    fn nothing_follows_the_end_of_a_translated_stream() {
+        // Found by fuzzing (fuzz/corpus/anthropic/regress-*): an upstream
+        // that goes on after its end marker or an error made the client
+        // stream go on after `message_stop` / `[DONE]`.
+        let chunk =
+            b"data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+        for end in [
+            &b"data: [DONE]\n\n"[..],
+            b"data: {\"error\":{\"message\":\"boom\"}}\n\n",
+        ] {
+            let mut c = ChatToMessages::new();
+            let mut out = Vec::new();
+            c.frame(chunk, &mut out);
+            c.frame(end, &mut out);
+            let n = out.len();
+            c.frame(chunk, &mut out);
+            c.frame(b"data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c\",\"function\":{\"name\":\"f\"}}]}}]}\n\n", &mut out);
+            c.end(&mut out);
+            assert_eq!(out.len(), n, "{:?}", &out[n..]);
+        }
+        let mut c = MessagesToChat::at(false, 1);
+        let mut out = Vec::new();
+        c.frame(
+            b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+            &mut out,
+        );
+        assert_eq!(out.last().map(|b| &b[..]), Some(sse::DONE_FRAME));
+        let n = out.len();
+        c.frame(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"late\"}}\n\n", &mut out);
+        c.frame(
+            b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+            &mut out,
+        );
+        c.end(&mut out);
+        assert_eq!(out.len(), n, "{:?}", &out[n..]);
     }
 
     #[test]

@@ -13,7 +13,8 @@ pub fn usage(u: &Value) -> Value {
         "input_tokens_details": {"cached_tokens": n("/prompt_tokens_details/cached_tokens")},
         "output_tokens": output,
         "output_tokens_details": {"reasoning_tokens": n("/completion_tokens_details/reasoning_tokens")},
-        "total_tokens": input + output,
+        // Saturating: the counts are the upstream's numbers, any u64.
+        "total_tokens": input.saturating_add(output),
     })
 }
 
@@ -108,6 +109,15 @@ pub fn from_chat(body: &[u8]) -> Result<Value, TranslateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_usage_counts_saturate() {
+        // Found by fuzzing (fuzz/corpus/responses/regress-usage-overflow):
+        // the total overflowed (a panic with overflow checks on).
+        let u = usage(&json!({"prompt_tokens": u64::MAX, "completion_tokens": 2}));
+        assert_eq!(u["total_tokens"], u64::MAX);
+        assert_eq!(u["input_tokens"], u64::MAX);
+    }
 
     #[test]
     fn chat_answer_becomes_a_response() {

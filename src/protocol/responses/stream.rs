@@ -257,6 +257,10 @@ impl ChatToResponses {
 
 impl Convert for ChatToResponses {
     fn frame(&mut self, frame: &[u8], out: &mut Vec<Bytes>) {
+        if self.finished {
+            // The terminal event or `error` went out: nothing may follow.
+            return;
+        }
         let chunk = match crate::protocol::chat_frame(frame) {
             ChatFrame::Done => {
                 self.finish(out);
@@ -411,5 +415,27 @@ mod tests {
         assert_eq!(evs.len(), 1);
         assert_eq!(evs[0]["type"], "error");
         assert_eq!(evs[0]["message"], "boom");
+    }
+
+    #[test]
+    fn nothing_follows_the_terminal_event() {
+        // Found by fuzzing: chunks after `[DONE]` or an error chunk made
+        // events (with new sequence numbers) after `response.completed`.
+        let chunk =
+            b"data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+        for end in [
+            &b"data: [DONE]\n\n"[..],
+            b"data: {\"error\":{\"message\":\"boom\"}}\n\n",
+        ] {
+            let mut c = ChatToResponses::new();
+            let mut out = Vec::new();
+            c.frame(chunk, &mut out);
+            c.frame(end, &mut out);
+            let n = out.len();
+            c.frame(chunk, &mut out);
+            c.frame(b"data: [DONE]\n\n", &mut out);
+            c.end(&mut out);
+            assert_eq!(out.len(), n, "{:?}", &out[n..]);
+        }
     }
 }

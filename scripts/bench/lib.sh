@@ -330,6 +330,25 @@ load_run() {
 # jget FILE FILTER: a jq value (null → 0).
 jget() { jq -r "($2) // 0" "$1"; }
 
+# Files (records) in DIR once the count has stopped moving; prints it.
+settle_dir_count() {
+    local dir="$1" before now
+    before="$(find "$dir" -name '*.log' ! -name '*.parsed.log' 2>/dev/null | wc -l)"
+    for _ in $(seq 1 240); do
+        sleep 0.5
+        now="$(find "$dir" -name '*.log' ! -name '*.parsed.log' 2>/dev/null | wc -l)"
+        [[ "$now" == "$before" ]] && break
+        before="$now"
+    done
+    echo "$now"
+}
+
+# Rows in a request log database (sqlite3 if installed, else empty).
+sqlite_rows() {
+    command -v sqlite3 >/dev/null 2>&1 || return 0
+    sqlite3 "$1" 'SELECT count(*) FROM requests' 2>/dev/null || true
+}
+
 # --- output --------------------------------------------------------------------
 
 # Arithmetic in awk: calc 'a - b' a=1 b=2 (variables as name=value).

@@ -82,25 +82,6 @@ bench_features() {
         "${rows[@]}"
 }
 
-# Files (records) in DIR once the count has stopped moving; prints it.
-settle_dir_count() {
-    local dir="$1" before now
-    before="$(find "$dir" -name '*.log' ! -name '*.parsed.log' 2>/dev/null | wc -l)"
-    for _ in $(seq 1 240); do
-        sleep 0.5
-        now="$(find "$dir" -name '*.log' ! -name '*.parsed.log' 2>/dev/null | wc -l)"
-        [[ "$now" == "$before" ]] && break
-        before="$now"
-    done
-    echo "$now"
-}
-
-# Rows in a request log database (sqlite3 if installed, else empty).
-sqlite_rows() {
-    command -v sqlite3 >/dev/null 2>&1 || return 0
-    sqlite3 "$1" 'SELECT count(*) FROM requests' 2>/dev/null || true
-}
-
 bench_large() {
     part_begin large "Large bodies: a $((LARGE_KB / 1024)) MB prompt"
     # A prompt of words (JSON-safe, no escapes), LARGE_KB KiB.

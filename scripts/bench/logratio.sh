@@ -208,10 +208,10 @@ END {
 
 TABLE="${REPORT%%@@MARKDOWN@@*}"
 MARKDOWN="${REPORT#*@@MARKDOWN@@$'\n'}"
-CONTEXT="request log ${REQUEST_LOG} (logged: files + SQLite on); mock: ${CHUNKS} chunks/stream, latency ${LATENCY_MS} ms, chunk gap ${CHUNK_DELAY_MS} ms; ${DURATION} s per run; wrk threads 1 (c=1) / 2 (c=32)"
+LR_CONTEXT="request log ${REQUEST_LOG} (logged: files + SQLite on); mock: ${CHUNKS} chunks/stream, latency ${LATENCY_MS} ms, chunk gap ${CHUNK_DELAY_MS} ms; ${DURATION} s per run; wrk threads 1 (c=1) / 2 (c=32)"
 
 printf '%s' "$TABLE" >&2
-md "$CONTEXT." "Latency is wrk's time to the whole response (for streams, to the last byte)." \
+md "$LR_CONTEXT." "Latency is wrk's time to the whole response (for streams, to the last byte)." \
     "The $RECORDS." "" "$MARKDOWN"
 
 # --- response parsers: streams with parse_tags on vs off ---------------------

@@ -37,6 +37,9 @@
 #   BENCH_HOLD_GAP_MS       their gap between chunks (default 50: 10 s a stream)
 #   BENCH_LARGE_KB          the large prompt's size in KiB (default 1024)
 #   BENCH_SETTLE            seconds to let RSS settle after load (default 5)
+#   BENCH_WORKERS           the proxy's server.workers (default auto: one
+#                           serving thread a core; `shared` for one
+#                           work-stealing runtime; docs/configuration.md)
 #   BENCH_SKIP_BUILD=1      use the binaries already built
 #   BENCH_KEEP_TMP=1        keep the temp dir (configs, logs, raw JSON)
 #
@@ -77,6 +80,7 @@ HOLD_STREAMS="${BENCH_HOLD_STREAMS:-1000}"
 HOLD_GAP_MS="${BENCH_HOLD_GAP_MS:-50}"
 LARGE_KB="${BENCH_LARGE_KB:-1024}"
 SETTLE="${BENCH_SETTLE:-5}"
+WORKERS="${BENCH_WORKERS:-auto}"
 for v in DURATION WARMUP FIXED_LATENCY_MS RATE_START RATE_STEP RATE_MAX STREAMS \
     STREAM_CHUNKS STREAM_GAP_MS HOLD_STREAMS HOLD_GAP_MS LARGE_KB SETTLE; do
     need_int "BENCH_$v" "${!v}"

@@ -5,15 +5,15 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState, Shared};
-use crate::config::Config;
+use crate::config::{Config, Workers};
 use crate::live::Live;
 use crate::reqlog::Writer;
 
@@ -33,6 +33,8 @@ pub enum ServeError {
     LogReader { target: String, message: String },
     #[error(transparent)]
     Thinking(#[from] crate::thinking::StartError),
+    #[error("cannot start serving thread {index}: {source}")]
+    Worker { index: usize, source: io::Error },
 }
 
 /// A running proxy.
@@ -65,6 +67,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
     })?;
     let client = crate::upstream::client().map_err(|e| ServeError::Client(e.to_string()))?;
     let grace = config.server.shutdown_grace;
+    let workers = config.server.workers;
     let (log, writer) = crate::reqlog::start(&config).await?;
     // After the writer: the database exists and is migrated.
     let log_reader = match writer.as_ref().and_then(|w| w.db()) {
@@ -158,34 +161,8 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         .is_some()
         .then(|| crate::model_store::spawn_sync(Arc::downgrade(&state)));
     let app = api::router(state.clone());
-    let (stop, mut stopped) = watch::channel(false);
-    let mut grace_rx = stop.subscribe();
-    let task = tokio::spawn(async move {
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        });
-        let grace_over = async move {
-            let _ = grace_rx.wait_for(|s| *s).await;
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            result = server => {
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "server stopped with an error");
-                }
-            }
-            _ = grace_over => {
-                tracing::warn!(grace = ?grace, "grace period over; closing the connections still open");
-            }
-        }
-    });
+    let (stop, stopped) = watch::channel(false);
+    let task = serving_threads(listener, app, workers, stopped, grace)?;
     Ok(Server {
         addr,
         state,
@@ -265,5 +242,210 @@ pub(crate) async fn wait_for_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+/// Serves `app` on `listener` until `stop` turns true (or its sender goes),
+/// then lets open connections finish for `grace`. True when the grace
+/// period ran out with connections still open.
+async fn run<L>(
+    listener: L,
+    app: axum::Router,
+    stop: watch::Receiver<bool>,
+    grace: Duration,
+) -> bool
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    SocketAddr: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
+    let mut stopped = stop.clone();
+    let mut grace_rx = stop;
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    });
+    let grace_over = async move {
+        let _ = grace_rx.wait_for(|s| *s).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "server stopped with an error");
+            }
+            false
+        }
+        _ = grace_over => true,
+    }
+}
+
+/// Starts the threads that serve connections, and returns the task that
+/// accepts them and hands them out in turn.
+///
+/// `PerThread(n)`: a thread-per-core server. `n` threads, each with a
+/// single-threaded runtime and its own upstream client. A connection (and
+/// every request on it, with its upstream connection) stays on one thread:
+/// no wake-up crosses threads on the way through, which on a small machine
+/// is much of a request's cost at low concurrency (docs/benchmarks.md).
+/// `Shared`: one thread drives a work-stealing runtime that serves every
+/// connection with the shared client.
+///
+/// Either way the connections live on runtimes of their own, apart from the
+/// caller's: when the grace period runs out those runtimes are shut down,
+/// which closes what is still open (and records it as cut off) before the
+/// request log is drained.
+fn serving_threads(
+    listener: TcpListener,
+    app: axum::Router,
+    workers: Workers,
+    stop: watch::Receiver<bool>,
+    grace: Duration,
+) -> Result<JoinHandle<()>, ServeError> {
+    let local = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: "listener".into(),
+        source,
+    })?;
+    let count = match workers {
+        Workers::PerThread(n) => n,
+        Workers::Shared => 1,
+    };
+    let mut hand = Vec::with_capacity(count);
+    let mut done = Vec::with_capacity(count);
+    for index in 0..count {
+        let worker_err = |source| ServeError::Worker { index, source };
+        let (runtime, client) = match workers {
+            Workers::PerThread(_) => (
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(worker_err)?,
+                Some(crate::upstream::client().map_err(|e| ServeError::Client(e.to_string()))?),
+            ),
+            Workers::Shared => (
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .thread_name("yallmp-serve")
+                    .build()
+                    .map_err(worker_err)?,
+                None,
+            ),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        let listener = axum::serve::ListenerExt::tap_io(Handoff { rx, local }, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let app = app.clone();
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name(format!("yallmp-serve-{index}"))
+            .spawn(move || {
+                if let Some(client) = client {
+                    crate::upstream::set_thread_client(client);
+                }
+                let cut = runtime.block_on(run(listener, app, stop, grace));
+                // What is still running after the grace period ends here
+                // (its requests are recorded as cut off).
+                runtime.shutdown_timeout(Duration::from_secs(1));
+                let _ = done_tx.send(cut);
+            })
+            .map_err(worker_err)?;
+        hand.push(tx);
+        done.push(done_rx);
+    }
+    Ok(tokio::spawn(async move {
+        accept(listener, &hand, stop).await;
+        drop(hand);
+        let mut cut = false;
+        for d in done {
+            cut |= d.await.unwrap_or(false);
+        }
+        if cut {
+            tracing::warn!(grace = ?grace, "grace period over; closed the connections still open");
+        }
+    }))
+}
+
+/// Accepts connections until `stop`, handing them to the serving threads in
+/// turn.
+async fn accept(listener: TcpListener, hand: &[Handed], mut stop: watch::Receiver<bool>) {
+    let mut next = 0;
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                accept_error(e).await;
+                continue;
+            }
+        };
+        // Off this runtime's reactor; the serving thread registers it with
+        // its own.
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand over an accepted connection");
+                continue;
+            }
+        };
+        if hand[next].send((tcp, peer)).is_err() {
+            tracing::error!(thread = next, "a serving thread has stopped");
+        }
+        next = (next + 1) % hand.len();
+    }
+}
+
+/// What `axum::serve` does on an accept error: a connection's own error
+/// (it went away before it was taken) is skipped; anything else (out of
+/// descriptors, say) is logged and waited out a little.
+async fn accept_error(e: io::Error) {
+    use io::ErrorKind::*;
+    if matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accepting a connection failed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+type Handed = mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>;
+
+/// A serving runtime's side of the hand-over: connections accepted
+/// elsewhere, registered with this thread's runtime as they are taken.
+struct Handoff {
+    rx: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl axum::serve::Listener for Handoff {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.rx.recv().await {
+                Some((tcp, peer)) => match tokio::net::TcpStream::from_std(tcp) {
+                    Ok(tcp) => return (tcp, peer),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot take over an accepted connection");
+                    }
+                },
+                // The acceptor has stopped: so has serving new connections.
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
     }
 }

@@ -337,3 +337,40 @@ fn shipped_config_loads_with_stub_backends_only() {
             .all(|m| m.backends.iter().all(|b| b.api_type == ApiType::Stub))
     );
 }
+
+#[test]
+fn server_workers() {
+    use yallmp::config::Workers;
+    let model =
+        "model_list:\n  - model_name: m\n    model_params: {api_base: 'http://127.0.0.1:9/v1'}\n";
+    let with = |w: &str| format!("{model}proxy_settings:\n  server: {{workers: {w}}}\n");
+    let workers = |yaml: &str| {
+        Config::from_yaml(yaml, None, &env(&[]))
+            .unwrap()
+            .server
+            .workers
+    };
+    // One serving thread a core unless told otherwise.
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(workers(model), Workers::PerThread(cores));
+    assert_eq!(workers(&with("auto")), Workers::PerThread(cores));
+    assert_eq!(workers(&with("3")), Workers::PerThread(3));
+    assert_eq!(workers(&with("Shared")), Workers::Shared);
+    for (bad, says) in [
+        ("0", "0 is out of range"),
+        ("-2", "-2 is out of range"),
+        ("100000", "100000 is out of range"),
+        (
+            "many",
+            "expected `auto`, `shared` or a thread count, got `many`",
+        ),
+    ] {
+        let errors = errors_of(&with(bad));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("proxy_settings.server.workers: ") && e.contains(says)),
+            "{bad}: {errors:?}"
+        );
+    }
+}

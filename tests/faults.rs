@@ -675,6 +675,61 @@ async fn client_disconnect_mid_stream_cancels_the_upstream_request() {
     .await;
 }
 
+/// Shutdown with a stream still open past the grace period: the stream is
+/// cut (the client's body ends early), the upstream connection is closed,
+/// shutdown returns soon after the grace period, and the record, written
+/// before the log is drained, says the proxy stopped. For either kind of
+/// serving threads.
+#[tokio::test]
+async fn shutdown_past_the_grace_period_cuts_open_streams_and_records_them() {
+    within(async {
+        for workers in ["auto", "2", "shared"] {
+            let (up, mut closed) = streaming_until_closed(false).await;
+            let l = logged_proxy(
+                &format!(
+                    "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}', request_timeout: 600}}}}\n\
+                     proxy_settings:\n  server: {{shutdown_grace_period: 0.3, workers: {workers}}}\n",
+                    up.url
+                ),
+                None,
+            )
+            .await;
+            let id = format!("cut-{workers}");
+            let mut r = client()
+                .post(format!("{}/v1/chat/completions", l.server.url()))
+                .header("x-request-id", &id)
+                .json(&json!({"model": "m", "stream": true}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.chunk().await.unwrap().unwrap();
+            let started = std::time::Instant::now();
+            let dir = l.dir.clone();
+            let shutdown = tokio::spawn(l.server.shutdown());
+            // The client's body ends (cut, not completed: no [DONE]).
+            let mut rest = Vec::new();
+            while let Ok(Some(c)) = r.chunk().await {
+                rest.extend_from_slice(&c);
+            }
+            assert!(!String::from_utf8_lossy(&rest).contains("[DONE]"), "workers {workers}");
+            shutdown.await.unwrap();
+            let took = started.elapsed();
+            assert!(
+                took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+                "workers {workers}: shutdown took {took:?}"
+            );
+            closed.recv().await.unwrap();
+            // Written before the log was drained: there now, complete.
+            let ev = record(&dir, &id).await;
+            let out = outcome(&ev);
+            assert_eq!(out["outcome"], "cancelled", "workers {workers}: {out}");
+            assert_eq!(out["error"], "the proxy stopped before the answer was complete");
+        }
+    })
+    .await;
+}
+
 /// Rows of the `requests` table on `url`: (id, outcome).
 async fn pg_rows(url: &str) -> Vec<(String, String)> {
     use sqlx::Connection;

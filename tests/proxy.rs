@@ -455,6 +455,8 @@ async fn bad_input_gets_openai_errors() {
         .send()
         .await
         .unwrap();
+    // The unread rest of the body ends the connection, and the answer says so.
+    assert_eq!(r.headers()["connection"], "close");
     check(413, "request_too_large")((r.status().as_u16(), r.text().await.unwrap()));
     let r = c.get(&url).send().await.unwrap();
     check(405, "method_not_allowed")((r.status().as_u16(), r.text().await.unwrap()));
@@ -520,8 +522,52 @@ async fn stub_backend_models_and_health() {
     server.shutdown().await;
 }
 
+/// Each serving thread (`workers: N`) has its own upstream pool: two client
+/// connections, handed to two threads, reach the upstream on a connection
+/// each even though their requests never overlap. One thread, or the shared
+/// runtime's one pool, reuses a single upstream connection for both.
+#[tokio::test]
+async fn serving_threads_keep_their_own_upstream_connections() {
+    for (workers, want) in [("2", 2), ("1", 1), ("shared", 1)] {
+        let mock = Mock::start(Reply::Echo).await;
+        let yaml = format!(
+            "{}proxy_settings:\n  server: {{workers: {workers}}}\n",
+            one_model("m", &mock.url, "")
+        );
+        let server = proxy(&yaml).await;
+        // Two clients: a keep-alive connection each.
+        let (a, b) = (client(), client());
+        let url = format!("{}/v1/chat/completions", server.url());
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        for round in 0..4 {
+            for c in [&a, &b] {
+                let r = c.post(&url).json(&body).send().await.unwrap();
+                assert_eq!(r.status(), 200, "workers {workers}, round {round}");
+                r.bytes().await.unwrap();
+            }
+        }
+        let hits = mock.hits();
+        assert_eq!(hits.len(), 8);
+        let peers: std::collections::HashSet<_> = hits.iter().map(|h| h.peer.unwrap()).collect();
+        assert_eq!(peers.len(), want, "workers {workers}: {peers:?}");
+        let config = get_json(&server, "/admin/config").await;
+        let shown = &config["server"]["workers"];
+        match workers.parse::<u64>() {
+            Ok(n) => assert_eq!(shown, n, "{config}"),
+            Err(_) => assert_eq!(shown, workers, "{config}"),
+        }
+        server.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn graceful_shutdown_lets_a_stream_in_flight_finish() {
+    for workers in ["auto", "shared"] {
+        graceful_shutdown_with(workers).await;
+    }
+}
+
+async fn graceful_shutdown_with(workers: &str) {
     let frames: Vec<String> = (0..6)
         .map(|i| chunk(&i.to_string()))
         .chain([DONE.to_string()])
@@ -531,7 +577,11 @@ async fn graceful_shutdown_lets_a_stream_in_flight_finish() {
         gap: Duration::from_millis(100),
     })
     .await;
-    let server = proxy(&one_model("m", &mock.url, "")).await;
+    let yaml = format!(
+        "{}proxy_settings:\n  server: {{workers: {workers}}}\n",
+        one_model("m", &mock.url, "")
+    );
+    let server = proxy(&yaml).await;
     let url = server.url();
     let mut r = client()
         .post(format!("{url}/v1/chat/completions"))

@@ -14,9 +14,14 @@ mock_latencies() {
     return 0
 }
 
+# c1_run OUT URL: BENCH_DURATION seconds of oha at concurrency 1, one worker.
+c1_run() {
+    oha_run "$1" "$2" "$TMP/plain.json" -z "${DURATION}s" -c 1 --worker-threads 1
+}
+
 bench_latency() {
     part_begin latency "Added latency at concurrency 1 (non-stream)"
-    local rows=() lat d p dp50 dp99 dp999 pp50 pp99 pp999 errs verdict=""
+    local rows=() floor=() lat d p f kind dp50 dp99 dp999 pp50 pp99 pp999 errs verdict=""
     for lat in $(mock_latencies); do
         start_mock lat --latency-ms "$lat"
         proxy plat "$URL_lat" false false
@@ -29,9 +34,9 @@ bench_latency() {
         d="$TMP/lat-direct-$lat.json"
         p="$TMP/lat-proxy-$lat.json"
         log "latency (mock ${lat} ms): direct"
-        oha_run "$d" "$URL_lat" "$TMP/plain.json" -z "${DURATION}s" -c 1 --worker-threads 1
+        c1_run "$d" "$URL_lat"
         log "latency (mock ${lat} ms): through the proxy"
-        oha_run "$p" "$URL_plat" "$TMP/plain.json" -z "${DURATION}s" -c 1 --worker-threads 1
+        c1_run "$p" "$URL_plat"
         errs=$(($(oha_errors "$d") + $(oha_errors "$p")))
         ((errs == 0)) || { log "latency: $errs errors"; SUITE_ERRORS=1; }
         dp50="$(oha_us "$d" p50)" dp99="$(oha_us "$d" p99)" dp999="$(oha_us "$d" p99.9)"
@@ -39,6 +44,24 @@ bench_latency() {
         rows+=("| $lat ms | $(f0 "$(oha_rps "$p")") | $dp50 | $pp50 | $(signed $((pp50 - dp50))) | $dp99 | $pp99 | $(signed $((pp99 - dp99))) | $dp999 | $pp999 | $(signed $((pp999 - dp999))) |")
         if ((lat == 0)); then
             verdict="Targets (mock latency 0): added p50 $((pp50 - dp50)) µs ≤ 50 µs: $(met $((pp50 - dp50)) '<=' 50); added p99 $((pp99 - dp99)) µs ≤ 500 µs: $(met $((pp99 - dp99)) '<=' 500)."
+            # The floor: what a hop costs that only relays, on the same
+            # machine and mock: bytes (forward tcp) and HTTP without the
+            # proxy's work (forward http: hyper server + hyper client pool).
+            floor+=("| the proxy (\`serve\`, request log off) | $pp50 | $(signed $((pp50 - dp50))) | $pp99 | $(signed $((pp99 - dp99))) | $pp999 | $(signed $((pp999 - dp999))) |")
+            for kind in tcp http; do
+                start_forwarder "fwd$kind" "$kind" "$URL_lat"
+                f="URL_fwd$kind"
+                check_target "${!f}"
+                ((WARMUP > 0)) && oha_run "$TMP/warm.json" "${!f}" "$TMP/plain.json" -z "${WARMUP}s" -c 1
+                log "latency (mock 0 ms): through yallmp forward $kind"
+                c1_run "$TMP/lat-fwd-$kind.json" "${!f}"
+                f="$TMP/lat-fwd-$kind.json"
+                errs="$(oha_errors "$f")"
+                ((errs == 0)) || { log "latency: forward $kind: $errs errors"; SUITE_ERRORS=1; }
+                pp50="$(oha_us "$f" p50)" pp99="$(oha_us "$f" p99)" pp999="$(oha_us "$f" p99.9)"
+                floor+=("| a $kind relay (\`yallmp forward $kind\`) | $pp50 | $(signed $((pp50 - dp50))) | $pp99 | $(signed $((pp99 - dp99))) | $pp999 | $(signed $((pp999 - dp999))) |")
+                stop_proc "fwd$kind"
+            done
         fi
         stop_proc plat
         stop_proc lat
@@ -46,7 +69,11 @@ bench_latency() {
     md "oha, 1 connection, ${DURATION} s per target, request log off; latencies in µs (oha's time to the whole answer); \"added\" = proxy − direct." "" \
         "| mock latency | proxy req/s | direct p50 | proxy p50 | added p50 | direct p99 | proxy p99 | added p99 | direct p99.9 | proxy p99.9 | added p99.9 |" \
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" \
-        "${rows[@]}" "" "$verdict"
+        "${rows[@]}" "" "$verdict" "" \
+        "The floor, mock latency 0: one more hop that only relays, measured the same way right after (direct p50 / p99 / p99.9 as above). A byte relay costs the two extra loopback trips; an HTTP relay adds an HTTP server and client (hyper on both sides, a keep-alive pool) and nothing else the proxy does." "" \
+        "| through | p50 µs | added p50 | p99 µs | added p99 | p99.9 µs | added p99.9 |" \
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |" \
+        "${floor[@]}"
 }
 
 bench_throughput() {

@@ -207,6 +207,7 @@ proxy_settings:
   server:
     host: 127.0.0.1
     port: 0
+    workers: $WORKERS
   logging:
     files:
       enabled: $log_on
@@ -236,6 +237,37 @@ start_proxy() {
     url="$(wait_listen "$dir/proxy.log" "$!")" || die "proxy $name did not start"
     wait_healthy "$url" || die "proxy $name is not healthy"
     printf -v "URL_$name" '%s' "$url"
+}
+
+# start_forwarder NAME KIND UPSTREAM: `yallmp forward KIND` (tcp or http) on
+# a free port in front of UPSTREAM (http://host:port); sets URL_NAME.
+start_forwarder() {
+    local name="$1" kind="$2" upstream="$3" dir="$TMP/$1" addr=""
+    local hostport="${upstream#http://}"
+    mkdir -p "$dir"
+    cat >"$dir/config.yaml" <<EOF
+model_list:
+  - model_name: bench
+    model_params:
+      api_base: $upstream/v1
+forwarder_settings:
+  listen: { host: 127.0.0.1, port: 0 }
+  target: { host: ${hostport%:*}, port: ${hostport##*:} }
+http_forwarder_settings:
+  listen: { host: 127.0.0.1, port: 0 }
+  target: { scheme: http, host: ${hostport%:*}, port: ${hostport##*:} }
+EOF
+    (cd "$dir" && exec "$PROXY_BIN" --config "$dir/config.yaml" forward "$kind") \
+        >"$dir/proxy.log" 2>"$dir/proxy.log.err" &
+    printf -v "PID_$name" '%s' "$!"
+    STARTED+=("$name")
+    for _ in $(seq 1 200); do
+        addr="$(grep -o 'forwarder listening on 127\.0\.0\.1:[0-9]*' "$dir/proxy.log" 2>/dev/null | head -n1 | sed 's/.* on //')" || true
+        [[ -n "$addr" ]] && break
+        sleep 0.05
+    done
+    [[ -n "$addr" ]] || { cat "$dir/proxy.log" "$dir/proxy.log.err" >&2; die "forwarder $name did not start"; }
+    printf -v "URL_$name" 'http://%s' "$addr"
 }
 
 # proxy NAME UPSTREAM LOG PARSERS: write_config + start_proxy in $TMP/NAME.

@@ -534,6 +534,10 @@ pub async fn effective_config(State(state): State<Shared>) -> Json<Value> {
             "host": c.server.host, "port": c.server.port,
             "max_body_bytes": c.server.max_body_bytes,
             "shutdown_grace_period": c.server.shutdown_grace.as_secs_f64(),
+            "workers": match c.server.workers {
+                crate::config::Workers::PerThread(n) => json!(n),
+                crate::config::Workers::Shared => json!("shared"),
+            },
         },
         "enable_responses_endpoint": c.enable_responses_endpoint,
         "router_settings": {

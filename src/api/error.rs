@@ -196,6 +196,13 @@ impl IntoResponse for ApiError {
             tracing::warn!(status = status.as_u16(), error = %self.body()["error"]["message"], "request failed");
         }
         let mut r = json_error(status, &self.body());
+        if matches!(self, ApiError::TooLarge { .. } | ApiError::ReadBody(_)) {
+            // The rest of the body was never read, so this connection cannot
+            // carry another request: say so, or a keep-alive client sends
+            // its next request on a connection being closed under it.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let ApiError::Upstream { attempts, failure } = &self {
             r.headers_mut()
                 .insert(ATTEMPTS_HEADER, HeaderValue::from(attempts.len()));

@@ -35,7 +35,8 @@ use error::ApiError;
 pub struct AppState {
     /// The current snapshot; requests load it once.
     pub live: ArcSwap<Live>,
-    /// One pooled client for every upstream.
+    /// The pooled client for upstreams, used where the serving thread has
+    /// none of its own ([`AppState::upstream`]).
     pub client: reqwest::Client,
     pub started: Instant,
     /// The request log.
@@ -72,6 +73,15 @@ pub struct AppState {
 }
 
 pub type Shared = Arc<AppState>;
+
+impl AppState {
+    /// The upstream client for a request served on this thread: the
+    /// thread's own under a thread-per-core server (its connections are
+    /// driven where the request runs), else the shared one.
+    pub fn upstream(&self) -> reqwest::Client {
+        crate::upstream::client_here(&self.client)
+    }
+}
 
 /// The request's id, from the client's `x-request-id` or made here.
 #[derive(Clone)]

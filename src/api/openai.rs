@@ -56,7 +56,7 @@ pub async fn responses(State(state): State<Shared>, req: Request) -> Result<Resp
 }
 
 pub async fn list_models(State(state): State<Shared>) -> Response {
-    let body = state.live.load().models_listing(&state.client);
+    let body = state.live.load().models_listing(&state.upstream());
     json_body(StatusCode::OK, body)
 }
 
@@ -286,8 +286,9 @@ async fn forward(
         )
         .await
         .map_err(ApiError::ReasoningNotFound)?;
+    let client = state.upstream();
     let dispatch = Dispatch {
-        client: &state.client,
+        client: &client,
         settings: &live.config.router,
         plan: &plan,
         endpoint,

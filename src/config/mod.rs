@@ -74,6 +74,25 @@ pub struct ServerSettings {
     pub port: u16,
     pub max_body_bytes: u64,
     pub shutdown_grace: Duration,
+    pub workers: Workers,
+}
+
+/// `proxy_settings.server.workers`: which threads serve client connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// This many threads, each running its own single-threaded runtime with
+    /// its own upstream connection pool; each accepted connection stays on
+    /// one of them, so a request never changes thread (`auto`: one a core).
+    PerThread(usize),
+    /// Every connection on the process's shared work-stealing runtime.
+    Shared,
+}
+
+impl Workers {
+    /// One thread a core (what `auto` means).
+    pub fn auto() -> Workers {
+        Workers::PerThread(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
 }
 
 /// `proxy_settings.redis_url` / `redis_key_prefix`.

@@ -264,6 +264,16 @@ pub struct RawServer {
     pub max_body_bytes: Option<u64>,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
     pub shutdown_grace_period: Option<f64>,
+    /// `auto`, a thread count, or `shared` (see `config::Workers`).
+    pub workers: Option<RawWorkers>,
+}
+
+/// `proxy_settings.server.workers`: a count or a word.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawWorkers {
+    Count(i64),
+    Word(String),
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawFallbacks, RawModelParams};
+use super::raw::{RawConfig, RawFallbacks, RawModelParams, RawWorkers};
 use super::*;
 
 /// LiteLLM provider prefixes (`openai/gpt-4o`): the protocol and, where the
@@ -157,6 +157,7 @@ pub(super) fn resolve(
             "proxy_settings.server.shutdown_grace_period",
             errors,
         ),
+        workers: workers(ps.server.workers, errors),
     };
     let rs = raw.router_settings;
     let router = RouterSettings {
@@ -691,6 +692,35 @@ fn database(raw: super::raw::RawDatabase, errors: &mut Vec<String>) -> DatabaseS
         target,
         max_age,
         max_rows: raw.retention.max_rows,
+    }
+}
+
+/// The largest `proxy_settings.server.workers` count accepted.
+const MAX_WORKERS: i64 = 1024;
+
+fn workers(v: Option<RawWorkers>, errors: &mut Vec<String>) -> Workers {
+    const AT: &str = "proxy_settings.server.workers";
+    match v {
+        None => Workers::auto(),
+        Some(RawWorkers::Count(n)) if (1..=MAX_WORKERS).contains(&n) => {
+            Workers::PerThread(n as usize)
+        }
+        Some(RawWorkers::Count(n)) => {
+            errors.push(format!(
+                "{AT}: {n} is out of range (1 to {MAX_WORKERS}, `auto` or `shared`)"
+            ));
+            Workers::auto()
+        }
+        Some(RawWorkers::Word(w)) => match w.trim().to_ascii_lowercase().as_str() {
+            "auto" => Workers::auto(),
+            "shared" => Workers::Shared,
+            _ => {
+                errors.push(format!(
+                    "{AT}: expected `auto`, `shared` or a thread count, got `{w}`"
+                ));
+                Workers::auto()
+            }
+        },
     }
 }
 

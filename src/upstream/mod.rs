@@ -97,7 +97,29 @@ pub enum UpstreamError {
 /// buffers and a descriptor (docs/benchmarks.md, memory).
 pub const POOL_MAX_IDLE_PER_HOST: usize = 256;
 
-/// Builds the one HTTP client shared by every request.
+thread_local! {
+    /// This thread's own upstream client, when it has one: each thread of a
+    /// thread-per-core server keeps its own connection pool, so a request's
+    /// upstream connection is driven on the thread that serves the request.
+    static THREAD_CLIENT: std::cell::OnceCell<reqwest::Client> = const { std::cell::OnceCell::new() };
+}
+
+/// Gives the calling thread its own client (see [`client_here`]).
+pub fn set_thread_client(client: reqwest::Client) {
+    THREAD_CLIENT.with(|c| {
+        let _ = c.set(client);
+    });
+}
+
+/// The calling thread's own client, else the shared one.
+pub fn client_here(shared: &reqwest::Client) -> reqwest::Client {
+    THREAD_CLIENT
+        .with(|c| c.get().cloned())
+        .unwrap_or_else(|| shared.clone())
+}
+
+/// Builds an HTTP client for upstream requests (the shared one, and one per
+/// serving thread).
 pub fn client() -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

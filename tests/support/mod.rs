@@ -68,6 +68,8 @@ pub struct Hit {
     pub raw: Bytes,
     /// When the request arrived.
     pub at: std::time::Instant,
+    /// The connection it came on (the proxy's side of it).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl Hit {
@@ -99,7 +101,11 @@ impl Mock {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await;
         });
         Mock {
             url: format!("http://{addr}/v1"),
@@ -133,6 +139,10 @@ async fn handle(State(state): State<Arc<MockState>>, req: Request) -> Response {
         headers: parts.headers.clone(),
         raw,
         at: std::time::Instant::now(),
+        peer: parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0),
     };
     state.hits.lock().unwrap().push(hit.clone());
     let reply = state

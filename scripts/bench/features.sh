@@ -73,7 +73,11 @@ bench_features() {
         prps="$(oha_rps "$p32")" psps="$(jget "$ps" .rps)"
         [[ -n "$base_rps" ]] || { base_rps="$prps"; base_sps="$psps"; }
         rows+=("| $name | $(oha_us "$p1" p50) / $(oha_us "$p1" p99) | $(signed $(($(oha_us "$p1" p50) - dp50))) / $(signed $(($(oha_us "$p1" p99) - dp99))) | $(f0 "$prps") | $(ratio "$prps" "$base_rps") | $(f0 "$psps") | $(ratio "$psps" "$base_sps") | $(f1 "$(calc '(b - a) / n' a="$cpu0" b="$cpu1" n="$n")") | $(mb "$idle") / $(mb "$steady") / $(mb "$peak") / $(mb "$after") | $written |")
-        rm -rf "$TMP/pfeat"
+        # Kept (renamed) until the run ends: deleting its tens of thousands of
+        # log files now would make every file the next logging proxy creates
+        # scan past them on ext4 without a journal (lib.sh, settle_deletes),
+        # and measure that instead of the log.
+        mv "$TMP/pfeat" "$TMP/pfeat-done-${#rows[@]}"
     done
     stop_proc feat
     md "One proxy per row, started fresh, against a mock whose streams carry raw \`<think>\` markup in half of their 20 chunks. c=1: oha, ${half} s, non-stream; c=32 req/s: oha, ${DURATION} s, non-stream; c=32 streams/s: stream_load, ${DURATION} s. \"vs off\": over the \"nothing on\" row. CPU: the proxy's user + system time per request of the two c=32 runs, read after the log's writer finished. RSS: idle, steady (median over the c=32 runs), peak (VmHWM), after (settled). Written: records on disk / rows in SQLite over the requests the proxy answered." "" \

@@ -209,6 +209,41 @@ pub(crate) fn chat_frame(frame: &[u8]) -> ChatFrame {
     }
 }
 
+/// A chat → X stream translator, as [`next_chunk`] drives it.
+pub(crate) trait FromChat {
+    /// Its terminal event, or an `error`, went out: nothing may follow.
+    fn finished(&self) -> bool;
+    /// `[DONE]`: what ends the stream in its dialect (sets `finished`).
+    fn finish(&mut self, out: &mut Vec<Bytes>);
+    /// An upstream error chunk: its `error` event (sets `finished`).
+    fn error(&mut self, message: String, error: Value, out: &mut Vec<Bytes>);
+}
+
+/// The start of every chat → X translator's `frame`: the frame's chunk to
+/// translate, or `None` when there is nothing more to do with it (the
+/// translator has ended, the frame ended it, or it carried no chunk).
+pub(crate) fn next_chunk<T: FromChat>(
+    t: &mut T,
+    frame: &[u8],
+    out: &mut Vec<Bytes>,
+) -> Option<Value> {
+    if t.finished() {
+        return None;
+    }
+    match chat_frame(frame) {
+        ChatFrame::Done => {
+            t.finish(out);
+            None
+        }
+        ChatFrame::Skip => None,
+        ChatFrame::Error(message, e) => {
+            t.error(message, e, out);
+            None
+        }
+        ChatFrame::Chunk(chunk) => Some(chunk),
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! ways, as pure state machines: one upstream SSE frame in, the frames of
 //! the other protocol out.
 
-use crate::protocol::ChatFrame;
+use crate::protocol::{FromChat, next_chunk};
 use std::collections::HashMap;
 
 use bytes::Bytes;
@@ -320,27 +320,28 @@ impl ChatToMessages {
     }
 }
 
+impl FromChat for ChatToMessages {
+    fn finished(&self) -> bool {
+        self.finished
+    }
+
+    fn finish(&mut self, out: &mut Vec<Bytes>) {
+        ChatToMessages::finish(self, out);
+    }
+
+    fn error(&mut self, message: String, _: Value, out: &mut Vec<Bytes>) {
+        Self::event(
+            out,
+            json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+        );
+        self.finished = true;
+    }
+}
+
 impl Convert for ChatToMessages {
     fn frame(&mut self, frame: &[u8], out: &mut Vec<Bytes>) {
-        if self.finished {
-            // `message_stop` or `error` went out: nothing may follow them.
+        let Some(chunk) = next_chunk(self, frame, out) else {
             return;
-        }
-        let chunk = match crate::protocol::chat_frame(frame) {
-            ChatFrame::Done => {
-                self.finish(out);
-                return;
-            }
-            ChatFrame::Skip => return,
-            ChatFrame::Error(message, _) => {
-                Self::event(
-                    out,
-                    json!({"type": "error", "error": {"type": "api_error", "message": message}}),
-                );
-                self.finished = true;
-                return;
-            }
-            ChatFrame::Chunk(chunk) => chunk,
         };
         self.start(&chunk, out);
         if chunk["usage"].is_object() {

@@ -4,7 +4,7 @@
 //! `.done` events, and `response.completed` (or `response.incomplete`) with
 //! the whole response and its usage.
 
-use crate::protocol::ChatFrame;
+use crate::protocol::{FromChat, next_chunk};
 use std::collections::HashMap;
 
 use bytes::Bytes;
@@ -255,28 +255,29 @@ impl ChatToResponses {
     }
 }
 
+impl FromChat for ChatToResponses {
+    fn finished(&self) -> bool {
+        self.finished
+    }
+
+    fn finish(&mut self, out: &mut Vec<Bytes>) {
+        ChatToResponses::finish(self, out);
+    }
+
+    fn error(&mut self, message: String, e: Value, out: &mut Vec<Bytes>) {
+        self.emit(
+            out,
+            "error",
+            json!({"code": e.get("code").cloned().unwrap_or(Value::Null), "message": message, "param": null}),
+        );
+        self.finished = true;
+    }
+}
+
 impl Convert for ChatToResponses {
     fn frame(&mut self, frame: &[u8], out: &mut Vec<Bytes>) {
-        if self.finished {
-            // The terminal event or `error` went out: nothing may follow.
+        let Some(chunk) = next_chunk(self, frame, out) else {
             return;
-        }
-        let chunk = match crate::protocol::chat_frame(frame) {
-            ChatFrame::Done => {
-                self.finish(out);
-                return;
-            }
-            ChatFrame::Skip => return,
-            ChatFrame::Error(message, e) => {
-                self.emit(
-                    out,
-                    "error",
-                    json!({"code": e.get("code").cloned().unwrap_or(Value::Null), "message": message, "param": null}),
-                );
-                self.finished = true;
-                return;
-            }
-            ChatFrame::Chunk(chunk) => chunk,
         };
         self.start(&chunk, out);
         if chunk["usage"].is_object() {

@@ -632,27 +632,42 @@ async fn streaming_until_closed(stall: bool) -> (RawUpstream, mpsc::UnboundedRec
     (up, closed)
 }
 
+/// A logging proxy (with `proxy_settings`, if any) in front of `up`, whose
+/// timeout is far away (only the client or the proxy can end a stream), and
+/// a stream request `id` through it with its first chunk read.
+async fn stream_from(
+    up: &RawUpstream,
+    proxy_settings: &str,
+    id: &str,
+) -> (Logged, reqwest::Response, bytes::Bytes) {
+    let l = logged_proxy(
+        &format!(
+            "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}', request_timeout: 600}}}}\n{proxy_settings}",
+            up.url
+        ),
+        None,
+    )
+    .await;
+    let mut r = client()
+        .post(format!("{}/v1/chat/completions", l.server.url()))
+        .header("x-request-id", id)
+        .json(&json!({"model": "m", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let first = r.chunk().await.unwrap().unwrap();
+    (l, r, first)
+}
+
 #[tokio::test]
 async fn client_disconnect_mid_stream_cancels_the_upstream_request() {
     within(async {
         for stall in [false, true] {
             let (up, mut closed) = streaming_until_closed(stall).await;
-            // The upstream's timeout is far away: only the disconnect can end it.
-            let l = logged_proxy(
-                &format!("model_list:\n  - {{model_name: m, model_params: {{api_base: '{}', request_timeout: 600}}}}\n", up.url),
-                None,
-            )
-            .await;
+            // Only the disconnect can end the stream.
             let id = format!("gone-{stall}");
-            let mut r = client()
-                .post(format!("{}/v1/chat/completions", l.server.url()))
-                .header("x-request-id", &id)
-                .json(&json!({"model": "m", "stream": true}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            let first = r.chunk().await.unwrap().unwrap();
+            let (l, r, first) = stream_from(&up, "", &id).await;
             assert!(first.starts_with(chunk("first").as_bytes()));
             drop(r);
             // The upstream sees its connection closed...
@@ -665,7 +680,10 @@ async fn client_disconnect_mid_stream_cancels_the_upstream_request() {
                 (&json!("client_disconnected"), &json!(200), &json!("m#1")),
                 "stall: {stall}"
             );
-            assert_eq!(out["error"], "the client disconnected before the answer was complete");
+            assert_eq!(
+                out["error"],
+                "the client disconnected before the answer was complete"
+            );
             let got = chunks(&ev);
             assert_eq!(got[0], chunk("first"));
             assert!(got.iter().all(|c| !c.contains("\"error\"")), "{got:?}");
@@ -685,25 +703,11 @@ async fn shutdown_past_the_grace_period_cuts_open_streams_and_records_them() {
     within(async {
         for workers in ["auto", "2", "shared"] {
             let (up, mut closed) = streaming_until_closed(false).await;
-            let l = logged_proxy(
-                &format!(
-                    "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}', request_timeout: 600}}}}\n\
-                     proxy_settings:\n  server: {{shutdown_grace_period: 0.3, workers: {workers}}}\n",
-                    up.url
-                ),
-                None,
-            )
-            .await;
             let id = format!("cut-{workers}");
-            let mut r = client()
-                .post(format!("{}/v1/chat/completions", l.server.url()))
-                .header("x-request-id", &id)
-                .json(&json!({"model": "m", "stream": true}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            r.chunk().await.unwrap().unwrap();
+            let settings = format!(
+                "proxy_settings:\n  server: {{shutdown_grace_period: 0.3, workers: {workers}}}\n"
+            );
+            let (l, mut r, _) = stream_from(&up, &settings, &id).await;
             let started = std::time::Instant::now();
             let dir = l.dir.clone();
             let shutdown = tokio::spawn(l.server.shutdown());
@@ -712,7 +716,10 @@ async fn shutdown_past_the_grace_period_cuts_open_streams_and_records_them() {
             while let Ok(Some(c)) = r.chunk().await {
                 rest.extend_from_slice(&c);
             }
-            assert!(!String::from_utf8_lossy(&rest).contains("[DONE]"), "workers {workers}");
+            assert!(
+                !String::from_utf8_lossy(&rest).contains("[DONE]"),
+                "workers {workers}"
+            );
             shutdown.await.unwrap();
             let took = started.elapsed();
             assert!(
@@ -724,7 +731,10 @@ async fn shutdown_past_the_grace_period_cuts_open_streams_and_records_them() {
             let ev = record(&dir, &id).await;
             let out = outcome(&ev);
             assert_eq!(out["outcome"], "cancelled", "workers {workers}: {out}");
-            assert_eq!(out["error"], "the proxy stopped before the answer was complete");
+            assert_eq!(
+                out["error"],
+                "the proxy stopped before the answer was complete"
+            );
         }
     })
     .await;

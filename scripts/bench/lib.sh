@@ -244,12 +244,8 @@ start_proxy() {
 start_forwarder() {
     local name="$1" kind="$2" upstream="$3" dir="$TMP/$1" addr=""
     local hostport="${upstream#http://}"
-    mkdir -p "$dir"
-    cat >"$dir/config.yaml" <<EOF
-model_list:
-  - model_name: bench
-    model_params:
-      api_base: $upstream/v1
+    write_config "$dir" "$upstream" false false
+    cat >>"$dir/config.yaml" <<EOF
 forwarder_settings:
   listen: { host: 127.0.0.1, port: 0 }
   target: { host: ${hostport%:*}, port: ${hostport##*:} }

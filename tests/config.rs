@@ -374,3 +374,27 @@ fn server_workers() {
         );
     }
 }
+
+#[test]
+fn log_queue_bounds() {
+    let model =
+        "model_list:\n  - model_name: m\n    model_params: {api_base: 'http://127.0.0.1:9/v1'}\n";
+    let c = Config::from_yaml(model, None, &env(&[])).unwrap();
+    assert_eq!(
+        (c.logging.queue_size, c.logging.queue_max_bytes),
+        (10_000, 64 << 20)
+    );
+    let yaml =
+        format!("{model}proxy_settings:\n  logging: {{queue_size: 5, queue_max_bytes: 4096}}\n");
+    let c = Config::from_yaml(&yaml, None, &env(&[])).unwrap();
+    assert_eq!((c.logging.queue_size, c.logging.queue_max_bytes), (5, 4096));
+    let errors = errors_of(&format!(
+        "{model}proxy_settings:\n  logging: {{queue_max_bytes: 0}}\n"
+    ));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e == "proxy_settings.logging.queue_max_bytes: must be at least 1"),
+        "{errors:?}"
+    );
+}

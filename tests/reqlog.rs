@@ -303,9 +303,18 @@ async fn a_thousand_concurrent_requests_give_a_thousand_records() {
     })
     .await
     .unwrap();
+    let stats = l.server.state().log.stats().clone();
     l.server.shutdown().await;
     assert_eq!(files(&l.dir).len(), 1000);
     assert_eq!(db.count().await.unwrap(), 1000);
+    // Every record counted against the queue's byte bound was given back.
+    assert_eq!(
+        stats
+            .queued_bytes
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(stats.dropped.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
 
 #[tokio::test]

@@ -102,6 +102,10 @@ fn describe() {
         crate::reqlog::QUEUE_DEPTH,
         "Request records waiting for the log writer"
     );
+    describe_gauge!(
+        crate::reqlog::QUEUE_BYTES,
+        "About what the request records waiting for the log writer hold, in bytes"
+    );
     describe_counter!(
         crate::reqlog::DROPPED,
         "Request records the log could not keep"

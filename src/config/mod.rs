@@ -34,6 +34,8 @@ pub const DEFAULT_LOG_DIR: &str = "logs/requests";
 pub const DEFAULT_SQLITE_PATH: &str = "logs/yallmp.db";
 pub const DEFAULT_LOG_MAX_BODY: u64 = 10 * 1024 * 1024;
 pub const DEFAULT_LOG_QUEUE: usize = 10_000;
+/// `proxy_settings.logging.queue_max_bytes`: 64 MiB.
+pub const DEFAULT_LOG_QUEUE_BYTES: u64 = 64 << 20;
 
 /// The resolved configuration.
 #[derive(Debug, Clone)]
@@ -260,6 +262,8 @@ pub struct LoggingSettings {
     /// Bodies (and a stream's frames, together) over this are truncated.
     pub max_body_bytes: usize,
     pub queue_size: usize,
+    /// What the queued records may hold (bodies and frames), in bytes.
+    pub queue_max_bytes: usize,
 }
 
 /// Where the database is.

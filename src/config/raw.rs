@@ -194,6 +194,8 @@ pub struct RawLogging {
     pub max_body_bytes: Option<u64>,
     /// Records waiting for the writer before new ones are dropped.
     pub queue_size: Option<usize>,
+    /// Bytes those records may hold before new ones are dropped.
+    pub queue_max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

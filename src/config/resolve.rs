@@ -604,6 +604,10 @@ fn logging(raw: super::raw::RawLogging, errors: &mut Vec<String>) -> LoggingSett
     if queue_size == 0 {
         errors.push("proxy_settings.logging.queue_size: must be at least 1".into());
     }
+    let queue_max_bytes = raw.queue_max_bytes.unwrap_or(DEFAULT_LOG_QUEUE_BYTES);
+    if queue_max_bytes == 0 {
+        errors.push("proxy_settings.logging.queue_max_bytes: must be at least 1".into());
+    }
     LoggingSettings {
         files_dir: files_on.then(|| PathBuf::from(dir)),
         database: raw.database.enabled.unwrap_or(true),
@@ -612,6 +616,7 @@ fn logging(raw: super::raw::RawLogging, errors: &mut Vec<String>) -> LoggingSett
         max_body_bytes: usize::try_from(raw.max_body_bytes.unwrap_or(DEFAULT_LOG_MAX_BODY))
             .unwrap_or(usize::MAX),
         queue_size: queue_size.max(1),
+        queue_max_bytes: usize::try_from(queue_max_bytes.max(1)).unwrap_or(usize::MAX),
     }
 }
 

@@ -109,6 +109,8 @@ pub struct Record {
     /// When the request started, for offsets.
     clock: Instant,
     limit: usize,
+    /// What it counts for in the queue's byte bound, once submitted.
+    pub(crate) queued_bytes: usize,
 }
 
 impl Record {
@@ -146,7 +148,26 @@ impl Record {
             total: Duration::ZERO,
             clock: Instant::now(),
             limit,
+            queued_bytes: 0,
         }
+    }
+
+    /// About what the record holds in memory while it waits for the
+    /// writer: its bodies and frames (which dominate), a little for each
+    /// frame, header and attempt, and a fixed part.
+    pub fn weight(&self) -> usize {
+        let headers = |h: &HeaderMap| {
+            h.iter()
+                .map(|(k, v)| k.as_str().len() + v.len() + 16)
+                .sum::<usize>()
+        };
+        512 + self.request_body.len()
+            + self.response_body.as_ref().map_or(0, Bytes::len)
+            + self.frames_bytes
+            + 48 * self.frames.len()
+            + headers(&self.request_headers)
+            + self.response_headers.as_ref().map_or(0, headers)
+            + 256 * self.attempts.len()
     }
 
     /// Time since the request started.
@@ -211,6 +232,8 @@ impl Usage {
 /// Gauge: records waiting for the writer (set by the writer at each batch,
 /// so submitting a record costs no metrics lookup).
 pub(crate) const QUEUE_DEPTH: &str = "yallmp_log_queue_depth";
+/// Gauge: about what those records hold, in bytes (set with the depth).
+pub(crate) const QUEUE_BYTES: &str = "yallmp_log_queue_bytes";
 /// Counter: records the log could not keep (queue full, writer stopped,
 /// database backlog full).
 pub(crate) const DROPPED: &str = "yallmp_log_dropped_total";
@@ -227,6 +250,8 @@ pub struct RequestLog {
     scrubber: Arc<arc_swap::ArcSwap<redact::Scrubber>>,
     stats: Arc<LogStats>,
     limit: usize,
+    /// The queued records' bytes past which new ones are dropped.
+    max_queued_bytes: usize,
 }
 
 /// Counters for the request log.
@@ -237,6 +262,8 @@ pub struct LogStats {
     pub written_files: AtomicU64,
     pub written_rows: AtomicU64,
     pub failed_writes: AtomicU64,
+    /// About what the records waiting for the writer hold ([`Record::weight`]).
+    pub queued_bytes: std::sync::atomic::AtomicUsize,
     /// The database sink: 0 none, 1 took the last write, 2 unreachable.
     pub db_state: std::sync::atomic::AtomicU8,
     /// When each kind of [`Trouble`] was last warned about.
@@ -279,6 +306,7 @@ impl RequestLog {
             scrubber: Arc::default(),
             stats: Arc::default(),
             limit: 0,
+            max_queued_bytes: 0,
         }
     }
 
@@ -306,21 +334,29 @@ impl RequestLog {
         ))
     }
 
-    /// Queues a finished record; never waits.
-    pub fn submit(&self, record: Record) {
+    /// Queues a finished record; never waits. Past `queue_size` records,
+    /// or past `queue_max_bytes` of them (a record alone in the queue is
+    /// always taken, however large), the record is dropped and counted.
+    pub fn submit(&self, mut record: Record) {
         let Some(tx) = &self.tx else { return };
         self.stats.submitted.fetch_add(1, Ordering::Relaxed);
-        let sent = tx.try_send(record);
-        if let Err(e) = sent {
-            let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            metrics::counter!(DROPPED).increment(1);
-            if self.stats.should_warn(Trouble::Queue) {
-                let why = match e {
-                    mpsc::error::TrySendError::Full(_) => "the log queue is full",
-                    mpsc::error::TrySendError::Closed(_) => "the log writer has stopped",
-                };
-                tracing::warn!(dropped_total = n, "request record dropped: {why}");
+        let weight = record.weight();
+        let before = self.stats.queued_bytes.fetch_add(weight, Ordering::Relaxed);
+        let why = if before > 0 && before.saturating_add(weight) > self.max_queued_bytes {
+            "the log queue holds queue_max_bytes"
+        } else {
+            record.queued_bytes = weight;
+            match tx.try_send(record) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(_)) => "the log queue is full",
+                Err(mpsc::error::TrySendError::Closed(_)) => "the log writer has stopped",
             }
+        };
+        self.stats.queued_bytes.fetch_sub(weight, Ordering::Relaxed);
+        let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::counter!(DROPPED).increment(1);
+        if self.stats.should_warn(Trouble::Queue) {
+            tracing::warn!(dropped_total = n, "request record dropped: {why}");
         }
     }
 
@@ -365,6 +401,7 @@ pub async fn start(config: &Config) -> Result<(RequestLog, Option<Writer>), Star
             scrubber,
             stats,
             limit: logging.max_body_bytes,
+            max_queued_bytes: logging.queue_max_bytes,
         },
         Some(writer),
     ))
@@ -433,5 +470,79 @@ impl Drop for RecordGuard {
             }
             self.finish(outcome);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(body_bytes: usize) -> Record {
+        let mut r = Record::new(
+            "id".into(),
+            "POST".into(),
+            "/v1/chat/completions".into(),
+            None,
+            HeaderMap::new(),
+            usize::MAX,
+        );
+        r.request_body = Bytes::from(vec![b'x'; body_bytes]);
+        r
+    }
+
+    fn log(max_queued_bytes: usize) -> (RequestLog, mpsc::Receiver<Record>) {
+        let (tx, rx) = mpsc::channel(100);
+        let log = RequestLog {
+            tx: Some(tx),
+            scrubber: Arc::default(),
+            stats: Arc::default(),
+            limit: usize::MAX,
+            max_queued_bytes,
+        };
+        (log, rx)
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes() {
+        let (log, mut rx) = log(10_000);
+        let w = record(4_000).weight();
+        assert!((4_000..5_000).contains(&w), "{w}");
+        log.submit(record(4_000));
+        log.submit(record(4_000));
+        // A third would pass 10,000 bytes: dropped and counted.
+        log.submit(record(4_000));
+        let stats = log.stats();
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.queued_bytes.load(Ordering::Relaxed), 2 * w);
+        // The writer takes one and gives its bytes back: room again.
+        let taken = rx.try_recv().unwrap();
+        assert_eq!(taken.queued_bytes, w);
+        stats
+            .queued_bytes
+            .fetch_sub(taken.queued_bytes, Ordering::Relaxed);
+        log.submit(record(4_000));
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.submitted.load(Ordering::Relaxed), 4);
+        assert_eq!(rx.len(), 2);
+    }
+
+    #[test]
+    fn a_record_alone_is_taken_however_large() {
+        let (log, mut rx) = log(1_000);
+        log.submit(record(50_000));
+        assert_eq!(log.stats().dropped.load(Ordering::Relaxed), 0);
+        assert!(rx.try_recv().unwrap().queued_bytes > 50_000);
+        // The next one waits for the writer to give those bytes back.
+        log.submit(record(10));
+        assert_eq!(log.stats().dropped.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_refused_record_gives_its_bytes_back() {
+        let (log, rx) = log(1_000_000);
+        drop(rx);
+        log.submit(record(100));
+        assert_eq!(log.stats().dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(log.stats().queued_bytes.load(Ordering::Relaxed), 0);
     }
 }

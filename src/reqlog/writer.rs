@@ -202,6 +202,8 @@ impl Render {
                         }
                     }
                     metrics::gauge!(super::QUEUE_DEPTH).set(self.rx.len() as f64);
+                    metrics::gauge!(super::QUEUE_BYTES)
+                        .set(self.stats.queued_bytes.load(Ordering::Relaxed) as f64);
                     self.write(std::mem::take(&mut batch)).await;
                 }
                 _ = stopped.changed() => {
@@ -223,6 +225,9 @@ impl Render {
     }
 
     async fn write(&mut self, records: Vec<Record>) {
+        // The batch stops counting against the queue's byte bound once it
+        // is rendered and its files written (its memory is held till then).
+        let weight: usize = records.iter().map(|r| r.queued_bytes).sum();
         let dir = self.dir.clone();
         let want_rows = self.rows.is_some();
         let scrubber = self.scrubber.load_full();
@@ -254,6 +259,7 @@ impl Render {
             rows
         })
         .await;
+        self.stats.queued_bytes.fetch_sub(weight, Ordering::Relaxed);
         match rendered {
             Ok(rows) if !rows.is_empty() => {
                 if let Some(tx) = &self.rows {

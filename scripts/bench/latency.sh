@@ -14,6 +14,21 @@ mock_latencies() {
     return 0
 }
 
+# mock_and_proxy MOCK PROXY LATENCY_MS CONNECTIONS: a mock with that latency
+# and a proxy (request log off) in front of it, both checked, then warmed up
+# at CONNECTIONS for BENCH_WARMUP seconds; sets URL_MOCK and URL_PROXY.
+mock_and_proxy() {
+    local mock="URL_$1" px="URL_$2"
+    start_mock "$1" --latency-ms "$3"
+    proxy "$2" "${!mock}" false false
+    check_target "${!mock}"
+    check_target "${!px}"
+    if ((WARMUP > 0)); then
+        oha_run "$TMP/warm.json" "${!mock}" "$TMP/plain.json" -z "${WARMUP}s" -c "$4"
+        oha_run "$TMP/warm.json" "${!px}" "$TMP/plain.json" -z "${WARMUP}s" -c "$4"
+    fi
+}
+
 # c1_run OUT URL: BENCH_DURATION seconds of oha at concurrency 1, one worker.
 c1_run() {
     oha_run "$1" "$2" "$TMP/plain.json" -z "${DURATION}s" -c 1 --worker-threads 1
@@ -23,14 +38,7 @@ bench_latency() {
     part_begin latency "Added latency at concurrency 1 (non-stream)"
     local rows=() floor=() lat d p f kind dp50 dp99 dp999 pp50 pp99 pp999 errs verdict=""
     for lat in $(mock_latencies); do
-        start_mock lat --latency-ms "$lat"
-        proxy plat "$URL_lat" false false
-        check_target "$URL_lat"
-        check_target "$URL_plat"
-        if ((WARMUP > 0)); then
-            oha_run "$TMP/warm.json" "$URL_lat" "$TMP/plain.json" -z "${WARMUP}s" -c 1
-            oha_run "$TMP/warm.json" "$URL_plat" "$TMP/plain.json" -z "${WARMUP}s" -c 1
-        fi
+        mock_and_proxy lat plat "$lat" 1
         d="$TMP/lat-direct-$lat.json"
         p="$TMP/lat-proxy-$lat.json"
         log "latency (mock ${lat} ms): direct"
@@ -80,14 +88,7 @@ bench_throughput() {
     part_begin throughput "Sustained throughput (non-stream)"
     local rows=() lat c d p cpu0 cpu1 dr pr errs verdict=""
     for lat in $(mock_latencies); do
-        start_mock thr --latency-ms "$lat"
-        proxy pthr "$URL_thr" false false
-        check_target "$URL_thr"
-        check_target "$URL_pthr"
-        if ((WARMUP > 0)); then
-            oha_run "$TMP/warm.json" "$URL_thr" "$TMP/plain.json" -z "${WARMUP}s" -c 32
-            oha_run "$TMP/warm.json" "$URL_pthr" "$TMP/plain.json" -z "${WARMUP}s" -c 32
-        fi
+        mock_and_proxy thr pthr "$lat" 32
         for c in 32 128; do
             d="$TMP/thr-direct-$lat-$c.json"
             p="$TMP/thr-proxy-$lat-$c.json"

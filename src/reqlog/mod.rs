@@ -389,12 +389,13 @@ impl RequestLog {
     pub fn submit(&self, mut record: Record) {
         let Some(tx) = &self.tx else { return };
         self.stats.submitted.fetch_add(1, Ordering::Relaxed);
-        record.compact();
         let weight = record.weight();
         let before = self.stats.queued_bytes.fetch_add(weight, Ordering::Relaxed);
         let why = if before > 0 && before.saturating_add(weight) > self.max_queued_bytes {
             "the log queue holds queue_max_bytes"
         } else {
+            // Only a record that is kept is worth the copies.
+            record.compact();
             record.queued_bytes = weight;
             match tx.try_send(record) {
                 Ok(()) => return,

@@ -219,8 +219,11 @@ mod tests {
         assert_eq!(got[0], (k1, e.clone()));
         assert_eq!(got[1].0, k2);
         let db = store.open().await.unwrap();
-        assert_eq!(prune(db).await.unwrap(), 1);
+        // The store's own pruning task runs once when it opens, so it may
+        // have taken the expired row first: between them, it goes once.
+        assert!(prune(db).await.unwrap() <= 1);
         assert_eq!(prune(db).await.unwrap(), 0);
+        assert_eq!(store.get(&[k1, k2, k3]).await.len(), 2);
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }

@@ -188,11 +188,17 @@ start_mock() {
     printf -v "URL_$name" '%s' "$url"
 }
 
-# write_config DIR UPSTREAM LOG(true|false) PARSERS(true|false): a proxy
-# config with one model, `bench`, at UPSTREAM; the request log (files +
-# SQLite) in DIR.
+# write_config DIR UPSTREAM LOG PARSERS(true|false): a proxy config with one
+# model, `bench`, at UPSTREAM; the request log in DIR. LOG: true (files +
+# SQLite), false (off), files or database (that sink alone).
 write_config() {
-    local dir="$1" upstream="$2" log_on="$3" parsers="$4"
+    local dir="$1" upstream="$2" log="$3" parsers="$4" files_on db_on
+    case "$log" in
+        true | false) files_on="$log" db_on="$log" ;;
+        files) files_on=true db_on=false ;;
+        database) files_on=false db_on=true ;;
+        *) die "write_config: LOG must be true, false, files or database, got '$log'" ;;
+    esac
     mkdir -p "$dir"
     cat >"$dir/config.yaml" <<EOF
 model_list:
@@ -210,10 +216,10 @@ proxy_settings:
     workers: $WORKERS
   logging:
     files:
-      enabled: $log_on
+      enabled: $files_on
       dir: $dir/logs/requests
     database:
-      enabled: $log_on
+      enabled: $db_on
 router_settings:
   num_retries: 0
 database:

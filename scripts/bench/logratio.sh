@@ -13,8 +13,12 @@
 # its run; the logged figure is read after the writer has drained, so it holds
 # the whole cost of writing the records. Steadier than req/s on a busy box.
 #
+# With BENCH_SINKS=on (default) a table runs the target's load (non-stream,
+# c=32) through the log off, files only, SQLite only and both, to show where
+# the log's cost goes.
+#
 # Knobs: BENCH_CHUNKS (20), BENCH_LATENCY_MS (0), BENCH_CHUNK_DELAY_MS (0),
-# BENCH_REQUEST_LOG (off|on), BENCH_PARSERS (on|off); BENCH_DURATION and
+# BENCH_REQUEST_LOG (off|on), BENCH_PARSERS (on|off), BENCH_SINKS (on|off); BENCH_DURATION and
 # BENCH_WARMUP as for the whole suite. Writes $OUT_DIR/logratio.md (and the
 # same as $OUT_DIR/results.md, the file this table always had).
 
@@ -213,6 +217,77 @@ LR_CONTEXT="request log ${REQUEST_LOG} (logged: files + SQLite on); mock: ${CHUN
 printf '%s' "$TABLE" >&2
 md "$LR_CONTEXT." "Latency is wrk's time to the whole response (for streams, to the last byte)." \
     "The $RECORDS." "" "$MARKDOWN"
+
+# --- each sink alone: where the log's cost goes ------------------------------
+# Four proxies against the same mock, measured one after the other at the
+# target's load (non-stream, c=32): log off, files only, SQLite only, both.
+# Each logging run waits for its writer before and after, and its CPU is read
+# after the writer has drained, so each row pays for its own records.
+if [[ "${BENCH_SINKS:-on}" == on && "$LOG_ON" == false ]]; then
+    proxy lrfiles "$MOCK_URL" files false
+    proxy lrdb "$MOCK_URL" database false
+    # records_of NAME: records NAME's log holds (its files, else its rows).
+    records_of() {
+        local dir="$TMP/$1"
+        if [[ -d "$dir/logs/requests" ]]; then
+            find "$dir/logs/requests" -name '*.log' ! -name '*.parsed.log' | wc -l
+        elif command -v sqlite3 >/dev/null 2>&1 && [[ -f "$dir/yallmp.db" ]]; then
+            sqlite3 "$dir/yallmp.db" 'SELECT COUNT(*) FROM requests'
+        else
+            echo -1
+        fi
+    }
+    settle_of() {
+        local before now
+        before="$(records_of "$1")"
+        for _ in $(seq 1 120); do
+            sleep 0.5
+            now="$(records_of "$1")"
+            [[ "$now" == "$before" ]] && break
+            before="$now"
+        done
+        echo "$now"
+    }
+    if ((WARMUP > 0)); then
+        for name in lrfiles lrdb; do
+            url="URL_$name"
+            run_wrk "${!url}" "$TMP/plain.lua" 32 2 "$WARMUP" >/dev/null
+        done
+    fi
+    SROWS=()
+    OFF_RPS=""
+    for sink in "off|lrproxy" "files only|lrfiles" "SQLite only|lrdb" "files + SQLite|logged"; do
+        IFS='|' read -r label name <<<"$sink"
+        url="URL_$name"
+        pid="PID_$name"
+        log "non-stream c=32, log $label"
+        [[ "$name" == lrproxy ]] || before="$(settle_of "$name")"
+        c0="$(cpu_us "${!pid}")"
+        out="$(run_wrk "${!url}" "$TMP/plain.lua" 32 2 "$DURATION")"
+        [[ "$name" == lrproxy ]] || after="$(settle_of "$name")"
+        c1="$(cpu_us "${!pid}")"
+        read -r rps p50 _ req se ke <<<"$out"
+        if ((se + ke > 0)); then
+            log "log $label: errors ($se bad status, $ke socket)"
+            ERRORS=1
+        fi
+        [[ -z "$OFF_RPS" ]] && OFF_RPS="$rps"
+        if [[ "$name" == lrproxy ]]; then
+            written="n/a"
+        elif ((before < 0 || after < 0)); then
+            written="n/a (no sqlite3)"
+        else
+            written="$(awk -v w="$((after - before))" -v r="$req" 'BEGIN { printf "%.0f%%", (r > 0 ? 100 * w / r : 0) }')"
+        fi
+        SROWS+=("$(awk -v l="$label" -v a="$rps" -v off="$OFF_RPS" -v p="$p50" -v c="$((c1 - c0))" -v r="$req" -v w="$written" 'BEGIN {
+            printf "| %s | %.0f | %.2f | %.3f | %.1f | %s |", l, a, (off > 0 ? a / off : 0), p / 1000, (r > 0 ? c / r : 0), w }')")
+    done
+    md "" "Where the cost goes: the same non-stream load at c=32 through proxies that differ only in the log's sinks, one after the other. \"vs off\": req/s over the first row. CPU: the proxy's user + system time per request, read after its writer drained. Written: records of the run on disk (or in SQLite) over the requests wrk counted." "" \
+        "| request log | req/s | vs off | p50 ms | proxy CPU µs/req | written |" \
+        "| --- | ---: | ---: | ---: | ---: | ---: |" "${SROWS[@]}"
+    stop_proc lrfiles
+    stop_proc lrdb
+fi
 
 # --- response parsers: streams with parse_tags on vs off ---------------------
 # Both proxies (request log off) relay the same mock, whose streams carry raw

@@ -189,6 +189,13 @@ async fn four_kinds(db_url: Option<&str>) {
 
     // The database has the same.
     assert_eq!(db.count().await.unwrap(), 5);
+    if let Db::Sqlite(p) = &db {
+        let size: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(p)
+            .await
+            .unwrap();
+        assert_eq!(size, 8192, "a new log database uses 8 KiB pages");
+    }
     let dump: String = match &db {
         Db::Sqlite(p) => sqlx::query("SELECT id, outcome, status, stream, attempts_count, backend, total_tokens, request_headers, request_body, attempts, response_body, chunks FROM requests ORDER BY id")
             .fetch_all(p)
@@ -247,6 +254,38 @@ async fn four_kinds(db_url: Option<&str>) {
 #[tokio::test]
 async fn records_in_files_and_sqlite() {
     four_kinds(None).await;
+}
+
+/// A log database made before 8 KiB pages keeps its page size (SQLite can
+/// change it only by a VACUUM) and is used as it is.
+#[tokio::test]
+async fn an_existing_database_keeps_its_page_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        use sqlx::ConnectOptions as _;
+        let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .page_size(4096)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let db = Db::connect(&DatabaseTarget::Sqlite { path }).await.unwrap();
+    db.migrate().await.unwrap();
+    assert_eq!(db.count().await.unwrap(), 0);
+    let Db::Sqlite(p) = &db else { unreachable!() };
+    let size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(p)
+        .await
+        .unwrap();
+    assert_eq!(size, 4096);
+    db.close().await;
 }
 
 /// PostgreSQL runs on this machine; `.ci/run` exports its URL. When the

@@ -395,17 +395,36 @@ load_run() {
 # jget FILE FILTER: a jq value (null → 0).
 jget() { jq -r "($2) // 0" "$1"; }
 
-# Files (records) in DIR once the count has stopped moving; prints it.
-settle_dir_count() {
-    local dir="$1" before now
-    before="$(find "$dir" -name '*.log' ! -name '*.parsed.log' 2>/dev/null | wc -l)"
+# Log files (records) in DIR.
+dir_count() { find "$1" -name '*.log' ! -name '*.parsed.log' 2>/dev/null | wc -l; }
+
+# settle COUNTER ARG: what `COUNTER ARG` prints once it has stopped moving
+# (read every 0.5 s, for up to 2 minutes); prints it.
+settle() {
+    local before now
+    before="$("$1" "$2")"
     for _ in $(seq 1 240); do
         sleep 0.5
-        now="$(find "$dir" -name '*.log' ! -name '*.parsed.log' 2>/dev/null | wc -l)"
+        now="$("$1" "$2")"
         [[ "$now" == "$before" ]] && break
         before="$now"
     done
     echo "$now"
+}
+
+# Files (records) in DIR once the count has stopped moving; prints it.
+settle_dir_count() { settle dir_count "$1"; }
+
+# log_records DIR: records the request log of the proxy whose config is in
+# DIR holds: its files, else its SQLite rows; -1 when neither can be counted.
+log_records() {
+    if [[ -d "$1/logs/requests" ]]; then
+        dir_count "$1/logs/requests"
+    else
+        local n
+        n="$(sqlite_rows "$1/yallmp.db")"
+        echo "${n:--1}"
+    fi
 }
 
 # Rows in a request log database (sqlite3 if installed, else empty).

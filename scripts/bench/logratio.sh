@@ -97,23 +97,10 @@ if ((WARMUP > 0)); then
     done
 fi
 
-# Records the logging proxy has written (its files), and a wait until its
-# writer is idle: each logged run then pays for its own records, and a
-# backlog never steals CPU from the next run.
-count_records() { find "$TMP/logged/logs/requests" -name '*.log' ! -name '*.parsed.log' 2>/dev/null | wc -l; }
-settle_records() {
-    local before now
-    before="$(count_records)"
-    for _ in $(seq 1 120); do
-        sleep 0.5
-        now="$(count_records)"
-        [[ "$now" == "$before" ]] && break
-        before="$now"
-    done
-    echo "$now"
-}
-
 # --- measure -----------------------------------------------------------------
+# Each logged run waits for the logging proxy's records to stop growing
+# (`settle log_records`, lib.sh) before and after: it then pays for its own
+# records, and a backlog never steals CPU from the next run.
 SCENARIOS=(
     "non-stream c=1|plain|1|1"
     "non-stream c=32|plain|32|2"
@@ -131,10 +118,10 @@ for s in "${SCENARIOS[@]}"; do
     proxy="$(run_wrk "$PROXY_URL" "$TMP/$kind.lua" "$conns" "$threads" "$DURATION")"
     pcpu1="$(cpu_us "$PROXY_PID")"
     log "$name: through the logging proxy"
-    before="$(settle_records)"
+    before="$(settle log_records "$TMP/logged")"
     lcpu0="$(cpu_us "$LOGGED_PID")"
     logged="$(run_wrk "$LOGGED_URL" "$TMP/$kind.lua" "$conns" "$threads" "$DURATION")"
-    after="$(settle_records)"
+    after="$(settle log_records "$TMP/logged")"
     lcpu1="$(cpu_us "$LOGGED_PID")"
     read -r _ _ _ _ dse dke <<<"$direct"
     read -r _ _ _ _ pse pke <<<"$proxy"
@@ -150,7 +137,7 @@ for s in "${SCENARIOS[@]}"; do
     ROWS+=("$name|$direct|$proxy|$logged")
 done
 
-written="$(settle_records)"
+written="$(settle log_records "$TMP/logged")"
 # wrk does not count the requests still in flight when a run's time is up,
 # but the proxy finishes (and logs) them: up to c records per run more than
 # "sent", so a negative difference means none dropped.
@@ -226,28 +213,6 @@ md "$LR_CONTEXT." "Latency is wrk's time to the whole response (for streams, to 
 if [[ "${BENCH_SINKS:-on}" == on && "$LOG_ON" == false ]]; then
     proxy lrfiles "$MOCK_URL" files false
     proxy lrdb "$MOCK_URL" database false
-    # records_of NAME: records NAME's log holds (its files, else its rows).
-    records_of() {
-        local dir="$TMP/$1"
-        if [[ -d "$dir/logs/requests" ]]; then
-            find "$dir/logs/requests" -name '*.log' ! -name '*.parsed.log' | wc -l
-        elif command -v sqlite3 >/dev/null 2>&1 && [[ -f "$dir/yallmp.db" ]]; then
-            sqlite3 "$dir/yallmp.db" 'SELECT COUNT(*) FROM requests'
-        else
-            echo -1
-        fi
-    }
-    settle_of() {
-        local before now
-        before="$(records_of "$1")"
-        for _ in $(seq 1 120); do
-            sleep 0.5
-            now="$(records_of "$1")"
-            [[ "$now" == "$before" ]] && break
-            before="$now"
-        done
-        echo "$now"
-    }
     if ((WARMUP > 0)); then
         for name in lrfiles lrdb; do
             url="URL_$name"
@@ -261,10 +226,10 @@ if [[ "${BENCH_SINKS:-on}" == on && "$LOG_ON" == false ]]; then
         url="URL_$name"
         pid="PID_$name"
         log "non-stream c=32, log $label"
-        [[ "$name" == lrproxy ]] || before="$(settle_of "$name")"
+        [[ "$name" == lrproxy ]] || before="$(settle log_records "$TMP/$name")"
         c0="$(cpu_us "${!pid}")"
         out="$(run_wrk "${!url}" "$TMP/plain.lua" 32 2 "$DURATION")"
-        [[ "$name" == lrproxy ]] || after="$(settle_of "$name")"
+        [[ "$name" == lrproxy ]] || after="$(settle log_records "$TMP/$name")"
         c1="$(cpu_us "${!pid}")"
         read -r rps p50 _ req se ke <<<"$out"
         if ((se + ke > 0)); then

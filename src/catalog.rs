@@ -14,6 +14,9 @@ use crate::wildcard;
 pub const TTL: Duration = Duration::from_secs(60);
 /// How long one fetch may take.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest model list read from a backend (a list of a few thousand
+/// models is well under 1 MiB).
+pub const MAX_LIST_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Default)]
 struct Entry {
@@ -97,10 +100,16 @@ async fn fetch(client: &reqwest::Client, b: &Backend) -> Result<Vec<String>, Str
     if !response.status().is_success() {
         return Err(format!("answered {}", response.status()));
     }
-    let bytes = response
-        .bytes()
+    let declared = crate::upstream::content_length(response.headers());
+    let mut body: crate::upstream::BodyStream =
+        Box::pin(futures::StreamExt::map(response.bytes_stream(), |r| {
+            r.map_err(|e| {
+                crate::upstream::UpstreamError::Body(crate::upstream::error_chain(&e.without_url()))
+            })
+        }));
+    let bytes = crate::upstream::read_body(&mut body, FETCH_TIMEOUT, MAX_LIST_BYTES, declared)
         .await
-        .map_err(|e| crate::upstream::error_chain(&e.without_url()))?;
+        .map_err(|e| e.to_string())?;
     let body: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| format!("not a model list: {e}"))?;
     Ok(names(b, &body))

@@ -31,6 +31,9 @@ pub struct Live {
     patterns: crate::wildcard::Patterns,
     /// What the wildcard backends offer (`GET /v1/models`).
     catalog: Arc<crate::catalog::Catalog>,
+    /// This config's secrets (backend keys, the admin password), scrubbed
+    /// from upstream text before it reaches a client or stderr.
+    pub scrubber: Arc<crate::reqlog::redact::Scrubber>,
 }
 
 impl Live {
@@ -65,6 +68,7 @@ impl Live {
         Live {
             patterns,
             catalog: Default::default(),
+            scrubber: Arc::new(crate::reqlog::redact::Scrubber::from_config(&config)),
             config: Arc::new(config),
             plans,
             models_json,

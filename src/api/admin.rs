@@ -533,6 +533,7 @@ pub async fn effective_config(State(state): State<Shared>) -> Json<Value> {
         "server": {
             "host": c.server.host, "port": c.server.port,
             "max_body_bytes": c.server.max_body_bytes,
+            "max_response_bytes": c.server.max_response_bytes,
             "shutdown_grace_period": c.server.shutdown_grace.as_secs_f64(),
             "workers": match c.server.workers {
                 crate::config::Workers::PerThread(n) => json!(n),

@@ -172,6 +172,10 @@ fn upstream_body(failure: &AllFailed, attempts: &[Attempt]) -> Value {
                 code = code.or(Some(json!("upstream_timeout")));
                 "upstream_error".to_string()
             }
+            LastFailure::Network(UpstreamError::TooLarge { .. }) => {
+                code = code.or(Some(json!("upstream_response_too_large")));
+                "upstream_error".to_string()
+            }
             _ => "upstream_error".to_string(),
         });
     }
@@ -213,8 +217,8 @@ impl IntoResponse for ApiError {
                 && let Some(upstream) = attempts.last().and_then(|a| a.headers.as_ref())
             {
                 for name in ["retry-after", RETRY_AFTER_MS] {
-                    if let Some(v) = upstream.get(name) {
-                        r.headers_mut().insert(name, v.clone());
+                    if let Some(v) = upstream.get(name).and_then(|v| relayable(name, v)) {
+                        r.headers_mut().insert(name, v);
                     }
                 }
             }
@@ -225,6 +229,28 @@ impl IntoResponse for ApiError {
         }
         r
     }
+}
+
+/// An upstream's `Retry-After` (`name`) as the client gets it: a number
+/// as whole seconds (milliseconds for `retry-after-ms`) capped as the
+/// router caps it, a date as it is; `None` for a value the router ignores
+/// (negative, NaN, infinite, unparsable), so a client never gets one that
+/// could trip it.
+fn relayable(name: &'static str, v: &HeaderValue) -> Option<HeaderValue> {
+    let mut one = http::HeaderMap::new();
+    one.insert(http::HeaderName::from_static(name), v.clone());
+    let wait = crate::router::retry_after(&one)?;
+    if name == RETRY_AFTER_MS {
+        return Some(HeaderValue::from(
+            u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        ));
+    }
+    let number = v.to_str().ok()?.trim().parse::<f64>().is_ok();
+    Some(if number {
+        HeaderValue::from(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+    } else {
+        v.clone()
+    })
 }
 
 /// A JSON response with the given status.
@@ -280,6 +306,13 @@ mod tests {
             failed(503, &[("retry-after", "5")]).headers()["retry-after"],
             "5"
         );
+        // Values the router ignores are not relayed; huge ones are capped.
+        let r = failed(429, &[("retry-after", "NaN"), ("retry-after-ms", "1e300")]);
+        assert!(!r.headers().contains_key("retry-after"));
+        assert_eq!(r.headers()["retry-after-ms"], "1000000000");
+        let r = failed(429, &[("retry-after", "1.5"), ("retry-after-ms", "-1")]);
+        assert_eq!(r.headers()["retry-after"], "2");
+        assert!(!r.headers().contains_key("retry-after-ms"));
         // Not on other failures.
         assert!(
             !failed(500, &[("retry-after", "5")])

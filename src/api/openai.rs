@@ -300,6 +300,8 @@ async fn forward(
         forward_credentials: live.config.auth.api_keys.is_empty(),
         registry: &state.backends,
         thinking: thinking.as_ref().and_then(|t| t.restore.as_ref()),
+        scrubber: &live.scrubber,
+        max_response_bytes: live.config.server.max_response_bytes,
     };
     let answer = match dispatch.run(guard.attempts()).await {
         Ok(answer) => answer,

@@ -28,6 +28,8 @@ pub use env::Env;
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 pub const DEFAULT_PORT: u16 = 7979;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+/// `proxy_settings.server.max_response_bytes` when not set (64 MiB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_LOG_DIR: &str = "logs/requests";
@@ -75,6 +77,9 @@ pub struct ServerSettings {
     pub host: String,
     pub port: u16,
     pub max_body_bytes: u64,
+    /// The largest whole (not streamed) answer read from a backend; past
+    /// it the attempt fails (502 `upstream_response_too_large`).
+    pub max_response_bytes: usize,
     pub shutdown_grace: Duration,
     pub workers: Workers,
 }

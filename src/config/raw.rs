@@ -264,6 +264,8 @@ pub struct RawServer {
     pub port: Option<u16>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: Option<u64>,
+    /// Largest whole (not streamed) upstream answer read, in bytes.
+    pub max_response_bytes: Option<u64>,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
     pub shutdown_grace_period: Option<f64>,
     /// `auto`, a thread count, or `shared` (see `config::Workers`).

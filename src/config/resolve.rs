@@ -151,6 +151,7 @@ pub(super) fn resolve(
             .unwrap_or_else(|| DEFAULT_HOST.to_string()),
         port: ps.server.port.or(gs.port).unwrap_or(DEFAULT_PORT),
         max_body_bytes: ps.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        max_response_bytes: max_response_bytes(ps.server.max_response_bytes, errors),
         shutdown_grace: seconds(
             ps.server.shutdown_grace_period,
             DEFAULT_SHUTDOWN_GRACE,
@@ -697,6 +698,25 @@ fn database(raw: super::raw::RawDatabase, errors: &mut Vec<String>) -> DatabaseS
         target,
         max_age,
         max_rows: raw.retention.max_rows,
+    }
+}
+
+/// The smallest `proxy_settings.server.max_response_bytes` accepted: below
+/// it ordinary answers would fail.
+const MIN_RESPONSE_BYTES: u64 = 1024;
+
+fn max_response_bytes(v: Option<u64>, errors: &mut Vec<String>) -> usize {
+    const AT: &str = "proxy_settings.server.max_response_bytes";
+    let default = usize::try_from(DEFAULT_MAX_RESPONSE_BYTES).unwrap_or(usize::MAX);
+    match v {
+        None => default,
+        Some(n) if n >= MIN_RESPONSE_BYTES => usize::try_from(n).unwrap_or(usize::MAX),
+        Some(n) => {
+            errors.push(format!(
+                "{AT}: {n} is too small (at least {MIN_RESPONSE_BYTES} bytes; the default is {DEFAULT_MAX_RESPONSE_BYTES})"
+            ));
+            default
+        }
     }
 }
 

@@ -202,14 +202,28 @@ pub struct Scrubber {
 }
 
 impl Scrubber {
-    /// Every backend key in the config (and the database password).
+    /// Every backend key in the config, a password in a backend's
+    /// `api_base` (`https://user:pw@host`), the admin password and the
+    /// database password.
     pub fn from_config(config: &Config) -> Scrubber {
-        let mut secrets: Vec<String> = config
-            .models
-            .iter()
-            .flat_map(|m| m.backends.iter())
-            .filter_map(|b| b.api_key.as_ref().map(|k| k.expose().to_string()))
-            .collect();
+        let mut secrets: Vec<String> = Vec::new();
+        for b in config.models.iter().flat_map(|m| m.backends.iter()) {
+            if let Some(k) = &b.api_key {
+                secrets.push(k.expose().to_string());
+            }
+            if let Ok(url) = reqwest::Url::parse(&b.api_base)
+                && let Some(pw) = url.password()
+            {
+                // As written in the URL and decoded.
+                secrets.push(pw.to_string());
+                if let Ok(decoded) = percent_decode(pw) {
+                    secrets.push(decoded);
+                }
+            }
+        }
+        if let Some(pw) = &config.auth.admin_password {
+            secrets.push(pw.expose().to_string());
+        }
         if let crate::config::DatabaseTarget::Postgres(p) = &config.database.target
             && let Some(pw) = &p.password
         {
@@ -253,6 +267,147 @@ impl Scrubber {
         }
         out
     }
+
+    /// Upstream text on its way to a client or to stderr (an error body, an
+    /// attempt's error): every known secret, then anything that looks like
+    /// a credential (`sk-…`, `AIza…`, `Bearer …`; see [`mask_patterns`]),
+    /// becomes `***`.
+    pub fn scrub_upstream(&self, text: String) -> String {
+        let text = self.scrub(text);
+        match mask_patterns(text.as_bytes()) {
+            // Only whole ASCII tokens are replaced, so the text stays UTF-8.
+            Some(masked) => String::from_utf8(masked).unwrap_or(text),
+            None => text,
+        }
+    }
+
+    /// [`scrub_upstream`](Self::scrub_upstream) for bytes (a body that may
+    /// not be UTF-8); the same bytes, not copied, when nothing is masked.
+    pub fn scrub_upstream_bytes(&self, bytes: bytes::Bytes) -> bytes::Bytes {
+        let mut changed: Option<Vec<u8>> = None;
+        if self.finders.iter().any(|f| f.find(&bytes).is_some()) {
+            let mut out = bytes.to_vec();
+            for (s, f) in self.secrets.iter().zip(&self.finders) {
+                if f.find(&out).is_some() {
+                    out = replace_all(&out, f, s.len());
+                }
+            }
+            changed = Some(out);
+        }
+        let current: &[u8] = changed.as_deref().unwrap_or(&bytes);
+        if let Some(masked) = mask_patterns(current) {
+            changed = Some(masked);
+        }
+        match changed {
+            Some(v) => bytes::Bytes::from(v),
+            None => bytes,
+        }
+    }
+}
+
+/// `hay` with every match of `f` (a needle `len` bytes long) replaced by
+/// [`MASK`].
+fn replace_all(hay: &[u8], f: &memchr::memmem::Finder<'_>, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut at = 0;
+    for i in f.find_iter(hay) {
+        if i < at {
+            continue;
+        }
+        out.extend_from_slice(&hay[at..i]);
+        out.extend_from_slice(MASK.as_bytes());
+        at = i + len;
+    }
+    out.extend_from_slice(&hay[at..]);
+    out
+}
+
+/// `%XX` escapes decoded (a password in a URL's userinfo).
+fn percent_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+}
+
+/// Characters of a key or token: what `sk-…`, `AIza…` and bearer tokens
+/// are made of.
+fn token_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~' | b'+' | b'/' | b'=')
+}
+
+/// Credential-looking tokens in upstream text masked, whatever their value
+/// (an upstream quoting a key the proxy does not know, such as a client's
+/// own key passed through): `sk-` followed by 8 or more key characters
+/// (OpenAI, Anthropic and most OpenAI-compatible providers), `AIza` and
+/// 30 or more (Google), and the token after `Bearer ` (8 or more
+/// characters with a digit or punctuation, so `Bearer authentication`
+/// stays). `None` when there is nothing to mask.
+pub fn mask_patterns(text: &[u8]) -> Option<Vec<u8>> {
+    // Cheap test first: most text holds none of the markers.
+    let has = |n: &[u8]| memchr::memmem::find(text, n).is_some();
+    if !has(b"sk-") && !has(b"AIza") && !has(b"earer") && !has(b"EARER") {
+        return None;
+    }
+    let key_byte = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_');
+    let run =
+        |from: usize, ok: &dyn Fn(u8) -> bool| text[from..].iter().take_while(|c| ok(**c)).count();
+    let mut out = Vec::with_capacity(text.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < text.len() {
+        let boundary = i == 0 || !text[i - 1].is_ascii_alphanumeric();
+        let rest = &text[i..];
+        if boundary && rest.starts_with(b"sk-") {
+            let n = run(i + 3, &key_byte);
+            if n >= 8 {
+                out.extend_from_slice(MASK.as_bytes());
+                i += 3 + n;
+                changed = true;
+                continue;
+            }
+        }
+        if boundary && rest.starts_with(b"AIza") {
+            let n = run(i + 4, &key_byte);
+            if n >= 30 {
+                out.extend_from_slice(MASK.as_bytes());
+                i += 4 + n;
+                changed = true;
+                continue;
+            }
+        }
+        if boundary && rest.len() > 7 && rest[..6].eq_ignore_ascii_case(b"bearer") {
+            let spaces = rest[6..].iter().take_while(|c| **c == b' ').count();
+            if spaces > 0 {
+                let start = i + 6 + spaces;
+                let n = run(start, &token_byte);
+                let token = &text[start..start + n];
+                if n >= 8 && token.iter().any(|c| !c.is_ascii_alphabetic()) {
+                    out.extend_from_slice(&text[i..start]);
+                    out.extend_from_slice(MASK.as_bytes());
+                    i = start + n;
+                    changed = true;
+                    continue;
+                }
+            }
+        }
+        out.push(text[i]);
+        i += 1;
+    }
+    changed.then_some(out)
 }
 
 #[cfg(test)]
@@ -362,5 +517,66 @@ mod tests {
         // The longer of two overlapping secrets is masked whole.
         let s = Scrubber::new(vec!["sk-abcdef".into(), "sk-abcdef-long".into()]);
         assert_eq!(s.scrub("k=sk-abcdef-long;".into()), "k=***;");
+    }
+
+    #[test]
+    fn upstream_text_loses_known_secrets_and_key_patterns() {
+        let s = Scrubber::new(vec!["my-backend-key-1234".into()]);
+        assert_eq!(
+            s.scrub_upstream("Incorrect API key provided: Bearer my-backend-key-1234.".into()),
+            "Incorrect API key provided: Bearer ***."
+        );
+        let quoted = "bad key sk-proj-AbC123xyz_987 and AIzaSyA1234567890abcdefghijklmnopqrstu";
+        assert_eq!(
+            Scrubber::default().scrub_upstream(quoted.into()),
+            "bad key *** and ***"
+        );
+        assert_eq!(
+            Scrubber::default().scrub_upstream("authorization: BEARER abc.def.ghi-123 x".into()),
+            "authorization: BEARER *** x"
+        );
+        // Ordinary words stay.
+        for text in [
+            "Bearer authentication is required",
+            "task-1234567890 failed",
+            "risk-assessment",
+            "sk-short",
+            "OpenAI's masked form sk-abc12***xyz",
+            "héllo wörld",
+        ] {
+            assert_eq!(Scrubber::default().scrub_upstream(text.into()), text);
+        }
+        let body = bytes::Bytes::from_static(
+            b"{\"error\":{\"message\":\"Incorrect API key provided: Bearer my-backend-key-1234\"}}",
+        );
+        let out = s.scrub_upstream_bytes(body);
+        assert_eq!(
+            &out[..],
+            &b"{\"error\":{\"message\":\"Incorrect API key provided: Bearer ***\"}}"[..]
+        );
+        // Not UTF-8, with a key pattern: masked all the same.
+        let out = Scrubber::default()
+            .scrub_upstream_bytes(bytes::Bytes::from_static(b"\xff sk-0123456789abcdef \xfe"));
+        assert_eq!(&out[..], &b"\xff *** \xfe"[..]);
+        let clean = bytes::Bytes::from_static(b"{\"error\":\"nothing\"}");
+        assert_eq!(
+            s.scrub_upstream_bytes(clean.clone()).as_ptr(),
+            clean.as_ptr()
+        );
+    }
+
+    #[test]
+    fn config_secrets_include_admin_password_and_url_passwords() {
+        let c = crate::Config::from_yaml(
+            "model_list:\n  - {model_name: m, model_params: {api_base: 'http://u:p%40ssw0rd!@b/v1', api_key: 'backend-key-123'}}\nproxy_settings: {auth: {admin_password: 'admin-pw-456'}}\n",
+            None,
+            &crate::config::Env::isolated::<[(&str, &str); 0], _, _>([]),
+        )
+        .unwrap();
+        let s = Scrubber::from_config(&c);
+        assert_eq!(
+            s.scrub("backend-key-123 admin-pw-456 p@ssw0rd! p%40ssw0rd!".into()),
+            "*** *** *** ***"
+        );
     }
 }

@@ -97,6 +97,12 @@ pub struct Dispatch<'a> {
     pub registry: &'a state::Registry,
     /// Earlier turns' reasoning to give back (interleaved thinking).
     pub thinking: Option<&'a crate::thinking::restore::Restore>,
+    /// The config's secrets: scrubbed from every upstream error body and
+    /// attempt error before a client, the log or stderr sees them.
+    pub scrubber: &'a crate::reqlog::redact::Scrubber,
+    /// The largest whole (not streamed) answer read from a backend
+    /// (`proxy_settings.server.max_response_bytes`).
+    pub max_response_bytes: usize,
 }
 
 /// One backend of the group being tried, during one request.
@@ -189,6 +195,7 @@ impl Dispatch<'_> {
                 let mut lease = m.state.begin();
                 let mut seen = None;
                 let mut verdict = self.attempt(&backend, wire, headers, body, &mut seen).await;
+                scrub(&mut verdict, self.scrubber);
                 let (status, error) = describe(&verdict);
                 attempts.push(Attempt {
                     backend: backend.name.clone(),
@@ -286,7 +293,9 @@ impl Dispatch<'_> {
         let gap = backend.request_timeout;
         if !status.is_success() {
             let retry_after = retry_after(&headers);
-            let text = upstream::read_body(&mut body, gap)
+            // Only an error body's start matters: read at most
+            // ERROR_BODY_LIMIT of it.
+            let text = upstream::read_error_body(&mut body, gap)
                 .await
                 .unwrap_or_default();
             // A content filter refused the request: another try, backend or
@@ -334,7 +343,8 @@ impl Dispatch<'_> {
                 Err(e) => Verdict::Retry(LastFailure::Network(e), None),
             };
         }
-        match upstream::read_body(&mut body, gap).await {
+        let declared = upstream::content_length(&headers);
+        match upstream::read_body(&mut body, gap, self.max_response_bytes, declared).await {
             Ok(text) if self.stream && stream::is_error_object(&String::from_utf8_lossy(&text)) => {
                 // A stream request answered with a JSON error and status 200.
                 Verdict::Retry(
@@ -370,6 +380,14 @@ impl Dispatch<'_> {
                         wire,
                     }),
                 }
+            }
+            // Past the proxy's own bound: the next backend (or fallback)
+            // may answer within it; this one would answer the same again.
+            Err(UpstreamError::TooLarge { limit, .. }) => {
+                Verdict::Skip(LastFailure::Network(UpstreamError::TooLarge {
+                    status: status.as_u16(),
+                    limit,
+                }))
             }
             Err(e) => Verdict::Retry(LastFailure::Network(e), None),
         }
@@ -424,6 +442,9 @@ fn outcome(v: &Verdict) -> state::Outcome {
         LastFailure::Http { status, .. } => http(*status, retry_after),
         LastFailure::ErrorEvent { .. } => O::ErrorEvent,
         LastFailure::Network(UpstreamError::Unsupported(_)) => O::Unsupported,
+        // The backend answered; the proxy's bound refused it (the request
+        // asked for that much): no fault of the backend, no cooldown.
+        LastFailure::Network(UpstreamError::TooLarge { status, .. }) => O::ClientError(*status),
         LastFailure::Network(_) => O::Network,
     }
 }
@@ -520,24 +541,54 @@ pub fn is_skippable(status: StatusCode) -> bool {
         || status.is_informational()
 }
 
-/// `Retry-After` (seconds or an HTTP date) or `retry-after-ms`.
+/// The longest `Retry-After` taken from an upstream (about 11.6 days);
+/// the router caps it further (`max_retry_after`, the cooldown's hour).
+const RETRY_AFTER_CAP_SECS: f64 = 1e6;
+
+/// `Retry-After` (seconds or an HTTP date) or `retry-after-ms`. Any value
+/// an upstream sends is safe here: huge ones are capped at
+/// [`RETRY_AFTER_CAP_SECS`], and negative, NaN, infinite or unparsable ones
+/// are ignored.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(ms) = headers
+    let secs = |s: f64| {
+        (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s.min(RETRY_AFTER_CAP_SECS)))
+    };
+    if let Some(d) = headers
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .and_then(|ms| secs(ms / 1000.0))
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(d);
     }
     let v = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e6)));
+    if let Ok(s) = v.parse::<f64>() {
+        return secs(s);
     }
     let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     (when.with_timezone(&chrono::Utc) - chrono::Utc::now())
         .to_std()
         .ok()
+        .map(|d| d.min(Duration::from_secs_f64(RETRY_AFTER_CAP_SECS)))
+}
+
+/// Every upstream text of an attempt's outcome (an error body, an error
+/// event, an error message) with the config's secrets and anything that
+/// looks like a key masked, before it is described, logged or relayed.
+fn scrub(v: &mut Verdict, s: &crate::reqlog::redact::Scrubber) {
+    let failure = match v {
+        Verdict::Done(Answer::Complete { status, body, .. }) if !status.is_success() => {
+            *body = s.scrub_upstream_bytes(std::mem::take(body));
+            return;
+        }
+        Verdict::Done(_) => return,
+        Verdict::Retry(f, _) | Verdict::Skip(f) => f,
+    };
+    match failure {
+        LastFailure::Http { body, .. } => *body = s.scrub_upstream_bytes(std::mem::take(body)),
+        LastFailure::ErrorEvent { data } => *data = s.scrub_upstream(std::mem::take(data)),
+        LastFailure::Network(e) => e.scrub(|t| s.scrub_upstream(t)),
+    }
 }
 
 fn describe(v: &Verdict) -> (Option<u16>, Option<String>) {
@@ -553,9 +604,10 @@ fn describe(v: &Verdict) -> (Option<u16>, Option<String>) {
                 Some(200),
                 Some(format!("error event: {}", short_error(data.as_bytes()))),
             ),
-            LastFailure::Network(e @ UpstreamError::Malformed { status, .. }) => {
-                (Some(*status), Some(e.to_string()))
-            }
+            LastFailure::Network(
+                e @ (UpstreamError::Malformed { status, .. }
+                | UpstreamError::TooLarge { status, .. }),
+            ) => (Some(*status), Some(e.to_string())),
             LastFailure::Network(e) => (None, Some(e.to_string())),
         },
     }
@@ -637,6 +689,43 @@ mod tests {
         assert!(!is_content_filter(
             br#"{"error":{"code":"invalid_request"}}"#
         ));
+    }
+
+    #[test]
+    fn retry_after_never_panics_and_is_capped() {
+        let cap = Some(Duration::from_secs_f64(RETRY_AFTER_CAP_SECS));
+        for (ms, want) in [
+            ("1e300", cap),
+            ("1e20", cap),
+            ("NaN", None),
+            ("nan", None),
+            ("inf", None),
+            ("-inf", None),
+            ("-1", None),
+            ("1e-300", Some(Duration::ZERO)),
+            ("", None),
+            ("12abc", None),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert("retry-after-ms", HeaderValue::from_static(ms));
+            assert_eq!(retry_after(&h), want, "retry-after-ms: {ms}");
+            let mut h = HeaderMap::new();
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static(ms));
+            assert_eq!(retry_after(&h), want, "retry-after: {ms}");
+        }
+        // A date far in the future is capped too; not UTF-8 is ignored.
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static("Fri, 31 Dec 9999 23:59:59 GMT"),
+        );
+        assert_eq!(retry_after(&h), cap);
+        h.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+        );
+        h.insert("retry-after-ms", HeaderValue::from_bytes(b"1\xff").unwrap());
+        assert_eq!(retry_after(&h), None);
     }
 
     #[test]

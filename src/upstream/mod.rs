@@ -8,7 +8,7 @@ pub mod stub;
 use std::pin::Pin;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
@@ -88,7 +88,34 @@ pub enum UpstreamError {
     Malformed { status: u16, message: String },
     #[error("{0}")]
     Unsupported(String),
+    /// A whole answer larger than `proxy_settings.server.max_response_bytes`
+    /// (declared or read so far); `status` is what the upstream answered
+    /// (0 until the router knows it).
+    #[error(
+        "the upstream's answer is larger than the limit of {limit} bytes \
+         (max_response_bytes); it was not read further"
+    )]
+    TooLarge { status: u16, limit: usize },
 }
+
+impl UpstreamError {
+    /// Applies `f` to the upstream text the error carries (a scrubber).
+    pub fn scrub(&mut self, f: impl Fn(String) -> String) {
+        match self {
+            UpstreamError::Connect(t)
+            | UpstreamError::Body(t)
+            | UpstreamError::Unsupported(t)
+            | UpstreamError::Malformed { message: t, .. } => *t = f(std::mem::take(t)),
+            UpstreamError::Timeout(_)
+            | UpstreamError::BodyTimeout(_)
+            | UpstreamError::TooLarge { .. } => {}
+        }
+    }
+}
+
+/// How much of an error body is read (its start is all that is used: the
+/// message, the code, a content-filter verdict); the rest is not read.
+pub const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 /// Idle connections kept open per backend host for reuse. Enough for a
 /// steady 256 requests at a time to one host without new connections; after
@@ -149,16 +176,28 @@ const DROPPED_REQUEST_HEADERS: &[HeaderName] = &[
 /// Credential headers: replaced when the backend has its own key.
 const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key", "api-key"];
 
-/// Response headers not relayed to the client.
-const DROPPED_RESPONSE_HEADERS: &[HeaderName] = &[
-    header::CONNECTION,
-    header::CONTENT_LENGTH,
-    header::TRANSFER_ENCODING,
-    header::TRAILER,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-    header::SET_COOKIE,
+/// Upstream response headers relayed to the client by name (see
+/// [`relayed_headers`] for the prefixes): what the answer is, the
+/// provider's request id, and how long to back off. Anything else (cookies,
+/// CORS, `server`, `via`, hop-by-hop headers, `content-length`, the
+/// provider's organization and project) stays with the proxy.
+const RELAYED_RESPONSE_HEADERS: &[&str] = &[
+    "content-type",
+    "retry-after",
+    "retry-after-ms",
+    // Anthropic's request id.
+    "request-id",
+    "openai-processing-ms",
+    "openai-version",
 ];
+
+/// Prefixes of relayed response headers: the rate-limit state of the
+/// provider (OpenAI, Azure, Groq, … and Anthropic).
+const RELAYED_RESPONSE_PREFIXES: &[&str] = &["x-ratelimit-", "anthropic-ratelimit-"];
+
+/// The upstream's own `x-request-id`, relayed under this name (the client's
+/// `x-request-id` is the proxy's).
+pub const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -229,16 +268,33 @@ pub fn key_header(backend: &Backend) -> Option<(HeaderName, HeaderValue)> {
     Some((name, value))
 }
 
-/// The upstream's response headers that go on to the client.
+/// The upstream's response headers that go on to the client: an allow-list
+/// ([`RELAYED_RESPONSE_HEADERS`], [`RELAYED_RESPONSE_PREFIXES`]), with the
+/// upstream's `x-request-id` as `x-upstream-request-id`.
 pub fn relayed_headers(upstream: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(upstream.len());
+    let mut out = HeaderMap::with_capacity(8);
     for (name, value) in upstream {
-        if DROPPED_RESPONSE_HEADERS.contains(name) || name == KEEP_ALIVE || name == REQUEST_ID {
-            continue;
+        let n = name.as_str();
+        if *name == REQUEST_ID {
+            out.append(UPSTREAM_REQUEST_ID, value.clone());
+        } else if RELAYED_RESPONSE_HEADERS.contains(&n)
+            || RELAYED_RESPONSE_PREFIXES.iter().any(|p| n.starts_with(p))
+        {
+            out.append(name.clone(), value.clone());
         }
-        out.append(name.clone(), value.clone());
     }
     out
+}
+
+/// The `Content-Length` an upstream declared, when it is a number.
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Sends one attempt (`endpoint` is the backend's own: see
@@ -296,20 +352,70 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// Reads a whole body, allowing at most `gap` between chunks.
-pub async fn read_body(body: &mut BodyStream, gap: Duration) -> Result<Bytes, UpstreamError> {
-    let mut parts: Vec<Bytes> = Vec::new();
+/// Reads a whole body of at most `limit` bytes, allowing at most `gap`
+/// between chunks. Past `limit` (or when `declared`, the upstream's
+/// `Content-Length`, is past it, before reading anything) it stops with
+/// [`UpstreamError::TooLarge`], so one answer never costs more than
+/// `limit`. The body is gathered in one buffer (sized by `declared` when
+/// it is known), not collected and then copied; a body of one chunk is
+/// not copied at all.
+pub async fn read_body(
+    body: &mut BodyStream,
+    gap: Duration,
+    limit: usize,
+    declared: Option<u64>,
+) -> Result<Bytes, UpstreamError> {
+    let too_large = UpstreamError::TooLarge { status: 0, limit };
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large);
+    }
+    let mut first: Option<Bytes> = None;
+    let mut gathered: Option<BytesMut> = None;
+    let mut total = 0usize;
     loop {
+        let chunk = match tokio::time::timeout(gap, body.next()).await {
+            Err(_) => return Err(UpstreamError::BodyTimeout(gap)),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(e),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        total = total.saturating_add(chunk.len());
+        if total > limit {
+            return Err(too_large);
+        }
+        if let Some(buf) = &mut gathered {
+            buf.extend_from_slice(&chunk);
+        } else if let Some(one) = first.take() {
+            let expected = declared.map_or(0, |n| n as usize);
+            let mut buf = BytesMut::with_capacity(expected.max(total * 2).min(limit));
+            buf.extend_from_slice(&one);
+            buf.extend_from_slice(&chunk);
+            gathered = Some(buf);
+        } else {
+            first = Some(chunk);
+        }
+    }
+    Ok(match (gathered, first) {
+        (Some(buf), _) => buf.freeze(),
+        (None, Some(one)) => one,
+        (None, None) => Bytes::new(),
+    })
+}
+
+/// Reads the start of an error body: at most [`ERROR_BODY_LIMIT`] bytes,
+/// the rest left unread (the connection is then not reused).
+pub async fn read_error_body(body: &mut BodyStream, gap: Duration) -> Result<Bytes, UpstreamError> {
+    let mut buf = BytesMut::new();
+    while buf.len() < ERROR_BODY_LIMIT {
         match tokio::time::timeout(gap, body.next()).await {
             Err(_) => return Err(UpstreamError::BodyTimeout(gap)),
             Ok(None) => break,
             Ok(Some(Err(e))) => return Err(e),
-            Ok(Some(Ok(chunk))) => parts.push(chunk),
+            Ok(Some(Ok(chunk))) => {
+                let room = ERROR_BODY_LIMIT - buf.len();
+                buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
         }
     }
-    Ok(match parts.len() {
-        0 => Bytes::new(),
-        1 => parts.pop().unwrap_or_default(),
-        _ => Bytes::from(parts.concat()),
-    })
+    Ok(buf.freeze())
 }

@@ -419,3 +419,93 @@ pub async fn read_error_body(body: &mut BodyStream, gap: Duration) -> Result<Byt
     }
     Ok(buf.freeze())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(chunks: &[&'static [u8]]) -> BodyStream {
+        let items: Vec<Result<Bytes, UpstreamError>> =
+            chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+        futures::stream::iter(items).boxed()
+    }
+
+    const GAP: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn whole_bodies_are_bounded_and_gathered_once() {
+        // One chunk: the same bytes, not copied.
+        let one: &'static [u8] = b"{\"a\":1}";
+        let got = read_body(&mut body(&[one]), GAP, 100, None).await.unwrap();
+        assert_eq!(got.as_ptr(), one.as_ptr());
+        let got = read_body(&mut body(&[b"ab", b"cd", b"ef"]), GAP, 6, Some(6))
+            .await
+            .unwrap();
+        assert_eq!(&got[..], b"abcdef");
+        assert!(
+            read_body(&mut body(&[]), GAP, 6, None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Past the limit while reading, or by the declared length at once.
+        let over = read_body(&mut body(&[b"abcd", b"efg"]), GAP, 6, None).await;
+        assert!(matches!(
+            over,
+            Err(UpstreamError::TooLarge { limit: 6, .. })
+        ));
+        let declared = read_body(&mut body(&[b"ab"]), GAP, 6, Some(7)).await;
+        assert!(matches!(declared, Err(UpstreamError::TooLarge { .. })));
+        // A lying (small) declared length does not cap the buffer wrongly.
+        let got = read_body(&mut body(&[b"abc", b"def"]), GAP, 10, Some(1))
+            .await
+            .unwrap();
+        assert_eq!(&got[..], b"abcdef");
+    }
+
+    #[tokio::test]
+    async fn error_bodies_are_read_to_their_first_64_kib() {
+        static BIG: [u8; 40 * 1024] = [b'x'; 40 * 1024];
+        let got = read_error_body(&mut body(&[&BIG, &BIG, &BIG]), GAP)
+            .await
+            .unwrap();
+        assert_eq!(got.len(), ERROR_BODY_LIMIT);
+        let got = read_error_body(&mut body(&[b"{}"]), GAP).await.unwrap();
+        assert_eq!(&got[..], b"{}");
+    }
+
+    #[test]
+    fn relayed_headers_are_an_allow_list() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("content-type", "application/json"),
+            ("set-cookie", "a=1"),
+            ("server", "x"),
+            ("access-control-allow-origin", "*"),
+            ("x-ratelimit-limit-requests", "10"),
+            ("anthropic-ratelimit-tokens-remaining", "5"),
+            ("x-request-id", "up-1"),
+            ("request-id", "req_1"),
+            ("content-length", "9"),
+            ("transfer-encoding", "chunked"),
+            ("connection", "keep-alive"),
+            ("openai-organization", "org"),
+        ] {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        let out = relayed_headers(&h);
+        let mut names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "anthropic-ratelimit-tokens-remaining",
+                "content-type",
+                "request-id",
+                "x-ratelimit-limit-requests",
+                "x-upstream-request-id",
+            ]
+        );
+        assert_eq!(out["x-upstream-request-id"], "up-1");
+    }
+}

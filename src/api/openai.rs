@@ -72,9 +72,15 @@ pub async fn get_model(
     Ok(json_body(StatusCode::OK, Bytes::from(body.to_string())))
 }
 
-/// A backend answer that could not be translated for the client.
-fn translation_failed(e: &protocol::TranslateError) -> ApiError {
-    ApiError::Internal(format!("cannot translate the backend's answer: {e}"))
+/// A backend answer that could not be translated for the client (the
+/// parser's message may quote the answer: scrubbed like any upstream text).
+fn translation_failed(
+    e: &protocol::TranslateError,
+    scrubber: &crate::reqlog::redact::Scrubber,
+) -> ApiError {
+    ApiError::Internal(
+        scrubber.scrub_upstream(format!("cannot translate the backend's answer: {e}")),
+    )
 }
 
 /// The path the response parsers are matched against: chat completions
@@ -342,7 +348,7 @@ async fn forward(
             if !status.is_success() {
                 sent = protocol::error(endpoint, wire, status.as_u16(), &body);
             } else if let Some(chat) = protocol::to_chat(endpoint, wire, &body) {
-                sent = chat.map_err(|e| translation_failed(&e))?;
+                sent = chat.map_err(|e| translation_failed(&e, &live.scrubber))?;
             }
             if let Some(p) = live
                 .pipeline(&backend.model_name, pipeline_path(endpoint, wire, path))
@@ -358,7 +364,7 @@ async fn forward(
             if status.is_success()
                 && let Some(out) = protocol::from_chat(endpoint, wire, &sent)
             {
-                sent = out.map_err(|e| translation_failed(&e))?;
+                sent = out.map_err(|e| translation_failed(&e, &live.scrubber))?;
             }
             if let Some(p) = pending.filter(|_| status.is_success()) {
                 p.store_body(status.as_u16(), &headers, sent.clone());

@@ -477,8 +477,8 @@ pub struct Lease {
     started: Instant,
     stream: bool,
     /// A stream under way: its time to first event and the settings its
-    /// outcome is recorded with.
-    pending: Option<(Duration, RouterSettings)>,
+    /// outcome is recorded with (boxed: the lease rides in every stream).
+    pending: Option<Box<(Duration, RouterSettings)>>,
 }
 
 impl Lease {
@@ -495,7 +495,7 @@ impl Lease {
     /// its outcome and latency are taken when the stream ends.
     pub fn stream_started(&mut self, settings: &RouterSettings) {
         let ttft = self.started.elapsed();
-        self.pending = Some((ttft, settings.clone()));
+        self.pending = Some(Box::new((ttft, settings.clone())));
         self.state.stats().ttft.push(ttft.as_secs_f64());
         metrics::histogram!("yallmp_upstream_ttft_seconds", "model" => self.state.model_label.clone(), "backend" => self.state.backend_label.clone()).record(ttft.as_secs_f64());
         self.stream = true;
@@ -505,7 +505,8 @@ impl Lease {
     /// past the bound, an error event): a failure of the backend, counted
     /// towards `allowed_fails`, instead of the success it would have been.
     pub fn stream_failed(&mut self, outcome: Outcome) {
-        if let Some((ttft, settings)) = self.pending.take() {
+        if let Some(pending) = self.pending.take() {
+            let (ttft, settings) = *pending;
             self.state.record(outcome, ttft, &settings);
             self.stream = false;
         }
@@ -519,7 +520,8 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some((ttft, settings)) = self.pending.take() {
+        if let Some(pending) = self.pending.take() {
+            let (ttft, settings) = *pending;
             self.state.record(Outcome::Success, ttft, &settings);
         }
         if self.stream {

@@ -480,6 +480,36 @@ async fn an_error_event_mid_stream_is_a_failure_and_a_client_leaving_is_not() {
     server.shutdown().await;
 }
 
+#[tokio::test]
+async fn latency_based_does_not_prefer_a_backend_whose_streams_break() {
+    // m#1's first event comes fast, then it cuts the stream; m#2's first
+    // event is slower, and its streams end well.
+    let cuts = Mock::start(Reply::SseCut(vec![chunk("partial ")])).await;
+    let whole = Mock::start(Reply::Sse {
+        frames: vec![chunk("whole"), DONE.to_string()],
+        gap: Duration::from_millis(150),
+    })
+    .await;
+    let yaml = format!(
+        "model_list:\n{}router_settings: {{routing_strategy: latency-based, allowed_fails: 100}}\n",
+        group("m", &[(&cuts, ""), (&whole, "")])
+    );
+    let server = proxy(&yaml).await;
+    let mut body = chat("m");
+    body["stream"] = json!(true);
+    let mut served = Vec::new();
+    for _ in 0..8 {
+        let (status, headers, _) = post(&server, "/v1/chat/completions", &body).await;
+        assert_eq!(status, 200);
+        served.push(headers["x-yallmp-backend"].to_str().unwrap().to_string());
+    }
+    // Each is measured once (unknown goes first); then the one whose
+    // streams end well gets everything.
+    assert_eq!(cuts.count(), 1, "{served:?}");
+    assert_eq!(whole.count(), 7, "{served:?}");
+    server.shutdown().await;
+}
+
 #[test]
 fn routing_config_errors_name_the_key() {
     let env = yallmp::config::Env::isolated::<[(&str, &str); 0], _, _>([]);

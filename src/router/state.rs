@@ -24,6 +24,11 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 pub const LATENCY_TTL: Duration = Duration::from_secs(300);
 /// Weight of the newest sample in the latency estimate.
 const EWMA_ALPHA: f64 = 0.3;
+/// The latency estimate of a backend whose last stream broke after its
+/// first event (seconds): `latency-based` routing puts it after every
+/// measured backend until it finishes a stream again or the estimate goes
+/// stale ([`LATENCY_TTL`]). Its first events came fast, but they were no use.
+pub const BROKEN_STREAM_LATENCY: f64 = 1e9;
 
 /// Every backend's state, by backend name.
 pub struct Registry {
@@ -305,7 +310,10 @@ impl BackendState {
                     inner.stats.successes += 1;
                     let secs = latency.as_secs_f64();
                     inner.latency = Some(match inner.latency {
-                        Some((old, at)) if now.duration_since(at) < LATENCY_TTL => {
+                        Some((old, at))
+                            if now.duration_since(at) < LATENCY_TTL
+                                && old < BROKEN_STREAM_LATENCY =>
+                        {
                             (old + EWMA_ALPHA * (secs - old), now)
                         }
                         _ => (secs, now),
@@ -315,7 +323,10 @@ impl BackendState {
                 Outcome::ServerError(_) => inner.stats.failures_5xx += 1,
                 Outcome::Network | Outcome::Unsupported => inner.stats.failures_network += 1,
                 Outcome::ErrorEvent => inner.stats.failures_error_event += 1,
-                Outcome::StreamBroken => inner.stats.failures_stream_broken += 1,
+                Outcome::StreamBroken => {
+                    inner.stats.failures_stream_broken += 1;
+                    inner.latency = Some((BROKEN_STREAM_LATENCY, now));
+                }
             }
             if let Outcome::RateLimited(Some(wait)) = outcome {
                 inner.last_failure = Some(now);
@@ -640,6 +651,12 @@ mod tests {
             s.snapshot().last_error.as_deref(),
             Some("stream broke after its first event")
         );
+        // Latency-based routing puts it last until a stream ends well.
+        assert_eq!(s.latency(Instant::now()), Some(BROKEN_STREAM_LATENCY));
+        let mut lease = s.begin();
+        lease.stream_started(&set);
+        drop(lease);
+        assert!(s.latency(Instant::now()).is_some_and(|l| l < 1.0));
     }
 
     #[test]

@@ -9,12 +9,37 @@ use std::borrow::Cow;
 
 use bytes::{Bytes, BytesMut};
 
+/// The default bound on one event (`proxy_settings.streaming.max_event_bytes`).
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
 /// Splits a byte stream into SSE frames.
-#[derive(Debug, Default)]
+///
+/// Every byte is looked at once: an unfinished line is not scanned again
+/// from its start when more of it arrives (the scan resumes where it
+/// stopped), so a long line costs linear time however it is split. An event
+/// (complete or not) longer than the decoder's bound stops it: no frame
+/// comes out after that, and [`Decoder::too_large`] says why.
+#[derive(Debug)]
 pub struct Decoder {
     buf: BytesMut,
     /// Start of the first line not yet known to be complete.
     line_start: usize,
+    /// Where the search for the next line end resumes (at or after
+    /// `line_start`): the bytes between were scanned and hold none.
+    scan_from: usize,
+    /// The largest event, in bytes, terminator included.
+    max_event: usize,
+    /// An event passed `max_event`.
+    too_large: bool,
+    /// Bytes examined by the scan (tests check it stays linear).
+    #[cfg(test)]
+    examined: usize,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::with_limit(usize::MAX)
+    }
 }
 
 impl Decoder {
@@ -22,15 +47,42 @@ impl Decoder {
         Self::default()
     }
 
-    /// Appends bytes as they arrive.
+    /// A decoder that refuses events longer than `max_event` bytes.
+    pub fn with_limit(max_event: usize) -> Self {
+        Decoder {
+            buf: BytesMut::new(),
+            line_start: 0,
+            scan_from: 0,
+            max_event: max_event.max(1),
+            too_large: false,
+            #[cfg(test)]
+            examined: 0,
+        }
+    }
+
+    /// Appends bytes as they arrive. Once an event was too large the
+    /// bytes are dropped: nothing more comes out.
     pub fn push(&mut self, chunk: &[u8]) {
-        self.buf.extend_from_slice(chunk);
+        if !self.too_large {
+            self.buf.extend_from_slice(chunk);
+        }
+    }
+
+    /// Whether an event passed the bound: the stream cannot go on.
+    pub fn too_large(&self) -> bool {
+        self.too_large
+    }
+
+    /// The bound on one event, in bytes.
+    pub fn max_event(&self) -> usize {
+        self.max_event
     }
 
     /// The next complete frame, terminator included, if one is buffered.
     pub fn next_frame(&mut self) -> Option<Bytes> {
-        let end = self.find_end()?;
+        let end = self.scan(0)?;
         self.line_start = 0;
+        self.scan_from = 0;
         Some(self.buf.split_to(end).freeze())
     }
 
@@ -39,7 +91,7 @@ impl Decoder {
     /// this way writes what arrived together in one piece.
     pub fn next_frames(&mut self, ends: &mut Vec<usize>) -> Option<Bytes> {
         let mut total = 0;
-        while let Some(end) = self.scan(total, self.line_start.max(total)) {
+        while let Some(end) = self.scan(total) {
             ends.push(end);
             total = end;
         }
@@ -47,6 +99,7 @@ impl Decoder {
             return None;
         }
         self.line_start -= total.min(self.line_start);
+        self.scan_from -= total.min(self.scan_from);
         Some(self.buf.split_to(total).freeze())
     }
 
@@ -55,37 +108,59 @@ impl Decoder {
         &self.buf
     }
 
-    fn find_end(&mut self) -> Option<usize> {
-        self.scan(0, self.line_start)
-    }
-
-    /// The end of the frame starting at `start`, scanning lines from `line`
-    /// (lines before it are known complete and not empty). When there is
-    /// none yet, remembers where the incomplete line starts.
-    fn scan(&mut self, start: usize, line: usize) -> Option<usize> {
+    /// The end of the frame starting at `start`. Lines between `start` and
+    /// `line_start` are known complete and not empty, and no line ends
+    /// between `line_start` and `scan_from`: the search resumes there. When
+    /// there is no end yet, remembers where it stopped. `None` too once the
+    /// frame is longer than the bound (and from then on).
+    fn scan(&mut self, start: usize) -> Option<usize> {
+        if self.too_large {
+            return None;
+        }
         let buf = &self.buf[..];
-        let mut line = line.max(start);
+        let mut line = self.line_start.max(start);
+        let mut from = self.scan_from.max(line);
         loop {
-            let Some(off) = memchr::memchr2(b'\n', b'\r', &buf[line..]) else {
+            let Some(off) = memchr::memchr2(b'\n', b'\r', &buf[from..]) else {
+                #[cfg(test)]
+                {
+                    self.examined += buf.len() - from;
+                }
                 self.line_start = line;
+                self.scan_from = buf.len();
+                self.too_large = buf.len() - start > self.max_event;
                 return None;
             };
-            let j = line + off;
+            #[cfg(test)]
+            {
+                self.examined += off + 1;
+            }
+            let j = from + off;
             let term = if buf[j] == b'\n' {
                 1
             } else if j + 1 < buf.len() {
                 if buf[j + 1] == b'\n' { 2 } else { 1 }
             } else {
-                // A lone `\r` at the end may be half of `\r\n`: wait for more.
+                // A lone `\r` at the end may be half of `\r\n`: wait for
+                // more, and look at it again then.
                 self.line_start = line;
+                self.scan_from = j;
+                self.too_large = buf.len() - start > self.max_event;
                 return None;
             };
             if j == line {
                 // An empty line ends the frame.
-                self.line_start = j + term;
-                return Some(j + term);
+                let end = j + term;
+                self.line_start = end;
+                self.scan_from = end;
+                if end - start > self.max_event {
+                    self.too_large = true;
+                    return None;
+                }
+                return Some(end);
             }
             line = j + term;
+            from = line;
         }
     }
 }
@@ -239,6 +314,84 @@ mod tests {
             assert_eq!(frames, expected, "split at {split}");
             assert_eq!(d.remainder(), b"data: tail");
         }
+    }
+
+    #[test]
+    fn each_byte_is_scanned_once_however_a_long_line_is_split() {
+        // One unterminated `data:` line, a byte at a time, then in uneven
+        // pieces: the scan resumes where it stopped, so the bytes examined
+        // stay within the input's length (plus one per piece, for a `\r`
+        // looked at again when its `\n` may follow).
+        let n = 200_000;
+        let mut d = Decoder::new();
+        d.push(b"data: ");
+        for _ in 0..n {
+            d.push(b"x");
+            assert!(d.next_frame().is_none());
+        }
+        assert!(d.examined <= n + 6, "examined {} bytes", d.examined);
+        d.push(b"\n\n");
+        let f = d.next_frame().unwrap();
+        assert_eq!(f.len(), n + 8);
+        assert!(d.examined <= n + 8 + 2);
+
+        let mut d = Decoder::new();
+        let mut pushed = 0;
+        let mut pieces = 0;
+        let mut ends = Vec::new();
+        for i in 0..5_000usize {
+            let piece = if i % 7 == 6 {
+                &b"yy\r"[..]
+            } else {
+                &b"zzzzzzzzzzzz"[..]
+            };
+            d.push(piece);
+            pushed += piece.len();
+            pieces += 1;
+            assert!(d.next_frames(&mut ends).is_none());
+        }
+        assert!(
+            d.examined <= pushed + pieces,
+            "examined {} of {pushed} bytes",
+            d.examined
+        );
+    }
+
+    #[test]
+    fn an_event_past_the_bound_stops_the_decoder() {
+        // Unterminated, arriving in pieces.
+        let mut d = Decoder::with_limit(64);
+        d.push(b"data: 1\n\n");
+        d.push(&[b'a'; 40]);
+        assert_eq!(&d.next_frame().unwrap()[..], b"data: 1\n\n");
+        assert!(d.next_frame().is_none());
+        assert!(!d.too_large());
+        d.push(&[b'a'; 40]);
+        assert!(d.next_frame().is_none());
+        assert!(d.too_large());
+        // Nothing more is kept or comes out.
+        d.push(b"\n\ndata: 2\n\n");
+        assert!(d.next_frame().is_none());
+        assert!(d.remainder().len() <= 80);
+
+        // Complete, in one piece; the frames before it still come out.
+        let mut d = Decoder::with_limit(64);
+        let mut input = b"data: 1\n\n".to_vec();
+        input.extend_from_slice(b"data: ");
+        input.extend_from_slice(&[b'b'; 100]);
+        input.extend_from_slice(b"\n\ndata: 3\n\n");
+        d.push(&input);
+        let mut ends = Vec::new();
+        assert_eq!(&d.next_frames(&mut ends).unwrap()[..], b"data: 1\n\n");
+        assert!(d.next_frames(&mut ends).is_none());
+        assert!(d.too_large());
+
+        // Exactly at the bound is fine.
+        let frame = b"data: 0123456789\n\n";
+        let mut d = Decoder::with_limit(frame.len());
+        d.push(frame);
+        assert_eq!(&d.next_frame().unwrap()[..], frame);
+        assert!(!d.too_large());
     }
 
     #[test]

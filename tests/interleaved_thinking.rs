@@ -843,3 +843,55 @@ async fn an_unusable_database_store_stops_the_start() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn names_clients_choose_under_a_wildcard_share_one_store_and_one_series() {
+    // Every request names a new model under `wildthink-*`: the stores and
+    // the metric series are the configured model's, so they stay one.
+    let mock = support::Mock::start(support::Reply::Echo).await;
+    let yaml = format!(
+        "model_list:\n  - model_name: 'wildthink-*'\n    model_params:\n      api_base: '{}'\n{ON}",
+        mock.url
+    );
+    let proxy = support::proxy(&yaml).await;
+    let n = 300;
+    for i in 0..n {
+        let call = format!("call_{i}");
+        let body = json!({"model": format!("wildthink-{i}"), "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": call, "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": call, "content": "ok"}]});
+        let (status, headers, text) = support::post(&proxy, "/v1/chat/completions", &body).await;
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(
+            headers["x-yallmp-thinking"], "restored=0 missing=1 foreign=0",
+            "request {i}"
+        );
+    }
+    assert_eq!(proxy.state().thinking.memory_stores(), 1);
+    let metrics = support::client()
+        .get(format!("{}/metrics", proxy.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ours: Vec<&str> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("wildthink-"))
+        .collect();
+    assert!(
+        ours.iter().all(|l| l.contains("model=\"wildthink-*\"")),
+        "a client's name became a label: {ours:?}"
+    );
+    let missing = support::metric_value(
+        &metrics,
+        "yallmp_thinking_turns_total",
+        &[("model", "wildthink-*"), ("result", "missing")],
+    )
+    .unwrap_or_else(|| panic!("no series in {metrics}"));
+    assert_eq!(missing, n as f64);
+    proxy.shutdown().await;
+}

@@ -192,3 +192,49 @@ async fn metrics_need_the_admin_password_when_one_is_set() {
     assert!(!body.contains("pw-metrics") && !body.contains("ck-1"));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn names_clients_choose_under_a_wildcard_never_become_labels() {
+    // Cache hits and misses, requests and tokens are counted by the
+    // configured model (the pattern), whatever name each request sent.
+    let mock = Mock::start(Reply::Echo).await;
+    let yaml = format!(
+        "model_list:\n  - {{model_name: 'wildlabel-*', model_params: {{api_base: '{}'}}}}\nproxy_settings:\n  cache: {{enabled: true}}\n",
+        mock.url
+    );
+    let server = proxy(&yaml).await;
+    let n = 200;
+    for i in 0..n {
+        let body = json!({"model": format!("wildlabel-{i}"), "messages": [{"role": "user", "content": "hi"}]});
+        for _ in 0..2 {
+            let (status, _, _) = post(&server, "/v1/chat/completions", &body).await;
+            assert_eq!(status, 200);
+        }
+    }
+    // (An answer is stored in the background: a repeat may still miss.)
+    let counted = |t: &str| {
+        let of = |name| value(t, name, &[("model", "wildlabel-*")]).unwrap_or(0.0);
+        of("yallmp_cache_hits_total") + of("yallmp_cache_misses_total")
+    };
+    let text = scrape_until(&server, |t| counted(t) == (2 * n) as f64).await;
+    assert!(
+        value(
+            &text,
+            "yallmp_cache_misses_total",
+            &[("model", "wildlabel-*")]
+        )
+        .is_some()
+    );
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("wildlabel-"))
+        .collect();
+    assert!(
+        ours.iter().all(|l| l.contains("model=\"wildlabel-*\"")),
+        "a client's name became a label: {ours:?}"
+    );
+    // A fixed set of series (cache, requests, tokens, histogram buckets),
+    // not one or more per name.
+    assert!(ours.len() < 100, "{} series: {ours:?}", ours.len());
+    server.shutdown().await;
+}

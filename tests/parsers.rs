@@ -254,6 +254,47 @@ fn buffer_limit_releases_long_blocks_the_same_way_in_both_forms() {
 }
 
 #[test]
+fn an_unclosed_tool_block_with_the_default_limit_does_not_hold_the_stream() {
+    // `tool_buffer_limit: 0` (the default) is a bound too (1 MiB): an
+    // unclosed block is released as content while the stream goes on,
+    // not held until its end.
+    let p = pipeline(&json!({"tool_format": "hermes"}), json!({}));
+    let mut s = p.session(None, false);
+    let mut frames = Vec::new();
+    s.on_frame(
+        &chunk(
+            json!({"role": "assistant", "content": "a<tool_call>{"}),
+            None,
+        ),
+        &mut frames,
+    );
+    let piece = "y".repeat(64 * 1024);
+    for _ in 0..20 {
+        s.on_frame(&chunk(json!({"content": piece}), None), &mut frames);
+    }
+    // Still streaming (no end yet), and the text already came out.
+    let mut content = String::new();
+    for f in &frames {
+        let text = std::str::from_utf8(f).unwrap();
+        let v: Value = serde_json::from_str(text["data: ".len()..].trim()).unwrap();
+        let d = &v["choices"][0]["delta"];
+        assert!(d.get("tool_calls").is_none(), "{d}");
+        if let Some(t) = d["content"].as_str() {
+            content.push_str(t);
+        }
+    }
+    assert!(
+        content.starts_with("a<tool_call>{yyy"),
+        "{}",
+        &content[..content.len().min(40)]
+    );
+    assert!(content.len() > 1024 * 1024, "{}", content.len());
+    // A block within the bound is still a tool call.
+    let short = "<tool_call>{\"name\":\"f\"}</tool_call>";
+    assert_eq!(whole(&p, None, short).tools.len(), 1);
+}
+
+#[test]
 fn swap_reasoning_to_content_with_affixes() {
     let p = pipeline(
         &json!({}),

@@ -389,6 +389,127 @@ async fn streams_count_in_flight_until_they_end_and_report_ttft() {
     server.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_backend_that_cuts_every_stream_cools_down() {
+    // m#1 sends its first event, then breaks the connection, every time.
+    let a = Mock::start(Reply::SseCut(vec![chunk("partial ")])).await;
+    let b = Mock::start(Reply::Sse {
+        frames: vec![chunk("whole"), DONE.to_string()],
+        gap: Duration::from_millis(1),
+    })
+    .await;
+    let yaml = format!(
+        "model_list:\n{}router_settings: {{routing_strategy: ordered, allowed_fails: 2, cooldown_time: 60}}\n",
+        group("m", &[(&a, "order: 1"), (&b, "order: 2")])
+    );
+    let server = proxy(&yaml).await;
+    let mut body = chat("m");
+    body["stream"] = json!(true);
+    for i in 0..3 {
+        let (status, headers, text) = post(&server, "/v1/chat/completions", &body).await;
+        assert_eq!(status, 200);
+        assert_eq!(headers["x-yallmp-backend"], "m#1", "stream {i}");
+        assert!(text.contains("stream_interrupted"), "{text}");
+    }
+    // Three broken streams: more than allowed_fails (2). Each was a
+    // failure of m#1, never a success.
+    let h = wait_for_state(&server, "m#1", "cooling_down").await;
+    assert_eq!(h["last_error"], "stream broke after its first event", "{h}");
+    let stats = get_json(&server, "/stats").await;
+    let s = stats["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "m#1")
+        .unwrap()
+        .clone();
+    assert_eq!(s["requests"], 3, "{s}");
+    assert_eq!(s["successes"], 0, "{s}");
+    assert_eq!(s["failures"]["stream_broken"], 3, "{s}");
+    // The next stream goes to m#2, whole.
+    let (status, headers, text) = post(&server, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-yallmp-backend"], "m#2");
+    assert!(text.ends_with(DONE), "{text}");
+    assert_eq!(a.count(), 3);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_error_event_mid_stream_is_a_failure_and_a_client_leaving_is_not() {
+    let a = Mock::start(Reply::Sse {
+        frames: vec![
+            chunk("partial "),
+            "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n".into(),
+        ],
+        gap: Duration::from_millis(1),
+    })
+    .await;
+    let yaml = format!(
+        "model_list:\n{}router_settings: {{allowed_fails: 100}}\n",
+        group("m", &[(&a, "")])
+    );
+    let server = proxy(&yaml).await;
+    let mut body = chat("m");
+    body["stream"] = json!(true);
+    let (status, _, text) = post(&server, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("overloaded"), "{text}");
+    // A client that leaves mid-stream: the backend did nothing wrong.
+    a.push(Reply::SseStall(vec![chunk("slow")]));
+    let r = client()
+        .post(format!("{}/v1/chat/completions", server.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(r);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = get_json(&server, "/stats").await;
+        let s = &stats["backends"][0];
+        if s["requests"] == 2 && s["in_flight"] == 0 {
+            assert_eq!(s["failures"]["stream_broken"], 1, "{s}");
+            assert_eq!(s["successes"], 1, "{s}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{s}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn latency_based_does_not_prefer_a_backend_whose_streams_break() {
+    // m#1's first event comes fast, then it cuts the stream; m#2's first
+    // event is slower, and its streams end well.
+    let cuts = Mock::start(Reply::SseCut(vec![chunk("partial ")])).await;
+    let whole = Mock::start(Reply::Sse {
+        frames: vec![chunk("whole"), DONE.to_string()],
+        gap: Duration::from_millis(150),
+    })
+    .await;
+    let yaml = format!(
+        "model_list:\n{}router_settings: {{routing_strategy: latency-based, allowed_fails: 100}}\n",
+        group("m", &[(&cuts, ""), (&whole, "")])
+    );
+    let server = proxy(&yaml).await;
+    let mut body = chat("m");
+    body["stream"] = json!(true);
+    let mut served = Vec::new();
+    for _ in 0..8 {
+        let (status, headers, _) = post(&server, "/v1/chat/completions", &body).await;
+        assert_eq!(status, 200);
+        served.push(headers["x-yallmp-backend"].to_str().unwrap().to_string());
+    }
+    // Each is measured once (unknown goes first); then the one whose
+    // streams end well gets everything.
+    assert_eq!(cuts.count(), 1, "{served:?}");
+    assert_eq!(whole.count(), 7, "{served:?}");
+    server.shutdown().await;
+}
+
 #[test]
 fn routing_config_errors_name_the_key() {
     let env = yallmp::config::Env::isolated::<[(&str, &str); 0], _, _>([]);

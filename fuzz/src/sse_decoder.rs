@@ -9,7 +9,10 @@
 //!   first empty line; `\r\n`, `\n` and `\r` end lines; a `\r` at the very
 //!   end waits for a possible `\n`), and frames + remainder = the input,
 //!   byte for byte;
-//! - `parse`'s fast path agrees with a plain line-by-line reading.
+//! - `parse`'s fast path agrees with a plain line-by-line reading;
+//! - with a bound on one event, the frames that come out are the
+//!   reference's up to the first one past the bound (complete or not), and
+//!   the decoder says it stopped exactly when there is one.
 
 use std::borrow::Cow;
 
@@ -51,6 +54,8 @@ pub fn run(data: &[u8]) {
         assert_eq!(batched(&bytes, 0), expected, "batches, one byte at a time");
     }
 
+    bounded(input, &cuts, &expected, n);
+
     for f in &expected.0 {
         let ev = sse::parse(f);
         let (event, data) = reference_parse(f);
@@ -72,6 +77,38 @@ pub fn run(data: &[u8]) {
         let ev = sse::parse(&f);
         assert_eq!((ev.event, ev.data.as_deref()), (Some("x"), Some(text)));
     }
+}
+
+/// A bounded decoder (the bound picked from the frame lengths by `seed`)
+/// against the reference.
+fn bounded(input: &[u8], cuts: &[usize], expected: &Frames, seed: usize) {
+    let lens: Vec<usize> = expected.0.iter().map(Vec::len).collect();
+    let longest = lens
+        .iter()
+        .copied()
+        .chain([expected.1.len()])
+        .max()
+        .unwrap_or(0);
+    let limit = match seed % 3 {
+        0 => longest.max(1),
+        1 => (longest / 2).max(1),
+        _ => lens.first().copied().unwrap_or(1).max(1),
+    };
+    // The reference: frames until the first one past the bound; a
+    // remainder past it stops the decoder too.
+    let keep = lens.iter().take_while(|&&l| l <= limit).count();
+    let stops = keep < lens.len() || expected.1.len() > limit;
+    let mut d = Decoder::with_limit(limit);
+    let mut frames = Vec::new();
+    for p in pieces(input, cuts) {
+        d.push(p);
+        while let Some(f) = d.next_frame() {
+            assert!(f.len() <= limit, "a frame past the bound came out");
+            frames.push(f.to_vec());
+        }
+    }
+    assert_eq!(frames, expected.0[..keep], "bounded at {limit}");
+    assert_eq!(d.too_large(), stops, "stopped at {limit}");
 }
 
 fn by_frame(parts: &[&[u8]]) -> Frames {

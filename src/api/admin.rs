@@ -559,6 +559,10 @@ pub async fn effective_config(State(state): State<Shared>) -> Json<Value> {
             "max_entry_bytes": c.cache.max_entry_bytes,
             "key_by_client_key": c.cache.key_by_client_key, "endpoints": c.cache.endpoints,
         },
+        "streaming": {
+            "max_event_bytes": c.streaming.max_event_bytes,
+            "first_event_timeout": c.streaming.first_event_timeout.as_secs_f64(),
+        },
         "auth": {
             "api_keys": c.auth.api_keys.len(),
             "admin_password_set": c.auth.admin_password.is_some(),

@@ -257,7 +257,7 @@ async fn forward(
             None => cache::Controls::read(None, &parts.headers)?,
         };
         let key = c.key(endpoint, &model, &parsed, &parts.headers);
-        let (status, found) = c.lookup(&key, &controls).await;
+        let (status, found) = c.lookup(&key, &controls, &configured).await;
         if let Some(r) = guard.record() {
             r.cache = Some(status.as_str());
         }
@@ -296,6 +296,7 @@ async fn forward(
     let dispatch = Dispatch {
         client: &client,
         settings: &live.config.router,
+        streaming: &live.config.streaming,
         plan: &plan,
         endpoint,
         body: &parsed,

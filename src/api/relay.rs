@@ -229,6 +229,10 @@ pub(super) fn relay(
                     return Some((Ok(out), st));
                 }
                 Ok(None) => {
+                    if st.failed.is_some() {
+                        // An error event in the middle: the backend failed.
+                        src.failed(crate::router::state::Outcome::StreamBroken);
+                    }
                     st.source = None;
                     let tail = st.end(true);
                     // Ended without `[DONE]`, but normally.
@@ -257,7 +261,11 @@ pub(super) fn relay(
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "upstream stream failed after the first byte");
-                    let frame = stream_error_frame(&e, endpoint);
+                    let frame = if src.event_too_large() {
+                        error_frame("upstream_event_too_large", &e, endpoint)
+                    } else {
+                        stream_error_frame(&e, endpoint)
+                    };
                     st.source = None;
                     // A broken stream is never cached, nor remembered.
                     st.tee = None;
@@ -302,6 +310,11 @@ pub fn stream_error_frame(e: &UpstreamError, endpoint: Endpoint) -> Bytes {
         UpstreamError::BodyTimeout(_) | UpstreamError::Timeout(_) => "upstream_timeout",
         _ => "stream_interrupted",
     };
+    error_frame(code, e, endpoint)
+}
+
+/// The error event that ends a broken stream, with its `code`.
+fn error_frame(code: &str, e: &UpstreamError, endpoint: Endpoint) -> Bytes {
     let message = format!("upstream stream failed: {e}");
     let error = json!({
         "message": message,

@@ -144,13 +144,19 @@ impl ResponseCache {
     }
 
     /// Looks the request up unless it said `no-cache`; counts hits and
-    /// misses per model.
-    pub async fn lookup(&self, key: &Key, controls: &Controls) -> (Status, Option<Arc<Entry>>) {
+    /// misses per configured model (`model`: a wildcard's pattern, never
+    /// the name a client chose, which would grow the series without bound).
+    pub async fn lookup(
+        &self,
+        key: &Key,
+        controls: &Controls,
+        model: &str,
+    ) -> (Status, Option<Arc<Entry>>) {
         if controls.no_cache {
             return (Status::Skip, None);
         }
         let found = self.get(key).await;
-        let model = key.model.to_string();
+        let model = model.to_string();
         if found.is_some() {
             metrics::counter!("yallmp_cache_hits_total", "model" => model).increment(1);
             (Status::Hit, found)
@@ -412,19 +418,19 @@ mod tests {
         t.upstream_frame(frames[1]);
         t.finish();
         settle().await;
-        let (s, e) = cache.lookup(&key(1), &no).await;
+        let (s, e) = cache.lookup(&key(1), &no, "m").await;
         assert_eq!(s, Status::Hit);
         assert_eq!(
             e.unwrap().stored,
             Stored::Stream(frames.iter().map(|f| Bytes::copy_from_slice(f)).collect())
         );
-        assert_eq!(cache.lookup(&key(2), &no).await.0, Status::Miss);
-        assert_eq!(cache.lookup(&key(3), &no).await.0, Status::Miss);
+        assert_eq!(cache.lookup(&key(2), &no, "m").await.0, Status::Miss);
+        assert_eq!(cache.lookup(&key(3), &no, "m").await.0, Status::Miss);
         let skip = Controls {
             no_cache: true,
             ..Controls::default()
         };
-        assert_eq!(cache.lookup(&key(1), &skip).await.0, Status::Skip);
+        assert_eq!(cache.lookup(&key(1), &skip, "m").await.0, Status::Skip);
     }
 
     #[tokio::test]

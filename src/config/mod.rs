@@ -12,6 +12,7 @@ pub mod parsers;
 mod raw;
 pub mod reasoning;
 mod resolve;
+pub mod streaming;
 pub mod thinking;
 
 use std::fmt;
@@ -63,6 +64,8 @@ pub struct Config {
     pub cors: Option<CorsSettings>,
     /// The response cache (`proxy_settings.cache`).
     pub cache: cache::CacheSettings,
+    /// Bounds on upstream event streams (`proxy_settings.streaming`).
+    pub streaming: streaming::StreamSettings,
     /// `forwarder_settings` and `http_forwarder_settings`, environment
     /// overrides applied.
     pub forward: forward::ForwardSettings,

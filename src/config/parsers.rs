@@ -76,7 +76,7 @@ pub struct ParseTagsSettings {
     pub tool_open: Option<String>,
     pub tool_close: Option<String>,
     /// Bytes a tool block may grow unclosed before it is released as text;
-    /// 0 = no limit.
+    /// 0 = the default bound (1 MiB, `DEFAULT_TOOL_BUFFER_LIMIT`).
     pub tool_buffer_limit: usize,
 }
 

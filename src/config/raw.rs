@@ -136,6 +136,9 @@ pub struct RawProxySettings {
     /// The response cache (off by default).
     #[serde(default)]
     pub cache: super::cache::RawCache,
+    /// Bounds on upstream event streams.
+    #[serde(default)]
+    pub streaming: super::streaming::RawStreaming,
 }
 
 /// `proxy_settings.rate_limits`.

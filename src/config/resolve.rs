@@ -137,6 +137,7 @@ pub(super) fn resolve(
         );
     }
     let cache = cache::resolve(ps.cache, redis.is_some(), errors);
+    let streaming = super::streaming::resolve(ps.streaming, errors);
     if gs.host.is_some() || gs.port.is_some() {
         warnings.push(
             "general_settings.host/port: read as the listen address (proxy_settings.server takes precedence)"
@@ -355,6 +356,7 @@ pub(super) fn resolve(
         rate_limits,
         cors,
         cache,
+        streaming,
         forward,
         parsers,
         origin: Origin::default(),

@@ -83,6 +83,8 @@ pub struct AllFailed {
 pub struct Dispatch<'a> {
     pub client: &'a reqwest::Client,
     pub settings: &'a RouterSettings,
+    /// Bounds on upstream event streams.
+    pub streaming: &'a crate::config::streaming::StreamSettings,
     pub plan: &'a [Arc<Backend>],
     pub endpoint: Endpoint,
     pub body: &'a RequestBody<'a>,
@@ -321,7 +323,7 @@ impl Dispatch<'_> {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.contains("event-stream"));
         if self.stream && is_sse {
-            let mut source = SseSource::new(body, gap);
+            let mut source = SseSource::with_settings(body, gap, self.streaming);
             return match source.peek().await {
                 Ok(Peek::Events(first)) => Verdict::Done(Answer::Stream {
                     status,

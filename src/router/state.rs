@@ -24,6 +24,11 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 pub const LATENCY_TTL: Duration = Duration::from_secs(300);
 /// Weight of the newest sample in the latency estimate.
 const EWMA_ALPHA: f64 = 0.3;
+/// The latency estimate of a backend whose last stream broke after its
+/// first event (seconds): `latency-based` routing puts it after every
+/// measured backend until it finishes a stream again or the estimate goes
+/// stale ([`LATENCY_TTL`]). Its first events came fast, but they were no use.
+pub const BROKEN_STREAM_LATENCY: f64 = 1e9;
 
 /// Every backend's state, by backend name.
 pub struct Registry {
@@ -121,7 +126,7 @@ impl Health {
 /// How one attempt ended, as far as the backend's state cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// 2xx (for a stream: a first event that is not an error).
+    /// 2xx (for a stream: one that ended normally, or whose client left).
     Success,
     /// A 4xx the request caused (passed to the client, or 401/403/404
     /// skipped): never cools the backend down.
@@ -134,6 +139,9 @@ pub enum Outcome {
     Network,
     /// A stream whose first event is an error.
     ErrorEvent,
+    /// A stream that broke after its first event: cut, stalled, an event
+    /// past the bound, or an error event in the middle.
+    StreamBroken,
     /// Not something this backend can do (api_type not implemented).
     Unsupported,
 }
@@ -148,6 +156,7 @@ impl Outcome {
             Outcome::ServerError(_) => "server_error",
             Outcome::Network => "network_error",
             Outcome::ErrorEvent => "error_event",
+            Outcome::StreamBroken => "stream_broken",
             Outcome::Unsupported => "unsupported",
         }
     }
@@ -160,6 +169,7 @@ impl Outcome {
                 | Outcome::ServerError(_)
                 | Outcome::Network
                 | Outcome::ErrorEvent
+                | Outcome::StreamBroken
         )
     }
 }
@@ -283,6 +293,7 @@ impl BackendState {
             state: self.clone(),
             started: Instant::now(),
             stream: false,
+            pending: None,
         }
     }
 
@@ -299,7 +310,10 @@ impl BackendState {
                     inner.stats.successes += 1;
                     let secs = latency.as_secs_f64();
                     inner.latency = Some(match inner.latency {
-                        Some((old, at)) if now.duration_since(at) < LATENCY_TTL => {
+                        Some((old, at))
+                            if now.duration_since(at) < LATENCY_TTL
+                                && old < BROKEN_STREAM_LATENCY =>
+                        {
                             (old + EWMA_ALPHA * (secs - old), now)
                         }
                         _ => (secs, now),
@@ -309,6 +323,10 @@ impl BackendState {
                 Outcome::ServerError(_) => inner.stats.failures_5xx += 1,
                 Outcome::Network | Outcome::Unsupported => inner.stats.failures_network += 1,
                 Outcome::ErrorEvent => inner.stats.failures_error_event += 1,
+                Outcome::StreamBroken => {
+                    inner.stats.failures_stream_broken += 1;
+                    inner.latency = Some((BROKEN_STREAM_LATENCY, now));
+                }
             }
             if let Outcome::RateLimited(Some(wait)) = outcome {
                 inner.last_failure = Some(now);
@@ -462,11 +480,16 @@ impl std::ops::DerefMut for StatsGuard<'_> {
 
 /// One attempt at a backend, in flight until dropped. A stream's lease
 /// rides along with the stream, so a long generation counts as busy (and
-/// its whole length as its latency) until it ends.
+/// its whole length as its latency) until it ends. A stream's outcome is
+/// recorded when it ends: a failure if it broke ([`Lease::stream_failed`]),
+/// else (it ended normally, or its client left) a success.
 pub struct Lease {
     state: Arc<BackendState>,
     started: Instant,
     stream: bool,
+    /// A stream under way: its time to first event and the settings its
+    /// outcome is recorded with (boxed: the lease rides in every stream).
+    pending: Option<Box<(Duration, RouterSettings)>>,
 }
 
 impl Lease {
@@ -479,14 +502,25 @@ impl Lease {
         }
     }
 
-    /// A stream's first event arrived: a success whose time to first token
-    /// is now; its latency is taken when the stream ends.
+    /// A stream's first event arrived: its time to first token is now;
+    /// its outcome and latency are taken when the stream ends.
     pub fn stream_started(&mut self, settings: &RouterSettings) {
         let ttft = self.started.elapsed();
-        self.state.record(Outcome::Success, ttft, settings);
+        self.pending = Some(Box::new((ttft, settings.clone())));
         self.state.stats().ttft.push(ttft.as_secs_f64());
         metrics::histogram!("yallmp_upstream_ttft_seconds", "model" => self.state.model_label.clone(), "backend" => self.state.backend_label.clone()).record(ttft.as_secs_f64());
         self.stream = true;
+    }
+
+    /// The stream broke after its first event (cut, stalled, an event
+    /// past the bound, an error event): a failure of the backend, counted
+    /// towards `allowed_fails`, instead of the success it would have been.
+    pub fn stream_failed(&mut self, outcome: Outcome) {
+        if let Some(pending) = self.pending.take() {
+            let (ttft, settings) = *pending;
+            self.state.record(outcome, ttft, &settings);
+            self.stream = false;
+        }
     }
 
     fn observe_latency(&self, took: Duration) {
@@ -497,6 +531,10 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            let (ttft, settings) = *pending;
+            self.state.record(Outcome::Success, ttft, &settings);
+        }
         if self.stream {
             self.observe_latency(self.started.elapsed());
         }
@@ -510,6 +548,7 @@ fn describe(o: Outcome) -> String {
         Outcome::RateLimited(_) => "HTTP 429".into(),
         Outcome::Network => "no usable response (connection, timeout or body)".into(),
         Outcome::ErrorEvent => "stream began with an error event".into(),
+        Outcome::StreamBroken => "stream broke after its first event".into(),
         Outcome::Success | Outcome::Unsupported => String::new(),
     }
 }
@@ -581,6 +620,43 @@ mod tests {
             s2.health(Instant::now() + Duration::from_millis(30)),
             Health::Healthy
         );
+    }
+
+    #[test]
+    fn a_stream_counts_when_it_ends_and_a_broken_one_is_a_failure() {
+        let reg = Registry::new(None);
+        let s = reg.get(&backend("m", "http://a"));
+        let set = settings(1, Duration::from_secs(60));
+        // Ended normally (or its client left): a success, counted then.
+        let mut lease = s.begin();
+        lease.stream_started(&set);
+        assert_eq!(s.stats_json()["requests"], 0);
+        drop(lease);
+        assert_eq!(s.stats_json()["successes"], 1);
+        // Broken after the first event: failures, and a cooldown past
+        // allowed_fails.
+        for _ in 0..2 {
+            let mut lease = s.begin();
+            lease.stream_started(&set);
+            lease.stream_failed(Outcome::StreamBroken);
+            // Told once: dropping it adds nothing.
+            drop(lease);
+        }
+        let j = s.stats_json();
+        assert_eq!(j["requests"], 3);
+        assert_eq!(j["successes"], 1);
+        assert_eq!(j["failures"]["stream_broken"], 2);
+        assert_eq!(s.health(Instant::now()), Health::CoolingDown);
+        assert_eq!(
+            s.snapshot().last_error.as_deref(),
+            Some("stream broke after its first event")
+        );
+        // Latency-based routing puts it last until a stream ends well.
+        assert_eq!(s.latency(Instant::now()), Some(BROKEN_STREAM_LATENCY));
+        let mut lease = s.begin();
+        lease.stream_started(&set);
+        drop(lease);
+        assert!(s.latency(Instant::now()).is_some_and(|l| l < 1.0));
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct Stats {
     pub failures_5xx: u64,
     pub failures_network: u64,
     pub failures_error_event: u64,
+    /// Streams that broke after their first event.
+    pub failures_stream_broken: u64,
     pub tokens_in: u64,
     pub tokens_out: u64,
     pub latency: Window,
@@ -72,6 +74,7 @@ impl Stats {
                 "5xx": self.failures_5xx,
                 "network": self.failures_network,
                 "error_event": self.failures_error_event,
+                "stream_broken": self.failures_stream_broken,
             },
             "in_flight": in_flight,
             "latency_ms": lat.map(|[p50, p95, p99]| serde_json::json!({"p50": p50, "p95": p95, "p99": p99})),

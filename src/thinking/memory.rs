@@ -1,5 +1,6 @@
-//! The in-process store: one bounded `moka` cache per model the clients
-//! ask for (`max_entries` each), with the backend's TTL per entry. It is
+//! The in-process store: one bounded `moka` cache per configured model
+//! (a wildcard's pattern, not each name clients ask for under it;
+//! `max_entries` each), with the backend's TTL per entry. It is
 //! also the write-through front of the database and Redis stores, so the
 //! next turn of a conversation finds its reasoning without a round trip.
 

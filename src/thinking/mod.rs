@@ -37,8 +37,8 @@ pub use request::{ForRequest, Recorder, StreamRecorder, wrap_of};
 /// The response header that says what was restored.
 pub const HEADER: http::HeaderName = http::HeaderName::from_static("x-yallmp-thinking");
 
-/// Assistant turns looked at, by model and result (restored, missing,
-/// foreign), for the first backend of the plan.
+/// Assistant turns looked at, by configured model and result (restored,
+/// missing, foreign), for the first backend of the plan.
 pub const TURNS: &str = "yallmp_thinking_turns_total";
 /// Turns the database or Redis did not get (queue full, write failed);
 /// they stay in the memory store.
@@ -85,8 +85,9 @@ enum Job {
 
 /// The stores of one running proxy.
 pub struct Thinking {
-    /// Per model the clients ask for and `max_entries` (backends of one
-    /// plan with different bounds keep their own).
+    /// Per configured model (a wildcard's pattern, never a name a client
+    /// chose: those would grow it without bound) and `max_entries`
+    /// (backends of one plan with different bounds keep their own).
     memory: Mutex<HashMap<(String, u64), Arc<MemoryStore>>>,
     durable: Arc<Durable>,
     queue: mpsc::Sender<Job>,
@@ -145,6 +146,15 @@ impl Thinking {
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.queue.send(Job::Flush(tx)).await.is_ok() {
             let _ = rx.await;
+        }
+    }
+
+    /// How many memory stores there are (one per configured model and
+    /// bound).
+    pub fn memory_stores(&self) -> usize {
+        match self.memory.lock() {
+            Ok(m) => m.len(),
+            Err(poisoned) => poisoned.into_inner().len(),
         }
     }
 

@@ -24,6 +24,11 @@ pub fn wrap_of(form: Option<(&str, &str, bool)>) -> Option<tags::Wrap> {
 pub struct ForRequest {
     thinking: Arc<Thinking>,
     scope: keys::Scope,
+    /// The configured model the request resolved to (a wildcard's
+    /// pattern, never the name the client sent): the memory store and the
+    /// metric label are this model's, so client-chosen names cannot grow
+    /// either.
+    configured: Arc<str>,
     /// The snapshot and path the request runs with (the answering
     /// model's parsers say how reasoning is folded into content).
     live: Arc<crate::live::Live>,
@@ -67,6 +72,7 @@ impl Thinking {
                 crate::api::auth::presented(headers),
                 fold.as_ref(),
                 (live.clone(), path.to_string()),
+                configured,
             )
             .await;
         if let (Some(t), Some(first)) = (&t, plan.first()) {
@@ -77,7 +83,8 @@ impl Thinking {
 
     /// Reads and looks up the request's turns, when a backend of the plan
     /// has interleaved thinking on. `fold` is the think block form of the
-    /// requested model's parsers.
+    /// requested model's parsers; `configured` the model it resolved to.
+    #[allow(clippy::too_many_arguments)]
     async fn prepare(
         self: &Arc<Self>,
         plan: &[Arc<Backend>],
@@ -86,6 +93,7 @@ impl Thinking {
         client_key: Option<&str>,
         fold: Option<&tags::Wrap>,
         (live, path): (Arc<crate::live::Live>, String),
+        configured: &str,
     ) -> Option<ForRequest> {
         let settings: Vec<&ThinkingSettings> =
             plan.iter().filter_map(|b| b.thinking.as_deref()).collect();
@@ -103,7 +111,7 @@ impl Thinking {
                     continue;
                 }
                 seen.push((s.store, s.max_entries));
-                for (k, e) in self.lookup(s, model, &keys).await {
+                for (k, e) in self.lookup(s, configured, &keys).await {
                     found.entry(k).or_insert(e);
                 }
             }
@@ -112,6 +120,7 @@ impl Thinking {
         Some(ForRequest {
             thinking: self.clone(),
             scope,
+            configured: Arc::from(configured),
             live,
             path,
             restore,
@@ -133,7 +142,7 @@ impl ForRequest {
             ("foreign", tally.foreign),
         ] {
             if n > 0 {
-                metrics::counter!(TURNS, "model" => self.scope.model.clone(), "result" => result)
+                metrics::counter!(TURNS, "model" => self.configured.to_string(), "result" => result)
                     .increment(n as u64);
             }
         }
@@ -181,6 +190,7 @@ impl ForRequest {
         Some(Recorder {
             thinking: self.thinking.clone(),
             scope: self.scope.clone(),
+            configured: self.configured.clone(),
             settings,
             source: source_of(backend),
             fold,
@@ -192,6 +202,8 @@ impl ForRequest {
 pub struct Recorder {
     thinking: Arc<Thinking>,
     scope: keys::Scope,
+    /// The configured model whose store remembers the turns.
+    configured: Arc<str>,
     settings: Arc<ThinkingSettings>,
     source: String,
     fold: Option<tags::Wrap>,
@@ -232,7 +244,7 @@ impl Recorder {
                 source: self.source.clone(),
             };
             self.thinking
-                .remember(&self.settings, &self.scope.model, keys, entry)
+                .remember(&self.settings, &self.configured, keys, entry)
                 .await;
         }
     }

@@ -20,6 +20,10 @@ pub struct Block {
     pub kind: BlockKind,
 }
 
+/// What `tool_buffer_limit: 0` stands for: a tool block that grows past
+/// this many bytes without its close marker is released as text.
+pub const DEFAULT_TOOL_BUFFER_LIMIT: usize = 1024 * 1024;
+
 /// The markers a parser looks for, compiled once per config.
 #[derive(Debug)]
 pub struct TagSpec {
@@ -63,7 +67,9 @@ impl TagSpec {
         }
     }
 
-    /// The spec of a `parse_tags` block.
+    /// The spec of a `parse_tags` block. `tool_buffer_limit: 0` (the
+    /// default) means [`DEFAULT_TOOL_BUFFER_LIMIT`]: an unclosed tool block
+    /// never holds the rest of a stream for ever.
     pub fn from_settings(s: &ParseTagsSettings) -> TagSpec {
         let think = s
             .parse_thinking
@@ -78,7 +84,10 @@ impl TagSpec {
             s.parse_thinking && s.starts_in_reasoning,
             false,
             blocks,
-            s.tool_buffer_limit,
+            match s.tool_buffer_limit {
+                0 => DEFAULT_TOOL_BUFFER_LIMIT,
+                n => n,
+            },
         )
     }
 

@@ -180,6 +180,29 @@ mod tests {
             &mut errors,
         );
         let all = errors.join("\n");
+        // Through the loader (what `yallmp check` runs): key paths.
+        let env = crate::config::Env::isolated(std::iter::empty::<(String, String)>());
+        let e = crate::config::Config::from_yaml(
+            "proxy_settings: {server: {max_connections: 0, idle_timeout: -2}}",
+            None,
+            &env,
+        )
+        .unwrap_err()
+        .errors
+        .join("\n");
+        assert!(e.contains("proxy_settings.server.max_connections"), "{e}");
+        assert!(e.contains("proxy_settings.server.idle_timeout"), "{e}");
+        let c = crate::config::Config::from_yaml(
+            "proxy_settings: {server: {header_read_timeout: 5, max_connections: 9}}",
+            None,
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            c.server.connections.header_read_timeout,
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(c.server.connections.max_connections, 9);
         for key in [
             "s.header_read_timeout",
             "s.body_read_timeout",

@@ -659,6 +659,40 @@ http_forwarder_settings:
     }
 
     #[test]
+    fn client_limits_have_defaults_zero_turns_off_and_bad_values_name_their_key() {
+        let f = load("", &[]).unwrap();
+        assert_eq!(f.http.header_read_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(f.http.body_read_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(f.http.response_timeout, Some(DEFAULT_RESPONSE_TIMEOUT));
+        assert!(f.http.max_connections >= 16);
+        assert!(f.tcp.max_connections >= 16);
+        let f = load(
+            "forwarder_settings: {max_connections: 3}
+http_forwarder_settings: {header_read_timeout: 0, response_timeout: 2, max_connections: 5}",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(f.tcp.max_connections, 3);
+        assert_eq!(f.http.header_read_timeout, None);
+        assert_eq!(f.http.response_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(f.http.max_connections, 5);
+        let all = load(
+            "forwarder_settings: {max_connections: 0}
+http_forwarder_settings: {body_read_timeout: -1, response_timeout: .nan}",
+            &[],
+        )
+        .unwrap_err()
+        .join("\n");
+        for key in [
+            "forwarder_settings.max_connections",
+            "http_forwarder_settings.body_read_timeout",
+            "http_forwarder_settings.response_timeout",
+        ] {
+            assert!(all.contains(key), "{key}: {all}");
+        }
+    }
+
+    #[test]
     fn same_port_for_both_is_refused_with_the_variables_to_change() {
         let f = load(
             "forwarder_settings: {listen: {port: 7000}}\nhttp_forwarder_settings: {listen: {host: 127.0.0.1, port: 7000}}",

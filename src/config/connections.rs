@@ -105,7 +105,7 @@ pub fn optional_seconds(
 ) -> Option<Duration> {
     match v {
         None => Some(default),
-        Some(s) if s == 0.0 => None,
+        Some(0.0) => None,
         Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Some(Duration::from_secs_f64(s)),
         Some(s) => {
             errors.push(format!(

@@ -8,10 +8,10 @@ use std::time::Duration;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// `proxy_settings.server.body_read_timeout`: 60 s.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
-/// `proxy_settings.server.idle_timeout`: 120 s, longer than the common
-/// clients keep an unused connection (reqwest and Go 90 s, httpx 5 s), so
-/// the proxy rarely closes one a client is about to reuse.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// `proxy_settings.server.idle_timeout`: 75 s, nginx's `keepalive_timeout`;
+/// longer than load balancers keep an idle connection to a backend (nginx's
+/// upstream keep-alive and cloud balancers: 60 s), so they close first.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// The most connections the default cap allows.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// The largest `max_connections` accepted.

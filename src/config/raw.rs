@@ -275,7 +275,7 @@ pub struct RawServer {
     /// Seconds a request body may go without a byte (default 60; 0 off).
     pub body_read_timeout: Option<f64>,
     /// Seconds a keep-alive connection may sit between requests (default
-    /// 120; 0 off).
+    /// 75; 0 off).
     pub idle_timeout: Option<f64>,
     /// Client connections open at once (default 4096, or half the
     /// open-files limit when lower).

@@ -632,3 +632,47 @@ struct Handed {
 }
 
 type Hand = mpsc::Sender<Handed>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_hand_off_queue_is_bounded_and_the_acceptor_waits_for_room() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        let (stop_tx, stop) = watch::channel(false);
+        let acceptor = tokio::spawn(async move {
+            let slots = Slots::new(100, "test");
+            accept(listener, &[tx], &slots, stop).await;
+        });
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        let patience = Duration::from_secs(10);
+        tokio::time::timeout(patience, async {
+            while rx.is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap();
+        // Time for an unbounded queue to take the other two.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(rx.len(), 1);
+        // None is lost: each comes once there is room.
+        for _ in 0..3 {
+            tokio::time::timeout(patience, rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let _ = stop_tx.send(true);
+        tokio::time::timeout(patience, acceptor)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}

@@ -23,6 +23,19 @@ pub const REFUSED: &str = "yallmp_connections_refused_total";
 /// `yallmp_client_timeouts_total{kind}`: header, body, idle.
 pub const TIMEOUTS: &str = "yallmp_client_timeouts_total";
 
+/// The help texts of this module's metrics.
+pub fn describe() {
+    metrics::describe_gauge!(OPEN, "Client connections open now, by listener");
+    metrics::describe_counter!(
+        REFUSED,
+        "Client connections refused at max_connections, by listener"
+    );
+    metrics::describe_counter!(
+        TIMEOUTS,
+        "Client connections closed, or requests ended with 408, by a client timeout (header, body, idle)"
+    );
+}
+
 /// How often a listener at its cap says so in the log.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 

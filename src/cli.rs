@@ -508,6 +508,8 @@ fn serve(cli: &Cli) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        // Before the port answers: a SIGHUP from then on reloads.
+        let signals = crate::server::Signals::install();
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
@@ -525,7 +527,7 @@ fn serve(cli: &Cli) -> ExitCode {
             server.url()
         );
         print!("{text}");
-        server.run_until_signal().await;
+        server.run_with(signals).await;
         ExitCode::SUCCESS
     })
 }

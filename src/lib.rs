@@ -8,6 +8,7 @@ pub mod cache;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod forward;
 pub mod limits;
 pub mod live;

@@ -8,12 +8,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use axum::extract::ConnectInfo;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::api::{self, AppState, Shared};
+use crate::config::connections::ConnectionLimits;
 use crate::config::{Config, Workers};
+use crate::conn::{Activity, Guarded, Slot, Slots, TimedBody, Tracked};
 use crate::live::Live;
 use crate::reqlog::Writer;
 
@@ -68,6 +76,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
     let client = crate::upstream::client().map_err(|e| ServeError::Client(e.to_string()))?;
     let grace = config.server.shutdown_grace;
     let workers = config.server.workers;
+    let conn_limits = config.server.connections;
     let (log, writer) = crate::reqlog::start(&config).await?;
     // After the writer: the database exists and is migrated.
     let log_reader = match writer.as_ref().and_then(|w| w.db()) {
@@ -162,7 +171,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         .then(|| crate::model_store::spawn_sync(Arc::downgrade(&state)));
     let app = api::router(state.clone());
     let (stop, stopped) = watch::channel(false);
-    let task = serving_threads(listener, app, workers, stopped, grace)?;
+    let task = serving_threads(listener, app, workers, conn_limits, stopped, grace)?;
     Ok(Server {
         addr,
         state,
@@ -211,13 +220,80 @@ impl Server {
         self.writer.as_ref().and_then(|w| w.db())
     }
 
-    /// Waits for SIGINT or SIGTERM, then shuts down.
+    /// Waits for SIGINT or SIGTERM, then shuts down; a SIGHUP reloads the
+    /// config meanwhile. The signals are registered here: a binary should
+    /// rather call [`Signals::install`] before it starts serving and
+    /// [`Server::run_with`].
     pub async fn run_until_signal(self) {
-        wait_for_signal().await;
+        self.run_with(Signals::install()).await;
+    }
+
+    /// Like [`Server::run_until_signal`], with signals registered earlier.
+    /// SIGHUP reloads the config as `POST /admin/config/reload` does; a
+    /// config that does not load is logged and the running one kept.
+    pub async fn run_with(self, mut signals: Signals) {
+        let stop = wait_for_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = signals.hangup() => self.reload_on_hangup().await,
+            }
+        }
         tracing::info!("shutting down: no new connections; waiting for in-flight requests");
         let started = Instant::now();
         self.shutdown().await;
         tracing::info!(took = ?started.elapsed(), "stopped");
+    }
+
+    async fn reload_on_hangup(&self) {
+        tracing::info!("SIGHUP: reloading the config");
+        if let Err(e) = crate::api::admin::reload_config(&self.state).await {
+            tracing::error!(
+                error = %e,
+                "SIGHUP: the config was not reloaded; still serving the previous one"
+            );
+        }
+    }
+}
+
+/// The signals a running proxy or forwarder acts on besides SIGINT and
+/// SIGTERM: SIGHUP, whose default action would end the process. Register
+/// them before serving, so that a SIGHUP sent as soon as the port answers
+/// (systemd's `ExecReload`) never finds the default action.
+pub struct Signals {
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Registers the handlers (inside a Tokio runtime).
+    pub fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot handle SIGHUP: it will stop the process");
+                    None
+                }
+            };
+            Signals { hangup }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// Resolves at the next SIGHUP (never where there is none).
+    pub async fn hangup(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = &mut self.hangup
+            && s.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending::<()>().await
     }
 }
 
@@ -245,41 +321,143 @@ pub(crate) async fn wait_for_signal() {
     }
 }
 
-/// Serves `app` on `listener` until `stop` turns true (or its sender goes),
-/// then lets open connections finish for `grace`. True when the grace
-/// period ran out with connections still open.
-async fn run<L>(
-    listener: L,
+/// Connections a serving thread may have waiting in its hand-off queue;
+/// when every thread's is full the acceptor waits (and the kernel's
+/// backlog holds new connections meanwhile).
+const HANDOFF_QUEUE: usize = 64;
+
+/// Serves the connections handed to this thread until `stop` turns true
+/// (or its sender goes), then lets open connections finish for `grace`.
+/// True when the grace period ran out with connections still open.
+async fn run(
+    mut handoff: mpsc::Receiver<Handed>,
     app: axum::Router,
+    limits: ConnectionLimits,
     stop: watch::Receiver<bool>,
     grace: Duration,
-) -> bool
-where
-    L: axum::serve::Listener<Addr = SocketAddr>,
-    SocketAddr: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
-{
-    let mut stopped = stop.clone();
-    let mut grace_rx = stop;
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    });
-    let grace_over = async move {
-        let _ = grace_rx.wait_for(|s| *s).await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        result = server => {
-            if let Err(e) = result {
-                tracing::error!(error = %e, "server stopped with an error");
-            }
-            false
+) -> bool {
+    let mut conns = JoinSet::new();
+    let mut stopping = stop.clone();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            _ = stopping.wait_for(|s| *s) => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            handed = handoff.recv(), if open => match handed {
+                Some(Handed { tcp, peer, slot }) => match tokio::net::TcpStream::from_std(tcp) {
+                    Ok(tcp) => {
+                        conns.spawn(connection(tcp, peer, slot, app.clone(), limits, stop.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot take over an accepted connection");
+                    }
+                },
+                // The acceptor has stopped: so has serving new connections.
+                None => open = false,
+            },
         }
-        _ = grace_over => true,
     }
+    drop(handoff);
+    let all_done = async { while conns.join_next().await.is_some() {} };
+    tokio::time::timeout(grace, all_done).await.is_err()
+}
+
+/// Serves one client connection (HTTP/1.1, or HTTP/2 with prior
+/// knowledge) with the client limits: the header read and idle timeouts
+/// close it (when no request is in flight), every request body is read
+/// with the body read timeout. On `stop`, the request in flight finishes
+/// and the connection closes.
+async fn connection(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    slot: Slot,
+    app: axum::Router,
+    limits: ConnectionLimits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _slot = slot;
+    let _ = tcp.set_nodelay(true);
+    let activity = Activity::new();
+    let io = TokioIo::new(Tracked::new(tcp, activity.clone()));
+    let tower = TowerToHyperService::new(app);
+    let body_timeout = limits.body_read_timeout;
+    let requests = activity.clone();
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let in_flight = requests.begin();
+        let fired = Arc::new(AtomicBool::new(false));
+        let mut req = req
+            .map(|body| axum::body::Body::new(TimedBody::new(body, body_timeout, fired.clone())));
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let call = hyper::service::Service::call(&tower, req);
+        async move {
+            let Ok(response) = call.await;
+            let response = if fired.load(Ordering::Relaxed) {
+                body_timed_out(response, body_timeout.unwrap_or_default())
+            } else {
+                response
+            };
+            Ok::<_, std::convert::Infallible>(response.map(|b| Guarded::new(b, in_flight)))
+        }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The header read timeout is this server's own (counted from a
+    // request's first byte, apart from the idle time before it).
+    builder.http1().header_read_timeout(None);
+    builder.http2().enable_connect_protocol();
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    let expired = activity.expired(limits.header_read_timeout, limits.idle_timeout);
+    tokio::pin!(expired);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                }
+                break;
+            }
+            _ = stop.wait_for(|s| *s), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            why = &mut expired => {
+                metrics::counter!(crate::conn::TIMEOUTS, "kind" => why.as_str()).increment(1);
+                tracing::debug!(%peer, timeout = why.as_str(), "closing a client connection");
+                break;
+            }
+        }
+    }
+}
+
+/// The answer to a request whose body stopped arriving before anything
+/// was answered: 408 (the handler's own 408 is kept, in its dialect's
+/// shape; any other answer it made of the failed read is replaced). The
+/// connection closes after it.
+fn body_timed_out(
+    mut response: Response<axum::body::Body>,
+    after: Duration,
+) -> Response<axum::body::Body> {
+    if response.status() != StatusCode::REQUEST_TIMEOUT {
+        let id = response.headers().get(crate::upstream::REQUEST_ID).cloned();
+        response = crate::api::error::json_error(
+            StatusCode::REQUEST_TIMEOUT,
+            &serde_json::json!({"error": {
+                "message": crate::conn::BodyTimeout(after).to_string(),
+                "type": "invalid_request_error",
+                "code": "request_timeout",
+            }}),
+        );
+        if let Some(id) = id {
+            response
+                .headers_mut()
+                .insert(crate::upstream::REQUEST_ID, id);
+        }
+    }
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// Starts the threads that serve connections, and returns the task that
@@ -301,13 +479,10 @@ fn serving_threads(
     listener: TcpListener,
     app: axum::Router,
     workers: Workers,
+    limits: ConnectionLimits,
     stop: watch::Receiver<bool>,
     grace: Duration,
 ) -> Result<JoinHandle<()>, ServeError> {
-    let local = listener.local_addr().map_err(|source| ServeError::Bind {
-        addr: "listener".into(),
-        source,
-    })?;
     let count = match workers {
         Workers::PerThread(n) => n,
         Workers::Shared => 1,
@@ -333,11 +508,8 @@ fn serving_threads(
                 None,
             ),
         };
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(HANDOFF_QUEUE);
         let (done_tx, done_rx) = oneshot::channel();
-        let listener = axum::serve::ListenerExt::tap_io(Handoff { rx, local }, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
         let app = app.clone();
         let stop = stop.clone();
         std::thread::Builder::new()
@@ -346,7 +518,7 @@ fn serving_threads(
                 if let Some(client) = client {
                     crate::upstream::set_thread_client(client);
                 }
-                let cut = runtime.block_on(run(listener, app, stop, grace));
+                let cut = runtime.block_on(run(rx, app, limits, stop, grace));
                 // What is still running after the grace period ends here
                 // (its requests are recorded as cut off).
                 runtime.shutdown_timeout(Duration::from_secs(1));
@@ -356,8 +528,9 @@ fn serving_threads(
         hand.push(tx);
         done.push(done_rx);
     }
+    let slots = Slots::new(limits.max_connections, "proxy");
     Ok(tokio::spawn(async move {
-        accept(listener, &hand, stop).await;
+        accept(listener, &hand, &slots, stop).await;
         drop(hand);
         let mut cut = false;
         for d in done {
@@ -370,8 +543,15 @@ fn serving_threads(
 }
 
 /// Accepts connections until `stop`, handing them to the serving threads in
-/// turn.
-async fn accept(listener: TcpListener, hand: &[Handed], mut stop: watch::Receiver<bool>) {
+/// turn. Past `max_connections` a new connection is answered 503 and
+/// closed. A thread whose queue is full is passed over; when all are, the
+/// acceptor waits for room.
+async fn accept(
+    listener: TcpListener,
+    hand: &[Hand],
+    slots: &Slots,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut next = 0;
     loop {
         let accepted = tokio::select! {
@@ -386,6 +566,12 @@ async fn accept(listener: TcpListener, hand: &[Handed], mut stop: watch::Receive
                 continue;
             }
         };
+        let Some(slot) = slots.try_take() else {
+            // Best effort: a client that has not sent anything yet reads
+            // the 503 before the close.
+            let _ = tcp.try_write(crate::conn::BUSY_RESPONSE);
+            continue;
+        };
         // Off this runtime's reactor; the serving thread registers it with
         // its own.
         let tcp = match tcp.into_std() {
@@ -395,10 +581,30 @@ async fn accept(listener: TcpListener, hand: &[Handed], mut stop: watch::Receive
                 continue;
             }
         };
-        if hand[next].send((tcp, peer)).is_err() {
-            tracing::error!(thread = next, "a serving thread has stopped");
+        let mut left = Some(Handed { tcp, peer, slot });
+        for i in 0..hand.len() {
+            let Some(handed) = left.take() else { break };
+            let at = (next + i) % hand.len();
+            match hand[at].try_send(handed) {
+                Ok(()) => next = (at + 1) % hand.len(),
+                Err(mpsc::error::TrySendError::Full(h)) => left = Some(h),
+                Err(mpsc::error::TrySendError::Closed(h)) => {
+                    tracing::error!(thread = at, "a serving thread has stopped");
+                    left = Some(h);
+                }
+            }
         }
-        next = (next + 1) % hand.len();
+        if let Some(handed) = left {
+            let at = next;
+            next = (next + 1) % hand.len();
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => return,
+                r = hand[at].send(handed) => if r.is_err() {
+                    tracing::error!(thread = at, "a serving thread has stopped");
+                },
+            }
+        }
     }
 }
 
@@ -417,35 +623,56 @@ async fn accept_error(e: io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-type Handed = mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>;
-
-/// A serving runtime's side of the hand-over: connections accepted
-/// elsewhere, registered with this thread's runtime as they are taken.
-struct Handoff {
-    rx: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
-    local: SocketAddr,
+/// An accepted connection on its way to a serving thread, with its place
+/// under the cap.
+struct Handed {
+    tcp: std::net::TcpStream,
+    peer: SocketAddr,
+    slot: Slot,
 }
 
-impl axum::serve::Listener for Handoff {
-    type Io = tokio::net::TcpStream;
-    type Addr = SocketAddr;
+type Hand = mpsc::Sender<Handed>;
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.rx.recv().await {
-                Some((tcp, peer)) => match tokio::net::TcpStream::from_std(tcp) {
-                    Ok(tcp) => return (tcp, peer),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot take over an accepted connection");
-                    }
-                },
-                // The acceptor has stopped: so has serving new connections.
-                None => std::future::pending::<()>().await,
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_hand_off_queue_is_bounded_and_the_acceptor_waits_for_room() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        let (stop_tx, stop) = watch::channel(false);
+        let acceptor = tokio::spawn(async move {
+            let slots = Slots::new(100, "test");
+            accept(listener, &[tx], &slots, stop).await;
+        });
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(tokio::net::TcpStream::connect(addr).await.unwrap());
         }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
+        let patience = Duration::from_secs(10);
+        tokio::time::timeout(patience, async {
+            while rx.is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap();
+        // Time for an unbounded queue to take the other two.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(rx.len(), 1);
+        // None is lost: each comes once there is room.
+        for _ in 0..3 {
+            tokio::time::timeout(patience, rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let _ = stop_tx.send(true);
+        tokio::time::timeout(patience, acceptor)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

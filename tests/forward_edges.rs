@@ -208,7 +208,7 @@ async fn http_shutdown_lets_a_stream_in_flight_finish() {
 /// where each forwarder listens, carries a request, and exits cleanly on
 /// SIGTERM.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_forward_command_runs_both_and_stops_on_sigterm() {
+async fn the_forward_command_runs_both_survives_sighup_and_stops_on_sigterm() {
     use std::io::BufRead;
     let mock = Mock::start(Reply::Echo).await;
     let proxy = proxy(&one_model(&mock.url)).await;
@@ -245,6 +245,12 @@ async fn the_forward_command_runs_both_and_stops_on_sigterm() {
         .unwrap()
         .unwrap();
     assert_eq!(lines.len(), 2, "{lines:?}");
+    // A reload signal (systemd's ExecReload) leaves them running.
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
     for (line, kind) in lines.iter().zip(["tcp", "http"]) {
         assert!(
             line.starts_with(&format!("yallmp {kind} forwarder listening on 127.0.0.1:")),

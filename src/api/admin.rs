@@ -231,6 +231,7 @@ pub(crate) fn rebuild(current: &Config, overlay: &Overlay) -> Result<Config, Con
 fn keep_startup_settings(current: &Config, next: &mut Config) {
     next.server.host = current.server.host.clone();
     next.server.port = current.server.port;
+    next.server.connections = current.server.connections;
     next.logging = current.logging.clone();
     next.database = current.database.clone();
     next.cache = current.cache.clone();
@@ -251,11 +252,13 @@ async fn commit(state: &Shared, config: Config) -> Result<(), AdminError> {
             .model_version
             .store(version, std::sync::atomic::Ordering::SeqCst);
     } else if let Some(path) = &config.path {
+        // Off the serving thread: a slow disk stalls no request.
         let file = Overlay::path_for(path);
-        config
-            .origin
-            .overlay
-            .write(&file)
+        let overlay = config.origin.overlay.clone();
+        let target = file.clone();
+        tokio::task::spawn_blocking(move || overlay.write(&target))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
             .map_err(|source| AdminError::Persist {
                 path: file.display().to_string(),
                 source,
@@ -483,6 +486,14 @@ pub fn diff(old: &Config, new: &Config) -> Value {
 }
 
 pub async fn reload(State(state): State<Shared>) -> Result<Json<Value>, AdminError> {
+    reload_config(&state).await.map(Json)
+}
+
+/// Reads the config file again (with the runtime models) and swaps it in
+/// when it is valid; else the running config stays. What
+/// `POST /admin/config/reload` and SIGHUP do. The answer's body:
+/// `{reloaded, changes, warnings}`.
+pub async fn reload_config(state: &Shared) -> Result<Value, AdminError> {
     let _guard = state.admin_lock.lock().await;
     let current = state.live.load_full();
     let shared = match &state.model_store {
@@ -494,10 +505,23 @@ pub async fn reload(State(state): State<Shared>) -> Result<Json<Value>, AdminErr
         None => None,
     };
     let config = match &current.config.path {
-        Some(path) => Config::load_with_overlay(path, shared.as_ref()).map(|mut c| {
-            keep_startup_settings(&current.config, &mut c);
-            c
-        }),
+        // Reading files: off the serving thread.
+        Some(path) => {
+            let path = path.clone();
+            let file = path.display().to_string();
+            tokio::task::spawn_blocking(move || Config::load_with_overlay(&path, shared.as_ref()))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(ConfigError {
+                        file,
+                        errors: vec![format!("loading the config failed: {e}")],
+                    })
+                })
+                .map(|mut c| {
+                    keep_startup_settings(&current.config, &mut c);
+                    c
+                })
+        }
         None => rebuild(
             &current.config,
             shared.as_ref().unwrap_or(&current.config.origin.overlay),
@@ -519,9 +543,7 @@ pub async fn reload(State(state): State<Shared>) -> Result<Json<Value>, AdminErr
     state.log.update_secrets(&config);
     state.live.store(Arc::new(Live::new(config)));
     tracing::info!(%changes, "config reloaded");
-    Ok(Json(
-        json!({"reloaded": true, "changes": changes, "warnings": warnings}),
-    ))
+    Ok(json!({"reloaded": true, "changes": changes, "warnings": warnings}))
 }
 
 pub async fn effective_config(State(state): State<Shared>) -> Json<Value> {
@@ -534,6 +556,10 @@ pub async fn effective_config(State(state): State<Shared>) -> Json<Value> {
             "host": c.server.host, "port": c.server.port,
             "max_body_bytes": c.server.max_body_bytes,
             "max_response_bytes": c.server.max_response_bytes,
+            "header_read_timeout": c.server.connections.header_read_timeout.map(|d| d.as_secs_f64()),
+            "body_read_timeout": c.server.connections.body_read_timeout.map(|d| d.as_secs_f64()),
+            "idle_timeout": c.server.connections.idle_timeout.map(|d| d.as_secs_f64()),
+            "max_connections": c.server.connections.max_connections,
             "shutdown_grace_period": c.server.shutdown_grace.as_secs_f64(),
             "workers": match c.server.workers {
                 crate::config::Workers::PerThread(n) => json!(n),

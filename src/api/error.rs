@@ -17,6 +17,9 @@ pub enum ApiError {
     TooLarge { limit: u64 },
     #[error("could not read the request body: {0}")]
     ReadBody(String),
+    /// The client stopped sending the body (`server.body_read_timeout`).
+    #[error("{0}")]
+    BodyTimeout(crate::conn::BodyTimeout),
     #[error("The model `{model}` does not exist. Available models: {available}")]
     ModelNotFound { model: String, available: String },
     #[error("{0}")]
@@ -51,6 +54,7 @@ impl ApiError {
             | ApiError::CacheControl(_)
             | ApiError::ReasoningNotFound(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::ModelNotFound { .. }
             | ApiError::EndpointDisabled(_)
             | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
@@ -79,6 +83,7 @@ impl ApiError {
             }
             ApiError::ReadBody(_) => ("invalid_request_error", json!("invalid_body")),
             ApiError::TooLarge { .. } => ("invalid_request_error", json!("request_too_large")),
+            ApiError::BodyTimeout(_) => ("invalid_request_error", json!("request_timeout")),
             ApiError::ModelNotFound { .. } => ("invalid_request_error", json!("model_not_found")),
             ApiError::EndpointDisabled(_) => ("invalid_request_error", json!("endpoint_disabled")),
             ApiError::RouteNotFound(_) => ("invalid_request_error", json!("not_found")),

@@ -77,6 +77,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
+    crate::conn::describe();
     describe_counter!(
         REQUESTS,
         "HTTP requests answered, by route template, model and status"

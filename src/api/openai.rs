@@ -537,6 +537,8 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: u64) -> Result<Bytes,
             .is_some()
         {
             ApiError::TooLarge { limit }
+        } else if let Some(t) = crate::conn::body_timeout_in(inner.as_ref()) {
+            ApiError::BodyTimeout(*t)
         } else {
             ApiError::ReadBody(upstream::error_chain(inner.as_ref()))
         }

@@ -11,9 +11,14 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Env;
+use super::connections;
 
 /// Port both forwarders listen on unless told otherwise.
 pub const DEFAULT_FORWARD_PORT: u16 = 6969;
+
+/// `http_forwarder_settings.response_timeout`: 10 minutes (a long
+/// generation answered whole, retries and fallbacks included).
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// `{host, port}` as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +51,9 @@ pub struct RawTcpForwarder {
     /// Seconds open connections get to finish after SIGINT/SIGTERM
     /// (default 10).
     pub shutdown_grace_period: Option<f64>,
+    /// Client connections open at once; past it new ones are closed
+    /// (default 4096, or half the open-files limit when lower).
+    pub max_connections: Option<u64>,
 }
 
 /// `http_forwarder_settings` as written.
@@ -65,6 +73,19 @@ pub struct RawHttpForwarder {
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM
     /// (default 10).
     pub shutdown_grace_period: Option<f64>,
+    /// Seconds a client has to send a request's head, counted from when
+    /// the connection is ready for it (opened, or the previous answer
+    /// sent), so it also bounds an idle keep-alive connection (default
+    /// 30; 0 turns it off).
+    pub header_read_timeout: Option<f64>,
+    /// Seconds a request body may go without a byte (default 60; 0 off).
+    pub body_read_timeout: Option<f64>,
+    /// Seconds to wait for the target's answer to begin (its status and
+    /// headers; default 600; 0 off); past it the client gets 504.
+    pub response_timeout: Option<f64>,
+    /// Client connections open at once; past it new ones get 503 and are
+    /// closed (default 4096, or half the open-files limit when lower).
+    pub max_connections: Option<u64>,
 }
 
 /// A host and a port.
@@ -100,6 +121,7 @@ pub struct TcpForwardSettings {
     pub idle_timeout: Option<Duration>,
     pub connect_timeout: Duration,
     pub shutdown_grace: Duration,
+    pub max_connections: usize,
 }
 
 /// `http` or `https` to the target.
@@ -128,6 +150,11 @@ pub struct HttpForwardSettings {
     pub connect_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// `None`: no limit.
+    pub header_read_timeout: Option<Duration>,
+    pub body_read_timeout: Option<Duration>,
+    pub response_timeout: Option<Duration>,
+    pub max_connections: usize,
 }
 
 impl HttpForwardSettings {
@@ -246,6 +273,11 @@ pub(super) fn resolve(
             &format!("{tcp_at}.shutdown_grace_period"),
             errors,
         ),
+        max_connections: connections::max_connections(
+            tcp.max_connections,
+            &format!("{tcp_at}.max_connections"),
+            errors,
+        ),
     };
     if tcp.target.port == 0 {
         errors.push(format!(
@@ -354,6 +386,29 @@ pub(super) fn resolve(
             http.shutdown_grace_period,
             Duration::from_secs(10),
             &format!("{http_at}.shutdown_grace_period"),
+            errors,
+        ),
+        header_read_timeout: connections::optional_seconds(
+            http.header_read_timeout,
+            connections::DEFAULT_HEADER_READ_TIMEOUT,
+            &format!("{http_at}.header_read_timeout"),
+            errors,
+        ),
+        body_read_timeout: connections::optional_seconds(
+            http.body_read_timeout,
+            connections::DEFAULT_BODY_READ_TIMEOUT,
+            &format!("{http_at}.body_read_timeout"),
+            errors,
+        ),
+        response_timeout: connections::optional_seconds(
+            http.response_timeout,
+            DEFAULT_RESPONSE_TIMEOUT,
+            &format!("{http_at}.response_timeout"),
+            errors,
+        ),
+        max_connections: connections::max_connections(
+            http.max_connections,
+            &format!("{http_at}.max_connections"),
             errors,
         ),
     };
@@ -601,6 +656,40 @@ http_forwarder_settings:
             e[0].starts_with("HTTP_FORWARD_TARGET_SCHEME (overrides "),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn client_limits_have_defaults_zero_turns_off_and_bad_values_name_their_key() {
+        let f = load("", &[]).unwrap();
+        assert_eq!(f.http.header_read_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(f.http.body_read_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(f.http.response_timeout, Some(DEFAULT_RESPONSE_TIMEOUT));
+        assert!(f.http.max_connections >= 16);
+        assert!(f.tcp.max_connections >= 16);
+        let f = load(
+            "forwarder_settings: {max_connections: 3}
+http_forwarder_settings: {header_read_timeout: 0, response_timeout: 2, max_connections: 5}",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(f.tcp.max_connections, 3);
+        assert_eq!(f.http.header_read_timeout, None);
+        assert_eq!(f.http.response_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(f.http.max_connections, 5);
+        let all = load(
+            "forwarder_settings: {max_connections: 0}
+http_forwarder_settings: {body_read_timeout: -1, response_timeout: .nan}",
+            &[],
+        )
+        .unwrap_err()
+        .join("\n");
+        for key in [
+            "forwarder_settings.max_connections",
+            "http_forwarder_settings.body_read_timeout",
+            "http_forwarder_settings.response_timeout",
+        ] {
+            assert!(all.contains(key), "{key}: {all}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! rest of the proxy reads. Every error names the file and the key path.
 
 pub mod cache;
+pub mod connections;
 pub mod env;
 pub mod forward;
 mod inherit;
@@ -85,6 +86,8 @@ pub struct ServerSettings {
     pub max_response_bytes: usize,
     pub shutdown_grace: Duration,
     pub workers: Workers,
+    /// Client timeouts and the cap on open connections (read at start-up).
+    pub connections: connections::ConnectionLimits,
 }
 
 /// `proxy_settings.server.workers`: which threads serve client connections.

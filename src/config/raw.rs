@@ -273,6 +273,18 @@ pub struct RawServer {
     pub shutdown_grace_period: Option<f64>,
     /// `auto`, a thread count, or `shared` (see `config::Workers`).
     pub workers: Option<RawWorkers>,
+    // Client connection limits (`config::connections`), read at start-up.
+    /// Seconds from a request's first byte (or the connection's opening)
+    /// to the end of its head (default 30; 0 turns it off).
+    pub header_read_timeout: Option<f64>,
+    /// Seconds a request body may go without a byte (default 60; 0 off).
+    pub body_read_timeout: Option<f64>,
+    /// Seconds a keep-alive connection may sit between requests (default
+    /// 75; 0 off).
+    pub idle_timeout: Option<f64>,
+    /// Client connections open at once (default 4096, or half the
+    /// open-files limit when lower).
+    pub max_connections: Option<u64>,
 }
 
 /// `proxy_settings.server.workers`: a count or a word.

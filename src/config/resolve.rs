@@ -160,6 +160,16 @@ pub(super) fn resolve(
             errors,
         ),
         workers: workers(ps.server.workers, errors),
+        connections: super::connections::resolve(
+            super::connections::RawConnectionLimits {
+                header_read_timeout: ps.server.header_read_timeout,
+                body_read_timeout: ps.server.body_read_timeout,
+                idle_timeout: ps.server.idle_timeout,
+                max_connections: ps.server.max_connections,
+            },
+            "proxy_settings.server",
+            errors,
+        ),
     };
     let rs = raw.router_settings;
     let router = RouterSettings {

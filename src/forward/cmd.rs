@@ -51,6 +51,8 @@ pub fn run(config: &Path, host_or_port: bool, kind: ForwardKind) -> ExitCode {
         }
     };
     rt.block_on(async {
+        // Before the ports answer: a SIGHUP never finds the default action.
+        let signals = crate::server::Signals::install();
         let started = match kind {
             ForwardKind::Tcp => forward::tcp::start(&settings.tcp).await.map(|f| vec![f]),
             ForwardKind::Http => forward::http::start(&settings.http).await.map(|f| vec![f]),
@@ -76,7 +78,7 @@ pub fn run(config: &Path, host_or_port: bool, kind: ForwardKind) -> ExitCode {
                 f.addr()
             );
         }
-        forward::run_until_signal(forwarders).await;
+        forward::run_until_signal(forwarders, signals).await;
         ExitCode::SUCCESS
     })
 }

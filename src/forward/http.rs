@@ -4,12 +4,15 @@
 //! are kept alive in a pool, hop-by-hop headers are dropped, and
 //! `X-Forwarded-For`/`-Proto`/`-Host` are added. The client's `Host` goes to
 //! the target when `preserve_host` is on. A target that cannot be reached is
-//! a 502 with an OpenAI-shaped JSON error.
+//! a 502 with an OpenAI-shaped JSON error, one that does not begin its
+//! answer within `response_timeout` a 504. Clients get the limits of
+//! [`crate::conn`]: a header read timeout, a body read timeout (408) and a
+//! cap on open connections (503).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -27,9 +30,10 @@ use tokio::task::JoinSet;
 
 use super::{ForwardError, Forwarder, bind, drain, stopped};
 use crate::config::forward::{HttpForwardSettings, Scheme};
+use crate::conn::{Slot, Slots, TimedBody};
 
 type Body = BoxBody<Bytes, hyper::Error>;
-type TargetClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+type TargetClient = Client<HttpsConnector<HttpConnector>, TimedBody<Incoming>>;
 
 /// What every request reads.
 struct Ctx {
@@ -41,6 +45,8 @@ struct Ctx {
     host: HeaderValue,
     /// Connections open right now.
     active: AtomicUsize,
+    /// The cap on them.
+    slots: Slots,
 }
 
 /// Binds the listen address and starts forwarding.
@@ -113,6 +119,7 @@ impl Ctx {
             authority,
             host,
             active: AtomicUsize::new(0),
+            slots: Slots::new(settings.max_connections, "http_forwarder"),
         })
     }
 }
@@ -128,9 +135,16 @@ async fn accept_loop(
             _ = stopped(&mut stop) => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((sock, peer)) => {
-                    conns.spawn(connection(sock, peer, ctx.clone(), stop.clone()));
-                }
+                Ok((sock, peer)) => match ctx.slots.try_take() {
+                    Some(slot) => {
+                        conns.spawn(connection(sock, peer, slot, ctx.clone(), stop.clone()));
+                    }
+                    // Best effort: a client that has sent nothing yet
+                    // reads the 503 before the close.
+                    None => {
+                        let _ = sock.try_write(crate::conn::BUSY_RESPONSE);
+                    }
+                },
                 Err(e) => {
                     tracing::warn!(error = %e, "http forwarder: accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -160,15 +174,20 @@ async fn accept_loop(
 async fn connection(
     sock: tokio::net::TcpStream,
     peer: SocketAddr,
+    slot: Slot,
     ctx: Arc<Ctx>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let _slot = slot;
     let _ = sock.set_nodelay(true);
     ctx.active.fetch_add(1, Ordering::Relaxed);
     let service_ctx = ctx.clone();
     let service = hyper::service::service_fn(move |req| handle(req, peer, service_ctx.clone()));
+    // hyper's header read timeout runs from when the connection is ready
+    // for a request: it bounds an idle keep-alive connection too.
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
+        .header_read_timeout(ctx.settings.header_read_timeout)
         .serve_connection(TokioIo::new(sock), service);
     tokio::pin!(conn);
     let result = tokio::select! {
@@ -216,8 +235,37 @@ async fn handle(
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
     prepare_request_headers(&mut parts.headers, peer, &ctx);
+    let fired = Arc::new(AtomicBool::new(false));
+    let body = TimedBody::new(body, ctx.settings.body_read_timeout, fired.clone());
     let req = Request::from_parts(parts, body);
-    match ctx.client.request(req).await {
+    let sent = ctx.client.request(req);
+    let answered = match ctx.settings.response_timeout {
+        Some(t) => match tokio::time::timeout(t, sent).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(
+                    %peer,
+                    %method,
+                    path,
+                    target = %ctx.settings.target_url(),
+                    timeout = ?t,
+                    "http forwarder: the target did not answer in time"
+                );
+                return Ok(error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_error",
+                    "target_timeout",
+                    &format!(
+                        "forwarder: the target {} did not begin its answer within {} s",
+                        ctx.settings.target_url(),
+                        t.as_secs_f64()
+                    ),
+                ));
+            }
+        },
+        None => sent.await,
+    };
+    match answered {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
@@ -231,6 +279,19 @@ async fn handle(
                 "http forwarder: forwarded"
             );
             Ok(Response::from_parts(parts, body.boxed()))
+        }
+        Err(_) if fired.load(Ordering::Relaxed) => {
+            let after = ctx.settings.body_read_timeout.unwrap_or_default();
+            tracing::info!(%peer, %method, path, "http forwarder: the client stopped sending the request body");
+            let mut resp = error(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                "request_timeout",
+                &format!("forwarder: {}", crate::conn::BodyTimeout(after)),
+            );
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Ok(resp)
         }
         Err(e) => {
             let cause = error_chain(&e);

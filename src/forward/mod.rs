@@ -2,7 +2,7 @@
 //! the clients cannot reach (inside a VPN, a WSL guest). [`tcp`] pipes bytes;
 //! [`http`] is a reverse proxy that streams bodies and adds the
 //! `X-Forwarded-*` headers. Both stop accepting on SIGINT/SIGTERM and give
-//! open connections a bounded grace period.
+//! open connections a bounded grace period; SIGHUP leaves them running.
 //!
 //! Settings: [`crate::config::forward`].
 
@@ -96,9 +96,20 @@ pub async fn start_both(
     }
 }
 
-/// Runs the forwarders until SIGINT or SIGTERM, then shuts them down.
-pub async fn run_until_signal(forwarders: Vec<Forwarder>) {
-    crate::server::wait_for_signal().await;
+/// Runs the forwarders until SIGINT or SIGTERM, then shuts them down. A
+/// SIGHUP (a service manager's reload) does not stop them: their settings
+/// are read at start-up, which the log says.
+pub async fn run_until_signal(forwarders: Vec<Forwarder>, mut signals: crate::server::Signals) {
+    let stop = crate::server::wait_for_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = signals.hangup() => tracing::info!(
+                "SIGHUP: the forwarder's settings are read at start-up; restart it to change them"
+            ),
+        }
+    }
     tracing::info!("forwarder shutting down: no new connections; waiting for open ones");
     let started = std::time::Instant::now();
     futures::future::join_all(forwarders.into_iter().map(Forwarder::shutdown)).await;

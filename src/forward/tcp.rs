@@ -1,7 +1,8 @@
 //! The TCP forwarder: accepts connections and pipes bytes both ways to the
 //! target, unchanged. A half-close travels through (the client's FIN becomes
 //! a FIN to the target while the answer keeps flowing back), a connection
-//! silent in both directions for `idle_timeout` is closed, and every log line
+//! silent in both directions for `idle_timeout` is closed, past
+//! `max_connections` a new connection is closed at once, and every log line
 //! carries the connection's number and how many are open.
 
 use std::io;
@@ -18,6 +19,7 @@ use tokio::task::JoinSet;
 
 use super::{ForwardError, Forwarder, bind, drain, stopped};
 use crate::config::forward::TcpForwardSettings;
+use crate::conn::{Slot, Slots};
 
 /// Bytes read per system call in each direction.
 const BUF_SIZE: usize = 64 * 1024;
@@ -48,6 +50,7 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let active = Arc::new(AtomicUsize::new(0));
+    let slots = Slots::new(settings.max_connections, "tcp_forwarder");
     let mut conns = JoinSet::new();
     let mut total: u64 = 0;
     loop {
@@ -56,9 +59,12 @@ async fn accept_loop(
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((sock, peer)) => {
-                    total += 1;
-                    let open = Open::new(&active);
-                    conns.spawn(connection(sock, peer, total, settings.clone(), open));
+                    // At the cap the connection is closed (dropped) at once.
+                    if let Some(slot) = slots.try_take() {
+                        total += 1;
+                        let open = Open::new(&active);
+                        conns.spawn(connection(sock, peer, total, settings.clone(), (open, slot)));
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off a little.
@@ -111,7 +117,7 @@ async fn connection(
     peer: SocketAddr,
     conn: u64,
     settings: Arc<TcpForwardSettings>,
-    open: Open,
+    (open, _slot): (Open, Slot),
 ) {
     let started = Instant::now();
     let target = match tokio::time::timeout(

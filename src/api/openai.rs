@@ -346,8 +346,9 @@ async fn forward(
                 .pipeline(&backend.model_name, pipeline_path(endpoint, wire, path))
                 .filter(|_| status.is_success() && protocol::via_chat(endpoint, wire))
             {
-                let mut session =
-                    p.session(parsed.get("tools"), live.config.logging.log_parsed_response);
+                let mut session = p
+                    .session(parsed.get("tools"), live.config.logging.log_parsed_response)
+                    .with_keep_limit(live.config.logging.max_body_bytes);
                 if let Some(new) = session.apply_json(&sent) {
                     sent = new;
                 }
@@ -406,7 +407,10 @@ async fn forward(
             let session = live
                 .pipeline(&backend.model_name, pipeline_path(endpoint, wire, path))
                 .filter(|_| protocol::via_chat(endpoint, wire))
-                .map(|p| p.session(parsed.get("tools"), live.config.logging.log_parsed_stream));
+                .map(|p| {
+                    p.session(parsed.get("tools"), live.config.logging.log_parsed_stream)
+                        .with_keep_limit(live.config.logging.max_body_bytes)
+                });
             let convert = Converters {
                 to_chat: protocol::stream_to_chat(endpoint, wire, raw),
                 from_chat: protocol::stream_from_chat(endpoint, wire),

@@ -187,11 +187,9 @@ impl Db {
     pub async fn connect(target: &DatabaseTarget) -> Result<Db, sqlx::Error> {
         match target {
             DatabaseTarget::Sqlite { path } => {
-                if let Some(dir) = path.parent()
-                    && !dir.as_os_str().is_empty()
-                {
-                    std::fs::create_dir_all(dir)?;
-                }
+                // 0600 (and so its -wal and -shm), in a 0700 directory when
+                // the directory is new: the log holds prompts.
+                super::private::sqlite_file(path)?;
                 let opts = SqliteConnectOptions::new()
                     .filename(path)
                     .create_if_missing(true)
@@ -483,9 +481,11 @@ impl Db {
         max_rows: Option<u64>,
     ) -> Result<u64, sqlx::Error> {
         let mut deleted = 0;
-        if let Some(age) = max_age {
-            let cutoff =
-                Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+        // A cutoff before the calendar's start (an age the config refuses,
+        // but never a panic here): nothing is that old.
+        if let Some(cutoff) = max_age
+            .and_then(|age| Utc::now().checked_sub_signed(chrono::Duration::from_std(age).ok()?))
+        {
             deleted += match self {
                 Db::Sqlite(p) => sqlx::query("DELETE FROM requests WHERE started_at < ?")
                     .bind(cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
@@ -536,4 +536,29 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
         e,
         sqlx::Error::Database(_) | sqlx::Error::Encode(_) | sqlx::Error::TypeNotFound { .. }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An age past the calendar's start used to panic the pruning task
+    /// (`Utc::now() - Duration::MAX`), stopping retention for good.
+    #[tokio::test]
+    async fn an_age_beyond_the_calendar_prunes_nothing_and_does_not_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&DatabaseTarget::Sqlite {
+            path: dir.path().join("log.db"),
+        })
+        .await
+        .unwrap();
+        db.migrate().await.unwrap();
+        for age in [
+            Duration::from_secs(100_000_000 * 86_400),
+            Duration::from_secs(u64::MAX),
+        ] {
+            assert_eq!(db.prune(Some(age), Some(10)).await.unwrap(), 0);
+        }
+        db.close().await;
+    }
 }

@@ -425,7 +425,7 @@ fn end_with_body(out: &mut String, body: &BodyText) {
 /// corrupt earlier ones).
 pub fn write(dir: &Path, r: &Record, text: &str) -> std::io::Result<PathBuf> {
     let path = dir.join(file_name(r));
-    std::fs::write(&path, text)?;
+    write_whole(&path, text)?;
     Ok(path)
 }
 
@@ -446,10 +446,12 @@ pub fn write_all(
     Ok(path)
 }
 
-/// Writes a file, or (a full disk) removes what was created of it: a file
-/// is there whole or not at all.
+/// Writes a new file, 0600 (never replacing one), or (a full disk)
+/// removes what was created of it: a file is there whole or not at all.
 fn write_whole(path: &Path, text: &str) -> std::io::Result<()> {
-    std::fs::write(path, text).inspect_err(|_| {
+    use std::io::Write as _;
+    let mut f = super::private::create_file(path)?;
+    f.write_all(text.as_bytes()).inspect_err(|_| {
         let _ = std::fs::remove_file(path);
     })
 }

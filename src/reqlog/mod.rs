@@ -8,10 +8,12 @@ pub mod assemble;
 pub mod db;
 pub mod file;
 mod json;
+pub mod private;
 pub mod query;
 pub mod redact;
 mod sql;
 pub mod stats;
+mod supervise;
 mod writer;
 
 use std::net::SocketAddr;

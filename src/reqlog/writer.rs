@@ -107,14 +107,23 @@ impl Writer {
         let pruner = match (&db, config.database.max_age, config.database.max_rows) {
             (Some(db), age, rows) if age.is_some() || rows.is_some() => {
                 let db = db.clone();
-                Some(tokio::spawn(async move {
-                    loop {
-                        match db.prune(age, rows).await {
-                            Ok(n) if n > 0 => tracing::info!(deleted = n, "request log retention"),
-                            Ok(_) => {}
-                            Err(e) => tracing::warn!(error = %e, "request log retention failed"),
+                // Supervised: a pruner that fails is reported and started
+                // again, never silently gone (retention would stop).
+                Some(super::supervise::supervise("log_retention", move || {
+                    let db = db.clone();
+                    async move {
+                        loop {
+                            match db.prune(age, rows).await {
+                                Ok(n) if n > 0 => {
+                                    tracing::info!(deleted = n, "request log retention")
+                                }
+                                Ok(_) => {}
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "request log retention failed")
+                                }
+                            }
+                            tokio::time::sleep(PRUNE_EVERY).await;
                         }
-                        tokio::time::sleep(PRUNE_EVERY).await;
                     }
                 }))
             }
@@ -175,11 +184,13 @@ impl Writer {
     }
 }
 
-/// Creates the directory and checks a file can be written in it.
+/// Creates the directory (0700; an existing looser one is tightened) and
+/// checks a file can be written in it.
 fn probe_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    super::private::dir(dir)?;
     let probe = dir.join(format!(".yallmp-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"")?;
+    let _ = std::fs::remove_file(&probe);
+    super::private::create_file(&probe)?;
     std::fs::remove_file(&probe)
 }
 

@@ -121,8 +121,19 @@ pub(super) async fn proxy(
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or(HeaderValue::from_static("unknown"));
+    // The record's key is the proxy's own id; the client's `x-request-id`
+    // is kept beside it (see `LogIds`).
+    let ids = parts.extensions.get::<super::LogIds>();
+    let own_id = ids
+        .and_then(|i| i.own.to_str().ok())
+        .unwrap_or("unknown")
+        .to_string();
+    let client_request_id = ids
+        .and_then(|i| i.client.as_ref())
+        .and_then(|c| c.to_str().ok())
+        .map(str::to_string);
     let record = state.log.start(
-        request_id.to_str().unwrap_or("unknown").to_string(),
+        own_id,
         parts.method.to_string(),
         // Nested routes see the path without `/v1`; the log wants the original.
         parts
@@ -139,6 +150,9 @@ pub(super) async fn proxy(
         &parts.headers,
     );
     let mut guard = RecordGuard::new(record, state.log.clone(), state.shutting_down.clone());
+    if let Some(r) = guard.record() {
+        r.client_request_id = client_request_id;
+    }
     match forward(&state, endpoint, parts, body, &request_id, &mut guard).await {
         Ok(Forwarded::Complete(response, body)) => {
             if let Some(r) = guard.record() {
@@ -163,6 +177,7 @@ pub(super) async fn proxy(
             }
             let outcome = match &e {
                 ApiError::Upstream { .. } => Outcome::AllFailed,
+                ApiError::LoopDetected(_) => Outcome::ClientError,
                 e if e.status().is_client_error() => Outcome::ClientError,
                 _ => Outcome::UpstreamError,
             };
@@ -221,6 +236,11 @@ async fn forward(
         .resolve(&model)
         .ok_or_else(|| model_not_found(&model, &live.model_names))?
         .to_string();
+    // Back round a loop (this proxy's own marker for this model): refused
+    // once, instead of going round again.
+    if upstream::hop::seen(&parts.headers, &configured) {
+        return Err(ApiError::LoopDetected(configured));
+    }
     let plan = live
         .plan(&configured)
         .ok_or_else(|| model_not_found(&model, &live.model_names))?;

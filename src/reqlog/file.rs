@@ -288,6 +288,8 @@ pub fn render(r: &Record, p: &Prepared, scrubber: &Scrubber) -> String {
             + p.parsed.as_ref().map_or(0, String::len),
     );
     open_event(&mut out, "request", r);
+    out.push_str(",\"client_request_id\":");
+    json::opt_str(&mut out, r.client_request_id.as_deref());
     out.push_str(",\"method\":");
     json::str(&mut out, &r.method);
     out.push_str(",\"path\":");
@@ -780,6 +782,7 @@ mod tests {
                 latency: Duration::from_micros(2506),
                 error: Some("kaput \"quoted\"\nline".into()),
                 headers: Some(ah.clone()),
+                pending: None,
             },
             Attempt {
                 backend: "good#1".into(),
@@ -790,6 +793,7 @@ mod tests {
                 latency: Duration::from_millis(1),
                 error: None,
                 headers: None,
+                pending: None,
             },
         ];
         r.backend = Some("good#1".into());

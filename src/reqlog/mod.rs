@@ -78,7 +78,11 @@ pub struct Frame {
 /// path.
 #[derive(Debug, Clone)]
 pub struct Record {
+    /// The proxy's own id for the request (a UUIDv7): the record's key.
     pub id: String,
+    /// The client's `x-request-id`, when it sent one: kept, searchable,
+    /// never a key.
+    pub client_request_id: Option<String>,
     pub started_at: DateTime<Utc>,
     pub method: String,
     pub path: String,
@@ -126,6 +130,7 @@ impl Record {
     ) -> Record {
         Record {
             id,
+            client_request_id: None,
             started_at: Utc::now(),
             method,
             path,
@@ -292,6 +297,10 @@ pub(crate) const DROPPED: &str = "yallmp_log_dropped_total";
 /// write (a full disk, a row the database refused); the other sink may
 /// still have them.
 pub(crate) const WRITE_FAILURES: &str = "yallmp_log_write_failures_total";
+/// Counter: writes to the log's database that failed because it could not
+/// take them (unreachable, disk full, locked); the rows wait and are tried
+/// again, so each retry that fails counts.
+pub(crate) const DATABASE_ERRORS: &str = "yallmp_log_database_errors_total";
 
 /// The handle request handlers submit records through.
 #[derive(Clone)]
@@ -319,6 +328,12 @@ pub struct LogStats {
     pub db_state: std::sync::atomic::AtomicU8,
     /// When each kind of [`Trouble`] was last warned about.
     last_warning: std::sync::Mutex<[Option<Instant>; 3]>,
+    /// Why the database sink's last write failed, while it is failing.
+    db_error: std::sync::Mutex<Option<String>>,
+    /// The file sink: 0 none or fine, 2 its last write failed.
+    pub file_state: std::sync::atomic::AtomicU8,
+    /// Why the file sink's last write failed, while it is failing.
+    file_error: std::sync::Mutex<Option<String>>,
 }
 
 /// What went wrong, for rate-limiting warnings per kind (a database that is
@@ -334,6 +349,30 @@ enum Trouble {
 }
 
 impl LogStats {
+    pub(crate) fn set_db_error(&self, e: Option<String>) {
+        if let Ok(mut slot) = self.db_error.lock() {
+            *slot = e;
+        }
+    }
+
+    pub(crate) fn set_file_error(&self, e: Option<String>) {
+        self.file_state
+            .store(if e.is_some() { 2 } else { 0 }, Ordering::Relaxed);
+        if let Ok(mut slot) = self.file_error.lock() {
+            *slot = e;
+        }
+    }
+
+    /// Why the database sink is failing, when it is.
+    pub fn db_error(&self) -> Option<String> {
+        self.db_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Why the file sink is failing, when it is.
+    pub fn file_error(&self) -> Option<String> {
+        self.file_error.lock().ok().and_then(|e| e.clone())
+    }
+
     /// At most one warning per 10 s for the same kind of trouble.
     fn should_warn(&self, kind: Trouble) -> bool {
         let Ok(mut last) = self.last_warning.lock() else {
@@ -501,6 +540,9 @@ impl RecordGuard {
     /// Finishes and submits the record.
     pub fn finish(&mut self, outcome: Outcome) {
         if let Some(mut r) = self.record.take() {
+            for a in &mut r.attempts {
+                a.abandon("cancelled: the request ended while waiting for the backend");
+            }
             r.finish(outcome);
             self.log.submit(r);
         }
@@ -520,6 +562,17 @@ impl Drop for RecordGuard {
                     Outcome::Cancelled => "the proxy stopped before the answer was complete".into(),
                     _ => "the client disconnected before the answer was complete".into(),
                 });
+                // The attempt it was waiting on: named, with how it ended.
+                let why = match outcome {
+                    Outcome::Cancelled => {
+                        "cancelled: the proxy stopped while waiting for the backend"
+                    }
+                    _ => "cancelled: the client went away while waiting for the backend",
+                };
+                for a in r.attempts.iter_mut().filter(|a| a.pending.is_some()) {
+                    a.abandon(why);
+                    r.backend.get_or_insert_with(|| a.backend.clone());
+                }
             }
             self.finish(outcome);
         }

@@ -219,6 +219,9 @@ impl Writer {
                 "request log: the database did not take the last rows within the shutdown grace period; they are lost (their files were written)"
             );
         }
+        if let Some(db) = &self.db {
+            let _ = tokio::time::timeout_at(deadline, db.close()).await;
+        }
     }
 }
 

@@ -46,11 +46,11 @@ proxy_settings:
 
 /// The proxy's own id (the log record's key, the rows' `data-id`) of the
 /// request sent with `x-request-id: client`, once it is logged.
-async fn own_id(server: &yallmp::Server, client: &str) -> String {
+async fn own_id(server: &yallmp::Server, sent_as: &str) -> String {
     for _ in 0..400 {
         let v: Value = client()
             .get(format!(
-                "{}/admin/api/logs?client_request_id={client}",
+                "{}/admin/api/logs?client_request_id={sent_as}",
                 server.url()
             ))
             .header("authorization", format!("Bearer {ADMIN_PW}"))
@@ -65,7 +65,7 @@ async fn own_id(server: &yallmp::Server, client: &str) -> String {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("request {client} was not logged");
+    panic!("request {sent_as} was not logged");
 }
 
 async fn chat(server: &yallmp::Server, id: &str, body: Value) -> u16 {

@@ -1119,6 +1119,12 @@ async fn a_full_disk_under_sqlite_is_survived_and_recovered_from() {
         }
         assert_eq!(sqlite_rows(&db_path).await, 12);
         assert_eq!(outcome(&record(&dir, "disk-after").await)["outcome"], "ok");
+        // No write lock outlived the failure.
+        assert!(
+            !support::warnings::logged().contains("database is locked"),
+            "{}",
+            support::warnings::logged()
+        );
 
         // Full again, with rows waiting: shutdown stays within the grace
         // period (2 s here; a generous bound against a hang).

@@ -671,6 +671,7 @@ mod tests {
             "event": "request",
             "id": r.id,
             "time": r.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "client_request_id": r.client_request_id,
             "method": r.method,
             "path": r.path,
             "client": r.client_addr.map(|a| a.to_string()),

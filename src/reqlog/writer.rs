@@ -88,6 +88,8 @@ struct Store {
     /// The last write failed: rows wait and are retried every
     /// `RETRY_EVERY` instead of with each batch.
     failing: bool,
+    /// When waiting rows are tried next.
+    retry_at: tokio::time::Instant,
 }
 
 /// Batches of rows between the stages: enough to overlap them, few enough
@@ -160,6 +162,7 @@ impl Writer {
                     pending: Vec::new(),
                     max_pending: config.logging.queue_size,
                     failing: false,
+                    retry_at: tokio::time::Instant::now(),
                 };
                 (Some(tx), Some(tokio::spawn(store.run())))
             }
@@ -409,7 +412,9 @@ impl Store {
                         self.flush_guarded().await;
                     }
                 }
-                _ = tokio::time::sleep(RETRY_EVERY), if !self.pending.is_empty() => {
+                // A deadline, not a fresh sleep per loop: batches arriving
+                // more often than the retry period must not put it off.
+                _ = tokio::time::sleep_until(self.retry_at), if !self.pending.is_empty() => {
                     self.flush_guarded().await;
                 }
             }
@@ -473,6 +478,7 @@ impl Store {
     /// outlive the failure.
     async fn failed(&mut self, e: &sqlx::Error) {
         self.failing = true;
+        self.retry_at = tokio::time::Instant::now() + RETRY_EVERY;
         self.stats.db_state.store(2, Ordering::Relaxed);
         self.stats.set_db_error(Some(e.to_string()));
         metrics::counter!(super::DATABASE_ERRORS).increment(1);
@@ -509,58 +515,88 @@ impl Store {
         {
             self.db = db;
         }
-        let result = self.db.insert(&self.pending).await;
-        match result {
-            Ok(written) => {
-                let n = self.pending.len() as u64;
-                self.stats
-                    .written_rows
-                    .fetch_add(written, Ordering::Relaxed);
-                if written < n {
-                    // Already there (a batch sent again after a commit whose
-                    // answer was lost): counted apart, not as written.
-                    tracing::warn!(
-                        rows = n - written,
-                        "request log: rows already in the database were not written again"
-                    );
-                }
-                self.pending.clear();
-                self.recovered();
-            }
-            Err(e) if db::is_unavailable(&e) => self.failed(&e).await,
-            Err(e) => {
-                // A row the database refuses: write the others one by one.
-                tracing::warn!(error = %e, "request log: batch refused; inserting rows one by one");
-                let mut unavailable = None;
-                for row in std::mem::take(&mut self.pending) {
-                    if unavailable.is_some() {
-                        self.pending.push(row);
-                        continue;
+        // In transactions of a bounded size, oldest first: after a full
+        // disk, a backlog too large to go in at once still goes in as room
+        // allows, instead of failing whole on every retry.
+        while !self.pending.is_empty() {
+            let n = chunk_len(&self.pending);
+            match self.db.insert(&self.pending[..n]).await {
+                Ok(written) => {
+                    self.stats
+                        .written_rows
+                        .fetch_add(written, Ordering::Relaxed);
+                    if written < n as u64 {
+                        // Already there (a batch sent again after a commit
+                        // whose answer was lost): not written twice.
+                        tracing::warn!(
+                            rows = n as u64 - written,
+                            "request log: rows already in the database were not written again"
+                        );
                     }
-                    match self.db.insert(std::slice::from_ref(&row)).await {
-                        Ok(n) => {
-                            self.stats.written_rows.fetch_add(n, Ordering::Relaxed);
+                    self.pending.drain(..n);
+                }
+                Err(e) if db::is_unavailable(&e) => {
+                    self.failed(&e).await;
+                    return;
+                }
+                Err(e) => {
+                    // A row the database refuses: write the others one by one.
+                    tracing::warn!(error = %e, "request log: batch refused; inserting rows one by one");
+                    let chunk: Vec<Row> = self.pending.drain(..n).collect();
+                    let mut back = Vec::new();
+                    let mut unavailable = None;
+                    for row in chunk {
+                        if unavailable.is_some() {
+                            back.push(row);
+                            continue;
                         }
-                        Err(e) if db::is_unavailable(&e) => {
-                            self.pending.push(row);
-                            unavailable = Some(e);
-                        }
-                        Err(e) => {
-                            self.stats.failed_writes.fetch_add(1, Ordering::Relaxed);
-                            metrics::counter!(super::WRITE_FAILURES, "sink" => "database")
-                                .increment(1);
-                            tracing::warn!(error = %e, id = %row.id, "request log: row refused by the database");
+                        match self.db.insert(std::slice::from_ref(&row)).await {
+                            Ok(w) => {
+                                self.stats.written_rows.fetch_add(w, Ordering::Relaxed);
+                            }
+                            Err(e) if db::is_unavailable(&e) => {
+                                back.push(row);
+                                unavailable = Some(e);
+                            }
+                            Err(e) => {
+                                self.stats.failed_writes.fetch_add(1, Ordering::Relaxed);
+                                metrics::counter!(super::WRITE_FAILURES, "sink" => "database")
+                                    .increment(1);
+                                tracing::warn!(error = %e, id = %row.id, "request log: row refused by the database");
+                            }
                         }
                     }
-                }
-                match unavailable {
-                    Some(e) => self.failed(&e).await,
-                    None => self.recovered(),
+                    if let Some(e) = unavailable {
+                        self.pending.splice(0..0, back);
+                        self.failed(&e).await;
+                        return;
+                    }
                 }
             }
         }
+        self.recovered();
     }
 }
+
+/// Rows of one transaction: up to `BATCH` rows or about `CHUNK_BYTES` of
+/// text, at least one.
+fn chunk_len(rows: &[Row]) -> usize {
+    let mut bytes = 0usize;
+    for (i, r) in rows.iter().take(BATCH).enumerate() {
+        bytes += 1024
+            + r.request_body.len()
+            + r.response_body.as_ref().map_or(0, String::len)
+            + r.chunks.as_ref().map_or(0, String::len)
+            + r.parsed.as_ref().map_or(0, String::len);
+        if bytes > CHUNK_BYTES && i > 0 {
+            return i;
+        }
+    }
+    rows.len().min(BATCH)
+}
+
+/// About how much text one transaction of waiting rows carries.
+const CHUNK_BYTES: usize = 256 << 10;
 
 /// One retention pass on the pruner's own connections (opened on first
 /// use, and again after a failure, for the same reason as the writer's).

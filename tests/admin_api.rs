@@ -108,7 +108,7 @@ impl Admin {
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| client_id(r))
+            .map(client_id)
             .collect()
     }
 

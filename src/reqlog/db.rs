@@ -560,31 +560,6 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An age past the calendar's start used to panic the pruning task
-    /// (`Utc::now() - Duration::MAX`), stopping retention for good.
-    #[tokio::test]
-    async fn an_age_beyond_the_calendar_prunes_nothing_and_does_not_panic() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&DatabaseTarget::Sqlite {
-            path: dir.path().join("log.db"),
-        })
-        .await
-        .unwrap();
-        db.migrate().await.unwrap();
-        for age in [
-            Duration::from_secs(100_000_000 * 86_400),
-            Duration::from_secs(u64::MAX),
-        ] {
-            assert_eq!(db.prune(Some(age), Some(10)).await.unwrap(), 0);
-        }
-        db.close().await;
-    }
-}
-
 /// Whether a write failed because the database cannot take writes now (it
 /// is unreachable, or out of room: a full disk, a locked or read-only file,
 /// an I/O error) rather than because it refused a row: the rows wait and
@@ -608,4 +583,29 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
     ["08", "53", "57", "58"]
         .iter()
         .any(|class| code.starts_with(class))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An age past the calendar's start used to panic the pruning task
+    /// (`Utc::now() - Duration::MAX`), stopping retention for good.
+    #[tokio::test]
+    async fn an_age_beyond_the_calendar_prunes_nothing_and_does_not_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&DatabaseTarget::Sqlite {
+            path: dir.path().join("log.db"),
+        })
+        .await
+        .unwrap();
+        db.migrate().await.unwrap();
+        for age in [
+            Duration::from_secs(100_000_000 * 86_400),
+            Duration::from_secs(u64::MAX),
+        ] {
+            assert_eq!(db.prune(Some(age), Some(10)).await.unwrap(), 0);
+        }
+        db.close().await;
+    }
 }

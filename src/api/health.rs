@@ -84,10 +84,14 @@ pub async fn readiness(State(state): State<Shared>) -> Response {
             "error": log_stats.db_error(),
         }),
     };
-    let log_files = log_stats.file_error().map_or_else(
-        || json!({"status": "ok"}),
-        |e| json!({"status": "degraded", "error": e}),
-    );
+    let log_files = if log_stats.files_on.load(Ordering::Relaxed) {
+        log_stats.file_error().map_or_else(
+            || json!({"enabled": true, "status": "ok"}),
+            |e| json!({"enabled": true, "status": "degraded", "error": e}),
+        )
+    } else {
+        json!({"enabled": false})
+    };
     let redis = state
         .redis
         .as_ref()

@@ -330,8 +330,10 @@ pub struct LogStats {
     last_warning: std::sync::Mutex<[Option<Instant>; 3]>,
     /// Why the database sink's last write failed, while it is failing.
     db_error: std::sync::Mutex<Option<String>>,
-    /// The file sink: 0 none or fine, 2 its last write failed.
+    /// The file sink: 0 fine, 2 its last write failed.
     pub file_state: std::sync::atomic::AtomicU8,
+    /// Whether the file sink is on.
+    pub files_on: std::sync::atomic::AtomicBool,
     /// Why the file sink's last write failed, while it is failing.
     file_error: std::sync::Mutex<Option<String>>,
 }

@@ -110,6 +110,7 @@ impl Writer {
                 dir: dir.display().to_string(),
                 source,
             })?;
+            stats.files_on.store(true, Ordering::Relaxed);
         }
         let db = if config.logging.database {
             let target = &config.database.target;

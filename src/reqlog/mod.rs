@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::router::Attempt;
 
+pub(crate) use supervise::TASK_RESTARTS;
 pub use writer::{StartError, Writer};
 
 /// How a request ended.

@@ -671,6 +671,53 @@ mod tests {
         assert_eq!(queued.frames[0].bytes.len(), 100);
     }
 
+    /// A request cut while an attempt waits on a backend: the attempt is
+    /// closed as cancelled (why, latency so far) and names the backend.
+    #[test]
+    fn an_attempt_in_progress_is_closed_when_the_request_is_cut() {
+        for (stopping, why) in [
+            (
+                false,
+                "cancelled: the client went away while waiting for the backend",
+            ),
+            (
+                true,
+                "cancelled: the proxy stopped while waiting for the backend",
+            ),
+        ] {
+            let (log, mut rx) = log(1_000_000);
+            let flag = Arc::new(std::sync::atomic::AtomicBool::new(stopping));
+            let mut guard = RecordGuard::new(Some(record(10)), log, flag);
+            guard.attempts().push(Attempt {
+                backend: "m#1".into(),
+                url: "http://b/v1/chat/completions".into(),
+                upstream_model: None,
+                attempt: 1,
+                status: None,
+                latency: Duration::ZERO,
+                error: None,
+                headers: None,
+                pending: Some(Instant::now()),
+            });
+            std::thread::sleep(Duration::from_millis(5));
+            drop(guard);
+            let r = rx.try_recv().unwrap();
+            assert_eq!(
+                r.outcome,
+                if stopping {
+                    Outcome::Cancelled
+                } else {
+                    Outcome::ClientDisconnected
+                }
+            );
+            assert_eq!(r.backend.as_deref(), Some("m#1"));
+            let a = &r.attempts[0];
+            assert!(a.pending.is_none());
+            assert_eq!(a.error.as_deref(), Some(why));
+            assert!(a.latency >= Duration::from_millis(5));
+        }
+    }
+
     #[test]
     fn a_refused_record_gives_its_bytes_back() {
         let (log, rx) = log(1_000_000);

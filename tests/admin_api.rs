@@ -108,8 +108,19 @@ impl Admin {
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| r["id"].as_str().unwrap().to_string())
+            .map(client_id)
             .collect()
+    }
+
+    /// The proxy's own id (the record's key) of the request the client
+    /// sent with `x-request-id: client`.
+    async fn own(&self, client: &str) -> String {
+        let v = self
+            .get(&format!("/admin/api/logs?client_request_id={client}"))
+            .await;
+        let rows = v["data"].as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{client}: {v}");
+        rows[0]["id"].as_str().unwrap().to_string()
     }
 
     /// Waits until the log holds `n` rows (the writer batches off the
@@ -137,6 +148,16 @@ async fn send(server: &yallmp::Server, id: &str, body: Value) -> (u16, String) {
         .await
         .unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// A list row's client `x-request-id`, or its own id when the client sent
+/// none (a replay).
+fn client_id(r: &Value) -> String {
+    r["client_request_id"]
+        .as_str()
+        .or_else(|| r["id"].as_str())
+        .unwrap()
+        .to_string()
 }
 
 fn set(ids: &[&str]) -> HashSet<String> {
@@ -194,7 +215,7 @@ async fn every_endpoint(target: Option<DatabaseTarget>) {
     // The list: newest first, every column.
     let all = admin.get("/admin/api/logs").await;
     let rows = all["data"].as_array().unwrap();
-    let order: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let order: Vec<String> = rows.iter().map(client_id).collect();
     assert_eq!(
         order,
         [
@@ -305,7 +326,7 @@ async fn every_endpoint(target: Option<DatabaseTarget>) {
         };
         let page = admin.get(&q).await;
         for r in page["data"].as_array().unwrap() {
-            paged.push(r["id"].as_str().unwrap().to_string());
+            paged.push(client_id(r));
         }
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_string()),
@@ -319,7 +340,7 @@ async fn every_endpoint(target: Option<DatabaseTarget>) {
     let second = admin
         .get(&format!("/admin/api/logs?limit=1&stream=false&cursor={c}"))
         .await;
-    assert_eq!(second["data"][0]["id"], "r-slow");
+    assert_eq!(second["data"][0]["client_request_id"], "r-slow");
 
     // Bad parameters: 400, OpenAI-shaped, naming the parameter.
     for q in [
@@ -339,8 +360,14 @@ async fn every_endpoint(target: Option<DatabaseTarget>) {
     }
 
     // One record in full.
-    let d = admin.get("/admin/api/logs/r-stream").await;
-    assert_eq!(d["id"], "r-stream");
+    let stream_id = admin.own("r-stream").await;
+    let plain_id = admin.own("r-plain").await;
+    let d = admin.get(&format!("/admin/api/logs/{stream_id}")).await;
+    assert_eq!(d["id"], stream_id.as_str());
+    assert_eq!(d["client_request_id"], "r-stream");
+    // The client's id is no key.
+    let (s, _) = admin.call("GET", "/admin/api/logs/r-stream", None).await;
+    assert_eq!(s, 404);
     assert_eq!(d["request"]["headers"]["authorization"], "***");
     assert_eq!(
         d["request"]["body"]["messages"][0]["content"],
@@ -361,14 +388,16 @@ async fn every_endpoint(target: Option<DatabaseTarget>) {
     assert_eq!(d["assembled"]["usage"]["total_tokens"], 9);
     assert_eq!(d["assembled"]["done"], true);
     assert!(d["curl"].as_str().unwrap().starts_with("curl "));
-    let plain = admin.get("/admin/api/logs/r-plain").await;
+    let plain = admin.get(&format!("/admin/api/logs/{plain_id}")).await;
     assert_eq!(plain["request"]["body"]["metadata"]["api_key"], "***");
     assert_eq!(
         plain["response"]["body"]["choices"][0]["message"]["content"],
         "model=alpha"
     );
     assert!(plain["assembled"].is_null());
-    let dead = admin.get("/admin/api/logs/r-dead").await;
+    let dead = admin
+        .get(&format!("/admin/api/logs/{}", admin.own("r-dead").await))
+        .await;
     assert_eq!(dead["attempt_list"][0]["status"], 500);
     assert!(dead["error"].as_str().is_some());
     let (s, v) = admin.call("GET", "/admin/api/logs/no-such-id", None).await;
@@ -380,13 +409,13 @@ async fn every_endpoint(target: Option<DatabaseTarget>) {
     // Replay: through this proxy again, a new logged request.
     let hits = ok.count();
     let (s, r) = admin
-        .call("POST", "/admin/api/logs/r-plain/replay", None)
+        .call("POST", &format!("/admin/api/logs/{plain_id}/replay"), None)
         .await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["status"], 200);
     assert_eq!(r["body"]["choices"][0]["message"]["content"], "model=alpha");
     let new_id = r["id"].as_str().unwrap().to_string();
-    assert_ne!(new_id, "r-plain");
+    assert_ne!(new_id, plain_id);
     assert_eq!(ok.count(), hits + 1);
     // The upstream got the logged body, the backend's key, not the masked one.
     let hit = ok.hits().pop().unwrap();
@@ -404,7 +433,7 @@ async fn every_endpoint(target: Option<DatabaseTarget>) {
     let (s, r) = admin
         .call(
             "POST",
-            "/admin/api/logs/r-stream/replay",
+            &format!("/admin/api/logs/{stream_id}/replay"),
             Some(json!({"model": "beta", "stream": false})),
         )
         .await;
@@ -413,7 +442,7 @@ async fn every_endpoint(target: Option<DatabaseTarget>) {
     let (s, _) = admin
         .call(
             "POST",
-            "/admin/api/logs/r-stream/replay",
+            &format!("/admin/api/logs/{stream_id}/replay"),
             Some(json!({"bogus": 1})),
         )
         .await;

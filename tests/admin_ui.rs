@@ -44,6 +44,30 @@ proxy_settings:
     s
 }
 
+/// The proxy's own id (the log record's key, the rows' `data-id`) of the
+/// request sent with `x-request-id: client`, once it is logged.
+async fn own_id(server: &yallmp::Server, sent_as: &str) -> String {
+    for _ in 0..400 {
+        let v: Value = client()
+            .get(format!(
+                "{}/admin/api/logs?client_request_id={sent_as}",
+                server.url()
+            ))
+            .header("authorization", format!("Bearer {ADMIN_PW}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(id) = v["data"][0]["id"].as_str() {
+            return id.to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("request {sent_as} was not logged");
+}
+
 async fn chat(server: &yallmp::Server, id: &str, body: Value) -> u16 {
     let r = client()
         .post(format!("{}/v1/chat/completions", server.url()))
@@ -157,6 +181,11 @@ async fn admin_ui_in_chromium() {
         404
     );
 
+    let plain_id = own_id(&server, "ui-plain").await;
+    let stream_id = own_id(&server, "ui-stream").await;
+    let other_id = own_id(&server, "ui-other").await;
+    let missing_id = own_id(&server, "ui-missing").await;
+
     let driver = start_driver().await;
     let c = browser(&driver).await;
 
@@ -184,12 +213,12 @@ async fn admin_ui_in_chromium() {
         "return document.querySelectorAll('table.logs tbody tr').length === 4",
     )
     .await;
-    let row = text(&c, "tr[data-id='ui-stream']").await;
+    let row = text(&c, &format!("tr[data-id='{stream_id}']")).await;
     assert!(
         row.contains("reasoner") && row.contains("stream") && row.contains("200"),
         "{row}"
     );
-    let row = text(&c, "tr[data-id='ui-missing']").await;
+    let row = text(&c, &format!("tr[data-id='{missing_id}']")).await;
     assert!(row.contains("404") && row.contains("client error"), "{row}");
     screenshot(&c, "logs").await;
 
@@ -203,10 +232,11 @@ async fn admin_ui_in_chromium() {
         .await,
         200
     );
+    let live_id = own_id(&server, "ui-live").await;
     until(
         &c,
         "the live row",
-        "return !!document.querySelector(\"tr[data-id='ui-live']\")",
+        &format!("return !!document.querySelector(\"tr[data-id='{live_id}']\")"),
     )
     .await;
 
@@ -230,7 +260,7 @@ async fn admin_ui_in_chromium() {
         )
         .await
         .unwrap();
-    assert_eq!(ids, json!(["ui-other", "ui-plain"]));
+    assert_eq!(ids, json!([other_id, plain_id]));
     // A shared URL opens the same view.
     let url = c.current_url().await.unwrap();
     c.goto("about:blank").await.unwrap();
@@ -248,7 +278,7 @@ async fn admin_ui_in_chromium() {
     until(
         &c,
         "the search result",
-        "return document.querySelectorAll('table.logs tbody tr').length === 1 && !!document.querySelector(\"tr[data-id='ui-plain']\")",
+        &format!("return document.querySelectorAll('table.logs tbody tr').length === 1 && !!document.querySelector(\"tr[data-id='{plain_id}']\")"),
     )
     .await;
 
@@ -257,10 +287,10 @@ async fn admin_ui_in_chromium() {
     until(
         &c,
         "the rows",
-        "return !!document.querySelector(\"tr[data-id='ui-stream'] a\")",
+        &format!("return !!document.querySelector(\"tr[data-id='{stream_id}'] a\")"),
     )
     .await;
-    click(&c, "tr[data-id='ui-stream'] a").await;
+    click(&c, &format!("tr[data-id='{stream_id}'] a")).await;
     until(
         &c,
         "the detail",
@@ -340,11 +370,11 @@ async fn admin_ui_in_chromium() {
     until(
         &c,
         "the plain row",
-        "return !!document.querySelector(\"tr[data-id='ui-plain'] a\")",
+        &format!("return !!document.querySelector(\"tr[data-id='{plain_id}'] a\")"),
     )
     .await;
     c.execute(
-        "document.querySelector(\"tr[data-id='ui-plain'] a\").focus()",
+        &format!("document.querySelector(\"tr[data-id='{plain_id}'] a\").focus()"),
         vec![],
     )
     .await
@@ -358,7 +388,7 @@ async fn admin_ui_in_chromium() {
     until(
         &c,
         "the plain request's page",
-        "return location.hash === '#/logs/ui-plain'",
+        &format!("return location.hash === '#/logs/{plain_id}'"),
     )
     .await;
     until(

@@ -398,3 +398,54 @@ fn log_queue_bounds() {
         "{errors:?}"
     );
 }
+
+/// `database.retention` out of the calendar's range: `1e300` days used to
+/// panic `yallmp check` (a Duration overflow) and `1e8` passed, then killed
+/// the pruning task on a date overflow. Both are refused with the key path,
+/// by the loader and by `check`, and so is `max_rows: 0`.
+#[test]
+fn retention_out_of_range_is_refused_by_check() {
+    for (setting, needle) in [
+        ("max_age_days: 1e300", "database.retention.max_age_days"),
+        ("max_age_days: 1e8", "database.retention.max_age_days"),
+        ("max_age_days: 36501", "database.retention.max_age_days"),
+        ("max_rows: 0", "database.retention.max_rows"),
+        (
+            "max_rows: 18446744073709551615",
+            "database.retention.max_rows",
+        ),
+    ] {
+        let yaml = format!(
+            "model_list:\n  - {{model_name: m, model_params: {{api_type: stub}}}}\ndatabase:\n  retention: {{{setting}}}\n"
+        );
+        let errors = errors_of(&yaml);
+        assert!(
+            errors.iter().any(|e| e.contains(needle)),
+            "{setting}: {errors:?}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, &yaml).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_yallmp"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{setting}: {stderr}");
+        assert!(stderr.contains(needle), "{setting}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{setting}: {stderr}");
+    }
+    // The largest accepted values load.
+    let c = Config::from_yaml(
+        "model_list:\n  - {model_name: m, model_params: {api_type: stub}}\ndatabase:\n  retention: {max_age_days: 36500, max_rows: 1}\n",
+        None,
+        &env(&[]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.database.max_age,
+        Some(std::time::Duration::from_secs(36_500 * 86_400))
+    );
+    assert_eq!(c.database.max_rows, Some(1));
+}

@@ -740,15 +740,16 @@ async fn shutdown_past_the_grace_period_cuts_open_streams_and_records_them() {
     .await;
 }
 
-/// Rows of the `requests` table on `url`: (id, outcome).
+/// Rows of the `requests` table on `url`: (client's x-request-id, outcome).
 async fn pg_rows(url: &str) -> Vec<(String, String)> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT id, outcome FROM requests ORDER BY id")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT client_request_id, outcome FROM requests ORDER BY client_request_id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
     conn.close().await.ok();
     rows
 }
@@ -977,6 +978,165 @@ async fn full_disk_drops_log_files_with_a_metric_and_a_warning() {
         .unwrap();
         assert_eq!(db.count().await.unwrap(), 5);
         db.close().await;
+    })
+    .await;
+}
+
+async fn health(server: &yallmp::Server) -> Value {
+    client()
+        .get(format!("{}/health", server.url()))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()
+}
+
+async fn metric(server: &yallmp::Server, name: &str) -> f64 {
+    let text = client()
+        .get(format!("{}/metrics", server.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metric_value(&text, name, &[]).unwrap_or(0.0)
+}
+
+/// Rows in the log's SQLite database at `path` (a connection of the
+/// test's own).
+async fn sqlite_rows(path: &std::path::Path) -> i64 {
+    use sqlx::ConnectOptions as _;
+    let Ok(mut c) = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .connect()
+        .await
+    else {
+        return -1;
+    };
+    let n = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM requests")
+        .fetch_one(&mut c)
+        .await
+        .unwrap_or(-1);
+    let _ = sqlx::Connection::close(c).await;
+    n
+}
+
+/// The whole log (files and the SQLite database) on a small tmpfs that
+/// fills up. The SQLite sink used never to recover: every later row failed
+/// `database is locked` after a 5 s wait, even once space was freed; file
+/// writing was held to a record per 5 s; /health said the database was
+/// fine; and shutdown took 23 s. Now: requests are served throughout, the
+/// health check says the sinks are degraded (and why), a counter counts
+/// the database's failures and one warning says so (not one per record),
+/// files keep being tried at full speed, and once there is room again every
+/// waiting row is written and /health recovers by itself. With the disk
+/// full again, shutdown stays within the grace period.
+#[tokio::test]
+async fn a_full_disk_under_sqlite_is_survived_and_recovered_from() {
+    support::warnings::capture();
+    within(async {
+        let mock = Mock::start(Reply::Echo).await;
+        let (mut config, dir) = logged_config(
+            &format!(
+                "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}'}}}}\n",
+                mock.url
+            ),
+            None,
+        );
+        let _mounted = match Mounted::tmpfs(&dir, "2m") {
+            Ok(m) => m,
+            Err(why) if std::env::var("YALLMP_FAULTS_MOUNT").as_deref() != Ok("1") => {
+                eprintln!("cannot mount a tmpfs ({why}): full-disk SQLite fault test not run");
+                return;
+            }
+            Err(why) => panic!("YALLMP_FAULTS_MOUNT=1 but mounting a tmpfs failed: {why}"),
+        };
+        config.server.shutdown_grace = Duration::from_secs(2);
+        let db_path = dir.join("yallmp.db");
+        let server = yallmp::serve(config).await.unwrap();
+        let big = "x".repeat(60_000);
+        let body = |i: usize| json!({"model": "m", "messages": [{"role": "user", "content": format!("{i} {big}")}]});
+
+        let (status, _, _) = send(&server, "disk-0", body(0)).await;
+        assert_eq!(status, 200);
+        while sqlite_rows(&db_path).await < 1 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(health(&server).await["database"]["status"], "ok");
+
+        // Full: every request is still served.
+        let filler = dir.join("filler");
+        fill(&filler);
+        let errors_before = metric(&server, "yallmp_log_database_errors_total").await;
+        for i in 1..=10 {
+            let (status, _, text) = send(&server, &format!("disk-{i}"), body(i)).await;
+            assert_eq!(status, 200, "{text}");
+        }
+        let h = loop {
+            let h = health(&server).await;
+            if h["database"]["status"] == "degraded" {
+                break h;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(h["status"], "ready", "the log's trouble makes no instance unready: {h}");
+        assert_eq!(h["database"]["reachable"], false);
+        assert!(h["database"]["error"].as_str().is_some(), "{h}");
+        assert_eq!(h["log_files"]["status"], "degraded", "{h}");
+        while metric(&server, "yallmp_log_database_errors_total").await <= errors_before {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        support::warnings::wait_for(&["request log: database unavailable; will retry"]).await;
+        // Files are tried at full speed meanwhile, each failure counted.
+        while file_write_failures(&server).await < 10.0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A warning a while, not one per record.
+        let warned = support::warnings::logged()
+            .matches("request log: database unavailable; will retry")
+            .count();
+        assert!(warned <= 2, "{warned} warnings");
+
+        // Room again: the waiting rows are written, health recovers by
+        // itself, and new records are kept.
+        std::fs::remove_file(&filler).unwrap();
+        let (status, _, _) = send(&server, "disk-after", body(11)).await;
+        assert_eq!(status, 200);
+        let h = loop {
+            let h = health(&server).await;
+            if h["database"]["status"] == "ok" && h["log_files"]["status"] == "ok" {
+                break h;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(h["database"]["reachable"], true);
+        while sqlite_rows(&db_path).await < 12 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(sqlite_rows(&db_path).await, 12);
+        assert_eq!(outcome(&record(&dir, "disk-after").await)["outcome"], "ok");
+        // No write lock outlived the failure.
+        assert!(
+            !support::warnings::logged().contains("database is locked"),
+            "{}",
+            support::warnings::logged()
+        );
+
+        // Full again, with rows waiting: shutdown stays within the grace
+        // period (2 s here; a generous bound against a hang).
+        fill(&filler);
+        for i in 12..16 {
+            let (status, _, _) = send(&server, &format!("disk-{i}"), body(i)).await;
+            assert_eq!(status, 200);
+        }
+        tokio::time::timeout(Duration::from_secs(12), server.shutdown())
+            .await
+            .expect("shutdown with a full disk took far past the grace period");
+        let _ = std::fs::remove_file(&filler);
     })
     .await;
 }

@@ -259,3 +259,57 @@ async fn the_record_keeps_raw_and_parsed_output_and_parse_failures() {
     }
     assert!(saw_stream);
 }
+
+/// `log_parsed_stream` kept every frame the client got, uncapped: a long
+/// stream held all of it in memory for the log. It is now bounded by the
+/// log's `max_body_bytes` like the stream's own frames, and the parsed
+/// output says `"truncated": true`.
+#[tokio::test]
+async fn the_parsed_stream_kept_for_the_log_is_bounded() {
+    let content = "word ".repeat(4_000);
+    let mock = Mock::start(Reply::Sse {
+        frames: stream_frames(&content, 5),
+        gap: Duration::ZERO,
+    })
+    .await;
+    let yaml = format!(
+        "proxy_settings:\n  logging: {{log_parsed_stream: true, max_body_bytes: 4000, database: {{enabled: false}}}}\n{}",
+        config(&mock.url, &json!({"tool_format": "hermes"}))
+    );
+    let mut cfg =
+        Config::from_yaml(&yaml, None, &Env::isolated::<[(&str, &str); 0], _, _>([])).unwrap();
+    cfg.server.port = 0;
+    let dir = isolate_logs(&mut cfg);
+    let server = yallmp::serve(cfg).await.unwrap();
+    let body = json!({"model": "m", "messages": [], "stream": true});
+    let (status, _, text) = post(&server, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200);
+    // The client got the whole stream.
+    let got: String = sse_data(&text)
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(got, content);
+    server.shutdown().await;
+    let main = std::fs::read_dir(dir.join("requests"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| !p.to_string_lossy().ends_with(".parsed.log"))
+        .unwrap();
+    let text = std::fs::read_to_string(&main).unwrap();
+    let parsed = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["event"] == "parsed")
+        .unwrap_or_else(|| panic!("no parsed event in {text}"));
+    assert_eq!(parsed["data"]["truncated"], true, "{parsed}");
+    let kept = parsed["data"].to_string().len();
+    // 4,000 bytes of frames and text, plus JSON quoting: far from the
+    // ~4,000 frames the stream had (over 500 KB kept before).
+    assert!(kept < 20_000, "{kept} bytes of parsed output kept");
+}

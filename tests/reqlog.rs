@@ -98,13 +98,17 @@ async fn four_kinds(db_url: Option<&str>) {
     let find = |id: &str| {
         let (name, text) = files
             .iter()
-            .find(|(n, _)| n.contains(id))
+            .find(|(n, t)| support::logged::is_request(n, t, id))
             .unwrap_or_else(|| panic!("no file for {id}"));
         (name.clone(), events(text))
     };
     let (name, ev) = find("req-plain");
-    assert!(name.ends_with("-req-plain_good.log"), "{name}");
     let req = of_kind(&ev, "request")[0];
+    // Named by the proxy's own id; the client's x-request-id is kept beside it.
+    let own_id = req["id"].as_str().unwrap().to_string();
+    assert!(uuid::Uuid::parse_str(&own_id).is_ok(), "{own_id}");
+    assert!(name.ends_with(&format!("-{own_id}_good.log")), "{name}");
+    assert_eq!(req["client_request_id"], "req-plain");
     assert_eq!(req["method"], "POST");
     assert_eq!(req["path"], "/v1/chat/completions");
     assert_eq!(req["model"], "good");
@@ -197,7 +201,7 @@ async fn four_kinds(db_url: Option<&str>) {
         assert_eq!(size, 8192, "a new log database uses 8 KiB pages");
     }
     let dump: String = match &db {
-        Db::Sqlite(p) => sqlx::query("SELECT id, outcome, status, stream, attempts_count, backend, total_tokens, request_headers, request_body, attempts, response_body, chunks FROM requests ORDER BY id")
+        Db::Sqlite(p) => sqlx::query("SELECT client_request_id, outcome, status, stream, attempts_count, backend, total_tokens, request_headers, request_body, attempts, response_body, chunks FROM requests ORDER BY client_request_id")
             .fetch_all(p)
             .await
             .unwrap()
@@ -212,7 +216,7 @@ async fn four_kinds(db_url: Option<&str>) {
                 line + "\n"
             })
             .collect(),
-        Db::Postgres(p) => sqlx::query("SELECT concat_ws('|', id, outcome, status, stream, attempts_count, backend, total_tokens, request_headers::text, request_body::text, request_body_text, attempts::text, response_body::text, chunks::text) FROM requests ORDER BY id")
+        Db::Postgres(p) => sqlx::query("SELECT concat_ws('|', client_request_id, outcome, status, stream, attempts_count, backend, total_tokens, request_headers::text, request_body::text, request_body_text, attempts::text, response_body::text, chunks::text) FROM requests ORDER BY client_request_id")
             .fetch_all(p)
             .await
             .unwrap()
@@ -246,7 +250,8 @@ async fn four_kinds(db_url: Option<&str>) {
     );
     assert!(row("req-stream").contains("[DONE]"));
     assert!(row("req-plain").contains("mock_extra"));
-    let logged = db.fetch_request("req-plain").await.unwrap().unwrap();
+    assert!(db.fetch_request("req-plain").await.unwrap().is_none());
+    let logged = db.fetch_request(&own_id).await.unwrap().unwrap();
     assert_eq!(logged.path, "/v1/chat/completions");
     db.close().await;
 }
@@ -609,4 +614,343 @@ async fn db_commands_migrate_rollback_current_history() {
     }
     assert!(run("current").contains("no migration applied"));
     run("migrate");
+}
+
+/// Sends `n` chat completions with `x-request-id: id` (the same id each
+/// time); returns the echoed ids.
+async fn send_with_id(server: &yallmp::Server, id: &str, n: usize) -> Vec<String> {
+    let mut echoed = Vec::new();
+    for i in 0..n {
+        let r = client()
+            .post(format!("{}/v1/chat/completions", server.url()))
+            .header("x-request-id", id)
+            .json(&json!({"model": "m", "messages": [{"role": "user", "content": format!("prompt {i}")}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        echoed.push(r.headers()["x-request-id"].to_str().unwrap().to_string());
+        let _ = r.text().await;
+    }
+    echoed
+}
+
+/// A client-chosen `x-request-id` used to be the record's key: five
+/// requests with `dup-id-1` left one row (SQLite `INSERT OR REPLACE`) or
+/// kept the first and dropped the rest while counting them written
+/// (PostgreSQL `ON CONFLICT DO NOTHING`), and one file; ids that differ
+/// collided once made safe for a file name. Now each record is keyed by the
+/// proxy's own id, the client's is kept as `client_request_id` (and still
+/// echoed and sent upstream), and the admin API finds them by it.
+async fn client_ids_never_overwrite(db_url: Option<&str>) {
+    let mock = Mock::start(Reply::Echo).await;
+    let l = logged_proxy(
+        &format!(
+            "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}'}}}}\n",
+            mock.url
+        ),
+        db_url,
+    )
+    .await;
+    let echoed = send_with_id(&l.server, "dup-id-1", 5).await;
+    assert!(echoed.iter().all(|e| e == "dup-id-1"), "{echoed:?}");
+    assert!(
+        mock.hits()
+            .iter()
+            .all(|h| h.headers["x-request-id"] == "dup-id-1")
+    );
+    // Two ids that are one once made safe for a file name.
+    send_with_id(&l.server, "a/b", 1).await;
+    send_with_id(&l.server, "a?b", 1).await;
+    let long = "L".repeat(150);
+    send_with_id(&l.server, &format!("{long}-one"), 1).await;
+    send_with_id(&l.server, &format!("{long}-two"), 1).await;
+
+    // The admin API finds all five by the client's id.
+    let page = loop {
+        let v = get_json(&l.server, "/admin/api/logs?client_request_id=dup-id-1").await;
+        if v["data"].as_array().map_or(0, Vec::len) == 5 {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let ids: std::collections::HashSet<String> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["client_request_id"], "dup-id-1");
+            r["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 5);
+    for id in &ids {
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+        let d = get_json(&l.server, &format!("/admin/api/logs/{id}")).await;
+        assert_eq!(d["client_request_id"], "dup-id-1");
+    }
+    l.server.shutdown().await;
+
+    // Nine files, nine rows, every prompt kept.
+    let files = files(&l.dir);
+    assert_eq!(
+        files.len(),
+        9,
+        "{:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    for i in 0..5 {
+        let prompt = format!("prompt {i}");
+        assert_eq!(
+            files
+                .iter()
+                .filter(|(_, t)| t.contains(&prompt)
+                    && t.contains("\"client_request_id\":\"dup-id-1\""))
+                .count(),
+            1,
+            "{prompt}"
+        );
+    }
+    let db = match db_url {
+        Some(url) => Db::connect(
+            &Config::from_yaml(
+                &format!("database: {{url: '{url}'}}\n"),
+                None,
+                &Env::default(),
+            )
+            .unwrap()
+            .database
+            .target,
+        )
+        .await
+        .unwrap(),
+        None => Db::connect(&DatabaseTarget::Sqlite {
+            path: l.dir.join("yallmp.db"),
+        })
+        .await
+        .unwrap(),
+    };
+    assert_eq!(db.count().await.unwrap(), 9);
+    let clients: Vec<Option<String>> = match &db {
+        Db::Sqlite(p) => {
+            sqlx::query_scalar("SELECT client_request_id FROM requests ORDER BY client_request_id")
+                .fetch_all(p)
+                .await
+                .unwrap()
+        }
+        Db::Postgres(p) => {
+            sqlx::query_scalar("SELECT client_request_id FROM requests ORDER BY client_request_id")
+                .fetch_all(p)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        clients
+            .iter()
+            .filter(|c| c.as_deref() == Some("dup-id-1"))
+            .count(),
+        5
+    );
+    assert!(clients.contains(&Some("a/b".into())) && clients.contains(&Some("a?b".into())));
+    db.close().await;
+}
+
+#[tokio::test]
+async fn a_client_request_id_never_overwrites_a_record_sqlite() {
+    client_ids_never_overwrite(None).await;
+}
+
+#[tokio::test]
+async fn a_client_request_id_never_overwrites_a_record_postgres() {
+    let Some(base) = std::env::var("DATABASE_URL_POSTGRES")
+        .ok()
+        .filter(|s| !s.is_empty())
+    else {
+        eprintln!("DATABASE_URL_POSTGRES not set: PostgreSQL test not run");
+        return;
+    };
+    let url = support::pg::fresh_database(&base).await;
+    client_ids_never_overwrite(Some(&url)).await;
+    support::pg::drop_database(&base, &url).await;
+}
+
+/// The client_request_id migration goes down and up again on SQLite.
+#[tokio::test]
+async fn the_client_request_id_migration_is_reversible() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::connect(&DatabaseTarget::Sqlite {
+        path: dir.path().join("m.db"),
+    })
+    .await
+    .unwrap();
+    db.migrate().await.unwrap();
+    let Db::Sqlite(p) = &db else { unreachable!() };
+    let has_column = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM pragma_table_info('requests') WHERE name = 'client_request_id'",
+        )
+        .fetch_one(p)
+        .await
+        .unwrap()
+    };
+    assert_eq!(has_column().await, 1);
+    assert_eq!(db.rollback().await.unwrap(), Some(20261206000010));
+    assert_eq!(has_column().await, 0);
+    db.migrate().await.unwrap();
+    assert_eq!(has_column().await, 1);
+    db.close().await;
+}
+
+/// A model whose backend is this proxy itself (the same model): the inner
+/// hop carries the proxy's own `Via` marker and is refused with 508
+/// `loop_detected`, which the outer hop neither retries nor falls over on
+/// the same loop: the client gets one clean 508, and there is one record
+/// per hop. A backend that is this proxy serving another model still works.
+#[tokio::test]
+async fn a_loop_through_the_proxy_itself_is_refused_once_with_508() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let yaml = format!(
+        "model_list:\n  - {{model_name: loop, model_params: {{api_base: 'http://127.0.0.1:{port}/v1'}}}}\n  - {{model_name: s, model_params: {{api_type: stub}}}}\n  - {{model_name: via, model_params: {{api_base: 'http://127.0.0.1:{port}/v1', target_model: s}}}}\nrouter_settings: {{num_retries: 3, retry_backoff_ms: 1}}\n"
+    );
+    let (config, dir) = support::logged::logged_config(&yaml, None);
+    let server = tokio::time::timeout(Duration::from_secs(30), yallmp::serve_on(listener, config))
+        .await
+        .unwrap()
+        .unwrap();
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        client()
+            .post(format!("{}/v1/chat/completions", server.url()))
+            .header("x-request-id", "loop-1")
+            .json(&json!({"model": "loop", "messages": [{"role": "user", "content": "hi"}]}))
+            .send(),
+    )
+    .await
+    .expect("the loop was not stopped")
+    .unwrap();
+    assert_eq!(r.status(), 508);
+    assert_eq!(r.headers()["x-request-id"], "loop-1");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "loop_detected", "{v}");
+    // The proxy through itself to another model is no loop.
+    let (s, _, text) = post(
+        &server,
+        "/v1/chat/completions",
+        &json!({"model": "via", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(s, 200, "{text}");
+    server.shutdown().await;
+    // Two records for the loop (both carry the client's id): the outer one
+    // with its single attempt answered 508, the inner one refused.
+    let loop_records: Vec<Vec<Value>> = files(&dir)
+        .iter()
+        .filter(|(n, t)| support::logged::is_request(n, t, "loop-1"))
+        .map(|(_, t)| events(t))
+        .collect();
+    assert_eq!(loop_records.len(), 2);
+    let mut attempts: Vec<usize> = loop_records
+        .iter()
+        .map(|ev| of_kind(ev, "attempt").len())
+        .collect();
+    attempts.sort();
+    assert_eq!(attempts, vec![0, 1]);
+    for ev in &loop_records {
+        assert_eq!(of_kind(ev, "outcome")[0]["status"], 508);
+    }
+}
+
+/// A request whose backend hangs and whose client leaves: the attempt in
+/// progress used to be lost (`attempts: []`, no backend). It is listed as
+/// it starts, and closed as cancelled when the request ends without it.
+#[tokio::test]
+async fn the_attempt_in_progress_is_recorded_when_the_client_leaves() {
+    let mock = Mock::start(Reply::Delay(Duration::from_secs(60), Box::new(Reply::Echo))).await;
+    let l = logged_proxy(
+        &format!(
+            "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}', request_timeout: 600}}}}\n",
+            mock.url
+        ),
+        None,
+    )
+    .await;
+    let r = client()
+        .post(format!("{}/v1/chat/completions", l.server.url()))
+        .header("x-request-id", "hung-1")
+        .timeout(Duration::from_millis(400))
+        .json(&json!({"model": "m", "messages": []}))
+        .send()
+        .await;
+    assert!(r.is_err(), "the mock answered");
+    let ev = support::logged::record(&l.dir, "hung-1").await;
+    let out = of_kind(&ev, "outcome")[0];
+    assert_eq!(out["outcome"], "client_disconnected");
+    assert_eq!(out["backend"], "m#1");
+    assert_eq!(out["attempts"], 1);
+    let att = of_kind(&ev, "attempt");
+    assert_eq!(att.len(), 1);
+    assert_eq!(att[0]["backend"], "m#1");
+    assert!(att[0]["status"].is_null());
+    assert!(
+        att[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("cancelled: the client went away"),
+        "{}",
+        att[0]
+    );
+    assert!(
+        att[0]["latency_ms"].as_f64().unwrap() >= 300.0,
+        "{}",
+        att[0]
+    );
+    l.server.shutdown().await;
+}
+
+/// The log holds prompts: its files and database were 0644 in 0755
+/// directories. Now files (and the SQLite database with its -wal and -shm)
+/// are 0600 and new directories 0700, whatever the umask; an existing log
+/// directory open to others is tightened.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_log_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mock = Mock::start(Reply::Echo).await;
+    let yaml = format!(
+        "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}'}}}}\n",
+        mock.url
+    );
+    let (mut config, dir) = support::logged::logged_config(&yaml, None);
+    // A log directory that already exists, open to everyone; the database
+    // in a directory of its own that does not exist yet.
+    let requests = dir.join("requests");
+    std::fs::create_dir_all(&requests).unwrap();
+    std::fs::set_permissions(&requests, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db_path = dir.join("db").join("log.db");
+    config.database.target = DatabaseTarget::Sqlite {
+        path: db_path.clone(),
+    };
+    let server = yallmp::serve(config).await.unwrap();
+    let (s, _, _) = post(&server, "/v1/chat/completions", &json!({"model": "m"})).await;
+    assert_eq!(s, 200);
+    let file = loop {
+        if let Some(e) = std::fs::read_dir(&requests).unwrap().next() {
+            break e.unwrap().path();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    while server.log_db().unwrap().count().await.unwrap() < 1 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(mode(&requests), 0o700);
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(&dir.join("db")), 0o700);
+    for suffix in ["", "-wal", "-shm"] {
+        let p = std::path::PathBuf::from(format!("{}{suffix}", db_path.display()));
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
+    server.shutdown().await;
 }

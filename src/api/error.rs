@@ -44,6 +44,12 @@ pub enum ApiError {
          (interleaved_thinking.on_miss: error); resend the turns with their reasoning"
     )]
     ReasoningNotFound(usize),
+    /// The request came round a loop back to this proxy (its own `Via`
+    /// marker for the model): see `upstream::hop`.
+    #[error(
+        "request loop detected: this request for model `{0}` already passed through this proxy for the same model (a backend of `{0}` leads back to it)"
+    )]
+    LoopDetected(String),
 }
 
 impl ApiError {
@@ -69,6 +75,7 @@ impl ApiError {
             },
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::LoopDetected(_) => StatusCode::LOOP_DETECTED,
         }
     }
 
@@ -95,6 +102,7 @@ impl ApiError {
             ApiError::ReasoningNotFound(_) => {
                 ("invalid_request_error", json!("reasoning_not_found"))
             }
+            ApiError::LoopDetected(_) => ("invalid_request_error", json!("loop_detected")),
         };
         json!({"error": {"message": self.to_string(), "type": kind, "code": code}})
     }
@@ -287,6 +295,7 @@ mod tests {
             latency: std::time::Duration::ZERO,
             error: Some("busy".into()),
             headers: Some(h),
+            pending: None,
         };
         let status = StatusCode::from_u16(status).unwrap();
         ApiError::Upstream {

@@ -72,9 +72,25 @@ pub async fn readiness(State(state): State<Shared>) -> Response {
         reasons.push("no backend is in rotation".to_string());
     }
     let ready = reasons.is_empty();
+    // The request log's sinks: `degraded` (with the error) while writes to
+    // one fail; it recovers by itself once they succeed again.
+    let log_stats = state.log.stats();
     let database = match state.log.database_reachable() {
         None => json!({"enabled": false}),
-        Some(ok) => json!({"enabled": true, "reachable": ok}),
+        Some(ok) => json!({
+            "enabled": true,
+            "reachable": ok,
+            "status": if ok { "ok" } else { "degraded" },
+            "error": log_stats.db_error(),
+        }),
+    };
+    let log_files = if log_stats.files_on.load(Ordering::Relaxed) {
+        log_stats.file_error().map_or_else(
+            || json!({"enabled": true, "status": "ok"}),
+            |e| json!({"enabled": true, "status": "degraded", "error": e}),
+        )
+    } else {
+        json!({"enabled": false})
     };
     let redis = state
         .redis
@@ -85,6 +101,7 @@ pub async fn readiness(State(state): State<Shared>) -> Response {
         "reasons": reasons,
         "models": models,
         "database": database,
+        "log_files": log_files,
         "redis": redis,
     });
     let status = if ready {

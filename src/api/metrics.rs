@@ -115,6 +115,14 @@ fn describe() {
         crate::reqlog::WRITE_FAILURES,
         "Request records one log sink could not write, by sink (file, database)"
     );
+    describe_counter!(
+        crate::reqlog::DATABASE_ERRORS,
+        "Writes the request log's database could not take (unreachable, disk full, locked); the rows wait and are retried"
+    );
+    describe_counter!(
+        crate::reqlog::TASK_RESTARTS,
+        "Background tasks started again after they failed, by task"
+    );
 }
 
 /// `GET /metrics`: the Prometheus text format. When an admin password is

@@ -83,9 +83,20 @@ impl AppState {
     }
 }
 
-/// The request's id, from the client's `x-request-id` or made here.
+/// The request's id, from the client's `x-request-id` or made here: the
+/// one echoed on the response and sent upstream.
 #[derive(Clone)]
 pub struct RequestId(pub HeaderValue);
+
+/// The request log's ids for a request: the proxy's own (a UUIDv7, made
+/// for every request; a record's key, never chosen by a client) and the
+/// client's `x-request-id` when it sent a usable one (kept beside it,
+/// searchable, never a key: a client cannot overwrite or hide a record).
+#[derive(Clone)]
+pub struct LogIds {
+    pub own: HeaderValue,
+    pub client: Option<HeaderValue>,
+}
 
 /// Every route of [`routes`], the client ones with and without the `/v1`
 /// prefix.
@@ -189,13 +200,15 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// Takes the client's `x-request-id` (if sane) or makes one; sets it on the
 /// response whatever the outcome.
 async fn request_id(mut req: Request, next: Next) -> Response {
-    let id = req
+    let client = req
         .headers()
         .get(REQUEST_ID)
         .filter(|v| !v.is_empty() && v.len() <= 200 && v.to_str().is_ok())
-        .cloned()
-        .unwrap_or_else(new_request_id);
+        .cloned();
+    let own = new_request_id();
+    let id = client.clone().unwrap_or_else(|| own.clone());
     req.extensions_mut().insert(RequestId(id.clone()));
+    req.extensions_mut().insert(LogIds { own, client });
     let mut response = next.run(req).await;
     response.headers_mut().insert(REQUEST_ID, id);
     response

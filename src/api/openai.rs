@@ -127,8 +127,19 @@ pub(super) async fn proxy(
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or(HeaderValue::from_static("unknown"));
+    // The record's key is the proxy's own id; the client's `x-request-id`
+    // is kept beside it (see `LogIds`).
+    let ids = parts.extensions.get::<super::LogIds>();
+    let own_id = ids
+        .and_then(|i| i.own.to_str().ok())
+        .unwrap_or("unknown")
+        .to_string();
+    let client_request_id = ids
+        .and_then(|i| i.client.as_ref())
+        .and_then(|c| c.to_str().ok())
+        .map(str::to_string);
     let record = state.log.start(
-        request_id.to_str().unwrap_or("unknown").to_string(),
+        own_id,
         parts.method.to_string(),
         // Nested routes see the path without `/v1`; the log wants the original.
         parts
@@ -145,6 +156,9 @@ pub(super) async fn proxy(
         &parts.headers,
     );
     let mut guard = RecordGuard::new(record, state.log.clone(), state.shutting_down.clone());
+    if let Some(r) = guard.record() {
+        r.client_request_id = client_request_id;
+    }
     match forward(&state, endpoint, parts, body, &request_id, &mut guard).await {
         Ok(Forwarded::Complete(response, body)) => {
             if let Some(r) = guard.record() {
@@ -169,6 +183,7 @@ pub(super) async fn proxy(
             }
             let outcome = match &e {
                 ApiError::Upstream { .. } => Outcome::AllFailed,
+                ApiError::LoopDetected(_) => Outcome::ClientError,
                 e if e.status().is_client_error() => Outcome::ClientError,
                 _ => Outcome::UpstreamError,
             };
@@ -227,6 +242,11 @@ async fn forward(
         .resolve(&model)
         .ok_or_else(|| model_not_found(&model, &live.model_names))?
         .to_string();
+    // Back round a loop (this proxy's own marker for this model): refused
+    // once, instead of going round again.
+    if upstream::hop::seen(&parts.headers, &configured) {
+        return Err(ApiError::LoopDetected(configured));
+    }
     let plan = live
         .plan(&configured)
         .ok_or_else(|| model_not_found(&model, &live.model_names))?;
@@ -355,8 +375,9 @@ async fn forward(
                 .pipeline(&backend.model_name, pipeline_path(endpoint, wire, path))
                 .filter(|_| status.is_success() && protocol::via_chat(endpoint, wire))
             {
-                let mut session =
-                    p.session(parsed.get("tools"), live.config.logging.log_parsed_response);
+                let mut session = p
+                    .session(parsed.get("tools"), live.config.logging.log_parsed_response)
+                    .with_keep_limit(live.config.logging.max_body_bytes);
                 if let Some(new) = session.apply_json(&sent) {
                     sent = new;
                 }
@@ -415,7 +436,10 @@ async fn forward(
             let session = live
                 .pipeline(&backend.model_name, pipeline_path(endpoint, wire, path))
                 .filter(|_| protocol::via_chat(endpoint, wire))
-                .map(|p| p.session(parsed.get("tools"), live.config.logging.log_parsed_stream));
+                .map(|p| {
+                    p.session(parsed.get("tools"), live.config.logging.log_parsed_stream)
+                        .with_keep_limit(live.config.logging.max_body_bytes)
+                });
             let convert = Converters {
                 to_chat: protocol::stream_to_chat(endpoint, wire, raw),
                 from_chat: protocol::stream_from_chat(endpoint, wire),

@@ -635,11 +635,22 @@ fn logging(raw: super::raw::RawLogging, errors: &mut Vec<String>) -> LoggingSett
 
 fn database(raw: super::raw::RawDatabase, errors: &mut Vec<String>) -> DatabaseSettings {
     let max_age = raw.retention.max_age_days.and_then(|d| {
-        if d.is_finite() && d > 0.0 {
+        if d.is_finite() && d > 0.0 && d <= MAX_RETENTION_DAYS {
             Some(Duration::from_secs_f64(d * 86_400.0))
         } else {
             errors.push(format!(
-                "database.retention.max_age_days: must be a positive number, got {d}"
+                "database.retention.max_age_days: must be a number of days above 0 and at most {MAX_RETENTION_DAYS}, got {d}"
+            ));
+            None
+        }
+    });
+    let max_rows = raw.retention.max_rows.and_then(|n| {
+        if n >= 1 && i64::try_from(n).is_ok() {
+            Some(n)
+        } else {
+            errors.push(format!(
+                "database.retention.max_rows: must be from 1 to {}, got {n}",
+                i64::MAX
             ));
             None
         }
@@ -709,7 +720,7 @@ fn database(raw: super::raw::RawDatabase, errors: &mut Vec<String>) -> DatabaseS
     DatabaseSettings {
         target,
         max_age,
-        max_rows: raw.retention.max_rows,
+        max_rows,
     }
 }
 
@@ -731,6 +742,10 @@ fn max_response_bytes(v: Option<u64>, errors: &mut Vec<String>) -> usize {
         }
     }
 }
+
+/// The longest `database.retention.max_age_days` accepted: a century. A
+/// cutoff further back than the calendar can hold would stop retention.
+const MAX_RETENTION_DAYS: f64 = 36_500.0;
 
 /// The largest `proxy_settings.server.workers` count accepted.
 const MAX_WORKERS: i64 = 1024;

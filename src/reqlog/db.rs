@@ -49,6 +49,8 @@ type RequestRow = (
 /// A record as one row.
 pub struct Row {
     pub id: String,
+    /// The client's `x-request-id`, when it sent one.
+    pub client_request_id: Option<String>,
     pub started_at: DateTime<Utc>,
     pub method: String,
     pub path: String,
@@ -116,6 +118,7 @@ impl Row {
             parsed: p.parsed.map(|v| s.scrub(v)),
             error: r.error.map(|e| s.scrub(e)),
             cache: r.cache,
+            client_request_id: r.client_request_id.map(|c| s.scrub(c)),
             id: r.id,
             method: r.method,
             path: r.path,
@@ -126,7 +129,7 @@ impl Row {
 }
 
 /// Rows per SQLite `INSERT` statement: one statement (one trip to the
-/// connection's thread) for many rows; 28 values a row stays far below
+/// connection's thread) for many rows; 29 values a row stays far below
 /// SQLite's limit on bound values.
 const SQLITE_ROWS_PER_INSERT: usize = 32;
 
@@ -138,16 +141,19 @@ fn sqlite_insert_sql(n: usize) -> &'static str {
     let n = n.clamp(1, SQLITE_ROWS_PER_INSERT);
     SQL[n - 1].get_or_init(|| {
         let mut sql = String::from(
-            "INSERT OR REPLACE INTO requests (id, started_at, method, path, client_addr, model, backend, status, outcome, stream, \
+            // A plain INSERT: ids are the proxy's own, never replaced (an
+            // existing row is never overwritten by a later record).
+            "INSERT INTO requests (id, started_at, method, path, client_addr, model, backend, status, outcome, stream, \
              attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, request_headers, request_body, \
-             request_body_truncated, attempts, response_headers, response_body, response_body_truncated, chunks, chunks_truncated, parsed, error, cache) \
+             request_body_truncated, attempts, response_headers, response_body, response_body_truncated, chunks, chunks_truncated, parsed, error, cache, \
+             client_request_id) \
              VALUES ",
         );
         for i in 0..n {
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+            sql.push_str("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
         }
         sql
     })
@@ -187,11 +193,9 @@ impl Db {
     pub async fn connect(target: &DatabaseTarget) -> Result<Db, sqlx::Error> {
         match target {
             DatabaseTarget::Sqlite { path } => {
-                if let Some(dir) = path.parent()
-                    && !dir.as_os_str().is_empty()
-                {
-                    std::fs::create_dir_all(dir)?;
-                }
+                // 0600 (and so its -wal and -shm), in a 0700 directory when
+                // the directory is new: the log holds prompts.
+                super::private::sqlite_file(path)?;
                 let opts = SqliteConnectOptions::new()
                     .filename(path)
                     .create_if_missing(true)
@@ -325,8 +329,11 @@ impl Db {
         Ok(out)
     }
 
-    /// Inserts rows in one transaction.
-    pub async fn insert(&self, rows: &[Row]) -> Result<(), sqlx::Error> {
+    /// Inserts rows in one transaction; returns how many rows were written
+    /// (on PostgreSQL, a row whose id is already there, from a batch sent
+    /// again after a commit whose answer was lost, is not written twice).
+    pub async fn insert(&self, rows: &[Row]) -> Result<u64, sqlx::Error> {
+        let mut written = 0;
         match self {
             Db::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
@@ -364,22 +371,23 @@ impl Db {
                             .bind(r.chunks_truncated)
                             .bind(&r.parsed)
                             .bind(&r.error)
-                            .bind(r.cache);
+                            .bind(r.cache)
+                            .bind(&r.client_request_id);
                     }
-                    q.execute(&mut *tx).await?;
+                    written += q.execute(&mut *tx).await?.rows_affected();
                 }
-                tx.commit().await
+                tx.commit().await?;
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 for r in rows {
-                    sqlx::query(
+                    let n = sqlx::query(
                         "INSERT INTO requests (id, started_at, method, path, client_addr, model, backend, status, outcome, stream, \
                          attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, request_headers, request_body, \
                          request_body_text, request_body_truncated, attempts, response_headers, response_body, response_body_text, \
-                         response_body_truncated, chunks, chunks_truncated, parsed, error, cache) \
+                         response_body_truncated, chunks, chunks_truncated, parsed, error, cache, client_request_id) \
                          VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17::jsonb,$18::jsonb,$19,$20,$21::jsonb,$22::jsonb,\
-                         $23::jsonb,$24,$25,$26::jsonb,$27,$28::jsonb,$29,$30) \
+                         $23::jsonb,$24,$25,$26::jsonb,$27,$28::jsonb,$29,$30,$31) \
                          ON CONFLICT (id) DO NOTHING",
                     )
                     .bind(pg_text(&r.id))
@@ -412,12 +420,16 @@ impl Db {
                     .bind(r.parsed.as_deref().map(pg_json))
                     .bind(r.error.as_deref().map(pg_text))
                     .bind(r.cache)
+                    .bind(r.client_request_id.as_deref().map(pg_text))
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                    written += n;
                 }
-                tx.commit().await
+                tx.commit().await?;
             }
         }
+        Ok(written)
     }
 
     /// The logged request with this id, for replay.
@@ -483,9 +495,11 @@ impl Db {
         max_rows: Option<u64>,
     ) -> Result<u64, sqlx::Error> {
         let mut deleted = 0;
-        if let Some(age) = max_age {
-            let cutoff =
-                Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+        // A cutoff before the calendar's start (an age the config refuses,
+        // but never a panic here): nothing is that old.
+        if let Some(cutoff) = max_age
+            .and_then(|age| Utc::now().checked_sub_signed(chrono::Duration::from_std(age).ok()?))
+        {
             deleted += match self {
                 Db::Sqlite(p) => sqlx::query("DELETE FROM requests WHERE started_at < ?")
                     .bind(cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
@@ -521,6 +535,14 @@ impl Db {
         Ok(deleted)
     }
 
+    /// Whether [`Db::close`] was called on it.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Db::Sqlite(p) => p.is_closed(),
+            Db::Postgres(p) => p.is_closed(),
+        }
+    }
+
     pub async fn close(&self) {
         match self {
             Db::Sqlite(p) => p.close().await,
@@ -536,4 +558,54 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
         e,
         sqlx::Error::Database(_) | sqlx::Error::Encode(_) | sqlx::Error::TypeNotFound { .. }
     )
+}
+
+/// Whether a write failed because the database cannot take writes now (it
+/// is unreachable, or out of room: a full disk, a locked or read-only file,
+/// an I/O error) rather than because it refused a row: the rows wait and
+/// are tried again.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    if is_transient(e) {
+        return true;
+    }
+    let sqlx::Error::Database(d) = e else {
+        return false;
+    };
+    let Some(code) = d.code() else { return false };
+    if let Ok(n) = code.parse::<i32>() {
+        // SQLite (extended codes carry the primary one in the low byte):
+        // BUSY, LOCKED, NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN,
+        // PROTOCOL.
+        return matches!(n & 0xff, 5 | 6 | 7 | 8 | 10 | 11 | 13 | 14 | 15);
+    }
+    // PostgreSQL: connection exceptions, insufficient resources (disk
+    // full), operator intervention (shutting down), system errors.
+    ["08", "53", "57", "58"]
+        .iter()
+        .any(|class| code.starts_with(class))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An age past the calendar's start used to panic the pruning task
+    /// (`Utc::now() - Duration::MAX`), stopping retention for good.
+    #[tokio::test]
+    async fn an_age_beyond_the_calendar_prunes_nothing_and_does_not_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&DatabaseTarget::Sqlite {
+            path: dir.path().join("log.db"),
+        })
+        .await
+        .unwrap();
+        db.migrate().await.unwrap();
+        for age in [
+            Duration::from_secs(100_000_000 * 86_400),
+            Duration::from_secs(u64::MAX),
+        ] {
+            assert_eq!(db.prune(Some(age), Some(10)).await.unwrap(), 0);
+        }
+        db.close().await;
+    }
 }

@@ -288,6 +288,8 @@ pub fn render(r: &Record, p: &Prepared, scrubber: &Scrubber) -> String {
             + p.parsed.as_ref().map_or(0, String::len),
     );
     open_event(&mut out, "request", r);
+    out.push_str(",\"client_request_id\":");
+    json::opt_str(&mut out, r.client_request_id.as_deref());
     out.push_str(",\"method\":");
     json::str(&mut out, &r.method);
     out.push_str(",\"path\":");
@@ -425,7 +427,7 @@ fn end_with_body(out: &mut String, body: &BodyText) {
 /// corrupt earlier ones).
 pub fn write(dir: &Path, r: &Record, text: &str) -> std::io::Result<PathBuf> {
     let path = dir.join(file_name(r));
-    std::fs::write(&path, text)?;
+    write_whole(&path, text)?;
     Ok(path)
 }
 
@@ -446,10 +448,12 @@ pub fn write_all(
     Ok(path)
 }
 
-/// Writes a file, or (a full disk) removes what was created of it: a file
-/// is there whole or not at all.
+/// Writes a new file, 0600 (never replacing one), or (a full disk)
+/// removes what was created of it: a file is there whole or not at all.
 fn write_whole(path: &Path, text: &str) -> std::io::Result<()> {
-    std::fs::write(path, text).inspect_err(|_| {
+    use std::io::Write as _;
+    let mut f = super::private::create_file(path)?;
+    f.write_all(text.as_bytes()).inspect_err(|_| {
         let _ = std::fs::remove_file(path);
     })
 }
@@ -667,6 +671,7 @@ mod tests {
             "event": "request",
             "id": r.id,
             "time": r.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "client_request_id": r.client_request_id,
             "method": r.method,
             "path": r.path,
             "client": r.client_addr.map(|a| a.to_string()),
@@ -778,6 +783,7 @@ mod tests {
                 latency: Duration::from_micros(2506),
                 error: Some("kaput \"quoted\"\nline".into()),
                 headers: Some(ah.clone()),
+                pending: None,
             },
             Attempt {
                 backend: "good#1".into(),
@@ -788,6 +794,7 @@ mod tests {
                 latency: Duration::from_millis(1),
                 error: None,
                 headers: None,
+                pending: None,
             },
         ];
         r.backend = Some("good#1".into());

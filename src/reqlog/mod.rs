@@ -8,10 +8,12 @@ pub mod assemble;
 pub mod db;
 pub mod file;
 mod json;
+pub mod private;
 pub mod query;
 pub mod redact;
 mod sql;
 pub mod stats;
+mod supervise;
 mod writer;
 
 use std::net::SocketAddr;
@@ -29,6 +31,7 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::router::Attempt;
 
+pub(crate) use supervise::TASK_RESTARTS;
 pub use writer::{StartError, Writer};
 
 /// How a request ended.
@@ -76,7 +79,11 @@ pub struct Frame {
 /// path.
 #[derive(Debug, Clone)]
 pub struct Record {
+    /// The proxy's own id for the request (a UUIDv7): the record's key.
     pub id: String,
+    /// The client's `x-request-id`, when it sent one: kept, searchable,
+    /// never a key.
+    pub client_request_id: Option<String>,
     pub started_at: DateTime<Utc>,
     pub method: String,
     pub path: String,
@@ -124,6 +131,7 @@ impl Record {
     ) -> Record {
         Record {
             id,
+            client_request_id: None,
             started_at: Utc::now(),
             method,
             path,
@@ -290,6 +298,10 @@ pub(crate) const DROPPED: &str = "yallmp_log_dropped_total";
 /// write (a full disk, a row the database refused); the other sink may
 /// still have them.
 pub(crate) const WRITE_FAILURES: &str = "yallmp_log_write_failures_total";
+/// Counter: writes to the log's database that failed because it could not
+/// take them (unreachable, disk full, locked); the rows wait and are tried
+/// again, so each retry that fails counts.
+pub(crate) const DATABASE_ERRORS: &str = "yallmp_log_database_errors_total";
 
 /// The handle request handlers submit records through.
 #[derive(Clone)]
@@ -317,6 +329,14 @@ pub struct LogStats {
     pub db_state: std::sync::atomic::AtomicU8,
     /// When each kind of [`Trouble`] was last warned about.
     last_warning: std::sync::Mutex<[Option<Instant>; 3]>,
+    /// Why the database sink's last write failed, while it is failing.
+    db_error: std::sync::Mutex<Option<String>>,
+    /// The file sink: 0 fine, 2 its last write failed.
+    pub file_state: std::sync::atomic::AtomicU8,
+    /// Whether the file sink is on.
+    pub files_on: std::sync::atomic::AtomicBool,
+    /// Why the file sink's last write failed, while it is failing.
+    file_error: std::sync::Mutex<Option<String>>,
 }
 
 /// What went wrong, for rate-limiting warnings per kind (a database that is
@@ -332,6 +352,30 @@ enum Trouble {
 }
 
 impl LogStats {
+    pub(crate) fn set_db_error(&self, e: Option<String>) {
+        if let Ok(mut slot) = self.db_error.lock() {
+            *slot = e;
+        }
+    }
+
+    pub(crate) fn set_file_error(&self, e: Option<String>) {
+        self.file_state
+            .store(if e.is_some() { 2 } else { 0 }, Ordering::Relaxed);
+        if let Ok(mut slot) = self.file_error.lock() {
+            *slot = e;
+        }
+    }
+
+    /// Why the database sink is failing, when it is.
+    pub fn db_error(&self) -> Option<String> {
+        self.db_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Why the file sink is failing, when it is.
+    pub fn file_error(&self) -> Option<String> {
+        self.file_error.lock().ok().and_then(|e| e.clone())
+    }
+
     /// At most one warning per 10 s for the same kind of trouble.
     fn should_warn(&self, kind: Trouble) -> bool {
         let Ok(mut last) = self.last_warning.lock() else {
@@ -499,6 +543,9 @@ impl RecordGuard {
     /// Finishes and submits the record.
     pub fn finish(&mut self, outcome: Outcome) {
         if let Some(mut r) = self.record.take() {
+            for a in &mut r.attempts {
+                a.abandon("cancelled: the request ended while waiting for the backend");
+            }
             r.finish(outcome);
             self.log.submit(r);
         }
@@ -518,6 +565,17 @@ impl Drop for RecordGuard {
                     Outcome::Cancelled => "the proxy stopped before the answer was complete".into(),
                     _ => "the client disconnected before the answer was complete".into(),
                 });
+                // The attempt it was waiting on: named, with how it ended.
+                let why = match outcome {
+                    Outcome::Cancelled => {
+                        "cancelled: the proxy stopped while waiting for the backend"
+                    }
+                    _ => "cancelled: the client went away while waiting for the backend",
+                };
+                for a in r.attempts.iter_mut().filter(|a| a.pending.is_some()) {
+                    a.abandon(why);
+                    r.backend.get_or_insert_with(|| a.backend.clone());
+                }
             }
             self.finish(outcome);
         }
@@ -611,6 +669,53 @@ mod tests {
         assert_eq!(queued.request_headers["x-thing"], "aaaaaaaaaa");
         assert!(queued.request_headers["authorization"].is_sensitive());
         assert_eq!(queued.frames[0].bytes.len(), 100);
+    }
+
+    /// A request cut while an attempt waits on a backend: the attempt is
+    /// closed as cancelled (why, latency so far) and names the backend.
+    #[test]
+    fn an_attempt_in_progress_is_closed_when_the_request_is_cut() {
+        for (stopping, why) in [
+            (
+                false,
+                "cancelled: the client went away while waiting for the backend",
+            ),
+            (
+                true,
+                "cancelled: the proxy stopped while waiting for the backend",
+            ),
+        ] {
+            let (log, mut rx) = log(1_000_000);
+            let flag = Arc::new(std::sync::atomic::AtomicBool::new(stopping));
+            let mut guard = RecordGuard::new(Some(record(10)), log, flag);
+            guard.attempts().push(Attempt {
+                backend: "m#1".into(),
+                url: "http://b/v1/chat/completions".into(),
+                upstream_model: None,
+                attempt: 1,
+                status: None,
+                latency: Duration::ZERO,
+                error: None,
+                headers: None,
+                pending: Some(Instant::now()),
+            });
+            std::thread::sleep(Duration::from_millis(5));
+            drop(guard);
+            let r = rx.try_recv().unwrap();
+            assert_eq!(
+                r.outcome,
+                if stopping {
+                    Outcome::Cancelled
+                } else {
+                    Outcome::ClientDisconnected
+                }
+            );
+            assert_eq!(r.backend.as_deref(), Some("m#1"));
+            let a = &r.attempts[0];
+            assert!(a.pending.is_none());
+            assert_eq!(a.error.as_deref(), Some(why));
+            assert!(a.latency >= Duration::from_millis(5));
+        }
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub struct Filter {
     pub min_latency_ms: Option<f64>,
     /// Text searched for in request and response bodies (and frames).
     pub q: Option<String>,
+    /// The client's `x-request-id` (exact).
+    pub client_request_id: Option<String>,
 }
 
 /// Where a page starts: just after this row (newest first).
@@ -149,6 +151,7 @@ impl Filter {
                     | "until"
                     | "min_latency_ms"
                     | "q"
+                    | "client_request_id"
             ));
         }
         match k {
@@ -201,6 +204,7 @@ impl Filter {
                 )
             }
             "q" => self.q = Some(v.to_string()),
+            "client_request_id" => self.client_request_id = Some(v.to_string()),
             _ => return Ok(false),
         }
         Ok(true)
@@ -255,6 +259,10 @@ impl Sql {
         if let Some(b) = &f.backend {
             and(self);
             self.push("backend = ").arg(Arg::Text(b.clone()));
+        }
+        if let Some(c) = &f.client_request_id {
+            and(self);
+            self.push("client_request_id = ").arg(Arg::Text(c.clone()));
         }
         match f.status {
             Some(StatusFilter::Exact(s)) => {
@@ -344,7 +352,7 @@ impl Sql {
 /// The columns of a list row (the time index serves `started_at`, `id`,
 /// `latency_ms`, `total_tokens`; the rest come from the row).
 const LIST_COLUMNS: &str = "SELECT id, started_at, method, path, model, backend, status, outcome, stream, \
-     attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, cache, error FROM requests";
+     attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, cache, error, client_request_id FROM requests";
 
 /// One page, newest first.
 #[derive(Debug, Clone)]
@@ -379,7 +387,10 @@ pub async fn list(db: &Db, req: &PageRequest) -> Result<Page, QueryError> {
         .encode()
     });
     Ok(Page {
-        rows: rows.iter().map(summary).collect(),
+        rows: rows
+            .iter()
+            .map(|r| with_client_request_id(summary(r), r))
+            .collect(),
         next_cursor,
     })
 }
@@ -409,6 +420,13 @@ fn summary(r: &DbRow) -> Value {
     })
 }
 
+/// Column 17 of the list's and the detail's query: the client's
+/// `x-request-id`.
+fn with_client_request_id(mut v: Value, r: &DbRow) -> Value {
+    v["client_request_id"] = json!(r.str(17));
+    v
+}
+
 /// A stored time as RFC 3339 UTC with milliseconds, whatever the database.
 fn normalize_time(t: &str) -> String {
     DateTime::parse_from_rfc3339(t)
@@ -429,13 +447,13 @@ pub async fn fetch(db: &Db, id: &str) -> Result<Option<Value>, QueryError> {
     let cols = match db {
         Db::Sqlite(_) => {
             "SELECT id, started_at, method, path, model, backend, status, outcome, stream, \
-             attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, cache, error, \
+             attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, cache, error, client_request_id, \
              client_addr, request_headers, request_body, request_body_truncated, attempts, response_headers, response_body, \
              response_body_truncated, chunks, chunks_truncated, parsed FROM requests WHERE id = "
         }
         Db::Postgres(_) => {
             "SELECT id, started_at, method, path, model, backend, status, outcome, stream, \
-             attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, cache, error, \
+             attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, cache, error, client_request_id, \
              client_addr, request_headers::text, request_body_text, request_body_truncated, attempts::text, response_headers::text, \
              response_body_text, response_body_truncated, chunks::text, chunks_truncated, parsed::text FROM requests WHERE id = "
         }
@@ -447,33 +465,33 @@ pub async fn fetch(db: &Db, id: &str) -> Result<Option<Value>, QueryError> {
         return Ok(None);
     };
     // The first columns are the list's, in its order.
-    let mut v = summary(r);
-    v["client_addr"] = json!(r.str(17));
-    let request_body_text = r.str(19).unwrap_or_default();
-    let chunks = json_or_text(r.str(25));
+    let mut v = with_client_request_id(summary(r), r);
+    v["client_addr"] = json!(r.str(18));
+    let request_body_text = r.str(20).unwrap_or_default();
+    let chunks = json_or_text(r.str(26));
     let assembled = match &chunks {
         Value::Array(frames) if !frames.is_empty() => Some(super::assemble::assemble(frames)),
         _ => None,
     };
-    let response_body = r.str(23);
+    let response_body = r.str(24);
     let detail = json!({
         "request": {
-            "headers": json_or_text(r.str(18)),
+            "headers": json_or_text(r.str(19)),
             "body": serde_json::from_str::<Value>(&request_body_text).ok(),
             "body_text": request_body_text,
-            "body_truncated": r.bool(20),
+            "body_truncated": r.bool(21),
         },
-        "attempt_list": json_or_text(r.str(21)),
+        "attempt_list": json_or_text(r.str(22)),
         "response": {
-            "headers": json_or_text(r.str(22)),
+            "headers": json_or_text(r.str(23)),
             "body": response_body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()),
             "body_text": response_body,
-            "body_truncated": r.bool(24),
+            "body_truncated": r.bool(25),
         },
         "frames": chunks,
-        "frames_truncated": r.bool(26),
+        "frames_truncated": r.bool(27),
         "assembled": assembled,
-        "parsed": json_or_text(r.str(27)),
+        "parsed": json_or_text(r.str(28)),
     });
     if let (Value::Object(a), Value::Object(b)) = (&mut v, detail) {
         a.extend(b);
@@ -503,6 +521,7 @@ mod tests {
             ("until", "1767323045000"),
             ("min_latency_ms", "12.5"),
             ("q", "50%_off"),
+            ("client_request_id", "dup-id-1"),
             ("limit", "9999"),
         ]))
         .unwrap();
@@ -513,6 +532,7 @@ mod tests {
         assert_eq!(f.stream, Some(true));
         assert_eq!(f.since, f.until);
         assert_eq!(f.min_latency_ms, Some(12.5));
+        assert_eq!(f.client_request_id.as_deref(), Some("dup-id-1"));
         assert_eq!(r.limit, MAX_LIMIT);
         assert_eq!(like_escape("50%_off\\"), "50\\%\\_off\\\\");
     }

@@ -16,6 +16,7 @@ use super::file::{self, Prepared};
 use super::redact::Scrubber;
 use super::{LogStats, Record, Trouble};
 use crate::config::Config;
+use crate::config::DatabaseTarget;
 
 const BATCH: usize = 256;
 /// A batch smaller than this waits `LINGER` for more records before it is
@@ -48,7 +49,13 @@ pub struct Writer {
     store: Option<JoinHandle<()>>,
     pruner: Option<JoinHandle<()>>,
     db: Option<Db>,
+    /// How long [`Writer::finish`] may take (the shutdown grace period):
+    /// a sink that cannot take what is left does not hold the exit.
+    finish_within: Duration,
 }
+
+/// The least time [`Writer::finish`] is given, whatever the grace period.
+const MIN_FINISH: Duration = Duration::from_secs(2);
 
 /// Stage one: takes records off the queue in batches, renders them (in a
 /// blocking thread, with the file writes) and passes the rows on.
@@ -60,6 +67,11 @@ struct Render {
     scrubber: Arc<arc_swap::ArcSwap<Scrubber>>,
     /// To the database stage, when there is a database.
     rows: Option<mpsc::Sender<Vec<Row>>>,
+    /// Rows the database stage could not take yet while the database is
+    /// failing (the files go on being written meanwhile); at most
+    /// `max_carry`, the oldest dropped past it.
+    carry: Vec<Row>,
+    max_carry: usize,
 }
 
 /// Stage two: inserts each batch of rows in one transaction; rows the
@@ -67,10 +79,17 @@ struct Render {
 struct Store {
     rx: mpsc::Receiver<Vec<Row>>,
     stats: Arc<LogStats>,
+    /// The stage's own connections (opened again after a failure).
     db: Db,
+    target: DatabaseTarget,
     /// Rows the database has not taken yet.
     pending: Vec<Row>,
     max_pending: usize,
+    /// The last write failed: rows wait and are retried every
+    /// `RETRY_EVERY` instead of with each batch.
+    failing: bool,
+    /// When waiting rows are tried next.
+    retry_at: tokio::time::Instant,
 }
 
 /// Batches of rows between the stages: enough to overlap them, few enough
@@ -91,6 +110,7 @@ impl Writer {
                 dir: dir.display().to_string(),
                 source,
             })?;
+            stats.files_on.store(true, Ordering::Relaxed);
         }
         let db = if config.logging.database {
             let target = &config.database.target;
@@ -105,16 +125,18 @@ impl Writer {
             None
         };
         let pruner = match (&db, config.database.max_age, config.database.max_rows) {
-            (Some(db), age, rows) if age.is_some() || rows.is_some() => {
-                let db = db.clone();
-                Some(tokio::spawn(async move {
-                    loop {
-                        match db.prune(age, rows).await {
-                            Ok(n) if n > 0 => tracing::info!(deleted = n, "request log retention"),
-                            Ok(_) => {}
-                            Err(e) => tracing::warn!(error = %e, "request log retention failed"),
+            (Some(_), age, rows) if age.is_some() || rows.is_some() => {
+                let target = config.database.target.clone();
+                // Supervised: a pruner that fails is reported and started
+                // again, never silently gone (retention would stop).
+                Some(super::supervise::supervise("log_retention", move || {
+                    let target = target.clone();
+                    async move {
+                        let mut conn = None;
+                        loop {
+                            prune_once(&target, &mut conn, age, rows).await;
+                            tokio::time::sleep(PRUNE_EVERY).await;
                         }
-                        tokio::time::sleep(PRUNE_EVERY).await;
                     }
                 }))
             }
@@ -127,12 +149,21 @@ impl Writer {
         let (rows, store) = match &db {
             Some(db) => {
                 let (tx, rx) = mpsc::channel(ROW_BATCHES);
+                // Its own connections, so that after a failure (a full
+                // disk) they can be dropped and opened again without
+                // touching anyone else's.
+                let own = Db::connect(&config.database.target)
+                    .await
+                    .unwrap_or_else(|_| db.clone());
                 let store = Store {
                     rx,
                     stats: stats.clone(),
-                    db: db.clone(),
+                    db: own,
+                    target: config.database.target.clone(),
                     pending: Vec::new(),
                     max_pending: config.logging.queue_size,
+                    failing: false,
+                    retry_at: tokio::time::Instant::now(),
                 };
                 (Some(tx), Some(tokio::spawn(store.run())))
             }
@@ -144,6 +175,8 @@ impl Writer {
             dir,
             scrubber: scrubber.clone(),
             rows,
+            carry: Vec::new(),
+            max_carry: config.logging.queue_size,
         };
         let render = tokio::spawn(render.run(stopped));
         Ok(Writer {
@@ -152,6 +185,7 @@ impl Writer {
             store,
             pruner,
             db,
+            finish_within: config.server.shutdown_grace.max(MIN_FINISH),
         })
     }
 
@@ -160,26 +194,48 @@ impl Writer {
         self.db.as_ref()
     }
 
-    /// Writes everything queued, then stops.
+    /// Writes everything queued, then stops; within the shutdown grace
+    /// period (what a failing sink has not taken by then is lost, and an
+    /// error says so).
     pub async fn finish(self) {
         let _ = self.stop.send(true);
-        // The renderer drains the queue, then closes the row channel, which
-        // ends the database stage once it has written what it holds.
-        let _ = self.render.await;
-        if let Some(store) = self.store {
-            let _ = store.await;
-        }
         if let Some(p) = self.pruner {
             p.abort();
+        }
+        let deadline = tokio::time::Instant::now() + self.finish_within;
+        // The renderer drains the queue, then closes the row channel, which
+        // ends the database stage once it has written what it holds.
+        let mut render = self.render;
+        if tokio::time::timeout_at(deadline, &mut render)
+            .await
+            .is_err()
+        {
+            render.abort();
+            tracing::error!(
+                "request log: stopping took longer than the shutdown grace period; records still queued are lost"
+            );
+        }
+        if let Some(mut store) = self.store
+            && tokio::time::timeout_at(deadline, &mut store).await.is_err()
+        {
+            store.abort();
+            tracing::error!(
+                "request log: the database did not take the last rows within the shutdown grace period; they are lost (their files were written)"
+            );
+        }
+        if let Some(db) = &self.db {
+            let _ = tokio::time::timeout_at(deadline, db.close()).await;
         }
     }
 }
 
-/// Creates the directory and checks a file can be written in it.
+/// Creates the directory (0700; an existing looser one is tightened) and
+/// checks a file can be written in it.
 fn probe_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    super::private::dir(dir)?;
     let probe = dir.join(format!(".yallmp-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"")?;
+    let _ = std::fs::remove_file(&probe);
+    super::private::create_file(&probe)?;
     std::fs::remove_file(&probe)
 }
 
@@ -204,7 +260,10 @@ impl Render {
                     metrics::gauge!(super::QUEUE_DEPTH).set(self.rx.len() as f64);
                     metrics::gauge!(super::QUEUE_BYTES)
                         .set(self.stats.queued_bytes.load(Ordering::Relaxed) as f64);
-                    self.write(std::mem::take(&mut batch)).await;
+                    self.write_guarded(std::mem::take(&mut batch)).await;
+                }
+                _ = tokio::time::sleep(RETRY_EVERY), if !self.carry.is_empty() => {
+                    self.pass_rows(Vec::new()).await;
                 }
                 _ = stopped.changed() => {
                     break;
@@ -215,13 +274,83 @@ impl Render {
         while let Ok(r) = self.rx.try_recv() {
             batch.push(r);
             if batch.len() >= BATCH {
-                self.write(std::mem::take(&mut batch)).await;
+                self.write_guarded(std::mem::take(&mut batch)).await;
             }
         }
         if !batch.is_empty() {
-            self.write(batch).await;
+            self.write_guarded(batch).await;
+        }
+        // What waited for a failing database gets its last chance.
+        if !self.carry.is_empty()
+            && let Some(tx) = &self.rows
+        {
+            let _ = tx.send(std::mem::take(&mut self.carry)).await;
         }
         // Dropping `self.rows` now tells the database stage to finish.
+    }
+
+    /// [`Render::write`], and a panic in it is reported (the batch is lost,
+    /// counted) instead of ending the writer: the next batch is written.
+    async fn write_guarded(&mut self, records: Vec<Record>) {
+        use futures::FutureExt;
+        let n = records.len() as u64;
+        let weight: usize = records.iter().map(|r| r.queued_bytes).sum();
+        let result = std::panic::AssertUnwindSafe(self.write(records))
+            .catch_unwind()
+            .await;
+        if result.is_err() {
+            // `write` gives the batch's bytes back only when it finishes.
+            let _ =
+                self.stats
+                    .queued_bytes
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                        Some(q.saturating_sub(weight))
+                    });
+            self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+            metrics::counter!(super::DROPPED).increment(n);
+            metrics::counter!(super::supervise::TASK_RESTARTS, "task" => "log_writer").increment(1);
+            tracing::error!(
+                lost = n,
+                "request log: the writer failed on a batch (a bug); it goes on with the next"
+            );
+        }
+    }
+
+    /// Hands rows (and any carried ones) to the database stage. While the
+    /// database is healthy this waits for the stage (a slow database holds
+    /// the renderer back, and the record queue absorbs it); while it is
+    /// failing it never waits, so files go on being written: rows the stage
+    /// cannot take yet are carried, bounded.
+    async fn pass_rows(&mut self, rows: Vec<Row>) {
+        let Some(tx) = &self.rows else { return };
+        let failing = self.stats.db_state.load(Ordering::Relaxed) == 2;
+        if self.carry.is_empty() && !failing {
+            if !rows.is_empty() && tx.send(rows).await.is_err() {
+                tracing::error!("request log: the database stage stopped; rows not written");
+            }
+            return;
+        }
+        self.carry.extend(rows);
+        if self.carry.is_empty() {
+            return;
+        }
+        match tx.try_send(std::mem::take(&mut self.carry)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(back)) => {
+                self.carry = back;
+                if self.carry.len() > self.max_carry {
+                    let excess = self.carry.len() - self.max_carry;
+                    self.carry.drain(..excess);
+                    self.stats
+                        .dropped
+                        .fetch_add(excess as u64, Ordering::Relaxed);
+                    metrics::counter!(super::DROPPED).increment(excess as u64);
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!("request log: the database stage stopped; rows not written");
+            }
+        }
     }
 
     async fn write(&mut self, records: Vec<Record>) {
@@ -242,8 +371,12 @@ impl Render {
                     match file::write_all(dir, &r, &text, parsed.as_deref()) {
                         Ok(_) => {
                             stats.written_files.fetch_add(1, Ordering::Relaxed);
+                            if stats.file_state.load(Ordering::Relaxed) == 2 {
+                                stats.set_file_error(None);
+                            }
                         }
                         Err(e) => {
+                            stats.set_file_error(Some(e.to_string()));
                             stats.failed_writes.fetch_add(1, Ordering::Relaxed);
                             metrics::counter!(super::WRITE_FAILURES, "sink" => "file").increment(1);
                             if stats.should_warn(Trouble::File) {
@@ -261,17 +394,7 @@ impl Render {
         .await;
         self.stats.queued_bytes.fetch_sub(weight, Ordering::Relaxed);
         match rendered {
-            Ok(rows) if !rows.is_empty() => {
-                if let Some(tx) = &self.rows {
-                    // Waits while the database stage is busy with the batch
-                    // before; the record queue absorbs the wait.
-                    if tx.send(rows).await.is_err() {
-                        tracing::error!(
-                            "request log: the database stage stopped; rows not written"
-                        );
-                    }
-                }
-            }
+            Ok(rows) if !rows.is_empty() => self.pass_rows(rows).await,
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "request log: rendering failed"),
         }
@@ -285,23 +408,49 @@ impl Store {
                 rows = self.rx.recv() => {
                     let Some(rows) = rows else { break };
                     self.take(rows);
-                    self.flush_db().await;
+                    // While failing, rows only gather; the timer retries.
+                    if !self.failing {
+                        self.flush_guarded().await;
+                    }
                 }
-                _ = tokio::time::sleep(RETRY_EVERY), if !self.pending.is_empty() => {
-                    self.flush_db().await;
+                // A deadline, not a fresh sleep per loop: batches arriving
+                // more often than the retry period must not put it off.
+                _ = tokio::time::sleep_until(self.retry_at), if !self.pending.is_empty() => {
+                    self.flush_guarded().await;
                 }
             }
         }
         if !self.pending.is_empty() {
-            self.flush_db().await;
+            // One last try (bounded by the shutdown grace in `finish`).
+            self.flush_guarded().await;
             if !self.pending.is_empty() {
                 tracing::error!(
                     lost = self.pending.len(),
-                    "request log: database unreachable at shutdown; rows not written (their files were)"
+                    "request log: database not writable at shutdown; rows not written (their files were)"
                 );
             }
         }
         self.db.close().await;
+    }
+
+    /// [`Store::flush_db`], and a panic in it is reported (the rows are
+    /// lost, counted) instead of ending the stage.
+    async fn flush_guarded(&mut self) {
+        use futures::FutureExt;
+        let result = std::panic::AssertUnwindSafe(self.flush_db())
+            .catch_unwind()
+            .await;
+        if result.is_err() {
+            let n = std::mem::take(&mut self.pending).len() as u64;
+            self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+            metrics::counter!(super::DROPPED).increment(n);
+            metrics::counter!(super::supervise::TASK_RESTARTS, "task" => "log_database")
+                .increment(1);
+            tracing::error!(
+                lost = n,
+                "request log: the database stage failed on a batch (a bug); it goes on with the next"
+            );
+        }
     }
 
     /// Adds a batch to the rows waiting, dropping the oldest beyond the cap.
@@ -314,49 +463,167 @@ impl Store {
                 .dropped
                 .fetch_add(excess as u64, Ordering::Relaxed);
             metrics::counter!(super::DROPPED).increment(excess as u64);
-            tracing::warn!(
-                dropped = excess,
-                "request log: database backlog full; oldest rows dropped"
-            );
+            if self.stats.should_warn(Trouble::Database) {
+                tracing::warn!(
+                    dropped = excess,
+                    "request log: database backlog full; oldest rows dropped"
+                );
+            }
         }
     }
 
+    /// The database failed to take the rows and they wait: reported (the
+    /// health check, a counter, a warning at most every 10 s), and for
+    /// SQLite its connections dropped and opened again, so nothing a failed
+    /// write left behind (an open transaction holding the write lock) can
+    /// outlive the failure.
+    async fn failed(&mut self, e: &sqlx::Error) {
+        self.failing = true;
+        self.retry_at = tokio::time::Instant::now() + RETRY_EVERY;
+        self.stats.db_state.store(2, Ordering::Relaxed);
+        self.stats.set_db_error(Some(e.to_string()));
+        metrics::counter!(super::DATABASE_ERRORS).increment(1);
+        if self.stats.should_warn(Trouble::Database) {
+            tracing::warn!(error = %e, waiting = self.pending.len(), "request log: database unavailable; will retry");
+        }
+        if let DatabaseTarget::Sqlite { .. } = self.target {
+            self.db.close().await;
+            match Db::connect(&self.target).await {
+                Ok(db) => self.db = db,
+                Err(e) => {
+                    // Closed: the next write fails at once and tries again.
+                    tracing::debug!(error = %e, "request log: reopening the database failed");
+                }
+            }
+        }
+    }
+
+    fn recovered(&mut self) {
+        if self.failing {
+            tracing::info!("request log: the database takes rows again");
+        }
+        self.failing = false;
+        self.stats.db_state.store(1, Ordering::Relaxed);
+        self.stats.set_db_error(None);
+    }
+
     async fn flush_db(&mut self) {
-        let db = &self.db;
         if self.pending.is_empty() {
             return;
         }
-        match db.insert(&self.pending).await {
-            Ok(()) => {
-                self.stats
-                    .written_rows
-                    .fetch_add(self.pending.len() as u64, Ordering::Relaxed);
-                self.pending.clear();
-                self.stats.db_state.store(1, Ordering::Relaxed);
-            }
-            Err(e) if db::is_transient(&e) => {
-                self.stats.db_state.store(2, Ordering::Relaxed);
-                if self.stats.should_warn(Trouble::Database) {
-                    tracing::warn!(error = %e, waiting = self.pending.len(), "request log: database unavailable; will retry");
+        if self.db.is_closed()
+            && let Ok(db) = Db::connect(&self.target).await
+        {
+            self.db = db;
+        }
+        // In transactions of a bounded size, oldest first: after a full
+        // disk, a backlog too large to go in at once still goes in as room
+        // allows, instead of failing whole on every retry.
+        while !self.pending.is_empty() {
+            let n = chunk_len(&self.pending);
+            match self.db.insert(&self.pending[..n]).await {
+                Ok(written) => {
+                    self.stats
+                        .written_rows
+                        .fetch_add(written, Ordering::Relaxed);
+                    if written < n as u64 {
+                        // Already there (a batch sent again after a commit
+                        // whose answer was lost): not written twice.
+                        tracing::warn!(
+                            rows = n as u64 - written,
+                            "request log: rows already in the database were not written again"
+                        );
+                    }
+                    self.pending.drain(..n);
                 }
-            }
-            Err(e) => {
-                // A row the database refuses: write the others one by one.
-                tracing::warn!(error = %e, "request log: batch refused; inserting rows one by one");
-                for row in std::mem::take(&mut self.pending) {
-                    match db.insert(std::slice::from_ref(&row)).await {
-                        Ok(()) => {
-                            self.stats.written_rows.fetch_add(1, Ordering::Relaxed);
+                Err(e) if db::is_unavailable(&e) => {
+                    self.failed(&e).await;
+                    return;
+                }
+                Err(e) => {
+                    // A row the database refuses: write the others one by one.
+                    tracing::warn!(error = %e, "request log: batch refused; inserting rows one by one");
+                    let chunk: Vec<Row> = self.pending.drain(..n).collect();
+                    let mut back = Vec::new();
+                    let mut unavailable = None;
+                    for row in chunk {
+                        if unavailable.is_some() {
+                            back.push(row);
+                            continue;
                         }
-                        Err(e) if db::is_transient(&e) => self.pending.push(row),
-                        Err(e) => {
-                            self.stats.failed_writes.fetch_add(1, Ordering::Relaxed);
-                            metrics::counter!(super::WRITE_FAILURES, "sink" => "database")
-                                .increment(1);
-                            tracing::warn!(error = %e, id = %row.id, "request log: row refused by the database");
+                        match self.db.insert(std::slice::from_ref(&row)).await {
+                            Ok(w) => {
+                                self.stats.written_rows.fetch_add(w, Ordering::Relaxed);
+                            }
+                            Err(e) if db::is_unavailable(&e) => {
+                                back.push(row);
+                                unavailable = Some(e);
+                            }
+                            Err(e) => {
+                                self.stats.failed_writes.fetch_add(1, Ordering::Relaxed);
+                                metrics::counter!(super::WRITE_FAILURES, "sink" => "database")
+                                    .increment(1);
+                                tracing::warn!(error = %e, id = %row.id, "request log: row refused by the database");
+                            }
                         }
                     }
+                    if let Some(e) = unavailable {
+                        self.pending.splice(0..0, back);
+                        self.failed(&e).await;
+                        return;
+                    }
                 }
+            }
+        }
+        self.recovered();
+    }
+}
+
+/// Rows of one transaction: up to `BATCH` rows or about `CHUNK_BYTES` of
+/// text, at least one.
+fn chunk_len(rows: &[Row]) -> usize {
+    let mut bytes = 0usize;
+    for (i, r) in rows.iter().take(BATCH).enumerate() {
+        bytes += 1024
+            + r.request_body.len()
+            + r.response_body.as_ref().map_or(0, String::len)
+            + r.chunks.as_ref().map_or(0, String::len)
+            + r.parsed.as_ref().map_or(0, String::len);
+        if bytes > CHUNK_BYTES && i > 0 {
+            return i;
+        }
+    }
+    rows.len().min(BATCH)
+}
+
+/// About how much text one transaction of waiting rows carries.
+const CHUNK_BYTES: usize = 256 << 10;
+
+/// One retention pass on the pruner's own connections (opened on first
+/// use, and again after a failure, for the same reason as the writer's).
+async fn prune_once(
+    target: &DatabaseTarget,
+    conn: &mut Option<Db>,
+    age: Option<Duration>,
+    rows: Option<u64>,
+) {
+    if conn.is_none() {
+        match Db::connect(target).await {
+            Ok(db) => *conn = Some(db),
+            Err(e) => {
+                tracing::warn!(error = %e, "request log retention failed");
+                return;
+            }
+        }
+    }
+    let Some(db) = conn.as_ref() else { return };
+    match db.prune(age, rows).await {
+        Ok(n) if n > 0 => tracing::info!(deleted = n, "request log retention"),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "request log retention failed");
+            if let Some(db) = conn.take() {
+                db.close().await;
             }
         }
     }

@@ -38,6 +38,22 @@ pub struct Attempt {
     pub error: Option<String>,
     /// The upstream's response headers, when it answered.
     pub headers: Option<HeaderMap>,
+    /// When it started, while it is in progress: an attempt is listed as
+    /// it starts, so a request cut while waiting on a backend (the client
+    /// gone, the proxy stopping) still says which backend it was waiting
+    /// for ([`Attempt::abandon`] fills in how it ended).
+    pub pending: Option<Instant>,
+}
+
+impl Attempt {
+    /// Closes an attempt still in progress when its request ends without
+    /// it: its latency so far and `why` (`cancelled: ...`) as its error.
+    pub fn abandon(&mut self, why: &str) {
+        if let Some(started) = self.pending.take() {
+            self.latency = started.elapsed();
+            self.error = Some(why.to_string());
+        }
+    }
 }
 
 /// An answer the client gets.
@@ -169,6 +185,7 @@ impl Dispatch<'_> {
                             latency: Duration::ZERO,
                             error: Some(why.clone()),
                             headers: None,
+                            pending: None,
                         });
                         last = LastFailure::Network(UpstreamError::Unsupported(why));
                         m.skipped = true;
@@ -196,19 +213,30 @@ impl Dispatch<'_> {
                 let started = Instant::now();
                 let mut lease = m.state.begin();
                 let mut seen = None;
-                let mut verdict = self.attempt(&backend, wire, headers, body, &mut seen).await;
-                scrub(&mut verdict, self.scrubber);
-                let (status, error) = describe(&verdict);
+                // Listed before it is sent: if the request is cut while it
+                // waits, the record still names the backend.
+                let slot = attempts.len();
                 attempts.push(Attempt {
                     backend: backend.name.clone(),
                     url: backend.endpoint_url(wire),
                     upstream_model: upstream_model(&backend, self.body),
                     attempt: m.made,
-                    status,
-                    latency: started.elapsed(),
-                    error,
-                    headers: seen,
+                    status: None,
+                    latency: Duration::ZERO,
+                    error: None,
+                    headers: None,
+                    pending: Some(started),
                 });
+                let mut verdict = self.attempt(&backend, wire, headers, body, &mut seen).await;
+                scrub(&mut verdict, self.scrubber);
+                let (status, error) = describe(&verdict);
+                if let Some(a) = attempts.get_mut(slot) {
+                    a.status = status;
+                    a.latency = started.elapsed();
+                    a.error = error;
+                    a.headers = seen;
+                    a.pending = None;
+                }
                 match &mut verdict {
                     Verdict::Done(Answer::Stream { rest, .. }) => {
                         lease.stream_started(self.settings);
@@ -478,8 +506,11 @@ fn translate_failed(
 }
 
 /// Connect errors, timeouts, 408, 409, 429 and 5xx: worth another try.
+/// Not 508 (a loop, see [`crate::upstream::hop`]): another try goes round
+/// the same loop.
 pub fn is_retryable(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 408 | 409 | 429) || status.is_server_error()
+    (matches!(status.as_u16(), 408 | 409 | 429) || status.is_server_error())
+        && status != StatusCode::LOOP_DETECTED
 }
 
 /// The model name an attempt sends: the backend's own, or (a wildcard
@@ -536,9 +567,10 @@ pub fn not_json(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Option<
     })
 }
 
-/// 401, 403, 404 (and redirects): this backend will not do; try the next.
+/// 401, 403, 404, 508 (and redirects): this backend will not do; try the
+/// next.
 pub fn is_skippable(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 401 | 403 | 404)
+    matches!(status.as_u16(), 401 | 403 | 404 | 508)
         || status.is_redirection()
         || status.is_informational()
 }
@@ -650,7 +682,7 @@ mod tests {
         for s in [408, 409, 429, 500, 502, 503, 504] {
             assert!(is_retryable(StatusCode::from_u16(s).unwrap()), "{s}");
         }
-        for s in [401, 403, 404] {
+        for s in [401, 403, 404, 508] {
             let s = StatusCode::from_u16(s).unwrap();
             assert!(is_skippable(s) && !is_retryable(s));
         }

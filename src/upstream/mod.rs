@@ -3,6 +3,7 @@
 //! type, so the router never cares whether an answer came over the network or
 //! from the built-in stub.
 
+pub mod hop;
 pub mod stub;
 
 use std::pin::Pin;
@@ -248,6 +249,8 @@ pub fn outgoing_headers(
         HeaderValue::from_static("application/json"),
     );
     out.insert(REQUEST_ID, request_id.clone());
+    // The loop marker, after any `Via` the client sent (see `hop`).
+    out.append(header::VIA, hop::marker(&backend.model_name));
     out
 }
 

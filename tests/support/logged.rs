@@ -71,16 +71,29 @@ pub fn of_kind<'a>(ev: &'a [Value], kind: &str) -> Vec<&'a Value> {
     ev.iter().filter(|e| e["event"] == kind).collect()
 }
 
-/// The events of the record whose request id is `id`, once its file is
-/// complete (the writer works in the background); panics after 20 s.
+/// Whether a record file's request line says `id`: the proxy's own id
+/// (which names the file) or the client's `x-request-id`.
+pub fn is_request(name: &str, text: &str, id: &str) -> bool {
+    if name.contains(&format!("-{id}_")) {
+        return true;
+    }
+    let Some(first) = text.lines().next() else {
+        return false;
+    };
+    serde_json::from_str::<Value>(first)
+        .is_ok_and(|v| v["event"] == "request" && v["client_request_id"] == id)
+}
+
+/// The events of the record whose request id is `id` (the proxy's own, or
+/// the client's `x-request-id`), once its file is complete (the writer
+/// works in the background); panics after 20 s.
 pub async fn record(dir: &Path, id: &str) -> Vec<Value> {
-    let needle = format!("-{id}_");
     for _ in 0..400 {
         let found = files(dir).into_iter().find(|(name, text)| {
-            name.contains(&needle)
-                && !name.ends_with(".parsed.log")
+            !name.ends_with(".parsed.log")
                 && text.ends_with('\n')
                 && text.contains(r#"{"event":"outcome""#)
+                && is_request(name, text, id)
         });
         if let Some((_, text)) = found {
             return events(&text);

@@ -137,6 +137,18 @@ impl Pipeline {
     }
 }
 
+impl Session {
+    /// Bounds what is kept for the log (`logging.max_body_bytes`): past
+    /// `limit` bytes of frames and text, the rest is left out and the
+    /// parsed output says `"truncated": true`.
+    pub fn with_keep_limit(mut self, limit: usize) -> Session {
+        if let Some(k) = &mut self.keep {
+            k.limit = limit;
+        }
+        self
+    }
+}
+
 #[derive(Debug)]
 enum Stage {
     Tags(TagParser),
@@ -219,12 +231,43 @@ impl ChoiceState {
     }
 }
 
-/// What the client got, for the request log.
-#[derive(Debug, Default)]
+/// What the client got, for the request log: at most `limit` bytes of
+/// text and frames (the log's `max_body_bytes`), then `truncated`.
+#[derive(Debug)]
 struct Kept {
     /// Per choice: reasoning, content, tool calls.
     choices: Vec<(u64, String, String, Vec<Value>)>,
     frames: Vec<String>,
+    /// Bytes kept so far.
+    bytes: usize,
+    limit: usize,
+    /// Something was left out past `limit`.
+    truncated: bool,
+}
+
+impl Default for Kept {
+    fn default() -> Self {
+        Kept {
+            choices: Vec::new(),
+            frames: Vec::new(),
+            bytes: 0,
+            limit: usize::MAX,
+            truncated: false,
+        }
+    }
+}
+
+impl Kept {
+    /// Whether `n` more bytes fit; counts them when they do, notes the
+    /// truncation when they do not.
+    fn room(&mut self, n: usize) -> bool {
+        if self.bytes.saturating_add(n) > self.limit {
+            self.truncated = true;
+            return false;
+        }
+        self.bytes += n;
+        true
+    }
 }
 
 /// The parsers' state for one response.
@@ -295,6 +338,9 @@ impl Session {
         if !k.frames.is_empty() {
             v["frames"] = json!(k.frames);
         }
+        if k.truncated {
+            v["truncated"] = json!(true);
+        }
         let errors = self.errors();
         if !errors.is_empty() {
             v["errors"] = json!(errors);
@@ -312,8 +358,16 @@ impl Session {
                 k.choices.len() - 1
             }
         };
-        let entry = &mut k.choices[pos];
         for p in pieces {
+            let size = match p {
+                Piece::Reasoning(t) | Piece::Content(t) => t.len(),
+                // About what a call costs; exactness does not matter here.
+                Piece::Tool(_) | Piece::Native(_) => 256,
+            };
+            if !k.room(size) {
+                continue;
+            }
+            let entry = &mut k.choices[pos];
             match p {
                 Piece::Reasoning(t) => entry.1.push_str(t),
                 Piece::Content(t) => entry.2.push_str(t),
@@ -368,7 +422,9 @@ impl Session {
         self.frame(frame, out);
         if let Some(k) = &mut self.keep {
             for f in &out[start..] {
-                k.frames.push(String::from_utf8_lossy(f).into_owned());
+                if k.room(f.len()) {
+                    k.frames.push(String::from_utf8_lossy(f).into_owned());
+                }
             }
         }
     }

@@ -116,6 +116,7 @@ export async function renderDetail(main, id) {
     h('dt', {}, 'Tokens'), h('dd', {}, `${fmtNum(d.prompt_tokens)} in · ${fmtNum(d.completion_tokens)} out · ${fmtNum(d.total_tokens)} total`),
     h('dt', {}, 'Endpoint'), h('dd', {}, `${d.method} ${d.path}`),
     h('dt', {}, 'Client'), h('dd', {}, d.client_addr || '–'),
+    d.client_request_id ? [h('dt', {}, 'Client request id'), h('dd', {}, h('code', {}, d.client_request_id))] : null,
     d.cache ? [h('dt', {}, 'Cache'), h('dd', {}, d.cache)] : null,
     d.error ? [h('dt', {}, 'Error'), h('dd', { class: 'error-text' }, d.error)] : null);
 

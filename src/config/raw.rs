@@ -268,6 +268,9 @@ pub struct RawServer {
     pub shutdown_grace_period: Option<f64>,
     /// `auto`, a thread count, or `shared` (see `config::Workers`).
     pub workers: Option<RawWorkers>,
+    /// Host names `/admin` answers besides loopback, `localhost` and the
+    /// listen address (see `config::ServerSettings::allowed_hosts`).
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 /// `proxy_settings.server.workers`: a count or a word.

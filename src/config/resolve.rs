@@ -150,7 +150,17 @@ pub(super) fn resolve(
             .or(gs.host)
             .unwrap_or_else(|| DEFAULT_HOST.to_string()),
         port: ps.server.port.or(gs.port).unwrap_or(DEFAULT_PORT),
-        max_body_bytes: ps.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        max_body_bytes: match ps.server.max_body_bytes {
+            None => DEFAULT_MAX_BODY_BYTES,
+            Some(0) => {
+                errors.push(
+                    "proxy_settings.server.max_body_bytes: must be at least 1 (0 would refuse every request with a body)"
+                        .to_string(),
+                );
+                DEFAULT_MAX_BODY_BYTES
+            }
+            Some(n) => n,
+        },
         shutdown_grace: seconds(
             ps.server.shutdown_grace_period,
             DEFAULT_SHUTDOWN_GRACE,
@@ -158,6 +168,7 @@ pub(super) fn resolve(
             errors,
         ),
         workers: workers(ps.server.workers, errors),
+        allowed_hosts: allowed_hosts(ps.server.allowed_hosts, errors),
     };
     let rs = raw.router_settings;
     let router = RouterSettings {
@@ -740,6 +751,31 @@ fn seconds(v: Option<f64>, default: Duration, at: &str, errors: &mut Vec<String>
             default
         }
     }
+}
+
+/// `proxy_settings.server.allowed_hosts`: host names (optionally with a
+/// port) or `*`; no scheme, path or spaces.
+fn allowed_hosts(v: Option<Vec<String>>, errors: &mut Vec<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, h) in v.unwrap_or_default().into_iter().enumerate() {
+        let h = h.trim().to_ascii_lowercase();
+        let ok = h == "*"
+            || (!h.is_empty()
+                && !h.contains("://")
+                && !h.starts_with(':')
+                && h.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']')
+                }));
+        if ok {
+            out.push(h);
+        } else {
+            errors.push(format!(
+                "proxy_settings.server.allowed_hosts[{i}]: expected a host name as the `Host` header \
+                 carries it (`proxy.example.com`, `proxy.example.com:8443`, `10.0.0.5`) or `*`, got `{h}`"
+            ));
+        }
+    }
+    out
 }
 
 fn unknown_model(at: &str, name: &str, known: &[&str]) -> String {

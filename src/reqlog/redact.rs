@@ -208,7 +208,12 @@ impl Scrubber {
             .models
             .iter()
             .flat_map(|m| m.backends.iter())
-            .filter_map(|b| b.api_key.as_ref().map(|k| k.expose().to_string()))
+            .flat_map(|b| {
+                let key = b.api_key.as_ref().map(|k| k.expose().to_string());
+                // A password in `api_base` (`https://user:pw@host`).
+                let in_url = crate::config::url_secret(&b.api_base).map(str::to_string);
+                key.into_iter().chain(in_url)
+            })
             .collect();
         if let crate::config::DatabaseTarget::Postgres(p) = &config.database.target
             && let Some(pw) = &p.password

@@ -120,9 +120,7 @@ pub fn presented_password(state: &Shared, req: &Request) -> Result<bool, Respons
     };
     state
         .auth_throttle
-        .check(client_ip(req), || {
-            matches(given, std::slice::from_ref(pw))
-        })
+        .check(client_ip(req), || matches(given, std::slice::from_ref(pw)))
         .map_err(super::throttle::throttled)
 }
 

@@ -219,7 +219,10 @@ mod tests {
         assert!(!host_allowed("192.168.1.5:7979", any, &none));
         assert!(host_allowed("192.168.1.5:7979", lan, &none));
         assert!(!host_allowed("localhost.evil.example", any, &none));
-        let list = vec!["proxy.example".to_string(), "other.example:8443".to_string()];
+        let list = vec![
+            "proxy.example".to_string(),
+            "other.example:8443".to_string(),
+        ];
         assert!(host_allowed("proxy.example", any, &list));
         assert!(host_allowed("proxy.example:1234", any, &list));
         assert!(host_allowed("other.example:8443", any, &list));
@@ -233,12 +236,18 @@ mod tests {
         let none: Vec<String> = vec![];
         let mut h = HeaderMap::new();
         assert_eq!(cross_site(&h, Some("127.0.0.1:1"), &none), None);
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:1"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:1"),
+        );
         assert_eq!(cross_site(&h, Some("127.0.0.1:1"), &none), None);
         assert!(cross_site(&h, Some("127.0.0.1:2"), &none).is_some());
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(cross_site(&h, Some("127.0.0.1:1"), &none).is_some());
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://admin.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://admin.example"),
+        );
         assert!(cross_site(&h, Some("127.0.0.1:1"), &none).is_some());
         assert_eq!(
             cross_site(&h, Some("127.0.0.1:1"), &["admin.example".to_string()]),

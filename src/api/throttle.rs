@@ -55,7 +55,11 @@ impl Throttle {
     /// Runs `verify` (does the request carry the admin password?) for
     /// client `ip`, unless the address is throttled: `Err(retry_after)`.
     /// A `false` is counted before the lock is released.
-    pub fn check(&self, ip: Option<IpAddr>, verify: impl FnOnce() -> bool) -> Result<bool, Duration> {
+    pub fn check(
+        &self,
+        ip: Option<IpAddr>,
+        verify: impl FnOnce() -> bool,
+    ) -> Result<bool, Duration> {
         let k = key(ip);
         let now = Instant::now();
         let Ok(mut map) = self.map.lock() else {
@@ -122,7 +126,10 @@ mod tests {
             assert_eq!(t.check(Some(a), || false), Ok(false));
         }
         // Throttled: the password is not even checked.
-        assert!(t.check(Some(a), || panic!("checked while throttled")).is_err());
+        assert!(
+            t.check(Some(a), || panic!("checked while throttled"))
+                .is_err()
+        );
         assert_eq!(t.check(Some(b), || true), Ok(true));
         // One /64 counts as one client.
         let v6 = |s: &str| Some(s.parse::<IpAddr>().unwrap());

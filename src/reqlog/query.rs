@@ -25,10 +25,7 @@ pub const MAX_FILTER_CHARS: usize = 1000;
 /// `v` when it is at most [`MAX_FILTER_CHARS`] long.
 fn text(param: &'static str, v: &str) -> Result<String, QueryError> {
     if v.chars().count() > MAX_FILTER_CHARS {
-        return Err(bad(
-            param,
-            format!("at most {MAX_FILTER_CHARS} characters"),
-        ));
+        return Err(bad(param, format!("at most {MAX_FILTER_CHARS} characters")));
     }
     Ok(v.to_string())
 }

@@ -232,7 +232,10 @@ mod tests {
             Duration::milliseconds(253_402_300_799_999 + 62_135_596_800_000),
         ] {
             let b = bucket_for(span);
-            assert!(b % 86_400 == 0 && span.num_seconds() / b <= MAX_POINTS, "{span} {b}");
+            assert!(
+                b % 86_400 == 0 && span.num_seconds() / b <= MAX_POINTS,
+                "{span} {b}"
+            );
         }
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
         assert_eq!(percentile(&v, 0.5), Some(50.0));

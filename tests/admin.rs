@@ -914,6 +914,10 @@ async fn registration_refuses_control_characters_and_masks_url_passwords() {
             "{path}: {text}"
         );
     }
+    // Nor in the error a failed attempt gives the client.
+    let (s, v) = chat(&server, "u").await;
+    assert!(s >= 500, "{s} {v}");
+    assert!(!v.to_string().contains(secret), "{v}");
     server.shutdown().await;
 }
 

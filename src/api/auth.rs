@@ -83,7 +83,7 @@ pub async fn admin(State(state): State<Shared>, req: Request, next: Next) -> Res
                     StatusCode::UNAUTHORIZED,
                     &json!({"error": {"message": "The admin API needs the admin password: `Authorization: Bearer <password>`.", "type": "invalid_request_error", "code": "admin_auth_required"}}),
                 ),
-                Err(throttled) => throttled,
+                Err(wait) => super::throttle::throttled(wait),
             }
         }
         None => {
@@ -110,9 +110,9 @@ pub fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
 
 /// Whether the request presents the admin password (`Authorization:
 /// Bearer` or `x-api-key`); `Ok(false)` without one set or presented. A
-/// wrong one counts against the client's address; `Err` is the 429 for an
-/// address that sent too many.
-pub fn presented_password(state: &Shared, req: &Request) -> Result<bool, Response> {
+/// wrong one counts against the client's address; `Err` is how long an
+/// address that sent too many must wait ([`super::throttle::throttled`]).
+pub fn presented_password(state: &Shared, req: &Request) -> Result<bool, std::time::Duration> {
     let live = state.live.load();
     let (Some(pw), Some(given)) = (&live.config.auth.admin_password, presented(req.headers()))
     else {
@@ -121,7 +121,6 @@ pub fn presented_password(state: &Shared, req: &Request) -> Result<bool, Respons
     state
         .auth_throttle
         .check(client_ip(req), || matches(given, std::slice::from_ref(pw)))
-        .map_err(super::throttle::throttled)
 }
 
 /// Header the admin UI sends on changes: a cross-site form cannot set it,

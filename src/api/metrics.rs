@@ -129,7 +129,7 @@ pub async fn render(State(state): State<Shared>, req: Request) -> Response {
                     &json!({"error": {"message": "/metrics needs the admin password: `Authorization: Bearer <password>`.", "type": "invalid_request_error", "code": "admin_auth_required"}}),
                 );
             }
-            Err(throttled) => return throttled,
+            Err(wait) => return super::throttle::throttled(wait),
         }
     }
     let Some(handle) = install() else {

@@ -701,7 +701,16 @@ async fn every_admin_query_is_bounded() {
             .unwrap();
         assert_eq!(r.status(), 404);
     }
-    admin.wait_rows(60).await;
+    // And one name as long as a client likes: its series is keyed by 200
+    // characters of it.
+    let r = client()
+        .post(format!("{}/v1/chat/completions", server.url()))
+        .json(&json!({"model": "a".repeat(5000), "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    admin.wait_rows(61).await;
 
     // The widest range there is: a bounded series, in whole days.
     let (s, st) = admin
@@ -716,11 +725,13 @@ async fn every_admin_query_is_bounded() {
     assert_eq!(bucket % 86_400, 0, "{bucket}");
     let points = st["series"].as_array().unwrap().len();
     assert!((100..=122).contains(&points), "{points}");
-    assert_eq!(st["totals"]["count"], 60);
+    assert_eq!(st["totals"]["count"], 61);
     // At most 50 models have a series of their own; the rest are summed.
     let models = st["models"].as_object().unwrap();
     assert_eq!(models.len(), 51, "{:?}", models.keys());
-    assert_eq!(st["model_totals"]["(other)"]["count"], 10);
+    assert_eq!(st["model_totals"]["(other)"]["count"], 11);
+    assert!(models.contains_key(&"a".repeat(200)));
+    assert!(models.keys().all(|k| k.len() <= 200));
     assert!(
         models
             .values()

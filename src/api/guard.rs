@@ -7,9 +7,9 @@
 //!   another name that resolves to this machine (DNS rebinding) is refused
 //!   with 403 `host_not_allowed`. A request without `Host` (HTTP/1.0, or one
 //!   built in-process) is not refused: browsers always send one.
-//! - **Cross-site.** A request a browser marks as cross-site
-//!   (`Sec-Fetch-Site: cross-site`), or whose `Origin` is neither this
-//!   `Host` nor an allowed name, is refused with 403 `cross_site_request`:
+//! - **Cross-site.** A request whose `Origin` is neither this `Host` nor an
+//!   allowed name, or without `Origin` one a browser marks as cross-site
+//!   (`Sec-Fetch-Site: cross-site`), is refused with 403 `cross_site_request`:
 //!   every change, and every API read. Plain navigations to the UI's pages
 //!   are not (they carry no data).
 //! - **JSON.** A change (POST, PUT, PATCH, DELETE) that carries a body must
@@ -135,16 +135,17 @@ fn in_list(host: &str, port: Option<&str>, allowed: &[String]) -> bool {
     })
 }
 
-/// Why the request is cross-site, if it is.
+/// Why the request is cross-site, if it is. `Origin`, when sent, decides
+/// (its own `Host`, or a name in `allowed_hosts`, is fine); without one,
+/// `Sec-Fetch-Site: cross-site` is refused.
 fn cross_site(headers: &HeaderMap, host: Option<&str>, allowed: &[String]) -> Option<&'static str> {
-    let site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_ascii_lowercase());
-    if site.as_deref() == Some("cross-site") {
-        return Some("Sec-Fetch-Site: cross-site");
-    }
-    let origin = headers.get(header::ORIGIN)?;
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        let site = headers
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase());
+        return (site.as_deref() == Some("cross-site")).then_some("Sec-Fetch-Site: cross-site");
+    };
     let origin = String::from_utf8_lossy(origin.as_bytes())
         .trim()
         .to_ascii_lowercase();
@@ -256,6 +257,17 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(cross_site(&h, Some("127.0.0.1:1"), &none).is_some());
+        // An allowed Origin decides over Sec-Fetch-Site.
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://app.example"),
+        );
+        assert!(cross_site(&h, Some("127.0.0.1:1"), &none).is_some());
+        assert_eq!(
+            cross_site(&h, Some("127.0.0.1:1"), &["app.example".to_string()]),
+            None
+        );
+        let mut h = HeaderMap::new();
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
         assert_eq!(cross_site(&h, Some("127.0.0.1:1"), &none), None);
 

@@ -489,6 +489,29 @@ fn an_admin_password_from_an_empty_variable_max_body_bytes_0_and_bad_allowed_hos
         ["admin.example.com", "x.example:8443", "*"]
     );
 
+    // Control characters in what becomes a URL, a header or a name.
+    for (yaml, path) in [
+        (
+            "model_list:\n  - {model_name: m, model_params: {api_base: \"http://h/v1\\r\\nX: y\"}}\n",
+            "model_list[0].model_params.api_base",
+        ),
+        (
+            "model_list:\n  - {model_name: m, model_params: {api_type: stub, api_key: \"sk-1\\n2\"}}\n",
+            "model_list[0].model_params.api_key",
+        ),
+        (
+            "model_list:\n  - {model_name: \"m\\u0007\", model_params: {api_type: stub}}\n",
+            "model_list[0].model_name",
+        ),
+    ] {
+        let (code, out) = run(yaml, &[]);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(
+            out.contains(&format!("{path}: must not contain control characters")),
+            "{out}"
+        );
+    }
+
     // The banner shows no password of an api_base's userinfo.
     let (code, out) = run(
         "model_list:\n  - {model_name: m, model_params: {api_base: 'http://u:urlpw-SECRET-1@127.0.0.1:1/v1'}}\n",

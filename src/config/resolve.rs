@@ -227,6 +227,12 @@ pub(super) fn resolve(
             errors.push(format!("{at}.model_name: must not be empty"));
             continue;
         }
+        if name.chars().any(char::is_control) {
+            errors.push(format!(
+                "{at}.model_name: must not contain control characters (CR, LF, tab, NUL, ...)"
+            ));
+            continue;
+        }
         let (params, key, litellm) = match (entry.model_params, entry.litellm_params) {
             (Some(p), None) => (p, "model_params", false),
             (None, Some(p)) => (p, "litellm_params", true),
@@ -448,6 +454,21 @@ fn backend(
         let deployment = p.deployment.as_deref().or(model.as_deref());
         azure(deployment, p.api_version.as_deref(), at, errors)
     });
+    // A control character (CR, LF, NUL) in what becomes a URL or a header
+    // would be dropped or split it on the wire: refused here, for the file
+    // and the admin API alike.
+    for (key, v) in [
+        ("api_base", Some(&api_base)),
+        ("api_key", p.api_key.as_ref()),
+        ("target_model", p.target_model.as_ref()),
+        ("model", model.as_ref()),
+    ] {
+        if v.is_some_and(|v| v.chars().any(char::is_control)) {
+            errors.push(format!(
+                "{at}.{key}: must not contain control characters (CR, LF, tab, NUL, ...)"
+            ));
+        }
+    }
     let strip_prefix = p.strip_prefix.unwrap_or(false);
     if strip_prefix && !crate::wildcard::is_pattern(model_name) {
         errors.push(format!(

@@ -664,7 +664,7 @@ pub fn model_table(config: &Config) -> String {
                 "    {:<14} {:<9} {} model={upstream} key={key} timeout={}s{extra}",
                 b.name,
                 b.api_type.as_str(),
-                b.api_base,
+                crate::config::mask_url_secret(&b.api_base),
                 b.request_timeout.as_secs_f64(),
             );
         }

@@ -152,6 +152,8 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         log_reader,
         self_url,
         sessions: Default::default(),
+        listen: addr,
+        auth_throttle: Default::default(),
     });
     let weak = Arc::downgrade(&state);
     crate::router::health_check::spawn(backends, state.client.clone(), move || {

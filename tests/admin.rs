@@ -587,3 +587,372 @@ async fn a_registered_model_can_bring_its_own_parsers() {
     assert!(v.to_string().contains("tool_fromat"), "{v}");
     server.shutdown().await;
 }
+
+/// A request to the admin API with extra headers and a raw body.
+async fn raw_admin(
+    server: &yallmp::Server,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, String)>,
+) -> (u16, Value) {
+    let mut req = client().request(method.parse().unwrap(), format!("{}{path}", server.url()));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some((ty, b)) = body {
+        req = req.header("content-type", ty).body(b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn admin_refuses_cross_site_requests_foreign_hosts_and_non_json_changes() {
+    // No admin password: the shipped default, where the browser on the
+    // same machine is the only thing between a web page and the API.
+    let server = proxy("model_list:\n  - {model_name: m, model_params: {api_type: stub}}\n").await;
+    let port = server.addr().port();
+    let model = json!({"model_name": "evil", "api_type": "stub"}).to_string();
+
+    // A "simple" cross-site POST (text/plain needs no preflight).
+    let (s, v) = raw_admin(
+        &server,
+        "POST",
+        "/admin/models",
+        &[],
+        Some(("text/plain", model.clone())),
+    )
+    .await;
+    assert_eq!(s, 415, "{v}");
+    assert_eq!(v["error"]["code"], "json_required");
+    // JSON, but from another origin.
+    let (s, v) = raw_admin(
+        &server,
+        "POST",
+        "/admin/models",
+        &[("origin", "http://evil.example")],
+        Some(("application/json", model.clone())),
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "cross_site_request");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    // Another port of localhost is another origin, too.
+    let (s, _) = raw_admin(
+        &server,
+        "POST",
+        "/admin/config/reload",
+        &[("origin", "http://127.0.0.1:1")],
+        None,
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, v) = raw_admin(
+        &server,
+        "POST",
+        "/admin/config/reload",
+        &[("sec-fetch-site", "cross-site")],
+        None,
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "cross_site_request");
+    let (s, _) = raw_admin(
+        &server,
+        "DELETE",
+        "/admin/models/m",
+        &[("origin", "null")],
+        None,
+    )
+    .await;
+    assert_eq!(s, 403);
+    // A cross-site read of the API is refused as well.
+    let (s, _) = raw_admin(
+        &server,
+        "GET",
+        "/admin/config",
+        &[("origin", "http://evil.example")],
+        None,
+    )
+    .await;
+    assert_eq!(s, 403);
+    // DNS rebinding: a name that resolves here but is not this proxy.
+    let evil_host = format!("evil.example:{port}");
+    for path in [
+        "/admin/models",
+        "/admin/api/logs",
+        "/admin/",
+        "/admin/assets/app.js",
+    ] {
+        let (s, v) = raw_admin(&server, "GET", path, &[("host", &evil_host)], None).await;
+        assert_eq!(s, 403, "{path}: {v}");
+        assert_eq!(v["error"]["code"], "host_not_allowed", "{path}");
+    }
+    // Nothing above changed anything.
+    let (_, v) = admin(&server, "GET", "/admin/models", None, None).await;
+    let names: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["model_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["m"]);
+
+    // What the UI sends: same origin, JSON, through localhost or 127.0.0.1.
+    let same = format!("http://127.0.0.1:{port}");
+    let (s, v) = raw_admin(
+        &server,
+        "POST",
+        "/admin/models",
+        &[("origin", &same), ("sec-fetch-site", "same-origin")],
+        Some(("application/json", model.clone())),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let local = format!("localhost:{port}");
+    let (s, _) = raw_admin(
+        &server,
+        "POST",
+        "/admin/config/reload",
+        &[("host", &local), ("origin", &format!("http://{local}"))],
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    // A plain navigation to the UI from another site opens it.
+    let (s, _) = raw_admin(
+        &server,
+        "GET",
+        "/admin/",
+        &[
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "navigate"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    // Other routes are not affected by the admin rules.
+    let (s, _) = raw_admin(&server, "GET", "/healthz", &[("host", &evil_host)], None).await;
+    assert_eq!(s, 200);
+    server.shutdown().await;
+
+    // Names the operator allows (a reverse proxy's), as Host and as Origin.
+    let server = proxy(
+        "model_list: []\nproxy_settings:\n  server:\n    allowed_hosts: [admin.example.com]\n",
+    )
+    .await;
+    let (s, _) = raw_admin(
+        &server,
+        "POST",
+        "/admin/config/reload",
+        &[
+            ("host", "admin.example.com"),
+            ("origin", "https://admin.example.com"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = raw_admin(
+        &server,
+        "GET",
+        "/admin/models",
+        &[("host", "other.example.com")],
+        None,
+    )
+    .await;
+    assert_eq!(s, 403);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_admin_passwords_are_throttled_per_address_across_bearer_and_login() {
+    let yaml = "model_list:\n  - {model_name: m, model_params: {api_type: stub}}\n";
+    let pw = "pw-throttle-0a9b8c";
+    let server = proxy_with_env(yaml, &[("YALLMP_ADMIN_PASSWORD", pw)]).await;
+    // Parallel guesses: counted one by one, so exactly the allowance gets
+    // an answer and the rest wait.
+    let url = format!("{}/admin/models", server.url());
+    let guesses = (0..40).map(|i| {
+        let url = url.clone();
+        async move {
+            let r = client()
+                .get(url)
+                .bearer_auth(format!("guess-{i}"))
+                .send()
+                .await
+                .unwrap();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            (r.status().as_u16(), retry, r.text().await.unwrap())
+        }
+    });
+    let answers = futures::future::join_all(guesses).await;
+    let refused = answers.iter().filter(|a| a.0 == 401).count();
+    let throttled: Vec<_> = answers.iter().filter(|a| a.0 == 429).collect();
+    assert_eq!(refused, 10, "{answers:?}");
+    assert_eq!(throttled.len(), 30, "{answers:?}");
+    for (_, retry, text) in &throttled {
+        assert!(matches!(retry, Some(1..=60)), "{retry:?}");
+        let v: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(v["error"]["code"], "admin_auth_throttled");
+    }
+    // The right password now waits too (the answer tells a guesser
+    // nothing), on the Bearer path, the login and /metrics alike.
+    let (s, _) = admin(&server, "GET", "/admin/models", None, Some(pw)).await;
+    assert_eq!(s, 429);
+    let r = client()
+        .post(format!("{}/admin/login", server.url()))
+        .json(&json!({"password": pw}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().get("set-cookie").is_none());
+    let r = client()
+        .get(format!("{}/metrics", server.url()))
+        .bearer_auth(pw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    // Client routes are not affected.
+    let (s, _, _) = post(
+        &server,
+        "/v1/chat/completions",
+        &json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    server.shutdown().await;
+
+    // Failed logins count for the Bearer path as well.
+    let server = proxy_with_env(yaml, &[("YALLMP_ADMIN_PASSWORD", pw)]).await;
+    let logins = (0..10).map(|i| {
+        let url = format!("{}/admin/login", server.url());
+        async move {
+            client()
+                .post(url)
+                .json(&json!({"password": format!("guess-{i}")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures::future::join_all(logins).await;
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    let (s, _) = admin(&server, "GET", "/admin/models", None, Some(pw)).await;
+    assert_eq!(s, 429);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn registration_refuses_control_characters_and_masks_url_passwords() {
+    let server = proxy("model_list: []\n").await;
+    for (field, value) in [
+        ("api_base", "http://127.0.0.1:9/v1\r\nX-Injected: 1"),
+        ("api_key", "sk-abc\ndef"),
+        ("model_name", "bell\u{7}model"),
+        ("target_model", "tm\u{0}"),
+    ] {
+        let mut body = json!({"model_name": "ok", "api_base": "http://127.0.0.1:9/v1"});
+        body[field] = json!(value);
+        let (s, v) = admin(&server, "POST", "/admin/models", Some(body), None).await;
+        assert_eq!(s, 400, "{field}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.starts_with(&format!("{field}:")), "{msg}");
+    }
+    let (s, v) = admin(
+        &server,
+        "POST",
+        "/admin/models/x/copy",
+        Some(json!({"new_name": "a\r\nb"})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    let (_, v) = admin(&server, "GET", "/admin/models", None, None).await;
+    assert_eq!(v["data"].as_array().unwrap().len(), 0, "{v}");
+
+    // A password in the URL's userinfo is never shown.
+    let secret = "urlpw-SECRET-77a1";
+    let (s, v) = admin(
+        &server,
+        "POST",
+        "/admin/models",
+        Some(
+            json!({"model_name": "u", "api_base": format!("http://user:{secret}@127.0.0.1:9/v1")}),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert!(!v.to_string().contains(secret), "{v}");
+    for path in [
+        "/admin/models",
+        "/admin/models/u",
+        "/admin/config",
+        "/admin/api/models",
+    ] {
+        let (s, v) = admin(&server, "GET", path, None, None).await;
+        assert_eq!(s, 200, "{path}");
+        let text = v.to_string();
+        assert!(!text.contains(secret), "{path}: {text}");
+        assert!(
+            text.contains("http://user:***@127.0.0.1:9/v1"),
+            "{path}: {text}"
+        );
+    }
+    // Nor in the error a failed attempt gives the client.
+    let (s, v) = chat(&server, "u").await;
+    assert!(s >= 500, "{s} {v}");
+    assert!(!v.to_string().contains(secret), "{v}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reload_with_an_empty_admin_password_variable_is_refused() {
+    let dir = std::env::temp_dir().join(format!("yallmp-pw-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(".env"), "PW_FOR_TEST=pw-reload-1234\n").unwrap();
+    let server = from_file(
+        &dir,
+        "model_list: []\nproxy_settings: {auth: {admin_password: '${PW_FOR_TEST}'}}\n",
+    )
+    .await;
+    let (s, _) = admin(&server, "GET", "/admin/models", None, None).await;
+    assert_eq!(s, 401);
+    // The variable goes empty: the reload is refused and the password stays.
+    std::fs::write(dir.join(".env"), "PW_FOR_TEST=\n").unwrap();
+    let (s, v) = admin(
+        &server,
+        "POST",
+        "/admin/config/reload",
+        None,
+        Some("pw-reload-1234"),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("proxy_settings.auth.admin_password"),
+        "{v}"
+    );
+    let (s, _) = admin(&server, "GET", "/admin/models", None, None).await;
+    assert_eq!(s, 401);
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

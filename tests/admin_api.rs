@@ -709,3 +709,107 @@ async fn ui_files_and_login_session() {
     assert_eq!(r.status().as_u16(), 400);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_admin_query_is_bounded() {
+    let server = start(
+        &format!(
+            "model_list:\n  - {{model_name: m, model_params: {{api_type: stub}}}}\nproxy_settings:\n  auth: {{admin_password: '{ADMIN_PW}'}}\n"
+        ),
+        None,
+    )
+    .await;
+    let admin = Admin::new(&server);
+    // Requests under many model names (unknown ones are logged too).
+    for i in 0..60 {
+        let r = client()
+            .post(format!("{}/v1/chat/completions", server.url()))
+            .json(&json!({"model": format!("ghost-{i:02}"), "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
+    // And one name as long as a client likes: its series is keyed by 200
+    // characters of it.
+    let r = client()
+        .post(format!("{}/v1/chat/completions", server.url()))
+        .json(&json!({"model": "a".repeat(5000), "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    admin.wait_rows(61).await;
+
+    // The widest range there is: a bounded series, in whole days.
+    let (s, st) = admin
+        .call(
+            "GET",
+            "/admin/api/stats?since=-62135596800000&until=253402300799999",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{st}");
+    let bucket = st["bucket_seconds"].as_i64().unwrap();
+    assert_eq!(bucket % 86_400, 0, "{bucket}");
+    let points = st["series"].as_array().unwrap().len();
+    assert!((100..=122).contains(&points), "{points}");
+    assert_eq!(st["totals"]["count"], 61);
+    // At most 50 models have a series of their own; the rest are summed.
+    let models = st["models"].as_object().unwrap();
+    assert_eq!(models.len(), 51, "{:?}", models.keys());
+    assert_eq!(st["model_totals"]["(other)"]["count"], 11);
+    assert!(models.contains_key(&"a".repeat(200)));
+    assert!(models.keys().all(|k| k.len() <= 200));
+    assert!(
+        models
+            .values()
+            .all(|s| s.as_array().unwrap().len() == points)
+    );
+    assert!(st.to_string().len() < 4 << 20);
+
+    // A range the wrong way round, or out of range, is a bad query.
+    for q in [
+        "since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z",
+        "since=-99999999999999999",
+        "until=9999999999999999999",
+    ] {
+        let (s, v) = admin
+            .call("GET", &format!("/admin/api/stats?{q}"), None)
+            .await;
+        assert_eq!(s, 400, "{q}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_query", "{q}");
+    }
+
+    // An overlong text filter is a bad query, not a failed read.
+    let long = "a".repeat(50_000);
+    for path in [
+        format!("/admin/api/logs?q={long}"),
+        format!("/admin/api/logs?model={long}"),
+        format!("/admin/api/stats?q={long}"),
+    ] {
+        let (s, v) = admin.call("GET", &path, None).await;
+        assert_eq!(s, 400, "{v}");
+        assert_eq!(v["error"]["code"], "invalid_query");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("at most 1000 characters"),
+            "{v}"
+        );
+    }
+    // The longest accepted search still answers.
+    let (s, v) = admin
+        .call(
+            "GET",
+            &format!("/admin/api/logs?q={}", "a".repeat(1000)),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // Pages are capped.
+    let v = admin.get("/admin/api/logs?limit=100000").await;
+    assert_eq!(v["limit"], 500);
+    server.shutdown().await;
+}

@@ -449,3 +449,126 @@ fn retention_out_of_range_is_refused_by_check() {
     );
     assert_eq!(c.database.max_rows, Some(1));
 }
+
+#[test]
+fn an_admin_password_from_an_empty_variable_max_body_bytes_0_and_bad_allowed_hosts_fail_check() {
+    let run = |yaml: &str, vars: &[(&str, &str)]| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_yallmp"));
+        cmd.args(["check", "--config"])
+            .arg(&path)
+            .env_remove("YALLMP_ADMIN_PASSWORD");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let stub = "model_list:\n  - {model_name: m, model_params: {api_type: stub}}\n";
+    // Asked for, set to nothing: refused.
+    let yaml = format!(
+        "{stub}proxy_settings: {{auth: {{admin_password: '${{YALLMP_TEST_ADMIN_PW}}'}}}}\n"
+    );
+    let (code, out) = run(&yaml, &[("YALLMP_TEST_ADMIN_PW", "")]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("proxy_settings.auth.admin_password: empty")
+            && out.contains("YALLMP_TEST_ADMIN_PW"),
+        "{out}"
+    );
+    // Unset: refused too (a missing variable).
+    let (code, out) = run(&yaml, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("YALLMP_TEST_ADMIN_PW"), "{out}");
+    // Set: fine; an explicit empty default means "no password", as shipped.
+    let (code, out) = run(&yaml, &[("YALLMP_TEST_ADMIN_PW", "pw-1234")]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run(
+        &format!(
+            "{stub}proxy_settings: {{auth: {{admin_password: '${{YALLMP_TEST_ADMIN_PW:-}}'}}}}\n"
+        ),
+        &[],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    // The environment's password wins over an empty variable in the file.
+    let (code, out) = run(
+        &yaml,
+        &[
+            ("YALLMP_TEST_ADMIN_PW", ""),
+            ("YALLMP_ADMIN_PASSWORD", "pw-env"),
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+
+    let (code, out) = run(
+        &format!("{stub}proxy_settings: {{server: {{max_body_bytes: 0}}}}\n"),
+        &[],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("proxy_settings.server.max_body_bytes: must be at least 1"),
+        "{out}"
+    );
+    let (code, out) = run(
+        &format!(
+            "{stub}proxy_settings: {{server: {{allowed_hosts: ['https://admin.example.com/']}}}}\n"
+        ),
+        &[],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("proxy_settings.server.allowed_hosts[0]"),
+        "{out}"
+    );
+    let c = Config::from_yaml(
+        &format!("{stub}proxy_settings: {{server: {{allowed_hosts: [Admin.Example.com, 'x.example:8443', '*']}}}}\n"),
+        None,
+        &env(&[]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.server.allowed_hosts,
+        ["admin.example.com", "x.example:8443", "*"]
+    );
+
+    // Control characters in what becomes a URL, a header or a name.
+    for (yaml, path) in [
+        (
+            "model_list:\n  - {model_name: m, model_params: {api_base: \"http://h/v1\\r\\nX: y\"}}\n",
+            "model_list[0].model_params.api_base",
+        ),
+        (
+            "model_list:\n  - {model_name: m, model_params: {api_type: stub, api_key: \"sk-1\\n2\"}}\n",
+            "model_list[0].model_params.api_key",
+        ),
+        (
+            "model_list:\n  - {model_name: \"m\\u0007\", model_params: {api_type: stub}}\n",
+            "model_list[0].model_name",
+        ),
+    ] {
+        let (code, out) = run(yaml, &[]);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(
+            out.contains(&format!("{path}: must not contain control characters")),
+            "{out}"
+        );
+    }
+
+    // The banner shows no password of an api_base's userinfo.
+    let (code, out) = run(
+        "model_list:\n  - {model_name: m, model_params: {api_base: 'http://u:urlpw-SECRET-1@127.0.0.1:1/v1'}}\n",
+        &[],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("urlpw-SECRET-1"), "{out}");
+    assert!(out.contains("http://u:***@127.0.0.1:1/v1"), "{out}");
+}

@@ -38,9 +38,20 @@ fn retry_after(headers: &HeaderMap) -> u64 {
         .unwrap()
 }
 
+/// The client keys the tests present: per-key limits count by key only
+/// for configured keys (any other token counts as its address).
+const CLIENT_KEYS: &str = "  auth: {api_keys: [key-one, key-two, a, b, c, tk, stream-key, shared-key, other-key, third-key, fourth-key, tokens-key, k, other]}\n";
+
+/// A stub model and these settings, with [`CLIENT_KEYS`] unless the
+/// settings have their own `auth`.
 fn stub_with(settings: &str) -> String {
+    let keys = if settings.contains("  auth:") {
+        ""
+    } else {
+        CLIENT_KEYS
+    };
     format!(
-        "model_list:\n  - {{model_name: m, model_params: {{api_type: stub}}}}\nproxy_settings:\n{settings}"
+        "model_list:\n  - {{model_name: m, model_params: {{api_type: stub}}}}\nproxy_settings:\n{keys}{settings}"
     )
 }
 
@@ -78,16 +89,12 @@ async fn rate_limit_answers_429_with_retry_after() {
 }
 
 #[tokio::test]
-async fn global_limit_counts_every_client_and_keyless_clients_share_their_address() {
+async fn global_limit_counts_every_client() {
     let server = proxy(&stub_with(
         "  rate_limits:\n    global: {rpm: 3}\n    per_key: {rpm: 1}\n",
     ))
     .await;
-    // Without a key, a client counts by its address.
-    assert_eq!(post(&server, "/v1/chat/completions", &body()).await.0, 200);
-    let (status, _, text) = post(&server, "/v1/chat/completions", &body()).await;
-    assert_eq!(status, 429, "{text}");
-    assert!(text.contains("for this API key"), "{text}");
+    assert_eq!(call(&server, "other").await.0, 200);
     assert_eq!(call(&server, "a").await.0, 200);
     assert_eq!(call(&server, "b").await.0, 200);
     let (status, headers, text) = call(&server, "c").await;
@@ -98,13 +105,31 @@ async fn global_limit_counts_every_client_and_keyless_clients_share_their_addres
 }
 
 #[tokio::test]
+async fn without_client_keys_a_client_counts_by_its_address_whatever_token_it_sends() {
+    let server = proxy(&stub_with(
+        "  auth: {api_keys: []}\n  rate_limits:\n    per_key: {rpm: 2}\n",
+    ))
+    .await;
+    // A new token each time escapes nothing: the address is the client.
+    assert_eq!(call(&server, "rotating-1").await.0, 200);
+    assert_eq!(call(&server, "rotating-2").await.0, 200);
+    let (status, headers, text) = call(&server, "rotating-3").await;
+    assert_eq!(status, 429, "{text}");
+    assert!(retry_after(&headers) >= 1);
+    // Nor does sending none.
+    let (status, _, text) = post(&server, "/v1/chat/completions", &body()).await;
+    assert_eq!(status, 429, "{text}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn tokens_are_charged_after_the_answer() {
     // The mock reports 5 tokens per answer; the key may use 4 a minute:
     // the first request is admitted (not in debt yet), and its answer puts
     // the key 15 s into debt.
     let mock = Mock::start(Reply::Echo).await;
     let yaml = format!(
-        "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}'}}}}\nproxy_settings:\n  rate_limits:\n    per_key: {{tpm: 4}}\n",
+        "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}'}}}}\nproxy_settings:\n  auth: {{api_keys: [tk, stream-key]}}\n  rate_limits:\n    per_key: {{tpm: 4}}\n",
         mock.url
     );
     let server = proxy(&yaml).await;

@@ -72,6 +72,35 @@ pub struct AdminModel {
 }
 
 impl AdminModel {
+    /// Refuses control characters (CR, LF, NUL, tab, ...) in the fields
+    /// that become URLs, headers or names: 400 naming the field.
+    fn check_text(&self) -> Result<(), AdminError> {
+        let fields = [
+            ("model_name", &self.model_name),
+            ("api_base", &self.api_base),
+            ("api_key", &self.api_key),
+            ("model", &self.model),
+            ("target_model", &self.target_model),
+            ("api_type", &self.api_type),
+            ("api_version", &self.api_version),
+            ("deployment", &self.deployment),
+            ("extends", &self.extends),
+        ];
+        for (field, v) in fields {
+            if let Some(v) = v {
+                no_control(field, v)?;
+            }
+        }
+        if let Some(Value::Array(list)) = &self.fallbacks {
+            for (i, f) in list.iter().enumerate() {
+                if let Some(name) = f.as_str() {
+                    no_control(&format!("fallbacks[{i}]"), name)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The `model_list` entry it stands for. Its strings are literal: a `$`
     /// is escaped so the loader's variable substitution leaves it alone.
     fn entry(&self, name: &str) -> serde_yaml::Value {
@@ -119,6 +148,16 @@ impl AdminModel {
         }
         serde_yaml::to_value(Value::Object(entry)).unwrap_or(serde_yaml::Value::Null)
     }
+}
+
+/// 400 when `v` holds a control character.
+fn no_control(field: &str, v: &str) -> Result<(), AdminError> {
+    if v.chars().any(char::is_control) {
+        return Err(AdminError::BadRequest(format!(
+            "{field}: must not contain control characters (CR, LF, tab, NUL, ...)"
+        )));
+    }
+    Ok(())
 }
 
 /// What can go wrong with an admin request.
@@ -193,7 +232,7 @@ pub fn model_json(m: &ModelConfig) -> Value {
             json!({
                 "name": b.name,
                 "api_type": b.api_type,
-                "api_base": b.api_base,
+                "api_base": crate::config::mask_url_secret(&b.api_base),
                 "api_key": b.api_key.as_ref().map(|_| "***"),
                 "target_model": b.upstream_model,
                 "request_timeout": b.request_timeout.as_secs_f64(),
@@ -317,6 +356,7 @@ pub async fn register(
     body: axum::body::Bytes,
 ) -> Result<Response, AdminError> {
     let model: AdminModel = parse(&body)?;
+    model.check_text()?;
     let name = model
         .model_name
         .as_deref()
@@ -393,6 +433,8 @@ pub async fn copy(
     let req: CopyRequest = parse(&body)?;
     let rest = serde_json::to_vec(&req.overrides).unwrap_or_default();
     let overrides: AdminModel = parse(&rest)?;
+    overrides.check_text()?;
+    no_control("new_name", &req.new_name)?;
     let new_name = req.new_name.trim().to_string();
     if new_name.is_empty() {
         return Err(AdminError::BadRequest("new_name: required".into()));

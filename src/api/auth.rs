@@ -67,24 +67,27 @@ fn unauthorized(message: &str) -> Response {
     )
 }
 
-/// Layer on `/admin/*`: the admin password when one is set, else loopback
-/// clients only.
+/// Layer on `/admin/*`: the admin password (or a UI session) when one is
+/// set, else loopback clients only. Wrong passwords are throttled per
+/// client address ([`super::throttle`]).
 pub async fn admin(State(state): State<Shared>, req: Request, next: Next) -> Response {
     let password = state.live.load().config.auth.admin_password.clone();
     match password {
-        Some(pw) => match presented(req.headers()) {
-            Some(k) if matches(k, std::slice::from_ref(&pw)) => next.run(req).await,
-            _ if ui_session(&state, &req) => next.run(req).await,
-            _ => json_error(
-                StatusCode::UNAUTHORIZED,
-                &json!({"error": {"message": "The admin API needs the admin password: `Authorization: Bearer <password>`.", "type": "invalid_request_error", "code": "admin_auth_required"}}),
-            ),
-        },
+        Some(_) => {
+            if ui_session(&state, &req) {
+                return next.run(req).await;
+            }
+            match presented_password(&state, &req) {
+                Ok(true) => next.run(req).await,
+                Ok(false) => json_error(
+                    StatusCode::UNAUTHORIZED,
+                    &json!({"error": {"message": "The admin API needs the admin password: `Authorization: Bearer <password>`.", "type": "invalid_request_error", "code": "admin_auth_required"}}),
+                ),
+                Err(wait) => super::throttle::throttled(wait),
+            }
+        }
         None => {
-            let loopback = req
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .is_some_and(|c| c.0.ip().is_loopback());
+            let loopback = client_ip(&req).is_some_and(|ip| ip.is_loopback());
             if loopback {
                 next.run(req).await
             } else {
@@ -96,6 +99,28 @@ pub async fn admin(State(state): State<Shared>, req: Request, next: Next) -> Res
             }
         }
     }
+}
+
+/// The client's address, when the connection is known.
+pub fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// Whether the request presents the admin password (`Authorization:
+/// Bearer` or `x-api-key`); `Ok(false)` without one set or presented. A
+/// wrong one counts against the client's address; `Err` is how long an
+/// address that sent too many must wait ([`super::throttle::throttled`]).
+pub fn presented_password(state: &Shared, req: &Request) -> Result<bool, std::time::Duration> {
+    let live = state.live.load();
+    let (Some(pw), Some(given)) = (&live.config.auth.admin_password, presented(req.headers()))
+    else {
+        return Ok(false);
+    };
+    state
+        .auth_throttle
+        .check(client_ip(req), || matches(given, std::slice::from_ref(pw)))
 }
 
 /// Header the admin UI sends on changes: a cross-site form cannot set it,

@@ -129,13 +129,17 @@ fn describe() {
 /// set it is required (`Authorization: Bearer <password>`), as for
 /// `/admin`; without one the endpoint is open, like `/healthz`.
 pub async fn render(State(state): State<Shared>, req: Request) -> Response {
-    if state.live.load().config.auth.admin_password.is_some()
-        && !super::auth::has_admin_password(&state, req.headers())
-    {
-        return json_error(
-            StatusCode::UNAUTHORIZED,
-            &json!({"error": {"message": "/metrics needs the admin password: `Authorization: Bearer <password>`.", "type": "invalid_request_error", "code": "admin_auth_required"}}),
-        );
+    if state.live.load().config.auth.admin_password.is_some() {
+        match super::auth::presented_password(&state, &req) {
+            Ok(true) => {}
+            Ok(false) => {
+                return json_error(
+                    StatusCode::UNAUTHORIZED,
+                    &json!({"error": {"message": "/metrics needs the admin password: `Authorization: Bearer <password>`.", "type": "invalid_request_error", "code": "admin_auth_required"}}),
+                );
+            }
+            Err(wait) => return super::throttle::throttled(wait),
+        }
     }
     let Some(handle) = install() else {
         return json_error(

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cache;
 pub mod docs;
 pub mod error;
+pub mod guard;
 pub mod health;
 pub mod logs;
 pub mod metrics;
@@ -15,6 +16,7 @@ pub mod openai;
 pub mod relay;
 pub mod routes;
 pub mod session;
+pub mod throttle;
 pub mod ui;
 
 use std::sync::Arc;
@@ -68,6 +70,10 @@ pub struct AppState {
     pub self_url: String,
     /// Admin UI sessions (logins with the admin password).
     pub sessions: session::Sessions,
+    /// The address the proxy listens on (the admin API's `Host` check).
+    pub listen: std::net::SocketAddr,
+    /// Wrong admin passwords per client address (Bearer and UI login).
+    pub auth_throttle: throttle::Throttle,
     /// Interleaved thinking's stores (`model_params.interleaved_thinking`).
     pub thinking: Arc<crate::thinking::Thinking>,
 }
@@ -131,6 +137,10 @@ pub fn router(state: Shared) -> Router {
         .merge(table(routes::Group::Root))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::admin_edge,
+        ))
         .with_state(state)
         .layer(middleware::from_fn(metrics::observe))
         .layer(middleware::from_fn(request_id))

@@ -211,8 +211,16 @@ async fn forward(
     let live = state.live.load_full();
     // Rate limits come first: a refused request costs no body read.
     let ticket = if live.config.rate_limits.any() {
+        // A key counts as the client only when it is a configured one
+        // (the client-key layer let it through); without configured keys
+        // any token would do, so a key-less client counts by its address.
+        let key = if live.config.auth.api_keys.is_empty() {
+            None
+        } else {
+            super::auth::presented(&parts.headers)
+        };
         let client = crate::limits::client_id(
-            super::auth::presented(&parts.headers),
+            key,
             parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()

@@ -115,9 +115,13 @@ pub struct Login {
     password: String,
 }
 
+/// The largest login body read.
+const LOGIN_MAX_BYTES: usize = 64 * 1024;
+
 /// `POST /admin/login` with `{"password": "..."}`: a session cookie when it
-/// is the admin password.
-pub async fn login(State(state): State<Shared>, body: axum::body::Bytes) -> Response {
+/// is the admin password. Wrong passwords count against the client's
+/// address with the Bearer path's ([`super::throttle`]).
+pub async fn login(State(state): State<Shared>, req: axum::extract::Request) -> Response {
     let pw = state.live.load().config.auth.admin_password.clone();
     let Some(pw) = pw else {
         return json_error(
@@ -125,9 +129,19 @@ pub async fn login(State(state): State<Shared>, body: axum::body::Bytes) -> Resp
             &json!({"error": {"message": "No admin password is set: the admin UI needs no login (loopback clients only).", "type": "invalid_request_error", "code": "no_admin_password"}}),
         );
     };
+    let ip = super::auth::client_ip(&req);
+    let body = axum::body::to_bytes(req.into_body(), LOGIN_MAX_BYTES)
+        .await
+        .unwrap_or_default();
     let given: Option<Login> = serde_json::from_slice(&body).ok();
-    match given {
-        Some(l) if matches(&l.password, std::slice::from_ref(&pw)) => {
+    let ok = match &given {
+        Some(l) => state
+            .auth_throttle
+            .check(ip, || matches(&l.password, std::slice::from_ref(&pw))),
+        None => Ok(false),
+    };
+    match ok {
+        Ok(true) => {
             let token = state.sessions.create();
             tracing::info!("admin UI login");
             let mut h = HeaderMap::new();
@@ -137,7 +151,11 @@ pub async fn login(State(state): State<Shared>, body: axum::body::Bytes) -> Resp
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             (StatusCode::OK, h, axum::Json(json!({"logged_in": true}))).into_response()
         }
-        _ => {
+        Err(wait) => {
+            tracing::warn!("admin UI login refused: too many wrong passwords from this address");
+            super::throttle::throttled(wait)
+        }
+        Ok(false) => {
             // Slows guessing down (this request only; nothing else waits).
             tokio::time::sleep(FAILED_LOGIN_DELAY).await;
             tracing::warn!("admin UI login refused: wrong password");

@@ -215,6 +215,42 @@ pub fn substitute(s: &str, env: &Env) -> Result<Option<(String, bool)>, String> 
     Ok(Some((out, refs == 1 && !literal)))
 }
 
+/// The variables `s` refers to without a default (`${VAR}`, `$VAR`,
+/// `os.environ/VAR`; not `${VAR:-...}`): a value that comes out empty from
+/// one of them was asked for and not given.
+pub fn required_refs(s: &str) -> Vec<String> {
+    if let Some(name) = s.strip_prefix("os.environ/") {
+        return vec![name.to_string()];
+    }
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(end) = body.find('}') else { break };
+            let inner = &body[..end];
+            if !inner.contains(":-") && is_var_name(inner) {
+                out.push(inner.to_string());
+            }
+            rest = &body[end + 1..];
+        } else {
+            let len = after
+                .char_indices()
+                .find(|&(i, c)| {
+                    !(c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
+                })
+                .map_or(after.len(), |(i, _)| i);
+            if len > 0 {
+                out.push(after[..len].to_string());
+            }
+            rest = &after[len..];
+        }
+    }
+    out
+}
+
 fn is_var_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
@@ -262,6 +298,17 @@ mod tests {
         assert_eq!(substitute("${NOPE}", &e), Err("NOPE".into()));
         assert_eq!(substitute("x$NOPE", &e), Err("NOPE".into()));
         assert_eq!(substitute("os.environ/NOPE", &e), Err("NOPE".into()));
+    }
+
+    #[test]
+    fn references_without_defaults() {
+        assert_eq!(required_refs("${PW}"), vec!["PW"]);
+        assert_eq!(required_refs("$PW"), vec!["PW"]);
+        assert_eq!(required_refs("os.environ/PW"), vec!["PW"]);
+        assert_eq!(required_refs("a${X}b$Y"), vec!["X", "Y"]);
+        assert!(required_refs("${PW:-}").is_empty());
+        assert!(required_refs("literal $$PW").is_empty());
+        assert!(required_refs("plain").is_empty());
     }
 
     #[test]

@@ -88,6 +88,10 @@ pub struct ServerSettings {
     pub workers: Workers,
     /// Client timeouts and the cap on open connections (read at start-up).
     pub connections: connections::ConnectionLimits,
+    /// `proxy_settings.server.allowed_hosts`: `Host` names `/admin` answers
+    /// besides loopback addresses, `localhost` and the listen address;
+    /// lowercase, `name` (any port) or `name:port`; `*` allows any.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// `proxy_settings.server.workers`: which threads serve client connections.
@@ -487,6 +491,37 @@ impl Backend {
     }
 }
 
+/// The userinfo of a URL (`user:password@` after the scheme), if any.
+fn userinfo(url: &str) -> Option<(usize, &str)> {
+    let start = url.find("://")? + 3;
+    let rest = &url[start..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let at = authority.rfind('@')?;
+    Some((start, &authority[..at]))
+}
+
+/// `url` with the password of its userinfo (or a lone user name, often a
+/// token) shown as `***`: what the admin API, the banner and the logs show
+/// of an `api_base`.
+pub fn mask_url_secret(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((start, info)) = userinfo(url) else {
+        return url.into();
+    };
+    let shown = match info.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_string(),
+    };
+    format!("{}{shown}{}", &url[..start], &url[start + info.len()..]).into()
+}
+
+/// The secret part of a URL's userinfo (the password, or a lone user
+/// name), for the scrubbers' known secrets.
+pub fn url_secret(url: &str) -> Option<&str> {
+    let (_, info) = userinfo(url)?;
+    let secret = info.split_once(':').map_or(info, |(_, pw)| pw);
+    (!secret.is_empty()).then_some(secret)
+}
+
 /// A secret string: never printed, never serialized.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -605,6 +640,16 @@ impl Config {
             Some(o) => o.apply(&mut tree),
             None => Default::default(),
         };
+        // The admin password as written: a variable it names without a
+        // default must not come out empty (that would open the admin API
+        // to loopback clients with no password, silently).
+        let password_refs = tree
+            .get("proxy_settings")
+            .and_then(|p| p.get("auth"))
+            .and_then(|a| a.get("admin_password"))
+            .and_then(Value::as_str)
+            .map(env::required_refs)
+            .unwrap_or_default();
         let mut whole = std::collections::HashSet::new();
         env::substitute_tree(&mut tree, env, &mut String::new(), &mut errors, &mut whole);
         take_litellm_accepted(&mut tree, &mut warnings);
@@ -614,6 +659,17 @@ impl Config {
         let sources = resolve::Sources { runtime, derived };
         let config = raw
             .and_then(|raw| resolve::resolve(raw, path, env, &sources, &mut errors, &mut warnings));
+        if let Some(c) = &config
+            && c.auth.admin_password.is_none()
+            && !password_refs.is_empty()
+        {
+            errors.push(format!(
+                "proxy_settings.auth.admin_password: empty, but it names {} (set to nothing): \
+                 set a password, or write ${{{}:-}} to run without one (admin API for loopback clients only)",
+                password_refs.join(", "),
+                password_refs[0],
+            ));
+        }
         match config {
             Some(mut c) if errors.is_empty() => {
                 c.warnings = warnings;
@@ -794,5 +850,23 @@ fn take_in(
                 take_in(child, rest, keys, p, warnings);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod url_secret_tests {
+    use super::*;
+
+    #[test]
+    fn masks_userinfo() {
+        assert_eq!(
+            mask_url_secret("https://u:p4ss@h.example:8443/v1?x=@y"),
+            "https://u:***@h.example:8443/v1?x=@y"
+        );
+        assert_eq!(mask_url_secret("http://tok@h/v1"), "http://***@h/v1");
+        assert_eq!(mask_url_secret("http://h/v1/a@b"), "http://h/v1/a@b");
+        assert_eq!(url_secret("https://u:p4ss@h/v1"), Some("p4ss"));
+        assert_eq!(url_secret("http://tok@h"), Some("tok"));
+        assert_eq!(url_secret("http://h/x@y"), None);
     }
 }

@@ -285,6 +285,9 @@ pub struct RawServer {
     /// Client connections open at once (default 4096, or half the
     /// open-files limit when lower).
     pub max_connections: Option<u64>,
+    /// Host names `/admin` answers besides loopback, `localhost` and the
+    /// listen address (see `config::ServerSettings::allowed_hosts`).
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 /// `proxy_settings.server.workers`: a count or a word.

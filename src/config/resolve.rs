@@ -151,7 +151,17 @@ pub(super) fn resolve(
             .or(gs.host)
             .unwrap_or_else(|| DEFAULT_HOST.to_string()),
         port: ps.server.port.or(gs.port).unwrap_or(DEFAULT_PORT),
-        max_body_bytes: ps.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        max_body_bytes: match ps.server.max_body_bytes {
+            None => DEFAULT_MAX_BODY_BYTES,
+            Some(0) => {
+                errors.push(
+                    "proxy_settings.server.max_body_bytes: must be at least 1 (0 would refuse every request with a body)"
+                        .to_string(),
+                );
+                DEFAULT_MAX_BODY_BYTES
+            }
+            Some(n) => n,
+        },
         max_response_bytes: max_response_bytes(ps.server.max_response_bytes, errors),
         shutdown_grace: seconds(
             ps.server.shutdown_grace_period,
@@ -170,6 +180,7 @@ pub(super) fn resolve(
             "proxy_settings.server",
             errors,
         ),
+        allowed_hosts: allowed_hosts(ps.server.allowed_hosts, errors),
     };
     let rs = raw.router_settings;
     let router = RouterSettings {
@@ -226,6 +237,12 @@ pub(super) fn resolve(
         let name = entry.model_name.trim().to_string();
         if name.is_empty() {
             errors.push(format!("{at}.model_name: must not be empty"));
+            continue;
+        }
+        if name.chars().any(char::is_control) {
+            errors.push(format!(
+                "{at}.model_name: must not contain control characters (CR, LF, tab, NUL, ...)"
+            ));
             continue;
         }
         let (params, key, litellm) = match (entry.model_params, entry.litellm_params) {
@@ -450,6 +467,21 @@ fn backend(
         let deployment = p.deployment.as_deref().or(model.as_deref());
         azure(deployment, p.api_version.as_deref(), at, errors)
     });
+    // A control character (CR, LF, NUL) in what becomes a URL or a header
+    // would be dropped or split it on the wire: refused here, for the file
+    // and the admin API alike.
+    for (key, v) in [
+        ("api_base", Some(&api_base)),
+        ("api_key", p.api_key.as_ref()),
+        ("target_model", p.target_model.as_ref()),
+        ("model", model.as_ref()),
+    ] {
+        if v.is_some_and(|v| v.chars().any(char::is_control)) {
+            errors.push(format!(
+                "{at}.{key}: must not contain control characters (CR, LF, tab, NUL, ...)"
+            ));
+        }
+    }
     let strip_prefix = p.strip_prefix.unwrap_or(false);
     if strip_prefix && !crate::wildcard::is_pattern(model_name) {
         errors.push(format!(
@@ -787,6 +819,31 @@ fn seconds(v: Option<f64>, default: Duration, at: &str, errors: &mut Vec<String>
             default
         }
     }
+}
+
+/// `proxy_settings.server.allowed_hosts`: host names (optionally with a
+/// port) or `*`; no scheme, path or spaces.
+fn allowed_hosts(v: Option<Vec<String>>, errors: &mut Vec<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, h) in v.unwrap_or_default().into_iter().enumerate() {
+        let h = h.trim().to_ascii_lowercase();
+        let ok = h == "*"
+            || (!h.is_empty()
+                && !h.contains("://")
+                && !h.starts_with(':')
+                && h.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']')
+                }));
+        if ok {
+            out.push(h);
+        } else {
+            errors.push(format!(
+                "proxy_settings.server.allowed_hosts[{i}]: expected a host name as the `Host` header \
+                 carries it (`proxy.example.com`, `proxy.example.com:8443`, `10.0.0.5`) or `*`, got `{h}`"
+            ));
+        }
+    }
+    out
 }
 
 fn unknown_model(at: &str, name: &str, known: &[&str]) -> String {

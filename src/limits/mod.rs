@@ -5,8 +5,10 @@
 //! own table (more lenient: every instance then allows the whole limit).
 //!
 //! A client is its presented key (`Authorization: Bearer` or `x-api-key`),
-//! hashed: the key itself is never stored, logged or sent to Redis. A
-//! request without a key counts against its client address (hashed too).
+//! hashed, when client keys are configured (the key is then one of them):
+//! the key itself is never stored, logged or sent to Redis. Without
+//! configured keys a request counts against its client address (hashed
+//! too), whatever token it presents: rotating tokens escapes nothing.
 //!
 //! Tokens are known only after the answer, so a request is admitted while
 //! its buckets are not in debt, and the answer's usage (input + output) is

@@ -17,6 +17,18 @@ pub use super::sql::{Sql, sqlite_time};
 pub const DEFAULT_LIMIT: usize = 50;
 /// The most rows one page may hold.
 pub const MAX_LIMIT: usize = 500;
+/// The longest text filter (`q`, `model`, `backend`) or cursor accepted,
+/// in characters: SQLite refuses LIKE patterns past 50,000 bytes, and a
+/// longer search is no use anyway.
+pub const MAX_FILTER_CHARS: usize = 1000;
+
+/// `v` when it is at most [`MAX_FILTER_CHARS`] long.
+fn text(param: &'static str, v: &str) -> Result<String, QueryError> {
+    if v.chars().count() > MAX_FILTER_CHARS {
+        return Err(bad(param, format!("at most {MAX_FILTER_CHARS} characters")));
+    }
+    Ok(v.to_string())
+}
 
 /// A bad parameter or a failed read.
 #[derive(Debug, thiserror::Error)]
@@ -155,8 +167,8 @@ impl Filter {
             ));
         }
         match k {
-            "model" => self.model = Some(v.to_string()),
-            "backend" => self.backend = Some(v.to_string()),
+            "model" => self.model = Some(text("model", v)?),
+            "backend" => self.backend = Some(text("backend", v)?),
             "status" => {
                 let lower = v.to_ascii_lowercase();
                 self.status = Some(match lower.as_bytes() {
@@ -203,8 +215,8 @@ impl Filter {
                         .ok_or_else(|| bad("min_latency_ms", "a number of milliseconds"))?,
                 )
             }
-            "q" => self.q = Some(v.to_string()),
-            "client_request_id" => self.client_request_id = Some(v.to_string()),
+            "q" => self.q = Some(text("q", v)?),
+            "client_request_id" => self.client_request_id = Some(text("client_request_id", v)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -223,7 +235,9 @@ impl PageRequest {
                 continue;
             }
             match k.as_str() {
-                "cursor" if !v.trim().is_empty() => cursor = Some(Cursor::decode(v)?),
+                "cursor" if !v.trim().is_empty() => {
+                    cursor = Some(Cursor::decode(&text("cursor", v)?)?)
+                }
                 "cursor" => {}
                 "limit" => {
                     limit = v
@@ -552,6 +566,12 @@ mod tests {
         ] {
             assert!(PageRequest::parse(&pairs(&[(k, v)])).is_err(), "{k}={v}");
         }
+        let long = "x".repeat(MAX_FILTER_CHARS + 1);
+        for k in ["q", "model", "backend", "cursor"] {
+            assert!(PageRequest::parse(&pairs(&[(k, &long)])).is_err(), "{k}");
+        }
+        let most = "é".repeat(MAX_FILTER_CHARS);
+        assert!(PageRequest::parse(&pairs(&[("q", &most)])).is_ok());
         // Empty values mean "any".
         let r = PageRequest::parse(&pairs(&[("model", ""), ("cursor", "")])).unwrap();
         assert_eq!(r.filter, Filter::default());

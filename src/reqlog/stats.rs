@@ -16,6 +16,13 @@ use super::query::{Filter, QueryError, Sql};
 /// it is partial.
 pub const MAX_ROWS: usize = 200_000;
 
+/// Points a series has at most: past the widest step below, the bucket
+/// widens (whole days) to keep a series this short.
+pub const MAX_POINTS: i64 = 120;
+/// Models with a series of their own, the busiest first; the rest are
+/// summed into one `(other)` entry.
+pub const MAX_MODELS: usize = 50;
+
 /// Bucket widths in seconds, the narrowest giving at most ~120 points.
 const BUCKETS: &[i64] = &[
     60,
@@ -39,6 +46,14 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Filter, QueryError> {
             return Err(QueryError::Unknown(k.clone()));
         }
     }
+    if let (Some(since), Some(until)) = (f.since, f.until)
+        && since > until
+    {
+        return Err(QueryError::BadParam {
+            param: "since",
+            message: "must not be after `until`".into(),
+        });
+    }
     Ok(f)
 }
 
@@ -48,9 +63,17 @@ pub fn bucket_for(span: Duration) -> i64 {
     BUCKETS
         .iter()
         .copied()
-        .find(|b| secs / b <= 120)
-        .unwrap_or(BUCKETS[BUCKETS.len() - 1])
+        .find(|b| secs / b <= MAX_POINTS)
+        .unwrap_or_else(|| {
+            // Longer than 120 weeks: whole days, as many as keep the
+            // series at MAX_POINTS.
+            let days = ((secs / MAX_POINTS + 86_399) / 86_400).max(7);
+            days * 86_400
+        })
 }
+
+/// The entry the models past [`MAX_MODELS`] are summed into.
+pub const OTHER: &str = "(other)";
 
 #[derive(Default)]
 struct Acc {
@@ -64,6 +87,12 @@ impl Acc {
         self.count += 1;
         self.errors += u64::from(error);
         self.latencies.push(latency);
+    }
+
+    fn merge(&mut self, other: Acc) {
+        self.count += other.count;
+        self.errors += other.errors;
+        self.latencies.extend(other.latencies);
     }
 
     fn point(&mut self, t: i64) -> Value {
@@ -97,7 +126,9 @@ pub async fn series(db: &Db, mut filter: Filter) -> Result<Value, QueryError> {
     let bucket = bucket_for(until - since);
     let mut sql = Sql::new(
         db,
-        "SELECT started_at, model, latency_ms, outcome FROM requests",
+        // A model name is whatever a client asked for: 200 characters
+        // of it are enough to tell series apart and bound each row.
+        "SELECT started_at, substr(model, 1, 200), latency_ms, outcome FROM requests",
     );
     sql.filter(&filter, None)?;
     sql.push(&format!(
@@ -131,6 +162,28 @@ pub async fn series(db: &Db, mut filter: Filter) -> Result<Value, QueryError> {
             .entry(b)
             .or_default()
             .add(latency, error);
+    }
+    // The busiest models keep their own series; the rest are summed.
+    if per_model.len() > MAX_MODELS {
+        let mut by_count: Vec<(u64, String)> = model_totals
+            .iter()
+            .map(|(k, a)| (a.count, k.clone()))
+            .collect();
+        by_count.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let mut other = BTreeMap::<i64, Acc>::new();
+        let mut other_total = Acc::default();
+        for (_, name) in by_count.into_iter().skip(MAX_MODELS) {
+            if let Some(series) = per_model.remove(&name) {
+                for (b, acc) in series {
+                    other.entry(b).or_default().merge(acc);
+                }
+            }
+            if let Some(acc) = model_totals.remove(&name) {
+                other_total.merge(acc);
+            }
+        }
+        per_model.insert(OTHER.to_string(), other);
+        model_totals.insert(OTHER.to_string(), other_total);
     }
     // Every bucket of the range, empty ones included, so charts have a
     // time axis without gaps.
@@ -174,6 +227,18 @@ mod tests {
         assert_eq!(bucket_for(Duration::hours(6)), 300);
         assert_eq!(bucket_for(Duration::days(1)), 900);
         assert_eq!(bucket_for(Duration::days(365)), 7 * 86_400);
+        // Any range, however long, has at most MAX_POINTS (+1) buckets.
+        for span in [
+            Duration::days(7 * 121),
+            Duration::days(365 * 10),
+            Duration::milliseconds(253_402_300_799_999 + 62_135_596_800_000),
+        ] {
+            let b = bucket_for(span);
+            assert!(
+                b % 86_400 == 0 && span.num_seconds() / b <= MAX_POINTS,
+                "{span} {b}"
+            );
+        }
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
         assert_eq!(percentile(&v, 0.5), Some(50.0));
         assert_eq!(percentile(&v, 0.95), Some(95.0));

@@ -487,3 +487,48 @@ async fn only_allowed_upstream_headers_reach_the_client() {
     })
     .await;
 }
+
+/// An error event in the middle of a stream (after the first event, so it
+/// is relayed, not retried) that quotes the backend's key reaches the
+/// client masked, for a chat client and through the translation to
+/// Anthropic Messages.
+#[tokio::test]
+async fn a_mid_stream_error_event_reaches_the_client_masked() {
+    within(async {
+        let upstream = Mock::start(Reply::Sse {
+            frames: vec![
+                chunk("partial"),
+                format!(
+                    "data: {}\n\n",
+                    json!({"error": {"message": format!("invalid x-api-key {KEY}; also Bearer {FOREIGN_KEY}")}})
+                ),
+            ],
+            gap: Duration::ZERO,
+        })
+        .await;
+        let server = proxy(&format!(
+            "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}', api_key: '{KEY}'}}}}\n",
+            upstream.url
+        ))
+        .await;
+        for (path, body) in [
+            (
+                "/v1/chat/completions",
+                json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+            ),
+            (
+                "/v1/messages",
+                json!({"model": "m", "stream": true, "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}),
+            ),
+        ] {
+            let (status, _, text) = post(&server, path, &body).await;
+            assert_eq!(status, 200, "{path}: {text}");
+            assert!(text.contains("partial"), "{path}: {text}");
+            assert!(text.contains("error"), "{path}: {text}");
+            for secret in [KEY, FOREIGN_KEY] {
+                assert!(!text.contains(secret), "{path}: the client got {secret}: {text}");
+            }
+        }
+    })
+    .await;
+}

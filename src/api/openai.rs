@@ -482,6 +482,7 @@ async fn forward(
                     },
                     tee,
                     remember,
+                    live.scrubber.clone(),
                 ),
             )))
         }

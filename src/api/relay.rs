@@ -50,6 +50,7 @@ pub(super) fn relay(
     tokens: Tokens,
     tee: Option<cache::Tee>,
     remember: Option<crate::thinking::StreamRecorder>,
+    scrubber: std::sync::Arc<crate::reqlog::redact::Scrubber>,
 ) -> Body {
     struct Relay {
         /// The usage the frames report, observed when the relay ends.
@@ -73,6 +74,9 @@ pub(super) fn relay(
         /// The message of the first error event the upstream sent after
         /// the first event (relayed as it is; the record notes it).
         failed: Option<String>,
+        /// Masks secrets in the upstream's error events before the client
+        /// gets them (an error may quote the backend's key).
+        scrubber: std::sync::Arc<crate::reqlog::redact::Scrubber>,
     }
     impl Relay {
         /// Frames (already through the first stage) through the parsers and
@@ -106,15 +110,27 @@ pub(super) fn relay(
         /// Upstream frames through the stages, recording the raw ones.
         fn parse(&mut self, batch: &Bytes) -> Bytes {
             let mut start = 0;
+            // An error event was masked: the batch is not sent as it came.
+            let mut masked = false;
             self.a.clear();
             for &end in &self.ends {
-                let frame = batch.slice(start..end);
+                let mut frame = batch.slice(start..end);
                 start = end;
                 if let Some(r) = self.guard.record() {
                     r.push_frame(&frame);
                 }
-                if self.failed.is_none() {
-                    self.failed = crate::router::stream::error_event(&frame);
+                if let Some(message) = crate::router::stream::error_event(&frame) {
+                    // Upstream text on its way to the client: an error event
+                    // may quote the backend's key (the record is masked by
+                    // the writer).
+                    let clean = self.scrubber.scrub_upstream_bytes(frame.clone());
+                    if clean != frame {
+                        frame = clean;
+                        masked = true;
+                    }
+                    if self.failed.is_none() {
+                        self.failed = Some(self.scrubber.scrub_upstream(message));
+                    }
                 }
                 self.tokens.usage.on_frame(&frame);
                 if let Some(t) = &mut self.tee {
@@ -132,7 +148,7 @@ pub(super) fn relay(
                         r.on_frame(f);
                     }
                 }
-                batch.clone()
+                if masked { join(&self.a) } else { batch.clone() }
             } else {
                 self.stages();
                 join(&self.c)
@@ -205,6 +221,7 @@ pub(super) fn relay(
         tee,
         remember,
         failed: None,
+        scrubber,
     };
     let frames = futures::stream::unfold(state, move |mut st| async move {
         loop {

@@ -152,6 +152,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         log_reader,
         self_url,
         sessions: Default::default(),
+        recent_responses: Arc::default(),
     });
     let weak = Arc::downgrade(&state);
     crate::router::health_check::spawn(backends, state.client.clone(), move || {

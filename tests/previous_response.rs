@@ -280,3 +280,45 @@ async fn without_a_log_database_responses_are_not_kept() {
     );
     server.shutdown().await;
 }
+
+/// A tool call in turn 1; turn 2 sends only the tool's output: the backend
+/// gets the call as an assistant `tool_calls` turn, then the `tool` message.
+#[tokio::test]
+async fn a_tool_round_trip_chains() {
+    let call = json!({"id": "c", "object": "chat.completion", "created": 7, "model": "up",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+            "finish_reason": "tool_calls"}]});
+    let mock = Mock::start(Reply::Json(200, completion("c", "18C in Paris."))).await;
+    mock.push(Reply::Json(200, call));
+    let server = proxy(&yaml(&mock, "")).await;
+    let tools =
+        json!([{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]);
+    let (status, _, body) = post(
+        &server,
+        "/v1/responses",
+        &json!({"model": "m", "input": "Weather in Paris?", "tools": tools}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let r1: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(r1["output"][0]["type"], "function_call");
+    let (status, _, body) = post(
+        &server,
+        "/v1/responses",
+        &json!({"model": "m", "previous_response_id": r1["id"], "tools": tools,
+            "input": [{"type": "function_call_output", "call_id": "call_1", "output": "18C"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        mock.hits()[1].json()["messages"],
+        json!([
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "18C"}
+        ])
+    );
+    server.shutdown().await;
+}

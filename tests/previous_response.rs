@@ -322,3 +322,52 @@ async fn a_tool_round_trip_chains() {
     );
     server.shutdown().await;
 }
+
+/// An `api_type: anthropic` backend: turn 1's tool call comes back to it as
+/// a `tool_use` block before turn 2's `tool_result`.
+#[tokio::test]
+async fn an_anthropic_backend_chains() {
+    let mock = Mock::start(Reply::Raw(
+        200,
+        "application/json",
+        support::anthropic::fixture("message_response.json"),
+    ))
+    .await;
+    let server = proxy(&format!(
+        "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}', api_type: anthropic, api_key: k}}}}\n\
+         proxy_settings: {{enable_responses_endpoint: true, logging: {{files: {{enabled: false}}}}}}\n",
+        mock.url
+    ))
+    .await;
+    let (status, _, body) = post(
+        &server,
+        "/v1/responses",
+        &json!({"model": "m", "input": "weather in Paris?", "max_output_tokens": 100}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let r1: Value = serde_json::from_str(&body).unwrap();
+    let (status, _, body) = post(
+        &server,
+        "/v1/responses",
+        &json!({"model": "m", "previous_response_id": r1["id"], "max_output_tokens": 100,
+            "input": [{"type": "function_call_output", "call_id": "toolu_01A", "output": "18C"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let sent = mock.hits()[1].json();
+    let msgs = sent["messages"].as_array().unwrap();
+    assert_eq!(msgs[0]["role"], "user");
+    assert_eq!(msgs[1]["role"], "assistant");
+    assert!(
+        msgs[1]["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["type"] == "tool_use" && b["id"] == "toolu_01A"),
+        "{sent}"
+    );
+    assert_eq!(msgs[2]["content"][0]["type"], "tool_result", "{sent}");
+    assert_eq!(msgs[2]["content"][0]["tool_use_id"], "toolu_01A");
+    server.shutdown().await;
+}

@@ -154,6 +154,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         sessions: Default::default(),
         listen: addr,
         auth_throttle: Default::default(),
+        recent_responses: Arc::default(),
     });
     let weak = Arc::downgrade(&state);
     crate::router::health_check::spawn(backends, state.client.clone(), move || {

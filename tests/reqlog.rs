@@ -775,7 +775,8 @@ async fn a_client_request_id_never_overwrites_a_record_postgres() {
     support::pg::drop_database(&base, &url).await;
 }
 
-/// The client_request_id migration goes down and up again on SQLite.
+/// The client_request_id and response_id migrations go down and up again
+/// on SQLite.
 #[tokio::test]
 async fn the_client_request_id_migration_is_reversible() {
     let dir = tempfile::tempdir().unwrap();
@@ -786,19 +787,27 @@ async fn the_client_request_id_migration_is_reversible() {
     .unwrap();
     db.migrate().await.unwrap();
     let Db::Sqlite(p) = &db else { unreachable!() };
-    let has_column = || async {
+    let has_column = |name: &'static str| async move {
         sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM pragma_table_info('requests') WHERE name = 'client_request_id'",
+            "SELECT COUNT(*) FROM pragma_table_info('requests') WHERE name = ?",
         )
+        .bind(name)
         .fetch_one(p)
         .await
         .unwrap()
     };
-    assert_eq!(has_column().await, 1);
+    assert_eq!(has_column("client_request_id").await, 1);
+    assert_eq!(has_column("response_id").await, 1);
+    assert_eq!(has_column("response_turn").await, 1);
+    assert_eq!(db.rollback().await.unwrap(), Some(20261207000010));
+    assert_eq!(has_column("response_id").await, 0);
+    assert_eq!(has_column("response_turn").await, 0);
+    assert_eq!(has_column("client_request_id").await, 1);
     assert_eq!(db.rollback().await.unwrap(), Some(20261206000010));
-    assert_eq!(has_column().await, 0);
+    assert_eq!(has_column("client_request_id").await, 0);
     db.migrate().await.unwrap();
-    assert_eq!(has_column().await, 1);
+    assert_eq!(has_column("client_request_id").await, 1);
+    assert_eq!(has_column("response_id").await, 1);
     db.close().await;
 }
 

@@ -50,6 +50,15 @@ pub enum ApiError {
         "request loop detected: this request for model `{0}` already passed through this proxy for the same model (a backend of `{0}` leads back to it)"
     )]
     LoopDetected(String),
+    /// `previous_response_id` names no response yallmp kept for this client.
+    #[error("Previous response with id '{0}' not found.")]
+    PreviousResponseNotFound(String),
+    /// `GET /v1/responses/{id}` for an id yallmp did not keep.
+    #[error("No response found with id '{0}'.")]
+    ResponseNotFound(String),
+    /// The request log's database could not be read for a previous response.
+    #[error("could not read the stored responses: {0}")]
+    ResponseStore(String),
 }
 
 impl ApiError {
@@ -63,7 +72,10 @@ impl ApiError {
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::ModelNotFound { .. }
             | ApiError::EndpointDisabled(_)
-            | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            | ApiError::RouteNotFound(_)
+            | ApiError::PreviousResponseNotFound(_)
+            | ApiError::ResponseNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::ResponseStore(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Upstream { failure, .. } => match &failure.last {
                 LastFailure::Http { status, .. } => *status,
@@ -103,6 +115,13 @@ impl ApiError {
                 ("invalid_request_error", json!("reasoning_not_found"))
             }
             ApiError::LoopDetected(_) => ("invalid_request_error", json!("loop_detected")),
+            // OpenAI's own shape for an unknown previous response.
+            ApiError::PreviousResponseNotFound(_) => {
+                return json!({"error": {"message": self.to_string(), "type": "invalid_request_error",
+                    "param": "previous_response_id", "code": "previous_response_not_found"}});
+            }
+            ApiError::ResponseNotFound(_) => ("invalid_request_error", json!("not_found")),
+            ApiError::ResponseStore(_) => ("server_error", json!("response_store_unavailable")),
         };
         json!({"error": {"message": self.to_string(), "type": kind, "code": code}})
     }

@@ -13,6 +13,7 @@ pub mod health;
 pub mod logs;
 pub mod metrics;
 pub mod openai;
+pub mod previous;
 pub mod relay;
 pub mod routes;
 pub mod session;
@@ -76,6 +77,9 @@ pub struct AppState {
     pub auth_throttle: throttle::Throttle,
     /// Interleaved thinking's stores (`model_params.interleaved_thinking`).
     pub thinking: Arc<crate::thinking::Thinking>,
+    /// Translated Responses answers kept for `previous_response_id` until
+    /// the log's writer has stored them (see `previous`).
+    pub recent_responses: Arc<previous::Recent>,
 }
 
 pub type Shared = Arc<AppState>;

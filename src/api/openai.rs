@@ -277,6 +277,34 @@ async fn forward(
         }
         None => (&raw, parsed),
     };
+    // `previous_response_id` on translated backends: the conversation
+    // rebuilt from the turns yallmp kept (see `previous`).
+    let mut chain = None;
+    let chain_holder;
+    let own_id = parts
+        .extensions
+        .get::<super::LogIds>()
+        .and_then(|i| i.own.to_str().ok())
+        .unwrap_or("");
+    let prepared = match endpoint {
+        Endpoint::Responses => {
+            super::previous::prepare(state, &live, &plan, raw, &parts.headers, own_id).await?
+        }
+        _ => None,
+    };
+    let (raw, parsed) = match prepared {
+        Some((c, expanded)) => {
+            chain = Some(c);
+            match expanded {
+                Some(b) => {
+                    chain_holder = b;
+                    (&chain_holder, RequestBody::parse(&chain_holder)?)
+                }
+                None => (raw, parsed),
+            }
+        }
+        None => (raw, parsed),
+    };
     let mut pending = None;
     let mut cache_status = None;
     if let Some(c) = state.cache.as_ref().filter(|c| c.covers(endpoint)) {
@@ -396,6 +424,12 @@ async fn forward(
             {
                 sent = out.map_err(|e| translation_failed(&e, &live.scrubber))?;
             }
+            if let Some(c) = chain
+                .as_ref()
+                .filter(|_| status.is_success() && wire != Endpoint::Responses)
+            {
+                sent = c.json(&sent, guard);
+            }
             if let Some(p) = pending.filter(|_| status.is_success()) {
                 p.store_body(status.as_u16(), &headers, sent.clone());
             }
@@ -448,9 +482,18 @@ async fn forward(
                     p.session(parsed.get("tools"), live.config.logging.log_parsed_stream)
                         .with_keep_limit(live.config.logging.max_body_bytes)
                 });
+            let mut owned = owned;
+            let from_chat = match chain.filter(|_| {
+                status.is_success()
+                    && endpoint == Endpoint::Responses
+                    && wire != Endpoint::Responses
+            }) {
+                Some(c) => Some(c.stream(&mut owned)),
+                None => protocol::stream_from_chat(endpoint, wire),
+            };
             let convert = Converters {
                 to_chat: protocol::stream_to_chat(endpoint, wire, raw),
-                from_chat: protocol::stream_from_chat(endpoint, wire),
+                from_chat,
             };
             let remember = thinking
                 .as_ref()

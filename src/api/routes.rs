@@ -121,6 +121,14 @@ fn openai_routes() -> Vec<Route> {
         )),
         route(
             Method::GET,
+            "/responses/{id}",
+            "A Responses object yallmp made (a translated answer, from the request log)",
+            None,
+            Some("Object"),
+            get(super::previous::get),
+        ),
+        route(
+            Method::GET,
             "/models",
             "The models clients can ask for",
             None,

@@ -81,6 +81,9 @@ pub struct Row {
     pub error: Option<String>,
     /// What the response cache did.
     pub cache: Option<&'static str>,
+    /// A translated Responses answer's id and turn (`api::previous`).
+    pub response_id: Option<String>,
+    pub response_turn: Option<String>,
 }
 
 impl Row {
@@ -119,6 +122,12 @@ impl Row {
             error: r.error.map(|e| s.scrub(e)),
             cache: r.cache,
             client_request_id: r.client_request_id.map(|c| s.scrub(c)),
+            response_turn: r
+                .response_turn
+                .as_ref()
+                .and_then(|t| t.get())
+                .map(|t| s.scrub(t.clone())),
+            response_id: r.response_id,
             id: r.id,
             method: r.method,
             path: r.path,
@@ -129,7 +138,7 @@ impl Row {
 }
 
 /// Rows per SQLite `INSERT` statement: one statement (one trip to the
-/// connection's thread) for many rows; 29 values a row stays far below
+/// connection's thread) for many rows; 31 values a row stays far below
 /// SQLite's limit on bound values.
 const SQLITE_ROWS_PER_INSERT: usize = 32;
 
@@ -146,14 +155,14 @@ fn sqlite_insert_sql(n: usize) -> &'static str {
             "INSERT INTO requests (id, started_at, method, path, client_addr, model, backend, status, outcome, stream, \
              attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, request_headers, request_body, \
              request_body_truncated, attempts, response_headers, response_body, response_body_truncated, chunks, chunks_truncated, parsed, error, cache, \
-             client_request_id) \
+             client_request_id, response_id, response_turn) \
              VALUES ",
         );
         for i in 0..n {
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+            sql.push_str("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
         }
         sql
     })
@@ -372,7 +381,9 @@ impl Db {
                             .bind(&r.parsed)
                             .bind(&r.error)
                             .bind(r.cache)
-                            .bind(&r.client_request_id);
+                            .bind(&r.client_request_id)
+                            .bind(&r.response_id)
+                            .bind(&r.response_turn);
                     }
                     written += q.execute(&mut *tx).await?.rows_affected();
                 }
@@ -385,9 +396,9 @@ impl Db {
                         "INSERT INTO requests (id, started_at, method, path, client_addr, model, backend, status, outcome, stream, \
                          attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, request_headers, request_body, \
                          request_body_text, request_body_truncated, attempts, response_headers, response_body, response_body_text, \
-                         response_body_truncated, chunks, chunks_truncated, parsed, error, cache, client_request_id) \
+                         response_body_truncated, chunks, chunks_truncated, parsed, error, cache, client_request_id, response_id, response_turn) \
                          VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17::jsonb,$18::jsonb,$19,$20,$21::jsonb,$22::jsonb,\
-                         $23::jsonb,$24,$25,$26::jsonb,$27,$28::jsonb,$29,$30,$31) \
+                         $23::jsonb,$24,$25,$26::jsonb,$27,$28::jsonb,$29,$30,$31,$32,$33) \
                          ON CONFLICT (id) DO NOTHING",
                     )
                     .bind(pg_text(&r.id))
@@ -421,6 +432,8 @@ impl Db {
                     .bind(r.error.as_deref().map(pg_text))
                     .bind(r.cache)
                     .bind(r.client_request_id.as_deref().map(pg_text))
+                    .bind(r.response_id.as_deref().map(pg_text))
+                    .bind(r.response_turn.as_deref().map(pg_text))
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
@@ -430,6 +443,36 @@ impl Db {
             }
         }
         Ok(written)
+    }
+
+    /// The turn of the translated Responses answer `response_id` (the
+    /// newest, should an id repeat), or `None`: one indexed lookup.
+    pub async fn fetch_response_turn(
+        &self,
+        response_id: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        use sqlx::Row as _;
+        let row = match self {
+            Db::Sqlite(p) => sqlx::query(
+                "SELECT response_turn FROM requests WHERE response_id = ? \
+                     AND response_turn IS NOT NULL ORDER BY started_at DESC LIMIT 1",
+            )
+            .bind(response_id)
+            .fetch_optional(p)
+            .await?
+            .map(|r| r.try_get::<String, _>(0))
+            .transpose()?,
+            Db::Postgres(p) => sqlx::query(
+                "SELECT response_turn FROM requests WHERE response_id = $1 \
+                     AND response_turn IS NOT NULL ORDER BY started_at DESC LIMIT 1",
+            )
+            .bind(pg_text(response_id))
+            .fetch_optional(p)
+            .await?
+            .map(|r| r.try_get::<String, _>(0))
+            .transpose()?,
+        };
+        Ok(row)
     }
 
     /// The logged request with this id, for replay.

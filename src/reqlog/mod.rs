@@ -66,6 +66,10 @@ impl Outcome {
     }
 }
 
+/// Where a translated Responses answer's turn is put once it is whole
+/// (written with the record; see `api::previous`).
+pub type TurnSlot = Arc<std::sync::OnceLock<String>>;
+
 /// One stream frame as sent to the client, with its offset from the start
 /// of the request.
 #[derive(Debug, Clone)]
@@ -84,6 +88,12 @@ pub struct Record {
     /// The client's `x-request-id`, when it sent one: kept, searchable,
     /// never a key.
     pub client_request_id: Option<String>,
+    /// The id yallmp gave a Responses answer it made itself (translated
+    /// from chat completions or Anthropic Messages).
+    pub response_id: Option<String>,
+    /// That answer's turn as JSON (see `api::previous`): set for a JSON
+    /// answer at once, for a stream when its `response.completed` passes.
+    pub response_turn: Option<TurnSlot>,
     pub started_at: DateTime<Utc>,
     pub method: String,
     pub path: String,
@@ -132,6 +142,8 @@ impl Record {
         Record {
             id,
             client_request_id: None,
+            response_id: None,
+            response_turn: None,
             started_at: Utc::now(),
             method,
             path,

@@ -78,6 +78,12 @@ impl ChatToResponses {
         }
     }
 
+    /// The same, the response's id fixed to `id` (one yallmp made) instead
+    /// of taken from the first chunk.
+    pub fn with_id(id: String) -> Self {
+        ChatToResponses { id, ..Self::new() }
+    }
+
     fn emit(&mut self, out: &mut Vec<Bytes>, kind: &str, mut v: Value) {
         v["type"] = json!(kind);
         v["sequence_number"] = json!(self.seq);
@@ -106,7 +112,9 @@ impl ChatToResponses {
             return;
         }
         self.started = true;
-        self.id = chunk["id"].as_str().unwrap_or("chat").to_string();
+        if self.id.is_empty() {
+            self.id = chunk["id"].as_str().unwrap_or("chat").to_string();
+        }
         self.model = chunk["model"].clone();
         self.created = chunk["created"].as_u64().unwrap_or(0);
         let r = self.response(Some("in_progress"));

@@ -522,6 +522,40 @@ async fn stub_backend_models_and_health() {
     server.shutdown().await;
 }
 
+/// Claude Code probes `HEAD /` at start: the root answers like `/healthz`
+/// (200; a `HEAD` has no body), without a client key even when keys are
+/// configured, and is not sent to any backend.
+#[tokio::test]
+async fn head_and_get_of_the_root_answer_like_healthz() {
+    let mock = Mock::start(Reply::Echo).await;
+    let server = proxy(&format!(
+        "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}'}}}}\nproxy_settings: {{auth: {{api_keys: ['ck-one']}}}}\n",
+        mock.url
+    ))
+    .await;
+    for path in ["/", "/healthz"] {
+        let r = client()
+            .head(format!("{}{path}", server.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "HEAD {path}");
+        assert!(r.bytes().await.unwrap().is_empty(), "HEAD {path}");
+    }
+    let r = client()
+        .get(format!("{}/", server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert!(v["uptime_seconds"].is_u64());
+    assert_eq!(mock.count(), 0);
+    server.shutdown().await;
+}
+
 /// Each serving thread (`workers: N`) has its own upstream pool: two client
 /// connections, handed to two threads, reach the upstream on a connection
 /// each even though their requests never overlap. One thread, or the shared

@@ -189,3 +189,158 @@ async fn legacy_completions_pass_through() {
     assert_eq!(status, 501, "{body}");
     assert_eq!(anthropic.count(), 0);
 }
+
+/// A Responses stream that ended in failure, as the Responses API ends one:
+/// every event has an integer `sequence_number`, strictly increasing; the
+/// last two are `error` (`code`, `message`, `param`, a string code) and
+/// `response.failed` with the same code and message in `response.error`.
+/// Returns the events.
+fn assert_failed(body: &str, code: &str, message: &str) -> Vec<Value> {
+    let evs = events(body);
+    let mut last: Option<u64> = None;
+    for v in &evs {
+        let n = v["sequence_number"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no integer sequence_number: {v}\n{body}"));
+        assert!(last.is_none_or(|l| n > l), "not increasing at {v}\n{body}");
+        last = Some(n);
+    }
+    let [.., error, failed] = &evs[..] else {
+        panic!("{body}")
+    };
+    assert_eq!(error["type"], "error", "{body}");
+    assert_eq!(error["code"], code, "{error}");
+    assert!(error["param"].is_null(), "{error}");
+    let text = error["message"].as_str().unwrap();
+    assert!(text.contains(message), "{error}");
+    // The same as an `error` object, as OpenAI's own streams send it.
+    assert_eq!(error["error"]["code"], code, "{error}");
+    assert_eq!(error["error"]["message"], text, "{error}");
+    assert_eq!(failed["type"], "response.failed", "{body}");
+    assert_eq!(failed["response"]["object"], "response", "{failed}");
+    assert_eq!(failed["response"]["status"], "failed", "{failed}");
+    assert_eq!(
+        failed["response"]["error"],
+        json!({"code": code, "message": text}),
+        "{failed}"
+    );
+    evs
+}
+
+#[tokio::test]
+async fn a_translated_stream_cut_mid_way_ends_with_error_and_response_failed() {
+    let mock = Mock::start(Reply::SseCut(vec![chunk("Hel"), chunk("lo")])).await;
+    let server = server(&mock, ", supports_responses: false").await;
+    let req = json!({"model": "m", "input": "hi", "stream": true});
+    let (status, _, body) = post(&server, "/v1/responses", &req).await;
+    assert_eq!(status, 200, "{body}");
+    let evs = assert_failed(&body, "stream_interrupted", "upstream stream failed");
+    assert_eq!(evs[0]["type"], "response.created");
+    // The numbering continues the translator's: 0, 1, 2, …
+    for (i, v) in evs.iter().enumerate() {
+        assert_eq!(v["sequence_number"], i, "{v}");
+    }
+    let failed = &evs.last().unwrap()["response"];
+    assert_eq!(failed["id"], evs[0]["response"]["id"]);
+    assert_eq!(failed["output"][0]["content"][0]["text"], "Hello");
+    assert_eq!(failed["output"][0]["status"], "incomplete");
+    assert!(!body.contains("response.completed"), "{body}");
+}
+
+#[tokio::test]
+async fn an_upstream_error_mid_stream_ends_a_translated_stream_as_failed() {
+    let error = "data: {\"error\":{\"message\":\"The model is overloaded.\",\"type\":\"server_error\",\"code\":null}}\n\n";
+    let mock = Mock::start(Reply::Sse {
+        frames: vec![chunk("Hi"), error.to_string()],
+        gap: std::time::Duration::from_millis(1),
+    })
+    .await;
+    let server = server(&mock, ", supports_responses: false").await;
+    let req = json!({"model": "m", "input": "hi", "stream": true});
+    let (status, _, body) = post(&server, "/v1/responses", &req).await;
+    assert_eq!(status, 200, "{body}");
+    // No code upstream: its type stands in (clients want a string).
+    assert_failed(&body, "server_error", "The model is overloaded.");
+}
+
+#[tokio::test]
+async fn proxy_made_errors_end_a_translated_stream_as_failed() {
+    // An event past max_event_bytes, then an upstream gone silent past
+    // the gap (request_timeout).
+    let endless = format!("data: {{\"x\": \"{}", "x".repeat(100_000));
+    let mock = Mock::start(Reply::SseStall(vec![chunk("hello "), endless])).await;
+    let server = proxy(&format!(
+        "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}', supports_responses: false, timeout: 1}}}}\nrouter_settings: {{num_retries: 0}}\nproxy_settings: {{enable_responses_endpoint: true, streaming: {{max_event_bytes: 65536}}}}\n",
+        mock.url
+    ))
+    .await;
+    let req = json!({"model": "m", "input": "hi", "stream": true});
+    let (status, _, body) = post(&server, "/v1/responses", &req).await;
+    assert_eq!(status, 200, "{body}");
+    assert_failed(
+        &body,
+        "upstream_event_too_large",
+        "max_event_bytes (65536 bytes)",
+    );
+    mock.push(Reply::SseStall(vec![chunk("slow")]));
+    let (status, _, body) = post(&server, "/v1/responses", &req).await;
+    assert_eq!(status, 200, "{body}");
+    assert_failed(&body, "upstream_timeout", "upstream stream failed");
+}
+
+#[tokio::test]
+async fn a_stream_from_an_anthropic_backend_cut_mid_way_ends_as_failed() {
+    let mut f = frames("stream_tool_thinking.sse");
+    f.truncate(4);
+    let mock = Mock::start(Reply::SseCut(f)).await;
+    let server = server(&mock, ", api_type: anthropic, api_key: k").await;
+    let req = json!({"model": "m", "input": "weather?", "stream": true});
+    let (status, _, body) = post(&server, "/v1/responses", &req).await;
+    assert_eq!(status, 200, "{body}");
+    let evs = assert_failed(&body, "stream_interrupted", "upstream stream failed");
+    assert_eq!(evs[0]["type"], "response.created");
+}
+
+#[tokio::test]
+async fn a_native_responses_stream_cut_by_the_proxy_ends_numbered_after_it() {
+    let ev = |name: &str, v: Value| format!("event: {name}\ndata: {v}\n\n");
+    let created = json!({"type": "response.created", "sequence_number": 0,
+        "response": {"id": "resp_native", "object": "response", "status": "in_progress", "model": "up", "output": []}});
+    let delta = json!({"type": "response.output_text.delta", "sequence_number": 1,
+        "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "Hel"});
+    let frames = vec![
+        ev("response.created", created.clone()),
+        ev("response.output_text.delta", delta.clone()),
+    ];
+    let mock = Mock::start(Reply::SseCut(frames.clone())).await;
+    let server = server(&mock, "").await;
+    let req = json!({"model": "m", "input": "hi", "stream": true});
+    let (status, _, body) = post(&server, "/v1/responses", &req).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(mock.hits()[0].path, "/v1/responses");
+    // The backend's own events pass as they came.
+    assert!(body.starts_with(&frames.concat()), "{body}");
+    let evs = assert_failed(&body, "stream_interrupted", "upstream stream failed");
+    assert_eq!(evs.len(), 4, "{body}");
+    assert_eq!(evs[2]["sequence_number"], 2);
+    assert_eq!(evs[3]["sequence_number"], 3);
+    assert_eq!(evs[3]["response"]["id"], "resp_native");
+    assert_eq!(evs[3]["response"]["model"], "up");
+    // A backend's own error event is relayed as it is, nothing added.
+    let own = ev(
+        "error",
+        json!({"type": "error", "sequence_number": 2, "code": "server_error", "message": "boom", "param": null}),
+    );
+    mock.push(Reply::Sse {
+        frames: vec![
+            ev("response.created", created),
+            ev("response.output_text.delta", delta),
+            own.clone(),
+        ],
+        gap: std::time::Duration::from_millis(1),
+    });
+    let (status, _, body) = post(&server, "/v1/responses", &req).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.ends_with(&own), "{body}");
+    assert_eq!(events(&body).len(), 3, "{body}");
+}

@@ -167,11 +167,13 @@ pub fn check_messages(frames: &[Bytes]) {
 }
 
 /// Responses events: the name is the data's type, sequence numbers count
-/// from 0, one terminal `response.*` event (or `error`) at most, and it is
-/// last; output items are added in order (0, 1, ...), one open at a time,
+/// from 0, one terminal `response.*` event at most, and it is last; an
+/// `error` is followed by `response.failed` (with the error's code and
+/// message in `response.error`) and nothing else; output items are added in order (0, 1, ...), one open at a time,
 /// `done` for the open one, other events only for items added.
 pub fn check_responses(frames: &[Bytes]) {
     let mut ended = false;
+    let mut error: Option<Value> = None;
     let mut next_item = 0;
     let mut open: Option<u64> = None;
     let Some(events) = events(frames) else { return };
@@ -181,6 +183,16 @@ pub fn check_responses(frames: &[Bytes]) {
         assert_eq!(name.as_deref(), Some(ty), "event name = type: {v}");
         assert_eq!(v["sequence_number"], i as u64, "sequence numbers: {v}");
         assert!(!ended, "nothing after the terminal event: {v}");
+        if let Some(e) = error.take() {
+            assert_eq!(ty, "response.failed", "response.failed after error: {v}");
+            assert_eq!(v["response"]["status"], "failed", "{v}");
+            assert_eq!(v["response"]["error"]["code"], e["code"], "{v}");
+            assert_eq!(v["response"]["error"]["message"], e["message"], "{v}");
+        }
+        if ty == "error" {
+            assert!(v["code"].is_string() && v["message"].is_string(), "{v}");
+            error = Some(v.clone());
+        }
         if i == 0 {
             assert!(
                 ty == "response.created" || ty == "error",
@@ -189,7 +201,7 @@ pub fn check_responses(frames: &[Bytes]) {
         }
         ended = matches!(
             ty,
-            "response.completed" | "response.failed" | "response.incomplete" | "error"
+            "response.completed" | "response.failed" | "response.incomplete"
         );
         let index = v["output_index"].as_u64();
         match ty {

@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use super::Shared;
 use crate::router::state::Health;
 
-/// `GET /healthz`: the process is up and serving.
+/// `GET /healthz` (and `GET /`; `HEAD` of either answers the same with no
+/// body): the process is up and serving.
 pub async fn healthz(State(state): State<Shared>) -> Json<Value> {
     Json(json!({
         "status": "ok",

@@ -15,7 +15,8 @@ use serde_json::json;
 use super::openai::{Tokens, note_parsed};
 use crate::cache;
 use crate::pipeline::response::Session;
-use crate::protocol::Convert;
+use crate::protocol::responses::stream::NativeResponses;
+use crate::protocol::{Convert, StreamFailure};
 use crate::reqlog::{Outcome, RecordGuard};
 use crate::router::stream::SseSource;
 use crate::sse;
@@ -36,7 +37,10 @@ impl Converters {
 }
 
 /// An upstream failure after the first byte ends the stream with an error
-/// event (never a fake `[DONE]` or `message_stop`). Dropping the body
+/// event (never a fake `[DONE]` or `message_stop`); a Responses client gets
+/// `error` and `response.failed`, numbered after the events before them,
+/// whether the stream was translated or relayed from a native Responses
+/// backend. Dropping the body
 /// (client gone) drops the upstream response, which cancels the upstream
 /// request, and the record guard notes the disconnect.
 #[allow(clippy::too_many_arguments)]
@@ -77,6 +81,9 @@ pub(super) fn relay(
         /// Masks secrets in the upstream's error events before the client
         /// gets them (an error may quote the backend's key).
         scrubber: std::sync::Arc<crate::reqlog::redact::Scrubber>,
+        /// A native Responses stream relayed as it is, followed so that a
+        /// proxy-made error ends it well-formed.
+        native: Option<NativeResponses>,
     }
     impl Relay {
         /// Frames (already through the first stage) through the parsers and
@@ -131,6 +138,9 @@ pub(super) fn relay(
                     if self.failed.is_none() {
                         self.failed = Some(self.scrubber.scrub_upstream(message));
                     }
+                }
+                if let Some(n) = &mut self.native {
+                    n.on_frame(&frame);
                 }
                 self.tokens.usage.on_frame(&frame);
                 if let Some(t) = &mut self.tee {
@@ -207,7 +217,9 @@ pub(super) fn relay(
             }
         }
     }
+    let native = (endpoint == Endpoint::Responses && convert.none()).then(NativeResponses::new);
     let state = Relay {
+        native,
         tokens,
         queue: VecDeque::from(first),
         source: Some(rest),
@@ -278,26 +290,38 @@ pub(super) fn relay(
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "upstream stream failed after the first byte");
-                    let frame = if src.event_too_large() {
-                        error_frame("upstream_event_too_large", &e, endpoint)
-                    } else {
-                        stream_error_frame(&e, endpoint)
-                    };
+                    let failure = stream_failure(&e, src.event_too_large());
                     st.source = None;
                     // A broken stream is never cached, nor remembered.
                     st.tee = None;
                     st.remember = None;
                     // Whatever the stages held goes out before the error.
-                    let tail = st.end(false);
+                    let mut out: Vec<Bytes> = st.end(false).into_iter().collect();
+                    let held = out.len();
+                    // The client's dialect's own ending (numbered after
+                    // the events before it), else the plain error event.
+                    let own = match (&mut st.convert.from_chat, &mut st.native) {
+                        (Some(conv), _) => conv.fail(&failure, &mut out),
+                        (None, Some(native)) => {
+                            native.fail(&failure, &mut out);
+                            true
+                        }
+                        (None, None) => false,
+                    };
+                    if !own {
+                        out.push(error_frame(&failure, endpoint));
+                    }
                     if let Some(r) = st.guard.record() {
-                        r.push_frame(&frame);
+                        for f in &out[held..] {
+                            r.push_frame(f);
+                        }
                         r.error = Some(format!("upstream stream failed: {e}"));
                     }
                     st.guard.finish(Outcome::UpstreamError);
-                    let out = match tail {
-                        Some(t) => join(&[t, frame]),
-                        None => frame,
-                    };
+                    let out = join(&out);
+                    if out.is_empty() {
+                        return None;
+                    }
                     return Some((Ok(out), st));
                 }
             }
@@ -321,33 +345,41 @@ pub fn join(frames: &[Bytes]) -> Bytes {
     }
 }
 
-/// The event that ends a stream the upstream broke, in the client's dialect.
-pub fn stream_error_frame(e: &UpstreamError, endpoint: Endpoint) -> Bytes {
+/// Why the proxy ends a stream the upstream broke: its code
+/// (`upstream_event_too_large`, `upstream_timeout`, else
+/// `stream_interrupted`) and message.
+pub fn stream_failure(e: &UpstreamError, too_large: bool) -> StreamFailure {
     let code = match e {
+        _ if too_large => "upstream_event_too_large",
         UpstreamError::BodyTimeout(_) | UpstreamError::Timeout(_) => "upstream_timeout",
         _ => "stream_interrupted",
     };
-    error_frame(code, e, endpoint)
+    StreamFailure::proxy(code, format!("upstream stream failed: {e}"))
 }
 
-/// The error event that ends a broken stream, with its `code`.
-fn error_frame(code: &str, e: &UpstreamError, endpoint: Endpoint) -> Bytes {
-    let message = format!("upstream stream failed: {e}");
+/// The plain error event that ends a broken stream, in the client's
+/// dialect (a Responses client gets its translator's or the native
+/// stream's numbered events instead; this one is the fallback).
+fn error_frame(f: &StreamFailure, endpoint: Endpoint) -> Bytes {
     let error = json!({
-        "message": message,
-        "type": "upstream_error",
-        "code": code,
+        "message": f.message,
+        "type": f.kind,
+        "code": f.code,
     });
     match endpoint {
-        Endpoint::Responses => sse::named_frame(
-            "error",
-            json!({"type": "error", "code": code, "message": message, "error": error})
-                .to_string()
-                .as_bytes(),
-        ),
+        Endpoint::Responses => {
+            let mut out = Vec::new();
+            crate::protocol::responses::stream::failure_events(
+                &mut 0,
+                serde_json::Value::Null,
+                f,
+                &mut out,
+            );
+            join(&out)
+        }
         Endpoint::Messages => sse::named_frame(
             "error",
-            json!({"type": "error", "error": {"type": "api_error", "message": message}})
+            json!({"type": "error", "error": {"type": "api_error", "message": f.message}})
                 .to_string()
                 .as_bytes(),
         ),

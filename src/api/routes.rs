@@ -286,6 +286,16 @@ fn admin_routes() -> Vec<Route> {
 
 fn root_routes() -> Vec<Route> {
     vec![
+        // Clients probe the root at start (Claude Code sends `HEAD /`):
+        // it answers like `/healthz` (a `HEAD` with no body).
+        route(
+            Method::GET,
+            "/",
+            "Liveness, as `/healthz` (`HEAD /` too, with no body)",
+            None,
+            Some("Object"),
+            get(health::healthz),
+        ),
         route(
             Method::GET,
             "/healthz",

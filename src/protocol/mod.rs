@@ -40,6 +40,66 @@ pub trait Convert: Send {
     fn frame(&mut self, frame: &[u8], out: &mut Vec<Bytes>);
     /// The upstream stream ended cleanly: what is still held back.
     fn end(&mut self, out: &mut Vec<Bytes>);
+    /// The stream broke after its first event (the proxy's own error: a
+    /// cut, a timeout, an event past the bound): the events that end it in
+    /// the client's dialect. `false` when this translator has none of its
+    /// own, and the relay sends its plain error event.
+    fn fail(&mut self, _failure: &StreamFailure, _out: &mut Vec<Bytes>) -> bool {
+        false
+    }
+}
+
+/// Why a stream ends before its end: an upstream error event's error, or
+/// the proxy's own (`stream_interrupted`, `upstream_timeout`,
+/// `upstream_event_too_large`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamFailure {
+    /// Always a string: clients check it is one.
+    pub code: String,
+    /// The error's `type` (`upstream_error` for the proxy's own).
+    pub kind: String,
+    pub message: String,
+    /// The upstream's `param`, when it named one.
+    pub param: Value,
+}
+
+impl StreamFailure {
+    /// The proxy's own error, with its `code`.
+    pub fn proxy(code: &str, message: String) -> Self {
+        StreamFailure {
+            code: code.to_string(),
+            kind: "upstream_error".to_string(),
+            message,
+            param: Value::Null,
+        }
+    }
+
+    /// An upstream error object (`{"message","type","code","param"}`, each
+    /// optional) with its message: a code that is a number becomes its
+    /// text, a missing one the error's type, else `upstream_error`.
+    pub fn upstream(message: String, e: &Value) -> Self {
+        let kind = e
+            .get("type")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .unwrap_or("upstream_error")
+            .to_string();
+        let code = match e.get("code") {
+            Some(Value::String(c)) if !c.is_empty() => c.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => kind.clone(),
+        };
+        let param = match e.get("param") {
+            Some(Value::String(p)) => Value::String(p.clone()),
+            _ => Value::Null,
+        };
+        StreamFailure {
+            code,
+            kind,
+            message,
+            param,
+        }
+    }
 }
 
 /// The endpoint `backend` is sent a request for `endpoint` on, or why it

@@ -9,6 +9,8 @@ that file checks) serves:
   Responses API reaches it translated to chat completions.
 - `tools`: a small OpenAI-compatible upstream started here that answers with
   a tool call whenever the request has tools (plain and streamed).
+- `cut` / `upstream-error`: the same upstream, whose stream is cut after its
+  first event / carries an error event after it (a failed Responses stream).
 - `via-anthropic` / `tools-via-anthropic`: `api_type: anthropic` backends whose
   Anthropic-compatible endpoint is this same yallmp (its `/v1/messages`), with
   `target_model` `stub-chat` / `tools`. A chat request to them goes out as
@@ -57,6 +59,17 @@ class ToolUpstream(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         tools = body.get("tools") or []
         model = body.get("model", "tools")
+        if model == "cut":
+            self.cut()
+            return
+        if model == "upstream-error":
+            c = {"id": "chatcmpl-err", "object": "chat.completion.chunk", "created": 1,
+                 "model": model,
+                 "choices": [{"index": 0, "delta": {"content": "Half"}, "finish_reason": None}]}
+            e = {"error": {"message": "The backend ran out of capacity.", "type": "server_error"}}
+            self.reply("text/event-stream",
+                       f"data: {json.dumps(c)}\n\ndata: {json.dumps(e)}\n\n".encode())
+            return
         if tools:
             name = tools[0]["function"]["name"]
             args = json.dumps(TOOL_ARGS)
@@ -101,6 +114,19 @@ class ToolUpstream(BaseHTTPRequestHandler):
         frames.append("data: [DONE]\n\n")
         self.reply("text/event-stream", "".join(frames).encode())
 
+    def cut(self) -> None:
+        """A chunked event stream cut after its first event (no last chunk)."""
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        c = {"id": "chatcmpl-cut", "object": "chat.completion.chunk", "created": 1, "model": "cut",
+             "choices": [{"index": 0, "delta": {"content": "Half"}, "finish_reason": None}]}
+        data = f"data: {json.dumps(c)}\n\n".encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+        self.close_connection = True
+
     def reply(self, content_type: str, data: bytes) -> None:
         self.send_response(200)
         self.send_header("content-type", content_type)
@@ -133,6 +159,10 @@ def proxy_url(request, tmp_path_factory, tool_upstream) -> str:
         {"model_name": "stub-chat-only",
          "model_params": {"api_type": "stub", "supports_responses": False}},
         {"model_name": "tools",
+         "model_params": {"api_base": tool_upstream, "supports_responses": False}},
+        {"model_name": "cut",
+         "model_params": {"api_base": tool_upstream, "supports_responses": False}},
+        {"model_name": "upstream-error",
          "model_params": {"api_base": tool_upstream, "supports_responses": False}},
         {"model_name": "via-anthropic",
          "model_params": {"api_type": "anthropic", "api_base": base, "api_key": CLIENT_KEY,
@@ -322,3 +352,32 @@ def test_responses_tools(oai, model):
         final = s.get_final_response()
     calls = [o for o in final.output if o.type == "function_call"]
     assert json.loads(calls[0].arguments) == TOOL_ARGS
+
+
+def test_responses_stream_cut_shows_the_proxys_error(oai):
+    """A translated Responses stream the upstream cuts: the SDK's stream
+    raises yallmp's error (from its `error` event), after the events before
+    it, all numbered."""
+    seen = []
+    with pytest.raises(openai.APIError) as err:
+        with oai.responses.stream(model="cut", input="hi") as s:
+            for event in s:
+                seen.append(event)
+    assert "upstream stream failed" in err.value.message
+    assert err.value.body["code"] == "stream_interrupted"
+    assert seen[0].type == "response.created"
+    assert "Half" in [e.delta for e in seen if e.type == "response.output_text.delta"]
+    numbers = [e.sequence_number for e in seen]
+    assert numbers == list(range(len(numbers)))
+
+
+def test_responses_stream_upstream_error_shows_its_message(oai):
+    """An error event from a chat backend in the middle of a translated
+    Responses stream: the SDK's stream raises with the backend's message
+    (the `error` event carries it as an `error` object too)."""
+    with pytest.raises(openai.APIError) as err:
+        with oai.responses.stream(model="upstream-error", input="hi") as s:
+            for _ in s:
+                pass
+    assert err.value.message == "The backend ran out of capacity."
+    assert err.value.body["code"] == "server_error"

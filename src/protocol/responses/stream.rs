@@ -2,9 +2,14 @@
 //! `response.created`, `response.in_progress`, then per output item
 //! (reasoning, message, function call) its `output_item.added`, deltas and
 //! `.done` events, and `response.completed` (or `response.incomplete`) with
-//! the whole response and its usage.
+//! the whole response and its usage. A stream that fails ends as the
+//! Responses API ends one: an `error` event, then `response.failed` with
+//! the error in `response.error`; every event numbered.
+//!
+//! [`NativeResponses`] follows a native Responses stream relayed as it is,
+//! so that an error the proxy makes ends it the same way.
 
-use crate::protocol::{FromChat, next_chunk};
+use crate::protocol::{FromChat, StreamFailure, next_chunk};
 use std::collections::HashMap;
 
 use bytes::Bytes;
@@ -31,12 +36,47 @@ struct Item {
 
 impl Item {
     fn done(&self) -> Value {
+        self.with_status("completed")
+    }
+
+    fn with_status(&self, status: &str) -> Value {
         match self.kind {
             Kind::Reasoning => reasoning_item(&self.id, &self.text),
-            Kind::Message => message_item(&self.id, &self.text, "completed"),
-            Kind::Call => call_item(&self.id, &self.call_id, &self.name, &self.text, "completed"),
+            Kind::Message => message_item(&self.id, &self.text, status),
+            Kind::Call => call_item(&self.id, &self.call_id, &self.name, &self.text, status),
         }
     }
+}
+
+/// One event, numbered `seq` (then the next number).
+fn emit_at(seq: &mut u64, out: &mut Vec<Bytes>, kind: &str, mut v: Value) {
+    v["type"] = json!(kind);
+    v["sequence_number"] = json!(*seq);
+    *seq += 1;
+    out.push(sse::named_frame(kind, v.to_string().as_bytes()));
+}
+
+/// The events that end a failed stream, numbered from `seq`: `error`, with
+/// the fields of OpenAI's `ResponseErrorEvent` at the top (`code`,
+/// `message`, `param`) and the same as an `error` object (as OpenAI's own
+/// streams send it, and what the SDKs that look for `error` read), then
+/// `response.failed`: `response` with status `failed` and
+/// `error: {code, message}`.
+pub fn failure_events(seq: &mut u64, mut response: Value, f: &StreamFailure, out: &mut Vec<Bytes>) {
+    let error = json!({"type": f.kind, "code": f.code, "message": f.message, "param": f.param});
+    emit_at(
+        seq,
+        out,
+        "error",
+        json!({"code": f.code, "message": f.message, "param": f.param, "error": error}),
+    );
+    if !response.is_object() {
+        response = json!({"object": "response", "output": []});
+    }
+    response["status"] = json!("failed");
+    response["error"] = json!({"code": f.code, "message": f.message});
+    response["incomplete_details"] = Value::Null;
+    emit_at(seq, out, "response.failed", json!({"response": response}));
 }
 
 /// Chat chunks → Responses events.
@@ -84,11 +124,33 @@ impl ChatToResponses {
         ChatToResponses { id, ..Self::new() }
     }
 
-    fn emit(&mut self, out: &mut Vec<Bytes>, kind: &str, mut v: Value) {
-        v["type"] = json!(kind);
-        v["sequence_number"] = json!(self.seq);
-        self.seq += 1;
-        out.push(sse::named_frame(kind, v.to_string().as_bytes()));
+    fn emit(&mut self, out: &mut Vec<Bytes>, kind: &str, v: Value) {
+        emit_at(&mut self.seq, out, kind, v);
+    }
+
+    /// Ends the stream as failed (nothing, when its terminal event went
+    /// out already): the items so far in `response.output`, the open one
+    /// `incomplete`.
+    fn fail_with(&mut self, f: &StreamFailure, out: &mut Vec<Bytes>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let output: Vec<Value> = self
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, it)| {
+                if self.open == Some(i) {
+                    it.with_status("incomplete")
+                } else {
+                    it.done()
+                }
+            })
+            .collect();
+        let mut r = self.response(None);
+        r["output"] = json!(output);
+        failure_events(&mut self.seq, r, f, out);
     }
 
     fn response(&self, status: Option<&str>) -> Value {
@@ -273,12 +335,7 @@ impl FromChat for ChatToResponses {
     }
 
     fn error(&mut self, message: String, e: Value, out: &mut Vec<Bytes>) {
-        self.emit(
-            out,
-            "error",
-            json!({"code": e.get("code").cloned().unwrap_or(Value::Null), "message": message, "param": null}),
-        );
-        self.finished = true;
+        self.fail_with(&StreamFailure::upstream(message, &e), out);
     }
 }
 
@@ -340,6 +397,87 @@ impl Convert for ChatToResponses {
     fn end(&mut self, out: &mut Vec<Bytes>) {
         self.finish(out);
     }
+
+    fn fail(&mut self, f: &StreamFailure, out: &mut Vec<Bytes>) -> bool {
+        self.fail_with(f, out);
+        true
+    }
+}
+
+/// A native Responses stream, relayed as the backend sent it, followed
+/// just enough to end it well-formed when the proxy breaks it: the next
+/// sequence number (one past the highest seen, or the count of events when
+/// the backend numbers none), the `response` of `response.created` /
+/// `response.in_progress`, and whether a terminal event (or an `error`)
+/// went by, after which nothing is added. Cheap per frame: the type is read
+/// from the event name (or the data's start), the number by a byte search,
+/// and only the two opening events are parsed.
+#[derive(Default)]
+pub struct NativeResponses {
+    next_seq: u64,
+    response: Option<Value>,
+    finished: bool,
+}
+
+impl NativeResponses {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One frame the client was sent.
+    pub fn on_frame(&mut self, frame: &[u8]) {
+        let ev = sse::parse(frame);
+        let Some(data) = ev.data.as_deref() else {
+            return;
+        };
+        let next = sequence_number(data).map_or(self.next_seq + 1, |n| n.saturating_add(1));
+        self.next_seq = self.next_seq.max(next);
+        let kind = ev.event.or_else(|| leading_type(data));
+        match kind {
+            Some("response.created" | "response.in_progress") => {
+                if let Ok(mut v) = serde_json::from_str::<Value>(data)
+                    && v["response"].is_object()
+                {
+                    self.response = Some(v["response"].take());
+                }
+            }
+            Some("response.completed" | "response.failed" | "response.incomplete" | "error") => {
+                self.finished = true;
+            }
+            _ => {}
+        }
+    }
+
+    /// The proxy broke the stream: its `error` and `response.failed`
+    /// events (none after a terminal event).
+    pub fn fail(&mut self, f: &StreamFailure, out: &mut Vec<Bytes>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let response = self.response.take().unwrap_or(Value::Null);
+        failure_events(&mut self.next_seq, response, f, out);
+    }
+}
+
+/// The value of the last `"sequence_number":` in an event's data (the
+/// Responses API has it once, at the top; inside a JSON string the quotes
+/// would be escaped).
+fn sequence_number(data: &str) -> Option<u64> {
+    const KEY: &[u8] = b"\"sequence_number\":";
+    let at = memchr::memmem::rfind(data.as_bytes(), KEY)? + KEY.len();
+    let rest = data[at..].trim_start();
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// The event type when the data starts with it (`{"type":"…"`), for
+/// events sent without an `event:` name.
+fn leading_type(data: &str) -> Option<&str> {
+    let rest = data.trim_start().strip_prefix("{\"type\":\"")?;
+    rest.split('"').next()
 }
 
 #[cfg(test)]
@@ -421,9 +559,135 @@ mod tests {
         );
         c.end(&mut out);
         let evs = events(&out);
-        assert_eq!(evs.len(), 1);
+        assert_eq!(evs.len(), 2);
         assert_eq!(evs[0]["type"], "error");
         assert_eq!(evs[0]["message"], "boom");
+        assert_eq!(evs[1]["type"], "response.failed");
+        assert_eq!(
+            evs[1]["response"]["error"],
+            json!({"code": "x", "message": "boom"})
+        );
+    }
+
+    /// Sequence numbers 0, 1, … and the `error` + `response.failed` pair at
+    /// the end, with `message` and `code`.
+    fn assert_failed_ending(evs: &[Value], code: &str, message: &str) {
+        for (i, v) in evs.iter().enumerate() {
+            assert_eq!(v["sequence_number"], i, "{v}");
+        }
+        let [.., error, failed] = evs else {
+            panic!("{evs:?}")
+        };
+        assert_eq!(
+            *error,
+            json!({"type": "error", "code": code, "message": message, "param": null,
+                   "sequence_number": evs.len() - 2,
+                   "error": {"type": error["error"]["type"], "code": code, "message": message, "param": null}})
+        );
+        assert_eq!(failed["type"], "response.failed");
+        assert_eq!(failed["response"]["status"], "failed");
+        assert_eq!(
+            failed["response"]["error"],
+            json!({"code": code, "message": message})
+        );
+    }
+
+    #[test]
+    fn an_upstream_error_mid_stream_ends_the_response_as_failed() {
+        let chunk =
+            b"data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+        let mut c = ChatToResponses::new();
+        let mut out = Vec::new();
+        c.frame(chunk, &mut out);
+        // No code: the error's type stands in (clients want a string).
+        c.frame(
+            b"data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\",\"code\":null}}\n\n",
+            &mut out,
+        );
+        c.end(&mut out);
+        let evs = events(&out);
+        assert_failed_ending(&evs, "server_error", "overloaded");
+        let failed = &evs.last().unwrap()["response"];
+        assert_eq!(failed["id"], "resp_x");
+        // The message so far, cut short.
+        assert_eq!(failed["output"][0]["status"], "incomplete");
+        assert_eq!(failed["output"][0]["content"][0]["text"], "hi");
+    }
+
+    #[test]
+    fn a_proxy_error_continues_the_numbering_and_nothing_follows_the_end() {
+        let chunk =
+            b"data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+        let f = StreamFailure::proxy("stream_interrupted", "upstream stream failed: cut".into());
+        let mut c = ChatToResponses::new();
+        let mut out = Vec::new();
+        c.frame(chunk, &mut out);
+        assert!(c.fail(&f, &mut out));
+        assert_failed_ending(
+            &events(&out),
+            "stream_interrupted",
+            "upstream stream failed: cut",
+        );
+        let n = out.len();
+        assert!(c.fail(&f, &mut out));
+        c.frame(chunk, &mut out);
+        assert_eq!(out.len(), n);
+        // After `response.completed`, a break adds nothing.
+        let mut c = ChatToResponses::new();
+        let mut out = Vec::new();
+        c.frame(chunk, &mut out);
+        c.frame(b"data: [DONE]\n\n", &mut out);
+        let n = out.len();
+        assert!(c.fail(&f, &mut out));
+        assert_eq!(out.len(), n);
+    }
+
+    #[test]
+    fn a_native_stream_broken_by_the_proxy_ends_numbered_after_it() {
+        let f = StreamFailure::proxy("upstream_timeout", "upstream stream failed: slow".into());
+        let created = json!({"type": "response.created", "sequence_number": 0,
+            "response": {"id": "resp_n", "object": "response", "status": "in_progress", "output": []}});
+        let delta = json!({"type": "response.output_text.delta", "sequence_number": 7,
+            "delta": "\"sequence_number\":99"});
+        let mut n = NativeResponses::new();
+        n.on_frame(&sse::named_frame(
+            "response.created",
+            created.to_string().as_bytes(),
+        ));
+        // Unnamed, and a number inside a string that is not the event's.
+        n.on_frame(&sse::data_frame(delta.to_string().as_bytes()));
+        n.on_frame(b": keep-alive\n\n");
+        let mut out = Vec::new();
+        n.fail(&f, &mut out);
+        let evs = events(&out);
+        assert_eq!(evs[0]["sequence_number"], 8);
+        assert_eq!(evs[0]["code"], "upstream_timeout");
+        assert_eq!(evs[1]["sequence_number"], 9);
+        assert_eq!(evs[1]["response"]["id"], "resp_n");
+        assert_eq!(evs[1]["response"]["status"], "failed");
+        assert_eq!(
+            evs[1]["response"]["error"]["message"],
+            "upstream stream failed: slow"
+        );
+        // Nothing after the terminal event, the backend's or ours.
+        let mut out = Vec::new();
+        n.fail(&f, &mut out);
+        assert!(out.is_empty());
+        let mut n = NativeResponses::new();
+        n.on_frame(&sse::named_frame(
+            "response.completed",
+            b"{\"type\":\"response.completed\"}",
+        ));
+        n.fail(&f, &mut out);
+        assert!(out.is_empty());
+        // A backend that numbers nothing: the count of its events.
+        let mut n = NativeResponses::new();
+        n.on_frame(&sse::data_frame(b"{\"type\":\"response.created\"}"));
+        n.on_frame(&sse::data_frame(
+            b"{\"type\":\"response.output_text.delta\"}",
+        ));
+        n.fail(&f, &mut out);
+        assert_eq!(events(&out)[0]["sequence_number"], 2);
     }
 
     #[test]

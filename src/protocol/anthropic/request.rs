@@ -487,9 +487,7 @@ pub fn verifiable(b: &Value) -> bool {
 /// first: most requests carry no thinking block at all.
 pub fn strip_unverifiable(messages: &str) -> Option<(Value, Vec<String>)> {
     let raw = messages.as_bytes();
-    if memchr::memmem::find(raw, b"thinking").is_none() {
-        return None;
-    }
+    memchr::memmem::find(raw, b"thinking")?;
     let mut v: Value = serde_json::from_str(messages).ok()?;
     let mut dropped = Vec::new();
     for (i, m) in v.as_array_mut()?.iter_mut().enumerate() {

@@ -483,11 +483,14 @@ pub fn verifiable(b: &Value) -> bool {
 /// An Anthropic `messages` array without the thinking blocks Anthropic
 /// cannot verify (see [`verifiable`]), when it has any: the array and one
 /// `dropped` entry per block (`messages[i].content[j] (unsigned thinking)`).
-/// `None` when every block is kept. A cheap scan of the raw text comes
-/// first: most requests carry no thinking block at all.
+/// `None` when every block is kept. Cheap checks come first (no thinking
+/// at all, then every block read without building values): a long history
+/// of signed blocks is only ever scanned.
 pub fn strip_unverifiable(messages: &str) -> Option<(Value, Vec<String>)> {
-    let raw = messages.as_bytes();
-    memchr::memmem::find(raw, b"thinking")?;
+    memchr::memmem::find(messages.as_bytes(), b"thinking")?;
+    if all_verifiable(messages) == Some(true) {
+        return None;
+    }
     let mut v: Value = serde_json::from_str(messages).ok()?;
     let mut dropped = Vec::new();
     for (i, m) in v.as_array_mut()?.iter_mut().enumerate() {
@@ -523,6 +526,53 @@ fn tool_to_anthropic(t: &Value) -> Option<Value> {
         out["cache_control"] = c.clone();
     }
     Some(out)
+}
+
+/// A turn's role and content, borrowed (for [`all_verifiable`]).
+#[derive(serde::Deserialize)]
+struct TurnRef<'a> {
+    #[serde(borrow, default)]
+    role: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    content: Option<&'a serde_json::value::RawValue>,
+}
+
+/// What [`verifiable`] reads of a block, borrowed.
+#[derive(serde::Deserialize)]
+struct BlockRef<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    signature: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Whether every assistant thinking block in `messages` can be verified,
+/// read without building values; `None` when the shape is not the usual
+/// one (the caller then reads it in full).
+fn all_verifiable(messages: &str) -> Option<bool> {
+    let turns: Vec<TurnRef<'_>> = serde_json::from_str(messages).ok()?;
+    for t in turns
+        .iter()
+        .filter(|t| t.role.as_deref() == Some("assistant"))
+    {
+        let Some(content) = t.content.filter(|c| c.get().starts_with('[')) else {
+            continue;
+        };
+        let blocks: Vec<BlockRef<'_>> = serde_json::from_str(content.get()).ok()?;
+        let nonempty =
+            |s: &Option<std::borrow::Cow<'_, str>>| s.as_deref().is_some_and(|s| !s.is_empty());
+        let bad = blocks.iter().any(|b| match b.kind.as_deref() {
+            Some("thinking") => !nonempty(&b.signature),
+            Some("redacted_thinking") => !nonempty(&b.data),
+            _ => false,
+        });
+        if bad {
+            return Some(false);
+        }
+    }
+    Some(true)
 }
 
 /// Anthropic Messages request → OpenAI chat request; what it drops is
@@ -945,7 +995,13 @@ mod tests {
                 "messages[1].content[1] (unsigned thinking)"
             ]
         );
+        assert_eq!(all_verifiable(messages), Some(false));
         assert!(strip_unverifiable(r#"[{"role":"user","content":"no thinking here"}]"#).is_none());
+        // Text blocks may say anything, signatures may be escaped.
+        let signed = r#"[{"role":"assistant","content":[{"type":"text","text":"\"type\":\"thinking\""},
+            {"type":"thinking","thinking":"t","signature":"a\/b"}]},{"role":"assistant","content":"thinking"}]"#;
+        assert_eq!(all_verifiable(signed), Some(true));
+        assert!(strip_unverifiable(signed).is_none());
         assert!(strip_unverifiable(r#"[{"role":"assistant","content":[{"type":"thinking","thinking":"c","signature":"s"}]}]"#).is_none());
     }
 }

@@ -315,6 +315,7 @@ mod tests {
             error: Some("busy".into()),
             headers: Some(h),
             pending: None,
+            dropped: Vec::new(),
         };
         let status = StatusCode::from_u16(status).unwrap();
         ApiError::Upstream {

@@ -11,7 +11,9 @@
 //! | `anthropic` | `thinking: {type: enabled, budget_tokens}` (kept below `max_tokens`) |
 //! | `none` | nothing |
 
-use serde_json::{Value, json};
+use std::borrow::Cow;
+
+use serde_json::{Map, Value, json};
 
 use super::request::RequestBody;
 use crate::config::reasoning::{Effort, Reasoning, ReasoningStyle};
@@ -38,13 +40,84 @@ pub fn effective(backend: &Backend) -> Option<Reasoning> {
     })
 }
 
+/// A request body's top-level values as JSON text, for [`style_edits`].
+pub trait Fields {
+    fn raw(&self, key: &str) -> Option<Cow<'_, str>>;
+}
+
+impl Fields for RequestBody<'_> {
+    fn raw(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.get(key).map(|v| Cow::Borrowed(v.get()))
+    }
+}
+
+impl Fields for Map<String, Value> {
+    fn raw(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.get(key).map(|v| Cow::Owned(v.to_string()))
+    }
+}
+
 /// The top-level fields to set on `body` for `backend` (none when the
 /// client already set the style's field).
 pub fn edits(backend: &Backend, body: &RequestBody<'_>) -> Vec<(&'static str, Value)> {
+    match effective(backend) {
+        Some(r) => style_edits(r, body),
+        None => Vec::new(),
+    }
+}
+
+/// A client's effort in any dialect's words (chat's `reasoning_effort`,
+/// Responses' `reasoning.effort`, Anthropic's `output_config.effort`) as
+/// one of the three the styles know; `none` (and anything unknown) is none.
+pub fn client_effort(e: &str) -> Option<Effort> {
+    match e {
+        "minimal" => Some(Effort::Low),
+        "xhigh" | "max" => Some(Effort::High),
+        e => Effort::parse(e),
+    }
+}
+
+/// A translated chat request's `reasoning_effort` (the effort the client
+/// asked for in its own dialect) moved into the field `backend`'s
+/// [`reasoning`](crate::config::reasoning) style reads: left as it is for
+/// the `openai` style and for a backend without a reasoning block (it is
+/// chat's own field), written as the style's field otherwise (a thinking
+/// budget for `anthropic`, `reasoning: {effort}` for `openrouter`, ...).
+/// Returns `false` when the effort is dropped: `style: none`, or an effort
+/// the style cannot express (`none`).
+pub fn restyle(backend: &Backend, body: &mut Map<String, Value>) -> bool {
     let Some(r) = effective(backend) else {
-        return Vec::new();
+        return true;
     };
-    let absent = |k: &str| body.get(k).is_none_or(|v| v.get() == "null");
+    if r.style == ReasoningStyle::Openai || !body.contains_key("reasoning_effort") {
+        return true;
+    }
+    let asked = body.remove("reasoning_effort");
+    let Some(effort) = asked
+        .as_ref()
+        .and_then(Value::as_str)
+        .and_then(client_effort)
+    else {
+        return false;
+    };
+    if r.style == ReasoningStyle::None {
+        return false;
+    }
+    let styled = Reasoning {
+        style: r.style,
+        effort: Some(effort),
+        budget_tokens: None,
+    };
+    for (k, v) in style_edits(styled, &*body) {
+        body.insert(k.into(), v);
+    }
+    true
+}
+
+/// The fields `r` writes on `body` (none when the client already set the
+/// style's field).
+fn style_edits(r: Reasoning, body: &(impl Fields + ?Sized)) -> Vec<(&'static str, Value)> {
+    let absent = |k: &str| body.raw(k).is_none_or(|v| v == "null");
     let effort = r.effort.unwrap_or(Effort::Medium);
     match r.style {
         ReasoningStyle::None => Vec::new(),
@@ -75,8 +148,8 @@ pub fn edits(backend: &Backend, body: &RequestBody<'_>) -> Vec<(&'static str, Va
         }
         ReasoningStyle::VllmChatTemplate => {
             let current = body
-                .get("chat_template_kwargs")
-                .and_then(|v| serde_json::from_str::<Value>(v.get()).ok());
+                .raw("chat_template_kwargs")
+                .and_then(|v| serde_json::from_str::<Value>(&v).ok());
             match current {
                 None | Some(Value::Null) => {
                     vec![("chat_template_kwargs", json!({"enable_thinking": true}))]
@@ -96,9 +169,7 @@ pub fn edits(backend: &Backend, body: &RequestBody<'_>) -> Vec<(&'static str, Va
                 .budget_tokens
                 .unwrap_or_else(|| effort.budget())
                 .max(MIN_ANTHROPIC_BUDGET);
-            let max_tokens = body
-                .get("max_tokens")
-                .and_then(|v| v.get().parse::<u64>().ok());
+            let max_tokens = body.raw("max_tokens").and_then(|v| v.parse::<u64>().ok());
             if let Some(max) = max_tokens {
                 // The budget must stay below max_tokens; leave room to answer.
                 if max <= MIN_ANTHROPIC_BUDGET + 1 {
@@ -114,8 +185,8 @@ pub fn edits(backend: &Backend, body: &RequestBody<'_>) -> Vec<(&'static str, Va
             )];
             // Anthropic refuses any other temperature while thinking.
             if body
-                .get("temperature")
-                .is_some_and(|t| t.get().parse::<f64>().ok() != Some(1.0))
+                .raw("temperature")
+                .is_some_and(|t| t.parse::<f64>().ok() != Some(1.0))
             {
                 edits.push(("temperature", json!(1)));
             }

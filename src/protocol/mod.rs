@@ -126,15 +126,47 @@ pub fn wire(endpoint: Endpoint, backend: &Backend) -> Result<Endpoint, String> {
 
 /// The client's request body in the dialect of `wire`.
 pub fn request(client: Endpoint, wire: Endpoint, raw: &Bytes) -> Result<Bytes, TranslateError> {
+    translate(client, wire, raw, None).map(|t| t.body)
+}
+
+/// A request translated for one backend: the body, and the client's fields
+/// it does not carry (top-level names, `field.key` for part of an object,
+/// `messages[i]...` for a block), which the request record lists.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Translated {
+    pub body: Bytes,
+    pub dropped: Vec<String>,
+}
+
+/// The client's request body in the dialect of `wire`, for `backend` when
+/// given: to a chat backend, the effort the client asked for goes in the
+/// field the backend's reasoning style reads
+/// ([`crate::pipeline::reasoning::restyle`]).
+pub fn translate(
+    client: Endpoint,
+    wire: Endpoint,
+    raw: &Bytes,
+    backend: Option<&Backend>,
+) -> Result<Translated, TranslateError> {
     use Endpoint as E;
-    let v = match (client, wire) {
-        (c, w) if c == w => return Ok(raw.clone()),
-        (E::ChatCompletions, E::Messages) => anthropic::request::chat_to_messages(raw)?,
-        (E::Messages, E::ChatCompletions) => anthropic::request::messages_to_chat(raw)?,
-        (E::Responses, E::ChatCompletions) => responses::request::to_chat(raw)?,
+    let mut dropped = Vec::new();
+    let mut v = match (client, wire) {
+        (c, w) if c == w => {
+            return Ok(Translated {
+                body: raw.clone(),
+                dropped,
+            });
+        }
+        (E::ChatCompletions, E::Messages) => {
+            anthropic::request::chat_to_messages(raw, &mut dropped)?
+        }
+        (E::Messages, E::ChatCompletions) => {
+            anthropic::request::messages_to_chat(raw, &mut dropped)?
+        }
+        (E::Responses, E::ChatCompletions) => responses::request::to_chat(raw, &mut dropped)?,
         (E::Responses, E::Messages) => {
-            let chat = responses::request::to_chat(raw)?.to_string();
-            anthropic::request::chat_to_messages(chat.as_bytes())?
+            let chat = responses::request::to_chat(raw, &mut dropped)?.to_string();
+            anthropic::request::chat_to_messages(chat.as_bytes(), &mut dropped)?
         }
         (c, w) => {
             return Err(TranslateError::new(format!(
@@ -144,7 +176,24 @@ pub fn request(client: Endpoint, wire: Endpoint, raw: &Bytes) -> Result<Bytes, T
             )));
         }
     };
-    Ok(Bytes::from(v.to_string()))
+    if wire == E::ChatCompletions
+        && let Some(b) = backend
+        && let Some(obj) = v.as_object_mut()
+        && !crate::pipeline::reasoning::restyle(b, obj)
+    {
+        dropped.push(
+            match client {
+                E::Messages => "output_config.effort",
+                E::Responses => "reasoning.effort",
+                _ => "reasoning_effort",
+            }
+            .into(),
+        );
+    }
+    Ok(Translated {
+        body: Bytes::from(v.to_string()),
+        dropped,
+    })
 }
 
 /// Whether answers pass through chat completions on the way (where the

@@ -212,6 +212,17 @@ fn write_attempt(out: &mut String, a: &crate::router::Attempt) {
         Some(h) => redact::write_headers(out, h),
         None => out.push_str("null"),
     }
+    // Only when a translation left something out: most attempts have none.
+    if !a.dropped.is_empty() {
+        out.push_str(",\"dropped\":[");
+        for (i, d) in a.dropped.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            json::str(out, d);
+        }
+        out.push(']');
+    }
     out.push('}');
 }
 
@@ -628,7 +639,7 @@ mod tests {
             .attempts
             .iter()
             .map(|a| {
-                json!({
+                let mut o = json!({
                     "backend": a.backend,
                     "url": a.url,
                     "upstream_model": a.upstream_model,
@@ -637,8 +648,11 @@ mod tests {
                     "latency_ms": ms(a.latency),
                     "error": a.error,
                     "headers": a.headers.as_ref().map(redact::headers),
-                })
-                .to_string()
+                });
+                if !a.dropped.is_empty() {
+                    o["dropped"] = json!(a.dropped);
+                }
+                o.to_string()
             })
             .collect();
         let chunks: Vec<String> = r
@@ -784,6 +798,7 @@ mod tests {
                 error: Some("kaput \"quoted\"\nline".into()),
                 headers: Some(ah.clone()),
                 pending: None,
+                dropped: Vec::new(),
             },
             Attempt {
                 backend: "good#1".into(),
@@ -795,6 +810,10 @@ mod tests {
                 error: None,
                 headers: None,
                 pending: None,
+                dropped: vec![
+                    "client_metadata".into(),
+                    "messages[1].content[0] \"odd\"".into(),
+                ],
             },
         ];
         r.backend = Some("good#1".into());

@@ -710,6 +710,7 @@ mod tests {
                 error: None,
                 headers: None,
                 pending: Some(Instant::now()),
+                dropped: Vec::new(),
             });
             std::thread::sleep(Duration::from_millis(5));
             drop(guard);

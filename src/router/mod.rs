@@ -43,6 +43,10 @@ pub struct Attempt {
     /// gone, the proxy stopping) still says which backend it was waiting
     /// for ([`Attempt::abandon`] fills in how it ended).
     pub pending: Option<Instant>,
+    /// The client's fields the request sent to this backend did not carry
+    /// (a translation to its dialect drops what that dialect does not
+    /// define; thinking blocks it cannot verify), for the record.
+    pub dropped: Vec<String>,
 }
 
 impl Attempt {
@@ -131,8 +135,9 @@ struct Member {
     made: u32,
     /// A skip: no more attempts at it.
     skipped: bool,
-    /// Its headers and body, built on its first attempt.
-    prepared: Option<(HeaderMap, Bytes)>,
+    /// Its headers, body and the client's fields the body leaves out,
+    /// built on its first attempt.
+    prepared: Option<(HeaderMap, Bytes, Vec<String>)>,
     /// When its last attempt ended, and the `Retry-After` it carried.
     ended: Option<(Instant, Option<Duration>)>,
 }
@@ -186,6 +191,7 @@ impl Dispatch<'_> {
                             error: Some(why.clone()),
                             headers: None,
                             pending: None,
+                            dropped: Vec::new(),
                         });
                         last = LastFailure::Network(UpstreamError::Unsupported(why));
                         m.skipped = true;
@@ -194,19 +200,19 @@ impl Dispatch<'_> {
                 };
                 if m.prepared.is_none() {
                     match self.prepare(&backend, wire) {
-                        Ok(body) => {
+                        Ok(crate::protocol::Translated { body, dropped }) => {
                             let headers = upstream::outgoing_headers(
                                 self.headers,
                                 &backend,
                                 self.request_id,
                                 self.forward_credentials,
                             );
-                            m.prepared = Some((headers, body));
+                            m.prepared = Some((headers, body, dropped));
                         }
                         Err(e) => return Ok(translate_failed(&e, backend, wire)),
                     }
                 }
-                let Some((headers, body)) = m.prepared.clone() else {
+                let Some((headers, body, dropped)) = m.prepared.clone() else {
                     continue;
                 };
                 m.made += 1;
@@ -226,6 +232,7 @@ impl Dispatch<'_> {
                     error: None,
                     headers: None,
                     pending: Some(started),
+                    dropped,
                 });
                 let mut verdict = self.attempt(&backend, wire, headers, body, &mut seen).await;
                 scrub(&mut verdict, self.scrubber);
@@ -262,22 +269,41 @@ impl Dispatch<'_> {
 
     /// The body for `backend`: the client's, translated to `wire` when the
     /// backend speaks another dialect, with the backend's rewrites (model,
-    /// reasoning, parameter defaults).
+    /// reasoning, parameter defaults); and what it leaves out of the
+    /// client's request.
     fn prepare(
         &self,
         backend: &Backend,
         wire: Endpoint,
-    ) -> Result<Bytes, crate::protocol::TranslateError> {
+    ) -> Result<crate::protocol::Translated, crate::protocol::TranslateError> {
         let sampling = !matches!(wire, Endpoint::Embeddings | Endpoint::CountTokens);
         // Interleaved thinking: `messages` with earlier turns' reasoning given back.
-        let restored = self.thinking.and_then(|t| t.messages_for(backend));
+        let mut restored = self.thinking.and_then(|t| t.messages_for(backend));
         if wire == self.endpoint {
+            let mut dropped = Vec::new();
+            // Anthropic verifies every thinking block's signature: blocks
+            // another backend produced (a translated answer's `""`) are
+            // left out rather than refused upstream.
+            if matches!(wire, Endpoint::Messages | Endpoint::CountTokens) {
+                let messages = restored
+                    .as_deref()
+                    .or_else(|| self.body.get("messages").map(|m| m.get()));
+                if let Some((clean, gone)) =
+                    messages.and_then(crate::protocol::anthropic::request::strip_unverifiable)
+                {
+                    restored = Some(clean.to_string());
+                    dropped = gone;
+                }
+            }
             let replace = restored.as_deref().map(|m| ("messages", m));
-            return Ok(self
-                .body
-                .for_backend_replacing(self.raw, backend, sampling, replace));
+            return Ok(crate::protocol::Translated {
+                body: self
+                    .body
+                    .for_backend_replacing(self.raw, backend, sampling, replace),
+                dropped,
+            });
         }
-        let translated = match restored {
+        let mut translated = match restored {
             // Restored in the client's dialect, then translated with the rest.
             Some(messages) => {
                 let bad =
@@ -290,13 +316,14 @@ impl Dispatch<'_> {
                     );
                 }
                 let with = Bytes::from(serde_json::to_vec(&v).map_err(bad)?);
-                crate::protocol::request(self.endpoint, wire, &with)?
+                crate::protocol::translate(self.endpoint, wire, &with, Some(backend))?
             }
-            None => crate::protocol::request(self.endpoint, wire, self.raw)?,
+            None => crate::protocol::translate(self.endpoint, wire, self.raw, Some(backend))?,
         };
-        let parsed = RequestBody::parse(&translated)
+        let parsed = RequestBody::parse(&translated.body)
             .map_err(|e| crate::protocol::TranslateError::new(e.to_string()))?;
-        Ok(parsed.for_backend_with(&translated, backend, sampling))
+        translated.body = parsed.for_backend_with(&translated.body, backend, sampling);
+        Ok(translated)
     }
 
     async fn attempt(

@@ -142,7 +142,8 @@ pub enum Outcome {
     /// A stream that broke after its first event: cut, stalled, an event
     /// past the bound, or an error event in the middle.
     StreamBroken,
-    /// Not something this backend can do (api_type not implemented).
+    /// Not something this backend can do (an endpoint its api_type does
+    /// not serve, such as embeddings at an Anthropic backend).
     Unsupported,
 }
 

@@ -1,19 +1,20 @@
 //! Request bodies between OpenAI chat completions and Anthropic Messages,
-//! both ways. Fields a side knows are mapped (or dropped when the other side
-//! has no equivalent, see docs/providers.md); fields neither side knows pass
-//! through unchanged.
+//! both ways. A translated request carries only what the target dialect
+//! defines: each field of the client's dialect is mapped or dropped (see
+//! docs/providers.md), a field the client's dialect does not define passes
+//! only when the target's does, and every dropped field is named in the
+//! `dropped` list the caller puts in the request record.
 
 use serde_json::{Map, Value, json};
 
-use crate::config::reasoning::Effort;
 use crate::protocol::TranslateError;
 
 /// `max_tokens` sent to Anthropic when the OpenAI request has none (the
 /// Messages API requires one).
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
-/// OpenAI chat fields this translation reads; every other field is passed on.
-const CHAT_FIELDS: &[&str] = &[
+/// Every top-level field of an OpenAI chat completions request.
+pub const CHAT_FIELDS: &[&str] = &[
     "model",
     "messages",
     "max_tokens",
@@ -28,6 +29,10 @@ const CHAT_FIELDS: &[&str] = &[
     "parallel_tool_calls",
     "reasoning_effort",
     "user",
+    "safety_identifier",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "metadata",
     "n",
     "presence_penalty",
     "frequency_penalty",
@@ -47,8 +52,57 @@ const CHAT_FIELDS: &[&str] = &[
     "verbosity",
 ];
 
-/// Anthropic Messages fields this translation reads.
-const MESSAGES_FIELDS: &[&str] = &[
+/// The chat fields [`chat_to_messages`] maps (the other chat fields are
+/// dropped).
+const CHAT_MAPPED: &[&str] = &[
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "temperature",
+    "top_p",
+    "stream",
+    // Honoured by the stream translator (the usage chunk).
+    "stream_options",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "reasoning_effort",
+    "user",
+    "safety_identifier",
+    "service_tier",
+];
+
+/// Every top-level field of an Anthropic Messages request.
+pub const MESSAGES_FIELDS: &[&str] = &[
+    "model",
+    "messages",
+    "system",
+    "max_tokens",
+    "stop_sequences",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stream",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "metadata",
+    "service_tier",
+    "container",
+    "mcp_servers",
+    "context_management",
+    "output_config",
+    "output_format",
+    "cache_control",
+    "inference_geo",
+    "speed",
+];
+
+/// The Messages fields [`messages_to_chat`] maps (the other Messages fields
+/// are dropped).
+const MESSAGES_MAPPED: &[&str] = &[
     "model",
     "messages",
     "system",
@@ -59,12 +113,57 @@ const MESSAGES_FIELDS: &[&str] = &[
     "stream",
     "tools",
     "tool_choice",
-    "thinking",
     "metadata",
     "service_tier",
-    "container",
-    "mcp_servers",
+    "output_config",
+    "output_format",
 ];
+
+/// The fields left after a translation mapped what it maps: a field of
+/// the client's dialect (`source`) is dropped; one it does not define
+/// passes when the target dialect defines it, else it is dropped too.
+pub(crate) fn carry_rest(
+    rest: Map<String, Value>,
+    source: &[&str],
+    mapped: &[&str],
+    target: &[&str],
+    out: &mut Map<String, Value>,
+    dropped: &mut Vec<String>,
+) {
+    let start = dropped.len();
+    for (k, v) in rest {
+        if mapped.contains(&k.as_str()) {
+            continue;
+        }
+        // A field the mapping already wrote wins over the client's own.
+        if !out.contains_key(&k) && !source.contains(&k.as_str()) && target.contains(&k.as_str()) {
+            out.insert(k, v);
+        } else {
+            dropped.push(k);
+        }
+    }
+    // In name order: the client's order is not kept by the time they get here.
+    dropped[start..].sort();
+}
+
+/// The keys of an object field other than `kept`, as `field.key` (what a
+/// translation drops of an object it maps in part).
+pub(crate) fn drop_subkeys(
+    field: &str,
+    value: Option<&Value>,
+    kept: &[&str],
+    dropped: &mut Vec<String>,
+) {
+    match value {
+        Some(Value::Object(m)) => {
+            for k in m.keys().filter(|k| !kept.contains(&k.as_str())) {
+                dropped.push(format!("{field}.{k}"));
+            }
+        }
+        Some(Value::Null) | None => {}
+        Some(_) => dropped.push(field.to_string()),
+    }
+}
 
 fn object(body: &[u8]) -> Result<Map<String, Value>, TranslateError> {
     match serde_json::from_slice::<Value>(body) {
@@ -91,8 +190,9 @@ fn text_of(content: &Value) -> String {
     }
 }
 
-/// OpenAI chat request → Anthropic Messages request.
-pub fn chat_to_messages(body: &[u8]) -> Result<Value, TranslateError> {
+/// OpenAI chat request → Anthropic Messages request; what it drops is
+/// pushed onto `dropped`.
+pub fn chat_to_messages(body: &[u8], dropped: &mut Vec<String>) -> Result<Value, TranslateError> {
     let mut chat = object(body)?;
     let mut out = Map::new();
     if let Some(m) = chat.get("model") {
@@ -104,7 +204,7 @@ pub fn chat_to_messages(body: &[u8]) -> Result<Value, TranslateError> {
     };
     let mut system: Vec<Value> = Vec::new();
     let mut turns: Vec<Value> = Vec::new();
-    for m in messages {
+    for (i, m) in messages.into_iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
         match role {
             "system" | "developer" => match m.get("content") {
@@ -122,7 +222,13 @@ pub fn chat_to_messages(body: &[u8]) -> Result<Value, TranslateError> {
                 Some(c) => system.push(json!({"type": "text", "text": text_of(c)})),
                 None => {}
             },
-            "assistant" => push_turn(&mut turns, "assistant", assistant_blocks(&m)),
+            "assistant" => {
+                let (blocks, unsigned) = assistant_blocks(&m);
+                if unsigned {
+                    dropped.push(format!("messages[{i}].thinking_blocks (unsigned)"));
+                }
+                push_turn(&mut turns, "assistant", blocks)
+            }
             "tool" | "function" => {
                 let id = m
                     .get("tool_call_id")
@@ -226,7 +332,7 @@ pub fn chat_to_messages(body: &[u8]) -> Result<Value, TranslateError> {
         && let Some(e) = chat
             .get("reasoning_effort")
             .and_then(Value::as_str)
-            .and_then(Effort::parse)
+            .and_then(crate::pipeline::reasoning::client_effort)
     {
         let budget = e
             .budget()
@@ -243,14 +349,33 @@ pub fn chat_to_messages(body: &[u8]) -> Result<Value, TranslateError> {
             }
         }
     }
-    if let Some(u) = chat.get("user").and_then(Value::as_str) {
+    // Anthropic's one end-user field: `user`, else `safety_identifier`.
+    let user = chat.get("user").and_then(Value::as_str);
+    let safety = chat.get("safety_identifier").and_then(Value::as_str);
+    if let Some(u) = user.or(safety) {
         out.insert("metadata".into(), json!({"user_id": u}));
     }
-    for (k, v) in chat {
-        if !CHAT_FIELDS.contains(&k.as_str()) && !out.contains_key(&k) {
-            out.insert(k, v);
-        }
+    if user.is_some() && safety.is_some() {
+        dropped.push("safety_identifier".into());
     }
+    match chat.get("service_tier").and_then(Value::as_str) {
+        Some("auto") => {
+            out.insert("service_tier".into(), json!("auto"));
+        }
+        Some("default") => {
+            out.insert("service_tier".into(), json!("standard_only"));
+        }
+        Some(_) => dropped.push("service_tier".into()),
+        None => {}
+    }
+    carry_rest(
+        chat,
+        CHAT_FIELDS,
+        CHAT_MAPPED,
+        MESSAGES_FIELDS,
+        &mut out,
+        dropped,
+    );
     Ok(Value::Object(out))
 }
 
@@ -303,11 +428,19 @@ fn image_source(url: &str) -> Value {
 }
 
 /// An assistant message's blocks: thinking (only with a signature, which
-/// Anthropic checks), text, then tool calls.
-fn assistant_blocks(m: &Value) -> Vec<Value> {
+/// Anthropic checks), text, then tool calls; and whether a thinking block
+/// was left out for want of a signature.
+fn assistant_blocks(m: &Value) -> (Vec<Value>, bool) {
     let mut blocks = Vec::new();
+    let mut unsigned = false;
     if let Some(Value::Array(tb)) = m.get("thinking_blocks") {
-        blocks.extend(tb.iter().filter(|b| b.is_object()).cloned());
+        for b in tb.iter().filter(|b| b.is_object()) {
+            if verifiable(b) {
+                blocks.push(b.clone());
+            } else {
+                unsigned = true;
+            }
+        }
     }
     let text = m.get("content").map(text_of).unwrap_or_default();
     if !text.is_empty() {
@@ -326,7 +459,58 @@ fn assistant_blocks(m: &Value) -> Vec<Value> {
             );
         }
     }
-    blocks
+    (blocks, unsigned)
+}
+
+/// Whether Anthropic can verify a thinking block: a `thinking` block with a
+/// non-empty `signature`, or a `redacted_thinking` block (its `data` is
+/// the proof). A block another backend produced (its signature `""` or
+/// none, as the translation to Messages writes it) cannot be.
+pub fn verifiable(b: &Value) -> bool {
+    match b.get("type").and_then(Value::as_str) {
+        Some("thinking") => b
+            .get("signature")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty()),
+        Some("redacted_thinking") => b
+            .get("data")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty()),
+        _ => true,
+    }
+}
+
+/// An Anthropic `messages` array without the thinking blocks Anthropic
+/// cannot verify (see [`verifiable`]), when it has any: the array and one
+/// `dropped` entry per block (`messages[i].content[j] (unsigned thinking)`).
+/// `None` when every block is kept. Cheap checks come first (no thinking
+/// at all, then every block read without building values): a long history
+/// of signed blocks is only ever scanned.
+pub fn strip_unverifiable(messages: &str) -> Option<(Value, Vec<String>)> {
+    memchr::memmem::find(messages.as_bytes(), b"thinking")?;
+    if all_verifiable(messages) == Some(true) {
+        return None;
+    }
+    let mut v: Value = serde_json::from_str(messages).ok()?;
+    let mut dropped = Vec::new();
+    for (i, m) in v.as_array_mut()?.iter_mut().enumerate() {
+        if m.get("role").and_then(Value::as_str) != Some("assistant") {
+            continue;
+        }
+        let Some(Value::Array(blocks)) = m.get_mut("content") else {
+            continue;
+        };
+        let mut j = 0;
+        blocks.retain(|b| {
+            let keep = verifiable(b);
+            if !keep {
+                dropped.push(format!("messages[{i}].content[{j}] (unsigned thinking)"));
+            }
+            j += 1;
+            keep
+        });
+    }
+    (!dropped.is_empty()).then_some((v, dropped))
 }
 
 fn tool_to_anthropic(t: &Value) -> Option<Value> {
@@ -344,8 +528,58 @@ fn tool_to_anthropic(t: &Value) -> Option<Value> {
     Some(out)
 }
 
-/// Anthropic Messages request → OpenAI chat request.
-pub fn messages_to_chat(body: &[u8]) -> Result<Value, TranslateError> {
+/// A turn's role and content, borrowed (for [`all_verifiable`]).
+#[derive(serde::Deserialize)]
+struct TurnRef<'a> {
+    #[serde(borrow, default)]
+    role: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    content: Option<&'a serde_json::value::RawValue>,
+}
+
+/// What [`verifiable`] reads of a block, borrowed.
+#[derive(serde::Deserialize)]
+struct BlockRef<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    signature: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Whether every assistant thinking block in `messages` can be verified,
+/// read without building values; `None` when the shape is not the usual
+/// one (the caller then reads it in full).
+fn all_verifiable(messages: &str) -> Option<bool> {
+    let turns: Vec<TurnRef<'_>> = serde_json::from_str(messages).ok()?;
+    for t in turns
+        .iter()
+        .filter(|t| t.role.as_deref() == Some("assistant"))
+    {
+        let Some(content) = t.content.filter(|c| c.get().starts_with('[')) else {
+            continue;
+        };
+        let blocks: Vec<BlockRef<'_>> = serde_json::from_str(content.get()).ok()?;
+        let nonempty =
+            |s: &Option<std::borrow::Cow<'_, str>>| s.as_deref().is_some_and(|s| !s.is_empty());
+        let bad = blocks.iter().any(|b| match b.kind.as_deref() {
+            Some("thinking") => !nonempty(&b.signature),
+            Some("redacted_thinking") => !nonempty(&b.data),
+            _ => false,
+        });
+        if bad {
+            return Some(false);
+        }
+    }
+    Some(true)
+}
+
+/// Anthropic Messages request → OpenAI chat request; what it drops is
+/// pushed onto `dropped`. `output_config.effort` becomes chat's
+/// `reasoning_effort` (the caller moves it into the backend's own reasoning
+/// field, see [`crate::pipeline::reasoning::restyle`]).
+pub fn messages_to_chat(body: &[u8], dropped: &mut Vec<String>) -> Result<Value, TranslateError> {
     let mut msg = object(body)?;
     let mut out = Map::new();
     if let Some(m) = msg.get("model") {
@@ -439,15 +673,91 @@ pub fn messages_to_chat(body: &[u8]) -> Result<Value, TranslateError> {
             out.insert("parallel_tool_calls".into(), Value::Bool(false));
         }
     }
-    if let Some(u) = msg.get("metadata").and_then(|m| m.get("user_id")) {
+    if let Some(u) = msg
+        .get("metadata")
+        .and_then(|m| m.get("user_id"))
+        .filter(|u| u.is_string())
+    {
         out.insert("user".into(), u.clone());
     }
-    for (k, v) in msg {
-        if !MESSAGES_FIELDS.contains(&k.as_str()) && !out.contains_key(&k) {
-            out.insert(k, v);
+    drop_subkeys("metadata", msg.get("metadata"), &["user_id"], dropped);
+    match msg.get("service_tier").and_then(Value::as_str) {
+        Some("auto") => {
+            out.insert("service_tier".into(), json!("auto"));
+        }
+        Some("standard_only") => {
+            out.insert("service_tier".into(), json!("default"));
+        }
+        Some(_) => dropped.push("service_tier".into()),
+        None => {}
+    }
+    // Effort: chat's `reasoning_effort`, unless the client switched thinking off.
+    let thinking_off = msg
+        .get("thinking")
+        .and_then(|t| t.get("type"))
+        .and_then(Value::as_str)
+        == Some("disabled");
+    let output = msg.get("output_config");
+    if let Some(e) = output
+        .and_then(|o| o.get("effort"))
+        .filter(|e| !e.is_null())
+    {
+        match e.as_str().map(chat_effort) {
+            Some(Some(effort)) if !thinking_off => {
+                out.insert("reasoning_effort".into(), json!(effort));
+            }
+            _ => dropped.push("output_config.effort".into()),
         }
     }
+    drop_subkeys("output_config", output, &["effort", "format"], dropped);
+    // Structured output: `output_config.format` (or the older top-level
+    // `output_format`), `{type: json_schema, schema}`.
+    let format = output
+        .and_then(|o| o.get("format"))
+        .filter(|f| !f.is_null())
+        .map(|f| ("output_config.format", f))
+        .or_else(|| {
+            msg.get("output_format")
+                .filter(|f| !f.is_null())
+                .map(|f| ("output_format", f))
+        });
+    if let Some((name, f)) = format {
+        match f.get("type").and_then(Value::as_str) {
+            Some("json_schema") if f.get("schema").is_some_and(Value::is_object) => {
+                out.insert(
+                    "response_format".into(),
+                    json!({"type": "json_schema", "json_schema": {"name": "output", "schema": f["schema"], "strict": true}}),
+                );
+            }
+            _ => dropped.push(name.into()),
+        }
+    }
+    if format.is_some_and(|(n, _)| n == "output_config.format")
+        && msg.get("output_format").is_some_and(|f| !f.is_null())
+    {
+        dropped.push("output_format".into());
+    }
+    carry_rest(
+        msg,
+        MESSAGES_FIELDS,
+        MESSAGES_MAPPED,
+        CHAT_FIELDS,
+        &mut out,
+        dropped,
+    );
     Ok(Value::Object(out))
+}
+
+/// Anthropic's `output_config.effort` as chat's `reasoning_effort`: the
+/// same names, `max` (above `xhigh`, which chat has) as `xhigh`.
+fn chat_effort(e: &str) -> Option<&'static str> {
+    Some(match e {
+        "low" => "low",
+        "medium" => "medium",
+        "high" => "high",
+        "xhigh" | "max" => "xhigh",
+        _ => return None,
+    })
 }
 
 /// Anthropic assistant blocks → one OpenAI assistant message.
@@ -546,18 +856,23 @@ mod tests {
 
     #[test]
     fn chat_request_becomes_messages() {
-        let out = chat_to_messages(&fixture("chat_request.json")).unwrap();
+        let mut dropped = Vec::new();
+        let out = chat_to_messages(&fixture("chat_request.json"), &mut dropped).unwrap();
         let want: Value =
             serde_json::from_slice(&fixture("chat_request.as_messages.json")).unwrap();
         assert_eq!(out, want, "{}", serde_json::to_string_pretty(&out).unwrap());
+        // `top_k` is Anthropic's own: it passes; chat's `frequency_penalty` has no equivalent.
+        assert_eq!(dropped, ["frequency_penalty"]);
     }
 
     #[test]
     fn messages_request_becomes_chat() {
-        let out = messages_to_chat(&fixture("messages_request.json")).unwrap();
+        let mut dropped = Vec::new();
+        let out = messages_to_chat(&fixture("messages_request.json"), &mut dropped).unwrap();
         let want: Value =
             serde_json::from_slice(&fixture("messages_request.as_chat.json")).unwrap();
         assert_eq!(out, want, "{}", serde_json::to_string_pretty(&out).unwrap());
+        assert_eq!(dropped, ["custom_field", "thinking"]);
     }
 
     #[test]
@@ -565,6 +880,7 @@ mod tests {
         let out = chat_to_messages(
             br#"{"model":"c","messages":[{"role":"user","content":"hi"}],"reasoning_effort":"low","max_tokens":16000,
                 "tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"required","parallel_tool_calls":false,"stop":"END","temperature":1.7}"#,
+            &mut Vec::new(),
         )
         .unwrap();
         assert_eq!(
@@ -582,7 +898,110 @@ mod tests {
             out["tools"][0]["input_schema"],
             json!({"type": "object", "properties": {}})
         );
-        assert!(chat_to_messages(b"[]").is_err());
-        assert!(chat_to_messages(br#"{"model":"m"}"#).is_err());
+        assert!(chat_to_messages(b"[]", &mut Vec::new()).is_err());
+        assert!(chat_to_messages(br#"{"model":"m"}"#, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn claude_code_fields_are_mapped_or_dropped() {
+        let mut dropped = Vec::new();
+        let out = messages_to_chat(
+            br#"{"model":"c","max_tokens":32000,"messages":[{"role":"user","content":"hi"}],
+                "context_management":{"edits":[]},"output_config":{"effort":"high","task_budget":1},
+                "thinking":{"type":"enabled","budget_tokens":4000},"metadata":{"user_id":"u","x":1},
+                "service_tier":"standard_only","top_k":5,"container":"c1","seed":7,"chat_template_kwargs":{}}"#,
+            &mut dropped,
+        )
+        .unwrap();
+        assert_eq!(out["reasoning_effort"], "high");
+        assert_eq!(out["user"], "u");
+        assert_eq!(out["service_tier"], "default");
+        // `seed` is chat's own: it passes.
+        assert_eq!(out["seed"], 7);
+        for gone in [
+            "context_management",
+            "output_config",
+            "thinking",
+            "metadata",
+            "top_k",
+            "container",
+            "chat_template_kwargs",
+        ] {
+            assert!(out.get(gone).is_none(), "{gone}: {out}");
+        }
+        dropped.sort();
+        assert_eq!(
+            dropped,
+            [
+                "chat_template_kwargs",
+                "container",
+                "context_management",
+                "metadata.x",
+                "output_config.task_budget",
+                "thinking",
+                "top_k"
+            ]
+        );
+        // Thinking switched off: no effort; `max` is chat's highest.
+        let mut dropped = Vec::new();
+        let out = messages_to_chat(
+            br#"{"model":"c","messages":[],"thinking":{"type":"disabled"},"output_config":{"effort":"max"}}"#,
+            &mut dropped,
+        )
+        .unwrap();
+        assert!(out.get("reasoning_effort").is_none());
+        assert!(dropped.contains(&"output_config.effort".to_string()));
+        let out = messages_to_chat(
+            br#"{"model":"c","messages":[],"output_config":{"effort":"max","format":{"type":"json_schema","schema":{"type":"object"}}}}"#,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(out["reasoning_effort"], "xhigh");
+        assert_eq!(
+            out["response_format"]["json_schema"]["schema"],
+            json!({"type": "object"})
+        );
+    }
+
+    #[test]
+    fn unsigned_thinking_is_not_sent_to_anthropic() {
+        let mut dropped = Vec::new();
+        let out = chat_to_messages(
+            br#"{"model":"c","messages":[{"role":"user","content":"hi"},
+                {"role":"assistant","content":"ok","thinking_blocks":[{"type":"thinking","thinking":"t","signature":""}]},
+                {"role":"user","content":"more"}]}"#,
+            &mut dropped,
+        )
+        .unwrap();
+        assert_eq!(
+            out["messages"][1]["content"],
+            json!([{"type": "text", "text": "ok"}])
+        );
+        assert_eq!(dropped, ["messages[1].thinking_blocks (unsigned)"]);
+        let messages = r#"[{"role":"user","content":"hi"},{"role":"assistant","content":[
+            {"type":"thinking","thinking":"a","signature":""},{"type":"thinking","thinking":"b"},
+            {"type":"thinking","thinking":"c","signature":"sig"},{"type":"redacted_thinking","data":"d"},
+            {"type":"text","text":"x"}]}]"#;
+        let (clean, dropped) = strip_unverifiable(messages).unwrap();
+        assert_eq!(
+            clean[1]["content"],
+            json!([{"type": "thinking", "thinking": "c", "signature": "sig"},
+                   {"type": "redacted_thinking", "data": "d"}, {"type": "text", "text": "x"}])
+        );
+        assert_eq!(
+            dropped,
+            [
+                "messages[1].content[0] (unsigned thinking)",
+                "messages[1].content[1] (unsigned thinking)"
+            ]
+        );
+        assert_eq!(all_verifiable(messages), Some(false));
+        assert!(strip_unverifiable(r#"[{"role":"user","content":"no thinking here"}]"#).is_none());
+        // Text blocks may say anything, signatures may be escaped.
+        let signed = r#"[{"role":"assistant","content":[{"type":"text","text":"\"type\":\"thinking\""},
+            {"type":"thinking","thinking":"t","signature":"a\/b"}]},{"role":"assistant","content":"thinking"}]"#;
+        assert_eq!(all_verifiable(signed), Some(true));
+        assert!(strip_unverifiable(signed).is_none());
+        assert!(strip_unverifiable(r#"[{"role":"assistant","content":[{"type":"thinking","thinking":"c","signature":"s"}]}]"#).is_none());
     }
 }

@@ -1,14 +1,42 @@
 //! A Responses API request as a chat completions request, for backends that
 //! only speak chat (`supports_responses: false`, Anthropic backends through
-//! chat). Fields chat has no place for are dropped (see docs/providers.md);
-//! fields neither API defines pass through.
+//! chat). The result carries only what chat defines: each Responses field
+//! is mapped or dropped (see docs/providers.md), a field Responses does not
+//! define passes only when chat does, and what is dropped is named in the
+//! `dropped` list the caller puts in the request record.
 
 use serde_json::{Map, Value, json};
 
 use crate::protocol::TranslateError;
+use crate::protocol::anthropic::request::{CHAT_FIELDS, carry_rest, drop_subkeys};
 
-/// Responses fields this translation reads.
-const RESPONSES_FIELDS: &[&str] = &[
+/// The Responses fields this translation maps (the other fields of
+/// [`RESPONSES_FIELDS`] are dropped).
+const RESPONSES_MAPPED: &[&str] = &[
+    "model",
+    "input",
+    "instructions",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "max_output_tokens",
+    "temperature",
+    "top_p",
+    "user",
+    "reasoning",
+    "text",
+    "stream",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "safety_identifier",
+    "service_tier",
+    // Refused when set; `null` is nothing to carry.
+    "previous_response_id",
+    "conversation",
+];
+
+/// Every top-level field of a Responses API request.
+pub const RESPONSES_FIELDS: &[&str] = &[
     "model",
     "input",
     "instructions",
@@ -33,13 +61,16 @@ const RESPONSES_FIELDS: &[&str] = &[
     "conversation",
     "prompt",
     "prompt_cache_key",
+    "prompt_cache_retention",
     "safety_identifier",
     "max_tool_calls",
     "top_logprobs",
+    "context_management",
 ];
 
-/// Responses request → chat completions request.
-pub fn to_chat(body: &[u8]) -> Result<Value, TranslateError> {
+/// Responses request → chat completions request; what it drops is pushed
+/// onto `dropped`.
+pub fn to_chat(body: &[u8], dropped: &mut Vec<String>) -> Result<Value, TranslateError> {
     let r: Map<String, Value> = match serde_json::from_slice(body) {
         Ok(Value::Object(m)) => m,
         Ok(_) => {
@@ -117,7 +148,16 @@ pub fn to_chat(body: &[u8]) -> Result<Value, TranslateError> {
     if let Some(m) = r.get("max_output_tokens").filter(|v| v.is_number()) {
         out.insert("max_tokens".into(), m.clone());
     }
-    for k in ["temperature", "top_p", "user"] {
+    // The same name and meaning in chat.
+    for k in [
+        "temperature",
+        "top_p",
+        "user",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "safety_identifier",
+        "service_tier",
+    ] {
         if let Some(v) = r.get(k).filter(|v| !v.is_null()) {
             out.insert(k.into(), v.clone());
         }
@@ -129,6 +169,15 @@ pub fn to_chat(body: &[u8]) -> Result<Value, TranslateError> {
     {
         out.insert("reasoning_effort".into(), e.clone());
     }
+    drop_subkeys("reasoning", r.get("reasoning"), &["effort"], dropped);
+    if let Some(v) = r
+        .get("text")
+        .and_then(|t| t.get("verbosity"))
+        .filter(|v| v.is_string())
+    {
+        out.insert("verbosity".into(), v.clone());
+    }
+    drop_subkeys("text", r.get("text"), &["format", "verbosity"], dropped);
     if let Some(f) = r.get("text").and_then(|t| t.get("format")) {
         match f.get("type").and_then(Value::as_str) {
             Some("json_schema") => {
@@ -154,11 +203,14 @@ pub fn to_chat(body: &[u8]) -> Result<Value, TranslateError> {
         out.insert("stream".into(), Value::Bool(true));
         out.insert("stream_options".into(), json!({"include_usage": true}));
     }
-    for (k, v) in r {
-        if !RESPONSES_FIELDS.contains(&k.as_str()) && !out.contains_key(&k) {
-            out.insert(k, v);
-        }
-    }
+    carry_rest(
+        r,
+        RESPONSES_FIELDS,
+        RESPONSES_MAPPED,
+        CHAT_FIELDS,
+        &mut out,
+        dropped,
+    );
     Ok(Value::Object(out))
 }
 
@@ -274,9 +326,14 @@ mod tests {
           "max_output_tokens": 500, "temperature": 0.2,
           "reasoning": {"effort": "high"},
           "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}, "strict": true}},
-          "stream": true, "store": false, "x_vendor": 1
+          "stream": true, "store": false, "x_vendor": 1, "seed": 3,
+          "client_metadata": {"x": "y"}, "prompt_cache_key": "k", "safety_identifier": "s",
+          "prompt_cache_retention": "24h", "include": [], "service_tier": "flex"
         }"#;
-        let out = to_chat(body).unwrap();
+        let mut dropped = Vec::new();
+        let out = to_chat(body, &mut dropped).unwrap();
+        dropped.sort();
+        assert_eq!(dropped, ["client_metadata", "include", "store", "x_vendor"]);
         assert_eq!(
             out,
             json!({
@@ -297,18 +354,28 @@ mod tests {
                 "temperature": 0.2,
                 "reasoning_effort": "high",
                 "response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}, "strict": true}},
+                "prompt_cache_key": "k",
+                "prompt_cache_retention": "24h",
+                "safety_identifier": "s",
+                "service_tier": "flex",
                 "stream": true,
                 "stream_options": {"include_usage": true},
-                "x_vendor": 1
+                "seed": 3
             })
         );
     }
 
     #[test]
     fn string_input_and_refusals() {
-        let out = to_chat(br#"{"model":"m","input":"hi"}"#).unwrap();
+        let out = to_chat(br#"{"model":"m","input":"hi"}"#, &mut Vec::new()).unwrap();
         assert_eq!(out["messages"], json!([{"role": "user", "content": "hi"}]));
-        assert!(to_chat(br#"{"model":"m"}"#).is_err());
-        assert!(to_chat(br#"{"model":"m","input":"x","previous_response_id":"resp_1"}"#).is_err());
+        assert!(to_chat(br#"{"model":"m"}"#, &mut Vec::new()).is_err());
+        assert!(
+            to_chat(
+                br#"{"model":"m","input":"x","previous_response_id":"resp_1"}"#,
+                &mut Vec::new()
+            )
+            .is_err()
+        );
     }
 }

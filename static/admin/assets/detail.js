@@ -70,7 +70,9 @@ function attemptsTable(list) {
     h('thead', {}, h('tr', {}, ['#', 'Backend', 'URL', 'Upstream model', 'Status', 'Latency', 'Error'].map((c) => h('th', { scope: 'col' }, c)))),
     h('tbody', {}, list.map((a, i) => h('tr', {},
       h('td', {}, i + 1), h('td', {}, a.backend), h('td', { class: 'muted break' }, a.url), h('td', {}, a.upstream_model || '–'),
-      h('td', {}, statusBadge(a.status)), h('td', { class: 'num' }, fmtMs(a.latency_ms)), h('td', { class: 'error-text' }, a.error || ''))))));
+      h('td', {}, statusBadge(a.status)), h('td', { class: 'num' }, fmtMs(a.latency_ms)), h('td', { class: 'error-text' }, a.error || '',
+        Array.isArray(a.dropped) && a.dropped.length
+          ? h('div', { class: 'muted' }, `Not sent (translation): ${a.dropped.join(', ')}`) : null))))));
 }
 
 function replayResult(r) {

@@ -255,7 +255,7 @@ pub(super) fn resolve(
                 errors,
             ),
         },
-        idle_timeout: optional_seconds(
+        idle_timeout: connections::optional_seconds(
             tcp.idle_timeout,
             Duration::from_secs(600),
             &format!("{tcp_at}.idle_timeout"),
@@ -494,26 +494,6 @@ fn seconds(v: Option<f64>, default: Duration, at: &str, errors: &mut Vec<String>
                 "{at}: must be a positive number of seconds, got {s}"
             ));
             default
-        }
-    }
-}
-
-/// Like [`seconds`], where 0 means "never".
-fn optional_seconds(
-    v: Option<f64>,
-    default: Duration,
-    at: &str,
-    errors: &mut Vec<String>,
-) -> Option<Duration> {
-    match v {
-        Some(0.0) => None,
-        None => Some(default),
-        Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Some(Duration::from_secs_f64(s)),
-        Some(s) => {
-            errors.push(format!(
-                "{at}: must be a number of seconds >= 0 (0 turns it off), got {s}"
-            ));
-            Some(default)
         }
     }
 }

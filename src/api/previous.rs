@@ -391,6 +391,12 @@ impl Convert for Capture {
         self.inner.end(out);
         self.scan(&out[start..]);
     }
+
+    /// The translator's own ending (`error`, then `response.failed`); a
+    /// failed response is not kept, so nothing to scan.
+    fn fail(&mut self, failure: &crate::protocol::StreamFailure, out: &mut Vec<Bytes>) -> bool {
+        self.inner.fail(failure, out)
+    }
 }
 
 /// `GET /v1/responses/{id}`: a Responses object yallmp made (translated),

@@ -602,6 +602,7 @@ pub async fn effective_config(State(state): State<Shared>) -> Json<Value> {
             "body_read_timeout": c.server.connections.body_read_timeout.map(|d| d.as_secs_f64()),
             "idle_timeout": c.server.connections.idle_timeout.map(|d| d.as_secs_f64()),
             "max_connections": c.server.connections.max_connections,
+            "allowed_hosts": c.server.allowed_hosts,
             "shutdown_grace_period": c.server.shutdown_grace.as_secs_f64(),
             "workers": match c.server.workers {
                 crate::config::Workers::PerThread(n) => json!(n),

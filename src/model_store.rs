@@ -341,6 +341,7 @@ async fn follow(state: &crate::api::AppState, store: &ModelStore) -> Result<(), 
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let changes = crate::api::admin::diff(&current.config, &config);
     state.log.update_secrets(&config);
+    state.thinking.retain_configured(&config);
     state
         .live
         .store(std::sync::Arc::new(crate::live::Live::new(config)));

@@ -54,6 +54,9 @@ pub struct Server {
     writer: Option<Writer>,
     /// Follows runtime models shared through PostgreSQL.
     sync: Option<JoinHandle<()>>,
+    /// The shutdown grace period: the whole of [`Server::shutdown`] (the
+    /// in-flight requests, then the request log's drain) fits in it.
+    grace: Duration,
 }
 
 /// Starts the proxy on the config's host and port (port 0 picks a free one).
@@ -182,6 +185,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         task,
         writer,
         sync,
+        grace,
     })
 }
 
@@ -203,18 +207,31 @@ impl Server {
 
     /// Stops accepting and waits until in-flight requests finish or the
     /// grace period ends.
-    /// Then the request log writes everything queued.
+    /// Then the request log writes everything queued. The grace period is
+    /// counted from the call (the signal): the log's drain gets what the
+    /// requests left of it (at least half a second),
+    /// so a sink that cannot write does not hold the exit past it.
     pub async fn shutdown(self) {
+        let deadline = tokio::time::Instant::now() + self.grace;
         self.state.shutting_down.store(true, Ordering::Relaxed);
         let _ = self.stop.send(true);
         let _ = self.task.await;
         if let Some(sync) = self.sync {
             sync.abort();
         }
-        // Turns remembered by the last answers reach their store.
-        self.state.thinking.flush().await;
+        // Turns remembered by the last answers reach their store (a store
+        // that does not answer does not hold the exit either).
+        let flush_by = deadline.max(tokio::time::Instant::now() + crate::reqlog::MIN_FINISH);
+        if tokio::time::timeout_at(flush_by, self.state.thinking.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "interleaved thinking: turns not stored within the shutdown grace period"
+            );
+        }
         if let Some(w) = self.writer {
-            w.finish().await;
+            w.finish(deadline).await;
         }
     }
 

@@ -956,3 +956,36 @@ async fn a_reload_with_an_empty_admin_password_variable_is_refused() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `GET /admin/config` shows every server setting added with the client
+/// limits and the admin access rules (`allowed_hosts` was missing), and the
+/// streaming limits, as configured.
+#[tokio::test]
+async fn effective_config_shows_the_server_limits_allowed_hosts_and_streaming() {
+    let server = proxy(
+        "proxy_settings:\n  server:\n    allowed_hosts: [Admin.Example.com:8443, lan.example]\n    max_response_bytes: 2000000\n    header_read_timeout: 12\n    body_read_timeout: 34\n    idle_timeout: 56\n    max_connections: 789\n  streaming: {max_event_bytes: 4096, first_event_timeout: 7}\nmodel_list:\n  - {model_name: s, model_params: {api_type: stub}}\n",
+    )
+    .await;
+    let (status, v) = admin(&server, "GET", "/admin/config", None, None).await;
+    assert_eq!(status, 200, "{v}");
+    let s = &v["server"];
+    assert_eq!(
+        s["allowed_hosts"],
+        json!(["admin.example.com:8443", "lan.example"]),
+        "{v}"
+    );
+    assert_eq!(s["max_response_bytes"], 2_000_000, "{v}");
+    assert_eq!(s["header_read_timeout"], 12.0, "{v}");
+    assert_eq!(s["body_read_timeout"], 34.0, "{v}");
+    assert_eq!(s["idle_timeout"], 56.0, "{v}");
+    assert_eq!(s["max_connections"], 789, "{v}");
+    assert_eq!(v["streaming"]["max_event_bytes"], 4096, "{v}");
+    assert_eq!(v["streaming"]["first_event_timeout"], 7.0, "{v}");
+    server.shutdown().await;
+
+    // None configured: an empty list (only the built-in names answer).
+    let server = proxy("model_list:\n  - {model_name: s, model_params: {api_type: stub}}\n").await;
+    let (_, v) = admin(&server, "GET", "/admin/config", None, None).await;
+    assert_eq!(v["server"]["allowed_hosts"], json!([]), "{v}");
+    server.shutdown().await;
+}

@@ -1140,3 +1140,72 @@ async fn a_full_disk_under_sqlite_is_survived_and_recovered_from() {
     })
     .await;
 }
+
+/// A database the log cannot write to (held by another connection: every
+/// insert waits out SQLite's 5 s busy timeout) and a request still in
+/// flight at shutdown. The whole shutdown, the in-flight request's grace
+/// and then the log's drain, fits in the grace period counted from the
+/// call (the signal), plus a small floor. It used to be the grace period
+/// for the requests and then as long again for the log: about twice it.
+#[tokio::test]
+async fn shutdown_with_an_unwritable_database_and_a_request_in_flight_stays_within_the_grace() {
+    use sqlx::ConnectOptions as _;
+    within(async {
+        let mock = Mock::start(Reply::Delay(
+            Duration::from_secs(120),
+            Box::new(Reply::Echo),
+        ))
+        .await;
+        let (mut config, dir) = logged_config(
+            &format!(
+                "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}'}}}}\n",
+                mock.url
+            ),
+            None,
+        );
+        let grace = Duration::from_secs(5);
+        config.server.shutdown_grace = grace;
+        let db_path = dir.join("yallmp.db");
+        let server = yallmp::serve(config).await.unwrap();
+        // The database is taken (its write lock held by a connection of the
+        // test's own) until the end of the test.
+        let mut lock = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&db_path)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("BEGIN EXCLUSIVE")
+            .execute(&mut lock)
+            .await
+            .unwrap();
+        // A request in flight (its upstream answers long after the grace).
+        let url = format!("{}/v1/chat/completions", server.url());
+        let in_flight = tokio::spawn(async move {
+            client()
+                .post(url)
+                .header("x-request-id", "in-flight")
+                .json(&json!({"model": "m"}))
+                .send()
+                .await
+        });
+        while mock.hits().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let started = std::time::Instant::now();
+        server.shutdown().await;
+        let took = started.elapsed();
+        // A bound against the old doubling, not a timing test: the grace,
+        // the runtime's last second and the log's floor fit in grace + 3 s.
+        assert!(
+            took < grace + Duration::from_secs(3),
+            "shutdown took {took:?} with a grace period of {grace:?}"
+        );
+        // The cut request's record still went to its file.
+        let ev = record(&dir, "in-flight").await;
+        assert_eq!(outcome(&ev)["outcome"], "cancelled", "{}", outcome(&ev));
+        let _ = in_flight.await;
+        let _ = sqlx::query("ROLLBACK").execute(&mut lock).await;
+        let _ = sqlx::Connection::close(lock).await;
+    })
+    .await;
+}

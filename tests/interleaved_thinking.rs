@@ -895,3 +895,95 @@ async fn names_clients_choose_under_a_wildcard_share_one_store_and_one_series() 
     assert_eq!(missing, n as f64);
     proxy.shutdown().await;
 }
+
+/// A tool-call turn for `model` (its assistant turn has no reasoning, so
+/// the proxy looks it up: the configured model's memory store exists).
+async fn tool_turn(proxy: &Server, model: &str) {
+    let body = json!({"model": model, "messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "ok"}]});
+    let (status, _, text) = support::post(proxy, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{model}: {text}");
+}
+
+async fn admin_call(proxy: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req =
+        support::client().request(method.parse().unwrap(), format!("{}{path}", proxy.url()));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A model a reload removes (or whose thinking it turns off), or that the
+/// admin API deletes, no longer keeps its in-memory store until a restart:
+/// after the change only the configured models' stores are left.
+#[tokio::test]
+async fn stores_of_models_no_longer_configured_are_dropped_at_a_reload_and_a_model_change() {
+    let mock = support::Mock::start(support::Reply::Echo).await;
+    let model = |name: &str, thinking: bool| {
+        format!(
+            "  - model_name: {name}\n    model_params:\n      api_base: '{}'\n{}",
+            mock.url,
+            if thinking { ON } else { "" }
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "model_list:\n{}{}{}",
+            model("keep", true),
+            model("gone", true),
+            model("off", true)
+        ),
+    )
+    .unwrap();
+    let mut config = Config::load(&file).unwrap();
+    config.server.host = "127.0.0.1".into();
+    config.server.port = 0;
+    support::isolate_logs(&mut config);
+    let proxy = yallmp::serve(config).await.unwrap();
+    for m in ["keep", "gone", "off"] {
+        tool_turn(&proxy, m).await;
+    }
+    assert_eq!(proxy.state().thinking.memory_stores(), 3);
+
+    // A reload: `gone` removed, `off` without interleaved thinking.
+    std::fs::write(
+        &file,
+        format!(
+            "model_list:\n{}{}",
+            model("keep", true),
+            model("off", false)
+        ),
+    )
+    .unwrap();
+    let (status, v) = admin_call(&proxy, "POST", "/admin/config/reload", None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(proxy.state().thinking.memory_stores(), 1);
+    tool_turn(&proxy, "keep").await;
+    assert_eq!(proxy.state().thinking.memory_stores(), 1);
+
+    // A runtime model with interleaved thinking, then deleted through the
+    // admin API: its store goes with it.
+    let (status, v) = admin_call(
+        &proxy,
+        "POST",
+        "/admin/models",
+        Some(json!({"model_name": "rt", "api_base": mock.url, "interleaved_thinking": {"enabled": true}})),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "{status} {v}");
+    tool_turn(&proxy, "rt").await;
+    assert_eq!(proxy.state().thinking.memory_stores(), 2);
+    let (status, v) = admin_call(&proxy, "DELETE", "/admin/models/rt", None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(proxy.state().thinking.memory_stores(), 1);
+    proxy.shutdown().await;
+}

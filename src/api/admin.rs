@@ -304,7 +304,14 @@ async fn commit(state: &Shared, config: Config) -> Result<(), AdminError> {
             })?;
     }
     state.log.update_secrets(&config);
+    let thinking_dropped = state.thinking.retain_configured(&config);
     state.live.store(Arc::new(Live::new(config)));
+    if thinking_dropped > 0 {
+        tracing::info!(
+            stores = thinking_dropped,
+            "interleaved thinking: memory stores of models no longer configured dropped"
+        );
+    }
     Ok(())
 }
 
@@ -583,8 +590,15 @@ pub async fn reload_config(state: &Shared) -> Result<Value, AdminError> {
         state.sessions.clear();
     }
     state.log.update_secrets(&config);
+    let thinking_dropped = state.thinking.retain_configured(&config);
     state.live.store(Arc::new(Live::new(config)));
     tracing::info!(%changes, "config reloaded");
+    if thinking_dropped > 0 {
+        tracing::info!(
+            stores = thinking_dropped,
+            "interleaved thinking: memory stores of models no longer configured dropped"
+        );
+    }
     Ok(json!({"reloaded": true, "changes": changes, "warnings": warnings}))
 }
 
@@ -602,6 +616,7 @@ pub async fn effective_config(State(state): State<Shared>) -> Json<Value> {
             "body_read_timeout": c.server.connections.body_read_timeout.map(|d| d.as_secs_f64()),
             "idle_timeout": c.server.connections.idle_timeout.map(|d| d.as_secs_f64()),
             "max_connections": c.server.connections.max_connections,
+            "allowed_hosts": c.server.allowed_hosts,
             "shutdown_grace_period": c.server.shutdown_grace.as_secs_f64(),
             "workers": match c.server.workers {
                 crate::config::Workers::PerThread(n) => json!(n),

@@ -32,6 +32,7 @@ use crate::config::Config;
 use crate::router::Attempt;
 
 pub(crate) use supervise::TASK_RESTARTS;
+pub(crate) use writer::MIN_FINISH;
 pub use writer::{StartError, Writer};
 
 /// How a request ended.

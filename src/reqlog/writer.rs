@@ -49,13 +49,12 @@ pub struct Writer {
     store: Option<JoinHandle<()>>,
     pruner: Option<JoinHandle<()>>,
     db: Option<Db>,
-    /// How long [`Writer::finish`] may take (the shutdown grace period):
-    /// a sink that cannot take what is left does not hold the exit.
-    finish_within: Duration,
 }
 
-/// The least time [`Writer::finish`] is given, whatever the grace period.
-const MIN_FINISH: Duration = Duration::from_secs(2);
+/// The least time [`Writer::finish`] is given, however little of the grace
+/// period is left when it starts: the records of requests cut off at the
+/// end of the grace period still go to a healthy sink.
+pub(crate) const MIN_FINISH: Duration = Duration::from_millis(500);
 
 /// Stage one: takes records off the queue in batches, renders them (in a
 /// blocking thread, with the file writes) and passes the rows on.
@@ -185,7 +184,6 @@ impl Writer {
             store,
             pruner,
             db,
-            finish_within: config.server.shutdown_grace.max(MIN_FINISH),
         })
     }
 
@@ -194,15 +192,16 @@ impl Writer {
         self.db.as_ref()
     }
 
-    /// Writes everything queued, then stops; within the shutdown grace
-    /// period (what a failing sink has not taken by then is lost, and an
-    /// error says so).
-    pub async fn finish(self) {
+    /// Writes everything queued, then stops, by `deadline` (the end of the
+    /// shutdown grace period, counted from the signal) or half a second
+    /// from now, whichever is later: what a failing sink has not taken by
+    /// then is lost, and an error says so.
+    pub async fn finish(self, deadline: tokio::time::Instant) {
         let _ = self.stop.send(true);
         if let Some(p) = self.pruner {
             p.abort();
         }
-        let deadline = tokio::time::Instant::now() + self.finish_within;
+        let deadline = deadline.max(tokio::time::Instant::now() + MIN_FINISH);
         // The renderer drains the queue, then closes the row channel, which
         // ends the database stage once it has written what it holds.
         let mut render = self.render;

@@ -158,6 +158,31 @@ impl Thinking {
         }
     }
 
+    /// Drops the memory stores no backend of `config` uses any more (a
+    /// model removed or renamed, its `interleaved_thinking` turned off, or
+    /// its `max_entries` changed), after a reload or a runtime model
+    /// change; returns how many. Their turns go with them (a durable store
+    /// keeps its copy).
+    pub fn retain_configured(&self, config: &Config) -> usize {
+        let used: std::collections::HashSet<(&str, u64)> = config
+            .models
+            .iter()
+            .flat_map(|m| m.backends.iter())
+            .filter_map(|b| {
+                b.thinking
+                    .as_ref()
+                    .map(|t| (b.model_name.as_str(), t.max_entries))
+            })
+            .collect();
+        let mut map = match self.memory.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let before = map.len();
+        map.retain(|(model, max), _| used.contains(&(model.as_str(), *max)));
+        before - map.len()
+    }
+
     /// The memory store of `model` with this bound.
     fn memory(&self, model: &str, max_entries: u64) -> Arc<MemoryStore> {
         let mut map = match self.memory.lock() {

@@ -321,9 +321,10 @@ impl Chain {
 
     /// The chat → Responses stream translator for this request, with the
     /// id made here; the turn is kept when `response.completed` (or
-    /// `response.incomplete`) passes.
-    pub fn stream(self, guard: &mut RecordGuard) -> Box<dyn Convert> {
-        let inner = ChatToResponses::with_id(self.id.clone());
+    /// `response.incomplete`) passes; `model` (the requested one) names the
+    /// response when the chunks do not.
+    pub fn stream(self, guard: &mut RecordGuard, model: &str) -> Box<dyn Convert> {
+        let inner = ChatToResponses::with_id(self.id.clone()).with_model(model);
         let slot = match (guard.record(), &self.recent) {
             (Some(r), Some(_)) => {
                 let slot = TurnSlot::default();

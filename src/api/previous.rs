@@ -34,8 +34,8 @@ use super::Shared;
 use super::error::ApiError;
 use crate::config::Backend;
 use crate::live::Live;
-use crate::protocol::Convert;
 use crate::protocol::responses::stream::ChatToResponses;
+use crate::protocol::{Convert, StreamFailure};
 use crate::reqlog::{RecordGuard, TurnSlot};
 use crate::upstream::Endpoint;
 
@@ -391,6 +391,15 @@ impl Convert for Capture {
         let start = out.len();
         self.inner.end(out);
         self.scan(&out[start..]);
+    }
+
+    /// The translator's own failed ending (numbered after its events, the
+    /// response so far in `response.failed`), not the relay's fallback.
+    fn fail(&mut self, failure: &StreamFailure, out: &mut Vec<Bytes>) -> bool {
+        let start = out.len();
+        let own = self.inner.fail(failure, out);
+        self.scan(&out[start..]);
+        own
     }
 }
 

@@ -155,6 +155,34 @@ describe('responses (translated to chat)', () => {
     );
   });
 
+  test('a cut stream on the wire: every event numbered, error then response.failed', async () => {
+    // What the SDKs read, without an SDK: the events after the last one
+    // they show are checked here.
+    const res = await fetch(`${proxy.url}/v1/responses`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'cut', input: 'hi', stream: true }),
+    });
+    assert.equal(res.status, 200);
+    const events = (await res.text())
+      .split('\n\n')
+      .map((f) => f.split('\n').find((l) => l.startsWith('data: ')))
+      .filter(Boolean)
+      .map((l) => JSON.parse(l.slice(6)));
+    assert.deepEqual(
+      events.map((e) => e.sequence_number),
+      events.map((_, i) => i),
+    );
+    const [error, failed] = events.slice(-2);
+    assert.equal(error.type, 'error');
+    assert.equal(error.code, 'stream_interrupted');
+    assert.match(error.message, /upstream stream failed/);
+    assert.equal(failed.type, 'response.failed');
+    assert.equal(failed.response.id, events[0].response.id);
+    assert.equal(failed.response.model, 'cut');
+    assert.equal(failed.response.output[0].content[0].text, 'Half');
+  });
+
   test("an upstream error event raises the backend's message", async () => {
     const stream = client.responses.stream({ model: 'upstream-error', input: 'hi' });
     await assert.rejects(

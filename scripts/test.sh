@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command README.md gives: every unit and integration test, then the
-# end-to-end test with the official OpenAI Python SDK (skip it with
-# YALLMP_SKIP_SDK=1, e.g. offline without a pip cache).
+# end-to-end tests with the Python SDKs and the Node clients (skip them with
+# YALLMP_SKIP_SDK=1, e.g. offline without a pip cache; YALLMP_SKIP_NODE_SDK=1
+# skips only the Node ones).
 #
 # PostgreSQL and Redis tests run when DATABASE_URL_POSTGRES / REDIS_URL are set
 # (and fail, not skip, if that server is unreachable); .ci/run sets both to the
@@ -10,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --locked --all-targets "$@"
 if [[ "${YALLMP_SKIP_SDK:-0}" != 1 ]]; then
-    echo "== OpenAI SDK end-to-end"
+    echo "== SDK end-to-end (Python, Node)"
     # The binary cargo test just built; no second build.
     YALLMP_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/yallmp" bash scripts/sdk-test.sh
 fi

@@ -344,3 +344,66 @@ async fn a_native_responses_stream_cut_by_the_proxy_ends_numbered_after_it() {
     assert!(body.ends_with(&own), "{body}");
     assert_eq!(events(&body).len(), 3, "{body}");
 }
+
+/// A chat backend that names no model in its completion or chunks: the
+/// translated Responses object carries the requested model name (the AI SDK
+/// requires a string `model`, and refused `null` with "Type validation
+/// failed"), in the answer and in every event of a stream, even a failed one.
+#[tokio::test]
+async fn a_translated_response_without_a_backend_model_names_the_requested_one() {
+    let completion = json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 7,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi."}, "finish_reason": "stop"}]});
+    let mock = Mock::start(Reply::Json(200, completion)).await;
+    let server = server(&mock, ", supports_responses: false").await;
+    let (status, _, body) = post(
+        &server,
+        "/v1/responses",
+        &json!({"model": "m", "input": "hi"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["model"], "m", "{v}");
+
+    let chunk = |delta: Value, finish: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c1", "object": "chat.completion.chunk", "created": 1,
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        )
+    };
+    let frames = vec![
+        chunk(json!({"role": "assistant", "content": "Hi."}), Value::Null),
+        chunk(json!({}), json!("stop")),
+        DONE.to_string(),
+    ];
+    mock.push(Reply::Sse {
+        frames: frames.clone(),
+        gap: std::time::Duration::ZERO,
+    });
+    let req = json!({"model": "m", "input": "hi", "stream": true});
+    let (status, _, body) = post(&server, "/v1/responses", &req).await;
+    assert_eq!(status, 200, "{body}");
+    let evs = events(&body);
+    for e in evs.iter().filter(|e| e.get("response").is_some()) {
+        assert_eq!(e["response"]["model"], "m", "{e}");
+    }
+    assert_eq!(evs[0]["type"], "response.created");
+    assert_eq!(evs.last().unwrap()["type"], "response.completed");
+
+    // Cut after the first chunk: response.failed names it too, numbered
+    // after the events before it, with the response so far (with the
+    // request log on, the translator is wrapped to keep the turn for
+    // `previous_response_id`; the wrapper passes the failure on to it).
+    mock.push(Reply::SseCut(frames[..1].to_vec()));
+    let (status, _, body) = post(&server, "/v1/responses", &req).await;
+    assert_eq!(status, 200, "{body}");
+    let evs = assert_failed(&body, "stream_interrupted", "upstream stream failed");
+    for (i, v) in evs.iter().enumerate() {
+        assert_eq!(v["sequence_number"], i, "{body}");
+    }
+    let failed = evs.last().unwrap();
+    assert_eq!(failed["response"]["model"], "m", "{body}");
+    assert_eq!(failed["response"]["id"], evs[0]["response"]["id"], "{body}");
+    assert_eq!(failed["response"]["output"][0]["content"][0]["text"], "Hi.");
+}

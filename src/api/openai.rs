@@ -420,7 +420,7 @@ async fn forward(
                 note_parsed(guard, &session);
             }
             if status.is_success()
-                && let Some(out) = protocol::from_chat(endpoint, wire, &sent)
+                && let Some(out) = protocol::from_chat(endpoint, wire, &sent, &model)
             {
                 sent = out.map_err(|e| translation_failed(&e, &live.scrubber))?;
             }
@@ -488,8 +488,8 @@ async fn forward(
                     && endpoint == Endpoint::Responses
                     && wire != Endpoint::Responses
             }) {
-                Some(c) => Some(c.stream(&mut owned)),
-                None => protocol::stream_from_chat(endpoint, wire),
+                Some(c) => Some(c.stream(&mut owned, &model)),
+                None => protocol::stream_from_chat(endpoint, wire, &model),
             };
             let convert = Converters {
                 to_chat: protocol::stream_to_chat(endpoint, wire, raw),

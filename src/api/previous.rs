@@ -34,8 +34,8 @@ use super::Shared;
 use super::error::ApiError;
 use crate::config::Backend;
 use crate::live::Live;
-use crate::protocol::Convert;
 use crate::protocol::responses::stream::ChatToResponses;
+use crate::protocol::{Convert, StreamFailure};
 use crate::reqlog::{RecordGuard, TurnSlot};
 use crate::upstream::Endpoint;
 
@@ -321,9 +321,10 @@ impl Chain {
 
     /// The chat → Responses stream translator for this request, with the
     /// id made here; the turn is kept when `response.completed` (or
-    /// `response.incomplete`) passes.
-    pub fn stream(self, guard: &mut RecordGuard) -> Box<dyn Convert> {
-        let inner = ChatToResponses::with_id(self.id.clone());
+    /// `response.incomplete`) passes; `model` (the requested one) names the
+    /// response when the chunks do not.
+    pub fn stream(self, guard: &mut RecordGuard, model: &str) -> Box<dyn Convert> {
+        let inner = ChatToResponses::with_id(self.id.clone()).with_model(model);
         let slot = match (guard.record(), &self.recent) {
             (Some(r), Some(_)) => {
                 let slot = TurnSlot::default();
@@ -392,10 +393,13 @@ impl Convert for Capture {
         self.scan(&out[start..]);
     }
 
-    /// The translator's own ending (`error`, then `response.failed`); a
-    /// failed response is not kept, so nothing to scan.
-    fn fail(&mut self, failure: &crate::protocol::StreamFailure, out: &mut Vec<Bytes>) -> bool {
-        self.inner.fail(failure, out)
+    /// The translator's own failed ending (numbered after its events, the
+    /// response so far in `response.failed`), not the relay's fallback.
+    fn fail(&mut self, failure: &StreamFailure, out: &mut Vec<Bytes>) -> bool {
+        let start = out.len();
+        let own = self.inner.fail(failure, out);
+        self.scan(&out[start..]);
+        own
     }
 }
 

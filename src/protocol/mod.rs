@@ -215,11 +215,14 @@ pub fn to_chat(
     Some(anthropic::response::message_to_chat(body).map(|v| Bytes::from(v.to_string())))
 }
 
-/// A whole chat completion as the client's dialect, when that is not chat.
+/// A whole chat completion as the client's dialect, when that is not chat;
+/// `model` (the requested one) names a Responses answer when the
+/// completion does not.
 pub fn from_chat(
     client: Endpoint,
     wire: Endpoint,
     body: &[u8],
+    model: &str,
 ) -> Option<Result<Bytes, TranslateError>> {
     if client == wire || !via_chat(client, wire) {
         return None;
@@ -229,7 +232,7 @@ pub fn from_chat(
             Some(anthropic::response::chat_to_message(body).map(|v| Bytes::from(v.to_string())))
         }
         Endpoint::Responses => {
-            Some(responses::response::from_chat(body).map(|v| Bytes::from(v.to_string())))
+            Some(responses::response::from_chat(body, model).map(|v| Bytes::from(v.to_string())))
         }
         _ => None,
     }
@@ -273,14 +276,17 @@ pub fn stream_to_chat(
     )))
 }
 
-/// The stream translator from chat chunks to the client's dialect.
-pub fn stream_from_chat(client: Endpoint, wire: Endpoint) -> Option<Box<dyn Convert>> {
+/// The stream translator from chat chunks to the client's dialect;
+/// `model` (the requested one) names the response when the chunks do not.
+pub fn stream_from_chat(client: Endpoint, wire: Endpoint, model: &str) -> Option<Box<dyn Convert>> {
     if client == wire || !via_chat(client, wire) {
         return None;
     }
     match client {
         Endpoint::Messages => Some(Box::new(anthropic::stream::ChatToMessages::new())),
-        Endpoint::Responses => Some(Box::new(responses::stream::ChatToResponses::new())),
+        Endpoint::Responses => Some(Box::new(
+            responses::stream::ChatToResponses::new().with_model(model),
+        )),
         _ => None,
     }
 }

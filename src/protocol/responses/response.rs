@@ -62,8 +62,10 @@ pub fn call_item(id: &str, call_id: &Value, name: &Value, arguments: &str, statu
            "arguments": arguments, "status": status})
 }
 
-/// Chat completion → Responses `response`.
-pub fn from_chat(body: &[u8]) -> Result<Value, TranslateError> {
+/// Chat completion → Responses `response`; `model` (the requested one)
+/// names it when the completion does not (Responses clients such as the AI
+/// SDK require a string).
+pub fn from_chat(body: &[u8], model: &str) -> Result<Value, TranslateError> {
     let c: Value = serde_json::from_slice(body)
         .map_err(|e| TranslateError::new(format!("upstream answer is not JSON: {e}")))?;
     let id = c["id"].as_str().unwrap_or("chat");
@@ -96,9 +98,13 @@ pub fn from_chat(body: &[u8]) -> Result<Value, TranslateError> {
         ));
     }
     let created = c["created"].as_u64().unwrap_or(0);
+    let model = match c.get("model").filter(|m| m.is_string()) {
+        Some(m) => m.clone(),
+        None => json!(model),
+    };
     Ok(envelope(
         id,
-        &c["model"],
+        &model,
         created,
         output,
         choice["finish_reason"].as_str(),
@@ -126,7 +132,7 @@ mod tests {
             "tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},
             "finish_reason":"tool_calls"}],
           "usage":{"prompt_tokens":10,"completion_tokens":4,"total_tokens":14,"prompt_tokens_details":{"cached_tokens":6}}}"#;
-        let r = from_chat(body).unwrap();
+        let r = from_chat(body, "asked").unwrap();
         assert_eq!(r["id"], "resp_chatcmpl-7");
         assert_eq!(r["status"], "completed");
         assert_eq!(r["created_at"], 5);
@@ -144,9 +150,14 @@ mod tests {
         assert_eq!(r["usage"]["total_tokens"], 14);
         let cut = from_chat(
             br#"{"id":"x","choices":[{"message":{"content":"ab"},"finish_reason":"length"}]}"#,
+            "asked",
         )
         .unwrap();
         assert_eq!(cut["status"], "incomplete");
         assert_eq!(cut["incomplete_details"]["reason"], "max_output_tokens");
+        // No model in the completion: the requested one names the response.
+        assert_eq!(cut["model"], "asked");
+        // One in it wins.
+        assert_eq!(r["model"], "m");
     }
 }

@@ -124,6 +124,16 @@ impl ChatToResponses {
         ChatToResponses { id, ..Self::new() }
     }
 
+    /// The model name the response carries when the chunks carry none
+    /// (Responses clients such as the AI SDK require a string `model` in
+    /// `response.created`): the one the client asked for.
+    pub fn with_model(self, model: &str) -> Self {
+        ChatToResponses {
+            model: json!(model),
+            ..self
+        }
+    }
+
     fn emit(&mut self, out: &mut Vec<Bytes>, kind: &str, v: Value) {
         emit_at(&mut self.seq, out, kind, v);
     }
@@ -177,7 +187,9 @@ impl ChatToResponses {
         if self.id.is_empty() {
             self.id = chunk["id"].as_str().unwrap_or("chat").to_string();
         }
-        self.model = chunk["model"].clone();
+        if let Some(m) = chunk.get("model").filter(|m| m.is_string()) {
+            self.model = m.clone();
+        }
         self.created = chunk["created"].as_u64().unwrap_or(0);
         let r = self.response(Some("in_progress"));
         self.emit(out, "response.created", json!({"response": r}));
@@ -547,6 +559,39 @@ mod tests {
         assert_eq!(done["output"][2]["arguments"], r#"{"city":"Paris"}"#);
         assert_eq!(done["usage"]["input_tokens"], 40);
         assert_eq!(done["usage"]["output_tokens"], 17);
+    }
+
+    #[test]
+    fn chunks_without_model_name_the_response_after_the_requested_model() {
+        let chunk = b"data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\n";
+        let mut c = ChatToResponses::new().with_model("asked");
+        let mut out = Vec::new();
+        c.frame(chunk, &mut out);
+        c.frame(b"data: [DONE]\n\n", &mut out);
+        c.end(&mut out);
+        let evs = events(&out);
+        assert_eq!(evs[0]["type"], "response.created");
+        assert_eq!(evs[0]["response"]["model"], "asked");
+        let done = evs.last().unwrap();
+        assert_eq!(done["type"], "response.completed");
+        assert_eq!(done["response"]["model"], "asked");
+
+        // A chunk's own model wins.
+        let named = b"data: {\"id\":\"x\",\"model\":\"backend-m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+        let mut c = ChatToResponses::new().with_model("asked");
+        let mut out = Vec::new();
+        c.frame(named, &mut out);
+        assert_eq!(events(&out)[0]["response"]["model"], "backend-m");
+
+        // A stream that fails before its first chunk names it too.
+        let mut c = ChatToResponses::new().with_model("asked");
+        let mut out = Vec::new();
+        c.frame(
+            b"data: {\"error\":{\"message\":\"boom\",\"code\":\"x\"}}\n\n",
+            &mut out,
+        );
+        let evs = events(&out);
+        assert_eq!(evs.last().unwrap()["response"]["model"], "asked");
     }
 
     #[test]

@@ -1,0 +1,307 @@
+//! The Responses API's WebSocket mode: `GET /v1/responses` with
+//! `Upgrade: websocket` (what Codex's built-in provider tries first).
+//!
+//! Each client text message `{"type": "response.create", ...}` carries the
+//! fields of a `POST /v1/responses` body at its top level (or nested under
+//! `response`); it runs through the very pipeline of a streamed
+//! `POST /v1/responses` ([`super::openai::proxy`]): routing, translation,
+//! `previous_response_id` chaining, limits, the request log (one record per
+//! turn). Each event of the answer's stream goes back as one text message
+//! (its `data` JSON as is); a turn refused before streaming (400, 404, ...)
+//! becomes `{"type": "error", "status": N, "error": {...}}` and the socket
+//! stays open. Turns run one after the other.
+//!
+//! Backends that speak Responses natively are reached per turn over HTTP
+//! (no WebSocket-to-WebSocket relay).
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, OriginalUri, Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, header};
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::{LogIds, RequestId, Shared};
+use crate::upstream::Endpoint;
+
+/// Headers of the upgrade request that are the handshake's, not a turn's.
+const HANDSHAKE: [&str; 8] = [
+    "connection",
+    "upgrade",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+    "sec-websocket-protocol",
+    "content-length",
+    "transfer-encoding",
+];
+
+/// What every turn of a socket inherits from its upgrade request.
+struct Handshake {
+    headers: HeaderMap,
+    peer: Option<ConnectInfo<SocketAddr>>,
+    /// The path as the client asked for it (`/v1/responses`), for the log.
+    path: http::Uri,
+    /// The client's `x-request-id`, if it sent a usable one.
+    client_id: Option<HeaderValue>,
+}
+
+/// `GET /responses`: the WebSocket upgrade (the client-key layer has
+/// already checked the key). Without an upgrade, 426 Upgrade Required.
+pub async fn upgrade(
+    State(state): State<Shared>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let Ok(ws) = ws else {
+        // 426, with the protocol to upgrade to: POST creates a response.
+        let mut r = super::error::json_error(
+            http::StatusCode::UPGRADE_REQUIRED,
+            &json!({"error": {"message": "GET /v1/responses is the Responses API's WebSocket mode: \
+                send a WebSocket upgrade (or POST to create a response)",
+                "type": "invalid_request_error", "code": "upgrade_required"}}),
+        );
+        r.headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        return Ok(r);
+    };
+    let config = &state.live.load().config;
+    if !config.enable_responses_endpoint {
+        return Err(ApiError::EndpointDisabled(
+            "The Responses endpoint is off. Set `proxy_settings.enable_responses_endpoint: true` \
+             (or `general_settings.enable_responses_endpoint: true`) in the config to enable it."
+                .into(),
+        ));
+    }
+    let max = usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX);
+    let (parts, _) = req.into_parts();
+    let mut headers = parts.headers;
+    for h in HANDSHAKE {
+        headers.remove(h);
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let handshake = Handshake {
+        headers,
+        peer: parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned(),
+        path: parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or(parts.uri.clone(), |u| u.0.clone()),
+        client_id: parts
+            .extensions
+            .get::<LogIds>()
+            .and_then(|i| i.client.clone()),
+    };
+    Ok(ws
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| serve(state, socket, handshake))
+        .into_response())
+}
+
+/// The socket's life: one turn per `response.create`, in order.
+async fn serve(state: Shared, mut socket: WebSocket, handshake: Handshake) {
+    while let Some(message) = socket.recv().await {
+        let text = match message {
+            Ok(Message::Text(t)) => t,
+            Ok(Message::Close(_)) | Err(_) => return,
+            // Pings are answered by the protocol layer; binary is not a
+            // Responses event.
+            Ok(Message::Binary(_)) => {
+                if send_error(
+                    &mut socket,
+                    400,
+                    "invalid_request_error",
+                    "binary messages are not Responses events: send `response.create` as text",
+                )
+                .await
+                .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            Ok(_) => continue,
+        };
+        if state
+            .shutting_down
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: 1001,
+                    reason: Utf8Bytes::from_static("the proxy is shutting down"),
+                })))
+                .await;
+            return;
+        }
+        let body = match request_body(&text) {
+            Ok(b) => b,
+            Err(message) => {
+                if send_error(&mut socket, 400, "invalid_request_error", &message)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+        };
+        if turn(&state, &mut socket, &handshake, body).await.is_err() {
+            // The client went away: dropping the stream ends the turn's
+            // record as cancelled, like a closed HTTP stream.
+            return;
+        }
+    }
+}
+
+/// The `POST /v1/responses` body of a `response.create` event: its fields
+/// at the top level (OpenAI's shape) or under `response`, streamed.
+fn request_body(text: &str) -> Result<Bytes, String> {
+    let Ok(Value::Object(mut event)) = serde_json::from_str::<Value>(text) else {
+        return Err("a WebSocket message must be a JSON object (a `response.create` event)".into());
+    };
+    match event.get("type").and_then(Value::as_str) {
+        Some("response.create") => {}
+        Some(other) => {
+            return Err(format!(
+                "unsupported event type `{other}`: only `response.create` is served"
+            ));
+        }
+        None => return Err("the event has no `type` (expected `response.create`)".into()),
+    }
+    event.remove("type");
+    let mut body = match event.remove("response") {
+        Some(Value::Object(nested)) => {
+            let mut b = nested;
+            // Top-level fields beside `response` win over nested ones.
+            for (k, v) in event {
+                b.insert(k, v);
+            }
+            b
+        }
+        Some(_) => return Err("`response` must be an object".into()),
+        None => event,
+    };
+    // Transport fields: every answer streams on the socket; background
+    // runs are not served over WebSocket (as at OpenAI).
+    body.remove("background");
+    body.insert("stream".into(), Value::Bool(true));
+    Ok(Bytes::from(Value::Object(body).to_string()))
+}
+
+/// One turn: the request through the POST pipeline, its events out.
+/// `Err` when the socket is gone.
+async fn turn(
+    state: &Shared,
+    socket: &mut WebSocket,
+    handshake: &Handshake,
+    body: Bytes,
+) -> Result<(), axum::Error> {
+    let mut req = Request::new(Body::from(body));
+    *req.method_mut() = http::Method::POST;
+    *req.uri_mut() = http::Uri::from_static("/responses");
+    *req.headers_mut() = handshake.headers.clone();
+    let own = super::new_request_id();
+    let id = handshake.client_id.clone().unwrap_or_else(|| own.clone());
+    let ext = req.extensions_mut();
+    ext.insert(RequestId(id));
+    ext.insert(LogIds {
+        own,
+        client: handshake.client_id.clone(),
+    });
+    ext.insert(OriginalUri(handshake.path.clone()));
+    if let Some(peer) = handshake.peer.clone() {
+        ext.insert(peer);
+    }
+    let response = match super::openai::proxy(state.clone(), Endpoint::Responses, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    let status = response.status();
+    let is_stream = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !status.is_success() || !is_stream {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
+        let parsed = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
+        let message = if status.is_success() {
+            // A whole answer (not expected: every turn streams).
+            json!({"type": "response.completed", "response": parsed})
+        } else {
+            let error = match parsed.get("error") {
+                Some(e) => e.clone(),
+                None => json!({"message": String::from_utf8_lossy(&bytes), "type": "server_error"}),
+            };
+            json!({"type": "error", "status": status.as_u16(), "error": error})
+        };
+        return socket.send(Message::Text(message.to_string().into())).await;
+    }
+    let max_event = state.live.load().config.streaming.max_event_bytes;
+    let mut decoder = crate::sse::Decoder::with_limit(max_event);
+    let mut stream = response.into_body().into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else { break };
+        decoder.push(&chunk);
+        while let Some(frame) = decoder.next_frame() {
+            let event = crate::sse::parse(&frame);
+            if event.is_done() {
+                continue;
+            }
+            let Some(data) = event.data else { continue };
+            socket.send(Message::Text(data.as_ref().into())).await?;
+        }
+        if decoder.too_large() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// An `error` event that is the proxy's own (a message that is no turn).
+async fn send_error(
+    socket: &mut WebSocket,
+    status: u16,
+    kind: &str,
+    message: &str,
+) -> Result<(), axum::Error> {
+    let event = json!({"type": "error", "status": status,
+        "error": {"message": message, "type": kind, "code": Value::Null}});
+    socket.send(Message::Text(event.to_string().into())).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_at_the_top_or_nested_become_a_streamed_body() {
+        let top = request_body(r#"{"type":"response.create","model":"m","input":"hi","stream":false,"background":true}"#).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&top).unwrap(),
+            json!({"model": "m", "input": "hi", "stream": true})
+        );
+        let nested =
+            request_body(r#"{"type":"response.create","response":{"model":"m","input":"hi"}}"#)
+                .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&nested).unwrap(),
+            json!({"model": "m", "input": "hi", "stream": true})
+        );
+        assert!(request_body(r#"{"type":"response.cancel"}"#).is_err());
+        assert!(request_body("[1]").is_err());
+        assert!(request_body(r#"{"model":"m"}"#).is_err());
+    }
+}

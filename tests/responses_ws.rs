@@ -1,0 +1,259 @@
+//! The Responses API's WebSocket mode (`GET /v1/responses` upgraded): turns
+//! as `response.create` messages through the POST pipeline to a chat-only
+//! mock, events back as messages, `previous_response_id` within the socket,
+//! errors as `error` messages on a socket that stays usable, client keys on
+//! the upgrade. A real WebSocket client (tokio-tungstenite), the real proxy.
+
+mod support;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn yaml(mock: &Mock, tail: &str) -> String {
+    format!(
+        "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}', supports_responses: false}}}}\n\
+         proxy_settings: {{enable_responses_endpoint: true{tail}}}\n\
+         database: {{connection: {{sqlite: {{path: 'unused.db'}}}}}}\n",
+        mock.url
+    )
+}
+
+fn ws_url(server: &yallmp::Server, path: &str) -> String {
+    format!("{}{path}", server.url().replacen("http://", "ws://", 1))
+}
+
+async fn connect(server: &yallmp::Server, path: &str, key: Option<&str>) -> Socket {
+    let mut req = ws_url(server, path).into_client_request().unwrap();
+    if let Some(k) = key {
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {k}").parse().unwrap());
+    }
+    let (socket, response) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(response.status().as_u16(), 101);
+    socket
+}
+
+async fn send(socket: &mut Socket, event: Value) {
+    socket
+        .send(Message::Text(event.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// The next text message, as JSON (a generous deadline against a hang).
+async fn next(socket: &mut Socket) -> Value {
+    loop {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(30), socket.next())
+            .await
+            .expect("no message within 30 s")
+            .expect("the socket closed")
+            .unwrap();
+        match m {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected message {other:?}"),
+        }
+    }
+}
+
+/// A turn's events up to and including `response.completed` (or `error`).
+async fn turn(socket: &mut Socket) -> Vec<Value> {
+    let mut events = Vec::new();
+    loop {
+        let v = next(socket).await;
+        let end = v["type"] == "response.completed" || v["type"] == "error";
+        events.push(v);
+        if end {
+            return events;
+        }
+    }
+}
+
+fn stream(parts: &[&str]) -> Reply {
+    let mut frames: Vec<String> = parts.iter().map(|p| chunk(p)).collect();
+    frames.push(DONE.to_string());
+    Reply::Sse {
+        frames,
+        gap: std::time::Duration::ZERO,
+    }
+}
+
+fn text_of(events: &[Value]) -> String {
+    events
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .map(|e| e["delta"].as_str().unwrap_or_default())
+        .collect()
+}
+
+async fn server_with_db(yaml: &str) -> yallmp::Server {
+    // `proxy` points the SQLite file at a fresh directory.
+    proxy(yaml).await
+}
+
+#[tokio::test]
+async fn two_turns_on_one_socket_chain_with_previous_response_id() {
+    let mock = Mock::start(Reply::Echo).await;
+    mock.push(stream(&["Hi ", "there."]));
+    mock.push(stream(&["Fine."]));
+    let server = server_with_db(&yaml(&mock, "")).await;
+    let mut socket = connect(&server, "/v1/responses", None).await;
+    // Turn 1: the request's fields at the top level, as OpenAI sends them.
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "m", "input": "Hello"}),
+    )
+    .await;
+    let first = turn(&mut socket).await;
+    assert_eq!(first[0]["type"], "response.created", "{first:?}");
+    let last = first.last().unwrap();
+    assert_eq!(last["type"], "response.completed", "{first:?}");
+    for (i, e) in first.iter().enumerate() {
+        assert_eq!(e["sequence_number"], json!(i), "every event numbered: {e}");
+    }
+    assert_eq!(text_of(&first), "Hi there.");
+    let id1 = last["response"]["id"].as_str().unwrap().to_string();
+    assert_eq!(mock.hits()[0].path, "/v1/chat/completions");
+    assert_eq!(mock.hits()[0].json()["stream"], true);
+
+    // Turn 2: only the new input and the previous id, nested under
+    // `response` (the other accepted shape).
+    send(
+        &mut socket,
+        json!({"type": "response.create", "response": {"model": "m", "previous_response_id": id1,
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": "How are you?"}]}]}}),
+    )
+    .await;
+    let second = turn(&mut socket).await;
+    let last = second.last().unwrap();
+    assert_eq!(last["type"], "response.completed", "{second:?}");
+    assert_eq!(text_of(&second), "Fine.");
+    assert_ne!(last["response"]["id"].as_str().unwrap(), id1);
+    assert_eq!(
+        mock.hits()[1].json()["messages"],
+        json!([
+            {"role": "user", "content": "Hello"},
+            {"role": "assistant", "content": "Hi there."},
+            {"role": "user", "content": "How are you?"}
+        ]),
+        "the backend saw the whole conversation"
+    );
+    socket.close(None).await.unwrap();
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_error_before_streaming_is_a_message_and_the_socket_stays_usable() {
+    let mock = Mock::start(Reply::Echo).await;
+    mock.push(stream(&["ok"]));
+    let server = server_with_db(&yaml(&mock, "")).await;
+    let mut socket = connect(&server, "/responses", None).await;
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "nope", "input": "Hello"}),
+    )
+    .await;
+    let e = next(&mut socket).await;
+    assert_eq!(e["type"], "error", "{e}");
+    assert_eq!(e["status"], 404, "{e}");
+    assert_eq!(e["error"]["code"], "model_not_found", "{e}");
+    // Not a `response.create`: an error too.
+    send(&mut socket, json!({"type": "response.cancel"})).await;
+    let e = next(&mut socket).await;
+    assert_eq!(e["type"], "error", "{e}");
+    assert_eq!(e["status"], 400, "{e}");
+    // An unknown previous response: OpenAI's 404.
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "m", "input": "x", "previous_response_id": "resp_nope"}),
+    )
+    .await;
+    let e = next(&mut socket).await;
+    assert_eq!(e["type"], "error", "{e}");
+    assert_eq!(e["status"], 404, "{e}");
+    assert_eq!(e["error"]["code"], "previous_response_not_found", "{e}");
+    // Still usable.
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "m", "input": "Hello"}),
+    )
+    .await;
+    let events = turn(&mut socket).await;
+    assert_eq!(events.last().unwrap()["type"], "response.completed");
+    assert_eq!(text_of(&events), "ok");
+    assert_eq!(mock.count(), 1);
+    socket.close(None).await.unwrap();
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_upgrade_needs_a_client_key_when_keys_are_configured() {
+    let mock = Mock::start(Reply::Echo).await;
+    mock.push(stream(&["ok"]));
+    let server = server_with_db(&yaml(&mock, ", auth: {api_keys: ['ck-1']}")).await;
+    for key in [None, Some("wrong")] {
+        let mut req = ws_url(&server, "/v1/responses")
+            .into_client_request()
+            .unwrap();
+        if let Some(k) = key {
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {k}").parse().unwrap());
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+                assert_eq!(r.status().as_u16(), 401, "{key:?}");
+            }
+            other => panic!("expected 401 for {key:?}, got {other:?}"),
+        }
+    }
+    let mut socket = connect(&server, "/v1/responses", Some("ck-1")).await;
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "m", "input": "Hello"}),
+    )
+    .await;
+    let events = turn(&mut socket).await;
+    assert_eq!(events.last().unwrap()["type"], "response.completed");
+    // The turn went upstream without the client's key.
+    assert!(
+        mock.hits()[0]
+            .headers
+            .get("authorization")
+            .is_none_or(|v| v != "Bearer ck-1")
+    );
+    socket.close(None).await.unwrap();
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_upgrade_follows_the_responses_switch_and_plain_get_is_426() {
+    let mock = Mock::start(Reply::Echo).await;
+    let off = proxy(&format!(
+        "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}'}}}}\n",
+        mock.url
+    ))
+    .await;
+    let req = ws_url(&off, "/v1/responses").into_client_request().unwrap();
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status().as_u16(), 404);
+        }
+        other => panic!("expected 404, got {other:?}"),
+    }
+    off.shutdown().await;
+    let on = proxy(&yaml(&mock, "")).await;
+    let r = client()
+        .get(format!("{}/v1/responses", on.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 426);
+    assert_eq!(r.headers()["upgrade"], "websocket");
+    on.shutdown().await;
+}

@@ -257,3 +257,85 @@ async fn the_upgrade_follows_the_responses_switch_and_plain_get_is_426() {
     assert_eq!(r.headers()["upgrade"], "websocket");
     on.shutdown().await;
 }
+
+/// Without a database the log keeps no turns: the socket itself keeps its
+/// last answer, so chaining on it works within the socket (and an older
+/// id, or one from another socket, is OpenAI's 404).
+#[tokio::test]
+async fn without_a_database_the_socket_keeps_its_last_answer() {
+    let mock = Mock::start(Reply::Echo).await;
+    mock.push(stream(&["Hi there."]));
+    mock.push(stream(&["Fine."]));
+    mock.push(stream(&["Bye."]));
+    let server = proxy(&format!(
+        "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}', supports_responses: false}}}}\n\
+         proxy_settings: {{enable_responses_endpoint: true, logging: {{files: {{enabled: false}}, database: {{enabled: false}}}}}}\n",
+        mock.url
+    ))
+    .await;
+    let mut socket = connect(&server, "/v1/responses", None).await;
+    let mut ids = Vec::new();
+    let mut previous: Option<String> = None;
+    for input in ["Hello", "How are you?", "Bye?"] {
+        let mut event = json!({"type": "response.create", "model": "m", "input": input});
+        if let Some(p) = &previous {
+            event["previous_response_id"] = json!(p);
+        }
+        send(&mut socket, event).await;
+        let events = turn(&mut socket).await;
+        let last = events.last().unwrap();
+        assert_eq!(last["type"], "response.completed", "{events:?}");
+        let id = last["response"]["id"].as_str().unwrap().to_string();
+        ids.push(id.clone());
+        previous = Some(id);
+    }
+    assert_eq!(
+        mock.hits()[2].json()["messages"],
+        json!([
+            {"role": "user", "content": "Hello"},
+            {"role": "assistant", "content": "Hi there."},
+            {"role": "user", "content": "How are you?"},
+            {"role": "assistant", "content": "Fine."},
+            {"role": "user", "content": "Bye?"}
+        ])
+    );
+    // Only the last answer is kept.
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "m", "input": "x", "previous_response_id": ids[0]}),
+    )
+    .await;
+    let e = next(&mut socket).await;
+    assert_eq!(e["type"], "error", "{e}");
+    assert_eq!(e["error"]["code"], "previous_response_not_found", "{e}");
+    // Another socket does not see this one's answers.
+    let mut other = connect(&server, "/v1/responses", None).await;
+    send(
+        &mut other,
+        json!({"type": "response.create", "model": "m", "input": "x", "previous_response_id": ids[2]}),
+    )
+    .await;
+    let e = next(&mut other).await;
+    assert_eq!(e["error"]["code"], "previous_response_not_found", "{e}");
+    // The failed turn left the last answer in place.
+    mock.push(stream(&["Again."]));
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "m", "input": "More?", "previous_response_id": ids[2]}),
+    )
+    .await;
+    let events = turn(&mut socket).await;
+    assert_eq!(
+        events.last().unwrap()["type"],
+        "response.completed",
+        "{events:?}"
+    );
+    assert_eq!(
+        mock.hits()[3].json()["messages"].as_array().unwrap().len(),
+        7
+    );
+    assert_eq!(mock.count(), 4);
+    socket.close(None).await.unwrap();
+    other.close(None).await.unwrap();
+    server.shutdown().await;
+}

@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, header};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
 use super::{LogIds, RequestId, Shared};
@@ -109,6 +109,9 @@ pub async fn upgrade(
 
 /// The socket's life: one turn per `response.create`, in order.
 async fn serve(state: Shared, mut socket: WebSocket, handshake: Handshake) {
+    // The socket's last answer that yallmp made, kept for chaining when
+    // the request log has no database (with one, the pipeline chains).
+    let mut last: Option<Last> = None;
     while let Some(message) = socket.recv().await {
         let text = match message {
             Ok(Message::Text(t)) => t,
@@ -143,7 +146,7 @@ async fn serve(state: Shared, mut socket: WebSocket, handshake: Handshake) {
                 .await;
             return;
         }
-        let body = match request_body(&text) {
+        let mut body = match request_body(&text) {
             Ok(b) => b,
             Err(message) => {
                 if send_error(&mut socket, 400, "invalid_request_error", &message)
@@ -155,17 +158,70 @@ async fn serve(state: Shared, mut socket: WebSocket, handshake: Handshake) {
                 continue;
             }
         };
-        if turn(&state, &mut socket, &handshake, body).await.is_err() {
+        let local = state.log_reader.is_none();
+        let input = if local {
+            chain_locally(&mut body, last.as_ref())
+        } else {
+            Vec::new()
+        };
+        let body = Bytes::from(Value::Object(body).to_string());
+        match turn(&state, &mut socket, &handshake, body).await {
+            // A turn that failed leaves the last answer as it was.
+            Ok(Some((own, response))) if local => {
+                last = made_here(&own, response, input);
+            }
+            Ok(_) => {}
             // The client went away: dropping the stream ends the turn's
             // record as cancelled, like a closed HTTP stream.
-            return;
+            Err(_) => return,
         }
     }
 }
 
+/// A socket's last answer that yallmp made (a translated backend's): its
+/// id and the whole conversation up to and including it.
+struct Last {
+    id: String,
+    items: Vec<Value>,
+}
+
+/// Without a database, a request naming the socket's last answer gets the
+/// conversation from memory (`previous_response_id` replaced by the whole
+/// `input`, as the pipeline does from the log). Returns the request's whole
+/// input, kept for the next turn.
+fn chain_locally(body: &mut Map<String, Value>, last: Option<&Last>) -> Vec<Value> {
+    let input = super::previous::input_items(body);
+    let Some(last) = last else { return input };
+    if body.get("previous_response_id").and_then(Value::as_str) != Some(last.id.as_str()) {
+        return input;
+    }
+    let mut items = last.items.clone();
+    items.extend(input);
+    body.remove("previous_response_id");
+    body.insert("input".into(), Value::Array(items.clone()));
+    items
+}
+
+/// The turn's [`Last`], when its answer is one yallmp made: its id is
+/// `resp_` and the turn's own record id (see `previous`).
+fn made_here(own: &str, response: Value, mut items: Vec<Value>) -> Option<Last> {
+    let hex: String = own.chars().filter(|c| *c != '-').collect();
+    let id = response.get("id").and_then(Value::as_str)?;
+    if id != format!("resp_{hex}") {
+        return None;
+    }
+    if let Some(out) = response.get("output").and_then(Value::as_array) {
+        items.extend(out.iter().cloned());
+    }
+    Some(Last {
+        id: id.to_string(),
+        items,
+    })
+}
+
 /// The `POST /v1/responses` body of a `response.create` event: its fields
 /// at the top level (OpenAI's shape) or under `response`, streamed.
-fn request_body(text: &str) -> Result<Bytes, String> {
+fn request_body(text: &str) -> Result<Map<String, Value>, String> {
     let Ok(Value::Object(mut event)) = serde_json::from_str::<Value>(text) else {
         return Err("a WebSocket message must be a JSON object (a `response.create` event)".into());
     };
@@ -195,22 +251,24 @@ fn request_body(text: &str) -> Result<Bytes, String> {
     // runs are not served over WebSocket (as at OpenAI).
     body.remove("background");
     body.insert("stream".into(), Value::Bool(true));
-    Ok(Bytes::from(Value::Object(body).to_string()))
+    Ok(body)
 }
 
 /// One turn: the request through the POST pipeline, its events out.
-/// `Err` when the socket is gone.
+/// `Err` when the socket is gone; else the turn's own id and the response
+/// of its `response.completed` event, if one came.
 async fn turn(
     state: &Shared,
     socket: &mut WebSocket,
     handshake: &Handshake,
     body: Bytes,
-) -> Result<(), axum::Error> {
+) -> Result<Option<(String, Value)>, axum::Error> {
     let mut req = Request::new(Body::from(body));
     *req.method_mut() = http::Method::POST;
     *req.uri_mut() = http::Uri::from_static("/responses");
     *req.headers_mut() = handshake.headers.clone();
     let own = super::new_request_id();
+    let own_str = own.to_str().unwrap_or_default().to_string();
     let id = handshake.client_id.clone().unwrap_or_else(|| own.clone());
     let ext = req.extensions_mut();
     ext.insert(RequestId(id));
@@ -247,11 +305,15 @@ async fn turn(
             };
             json!({"type": "error", "status": status.as_u16(), "error": error})
         };
-        return socket.send(Message::Text(message.to_string().into())).await;
+        socket
+            .send(Message::Text(message.to_string().into()))
+            .await?;
+        return Ok(None);
     }
     let max_event = state.live.load().config.streaming.max_event_bytes;
     let mut decoder = crate::sse::Decoder::with_limit(max_event);
     let mut stream = response.into_body().into_data_stream();
+    let mut completed = None;
     while let Some(chunk) = stream.next().await {
         let Ok(chunk) = chunk else { break };
         decoder.push(&chunk);
@@ -261,13 +323,19 @@ async fn turn(
                 continue;
             }
             let Some(data) = event.data else { continue };
+            if data.contains("\"response.completed\"")
+                && let Ok(mut v) = serde_json::from_str::<Value>(&data)
+                && v["type"] == "response.completed"
+            {
+                completed = Some((own_str.clone(), v["response"].take()));
+            }
             socket.send(Message::Text(data.as_ref().into())).await?;
         }
         if decoder.too_large() {
             break;
         }
     }
-    Ok(())
+    Ok(completed)
 }
 
 /// An `error` event that is the proxy's own (a message that is no turn).
@@ -290,14 +358,14 @@ mod tests {
     fn fields_at_the_top_or_nested_become_a_streamed_body() {
         let top = request_body(r#"{"type":"response.create","model":"m","input":"hi","stream":false,"background":true}"#).unwrap();
         assert_eq!(
-            serde_json::from_slice::<Value>(&top).unwrap(),
+            Value::Object(top),
             json!({"model": "m", "input": "hi", "stream": true})
         );
         let nested =
             request_body(r#"{"type":"response.create","response":{"model":"m","input":"hi"}}"#)
                 .unwrap();
         assert_eq!(
-            serde_json::from_slice::<Value>(&nested).unwrap(),
+            Value::Object(nested),
             json!({"model": "m", "input": "hi", "stream": true})
         );
         assert!(request_body(r#"{"type":"response.cancel"}"#).is_err());

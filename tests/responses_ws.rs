@@ -339,3 +339,55 @@ async fn without_a_database_the_socket_keeps_its_last_answer() {
     other.close(None).await.unwrap();
     server.shutdown().await;
 }
+
+/// Each turn is one record of the request log, like a `POST /v1/responses`
+/// with `stream: true`: its own id (the answer's `resp_` id), the socket's
+/// client address and redacted headers, its body, its outcome.
+#[tokio::test]
+async fn each_turn_is_logged_as_its_own_request() {
+    let mock = Mock::start(Reply::Echo).await;
+    mock.push(stream(&["one"]));
+    mock.push(stream(&["two"]));
+    let logged = support::logged::logged_proxy(
+        &format!(
+            "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}', supports_responses: false}}}}\n\
+             proxy_settings: {{enable_responses_endpoint: true, auth: {{api_keys: ['ck-1']}}}}\n\
+             database: {{connection: {{sqlite: {{path: 'unused.db'}}}}}}\n",
+            mock.url
+        ),
+        None,
+    )
+    .await;
+    let mut socket = connect(&logged.server, "/v1/responses", Some("ck-1")).await;
+    let mut own_ids = Vec::new();
+    for input in ["first", "second"] {
+        send(
+            &mut socket,
+            json!({"type": "response.create", "model": "m", "input": input}),
+        )
+        .await;
+        let events = turn(&mut socket).await;
+        let id = events.last().unwrap()["response"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let hex = id.strip_prefix("resp_").unwrap();
+        own_ids.push(uuid::Uuid::parse_str(hex).unwrap().hyphenated().to_string());
+    }
+    assert_ne!(own_ids[0], own_ids[1]);
+    for (own, input) in own_ids.iter().zip(["first", "second"]) {
+        let ev = support::logged::record(&logged.dir, own).await;
+        let req = support::logged::of_kind(&ev, "request")[0];
+        assert_eq!(req["id"], json!(own));
+        assert_eq!(req["method"], "POST");
+        assert_eq!(req["path"], "/v1/responses");
+        assert_eq!(req["headers"]["authorization"], "***");
+        assert!(req["headers"].get("sec-websocket-key").is_none(), "{req}");
+        assert!(req["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+        assert_eq!(req["body"]["input"], input);
+        assert_eq!(req["body"]["stream"], true);
+        assert_eq!(support::logged::outcome(&ev)["outcome"], "ok");
+    }
+    socket.close(None).await.unwrap();
+    logged.server.shutdown().await;
+}

@@ -277,7 +277,7 @@ async fn turn(
         client: handshake.client_id.clone(),
     });
     ext.insert(OriginalUri(handshake.path.clone()));
-    if let Some(peer) = handshake.peer.clone() {
+    if let Some(peer) = handshake.peer {
         ext.insert(peer);
     }
     let response = match super::openai::proxy(state.clone(), Endpoint::Responses, req).await {

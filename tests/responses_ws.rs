@@ -391,3 +391,57 @@ async fn each_turn_is_logged_as_its_own_request() {
     socket.close(None).await.unwrap();
     logged.server.shutdown().await;
 }
+
+/// Codex's prewarm: `generate: false` runs no model and sends nothing
+/// upstream; its completed, empty response's id chains the next turn,
+/// which carries the warm-up's input.
+#[tokio::test]
+async fn a_generate_false_warm_up_is_answered_here_and_chains() {
+    let mock = Mock::start(Reply::Echo).await;
+    mock.push(stream(&["Hi."]));
+    let server = server_with_db(&yaml(&mock, "")).await;
+    let mut socket = connect(&server, "/v1/responses", None).await;
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "m", "generate": false,
+            "input": [{"type": "message", "role": "user", "content": "Context."}]}),
+    )
+    .await;
+    let warm = turn(&mut socket).await;
+    assert_eq!(warm.len(), 2, "{warm:?}");
+    assert_eq!(warm[0]["type"], "response.created");
+    assert_eq!(warm[1]["sequence_number"], 1);
+    let done = &warm[1]["response"];
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["output"], json!([]));
+    let id = done["id"].as_str().unwrap().to_string();
+    assert_eq!(mock.count(), 0, "nothing went upstream");
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "m", "previous_response_id": id, "input": "Hello"}),
+    )
+    .await;
+    let events = turn(&mut socket).await;
+    assert_eq!(
+        events.last().unwrap()["type"],
+        "response.completed",
+        "{events:?}"
+    );
+    let sent = mock.hits()[0].json();
+    assert_eq!(
+        sent["messages"],
+        json!([{"role": "user", "content": "Context."}, {"role": "user", "content": "Hello"}]),
+        "{sent}"
+    );
+    assert!(sent.get("generate").is_none());
+    // A warm-up for an unknown model is refused like a turn.
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "nope", "generate": false, "input": "x"}),
+    )
+    .await;
+    let e = next(&mut socket).await;
+    assert_eq!(e["error"]["code"], "model_not_found", "{e}");
+    socket.close(None).await.unwrap();
+    server.shutdown().await;
+}

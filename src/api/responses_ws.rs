@@ -159,11 +159,17 @@ async fn serve(state: Shared, mut socket: WebSocket, handshake: Handshake) {
             }
         };
         let local = state.log_reader.is_none();
-        let input = if local {
-            chain_locally(&mut body, last.as_ref())
-        } else {
-            Vec::new()
-        };
+        let input = chain_locally(&mut body, last.as_ref());
+        // A warm-up (`generate: false`, Codex's prewarm): answered here.
+        if body.get("generate") == Some(&Value::Bool(false)) {
+            match warm_up(&state, &mut socket, &body, input).await {
+                Ok(Some(kept)) => last = Some(kept),
+                Ok(None) => {}
+                Err(_) => return,
+            }
+            continue;
+        }
+        body.remove("generate");
         let body = Bytes::from(Value::Object(body).to_string());
         match turn(&state, &mut socket, &handshake, body).await {
             // A turn that failed leaves the last answer as it was.
@@ -178,6 +184,48 @@ async fn serve(state: Shared, mut socket: WebSocket, handshake: Handshake) {
     }
 }
 
+/// `generate: false`: no model runs and nothing goes upstream (a backend
+/// over HTTP does not know the field). The answer is a completed response
+/// with no output whose id a next turn can name as `previous_response_id`:
+/// the socket keeps the request's input (after its own chaining) for it.
+async fn warm_up(
+    state: &Shared,
+    socket: &mut WebSocket,
+    body: &Map<String, Value>,
+    input: Vec<Value>,
+) -> Result<Option<Last>, axum::Error> {
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let live = state.live.load();
+    if live.resolve(model).is_none() {
+        let e = super::openai::model_not_found(model, &live.model_names);
+        let event =
+            json!({"type": "error", "status": e.status().as_u16(), "error": e.body()["error"]});
+        socket.send(Message::Text(event.to_string().into())).await?;
+        return Ok(None);
+    }
+    let id = format!("resp_{}", uuid::Uuid::now_v7().simple());
+    let created_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut response = json!({"id": id, "object": "response", "created_at": created_at,
+        "status": "in_progress", "model": model, "output": [],
+        "previous_response_id": body.get("previous_response_id").cloned().unwrap_or(Value::Null),
+        "usage": null});
+    let created =
+        json!({"type": "response.created", "sequence_number": 0, "response": response.clone()});
+    socket
+        .send(Message::Text(created.to_string().into()))
+        .await?;
+    response["status"] = json!("completed");
+    response["usage"] = json!({"input_tokens": 0, "output_tokens": 0, "total_tokens": 0});
+    let done = json!({"type": "response.completed", "sequence_number": 1, "response": response});
+    socket.send(Message::Text(done.to_string().into())).await?;
+    Ok(Some(Last { id, items: input }))
+}
+
 /// A socket's last answer that yallmp made (a translated backend's): its
 /// id and the whole conversation up to and including it.
 struct Last {
@@ -185,8 +233,8 @@ struct Last {
     items: Vec<Value>,
 }
 
-/// Without a database, a request naming the socket's last answer gets the
-/// conversation from memory (`previous_response_id` replaced by the whole
+/// A request naming the socket's last kept answer (a warm-up, or without a
+/// database a translated answer) gets the conversation from memory (`previous_response_id` replaced by the whole
 /// `input`, as the pipeline does from the log). Returns the request's whole
 /// input, kept for the next turn.
 fn chain_locally(body: &mut Map<String, Value>, last: Option<&Last>) -> Vec<Value> {

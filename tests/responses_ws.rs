@@ -445,3 +445,29 @@ async fn a_generate_false_warm_up_is_answered_here_and_chains() {
     socket.close(None).await.unwrap();
     server.shutdown().await;
 }
+
+/// An open socket does not outlive the proxy: at shutdown it ends (the
+/// serving runtime goes, and the connection with it; upgraded sockets are
+/// outside the server's tracking of requests in flight).
+#[tokio::test]
+async fn shutdown_ends_an_idle_socket() {
+    let mock = Mock::start(Reply::Echo).await;
+    mock.push(stream(&["ok"]));
+    let server = server_with_db(&yaml(&mock, "")).await;
+    let mut socket = connect(&server, "/v1/responses", None).await;
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "m", "input": "Hello"}),
+    )
+    .await;
+    let events = turn(&mut socket).await;
+    assert_eq!(events.last().unwrap()["type"], "response.completed");
+    server.shutdown().await;
+    let m = tokio::time::timeout(std::time::Duration::from_secs(30), socket.next())
+        .await
+        .expect("the socket stayed open after shutdown");
+    assert!(
+        !matches!(m, Some(Ok(Message::Text(_)))),
+        "nothing but the end: {m:?}"
+    );
+}

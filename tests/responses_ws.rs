@@ -471,3 +471,53 @@ async fn shutdown_ends_an_idle_socket() {
         "nothing but the end: {m:?}"
     );
 }
+
+/// Sockets are bounded like connections: an upgraded socket leaves the
+/// server's connection count, so sockets have `max_connections` slots of
+/// their own (past them the upgrade gets 503), and a socket with no client
+/// message for `idle_timeout` between turns is closed, freeing its slot.
+#[tokio::test]
+async fn sockets_are_capped_and_an_idle_one_is_closed() {
+    let mock = Mock::start(Reply::Echo).await;
+    let server = proxy(&yaml(
+        &mock,
+        ", server: {max_connections: 2, idle_timeout: 1}",
+    ))
+    .await;
+    let mut first = connect(&server, "/v1/responses", None).await;
+    let _second = connect(&server, "/v1/responses", None).await;
+    let req = ws_url(&server, "/v1/responses")
+        .into_client_request()
+        .unwrap();
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status().as_u16(), 503)
+        }
+        other => panic!("a third socket was not refused: {other:?}"),
+    }
+    // Idle past 1 s: closed by the proxy (a generous deadline, not a timing).
+    let end = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            match first.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the idle socket stayed open");
+    // Its slot is free again.
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let req = ws_url(&server, "/v1/responses")
+                .into_client_request()
+                .unwrap();
+            if tokio_tungstenite::connect_async(req).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the closed socket's slot never came back");
+}

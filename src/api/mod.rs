@@ -81,6 +81,9 @@ pub struct AppState {
     /// Translated Responses answers kept for `previous_response_id` until
     /// the log's writer has stored them (see `previous`).
     pub recent_responses: Arc<previous::Recent>,
+    /// Open Responses WebSocket sockets (an upgraded connection leaves the
+    /// server's connection count): at most `max_connections` of them.
+    pub ws_slots: Arc<tokio::sync::Semaphore>,
 }
 
 pub type Shared = Arc<AppState>;

@@ -78,6 +78,12 @@ pub async fn upgrade(
                 .into(),
         ));
     }
+    // Upgraded, the socket no longer counts as one of the server's
+    // connections: it takes one of the sockets' own slots instead.
+    let Ok(slot) = state.ws_slots.clone().try_acquire_owned() else {
+        return Err(ApiError::TooManySockets);
+    };
+    let idle = config.server.connections.idle_timeout;
     let max = usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX);
     let (parts, _) = req.into_parts();
     let mut headers = parts.headers;
@@ -103,16 +109,42 @@ pub async fn upgrade(
     Ok(ws
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| serve(state, socket, handshake))
+        .on_upgrade(move |socket| async move {
+            serve(state, socket, handshake, idle).await;
+            drop(slot);
+        })
         .into_response())
 }
 
 /// The socket's life: one turn per `response.create`, in order.
-async fn serve(state: Shared, mut socket: WebSocket, handshake: Handshake) {
+/// A socket with no message from the client for `idle`
+/// (`server.idle_timeout`) between turns is closed.
+async fn serve(
+    state: Shared,
+    mut socket: WebSocket,
+    handshake: Handshake,
+    idle: Option<std::time::Duration>,
+) {
     // The socket's last answer that yallmp made, kept for chaining when
     // the request log has no database (with one, the pipeline chains).
     let mut last: Option<Last> = None;
-    while let Some(message) = socket.recv().await {
+    loop {
+        let next = match idle {
+            Some(idle) => match tokio::time::timeout(idle, socket.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    let _ = socket
+                        .send(Message::Close(Some(CloseFrame {
+                            code: 1000,
+                            reason: Utf8Bytes::from_static("idle for server.idle_timeout"),
+                        })))
+                        .await;
+                    return;
+                }
+            },
+            None => socket.recv().await,
+        };
+        let Some(message) = next else { return };
         let text = match message {
             Ok(Message::Text(t)) => t,
             Ok(Message::Close(_)) | Err(_) => return,

@@ -138,6 +138,11 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
     let limits = crate::limits::Limiter::new(redis.clone());
     let cache = crate::cache::ResponseCache::new(&config.cache, redis.clone());
     let thinking = crate::thinking::Thinking::start(&config, redis.clone()).await?;
+    let ws_slots = config
+        .server
+        .connections
+        .max_connections
+        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
     let state: Shared = Arc::new(AppState {
         live: ArcSwap::from_pointee(Live::new(config)),
         client,
@@ -158,6 +163,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         listen: addr,
         auth_throttle: Default::default(),
         recent_responses: Arc::default(),
+        ws_slots: Arc::new(tokio::sync::Semaphore::new(ws_slots)),
     });
     let weak = Arc::downgrade(&state);
     crate::router::health_check::spawn(backends, state.client.clone(), move || {

@@ -24,6 +24,9 @@ pub enum ApiError {
     ModelNotFound { model: String, available: String },
     #[error("{0}")]
     EndpointDisabled(String),
+    /// Every Responses WebSocket slot (`server.max_connections`) is taken.
+    #[error("too many open WebSocket connections; try again later")]
+    TooManySockets,
     #[error("no route for {0}")]
     RouteNotFound(String),
     #[error("method {0} is not allowed here")]
@@ -70,6 +73,7 @@ impl ApiError {
             | ApiError::ReasoningNotFound(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManySockets => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ModelNotFound { .. }
             | ApiError::EndpointDisabled(_)
             | ApiError::RouteNotFound(_)
@@ -103,6 +107,7 @@ impl ApiError {
             ApiError::ReadBody(_) => ("invalid_request_error", json!("invalid_body")),
             ApiError::TooLarge { .. } => ("invalid_request_error", json!("request_too_large")),
             ApiError::BodyTimeout(_) => ("invalid_request_error", json!("request_timeout")),
+            ApiError::TooManySockets => ("server_error", json!("too_many_connections")),
             ApiError::ModelNotFound { .. } => ("invalid_request_error", json!("model_not_found")),
             ApiError::EndpointDisabled(_) => ("invalid_request_error", json!("endpoint_disabled")),
             ApiError::RouteNotFound(_) => ("invalid_request_error", json!("not_found")),

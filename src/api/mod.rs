@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod openai;
 pub mod previous;
 pub mod relay;
+pub mod responses_ws;
 pub mod routes;
 pub mod session;
 pub mod throttle;
@@ -80,6 +81,9 @@ pub struct AppState {
     /// Translated Responses answers kept for `previous_response_id` until
     /// the log's writer has stored them (see `previous`).
     pub recent_responses: Arc<previous::Recent>,
+    /// Open Responses WebSocket sockets (an upgraded connection leaves the
+    /// server's connection count): at most `max_connections` of them.
+    pub ws_slots: Arc<tokio::sync::Semaphore>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -230,7 +234,7 @@ async fn request_id(mut req: Request, next: Next) -> Response {
 
 /// A UUIDv7 (time-ordered, so ids sort like the log), its random part from
 /// a fast user-space generator instead of a system call per request.
-fn new_request_id() -> HeaderValue {
+pub(super) fn new_request_id() -> HeaderValue {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -94,7 +94,7 @@ fn pipeline_path(client: Endpoint, wire: Endpoint, path: &str) -> &str {
     }
 }
 
-fn model_not_found(model: &str, names: &[String]) -> ApiError {
+pub(super) fn model_not_found(model: &str, names: &[String]) -> ApiError {
     ApiError::ModelNotFound {
         model: model.to_string(),
         available: if names.is_empty() {

@@ -133,7 +133,7 @@ pub struct Chain {
 }
 
 /// The request's input items as a list.
-fn input_items(body: &Map<String, Value>) -> Vec<Value> {
+pub(super) fn input_items(body: &Map<String, Value>) -> Vec<Value> {
     match body.get("input") {
         Some(Value::String(s)) => {
             vec![json!({"type": "message", "role": "user", "content": s})]

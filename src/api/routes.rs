@@ -121,6 +121,14 @@ fn openai_routes() -> Vec<Route> {
         )),
         route(
             Method::GET,
+            "/responses",
+            "Responses API WebSocket mode: upgrade, then one `response.create` event per turn",
+            None,
+            None,
+            get(super::responses_ws::upgrade),
+        ),
+        route(
+            Method::GET,
             "/responses/{id}",
             "A Responses object yallmp made (a translated answer, from the request log)",
             None,

@@ -55,8 +55,13 @@ class ToolUpstream(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # quiet
         pass
 
+    # Every request body received, newest last (the tests read what went
+    # upstream).
+    received: list[dict] = []
+
     def do_POST(self) -> None:  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        ToolUpstream.received.append(body)
         tools = body.get("tools") or []
         model = body.get("model", "tools")
         if model == "cut":
@@ -381,3 +386,39 @@ def test_responses_stream_upstream_error_shows_its_message(oai):
                 pass
     assert err.value.message == "The backend ran out of capacity."
     assert err.value.body["code"] == "server_error"
+
+
+# --- What Claude Code sends, through Messages -> chat ---
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_claude_code_fields_reach_a_chat_backend_mapped_or_dropped(claude, stream):
+    """Claude Code sends `context_management` and `output_config: {effort}`
+    on every request, and keeps thinking blocks (here one with an empty
+    signature, as a translated answer gives them). A chat backend must get
+    none of Anthropic's own fields: effort becomes `reasoning_effort`."""
+    extra = {"context_management": {"edits": []}, "output_config": {"effort": "high"}}
+    messages = [
+        {"role": "user", "content": "What's the weather in Paris?"},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "Earlier thought.", "signature": ""},
+            {"type": "text", "text": "Let me think."}]},
+        {"role": "user", "content": "Go on."},
+    ]
+    before = len(ToolUpstream.received)
+    if stream:
+        with claude.messages.stream(model="tools", max_tokens=64, messages=messages,
+                                    extra_body=extra) as s:
+            msg = s.get_final_message()
+    else:
+        msg = claude.messages.create(model="tools", max_tokens=64, messages=messages,
+                                     extra_body=extra)
+    assert msg.stop_reason == "end_turn"
+    assert "".join(b.text for b in msg.content if b.type == "text") == "No tools, no calls."
+    sent = ToolUpstream.received[before:]
+    assert len(sent) == 1, sent
+    body = sent[0]
+    assert "context_management" not in body, body
+    assert "output_config" not in body, body
+    assert body.get("reasoning_effort") == "high", body
+    assert "signature" not in json.dumps(body), body
+

@@ -10,7 +10,8 @@
 #
 # Then the Node clients (tests/sdk/node, run with `node --test`): the openai
 # Node SDK and the Vercel AI SDK (`ai` + `@ai-sdk/openai`), chat and Responses,
-# generate and stream, tool round trips and cut streams, against a small
+# generate and stream, tool round trips and cut streams, and the Codex CLI
+# (`codex exec`, HTTP and WebSocket mode), against a small
 # node:http chat upstream. Their packages come from tests/sdk/node's
 # package-lock.json with `npm ci` into target/sdk-node (reused while the
 # lockfile and the node version are unchanged). Skip them with
@@ -129,7 +130,7 @@ status=0
 "$VENVS/client/bin/python" -m pytest tests/sdk -p no:cacheprovider -q -rfE "$@" || status=1
 
 if ((node_sdk)); then
-    echo "== node --test $NODE_SRC (openai Node SDK, Vercel AI SDK)"
+    echo "== node --test $NODE_SRC (openai Node SDK, Vercel AI SDK, Codex CLI)"
     # The tests run from a copy beside node_modules, where their imports
     # resolve; the work tree gets no node_modules.
     rm -rf "$NODE_DIR/tests"

@@ -7,6 +7,7 @@
 //          usage chunk when asked), or, when the request has tools, calls the
 //          first one with {"city":"Paris"}; once the history holds the tool's
 //          result, answers with that result quoted.
+//   text   answers as `mock` does, but never calls a tool.
 //   cut    streams one chunk ("Half") and then drops the connection.
 //   upstream-error  streams one chunk, then an error event.
 //   no-model  answers as `mock` does, without `model` in its chunks and
@@ -82,7 +83,9 @@ function answer(body, res) {
   }
   const messages = body.messages ?? [];
   const last = messages[messages.length - 1] ?? {};
-  const tools = body.tools ?? [];
+  // `text` answers with text even when the request has tools (an agent
+  // such as Codex always sends its own).
+  const tools = body.model === 'text' ? [] : (body.tools ?? []);
   let message;
   let finish;
   if (last.role === 'tool') {
@@ -152,7 +155,7 @@ export async function startProxy(upstreamUrl) {
     model_params: { api_base: upstreamUrl, api_key: 'sk-upstream', supports_responses: false, request_timeout: 30 },
   });
   const config = {
-    model_list: ['mock', 'cut', 'upstream-error', 'no-model'].map(model),
+    model_list: ['mock', 'text', 'cut', 'upstream-error', 'no-model'].map(model),
     proxy_settings: { enable_responses_endpoint: true, auth: { api_keys: [CLIENT_KEY] } },
   };
   const configPath = join(work, 'config.yaml');

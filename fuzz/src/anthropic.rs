@@ -116,7 +116,7 @@ pub fn run(data: &[u8]) {
         }
         3 => {
             if let Some(Ok(out)) =
-                protocol::from_chat(E::Messages, E::ChatCompletions, &raw(&[CHAT_ANSWER]))
+                protocol::from_chat(E::Messages, E::ChatCompletions, &raw(&[CHAT_ANSWER]), "m")
             {
                 let Some(v) = object("chat → message", &out) else {
                     return;

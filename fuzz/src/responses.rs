@@ -51,7 +51,7 @@ pub fn run(data: &[u8]) {
         }
         3 => {
             if let Some(Ok(out)) =
-                protocol::from_chat(E::Responses, E::ChatCompletions, &raw(&[CHAT_ANSWER]))
+                protocol::from_chat(E::Responses, E::ChatCompletions, &raw(&[CHAT_ANSWER]), "m")
             {
                 let Some(v) = object("chat → response", &out) else {
                     return;
@@ -63,7 +63,7 @@ pub fn run(data: &[u8]) {
         4 => {
             // An Anthropic answer to a Responses client: to chat, then on.
             if let Some(Ok(chat)) = protocol::to_chat(E::Responses, E::Messages, &raw(&[MESSAGE])) {
-                let out = protocol::from_chat(E::Responses, E::Messages, &chat);
+                let out = protocol::from_chat(E::Responses, E::Messages, &chat, "m");
                 let Some(Ok(out)) = out else {
                     panic!("a chat answer of ours does not translate: {out:?}");
                 };

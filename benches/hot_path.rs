@@ -170,6 +170,7 @@ fn backend(upstream_model: Option<&str>, reasoning: bool) -> Backend {
         supports_reasoning: reasoning,
         reasoning: None,
         supports_responses: true,
+        responses_websocket: false,
         parameters: Vec::new().into(),
         urls: None,
         routing: Default::default(),

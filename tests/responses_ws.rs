@@ -521,3 +521,258 @@ async fn sockets_are_capped_and_an_idle_one_is_closed() {
     .await
     .expect("the closed socket's slot never came back");
 }
+
+/// A backend that serves the Responses API natively, over WebSocket (when
+/// `websocket` is on; else it answers the upgrade 404) and over HTTP POST.
+/// It records each socket it accepted, each `response.create` it got, the
+/// `authorization` of each upgrade, and the POSTs.
+#[derive(Clone, Default)]
+struct NativeBackend {
+    websocket: bool,
+    sockets: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    turns: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    auth: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    posts: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl NativeBackend {
+    async fn start(websocket: bool) -> (Self, String) {
+        use axum::routing::get;
+        let backend = NativeBackend {
+            websocket,
+            ..Default::default()
+        };
+        let app = axum::Router::new()
+            .route("/v1/responses", get(Self::upgrade).post(Self::post))
+            .with_state(backend.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (backend, url)
+    }
+
+    async fn upgrade(
+        axum::extract::State(b): axum::extract::State<NativeBackend>,
+        headers: http::HeaderMap,
+        ws: axum::extract::ws::WebSocketUpgrade,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        if !b.websocket {
+            return (http::StatusCode::NOT_FOUND, "no websocket here").into_response();
+        }
+        let auth = headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        b.auth.lock().unwrap().push(auth);
+        b.sockets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        ws.on_upgrade(move |socket| b.serve(socket))
+    }
+
+    async fn serve(self, mut socket: axum::extract::ws::WebSocket) {
+        use axum::extract::ws::Message as M;
+        while let Some(Ok(m)) = socket.recv().await {
+            let M::Text(t) = m else { continue };
+            let event: Value = serde_json::from_str(&t).unwrap();
+            let n = {
+                let mut turns = self.turns.lock().unwrap();
+                turns.push(event.clone());
+                turns.len()
+            };
+            let input = event["input"].to_string();
+            if input.contains("refuse") {
+                let e = json!({"type": "error", "status": 400, "error": {"type": "invalid_request_error",
+                    "code": "bad_input", "message": "refused: sk-upstream-secret-key is not welcome"}});
+                socket.send(M::Text(e.to_string().into())).await.unwrap();
+                continue;
+            }
+            for e in Self::events(&format!("resp_up_{n}"), &event) {
+                if socket.send(M::Text(e.to_string().into())).await.is_err() {
+                    return;
+                }
+            }
+            if input.contains("hang up") {
+                return;
+            }
+        }
+    }
+
+    fn events(id: &str, request: &Value) -> Vec<Value> {
+        let response = |status: &str| {
+            json!({"id": id, "object": "response", "status": status, "model": request["model"],
+                "previous_response_id": request.get("previous_response_id").cloned().unwrap_or(Value::Null),
+                "output": [], "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}})
+        };
+        vec![
+            json!({"type": "response.created", "sequence_number": 0, "response": response("in_progress")}),
+            json!({"type": "response.output_text.delta", "sequence_number": 1, "item_id": "msg_1",
+                "output_index": 0, "content_index": 0, "delta": format!("over the socket to {}", request["model"].as_str().unwrap_or_default())}),
+            json!({"type": "response.completed", "sequence_number": 2, "response": response("completed")}),
+        ]
+    }
+
+    async fn post(
+        axum::extract::State(b): axum::extract::State<NativeBackend>,
+        axum::Json(body): axum::Json<Value>,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        b.posts.lock().unwrap().push(body.clone());
+        let frames: String = Self::events("resp_http_1", &body)
+            .iter()
+            .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+            .collect();
+        ([("content-type", "text/event-stream")], frames).into_response()
+    }
+}
+
+fn native_yaml(url: &str) -> String {
+    format!(
+        "model_list:\n  - {{model_name: m, model_params: {{api_base: '{url}', api_key: sk-upstream-secret-key, \
+         target_model: up-model, responses_websocket: true}}}}\n\
+         proxy_settings: {{enable_responses_endpoint: true}}\n\
+         database: {{connection: {{sqlite: {{path: 'unused.db'}}}}}}\n"
+    )
+}
+
+/// A backend with `responses_websocket: true` gets a client socket's turns
+/// over one upstream socket: the `response.create` messages as the client
+/// sent them (the upstream model, its own key on the upgrade, no HTTP
+/// transport fields, `previous_response_id` passed on), its events back as
+/// they came. An `error` message from it is a turn's error (its status, the
+/// key masked) and the sockets stay usable.
+#[tokio::test]
+async fn a_backend_with_websocket_mode_gets_the_turns_over_one_socket() {
+    let (backend, url) = NativeBackend::start(true).await;
+    let server = server_with_db(&native_yaml(&url)).await;
+    let mut socket = connect(&server, "/v1/responses", None).await;
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "m", "input": "Hello", "store": false}),
+    )
+    .await;
+    let first = turn(&mut socket).await;
+    assert_eq!(first.len(), 3, "{first:?}");
+    assert_eq!(text_of(&first), "over the socket to up-model");
+    let id1 = first[2]["response"]["id"].as_str().unwrap().to_string();
+    assert_eq!(id1, "resp_up_1", "the backend's own id");
+
+    // The second turn chains on the backend's id (its socket's cache).
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "m", "previous_response_id": id1,
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": "more"}]}]}),
+    )
+    .await;
+    let second = turn(&mut socket).await;
+    assert_eq!(second.last().unwrap()["type"], "response.completed");
+    assert_eq!(second[2]["response"]["previous_response_id"], "resp_up_1");
+
+    // A refused turn: an `error` message with the backend's status.
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "m", "input": "refuse this"}),
+    )
+    .await;
+    let e = next(&mut socket).await;
+    assert_eq!(e["type"], "error", "{e}");
+    assert_eq!(e["status"], 400, "{e}");
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("refused: "), "{e}");
+    assert!(!message.contains("sk-upstream-secret-key"), "{e}");
+
+    // Still one socket to the backend, for a turn after the error too.
+    send(
+        &mut socket,
+        json!({"type": "response.create", "model": "m", "input": "again"}),
+    )
+    .await;
+    assert_eq!(
+        turn(&mut socket).await.last().unwrap()["type"],
+        "response.completed"
+    );
+    assert_eq!(backend.sockets.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        backend.auth.lock().unwrap().as_slice(),
+        ["Bearer sk-upstream-secret-key"]
+    );
+    let turns = backend.turns.lock().unwrap().clone();
+    assert_eq!(turns.len(), 4);
+    assert_eq!(
+        turns[0],
+        json!({"type": "response.create", "model": "up-model", "input": "Hello", "store": false})
+    );
+    assert_eq!(turns[1]["previous_response_id"], "resp_up_1");
+    assert!(turns.iter().all(|t| t.get("stream").is_none()), "{turns:?}");
+    assert!(backend.posts.lock().unwrap().is_empty());
+
+    // A second client socket gets its own upstream socket.
+    let mut other = connect(&server, "/v1/responses", None).await;
+    send(
+        &mut other,
+        json!({"type": "response.create", "model": "m", "input": "Hello"}),
+    )
+    .await;
+    assert_eq!(
+        turn(&mut other).await.last().unwrap()["type"],
+        "response.completed"
+    );
+    assert_eq!(backend.sockets.load(std::sync::atomic::Ordering::SeqCst), 2);
+    socket.close(None).await.unwrap();
+    other.close(None).await.unwrap();
+    server.shutdown().await;
+}
+
+/// The backend closed its socket after a turn: the next turn opens a new
+/// one and goes through.
+#[tokio::test]
+async fn a_closed_upstream_socket_is_opened_again() {
+    let (backend, url) = NativeBackend::start(true).await;
+    let server = server_with_db(&native_yaml(&url)).await;
+    let mut socket = connect(&server, "/v1/responses", None).await;
+    for input in ["then hang up", "Hello"] {
+        send(
+            &mut socket,
+            json!({"type": "response.create", "model": "m", "input": input}),
+        )
+        .await;
+        let events = turn(&mut socket).await;
+        assert_eq!(
+            events.last().unwrap()["type"],
+            "response.completed",
+            "{events:?}"
+        );
+    }
+    assert_eq!(backend.sockets.load(std::sync::atomic::Ordering::SeqCst), 2);
+    socket.close(None).await.unwrap();
+    server.shutdown().await;
+}
+
+/// A backend marked `responses_websocket` that refuses the upgrade is
+/// reached over HTTP, for that turn and the socket's next ones.
+#[tokio::test]
+async fn a_backend_that_refuses_the_upgrade_gets_http_turns() {
+    let (backend, url) = NativeBackend::start(false).await;
+    let server = server_with_db(&native_yaml(&url)).await;
+    let mut socket = connect(&server, "/v1/responses", None).await;
+    for _ in 0..2 {
+        send(
+            &mut socket,
+            json!({"type": "response.create", "model": "m", "input": "Hello"}),
+        )
+        .await;
+        let events = turn(&mut socket).await;
+        assert_eq!(
+            events.last().unwrap()["type"],
+            "response.completed",
+            "{events:?}"
+        );
+        assert_eq!(text_of(&events), "over the socket to up-model");
+    }
+    let posts = backend.posts.lock().unwrap().clone();
+    assert_eq!(posts.len(), 2);
+    assert_eq!(posts[0]["stream"], true);
+    assert_eq!(posts[0]["model"], "up-model");
+    assert_eq!(backend.sockets.load(std::sync::atomic::Ordering::SeqCst), 0);
+    socket.close(None).await.unwrap();
+    server.shutdown().await;
+}

@@ -45,6 +45,8 @@ pub struct AdminModel {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub supports_responses: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub responses_websocket: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_type: Option<String>,
     /// Azure OpenAI: the `api-version` query.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -124,6 +126,10 @@ impl AdminModel {
         put(
             "supports_responses",
             self.supports_responses.map(Value::from),
+        );
+        put(
+            "responses_websocket",
+            self.responses_websocket.map(Value::from),
         );
         put("api_type", self.api_type.as_ref().map(lit));
         put("api_version", self.api_version.as_ref().map(lit));
@@ -240,6 +246,7 @@ pub fn model_json(m: &ModelConfig) -> Value {
                 "reasoning": b.reasoning,
                 "interleaved_thinking": b.thinking.as_deref(),
                 "supports_responses": b.supports_responses,
+                "responses_websocket": b.responses_websocket,
                 "parameters": params,
                 "deployment": b.azure.as_ref().map(|a| a.deployment.as_str()),
                 "api_version": b.azure.as_ref().map(|a| a.api_version.as_str()),

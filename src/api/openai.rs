@@ -365,6 +365,9 @@ async fn forward(
         thinking: thinking.as_ref().and_then(|t| t.restore.as_ref()),
         scrubber: &live.scrubber,
         max_response_bytes: live.config.server.max_response_bytes,
+        sockets: parts
+            .extensions
+            .get::<std::sync::Arc<crate::upstream::ws::Sockets>>(),
     };
     let answer = match dispatch.run(guard.attempts()).await {
         Ok(answer) => answer,

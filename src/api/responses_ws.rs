@@ -11,10 +11,13 @@
 //! becomes `{"type": "error", "status": N, "error": {...}}` and the socket
 //! stays open. Turns run one after the other.
 //!
-//! Backends that speak Responses natively are reached per turn over HTTP
-//! (no WebSocket-to-WebSocket relay).
+//! A backend that serves WebSocket mode itself (`responses_websocket: true`)
+//! is reached over one upstream WebSocket per client socket, reused turn
+//! after turn (`crate::upstream::ws`); other backends that speak Responses
+//! natively get one HTTP request per turn.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -28,6 +31,7 @@ use serde_json::{Map, Value, json};
 use super::error::ApiError;
 use super::{LogIds, RequestId, Shared};
 use crate::upstream::Endpoint;
+use crate::upstream::ws::Sockets;
 
 /// Headers of the upgrade request that are the handshake's, not a turn's.
 const HANDSHAKE: [&str; 8] = [
@@ -49,6 +53,9 @@ struct Handshake {
     path: http::Uri,
     /// The client's `x-request-id`, if it sent a usable one.
     client_id: Option<HeaderValue>,
+    /// The socket's own upstream sockets (backends with
+    /// `responses_websocket`), reused turn after turn.
+    upstream: Arc<Sockets>,
 }
 
 /// `GET /responses`: the WebSocket upgrade (the client-key layer has
@@ -105,12 +112,15 @@ pub async fn upgrade(
             .extensions
             .get::<LogIds>()
             .and_then(|i| i.client.clone()),
+        upstream: Arc::new(Sockets::default()),
     };
     Ok(ws
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
+            let upstream = handshake.upstream.clone();
             serve(state, socket, handshake, idle).await;
+            upstream.close().await;
             drop(slot);
         })
         .into_response())
@@ -357,6 +367,7 @@ async fn turn(
         client: handshake.client_id.clone(),
     });
     ext.insert(OriginalUri(handshake.path.clone()));
+    ext.insert(handshake.upstream.clone());
     if let Some(peer) = handshake.peer {
         ext.insert(peer);
     }

@@ -407,6 +407,10 @@ pub struct Backend {
     /// Whether the backend serves `/responses` itself; when false, Responses
     /// requests reach it translated to chat completions.
     pub supports_responses: bool,
+    /// Whether the backend serves the Responses WebSocket mode: a client's
+    /// WebSocket turns to it go over one upstream WebSocket per client
+    /// socket (`src/upstream/ws.rs`) instead of one HTTP request each.
+    pub responses_websocket: bool,
     /// Request parameter defaults.
     pub parameters: Arc<[Parameter]>,
     /// The endpoint URLs, parsed once, by [`Endpoint::index`](crate::upstream::Endpoint::index).

@@ -79,6 +79,9 @@ pub struct RawModelParams {
     /// Whether the backend serves `/responses` itself (default true);
     /// false: Responses requests are translated to chat completions.
     pub supports_responses: Option<bool>,
+    /// Whether the backend serves the Responses WebSocket mode (default
+    /// false): a client's WebSocket turns reach it over one upstream socket.
+    pub responses_websocket: Option<bool>,
     pub api_type: Option<String>,
     /// Azure OpenAI: the `api-version` query (default 2024-10-21).
     pub api_version: Option<String>,

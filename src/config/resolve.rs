@@ -502,6 +502,7 @@ fn backend(
         supports_reasoning: p.supports_reasoning.unwrap_or(false),
         reasoning,
         supports_responses: p.supports_responses.unwrap_or(true),
+        responses_websocket: p.responses_websocket.unwrap_or(false),
         parameters,
         urls: None,
         routing,

@@ -321,6 +321,7 @@ mod tests {
             supports_reasoning: reasoning,
             reasoning: None,
             supports_responses: true,
+            responses_websocket: false,
             parameters: Vec::new().into(),
             urls: None,
             routing: Default::default(),

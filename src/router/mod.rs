@@ -125,6 +125,9 @@ pub struct Dispatch<'a> {
     /// The largest whole (not streamed) answer read from a backend
     /// (`proxy_settings.server.max_response_bytes`).
     pub max_response_bytes: usize,
+    /// A Responses WebSocket turn's upstream sockets: streamed Responses
+    /// attempts at a backend with `responses_websocket` go over them.
+    pub sockets: Option<&'a Arc<upstream::ws::Sockets>>,
 }
 
 /// One backend of the group being tried, during one request.
@@ -334,7 +337,19 @@ impl Dispatch<'_> {
         body: Bytes,
         seen: &mut Option<HeaderMap>,
     ) -> Verdict {
-        let response = match upstream::send(self.client, backend, wire, headers, body).await {
+        let over_socket = match self.sockets {
+            Some(sockets)
+                if self.stream && wire == Endpoint::Responses && backend.responses_websocket =>
+            {
+                upstream::ws::send(sockets, backend, &headers, &body).await
+            }
+            _ => None,
+        };
+        let sent = match over_socket {
+            Some(sent) => sent,
+            None => upstream::send(self.client, backend, wire, headers, body).await,
+        };
+        let response = match sent {
             Ok(r) => r,
             Err(e @ UpstreamError::Unsupported(_)) => {
                 return Verdict::Skip(LastFailure::Network(e));

@@ -269,6 +269,7 @@ mod tests {
             supports_reasoning: false,
             reasoning: None,
             supports_responses: true,
+            responses_websocket: false,
             parameters: Vec::new().into(),
             urls: None,
             routing: Default::default(),

@@ -5,6 +5,7 @@
 
 pub mod hop;
 pub mod stub;
+pub mod ws;
 
 use std::pin::Pin;
 use std::time::Duration;

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod live;
 pub mod model_store;
 pub mod pipeline;
+pub mod price;
 pub mod protocol;
 pub mod redis;
 pub mod replay;

@@ -19,16 +19,49 @@ pub struct Usage {
     pub prompt_tokens: Option<i64>,
     pub completion_tokens: Option<i64>,
     pub total_tokens: Option<i64>,
+    /// Input tokens read from the provider's prompt cache (OpenAI's
+    /// `*_tokens_details.cached_tokens`, Anthropic's
+    /// `cache_read_input_tokens`), billed at the cached rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_tokens: Option<i64>,
+    /// Input tokens written to the prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`), billed at the cache-write rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_write_tokens: Option<i64>,
+    /// Output tokens spent reasoning (`*_tokens_details.reasoning_tokens`),
+    /// part of the output tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<i64>,
+    /// Whether `prompt_tokens` leaves the cache reads and writes out
+    /// (Anthropic's counting) rather than including them (OpenAI's).
+    #[serde(skip)]
+    pub cache_apart: bool,
 }
 
 impl Usage {
     /// From an OpenAI `usage` object (chat, embeddings or Responses names).
     pub fn from_value(u: &Value) -> Option<Usage> {
         let get = |keys: &[&str]| keys.iter().find_map(|k| u.get(*k).and_then(Value::as_i64));
+        let detail = |objects: &[&str], key: &str| {
+            objects
+                .iter()
+                .find_map(|o| u.get(*o).and_then(|d| d.get(key)).and_then(Value::as_i64))
+        };
+        let cache_read = get(&["cache_read_input_tokens"]);
+        let cache_write = get(&["cache_creation_input_tokens"]);
         let usage = Usage {
             prompt_tokens: get(&["prompt_tokens", "input_tokens"]),
             completion_tokens: get(&["completion_tokens", "output_tokens"]),
             total_tokens: get(&["total_tokens"]),
+            cached_tokens: cache_read.or_else(|| {
+                detail(&["prompt_tokens_details", "input_tokens_details"], "cached_tokens")
+            }),
+            cache_write_tokens: cache_write,
+            reasoning_tokens: detail(
+                &["completion_tokens_details", "output_tokens_details"],
+                "reasoning_tokens",
+            ),
+            cache_apart: cache_read.is_some() || cache_write.is_some(),
         };
         (usage != Usage::default()).then_some(usage)
     }
@@ -80,7 +113,37 @@ impl Usage {
             prompt_tokens: later.prompt_tokens.or(self.prompt_tokens),
             completion_tokens: later.completion_tokens.or(self.completion_tokens),
             total_tokens: later.total_tokens.or(self.total_tokens),
+            cached_tokens: later.cached_tokens.or(self.cached_tokens),
+            cache_write_tokens: later.cache_write_tokens.or(self.cache_write_tokens),
+            reasoning_tokens: later.reasoning_tokens.or(self.reasoning_tokens),
+            cache_apart: later.cache_apart || self.cache_apart,
         }
+    }
+
+    /// Input tokens billed at the full input rate: the input less what was
+    /// read from or written to the cache (when those are counted in it).
+    pub fn uncached_input(&self) -> u64 {
+        if self.cache_apart {
+            return self.input();
+        }
+        self.input()
+            .saturating_sub(clamp(self.cached_tokens))
+            .saturating_sub(clamp(self.cache_write_tokens))
+    }
+
+    /// Cache reads (0 when not reported).
+    pub fn cache_read(&self) -> u64 {
+        clamp(self.cached_tokens)
+    }
+
+    /// Cache writes (0 when not reported).
+    pub fn cache_write(&self) -> u64 {
+        clamp(self.cache_write_tokens)
+    }
+
+    /// Reasoning tokens (0 when not reported), at most the output.
+    pub fn reasoning(&self) -> u64 {
+        clamp(self.reasoning_tokens).min(self.output())
     }
 
     /// Input tokens (0 when not reported).
@@ -100,6 +163,10 @@ impl Usage {
             _ => self.input() + self.output(),
         }
     }
+}
+
+fn clamp(n: Option<i64>) -> u64 {
+    n.map_or(0, |n| n.max(0) as u64)
 }
 
 /// The usage of a stream so far, frame by frame.
@@ -160,6 +227,32 @@ mod tests {
         assert_eq!(Usage::from_body(b"not json"), None);
         // A string mentioning usage is not usage.
         assert_eq!(Usage::from_body(br#"{"x":"\"usage\": {"}"#), None);
+    }
+
+    #[test]
+    fn cache_and_reasoning_details_in_each_dialect() {
+        let chat = br#"{"usage":{"prompt_tokens":100,"completion_tokens":50,"total_tokens":150,
+            "prompt_tokens_details":{"cached_tokens":60},"completion_tokens_details":{"reasoning_tokens":20}}}"#;
+        let u = Usage::from_body(chat).unwrap();
+        assert_eq!((u.uncached_input(), u.cache_read(), u.reasoning()), (40, 60, 20));
+        let responses = br#"{"usage":{"input_tokens":10,"output_tokens":5,
+            "input_tokens_details":{"cached_tokens":4},"output_tokens_details":{"reasoning_tokens":3}}}"#;
+        let u = Usage::from_body(responses).unwrap();
+        assert_eq!((u.uncached_input(), u.cache_read(), u.reasoning()), (6, 4, 3));
+        // Anthropic counts cache reads and writes apart from input_tokens.
+        let messages = br#"{"usage":{"input_tokens":10,"output_tokens":5,
+            "cache_read_input_tokens":1000,"cache_creation_input_tokens":200}}"#;
+        let u = Usage::from_body(messages).unwrap();
+        assert_eq!(
+            (u.uncached_input(), u.cache_read(), u.cache_write()),
+            (10, 1000, 200)
+        );
+        // Serialized as before when there are no details.
+        let plain = Usage::from_body(br#"{"usage":{"prompt_tokens":1,"completion_tokens":2}}"#);
+        assert_eq!(
+            serde_json::to_value(plain.unwrap()).unwrap(),
+            serde_json::json!({"prompt_tokens":1,"completion_tokens":2,"total_tokens":null})
+        );
     }
 
     #[test]

@@ -902,7 +902,8 @@ mod tests {
             Some(Usage {
                 prompt_tokens: Some(3),
                 completion_tokens: None,
-                total_tokens: Some(5)
+                total_tokens: Some(5),
+                ..Usage::default()
             })
         );
         let r = rich_record(true);

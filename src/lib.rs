@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod forward;
+pub mod keys;
 pub mod limits;
 pub mod live;
 pub mod model_store;

@@ -54,7 +54,9 @@ pub struct RawPricing {
 pub enum PriceError {
     #[error("`{0}` must be a finite number of USD, 0 or more")]
     Invalid(&'static str),
-    #[error("LiteLLM's per-token prices need both `input_cost_per_token` and `output_cost_per_token`")]
+    #[error(
+        "LiteLLM's per-token prices need both `input_cost_per_token` and `output_cost_per_token`"
+    )]
     Incomplete,
     #[error("set `pricing` or LiteLLM's per-token keys, not both")]
     Both,

@@ -54,7 +54,10 @@ impl Usage {
             completion_tokens: get(&["completion_tokens", "output_tokens"]),
             total_tokens: get(&["total_tokens"]),
             cached_tokens: cache_read.or_else(|| {
-                detail(&["prompt_tokens_details", "input_tokens_details"], "cached_tokens")
+                detail(
+                    &["prompt_tokens_details", "input_tokens_details"],
+                    "cached_tokens",
+                )
             }),
             cache_write_tokens: cache_write,
             reasoning_tokens: detail(
@@ -234,11 +237,17 @@ mod tests {
         let chat = br#"{"usage":{"prompt_tokens":100,"completion_tokens":50,"total_tokens":150,
             "prompt_tokens_details":{"cached_tokens":60},"completion_tokens_details":{"reasoning_tokens":20}}}"#;
         let u = Usage::from_body(chat).unwrap();
-        assert_eq!((u.uncached_input(), u.cache_read(), u.reasoning()), (40, 60, 20));
+        assert_eq!(
+            (u.uncached_input(), u.cache_read(), u.reasoning()),
+            (40, 60, 20)
+        );
         let responses = br#"{"usage":{"input_tokens":10,"output_tokens":5,
             "input_tokens_details":{"cached_tokens":4},"output_tokens_details":{"reasoning_tokens":3}}}"#;
         let u = Usage::from_body(responses).unwrap();
-        assert_eq!((u.uncached_input(), u.cache_read(), u.reasoning()), (6, 4, 3));
+        assert_eq!(
+            (u.uncached_input(), u.cache_read(), u.reasoning()),
+            (6, 4, 3)
+        );
         // Anthropic counts cache reads and writes apart from input_tokens.
         let messages = br#"{"usage":{"input_tokens":10,"output_tokens":5,
             "cache_read_input_tokens":1000,"cache_creation_input_tokens":200}}"#;

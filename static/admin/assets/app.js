@@ -1,11 +1,13 @@
 // The admin UI's shell: hash routes (#/logs, #/logs/ID, #/overview,
-// #/models), the login form when the admin password is needed, log out.
+// #/models, #/keys, #/spend), the login form when the admin password is needed, log out.
 import { h, clear } from './dom.js';
 import { api, AuthError } from './api.js';
 import { renderLogs } from './logs.js';
 import { renderDetail } from './detail.js';
 import { renderOverview } from './overview.js';
 import { renderModels } from './models.js';
+import { renderKeys } from './keys.js';
+import { renderSpend } from './spend.js';
 
 const main = document.getElementById('main');
 let cleanup = null;
@@ -31,6 +33,8 @@ async function render() {
     else if (name === 'logs') cleanup = await renderLogs(main, params);
     else if (name === 'overview') cleanup = await renderOverview(main, params);
     else if (name === 'models') cleanup = await renderModels(main);
+    else if (name === 'keys') cleanup = await renderKeys(main);
+    else if (name === 'spend') cleanup = await renderSpend(main, params);
     else main.append(h('p', {}, 'No such page. ', h('a', { href: '#/logs' }, 'Go to the logs')));
     document.title = `yallmp · ${name === 'logs' && id ? 'request ' + id : name}`;
   } catch (e) {

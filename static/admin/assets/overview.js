@@ -16,7 +16,7 @@ function fmtTick(iso, bucket) {
  * A chart of one or more series over the same points: kind 'bar' or 'line'.
  * series: [{label, cls, values:[number|null]}]
  */
-function chart(title, points, series, { kind = 'line', fmt = String, bucket = 60 } = {}) {
+export function chart(title, points, series, { kind = 'line', fmt = String, bucket = 60 } = {}) {
   const n = points.length;
   const all = series.flatMap((x) => x.values).filter((v) => v !== null && v !== undefined);
   const max = Math.max(1e-9, ...all) * 1.1;

@@ -285,6 +285,99 @@ pub async fn spent_since(
     }
 }
 
+/// What a spend report is grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    Key,
+    Team,
+    Model,
+    Day,
+}
+
+/// One row of a spend report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SpendRow {
+    /// The key's name, the team, the model or the day (`YYYY-MM-DD`, UTC);
+    /// `null` for requests without one (no virtual key, no team).
+    pub group: Option<String>,
+    /// The key's id, when grouped by key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub total_tokens: i64,
+    /// `null` when no request of the group had a known price.
+    pub cost_usd: Option<f64>,
+}
+
+/// At most this many groups in a report (the costliest first).
+pub const REPORT_ROWS: i64 = 1000;
+
+/// Requests, tokens and cost between `since` and `until`, by `group`.
+pub async fn spend_report(
+    db: &Db,
+    group: GroupBy,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<SpendRow>, sqlx::Error> {
+    let sqlite = matches!(db, Db::Sqlite(_));
+    let (key, label) = match group {
+        GroupBy::Key => ("key_id", "MAX(key_name)"),
+        GroupBy::Team => ("team", "team"),
+        GroupBy::Model => ("model", "model"),
+        GroupBy::Day if sqlite => ("substr(started_at, 1, 10)", "substr(started_at, 1, 10)"),
+        GroupBy::Day => (
+            "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+            "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        ),
+    };
+    let order = if group == GroupBy::Day {
+        "1 ASC".to_string()
+    } else {
+        "COALESCE(SUM(cost_usd), 0) DESC, COUNT(*) DESC".to_string()
+    };
+    let int = if sqlite { "INTEGER" } else { "BIGINT" };
+    let float = if sqlite { "REAL" } else { "DOUBLE PRECISION" };
+    let sql = format!(
+        "SELECT {key}, {label}, CAST(COUNT(*) AS {int}), CAST(COALESCE(SUM(prompt_tokens), 0) AS {int}), \
+         CAST(COALESCE(SUM(completion_tokens), 0) AS {int}), CAST(COALESCE(SUM(total_tokens), 0) AS {int}), \
+         CAST(SUM(cost_usd) AS {float}) \
+         FROM requests WHERE started_at >= ? AND started_at < ? GROUP BY {key} ORDER BY {order} LIMIT {REPORT_ROWS}"
+    );
+    type Raw = (Option<String>, Option<String>, i64, i64, i64, i64, Option<f64>);
+    let rows: Vec<Raw> = match db {
+        Db::Sqlite(pool) => {
+            let t = |d: DateTime<Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            sqlx::query_as(&sql)
+                .bind(t(since))
+                .bind(t(until))
+                .fetch_all(pool)
+                .await?
+        }
+        Db::Postgres(pool) => {
+            sqlx::query_as(&numbered(&sql))
+                .bind(since)
+                .bind(until)
+                .fetch_all(pool)
+                .await?
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| SpendRow {
+            key_id: (group == GroupBy::Key).then(|| r.0.clone()).flatten(),
+            group: r.1,
+            requests: r.2,
+            prompt_tokens: r.3,
+            completion_tokens: r.4,
+            total_tokens: r.5,
+            cost_usd: r.6,
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,7 +102,7 @@ where
     }
 
     /// Entries held (approximate: moka counts lazily).
-    pub fn len(&self) -> u64 {
+    pub fn entry_count(&self) -> u64 {
         self.cache.entry_count()
     }
 }

@@ -42,7 +42,7 @@ impl MemoryStore {
 
     /// Entries held (approximate: moka counts lazily).
     pub fn len(&self) -> u64 {
-        self.store.len()
+        self.store.entry_count()
     }
 }
 

@@ -109,4 +109,3 @@ pub enum DbAction {
     /// List every migration and whether it is applied.
     History,
 }
-

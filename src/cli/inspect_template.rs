@@ -31,10 +31,7 @@ pub(super) fn inspect_template(path: &Path) -> ExitCode {
 }
 
 /// `inspect-template`'s output: what was detected, then a YAML snippet.
-pub fn template_report(
-    info: &TemplateInfo,
-    path: &Path,
-) -> String {
+pub fn template_report(info: &TemplateInfo, path: &Path) -> String {
     use crate::config::parsers::{Affix, ArgFormat, ParseTagsSettings, ToolFormat};
     // A YAML double-quoted scalar (JSON's string syntax is valid YAML).
     let q = |s: &str| serde_json::Value::String(s.to_string()).to_string();

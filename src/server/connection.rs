@@ -114,4 +114,3 @@ fn body_timed_out(
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
-

@@ -23,8 +23,8 @@ use crate::config::Config;
 use crate::live::Live;
 use crate::reqlog::Writer;
 
-pub(crate) use signals::wait_for_signal;
 pub use signals::Signals;
+pub(crate) use signals::wait_for_signal;
 use threads::serving_threads;
 
 #[derive(Debug, thiserror::Error)]

@@ -120,9 +120,7 @@ impl Db {
                     .busy_timeout(Duration::from_secs(5));
                 sqlite_pool(opts, 4).await
             }
-            DatabaseTarget::Postgres(p) => {
-                pg_pool(pg_options(p)?, 5).await
-            }
+            DatabaseTarget::Postgres(p) => pg_pool(pg_options(p)?, 5).await,
         }
     }
 

@@ -238,5 +238,4 @@ impl Db {
         }
         Ok(written)
     }
-
 }

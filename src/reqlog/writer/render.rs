@@ -16,7 +16,7 @@ use crate::reqlog::{LogStats, Record, Trouble};
 
 /// Stage one: takes records off the queue in batches, renders them (in a
 /// blocking thread, with the file writes) and passes the rows on.
-struct Render {
+pub(super) struct Render {
     pub(super) rx: mpsc::Receiver<Record>,
     pub(super) stats: Arc<LogStats>,
     pub(super) dir: Option<PathBuf>,
@@ -100,7 +100,8 @@ impl Render {
                     });
             self.stats.dropped.fetch_add(n, Ordering::Relaxed);
             metrics::counter!(crate::reqlog::DROPPED).increment(n);
-            metrics::counter!(crate::reqlog::supervise::TASK_RESTARTS, "task" => "log_writer").increment(1);
+            metrics::counter!(crate::reqlog::supervise::TASK_RESTARTS, "task" => "log_writer")
+                .increment(1);
             tracing::error!(
                 lost = n,
                 "request log: the writer failed on a batch (a bug); it goes on with the next"
@@ -192,4 +193,3 @@ impl Render {
         }
     }
 }
-

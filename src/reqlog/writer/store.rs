@@ -14,7 +14,7 @@ use crate::reqlog::{LogStats, Trouble};
 
 /// Stage two: inserts each batch of rows in one transaction; rows the
 /// database has not taken wait (bounded) and are retried.
-struct Store {
+pub(super) struct Store {
     pub(super) rx: mpsc::Receiver<Vec<Row>>,
     pub(super) stats: Arc<LogStats>,
     /// The stage's own connections (opened again after a failure).
@@ -227,4 +227,3 @@ fn chunk_len(rows: &[Row]) -> usize {
 
 /// About how much text one transaction of waiting rows carries.
 const CHUNK_BYTES: usize = 256 << 10;
-

@@ -18,8 +18,8 @@ use serde_json::{Map, Value};
 
 use crate::protocol::TranslateError;
 
-pub(crate) use fields::{carry_rest, drop_subkeys};
 pub use fields::{CHAT_FIELDS, MESSAGES_FIELDS};
+pub(crate) use fields::{carry_rest, drop_subkeys};
 pub use signed::{strip_unverifiable, verifiable};
 pub use to_chat::messages_to_chat;
 pub use to_messages::chat_to_messages;
@@ -57,6 +57,7 @@ pub(super) fn text_of(content: &Value) -> String {
 mod tests {
     use super::signed::all_verifiable;
     use super::*;
+    use serde_json::json;
 
     fn fixture(name: &str) -> Vec<u8> {
         crate::protocol::tests::fixture(&format!("anthropic/{name}"))

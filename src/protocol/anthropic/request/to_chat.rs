@@ -3,7 +3,7 @@
 use serde_json::{Map, Value, json};
 
 use super::fields::{CHAT_FIELDS, MESSAGES_FIELDS, MESSAGES_MAPPED, carry_rest, drop_subkeys};
-use super::{object, text_of};
+use super::object;
 use crate::protocol::TranslateError;
 
 /// Anthropic Messages request → OpenAI chat request; what it drops is

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::fields::{CHAT_FIELDS, CHAT_MAPPED, MESSAGES_FIELDS, carry_rest, drop_subkeys};
+use super::fields::{CHAT_FIELDS, CHAT_MAPPED, MESSAGES_FIELDS, carry_rest};
 use super::signed::verifiable;
 use super::{DEFAULT_MAX_TOKENS, object, text_of};
 use crate::protocol::TranslateError;
@@ -154,7 +154,7 @@ pub fn chat_to_messages(body: &[u8], dropped: &mut Vec<String>) -> Result<Value,
         let budget = e
             .budget()
             .min(max_tokens / 2)
-            .max(super::super::MIN_THINKING);
+            .max(crate::protocol::MIN_THINKING);
         if max_tokens > budget {
             out.insert(
                 "thinking".into(),

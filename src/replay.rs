@@ -151,12 +151,12 @@ pub async fn send(
         let resp = req
             .send()
             .await
-            .map_err(|e| ReplayError::Send(crate::upstream::error_chain(&e)))?;
+            .map_err(|e| ReplayError::Send(crate::errors::error_chain(&e)))?;
         let status = resp.status().as_u16();
         eprintln!("HTTP {status}");
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| ReplayError::Send(crate::upstream::error_chain(&e)))?;
+            let chunk = chunk.map_err(|e| ReplayError::Send(crate::errors::error_chain(&e)))?;
             let _ = out.write_all(&chunk);
             let _ = out.flush();
         }

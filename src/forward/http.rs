@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 use super::{ForwardError, Forwarder, bind, drain, stopped};
 use crate::config::forward::{HttpForwardSettings, Scheme};
 use crate::conn::{Slot, Slots, TimedBody};
+use crate::errors::error_chain;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 type TargetClient = Client<HttpsConnector<HttpConnector>, TimedBody<Incoming>>;
@@ -380,22 +381,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("proxy-connection");
 }
 
-/// An error and its causes, `: `-joined (hyper's own message alone says
-/// little: "client error (Connect)").
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
-}
-
 /// `{"error":{"message","type","code"}}` with `status`.
 fn error(status: StatusCode, kind: &str, code: &str, message: &str) -> Response<Body> {
     let body = serde_json::json!({"error": {"message": message, "type": kind, "code": code}});
@@ -439,17 +424,5 @@ mod tests {
         strip_hop_by_hop(&mut h);
         let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, ["content-type", "authorization"]);
-    }
-
-    #[test]
-    fn error_chain_keeps_each_cause_once() {
-        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        #[derive(Debug, thiserror::Error)]
-        #[error("client error (Connect)")]
-        struct Outer(#[source] std::io::Error);
-        assert_eq!(
-            error_chain(&Outer(inner)),
-            "client error (Connect): refused"
-        );
     }
 }

@@ -6,7 +6,6 @@
 //!
 //! Settings: [`crate::config::forward`].
 
-pub mod cmd;
 pub mod http;
 pub mod tcp;
 
@@ -18,6 +17,19 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::forward::{ForwardSettings, HostPort};
+
+/// Which forwarders to run (`yallmp forward tcp|http|both`; the doc
+/// comments are the subcommand's help).
+#[derive(Debug, Clone, Copy, clap::Subcommand)]
+pub enum ForwardKind {
+    /// Pipe TCP bytes both ways (`forwarder_settings`).
+    Tcp,
+    /// A reverse proxy that streams bodies and adds X-Forwarded-* headers
+    /// (`http_forwarder_settings`).
+    Http,
+    /// Both in one process; they need different listen ports.
+    Both,
+}
 
 /// Why a forwarder did not start.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +105,18 @@ pub async fn start_both(
             tcp.shutdown().await;
             Err(e)
         }
+    }
+}
+
+/// Starts the forwarders `kind` names.
+pub async fn start(
+    kind: ForwardKind,
+    settings: &ForwardSettings,
+) -> Result<Vec<Forwarder>, ForwardError> {
+    match kind {
+        ForwardKind::Tcp => tcp::start(&settings.tcp).await.map(|f| vec![f]),
+        ForwardKind::Http => http::start(&settings.http).await.map(|f| vec![f]),
+        ForwardKind::Both => start_both(settings).await.map(|(t, h)| vec![t, h]),
     }
 }
 

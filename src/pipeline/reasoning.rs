@@ -15,7 +15,6 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value, json};
 
-use super::request::RequestBody;
 use crate::config::reasoning::{Effort, Reasoning, ReasoningStyle};
 use crate::config::{ApiType, Backend};
 
@@ -40,15 +39,11 @@ pub fn effective(backend: &Backend) -> Option<Reasoning> {
     })
 }
 
-/// A request body's top-level values as JSON text, for [`style_edits`].
+/// A request body's top-level values as JSON text, for [`style_edits`]
+/// (implemented here for a parsed JSON object, and by `RequestBody`, the
+/// body read once).
 pub trait Fields {
     fn raw(&self, key: &str) -> Option<Cow<'_, str>>;
-}
-
-impl Fields for RequestBody<'_> {
-    fn raw(&self, key: &str) -> Option<Cow<'_, str>> {
-        self.get(key).map(|v| Cow::Borrowed(v.get()))
-    }
 }
 
 impl Fields for Map<String, Value> {
@@ -59,7 +54,7 @@ impl Fields for Map<String, Value> {
 
 /// The top-level fields to set on `body` for `backend` (none when the
 /// client already set the style's field).
-pub fn edits(backend: &Backend, body: &RequestBody<'_>) -> Vec<(&'static str, Value)> {
+pub fn edits(backend: &Backend, body: &(impl Fields + ?Sized)) -> Vec<(&'static str, Value)> {
     match effective(backend) {
         Some(r) => style_edits(r, body),
         None => Vec::new(),
@@ -198,6 +193,7 @@ fn style_edits(r: Reasoning, body: &(impl Fields + ?Sized)) -> Vec<(&'static str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::request::RequestBody;
     use bytes::Bytes;
 
     fn backend(yaml_params: &str) -> Backend {

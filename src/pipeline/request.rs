@@ -303,6 +303,12 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
     }
 }
 
+impl super::reasoning::Fields for RequestBody<'_> {
+    fn raw(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.get(key).map(|v| Cow::Borrowed(v.get()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@
 //!   window, created with its expiry); the instance that takes it past
 //!   `allowed_fails` sets the cooldown key, so failures spread over several
 //!   instances add up.
-//! - A background task reads the remaining time of every known backend's
+//! - A background task (`state::spawn_sync`) reads the remaining time of every known backend's
 //!   cooldown key (`PTTL`, pipelined) every [`SYNC_EVERY`] and keeps it in
 //!   the backend's state. The request path only reads that local copy: a
 //!   cooldown announced elsewhere takes effect here within ~250 ms, and a
@@ -19,12 +19,10 @@
 //! instance keeps its own cooldowns (and the ones it last heard of, until
 //! they expire), and sharing resumes when the Redis probe sees it again.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::redis::SharedRedis;
-
-use super::state::Registry;
 
 /// How often other instances' cooldowns are read.
 pub const SYNC_EVERY: Duration = Duration::from_millis(250);
@@ -57,8 +55,14 @@ pub fn announce_cooldown(redis: Arc<SharedRedis>, key: String, wait: Duration) {
 }
 
 /// Counts a failure of `key` across instances; past `allowed_fails` within
-/// the window, announces the cooldown.
-pub fn count_failure(redis: Arc<SharedRedis>, key: String, allowed_fails: u32, cooldown: Duration) {
+/// `window`, announces the cooldown.
+pub fn count_failure(
+    redis: Arc<SharedRedis>,
+    key: String,
+    allowed_fails: u32,
+    cooldown: Duration,
+    window: Duration,
+) {
     tokio::spawn(async move {
         let k = fails_key(&redis, &key);
         let count: Option<(Option<String>, u64)> = redis
@@ -68,7 +72,7 @@ pub fn count_failure(redis: Arc<SharedRedis>, key: String, allowed_fails: u32, c
                     .arg(&k)
                     .arg(0)
                     .arg("PX")
-                    .arg(super::state::FAILURE_WINDOW.as_millis() as u64)
+                    .arg(window.as_millis() as u64)
                     .arg("NX")
                     .cmd("INCR")
                     .arg(&k)
@@ -90,47 +94,39 @@ pub fn count_failure(redis: Arc<SharedRedis>, key: String, allowed_fails: u32, c
     });
 }
 
-/// Keeps every known backend's view of the shared cooldowns current, until
-/// the registry goes away.
-pub fn spawn_sync(registry: &Arc<Registry>) -> Option<tokio::task::JoinHandle<()>> {
-    registry.redis()?;
-    let weak: Weak<Registry> = Arc::downgrade(registry);
-    Some(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(SYNC_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let Some(registry) = weak.upgrade() else {
-                return;
-            };
-            let Some(redis) = registry.redis().cloned() else {
-                return;
-            };
-            let states = registry.all();
-            drop(registry);
-            if states.is_empty() {
-                continue;
+/// The remaining time of each backend key's shared cooldown (`PTTL`,
+/// pipelined), in `keys`' order: `None` where there is none; `None` in
+/// all when Redis is away.
+pub async fn remaining_cooldowns(
+    redis: &SharedRedis,
+    keys: &[&str],
+) -> Option<Vec<Option<Duration>>> {
+    let keys: Vec<String> = keys.iter().map(|k| cooldown_key(redis, k)).collect();
+    let ttls: Vec<i64> = redis
+        .call("cooldown sync", |mut c| async move {
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.cmd("PTTL").arg(k);
             }
-            let keys: Vec<String> = states
-                .iter()
-                .map(|s| cooldown_key(&redis, &s.shared_key))
-                .collect();
-            let ttls: Option<Vec<i64>> = redis
-                .call("cooldown sync", |mut c| async move {
-                    let mut pipe = redis::pipe();
-                    for k in &keys {
-                        pipe.cmd("PTTL").arg(k);
-                    }
-                    pipe.query_async(&mut c).await
-                })
-                .await;
-            // Redis away: keep what was last heard; it expires on its own.
-            let Some(ttls) = ttls else { continue };
-            for (state, ms) in states.iter().zip(ttls) {
-                state.set_remote_cooldown(
-                    (ms > 0).then(|| Duration::from_millis(ms.unsigned_abs())),
-                );
-            }
-        }
-    }))
+            pipe.query_async(&mut c).await
+        })
+        .await?;
+    Some(
+        ttls.into_iter()
+            .map(|ms| (ms > 0).then(|| Duration::from_millis(ms.unsigned_abs())))
+            .collect(),
+    )
+}
+
+/// The key a backend's shared state is kept under: its name and a hash of
+/// its `api_base`, so instances agree on it and a backend whose URL changed
+/// starts afresh.
+pub fn backend_key(name: &str, api_base: &str) -> String {
+    format!("{name}:{:016x}", fnv1a(api_base.as_bytes()))
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }

@@ -230,7 +230,7 @@ impl BackendState {
             name: b.name.clone(),
             model: b.model_name.clone(),
             api_base: b.api_base.clone(),
-            shared_key: format!("{}:{:016x}", b.name, fnv1a(b.api_base.as_bytes())),
+            shared_key: super::shared::backend_key(&b.name, &b.api_base),
             redis,
             model_label: metrics::SharedString::from_shared(Arc::from(b.model_name.as_str())),
             backend_label: metrics::SharedString::from_shared(Arc::from(b.name.as_str())),
@@ -386,6 +386,7 @@ impl BackendState {
                 self.shared_key.clone(),
                 settings.allowed_fails,
                 settings.cooldown_time,
+                FAILURE_WINDOW,
             );
         }
     }
@@ -561,10 +562,38 @@ pub(super) fn unix_ms() -> u64 {
 }
 
 /// FNV-1a: a hash that is the same in every process and build.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+/// Keeps every known backend's view of the shared cooldowns current (read
+/// every [`SYNC_EVERY`](super::shared::SYNC_EVERY)), until the registry
+/// goes away; nothing without Redis.
+pub fn spawn_sync(registry: &Arc<Registry>) -> Option<tokio::task::JoinHandle<()>> {
+    registry.redis()?;
+    let weak = Arc::downgrade(registry);
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(super::shared::SYNC_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(registry) = weak.upgrade() else {
+                return;
+            };
+            let Some(redis) = registry.redis().cloned() else {
+                return;
+            };
+            let states = registry.all();
+            drop(registry);
+            if states.is_empty() {
+                continue;
+            }
+            let keys: Vec<&str> = states.iter().map(|s| s.shared_key.as_str()).collect();
+            // Redis away: keep what was last heard; it expires on its own.
+            let Some(left) = super::shared::remaining_cooldowns(&redis, &keys).await else {
+                continue;
+            };
+            for (state, remaining) in states.iter().zip(left) {
+                state.set_remote_cooldown(remaining);
+            }
+        }
+    }))
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The in-process store: one bounded `moka` cache per configured model
+//! The in-process store: one bounded [`TtlStore`] per configured model
 //! (a wildcard's pattern, not each name clients ask for under it;
 //! `max_entries` each), with the backend's TTL per entry. It is
 //! also the write-through front of the database and Redis stores, so the
@@ -7,41 +7,29 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use moka::future::Cache;
-
 use super::Entry;
 use super::keys::Key;
-use crate::cache::memory::{Held, PerEntry};
+use crate::ttl_store::TtlStore;
 
 pub struct MemoryStore {
-    cache: Cache<Key, Held<Entry>>,
+    store: TtlStore<Key, Entry>,
 }
 
 impl MemoryStore {
     pub fn new(max_entries: u64) -> MemoryStore {
         MemoryStore {
-            cache: Cache::builder()
-                .max_capacity(max_entries)
-                .expire_after(PerEntry)
-                .build(),
+            store: TtlStore::new(max_entries),
         }
     }
 
     pub async fn get(&self, key: &Key) -> Option<Arc<Entry>> {
-        self.cache.get(key).await.map(|h| h.entry)
+        self.store.get(key).await
     }
 
+    /// The same turn under each of its keys (one `Arc`, no copies).
     pub async fn put(&self, keys: &[Key], entry: Arc<Entry>, ttl: Duration) {
         for k in keys {
-            self.cache
-                .insert(
-                    *k,
-                    Held {
-                        entry: entry.clone(),
-                        ttl,
-                    },
-                )
-                .await;
+            self.store.put(*k, entry.clone(), ttl).await;
         }
     }
 }

@@ -341,20 +341,8 @@ pub async fn send(
     })
 }
 
-/// An error and its causes on one line, most general first.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
+/// Kept at this path for its callers; the one definition is in the leaf.
+pub use crate::errors::error_chain;
 
 /// Reads a whole body of at most `limit` bytes, allowing at most `gap`
 /// between chunks. Past `limit` (or when `declared`, the upstream's

@@ -4,14 +4,14 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::cli::ForwardKind;
+use super::runtime;
 use crate::config::Config;
+use crate::forward::{self, ForwardKind};
 
 /// `yallmp forward ...`. Without the config file the forwarder still runs,
 /// on its defaults and the FORWARD_* / HTTP_FORWARD_* variables: it often
 /// runs on another machine than the proxy.
-pub fn run(config: &Path, host_or_port: bool, kind: ForwardKind) -> ExitCode {
-    use crate::forward;
+pub(super) fn run(config: &Path, host_or_port: bool, kind: ForwardKind) -> ExitCode {
     if host_or_port {
         eprintln!(
             "error: --host/--port set the proxy's address; a forwarder reads forwarder_settings / http_forwarder_settings or the FORWARD_* / HTTP_FORWARD_* variables"
@@ -40,26 +40,14 @@ pub fn run(config: &Path, host_or_port: bool, kind: ForwardKind) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     rt.block_on(async {
         // Before the ports answer: a SIGHUP never finds the default action.
         let signals = crate::server::Signals::install();
-        let started = match kind {
-            ForwardKind::Tcp => forward::tcp::start(&settings.tcp).await.map(|f| vec![f]),
-            ForwardKind::Http => forward::http::start(&settings.http).await.map(|f| vec![f]),
-            ForwardKind::Both => forward::start_both(&settings)
-                .await
-                .map(|(t, h)| vec![t, h]),
-        };
+        let started = forward::start(kind, &settings).await;
         let forwarders = match started {
             Ok(f) => f,
             Err(e) => {

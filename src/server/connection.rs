@@ -1,0 +1,116 @@
+//! One client connection, served with hyper-util under the client limits
+//! (header read, idle and body read timeouts) and closed gracefully on stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::watch;
+
+use crate::config::connections::ConnectionLimits;
+use crate::conn::{Activity, Guarded, Slot, TimedBody, Tracked};
+
+/// Serves one client connection (HTTP/1.1, or HTTP/2 with prior
+/// knowledge) with the client limits: the header read and idle timeouts
+/// close it (when no request is in flight), every request body is read
+/// with the body read timeout. On `stop`, the request in flight finishes
+/// and the connection closes.
+pub(super) async fn connection(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    slot: Slot,
+    app: axum::Router,
+    limits: ConnectionLimits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _slot = slot;
+    let _ = tcp.set_nodelay(true);
+    let activity = Activity::new();
+    let io = TokioIo::new(Tracked::new(tcp, activity.clone()));
+    let tower = TowerToHyperService::new(app);
+    let body_timeout = limits.body_read_timeout;
+    let requests = activity.clone();
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let in_flight = requests.begin();
+        let fired = Arc::new(AtomicBool::new(false));
+        let mut req = req
+            .map(|body| axum::body::Body::new(TimedBody::new(body, body_timeout, fired.clone())));
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let call = hyper::service::Service::call(&tower, req);
+        async move {
+            let Ok(response) = call.await;
+            let response = if fired.load(Ordering::Relaxed) {
+                body_timed_out(response, body_timeout.unwrap_or_default())
+            } else {
+                response
+            };
+            Ok::<_, std::convert::Infallible>(response.map(|b| Guarded::new(b, in_flight)))
+        }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The header read timeout is this server's own (counted from a
+    // request's first byte, apart from the idle time before it).
+    builder.http1().header_read_timeout(None);
+    builder.http2().enable_connect_protocol();
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    let expired = activity.expired(limits.header_read_timeout, limits.idle_timeout);
+    tokio::pin!(expired);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                }
+                break;
+            }
+            _ = stop.wait_for(|s| *s), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            why = &mut expired => {
+                metrics::counter!(crate::conn::TIMEOUTS, "kind" => why.as_str()).increment(1);
+                tracing::debug!(%peer, timeout = why.as_str(), "closing a client connection");
+                break;
+            }
+        }
+    }
+}
+
+/// The answer to a request whose body stopped arriving before anything
+/// was answered: 408 (the handler's own 408 is kept, in its dialect's
+/// shape; any other answer it made of the failed read is replaced). The
+/// connection closes after it.
+fn body_timed_out(
+    mut response: Response<axum::body::Body>,
+    after: Duration,
+) -> Response<axum::body::Body> {
+    if response.status() != StatusCode::REQUEST_TIMEOUT {
+        let id = response.headers().get(crate::upstream::REQUEST_ID).cloned();
+        response = crate::api::error::json_error(
+            StatusCode::REQUEST_TIMEOUT,
+            &serde_json::json!({"error": {
+                "message": crate::conn::BodyTimeout(after).to_string(),
+                "type": "invalid_request_error",
+                "code": "request_timeout",
+            }}),
+        );
+        if let Some(id) = id {
+            response
+                .headers_mut()
+                .insert(crate::upstream::REQUEST_ID, id);
+        }
+    }
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}

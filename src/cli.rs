@@ -340,7 +340,7 @@ fn inspect_template(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match crate::pipeline::response::template::detect(&text) {
+    match crate::template::detect(&text) {
         Ok(info) => {
             print!("{}", template_report(&info, path));
             ExitCode::SUCCESS
@@ -353,10 +353,7 @@ fn inspect_template(path: &Path) -> ExitCode {
 }
 
 /// `inspect-template`'s output: what was detected, then a YAML snippet.
-pub fn template_report(
-    info: &crate::pipeline::response::template::TemplateInfo,
-    path: &Path,
-) -> String {
+pub fn template_report(info: &crate::template::TemplateInfo, path: &Path) -> String {
     use crate::config::parsers::{Affix, ArgFormat, ParseTagsSettings, ToolFormat};
     // A YAML double-quoted scalar (JSON's string syntax is valid YAML).
     let q = |s: &str| serde_json::Value::String(s.to_string()).to_string();

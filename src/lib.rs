@@ -21,6 +21,7 @@ pub mod reqlog;
 pub mod router;
 pub mod server;
 pub mod sse;
+pub mod template;
 pub mod thinking;
 pub mod upstream;
 pub mod usage;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Env;
+use super::check::seconds;
 use super::connections;
 
 /// Port both forwarders listen on unless told otherwise.
@@ -482,19 +483,6 @@ fn parse_bool(v: &str) -> Option<bool> {
         "true" | "1" | "yes" | "on" => Some(true),
         "false" | "0" | "no" | "off" => Some(false),
         _ => None,
-    }
-}
-
-fn seconds(v: Option<f64>, default: Duration, at: &str, errors: &mut Vec<String>) -> Duration {
-    match v {
-        None => default,
-        Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Duration::from_secs_f64(s),
-        Some(s) => {
-            errors.push(format!(
-                "{at}: must be a positive number of seconds, got {s}"
-            ));
-            default
-        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::check::seconds;
+use super::errors::{Errors, KeyPath};
 use super::raw::{RawHealthCheck, RawModelParams};
 use super::{
     ApiType, AzureTarget, Backend, BackendRouting, DEFAULT_REQUEST_TIMEOUT, HealthCheck, Parameter,
@@ -88,12 +89,12 @@ pub(super) fn backend(
     model_name: &str,
     n: usize,
     p: RawModelParams,
-    at: &str,
+    at: &KeyPath,
     litellm: bool,
     parameters: Arc<[Parameter]>,
-    errors: &mut Vec<String>,
+    errors: &mut Errors,
 ) -> Option<Backend> {
-    let start = errors.len();
+    let start = errors.mark();
     // LiteLLM names the provider in front of the model: `openai/gpt-4o`.
     let mut provider: Option<&(&str, ApiType, Option<&str>)> = None;
     let mut model = p.model.filter(|m| !m.trim().is_empty());
@@ -115,10 +116,13 @@ pub(super) fn backend(
             let hint = nearest(other, API_TYPES)
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
-            errors.push(format!(
-                "{at}.api_type: unknown api_type `{other}` (one of: {}){hint}",
-                API_TYPES.join(", ")
-            ));
+            errors.at(
+                at.key("api_type"),
+                format!(
+                    "unknown api_type `{other}` (one of: {}){hint}",
+                    API_TYPES.join(", ")
+                ),
+            );
             ApiType::Openai
         }
     };
@@ -128,9 +132,10 @@ pub(super) fn backend(
     {
         Some(b) if !b.is_empty() => {
             if !(b.starts_with("http://") || b.starts_with("https://")) {
-                errors.push(format!(
-                    "{at}.api_base: `{b}` is not an http:// or https:// URL"
-                ));
+                errors.at(
+                    at.key("api_base"),
+                    format!("`{b}` is not an http:// or https:// URL"),
+                );
             }
             b
         }
@@ -138,10 +143,10 @@ pub(super) fn backend(
             (ApiType::Stub, _) => "stub://local".to_string(),
             (_, Some(default)) => default.to_string(),
             _ => {
-                errors.push(format!(
-                    "{at}.api_base: required for api_type {}",
-                    api_type.as_str()
-                ));
+                errors.at(
+                    at.key("api_base"),
+                    format!("required for api_type {}", api_type.as_str()),
+                );
                 String::new()
             }
         },
@@ -149,13 +154,13 @@ pub(super) fn backend(
     let request_timeout = seconds(
         p.request_timeout,
         DEFAULT_REQUEST_TIMEOUT,
-        &format!("{at}.request_timeout"),
+        &at.key("request_timeout"),
         errors,
     );
     let routing = routing(p.weight, p.order, p.health_check, at, errors);
     let reasoning = p
         .reasoning
-        .and_then(|r| super::reasoning::Reasoning::resolve(r, &format!("{at}.reasoning"), errors));
+        .and_then(|r| super::reasoning::Reasoning::resolve(r, &at.key("reasoning"), errors));
     let azure = (api_type == ApiType::Azure).then(|| {
         let deployment = p.deployment.as_deref().or(model.as_deref());
         azure(deployment, p.api_version.as_deref(), at, errors)
@@ -170,18 +175,20 @@ pub(super) fn backend(
         ("model", model.as_ref()),
     ] {
         if v.is_some_and(|v| v.chars().any(char::is_control)) {
-            errors.push(format!(
-                "{at}.{key}: must not contain control characters (CR, LF, tab, NUL, ...)"
-            ));
+            errors.at(
+                at.key(key),
+                "must not contain control characters (CR, LF, tab, NUL, ...)",
+            );
         }
     }
     let strip_prefix = p.strip_prefix.unwrap_or(false);
     if strip_prefix && !crate::wildcard::is_pattern(model_name) {
-        errors.push(format!(
-            "{at}.strip_prefix: only for a wildcard model_name (with a `*`); `{model_name}` has none"
-        ));
+        errors.at(
+            at.key("strip_prefix"),
+            format!("only for a wildcard model_name (with a `*`); `{model_name}` has none"),
+        );
     }
-    if errors.len() > start {
+    if errors.since(start) {
         return None;
     }
     let mut backend = Backend {
@@ -213,8 +220,8 @@ pub(super) fn backend(
 fn azure(
     deployment: Option<&str>,
     api_version: Option<&str>,
-    at: &str,
-    errors: &mut Vec<String>,
+    at: &KeyPath,
+    errors: &mut Errors,
 ) -> Option<AzureTarget> {
     let url_safe = |s: &str| {
         !s.is_empty()
@@ -223,15 +230,17 @@ fn azure(
     };
     let deployment = deployment.map(str::trim).filter(|d| !d.is_empty());
     let Some(deployment) = deployment else {
-        errors.push(format!(
-            "{at}.deployment: required for api_type azure (or `model: azure/<deployment>`)"
-        ));
+        errors.at(
+            at.key("deployment"),
+            "required for api_type azure (or `model: azure/<deployment>`)",
+        );
         return None;
     };
     if !url_safe(deployment) {
-        errors.push(format!(
-            "{at}.deployment: `{deployment}` may hold only letters, digits, `-`, `_` and `.`"
-        ));
+        errors.at(
+            at.key("deployment"),
+            format!("`{deployment}` may hold only letters, digits, `-`, `_` and `.`"),
+        );
         return None;
     }
     let api_version = api_version
@@ -239,9 +248,10 @@ fn azure(
         .filter(|v| !v.is_empty())
         .unwrap_or(DEFAULT_AZURE_API_VERSION);
     if !url_safe(api_version) {
-        errors.push(format!(
-            "{at}.api_version: `{api_version}` is not an api-version such as {DEFAULT_AZURE_API_VERSION}"
-        ));
+        errors.at(
+            at.key("api_version"),
+            format!("`{api_version}` is not an api-version such as {DEFAULT_AZURE_API_VERSION}"),
+        );
         return None;
     }
     Some(AzureTarget {
@@ -255,14 +265,14 @@ fn routing(
     weight: Option<f64>,
     order: Option<i64>,
     check: Option<RawHealthCheck>,
-    at: &str,
-    errors: &mut Vec<String>,
+    at: &KeyPath,
+    errors: &mut Errors,
 ) -> BackendRouting {
     let weight = match weight {
         None => 1.0,
         Some(w) if w.is_finite() && w > 0.0 => w,
         Some(w) => {
-            errors.push(format!("{at}.weight: must be a number > 0, got {w}"));
+            errors.at(at.key("weight"), format!("must be a number > 0, got {w}"));
             1.0
         }
     };
@@ -270,20 +280,21 @@ fn routing(
         let interval = seconds(
             c.interval,
             Duration::from_secs(30),
-            &format!("{at}.health_check.interval"),
+            &at.key("health_check.interval"),
             errors,
         );
         let timeout = seconds(
             c.timeout,
             interval.min(Duration::from_secs(10)),
-            &format!("{at}.health_check.timeout"),
+            &at.key("health_check.timeout"),
             errors,
         );
         let path = c.path.unwrap_or_else(|| "/models".to_string());
         if !path.starts_with('/') {
-            errors.push(format!(
-                "{at}.health_check.path: `{path}` must start with `/` (it is appended to api_base)"
-            ));
+            errors.at(
+                at.key("health_check.path"),
+                format!("`{path}` must start with `/` (it is appended to api_base)"),
+            );
         }
         HealthCheck {
             interval,

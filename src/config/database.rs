@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::errors::Errors;
 use super::raw::RawDatabase;
 use super::{
     DEFAULT_SQLITE_PATH, DatabaseSettings, DatabaseTarget, PostgresTarget, Secret, nearest,
@@ -13,14 +14,17 @@ use super::{
 /// cutoff further back than the calendar can hold would stop retention.
 const MAX_RETENTION_DAYS: f64 = 36_500.0;
 
-pub(super) fn resolve(raw: RawDatabase, errors: &mut Vec<String>) -> DatabaseSettings {
+pub(super) fn resolve(raw: RawDatabase, errors: &mut Errors) -> DatabaseSettings {
     let max_age = raw.retention.max_age_days.and_then(|d| {
         if d.is_finite() && d > 0.0 && d <= MAX_RETENTION_DAYS {
             Some(Duration::from_secs_f64(d * 86_400.0))
         } else {
-            errors.push(format!(
-                "database.retention.max_age_days: must be a number of days above 0 and at most {MAX_RETENTION_DAYS}, got {d}"
-            ));
+            errors.at(
+                "database.retention.max_age_days",
+                format!(
+                    "must be a number of days above 0 and at most {MAX_RETENTION_DAYS}, got {d}"
+                ),
+            );
             None
         }
     });
@@ -28,10 +32,10 @@ pub(super) fn resolve(raw: RawDatabase, errors: &mut Vec<String>) -> DatabaseSet
         if n >= 1 && i64::try_from(n).is_ok() {
             Some(n)
         } else {
-            errors.push(format!(
-                "database.retention.max_rows: must be from 1 to {}, got {n}",
-                i64::MAX
-            ));
+            errors.at(
+                "database.retention.max_rows",
+                format!("must be from 1 to {}, got {n}", i64::MAX),
+            );
             None
         }
     });
@@ -58,10 +62,13 @@ pub(super) fn resolve(raw: RawDatabase, errors: &mut Vec<String>) -> DatabaseSet
             }
         }
         (Some(url), _) => {
-            errors.push(format!(
-                "database.url: `{}` is neither a postgres:// nor a sqlite: URL",
-                url.split('@').next_back().unwrap_or("")
-            ));
+            errors.at(
+                "database.url",
+                format!(
+                    "`{}` is neither a postgres:// nor a sqlite: URL",
+                    url.split('@').next_back().unwrap_or("")
+                ),
+            );
             DatabaseTarget::Sqlite {
                 path: PathBuf::from(DEFAULT_SQLITE_PATH),
             }
@@ -89,9 +96,10 @@ pub(super) fn resolve(raw: RawDatabase, errors: &mut Vec<String>) -> DatabaseSet
             let hint = nearest(other, &["sqlite", "postgres"])
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
-            errors.push(format!(
-                "database.backend: unknown backend `{other}` (sqlite or postgres){hint}"
-            ));
+            errors.at(
+                "database.backend",
+                format!("unknown backend `{other}` (sqlite or postgres){hint}"),
+            );
             DatabaseTarget::Sqlite {
                 path: PathBuf::from(DEFAULT_SQLITE_PATH),
             }

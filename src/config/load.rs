@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_yaml::Value;
 
+use super::errors::Errors;
 use super::{Config, Env, Origin, env, inherit, overlay, resolve, tree};
 
 /// Everything wrong with a config file, each line with its key path.
@@ -77,7 +78,7 @@ impl Config {
         overlay: Option<&overlay::Overlay>,
     ) -> Result<Config, ConfigError> {
         let file = path.map_or_else(|| "<config>".to_string(), |p| p.display().to_string());
-        let mut errors = Vec::new();
+        let mut errors = Errors::default();
         let mut warnings = Vec::new();
 
         let mut tree: Value = match serde_yaml::from_str(text) {
@@ -119,12 +120,8 @@ impl Config {
             && c.auth.admin_password.is_none()
             && !password_refs.is_empty()
         {
-            errors.push(format!(
-                "proxy_settings.auth.admin_password: empty, but it names {} (set to nothing): \
-                 set a password, or write ${{{}:-}} to run without one (admin API for loopback clients only)",
-                password_refs.join(", "),
-                password_refs[0],
-            ));
+            errors.at("proxy_settings.auth.admin_password", format!("empty, but it names {} (set to nothing): \
+                 set a password, or write ${{{}:-}} to run without one (admin API for loopback clients only)", password_refs.join(", "), password_refs[0]));
         }
         match config {
             Some(mut c) if errors.is_empty() => {
@@ -136,7 +133,10 @@ impl Config {
                 };
                 Ok(c)
             }
-            _ => Err(ConfigError { file, errors }),
+            _ => Err(ConfigError {
+                file,
+                errors: errors.into_lines(),
+            }),
         }
     }
 }

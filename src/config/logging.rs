@@ -3,25 +3,29 @@
 
 use std::path::PathBuf;
 
+use super::errors::Errors;
 use super::raw::RawLogging;
 use super::{
     DEFAULT_LOG_DIR, DEFAULT_LOG_MAX_BODY, DEFAULT_LOG_QUEUE, DEFAULT_LOG_QUEUE_BYTES,
     LoggingSettings,
 };
 
-pub(super) fn resolve(raw: RawLogging, errors: &mut Vec<String>) -> LoggingSettings {
+pub(super) fn resolve(raw: RawLogging, errors: &mut Errors) -> LoggingSettings {
     let files_on = raw.files.enabled.unwrap_or(true);
     let dir = raw.files.dir.unwrap_or_else(|| DEFAULT_LOG_DIR.to_string());
     if files_on && dir.trim().is_empty() {
-        errors.push("proxy_settings.logging.files.dir: must not be empty".into());
+        errors.at("proxy_settings.logging.files.dir", "must not be empty");
     }
     let queue_size = raw.queue_size.unwrap_or(DEFAULT_LOG_QUEUE);
     if queue_size == 0 {
-        errors.push("proxy_settings.logging.queue_size: must be at least 1".into());
+        errors.at("proxy_settings.logging.queue_size", "must be at least 1");
     }
     let queue_max_bytes = raw.queue_max_bytes.unwrap_or(DEFAULT_LOG_QUEUE_BYTES);
     if queue_max_bytes == 0 {
-        errors.push("proxy_settings.logging.queue_max_bytes: must be at least 1".into());
+        errors.at(
+            "proxy_settings.logging.queue_max_bytes",
+            "must be at least 1",
+        );
     }
     LoggingSettings {
         files_dir: files_on.then(|| PathBuf::from(dir)),

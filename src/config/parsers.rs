@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::errors::{Errors, KeyPath};
 use crate::template::TemplateInfo;
 pub use crate::template::{Affix, ArgFormat, ToolFormat};
 
@@ -194,32 +195,35 @@ impl Default for NormalizeSettings {
 }
 
 /// Checks a resolved block; `at` is its key path.
-pub fn validate(s: &ParsersSettings, at: &str, errors: &mut Vec<String>) {
+pub fn validate(s: &ParsersSettings, at: &KeyPath, errors: &mut Errors) {
     let t = &s.parse_tags;
     if t.think_tag.trim().is_empty() {
-        errors.push(format!("{at}.parse_tags.think_tag: must not be empty"));
+        errors.at(at.key("parse_tags.think_tag"), "must not be empty");
     }
     if t.tool_open().is_empty() || t.tool_close().is_empty() {
-        errors.push(format!(
-            "{at}.parse_tags: tool_open and tool_close must not be empty"
-        ));
+        errors.at(
+            at.key("parse_tags"),
+            "tool_open and tool_close must not be empty",
+        );
     }
     if s.swap_reasoning_content.think_tag.trim().is_empty() {
-        errors.push(format!(
-            "{at}.swap_reasoning_content.think_tag: must not be empty"
-        ));
+        errors.at(
+            at.key("swap_reasoning_content.think_tag"),
+            "must not be empty",
+        );
     }
     if s.normalize_reasoning.fields.is_empty()
         || s.normalize_reasoning.fields.iter().any(|f| f.is_empty())
     {
-        errors.push(format!(
-            "{at}.normalize_reasoning.fields: needs at least one non-empty field name"
-        ));
+        errors.at(
+            at.key("normalize_reasoning.fields"),
+            "needs at least one non-empty field name",
+        );
     }
     let mut seen = Vec::new();
     for m in &s.response {
         if seen.contains(m) {
-            errors.push(format!("{at}.response: {m:?} is listed twice"));
+            errors.at(at.key("response"), format!("{m:?} is listed twice"));
         }
         seen.push(*m);
     }
@@ -248,10 +252,10 @@ pub fn template_path(s: &ParseTagsSettings, config: Option<&Path>) -> Option<Pat
 /// detected markers, if a template is given.
 pub fn resolve(
     mut s: ParsersSettings,
-    at: &str,
+    at: &KeyPath,
     default_enabled: bool,
     config: Option<&Path>,
-    errors: &mut Vec<String>,
+    errors: &mut Errors,
 ) -> ParsersSettings {
     s.enabled = Some(s.enabled.unwrap_or(default_enabled));
     validate(&s, at, errors);
@@ -259,15 +263,15 @@ pub fn resolve(
         match std::fs::read_to_string(&path) {
             Ok(text) => match crate::template::detect(&text) {
                 Ok(info) => info.apply(&mut s.parse_tags),
-                Err(e) => errors.push(format!(
-                    "{at}.parse_tags.template_path: {}: {e}",
-                    path.display()
-                )),
+                Err(e) => errors.at(
+                    at.key("parse_tags.template_path"),
+                    format!("{}: {e}", path.display()),
+                ),
             },
-            Err(e) => errors.push(format!(
-                "{at}.parse_tags.template_path: cannot read {}: {e}",
-                path.display()
-            )),
+            Err(e) => errors.at(
+                at.key("parse_tags.template_path"),
+                format!("cannot read {}: {e}", path.display()),
+            ),
         }
     }
     s

@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use super::errors::Errors;
 use super::raw::RawConfig;
 use super::{
     AuthSettings, Config, Env, Origin, RedisSettings, Secret, cache, database, logging, models,
@@ -24,10 +25,10 @@ pub(super) fn resolve(
     _path: Option<&Path>,
     env: &Env,
     sources: &Sources,
-    errors: &mut Vec<String>,
+    errors: &mut Errors,
     warnings: &mut Vec<String>,
 ) -> Option<Config> {
-    let start = errors.len();
+    let start = errors.mark();
     let ps = raw.proxy_settings;
     let gs = raw.general_settings;
     let mut api_keys: Vec<Secret> = ps
@@ -62,9 +63,9 @@ pub(super) fn resolve(
             .iter()
             .any(|scheme| r.url.expose().starts_with(scheme))
     {
-        errors.push(
-            "proxy_settings.redis_url: expected redis://host:port[/db] (or rediss://, unix://)"
-                .to_string(),
+        errors.at(
+            "proxy_settings.redis_url",
+            "expected redis://host:port[/db] (or rediss://, unix://)",
         );
     }
     let cache = cache::resolve(ps.cache, redis.is_some(), errors);
@@ -82,7 +83,7 @@ pub(super) fn resolve(
 
     let parsers = parsers::resolve(
         ps.parsers.unwrap_or_default(),
-        "proxy_settings.parsers",
+        &"proxy_settings.parsers".into(),
         false,
         _path,
         errors,
@@ -107,7 +108,7 @@ pub(super) fn resolve(
         warnings,
     );
 
-    if errors.len() > start {
+    if errors.since(start) {
         return None;
     }
     Some(Config {

@@ -4,17 +4,18 @@
 use std::time::Duration;
 
 use super::check::seconds;
+use super::errors::Errors;
 use super::raw::RawRouterSettings;
 use super::{RouterSettings, RoutingStrategy, nearest};
 
-pub(super) fn resolve(rs: RawRouterSettings, errors: &mut Vec<String>) -> RouterSettings {
+pub(super) fn resolve(rs: RawRouterSettings, errors: &mut Errors) -> RouterSettings {
     RouterSettings {
         num_retries: rs.num_retries.unwrap_or(0),
         retry_backoff: Duration::from_millis(rs.retry_backoff_ms.unwrap_or(100)),
         max_retry_after: seconds(
             rs.max_retry_after,
             Duration::from_secs(10),
-            "router_settings.max_retry_after",
+            &"router_settings.max_retry_after".into(),
             errors,
         ),
         strategy: strategy(rs.routing_strategy.as_deref(), errors),
@@ -22,23 +23,24 @@ pub(super) fn resolve(rs: RawRouterSettings, errors: &mut Vec<String>) -> Router
         cooldown_time: seconds(
             rs.cooldown_time,
             Duration::from_secs(5),
-            "router_settings.cooldown_time",
+            &"router_settings.cooldown_time".into(),
             errors,
         ),
         latency_buffer: match rs.latency_buffer {
             None => 0.1,
             Some(b) if b.is_finite() && b >= 0.0 => b,
             Some(b) => {
-                errors.push(format!(
-                    "router_settings.latency_buffer: must be a fraction >= 0 (0.1 = 10%), got {b}"
-                ));
+                errors.at(
+                    "router_settings.latency_buffer",
+                    format!("must be a fraction >= 0 (0.1 = 10%), got {b}"),
+                );
                 0.1
             }
         },
     }
 }
 
-fn strategy(name: Option<&str>, errors: &mut Vec<String>) -> RoutingStrategy {
+fn strategy(name: Option<&str>, errors: &mut Errors) -> RoutingStrategy {
     let Some(name) = name else {
         return RoutingStrategy::default();
     };
@@ -46,10 +48,13 @@ fn strategy(name: Option<&str>, errors: &mut Vec<String>) -> RoutingStrategy {
         let hint = nearest(name, RoutingStrategy::NAMES)
             .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_default();
-        errors.push(format!(
-            "router_settings.routing_strategy: unknown strategy `{name}` (one of: {}){hint}",
-            RoutingStrategy::NAMES.join(", ")
-        ));
+        errors.at(
+            "router_settings.routing_strategy",
+            format!(
+                "unknown strategy `{name}` (one of: {}){hint}",
+                RoutingStrategy::NAMES.join(", ")
+            ),
+        );
         RoutingStrategy::default()
     })
 }

@@ -3,6 +3,7 @@
 //! `/admin` answers.
 
 use super::check::seconds;
+use super::errors::Errors;
 use super::raw::{RawServer, RawWorkers};
 use super::{
     DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_PORT,
@@ -15,7 +16,7 @@ pub(super) fn resolve(
     server: RawServer,
     general_host: Option<String>,
     general_port: Option<u16>,
-    errors: &mut Vec<String>,
+    errors: &mut Errors,
 ) -> ServerSettings {
     ServerSettings {
         host: server
@@ -26,9 +27,9 @@ pub(super) fn resolve(
         max_body_bytes: match server.max_body_bytes {
             None => DEFAULT_MAX_BODY_BYTES,
             Some(0) => {
-                errors.push(
-                    "proxy_settings.server.max_body_bytes: must be at least 1 (0 would refuse every request with a body)"
-                        .to_string(),
+                errors.at(
+                    "proxy_settings.server.max_body_bytes",
+                    "must be at least 1 (0 would refuse every request with a body)",
                 );
                 DEFAULT_MAX_BODY_BYTES
             }
@@ -38,7 +39,7 @@ pub(super) fn resolve(
         shutdown_grace: seconds(
             server.shutdown_grace_period,
             DEFAULT_SHUTDOWN_GRACE,
-            "proxy_settings.server.shutdown_grace_period",
+            &"proxy_settings.server.shutdown_grace_period".into(),
             errors,
         ),
         workers: workers(server.workers, errors),
@@ -49,7 +50,7 @@ pub(super) fn resolve(
                 idle_timeout: server.idle_timeout,
                 max_connections: server.max_connections,
             },
-            "proxy_settings.server",
+            &"proxy_settings.server".into(),
             errors,
         ),
         allowed_hosts: allowed_hosts(server.allowed_hosts, errors),
@@ -60,16 +61,14 @@ pub(super) fn resolve(
 /// it ordinary answers would fail.
 const MIN_RESPONSE_BYTES: u64 = 1024;
 
-fn max_response_bytes(v: Option<u64>, errors: &mut Vec<String>) -> usize {
+fn max_response_bytes(v: Option<u64>, errors: &mut Errors) -> usize {
     const AT: &str = "proxy_settings.server.max_response_bytes";
     let default = usize::try_from(DEFAULT_MAX_RESPONSE_BYTES).unwrap_or(usize::MAX);
     match v {
         None => default,
         Some(n) if n >= MIN_RESPONSE_BYTES => usize::try_from(n).unwrap_or(usize::MAX),
         Some(n) => {
-            errors.push(format!(
-                "{AT}: {n} is too small (at least {MIN_RESPONSE_BYTES} bytes; the default is {DEFAULT_MAX_RESPONSE_BYTES})"
-            ));
+            errors.at(AT, format!("{n} is too small (at least {MIN_RESPONSE_BYTES} bytes; the default is {DEFAULT_MAX_RESPONSE_BYTES})"));
             default
         }
     }
@@ -78,7 +77,7 @@ fn max_response_bytes(v: Option<u64>, errors: &mut Vec<String>) -> usize {
 /// The largest `proxy_settings.server.workers` count accepted.
 const MAX_WORKERS: i64 = 1024;
 
-fn workers(v: Option<RawWorkers>, errors: &mut Vec<String>) -> Workers {
+fn workers(v: Option<RawWorkers>, errors: &mut Errors) -> Workers {
     const AT: &str = "proxy_settings.server.workers";
     match v {
         None => Workers::auto(),
@@ -86,18 +85,20 @@ fn workers(v: Option<RawWorkers>, errors: &mut Vec<String>) -> Workers {
             Workers::PerThread(n as usize)
         }
         Some(RawWorkers::Count(n)) => {
-            errors.push(format!(
-                "{AT}: {n} is out of range (1 to {MAX_WORKERS}, `auto` or `shared`)"
-            ));
+            errors.at(
+                AT,
+                format!("{n} is out of range (1 to {MAX_WORKERS}, `auto` or `shared`)"),
+            );
             Workers::auto()
         }
         Some(RawWorkers::Word(w)) => match w.trim().to_ascii_lowercase().as_str() {
             "auto" => Workers::auto(),
             "shared" => Workers::Shared,
             _ => {
-                errors.push(format!(
-                    "{AT}: expected `auto`, `shared` or a thread count, got `{w}`"
-                ));
+                errors.at(
+                    AT,
+                    format!("expected `auto`, `shared` or a thread count, got `{w}`"),
+                );
                 Workers::auto()
             }
         },
@@ -106,7 +107,7 @@ fn workers(v: Option<RawWorkers>, errors: &mut Vec<String>) -> Workers {
 
 /// `proxy_settings.server.allowed_hosts`: host names (optionally with a
 /// port) or `*`; no scheme, path or spaces.
-fn allowed_hosts(v: Option<Vec<String>>, errors: &mut Vec<String>) -> Vec<String> {
+fn allowed_hosts(v: Option<Vec<String>>, errors: &mut Errors) -> Vec<String> {
     let mut out = Vec::new();
     for (i, h) in v.unwrap_or_default().into_iter().enumerate() {
         let h = h.trim().to_ascii_lowercase();
@@ -120,10 +121,8 @@ fn allowed_hosts(v: Option<Vec<String>>, errors: &mut Vec<String>) -> Vec<String
         if ok {
             out.push(h);
         } else {
-            errors.push(format!(
-                "proxy_settings.server.allowed_hosts[{i}]: expected a host name as the `Host` header \
-                 carries it (`proxy.example.com`, `proxy.example.com:8443`, `10.0.0.5`) or `*`, got `{h}`"
-            ));
+            errors.at(format!("proxy_settings.server.allowed_hosts[{i}]"), format!("expected a host name as the `Host` header \
+                 carries it (`proxy.example.com`, `proxy.example.com:8443`, `10.0.0.5`) or `*`, got `{h}`"));
         }
     }
     out

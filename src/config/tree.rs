@@ -4,6 +4,7 @@
 
 use serde_yaml::Value;
 
+use super::errors::Errors;
 use super::{env, nearest, raw};
 
 /// Deserializes the tree; each unknown key is reported with its path and the
@@ -14,7 +15,7 @@ use super::{env, nearest, raw};
 /// the schema wants a number or a boolean is retyped and tried again.
 pub(super) fn deserialize_collecting(
     mut tree: Value,
-    errors: &mut Vec<String>,
+    errors: &mut Errors,
     whole: &std::collections::HashSet<String>,
 ) -> Option<raw::RawConfig> {
     for _ in 0..200 {
@@ -33,20 +34,20 @@ pub(super) fn deserialize_collecting(
                     .strip_prefix("unknown field `")
                     .and_then(|r| r.split('`').next())
                 else {
-                    errors.push(format!("{path}: {msg}"));
+                    errors.at(&path, msg);
                     return None;
                 };
                 let expected: Vec<&str> = msg
                     .split_once("expected")
                     .map(|(_, r)| r.split('`').skip(1).step_by(2).collect())
                     .unwrap_or_default();
-                let mut line = format!("{path}: unknown key `{unknown}`");
+                let mut what = format!("unknown key `{unknown}`");
                 if let Some(s) = nearest(unknown, &expected) {
-                    line.push_str(&format!("; did you mean `{s}`?"));
+                    what.push_str(&format!("; did you mean `{s}`?"));
                 } else if !expected.is_empty() {
-                    line.push_str(&format!("; known keys: {}", expected.join(", ")));
+                    what.push_str(&format!("; known keys: {}", expected.join(", ")));
                 }
-                errors.push(line);
+                errors.at(&path, what);
                 if !remove_at(&mut tree, e.path()) {
                     return None;
                 }

@@ -24,6 +24,7 @@ pub mod reqlog;
 pub mod router;
 pub mod server;
 pub mod sse;
+pub mod template;
 pub mod thinking;
 pub mod ttl_store;
 pub mod upstream;

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::pipeline::response::template::{self, TemplateInfo};
+use crate::template::{self, TemplateInfo};
 
 /// Reads the template, detects its markup and prints the report; exit 2
 /// when the file cannot be read.

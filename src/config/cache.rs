@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::errors::Errors;
 use serde::{Deserialize, Serialize};
 
 /// Where cached answers live.
@@ -101,33 +102,34 @@ pub struct CacheSettings {
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        resolve(RawCache::default(), false, &mut Vec::new())
+        resolve(RawCache::default(), false, &mut Errors::default())
     }
 }
 
 /// Checks and resolves the block; `has_redis` says whether
 /// `proxy_settings.redis_url` is set.
-pub fn resolve(raw: RawCache, has_redis: bool, errors: &mut Vec<String>) -> CacheSettings {
+pub fn resolve(raw: RawCache, has_redis: bool, errors: &mut Errors) -> CacheSettings {
     const AT: &str = "proxy_settings.cache";
     if raw.enabled && raw.backend == CacheBackend::Redis && !has_redis {
-        errors.push(format!(
-            "{AT}.backend: `redis` needs proxy_settings.redis_url (or use `backend: memory`)"
-        ));
+        errors.at(
+            format!("{AT}.backend"),
+            "`redis` needs proxy_settings.redis_url (or use `backend: memory`)",
+        );
     }
     let ttl = if raw.ttl.is_finite() && raw.ttl > 0.0 && raw.ttl < 1e9 {
         Duration::from_secs_f64(raw.ttl)
     } else {
-        errors.push(format!(
-            "{AT}.ttl: must be a positive number of seconds, got {}",
-            raw.ttl
-        ));
+        errors.at(
+            format!("{AT}.ttl"),
+            format!("must be a positive number of seconds, got {}", raw.ttl),
+        );
         Duration::from_secs_f64(default_ttl())
     };
     if raw.max_entries == 0 {
-        errors.push(format!("{AT}.max_entries: must be at least 1"));
+        errors.at(format!("{AT}.max_entries"), "must be at least 1");
     }
     if raw.max_entry_bytes == 0 {
-        errors.push(format!("{AT}.max_entry_bytes: must be at least 1"));
+        errors.at(format!("{AT}.max_entry_bytes"), "must be at least 1");
     }
     let mut endpoints = raw.endpoints;
     endpoints.dedup();
@@ -160,14 +162,14 @@ mod tests {
     #[test]
     fn redis_backend_needs_redis_url() {
         let raw: RawCache = serde_yaml::from_str("{enabled: true, backend: redis}").unwrap();
-        let mut errors = Vec::new();
+        let mut errors = Errors::default();
         resolve(raw.clone(), false, &mut errors);
         assert_eq!(errors.len(), 1);
         assert!(
             errors[0].starts_with("proxy_settings.cache.backend:"),
             "{errors:?}"
         );
-        let mut errors = Vec::new();
+        let mut errors = Errors::default();
         resolve(raw, true, &mut errors);
         assert!(errors.is_empty());
     }
@@ -175,7 +177,7 @@ mod tests {
     #[test]
     fn bad_numbers_name_their_key() {
         let raw: RawCache = serde_yaml::from_str("{ttl: 0, max_entries: 0}").unwrap();
-        let mut errors = Vec::new();
+        let mut errors = Errors::default();
         resolve(raw, false, &mut errors);
         assert!(
             errors[0].starts_with("proxy_settings.cache.ttl:"),

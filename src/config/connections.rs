@@ -2,6 +2,7 @@
 //! of `proxy_settings.server` (and the forwarders' share of them). Read at
 //! start-up; a reload leaves them as they are.
 
+use super::errors::{Errors, KeyPath};
 use std::time::Duration;
 
 /// `proxy_settings.server.header_read_timeout`: 30 s.
@@ -54,43 +55,40 @@ pub struct RawConnectionLimits {
 
 /// Defaults filled in and values checked; problems go to `errors` with
 /// their key path under `at` (`proxy_settings.server`).
-pub fn resolve(raw: RawConnectionLimits, at: &str, errors: &mut Vec<String>) -> ConnectionLimits {
+pub fn resolve(raw: RawConnectionLimits, at: &KeyPath, errors: &mut Errors) -> ConnectionLimits {
     ConnectionLimits {
         header_read_timeout: optional_seconds(
             raw.header_read_timeout,
             DEFAULT_HEADER_READ_TIMEOUT,
-            &format!("{at}.header_read_timeout"),
+            &at.key("header_read_timeout"),
             errors,
         ),
         body_read_timeout: optional_seconds(
             raw.body_read_timeout,
             DEFAULT_BODY_READ_TIMEOUT,
-            &format!("{at}.body_read_timeout"),
+            &at.key("body_read_timeout"),
             errors,
         ),
         idle_timeout: optional_seconds(
             raw.idle_timeout,
             DEFAULT_IDLE_TIMEOUT,
-            &format!("{at}.idle_timeout"),
+            &at.key("idle_timeout"),
             errors,
         ),
-        max_connections: max_connections(
-            raw.max_connections,
-            &format!("{at}.max_connections"),
-            errors,
-        ),
+        max_connections: max_connections(raw.max_connections, &at.key("max_connections"), errors),
     }
 }
 
 /// A cap on open connections: at least 1.
-pub fn max_connections(v: Option<u64>, at: &str, errors: &mut Vec<String>) -> usize {
+pub fn max_connections(v: Option<u64>, at: &KeyPath, errors: &mut Errors) -> usize {
     match v {
         None => default_max_connections(),
         Some(n) if (1..=MAX_MAX_CONNECTIONS).contains(&n) => n as usize,
         Some(n) => {
-            errors.push(format!(
-                "{at}: {n} is out of range (1 to {MAX_MAX_CONNECTIONS})"
-            ));
+            errors.at(
+                at,
+                format!("{n} is out of range (1 to {MAX_MAX_CONNECTIONS})"),
+            );
             default_max_connections()
         }
     }
@@ -100,17 +98,18 @@ pub fn max_connections(v: Option<u64>, at: &str, errors: &mut Vec<String>) -> us
 pub fn optional_seconds(
     v: Option<f64>,
     default: Duration,
-    at: &str,
-    errors: &mut Vec<String>,
+    at: &KeyPath,
+    errors: &mut Errors,
 ) -> Option<Duration> {
     match v {
         None => Some(default),
         Some(0.0) => None,
         Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Some(Duration::from_secs_f64(s)),
         Some(s) => {
-            errors.push(format!(
-                "{at}: must be a number of seconds >= 0 (0 turns it off), got {s}"
-            ));
+            errors.at(
+                at,
+                format!("must be a number of seconds >= 0 (0 turns it off), got {s}"),
+            );
             Some(default)
         }
     }
@@ -145,8 +144,8 @@ mod tests {
 
     #[test]
     fn defaults_zero_and_bad_values() {
-        let mut errors = Vec::new();
-        let l = resolve(RawConnectionLimits::default(), "s", &mut errors);
+        let mut errors = Errors::default();
+        let l = resolve(RawConnectionLimits::default(), &"s".into(), &mut errors);
         assert!(errors.is_empty());
         assert_eq!(l.header_read_timeout, Some(DEFAULT_HEADER_READ_TIMEOUT));
         assert_eq!(l.body_read_timeout, Some(DEFAULT_BODY_READ_TIMEOUT));
@@ -160,7 +159,7 @@ mod tests {
                 idle_timeout: Some(0.0),
                 max_connections: Some(7),
             },
-            "s",
+            &"s".into(),
             &mut errors,
         );
         assert!(errors.is_empty(), "{errors:?}");
@@ -176,7 +175,7 @@ mod tests {
                 idle_timeout: Some(1e300),
                 max_connections: Some(0),
             },
-            "s",
+            &"s".into(),
             &mut errors,
         );
         let all = errors.join("\n");

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::errors::Errors;
 use serde_yaml::Value;
 
 /// Variables visible to a config: the process environment wins over `.env`.
@@ -81,7 +82,7 @@ pub fn substitute_tree(
     value: &mut Value,
     env: &Env,
     path: &mut String,
-    errors: &mut Vec<String>,
+    errors: &mut Errors,
     whole: &mut std::collections::HashSet<String>,
 ) {
     match value {
@@ -93,10 +94,12 @@ pub fn substitute_tree(
                 *value = Value::String(new);
             }
             Ok(None) => {}
-            Err(var) => errors.push(format!(
-                "{}: environment variable {var} is not set (write ${{{var}:-default}} to give a default)",
-                display_path(path)
-            )),
+            Err(var) => errors.at(
+                display_path(path),
+                format!(
+                    "environment variable {var} is not set (write ${{{var}:-default}} to give a default)"
+                ),
+            ),
         },
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
@@ -315,7 +318,7 @@ mod tests {
     fn tree_paths_and_retyping() {
         let mut v: Value =
             serde_yaml::from_str("a:\n  - {port: '${A}', key: '${MISSING}'}\n").unwrap();
-        let mut errors = Vec::new();
+        let mut errors = Errors::default();
         let mut whole = std::collections::HashSet::new();
         substitute_tree(&mut v, &env(), &mut String::new(), &mut errors, &mut whole);
         assert_eq!(errors.len(), 1);

@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Env;
+use super::check::seconds;
 use super::connections;
+use super::errors::{Errors, KeyPath};
 
 /// Port both forwarders listen on unless told otherwise.
 pub const DEFAULT_FORWARD_PORT: u16 = 6969;
@@ -173,7 +175,7 @@ pub struct ForwardSettings {
 
 impl Default for ForwardSettings {
     fn default() -> Self {
-        let mut errors = Vec::new();
+        let mut errors = Errors::default();
         resolve(
             RawTcpForwarder::default(),
             RawHttpForwarder::default(),
@@ -207,9 +209,9 @@ pub(super) fn resolve(
     tcp: RawTcpForwarder,
     http: RawHttpForwarder,
     env: &Env,
-    errors: &mut Vec<String>,
+    errors: &mut Errors,
 ) -> ForwardSettings {
-    let tcp_at = "forwarder_settings";
+    let tcp_at = KeyPath::new("forwarder_settings");
     let listen = tcp.listen.unwrap_or(RawAddr {
         host: None,
         port: None,
@@ -225,7 +227,7 @@ pub(super) fn resolve(
                 "FORWARD_LISTEN_HOST",
                 listen.host,
                 "0.0.0.0",
-                &format!("{tcp_at}.listen.host"),
+                &tcp_at.key("listen.host"),
                 errors,
             ),
             port: port(
@@ -233,7 +235,7 @@ pub(super) fn resolve(
                 "FORWARD_LISTEN_PORT",
                 listen.port,
                 DEFAULT_FORWARD_PORT,
-                &format!("{tcp_at}.listen.port"),
+                &tcp_at.key("listen.port"),
                 errors,
             ),
         },
@@ -243,7 +245,7 @@ pub(super) fn resolve(
                 "FORWARD_TARGET_HOST",
                 target.host,
                 super::DEFAULT_HOST,
-                &format!("{tcp_at}.target.host"),
+                &tcp_at.key("target.host"),
                 errors,
             ),
             port: port(
@@ -251,41 +253,42 @@ pub(super) fn resolve(
                 "FORWARD_TARGET_PORT",
                 target.port,
                 super::DEFAULT_PORT,
-                &format!("{tcp_at}.target.port"),
+                &tcp_at.key("target.port"),
                 errors,
             ),
         },
         idle_timeout: connections::optional_seconds(
             tcp.idle_timeout,
             Duration::from_secs(600),
-            &format!("{tcp_at}.idle_timeout"),
+            &tcp_at.key("idle_timeout"),
             errors,
         ),
         connect_timeout: seconds(
             tcp.connect_timeout,
             Duration::from_secs(10),
-            &format!("{tcp_at}.connect_timeout"),
+            &tcp_at.key("connect_timeout"),
             errors,
         ),
         shutdown_grace: seconds(
             tcp.shutdown_grace_period,
             Duration::from_secs(10),
-            &format!("{tcp_at}.shutdown_grace_period"),
+            &tcp_at.key("shutdown_grace_period"),
             errors,
         ),
         max_connections: connections::max_connections(
             tcp.max_connections,
-            &format!("{tcp_at}.max_connections"),
+            &tcp_at.key("max_connections"),
             errors,
         ),
     };
     if tcp.target.port == 0 {
-        errors.push(format!(
-            "{tcp_at}.target.port: the target needs a port (1-65535)"
-        ));
+        errors.at(
+            tcp_at.key("target.port"),
+            "the target needs a port (1-65535)",
+        );
     }
 
-    let http_at = "http_forwarder_settings";
+    let http_at = KeyPath::new("http_forwarder_settings");
     let listen = http.listen.unwrap_or(RawAddr {
         host: None,
         port: None,
@@ -302,13 +305,13 @@ pub(super) fn resolve(
             "http" => Scheme::Http,
             "https" => Scheme::Https,
             other => {
-                let at = format!("{http_at}.target.scheme");
+                let at = http_at.key("target.scheme");
                 let source = if from_env {
                     format!("HTTP_FORWARD_TARGET_SCHEME (overrides {at})")
                 } else {
-                    at
+                    at.to_string()
                 };
-                errors.push(format!("{source}: expected http or https, got `{other}`"));
+                errors.at(source, format!("expected http or https, got `{other}`"));
                 Scheme::Http
             }
         },
@@ -321,9 +324,10 @@ pub(super) fn resolve(
         Some(v) => match parse_bool(&v) {
             Some(b) => b,
             None => {
-                errors.push(format!(
-                    "HTTP_FORWARD_PRESERVE_HOST (overrides {http_at}.preserve_host): expected true or false, got `{v}`"
-                ));
+                errors.at(
+                    format!("HTTP_FORWARD_PRESERVE_HOST (overrides {http_at}.preserve_host)"),
+                    format!("expected true or false, got `{v}`"),
+                );
                 true
             }
         },
@@ -335,7 +339,7 @@ pub(super) fn resolve(
                 "HTTP_FORWARD_LISTEN_HOST",
                 listen.host,
                 "0.0.0.0",
-                &format!("{http_at}.listen.host"),
+                &http_at.key("listen.host"),
                 errors,
             ),
             port: port(
@@ -343,7 +347,7 @@ pub(super) fn resolve(
                 "HTTP_FORWARD_LISTEN_PORT",
                 listen.port,
                 DEFAULT_FORWARD_PORT,
-                &format!("{http_at}.listen.port"),
+                &http_at.key("listen.port"),
                 errors,
             ),
         },
@@ -354,7 +358,7 @@ pub(super) fn resolve(
                 "HTTP_FORWARD_TARGET_HOST",
                 target.host,
                 super::DEFAULT_HOST,
-                &format!("{http_at}.target.host"),
+                &http_at.key("target.host"),
                 errors,
             ),
             port: port(
@@ -365,7 +369,7 @@ pub(super) fn resolve(
                     Scheme::Http => super::DEFAULT_PORT,
                     Scheme::Https => 443,
                 },
-                &format!("{http_at}.target.port"),
+                &http_at.key("target.port"),
                 errors,
             ),
         },
@@ -373,49 +377,50 @@ pub(super) fn resolve(
         connect_timeout: seconds(
             http.connect_timeout,
             Duration::from_secs(10),
-            &format!("{http_at}.connect_timeout"),
+            &http_at.key("connect_timeout"),
             errors,
         ),
         pool_idle_timeout: seconds(
             http.pool_idle_timeout,
             Duration::from_secs(90),
-            &format!("{http_at}.pool_idle_timeout"),
+            &http_at.key("pool_idle_timeout"),
             errors,
         ),
         shutdown_grace: seconds(
             http.shutdown_grace_period,
             Duration::from_secs(10),
-            &format!("{http_at}.shutdown_grace_period"),
+            &http_at.key("shutdown_grace_period"),
             errors,
         ),
         header_read_timeout: connections::optional_seconds(
             http.header_read_timeout,
             connections::DEFAULT_HEADER_READ_TIMEOUT,
-            &format!("{http_at}.header_read_timeout"),
+            &http_at.key("header_read_timeout"),
             errors,
         ),
         body_read_timeout: connections::optional_seconds(
             http.body_read_timeout,
             connections::DEFAULT_BODY_READ_TIMEOUT,
-            &format!("{http_at}.body_read_timeout"),
+            &http_at.key("body_read_timeout"),
             errors,
         ),
         response_timeout: connections::optional_seconds(
             http.response_timeout,
             DEFAULT_RESPONSE_TIMEOUT,
-            &format!("{http_at}.response_timeout"),
+            &http_at.key("response_timeout"),
             errors,
         ),
         max_connections: connections::max_connections(
             http.max_connections,
-            &format!("{http_at}.max_connections"),
+            &http_at.key("max_connections"),
             errors,
         ),
     };
     if http.target.port == 0 {
-        errors.push(format!(
-            "{http_at}.target.port: the target needs a port (1-65535)"
-        ));
+        errors.at(
+            http_at.key("target.port"),
+            "the target needs a port (1-65535)",
+        );
     }
     ForwardSettings { tcp, http }
 }
@@ -427,8 +432,8 @@ fn host(
     var: &str,
     file: Option<String>,
     default: &str,
-    at: &str,
-    errors: &mut Vec<String>,
+    at: &KeyPath,
+    errors: &mut Errors,
 ) -> String {
     let (value, from_env) = match env.get(var).filter(|v| !v.trim().is_empty()) {
         Some(v) => (v, true),
@@ -445,9 +450,10 @@ fn host(
         } else {
             at.to_string()
         };
-        errors.push(format!(
-            "{source}: expected a host name or IP address without a port or scheme, got `{value}`"
-        ));
+        errors.at(
+            source,
+            format!("expected a host name or IP address without a port or scheme, got `{value}`"),
+        );
     }
     value
         .trim_start_matches('[')
@@ -460,17 +466,18 @@ fn port(
     var: &str,
     file: Option<u16>,
     default: u16,
-    at: &str,
-    errors: &mut Vec<String>,
+    at: &KeyPath,
+    errors: &mut Errors,
 ) -> u16 {
     match env.get(var).filter(|v| !v.trim().is_empty()) {
         None => file.unwrap_or(default),
         Some(v) => match v.trim().parse::<u16>() {
             Ok(p) => p,
             Err(_) => {
-                errors.push(format!(
-                    "{var} (overrides {at}): expected a port number (0-65535), got `{v}`"
-                ));
+                errors.at(
+                    format!("{var} (overrides {at})"),
+                    format!("expected a port number (0-65535), got `{v}`"),
+                );
                 file.unwrap_or(default)
             }
         },
@@ -482,19 +489,6 @@ fn parse_bool(v: &str) -> Option<bool> {
         "true" | "1" | "yes" | "on" => Some(true),
         "false" | "0" | "no" | "off" => Some(false),
         _ => None,
-    }
-}
-
-fn seconds(v: Option<f64>, default: Duration, at: &str, errors: &mut Vec<String>) -> Duration {
-    match v {
-        None => default,
-        Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Duration::from_secs_f64(s),
-        Some(s) => {
-            errors.push(format!(
-                "{at}: must be a positive number of seconds, got {s}"
-            ));
-            default
-        }
     }
 }
 

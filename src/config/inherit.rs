@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::errors::Errors;
 use serde_yaml::{Mapping, Value};
 
 const PARAM_KEYS: [&str; 2] = ["model_params", "litellm_params"];
@@ -33,7 +34,7 @@ fn base_of(entry: &Value, names: &HashSet<String>) -> Option<String> {
 
 /// Expands every derived model in `model_list`. Returns the names of the
 /// derived models.
-pub fn resolve(tree: &mut Value, errors: &mut Vec<String>) -> HashSet<String> {
+pub fn resolve(tree: &mut Value, errors: &mut Errors) -> HashSet<String> {
     let mut derived = HashSet::new();
     let Some(Value::Sequence(list)) = tree.get_mut("model_list") else {
         return derived;
@@ -73,7 +74,7 @@ struct Ctx<'a> {
     entries: &'a [Value],
     names: &'a HashSet<String>,
     memo: HashMap<String, Vec<Value>>,
-    errors: &'a mut Vec<String>,
+    errors: &'a mut Errors,
     derived: &'a mut HashSet<String>,
 }
 
@@ -86,10 +87,10 @@ impl Ctx<'_> {
             let mut cycle = chain.clone();
             cycle.push(name.to_string());
             let start = cycle.iter().position(|c| c == name).unwrap_or(0);
-            self.errors.push(format!(
-                "model `{name}`: inheritance cycle: {}",
-                cycle[start..].join(" → ")
-            ));
+            self.errors.at(
+                format!("model `{name}`"),
+                format!("inheritance cycle: {}", cycle[start..].join(" → ")),
+            );
             return Vec::new();
         }
         chain.push(name.to_string());
@@ -106,10 +107,13 @@ impl Ctx<'_> {
             if !self.names.contains(&base) {
                 let mut path = chain.clone();
                 path.push(base.clone());
-                self.errors.push(format!(
-                    "model_list[{i}].extends: base model `{base}` does not exist (chain: {})",
-                    path.join(" → ")
-                ));
+                self.errors.at(
+                    format!("model_list[{i}].extends"),
+                    format!(
+                        "base model `{base}` does not exist (chain: {})",
+                        path.join(" → ")
+                    ),
+                );
                 continue;
             }
             for b in self.expand(&base, chain) {
@@ -176,9 +180,9 @@ mod tests {
 
     fn run(yaml: &str) -> (Value, Vec<String>, HashSet<String>) {
         let mut v: Value = serde_yaml::from_str(yaml).unwrap();
-        let mut errors = Vec::new();
+        let mut errors = Errors::default();
         let derived = resolve(&mut v, &mut errors);
-        (v, errors, derived)
+        (v, errors.into_lines(), derived)
     }
 
     #[test]

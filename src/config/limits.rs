@@ -4,30 +4,40 @@
 
 use std::time::Duration;
 
+use super::errors::{Errors, KeyPath};
 use super::raw::{RawCors, RawLimit, RawRateLimits};
 use super::{CorsSettings, Limit, RateLimits};
 
-pub(super) fn rate_limits(raw: RawRateLimits, errors: &mut Vec<String>) -> RateLimits {
+pub(super) fn rate_limits(raw: RawRateLimits, errors: &mut Errors) -> RateLimits {
     RateLimits {
-        global: limit(raw.global, "proxy_settings.rate_limits.global", errors),
-        per_key: limit(raw.per_key, "proxy_settings.rate_limits.per_key", errors),
+        global: limit(
+            raw.global,
+            &"proxy_settings.rate_limits.global".into(),
+            errors,
+        ),
+        per_key: limit(
+            raw.per_key,
+            &"proxy_settings.rate_limits.per_key".into(),
+            errors,
+        ),
     }
 }
 
-fn limit(raw: Option<RawLimit>, at: &str, errors: &mut Vec<String>) -> Limit {
+fn limit(raw: Option<RawLimit>, at: &KeyPath, errors: &mut Errors) -> Limit {
     let Some(raw) = raw else {
         return Limit::default();
     };
     let mut positive = |v: Option<u64>, key: &str| match v {
         Some(0) => {
-            errors.push(format!(
-                "{at}.{key}: must be at least 1 (leave it out for no limit)"
-            ));
+            errors.at(
+                at.key(key),
+                "must be at least 1 (leave it out for no limit)",
+            );
             None
         }
         // Past this, one request's share of a minute rounds to nothing.
         Some(n) if n > 1_000_000_000 => {
-            errors.push(format!("{at}.{key}: at most 1000000000, got {n}"));
+            errors.at(at.key(key), format!("at most 1000000000, got {n}"));
             None
         }
         v => v,
@@ -38,47 +48,54 @@ fn limit(raw: Option<RawLimit>, at: &str, errors: &mut Vec<String>) -> Limit {
     }
 }
 
-pub(super) fn cors(raw: RawCors, errors: &mut Vec<String>) -> Option<CorsSettings> {
-    let at = "proxy_settings.cors";
-    let start = errors.len();
+pub(super) fn cors(raw: RawCors, errors: &mut Errors) -> Option<CorsSettings> {
+    let at = KeyPath::new("proxy_settings.cors");
+    let start = errors.mark();
     let origins: Vec<String> = raw
         .allow_origins
         .into_iter()
         .map(|o| o.trim().trim_end_matches('/').to_string())
         .collect();
     if origins.is_empty() {
-        errors.push(format!(
-            "{at}.allow_origins: list the origins allowed, or [\"*\"] for any (remove `cors` to turn it off)"
-        ));
+        errors.at(
+            at.key("allow_origins"),
+            "list the origins allowed, or [\"*\"] for any (remove `cors` to turn it off)",
+        );
     }
     let any = origins.iter().any(|o| o == "*");
     if any && origins.len() > 1 {
-        errors.push(format!(
-            "{at}.allow_origins: `*` allows every origin; list it alone"
-        ));
+        errors.at(
+            at.key("allow_origins"),
+            "`*` allows every origin; list it alone",
+        );
     }
     for (i, o) in origins.iter().enumerate().filter(|_| !any) {
         let valid = (o.starts_with("http://") || o.starts_with("https://"))
             && http::HeaderValue::from_str(o).is_ok();
         if !valid {
-            errors.push(format!(
-                "{at}.allow_origins[{i}]: `{o}` is not an origin like https://app.example.com"
-            ));
+            errors.at(
+                at.key("allow_origins").index(i),
+                format!("`{o}` is not an origin like https://app.example.com"),
+            );
         }
     }
     if let Some(headers) = &raw.allow_headers {
         for (i, h) in headers.iter().enumerate() {
             if h != "*" && http::HeaderName::from_bytes(h.trim().as_bytes()).is_err() {
-                errors.push(format!(
-                    "{at}.allow_headers[{i}]: `{h}` is not a header name"
-                ));
+                errors.at(
+                    at.key("allow_headers").index(i),
+                    format!("`{h}` is not a header name"),
+                );
             }
         }
     }
     if let Some(methods) = &raw.allow_methods {
         for (i, m) in methods.iter().enumerate() {
             if m != "*" && http::Method::from_bytes(m.trim().as_bytes()).is_err() {
-                errors.push(format!("{at}.allow_methods[{i}]: `{m}` is not a method"));
+                errors.at(
+                    at.key("allow_methods").index(i),
+                    format!("`{m}` is not a method"),
+                );
             }
         }
     }
@@ -86,13 +103,14 @@ pub(super) fn cors(raw: RawCors, errors: &mut Vec<String>) -> Option<CorsSetting
         None => None,
         Some(s) if s.is_finite() && (0.0..1e9).contains(&s) => Some(Duration::from_secs_f64(s)),
         Some(s) => {
-            errors.push(format!(
-                "{at}.max_age: must be a number of seconds, got {s}"
-            ));
+            errors.at(
+                at.key("max_age"),
+                format!("must be a number of seconds, got {s}"),
+            );
             None
         }
     };
-    if errors.len() > start {
+    if errors.since(start) {
         return None;
     }
     Some(CorsSettings {

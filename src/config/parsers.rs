@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::errors::{Errors, KeyPath};
+use crate::template::TemplateInfo;
+pub use crate::template::{Affix, ArgFormat, ToolFormat};
+
 /// One response parser configuration (global, or a model's own).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -111,36 +115,36 @@ impl ParseTagsSettings {
     }
 }
 
-/// How tool calls are written in the text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ToolFormat {
-    /// Every known format (or the template's, when one is given).
-    Auto,
-    /// `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` (Hermes, Qwen).
-    Hermes,
-    /// `<tool_call><function=NAME><parameter=K>v</parameter></function></tool_call>`.
-    Qwen3Coder,
-    /// `<tool_call>NAME<arg_key>k</arg_key><arg_value>v</arg_value></tool_call>`.
-    Glm,
-    /// `<|tool_calls_section_begin|>...` (Kimi K2).
-    KimiK2,
-    /// `<minimax:tool_call><invoke name="N">...` (MiniMax M2).
-    MinimaxM2,
-    /// `<｜tool▁calls▁begin｜>...` (DeepSeek V3.1).
-    DeepseekV31,
-    /// `tool_open`/`tool_close` with XML-style arguments.
-    Xml,
-    /// `tool_open`/`tool_close` with a JSON object.
-    Json,
-}
-
-/// Argument format of the generic tool formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ArgFormat {
-    Xml,
-    Json,
+// The template's findings are applied here rather than in `template`, which
+// sits below the config and knows nothing of its settings; an inherent impl
+// may live in any module of the crate, so callers still write `info.apply`.
+impl TemplateInfo {
+    /// Fills in what the settings leave at their defaults; the tool format
+    /// and its markers only when `tool_format` is `auto`.
+    pub fn apply(&self, s: &mut ParseTagsSettings) {
+        if let Some(t) = &self.think_tag
+            && s.think_tag == "think"
+        {
+            s.think_tag = t.clone();
+        }
+        s.starts_in_reasoning |= self.starts_in_reasoning;
+        if s.tool_format == ToolFormat::Auto {
+            if let Some(f) = self.tool_format {
+                s.tool_format = f;
+            }
+            if s.tool_open.is_none() {
+                s.tool_open = self.tool_open.clone();
+            }
+            if s.tool_close.is_none() {
+                s.tool_close = self.tool_close.clone();
+            }
+            if let Some(a) = self.tool_arg_format
+                && s.tool_arg_format == ArgFormat::Xml
+            {
+                s.tool_arg_format = a;
+            }
+        }
+    }
 }
 
 /// `swap_reasoning_content`.
@@ -175,14 +179,6 @@ pub enum SwapMode {
     Auto,
 }
 
-/// Text around a think tag.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Affix {
-    pub prefix: String,
-    pub suffix: String,
-}
-
 /// `normalize_reasoning`: the field names reasoning is written to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -199,32 +195,35 @@ impl Default for NormalizeSettings {
 }
 
 /// Checks a resolved block; `at` is its key path.
-pub fn validate(s: &ParsersSettings, at: &str, errors: &mut Vec<String>) {
+pub fn validate(s: &ParsersSettings, at: &KeyPath, errors: &mut Errors) {
     let t = &s.parse_tags;
     if t.think_tag.trim().is_empty() {
-        errors.push(format!("{at}.parse_tags.think_tag: must not be empty"));
+        errors.at(at.key("parse_tags.think_tag"), "must not be empty");
     }
     if t.tool_open().is_empty() || t.tool_close().is_empty() {
-        errors.push(format!(
-            "{at}.parse_tags: tool_open and tool_close must not be empty"
-        ));
+        errors.at(
+            at.key("parse_tags"),
+            "tool_open and tool_close must not be empty",
+        );
     }
     if s.swap_reasoning_content.think_tag.trim().is_empty() {
-        errors.push(format!(
-            "{at}.swap_reasoning_content.think_tag: must not be empty"
-        ));
+        errors.at(
+            at.key("swap_reasoning_content.think_tag"),
+            "must not be empty",
+        );
     }
     if s.normalize_reasoning.fields.is_empty()
         || s.normalize_reasoning.fields.iter().any(|f| f.is_empty())
     {
-        errors.push(format!(
-            "{at}.normalize_reasoning.fields: needs at least one non-empty field name"
-        ));
+        errors.at(
+            at.key("normalize_reasoning.fields"),
+            "needs at least one non-empty field name",
+        );
     }
     let mut seen = Vec::new();
     for m in &s.response {
         if seen.contains(m) {
-            errors.push(format!("{at}.response: {m:?} is listed twice"));
+            errors.at(at.key("response"), format!("{m:?} is listed twice"));
         }
         seen.push(*m);
     }
@@ -253,27 +252,83 @@ pub fn template_path(s: &ParseTagsSettings, config: Option<&Path>) -> Option<Pat
 /// detected markers, if a template is given.
 pub fn resolve(
     mut s: ParsersSettings,
-    at: &str,
+    at: &KeyPath,
     default_enabled: bool,
     config: Option<&Path>,
-    errors: &mut Vec<String>,
+    errors: &mut Errors,
 ) -> ParsersSettings {
     s.enabled = Some(s.enabled.unwrap_or(default_enabled));
     validate(&s, at, errors);
     if let Some(path) = template_path(&s.parse_tags, config) {
         match std::fs::read_to_string(&path) {
-            Ok(text) => match crate::pipeline::response::template::detect(&text) {
+            Ok(text) => match crate::template::detect(&text) {
                 Ok(info) => info.apply(&mut s.parse_tags),
-                Err(e) => errors.push(format!(
-                    "{at}.parse_tags.template_path: {}: {e}",
-                    path.display()
-                )),
+                Err(e) => errors.at(
+                    at.key("parse_tags.template_path"),
+                    format!("{}: {e}", path.display()),
+                ),
             },
-            Err(e) => errors.push(format!(
-                "{at}.parse_tags.template_path: cannot read {}: {e}",
-                path.display()
-            )),
+            Err(e) => errors.at(
+                at.key("parse_tags.template_path"),
+                format!("cannot read {}: {e}", path.display()),
+            ),
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_fills_only_defaults() {
+        let info = TemplateInfo {
+            think_tag: Some("seed:think".into()),
+            starts_in_reasoning: true,
+            tool_format: Some(ToolFormat::Xml),
+            tool_open: Some("<call>".into()),
+            tool_close: Some("</call>".into()),
+            tool_arg_format: Some(ArgFormat::Json),
+            ..TemplateInfo::default()
+        };
+        let mut s = ParseTagsSettings::default();
+        info.apply(&mut s);
+        assert_eq!(s.think_tag, "seed:think");
+        assert!(s.starts_in_reasoning);
+        assert_eq!(s.tool_format, ToolFormat::Xml);
+        assert_eq!(s.tool_open(), "<call>");
+        assert_eq!(s.tool_close(), "</call>");
+        assert_eq!(s.tool_arg_format, ArgFormat::Json);
+
+        // Set by hand: kept. A format other than auto: no tool values at all.
+        let mut s = ParseTagsSettings {
+            think_tag: "reasoning".into(),
+            tool_format: ToolFormat::Hermes,
+            ..ParseTagsSettings::default()
+        };
+        info.apply(&mut s);
+        assert_eq!(s.think_tag, "reasoning");
+        assert_eq!(s.tool_format, ToolFormat::Hermes);
+        assert_eq!(
+            (s.tool_open.as_deref(), s.tool_close.as_deref()),
+            (None, None)
+        );
+        assert_eq!(s.tool_arg_format, ArgFormat::Xml);
+
+        // Auto with markers set by hand: the markers stay.
+        let mut s = ParseTagsSettings {
+            tool_open: Some("<mine>".into()),
+            ..ParseTagsSettings::default()
+        };
+        info.apply(&mut s);
+        assert_eq!(s.tool_format, ToolFormat::Xml);
+        assert_eq!(s.tool_open(), "<mine>");
+        assert_eq!(s.tool_close(), "</call>");
+
+        // Nothing detected: nothing changes.
+        let mut s = ParseTagsSettings::default();
+        TemplateInfo::default().apply(&mut s);
+        assert_eq!(s, ParseTagsSettings::default());
+    }
 }

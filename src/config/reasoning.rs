@@ -2,6 +2,7 @@
 //! the provider's dialect (which request field it reads); `effort` and
 //! `budget_tokens` are mapped to that field by [`crate::pipeline::reasoning`].
 
+use super::errors::{Errors, KeyPath};
 use serde::{Deserialize, Serialize};
 
 /// `model_params.reasoning` as written.
@@ -112,38 +113,44 @@ pub struct Reasoning {
 
 impl Reasoning {
     /// Resolves a raw block; errors name `at` (the block's key path).
-    pub fn resolve(raw: RawReasoning, at: &str, errors: &mut Vec<String>) -> Option<Reasoning> {
-        let start = errors.len();
+    pub fn resolve(raw: RawReasoning, at: &KeyPath, errors: &mut Errors) -> Option<Reasoning> {
+        let start = errors.mark();
         let style = match raw.style.as_deref().map(str::trim) {
             None => {
-                errors.push(format!(
-                    "{at}.style: required (one of: {})",
-                    ReasoningStyle::NAMES.join(", ")
-                ));
+                errors.at(
+                    at.key("style"),
+                    format!("required (one of: {})", ReasoningStyle::NAMES.join(", ")),
+                );
                 ReasoningStyle::None
             }
             Some(s) => ReasoningStyle::parse(s).unwrap_or_else(|| {
-                errors.push(format!(
-                    "{at}.style: unknown style `{s}` (one of: {})",
-                    ReasoningStyle::NAMES.join(", ")
-                ));
+                errors.at(
+                    at.key("style"),
+                    format!(
+                        "unknown style `{s}` (one of: {})",
+                        ReasoningStyle::NAMES.join(", ")
+                    ),
+                );
                 ReasoningStyle::None
             }),
         };
         let effort = raw.effort.as_deref().map(str::trim).and_then(|e| {
             let parsed = Effort::parse(e);
             if parsed.is_none() {
-                errors.push(format!(
-                    "{at}.effort: unknown effort `{e}` (one of: {})",
-                    Effort::NAMES.join(", ")
-                ));
+                errors.at(
+                    at.key("effort"),
+                    format!(
+                        "unknown effort `{e}` (one of: {})",
+                        Effort::NAMES.join(", ")
+                    ),
+                );
             }
             parsed
         });
         if raw.budget_tokens == Some(0) {
-            errors.push(format!("{at}.budget_tokens: must be > 0"));
+            errors.at(at.key("budget_tokens"), "must be > 0");
         }
-        (errors.len() == start).then_some(Reasoning {
+        (!errors.since(start)).then_some(Reasoning {
             style,
             effort,
             budget_tokens: raw.budget_tokens,
@@ -157,14 +164,14 @@ mod tests {
 
     #[test]
     fn resolves_and_names_errors() {
-        let mut errors = Vec::new();
+        let mut errors = Errors::default();
         let r = Reasoning::resolve(
             RawReasoning {
                 style: Some("openrouter".into()),
                 effort: Some("high".into()),
                 budget_tokens: None,
             },
-            "m",
+            &"m".into(),
             &mut errors,
         );
         assert_eq!(r.unwrap().style, ReasoningStyle::Openrouter);
@@ -175,7 +182,7 @@ mod tests {
                 effort: Some("max".into()),
                 budget_tokens: Some(0),
             },
-            "model_list[0].model_params.reasoning",
+            &"model_list[0].model_params.reasoning".into(),
             &mut errors,
         );
         assert!(r.is_none());

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::errors::Errors;
 use serde::Deserialize;
 
 /// `proxy_settings.streaming` as written.
@@ -38,24 +39,26 @@ impl Default for StreamSettings {
 }
 
 /// Checks and resolves the block.
-pub fn resolve(raw: RawStreaming, errors: &mut Vec<String>) -> StreamSettings {
+pub fn resolve(raw: RawStreaming, errors: &mut Errors) -> StreamSettings {
     const AT: &str = "proxy_settings.streaming";
     let mut s = StreamSettings::default();
     match raw.max_event_bytes {
         None => {}
         Some(n) if n >= 1024 => s.max_event_bytes = usize::try_from(n).unwrap_or(usize::MAX),
-        Some(n) => errors.push(format!(
-            "{AT}.max_event_bytes: must be at least 1024 bytes, got {n}"
-        )),
+        Some(n) => errors.at(
+            format!("{AT}.max_event_bytes"),
+            format!("must be at least 1024 bytes, got {n}"),
+        ),
     }
     match raw.first_event_timeout {
         None => {}
         Some(t) if t.is_finite() && t > 0.0 && t < 1e9 => {
             s.first_event_timeout = Duration::from_secs_f64(t);
         }
-        Some(t) => errors.push(format!(
-            "{AT}.first_event_timeout: must be a positive number of seconds, got {t}"
-        )),
+        Some(t) => errors.at(
+            format!("{AT}.first_event_timeout"),
+            format!("must be a positive number of seconds, got {t}"),
+        ),
     }
     s
 }
@@ -66,7 +69,7 @@ mod tests {
 
     #[test]
     fn defaults_and_checks() {
-        let mut errors = Vec::new();
+        let mut errors = Errors::default();
         let s = resolve(RawStreaming::default(), &mut errors);
         assert_eq!(s, StreamSettings::default());
         assert_eq!(s.max_event_bytes, 16 * 1024 * 1024);

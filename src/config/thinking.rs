@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::errors::{Errors, KeyPath};
 use serde::{Deserialize, Serialize};
 
 /// Where a restored reasoning is written in an assistant message.
@@ -171,29 +172,28 @@ fn as_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Erro
 /// Checks the block at `at`; `None` when it is off.
 pub fn resolve(
     raw: RawInterleavedThinking,
-    at: &str,
+    at: &KeyPath,
     has_redis: bool,
-    errors: &mut Vec<String>,
+    errors: &mut Errors,
 ) -> Option<ThinkingSettings> {
     let ttl = match &raw.ttl {
         None => DEFAULT_TTL,
         Some(d) => match d.seconds() {
             Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Duration::from_secs_f64(s),
             _ => {
-                errors.push(format!(
-                    "{at}.ttl: must be a positive duration (seconds, or like `90s`, `30m`, `24h`, `7d`), got {d:?}"
-                ));
+                errors.at(at.key("ttl"), format!("must be a positive duration (seconds, or like `90s`, `30m`, `24h`, `7d`), got {d:?}"));
                 DEFAULT_TTL
             }
         },
     };
     if raw.max_entries == 0 {
-        errors.push(format!("{at}.max_entries: must be at least 1"));
+        errors.at(at.key("max_entries"), "must be at least 1");
     }
     if raw.enabled && raw.store == StoreKind::Redis && !has_redis {
-        errors.push(format!(
-            "{at}.store: `redis` needs proxy_settings.redis_url (or use `store: memory` or `database`)"
-        ));
+        errors.at(
+            at.key("store"),
+            "`redis` needs proxy_settings.redis_url (or use `store: memory` or `database`)",
+        );
     }
     raw.enabled.then_some(ThinkingSettings {
         field: raw.field,
@@ -211,9 +211,14 @@ mod tests {
 
     fn parse(yaml: &str, has_redis: bool) -> (Option<ThinkingSettings>, Vec<String>) {
         let raw: RawInterleavedThinking = serde_yaml::from_str(yaml).unwrap();
-        let mut errors = Vec::new();
-        let s = resolve(raw, "m.interleaved_thinking", has_redis, &mut errors);
-        (s, errors)
+        let mut errors = Errors::default();
+        let s = resolve(
+            raw,
+            &"m.interleaved_thinking".into(),
+            has_redis,
+            &mut errors,
+        );
+        (s, errors.into_lines())
     }
 
     #[test]

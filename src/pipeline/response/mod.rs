@@ -7,7 +7,6 @@
 
 pub mod swap;
 pub mod tags;
-pub mod template;
 pub mod tools;
 
 use std::borrow::Cow;

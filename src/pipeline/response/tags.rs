@@ -537,3 +537,67 @@ pub fn push_merged(out: &mut Vec<Piece>, p: Piece) {
         (_, p) => out.push(p),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped(name: &str) -> String {
+        let path = format!(
+            "{}/configs/jinja_templates/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// The detected settings parse what such a model writes.
+    #[test]
+    fn detected_settings_parse_model_output() {
+        use crate::config::parsers::ParseTagsSettings;
+        use crate::pipeline::response::Piece;
+        use crate::pipeline::response::tools::Schemas;
+        use crate::template::detect;
+        use std::sync::Arc;
+        let cases = [
+            (
+                "qwen3_thinking.jinja",
+                "plan\n</think>\n\nok\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>",
+            ),
+            (
+                "glm4.5.jinja",
+                "<think>plan</think>\nok\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n</tool_call>",
+            ),
+            (
+                "minimax_m2.jinja",
+                "plan\n</think>\n\nok\n<minimax:tool_call>\n<invoke name=\"get_weather\">\n<parameter name=\"city\">Paris</parameter>\n</invoke>\n</minimax:tool_call>",
+            ),
+            (
+                "kimi_k2.jinja",
+                "ok<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>{\"city\": \"Paris\"}<|tool_call_end|><|tool_calls_section_end|>",
+            ),
+        ];
+        for (file, output) in cases {
+            let mut s = ParseTagsSettings::default();
+            detect(&shipped(file)).unwrap().apply(&mut s);
+            let mut p = TagParser::new(
+                Arc::new(TagSpec::from_settings(&s)),
+                Arc::new(Schemas::default()),
+            );
+            let mut pieces = p.push(output);
+            pieces.extend(p.finish());
+            let tool = pieces.iter().find_map(|p| match p {
+                Piece::Tool(t) => Some(t),
+                _ => None,
+            });
+            let tool = tool.unwrap_or_else(|| panic!("{file}: no tool call in {pieces:?}"));
+            assert_eq!(tool.name, "get_weather", "{file}");
+            assert!(tool.arguments.contains("Paris"), "{file}");
+            assert!(
+                pieces
+                    .iter()
+                    .any(|p| matches!(p, Piece::Content(c) if c.trim() == "ok")),
+                "{file}: {pieces:?}"
+            );
+        }
+    }
+}

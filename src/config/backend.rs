@@ -1,0 +1,310 @@
+//! One backend from a model entry's `model_params` (or LiteLLM's
+//! `litellm_params`): provider prefixes, `api_type`, `api_base`, Azure
+//! deployments, balancing and health checks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::check::seconds;
+use super::errors::{Errors, KeyPath};
+use super::raw::{RawHealthCheck, RawModelParams};
+use super::{
+    ApiType, AzureTarget, Backend, BackendRouting, DEFAULT_REQUEST_TIMEOUT, HealthCheck, Parameter,
+    Secret, nearest,
+};
+
+/// LiteLLM provider prefixes (`openai/gpt-4o`): the protocol and, where the
+/// provider has a public endpoint, the default `api_base`.
+const PROVIDERS: &[(&str, ApiType, Option<&str>)] = &[
+    ("openai", ApiType::Openai, Some("https://api.openai.com/v1")),
+    ("custom_openai", ApiType::Openai, None),
+    (
+        "text-completion-openai",
+        ApiType::Openai,
+        Some("https://api.openai.com/v1"),
+    ),
+    ("hosted_vllm", ApiType::Openai, None),
+    ("vllm", ApiType::Openai, None),
+    ("llamacpp", ApiType::Openai, None),
+    ("lm_studio", ApiType::Openai, None),
+    ("ollama", ApiType::Openai, None),
+    ("ollama_chat", ApiType::Openai, None),
+    (
+        "deepseek",
+        ApiType::Openai,
+        Some("https://api.deepseek.com/v1"),
+    ),
+    (
+        "moonshot",
+        ApiType::Openai,
+        Some("https://api.moonshot.ai/v1"),
+    ),
+    (
+        "openrouter",
+        ApiType::Openai,
+        Some("https://openrouter.ai/api/v1"),
+    ),
+    (
+        "groq",
+        ApiType::Openai,
+        Some("https://api.groq.com/openai/v1"),
+    ),
+    (
+        "mistral",
+        ApiType::Openai,
+        Some("https://api.mistral.ai/v1"),
+    ),
+    ("xai", ApiType::Openai, Some("https://api.x.ai/v1")),
+    (
+        "together_ai",
+        ApiType::Openai,
+        Some("https://api.together.xyz/v1"),
+    ),
+    (
+        "fireworks_ai",
+        ApiType::Openai,
+        Some("https://api.fireworks.ai/inference/v1"),
+    ),
+    ("zai", ApiType::Openai, Some("https://api.z.ai/api/paas/v4")),
+    (
+        "minimax",
+        ApiType::Openai,
+        Some("https://api.minimax.io/v1"),
+    ),
+    (
+        "anthropic",
+        ApiType::Anthropic,
+        Some("https://api.anthropic.com"),
+    ),
+    ("azure", ApiType::Azure, None),
+];
+
+const API_TYPES: &[&str] = &["openai", "anthropic", "stub", "azure"];
+
+/// The Azure OpenAI `api-version` used when a backend names none (the GA
+/// version the data-plane documentation leads with).
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
+
+pub(super) fn backend(
+    model_name: &str,
+    n: usize,
+    p: RawModelParams,
+    at: &KeyPath,
+    litellm: bool,
+    parameters: Arc<[Parameter]>,
+    errors: &mut Errors,
+) -> Option<Backend> {
+    let start = errors.mark();
+    // LiteLLM names the provider in front of the model: `openai/gpt-4o`.
+    let mut provider: Option<&(&str, ApiType, Option<&str>)> = None;
+    let mut model = p.model.filter(|m| !m.trim().is_empty());
+    if litellm
+        && let Some(m) = &model
+        && let Some((prefix, rest)) = m.split_once('/')
+        && let Some(found) = PROVIDERS.iter().find(|(name, _, _)| *name == prefix)
+    {
+        provider = Some(found);
+        model = Some(rest.to_string());
+    }
+    let api_type = match p.api_type.as_deref() {
+        None => provider.map_or(ApiType::Openai, |p| p.1),
+        Some("openai") => ApiType::Openai,
+        Some("anthropic") => ApiType::Anthropic,
+        Some("stub") => ApiType::Stub,
+        Some("azure") => ApiType::Azure,
+        Some(other) => {
+            let hint = nearest(other, API_TYPES)
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            errors.at(
+                at.key("api_type"),
+                format!(
+                    "unknown api_type `{other}` (one of: {}){hint}",
+                    API_TYPES.join(", ")
+                ),
+            );
+            ApiType::Openai
+        }
+    };
+    let api_base = match p
+        .api_base
+        .map(|s| s.trim().trim_end_matches('/').to_string())
+    {
+        Some(b) if !b.is_empty() => {
+            if !(b.starts_with("http://") || b.starts_with("https://")) {
+                errors.at(
+                    at.key("api_base"),
+                    format!("`{b}` is not an http:// or https:// URL"),
+                );
+            }
+            b
+        }
+        _ => match (api_type, provider.and_then(|p| p.2)) {
+            (ApiType::Stub, _) => "stub://local".to_string(),
+            (_, Some(default)) => default.to_string(),
+            _ => {
+                errors.at(
+                    at.key("api_base"),
+                    format!("required for api_type {}", api_type.as_str()),
+                );
+                String::new()
+            }
+        },
+    };
+    let request_timeout = seconds(
+        p.request_timeout,
+        DEFAULT_REQUEST_TIMEOUT,
+        &at.key("request_timeout"),
+        errors,
+    );
+    let routing = routing(p.weight, p.order, p.health_check, at, errors);
+    let reasoning = p
+        .reasoning
+        .and_then(|r| super::reasoning::Reasoning::resolve(r, &at.key("reasoning"), errors));
+    let azure = (api_type == ApiType::Azure).then(|| {
+        let deployment = p.deployment.as_deref().or(model.as_deref());
+        azure(deployment, p.api_version.as_deref(), at, errors)
+    });
+    // A control character (CR, LF, NUL) in what becomes a URL or a header
+    // would be dropped or split it on the wire: refused here, for the file
+    // and the admin API alike.
+    for (key, v) in [
+        ("api_base", Some(&api_base)),
+        ("api_key", p.api_key.as_ref()),
+        ("target_model", p.target_model.as_ref()),
+        ("model", model.as_ref()),
+    ] {
+        if v.is_some_and(|v| v.chars().any(char::is_control)) {
+            errors.at(
+                at.key(key),
+                "must not contain control characters (CR, LF, tab, NUL, ...)",
+            );
+        }
+    }
+    let strip_prefix = p.strip_prefix.unwrap_or(false);
+    if strip_prefix && !crate::wildcard::is_pattern(model_name) {
+        errors.at(
+            at.key("strip_prefix"),
+            format!("only for a wildcard model_name (with a `*`); `{model_name}` has none"),
+        );
+    }
+    if errors.since(start) {
+        return None;
+    }
+    let mut backend = Backend {
+        name: format!("{model_name}#{n}"),
+        model_name: model_name.to_string(),
+        api_type,
+        api_base,
+        api_key: p.api_key.filter(|k| !k.is_empty()).map(Secret::new),
+        upstream_model: p.target_model.filter(|m| !m.trim().is_empty()).or(model),
+        request_timeout,
+        supports_reasoning: p.supports_reasoning.unwrap_or(false),
+        reasoning,
+        supports_responses: p.supports_responses.unwrap_or(true),
+        responses_websocket: p.responses_websocket.unwrap_or(false),
+        parameters,
+        urls: None,
+        routing,
+        thinking: None,
+        azure: azure.flatten(),
+        strip_prefix,
+    };
+    backend.parse_urls();
+    Some(backend)
+}
+
+/// An Azure backend's deployment (`deployment`, else the model) and
+/// `api_version`; both go into the URL, so they are checked for characters
+/// that would need escaping.
+fn azure(
+    deployment: Option<&str>,
+    api_version: Option<&str>,
+    at: &KeyPath,
+    errors: &mut Errors,
+) -> Option<AzureTarget> {
+    let url_safe = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    let deployment = deployment.map(str::trim).filter(|d| !d.is_empty());
+    let Some(deployment) = deployment else {
+        errors.at(
+            at.key("deployment"),
+            "required for api_type azure (or `model: azure/<deployment>`)",
+        );
+        return None;
+    };
+    if !url_safe(deployment) {
+        errors.at(
+            at.key("deployment"),
+            format!("`{deployment}` may hold only letters, digits, `-`, `_` and `.`"),
+        );
+        return None;
+    }
+    let api_version = api_version
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .unwrap_or(DEFAULT_AZURE_API_VERSION);
+    if !url_safe(api_version) {
+        errors.at(
+            at.key("api_version"),
+            format!("`{api_version}` is not an api-version such as {DEFAULT_AZURE_API_VERSION}"),
+        );
+        return None;
+    }
+    Some(AzureTarget {
+        deployment: deployment.to_string(),
+        api_version: api_version.to_string(),
+    })
+}
+
+/// A backend's `weight`, `order` and `health_check`.
+fn routing(
+    weight: Option<f64>,
+    order: Option<i64>,
+    check: Option<RawHealthCheck>,
+    at: &KeyPath,
+    errors: &mut Errors,
+) -> BackendRouting {
+    let weight = match weight {
+        None => 1.0,
+        Some(w) if w.is_finite() && w > 0.0 => w,
+        Some(w) => {
+            errors.at(at.key("weight"), format!("must be a number > 0, got {w}"));
+            1.0
+        }
+    };
+    let health_check = check.map(|c| {
+        let interval = seconds(
+            c.interval,
+            Duration::from_secs(30),
+            &at.key("health_check.interval"),
+            errors,
+        );
+        let timeout = seconds(
+            c.timeout,
+            interval.min(Duration::from_secs(10)),
+            &at.key("health_check.timeout"),
+            errors,
+        );
+        let path = c.path.unwrap_or_else(|| "/models".to_string());
+        if !path.starts_with('/') {
+            errors.at(
+                at.key("health_check.path"),
+                format!("`{path}` must start with `/` (it is appended to api_base)"),
+            );
+        }
+        HealthCheck {
+            interval,
+            path,
+            timeout,
+        }
+    });
+    BackendRouting {
+        weight,
+        order,
+        health_check,
+    }
+}

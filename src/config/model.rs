@@ -1,0 +1,150 @@
+//! The resolved models: a name clients ask for, its backends (one upstream
+//! deployment each) and how each takes part in balancing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Secret, parsers, reasoning, thinking};
+
+/// One model name clients can ask for: its backends and fallbacks.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub name: String,
+    /// Where the model came from.
+    pub source: ModelSource,
+    /// Admin edits and deletes need the admin password.
+    pub protected: bool,
+    pub backends: Vec<Arc<Backend>>,
+    /// Models tried after every backend of this one failed, in order.
+    pub fallbacks: Vec<String>,
+    /// The model's own response parsers (`enabled` always set).
+    pub parsers: Option<parsers::ParsersSettings>,
+}
+
+/// Where a model is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelSource {
+    /// The config file.
+    Config,
+    /// Registered through the admin API (kept in the runtime overlay).
+    Runtime,
+    /// Derived from another model (`extends`, or `Base:Variant`).
+    Derived,
+}
+
+/// A request parameter default for a model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Parameter {
+    pub name: String,
+    /// The value, as JSON.
+    pub default: serde_json::Value,
+    /// When false the default always wins; when true it fills in only what
+    /// the request leaves out.
+    pub allow_override: bool,
+}
+
+/// Which protocol a backend speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiType {
+    /// OpenAI-compatible HTTP API.
+    Openai,
+    /// Anthropic Messages (`{api_base}/v1/messages`, `x-api-key`).
+    Anthropic,
+    /// Built-in local backend that echoes; needs no network or key.
+    Stub,
+    /// Azure OpenAI: OpenAI's protocol on
+    /// `{api_base}/openai/deployments/{deployment}/...?api-version=`,
+    /// the key in `api-key`.
+    Azure,
+}
+
+impl ApiType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiType::Openai => "openai",
+            ApiType::Anthropic => "anthropic",
+            ApiType::Stub => "stub",
+            ApiType::Azure => "azure",
+        }
+    }
+}
+
+/// One upstream deployment of a model.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// `model_name#n`, n counting from 1 within the model: stable and unique.
+    pub name: String,
+    pub model_name: String,
+    pub api_type: ApiType,
+    /// Base URL without a trailing slash, e.g. `https://api.openai.com/v1`.
+    pub api_base: String,
+    pub api_key: Option<Secret>,
+    /// The model name sent upstream; `None` forwards the client's.
+    pub upstream_model: Option<String>,
+    pub request_timeout: Duration,
+    pub supports_reasoning: bool,
+    /// `model_params.reasoning`: the field written to ask for reasoning.
+    pub reasoning: Option<reasoning::Reasoning>,
+    /// Whether the backend serves `/responses` itself; when false, Responses
+    /// requests reach it translated to chat completions.
+    pub supports_responses: bool,
+    /// Whether the backend serves the Responses WebSocket mode: a client's
+    /// WebSocket turns to it go over one upstream WebSocket per client
+    /// socket (`src/upstream/ws.rs`) instead of one HTTP request each.
+    pub responses_websocket: bool,
+    /// Request parameter defaults.
+    pub parameters: Arc<[Parameter]>,
+    /// The endpoint URLs, parsed once, by [`Endpoint::index`](crate::upstream::Endpoint::index).
+    pub urls: Option<Arc<[reqwest::Url]>>,
+    /// Weight, order and health check.
+    pub routing: BackendRouting,
+    /// `interleaved_thinking`, when on.
+    pub thinking: Option<Arc<thinking::ThinkingSettings>>,
+    /// Where an `api_type: azure` backend's deployment is.
+    pub azure: Option<AzureTarget>,
+    /// A wildcard model's backend: without a `model`/`target_model`, the
+    /// requested name goes upstream without the pattern's literal prefix.
+    pub strip_prefix: bool,
+}
+
+/// An Azure OpenAI deployment: the URL path and the `api-version` query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AzureTarget {
+    pub deployment: String,
+    pub api_version: String,
+}
+
+/// How one backend takes part in balancing (`weight`, `order`,
+/// `health_check` of its params).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendRouting {
+    /// Relative share under `simple-shuffle` (and among ties of
+    /// `least-busy` and `latency-based`).
+    pub weight: f64,
+    /// Lower goes first under `ordered`; `None` after every ordered one.
+    pub order: Option<i64>,
+    pub health_check: Option<HealthCheck>,
+}
+
+impl Default for BackendRouting {
+    fn default() -> Self {
+        BackendRouting {
+            weight: 1.0,
+            order: None,
+            health_check: None,
+        }
+    }
+}
+
+/// An active health check: `GET api_base + path` every `interval`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub interval: Duration,
+    /// Starts with `/`; appended to `api_base`.
+    pub path: String,
+    pub timeout: Duration,
+}

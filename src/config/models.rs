@@ -1,0 +1,197 @@
+//! `model_list`: entries grouped into models with `#n`-named backends,
+//! their parameters, parsers and flags, and the fallbacks from every place
+//! they can be written, checked against the models that exist.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::backend::backend;
+use super::errors::{Errors, KeyPath};
+use super::raw::{RawFallbacks, RawModelEntry, RawParameter};
+use super::resolve::Sources;
+use super::{ModelConfig, ModelSource, Parameter, nearest, parsers};
+
+/// The models of `model_list`, with `router_settings.fallbacks` (which
+/// come before each model's own) linked in.
+pub(super) fn resolve(
+    model_list: Vec<RawModelEntry>,
+    router_fallbacks: Option<RawFallbacks>,
+    sources: &Sources,
+    has_redis: bool,
+    _path: Option<&Path>,
+    errors: &mut Errors,
+    warnings: &mut Vec<String>,
+) -> Vec<ModelConfig> {
+    let mut models: Vec<ModelConfig> = Vec::new();
+    // (key path, model, its fallbacks) from every place fallbacks are written.
+    let mut fallback_refs: Vec<(KeyPath, String, Vec<String>)> = Vec::new();
+    for (i, entry) in model_list.into_iter().enumerate() {
+        let at = KeyPath::new("model_list").index(i);
+        let name = entry.model_name.trim().to_string();
+        if name.is_empty() {
+            errors.at(at.key("model_name"), "must not be empty");
+            continue;
+        }
+        if name.chars().any(char::is_control) {
+            errors.at(
+                at.key("model_name"),
+                "must not contain control characters (CR, LF, tab, NUL, ...)",
+            );
+            continue;
+        }
+        let (params, key, litellm) = match (entry.model_params, entry.litellm_params) {
+            (Some(p), None) => (p, "model_params", false),
+            (None, Some(p)) => (p, "litellm_params", true),
+            (Some(_), Some(_)) => {
+                errors.at(at, "has both model_params and litellm_params; keep one");
+                continue;
+            }
+            (None, None) => {
+                errors.at(at, "needs model_params (or litellm_params)");
+                continue;
+            }
+        };
+        if let Some(f) = entry.fallbacks {
+            fallback_refs.push((at.key("fallbacks"), name.clone(), f.into_vec()));
+        }
+        let parameters = parameters(entry.parameters);
+        let protected = entry.protected.unwrap_or(false);
+        let own_parsers = entry
+            .parsers
+            .map(|p| parsers::resolve(p, &at.key("parsers"), true, _path, errors));
+        let idx = match models.iter().position(|m| m.name == name) {
+            Some(idx) => idx,
+            None => {
+                let source = if sources.runtime.contains(&name) {
+                    ModelSource::Runtime
+                } else if sources.derived.contains(&name) {
+                    ModelSource::Derived
+                } else {
+                    ModelSource::Config
+                };
+                models.push(ModelConfig {
+                    name: name.clone(),
+                    source,
+                    protected: false,
+                    backends: Vec::new(),
+                    fallbacks: Vec::new(),
+                    parsers: None,
+                });
+                models.len() - 1
+            }
+        };
+        let n = models[idx].backends.len() + 1;
+        let at = at.key(key);
+        if let Some(f) = &params.fallbacks {
+            fallback_refs.push((at.key("fallbacks"), name.clone(), f.clone().into_vec()));
+        }
+        models[idx].protected |= protected;
+        if let Some(p) = own_parsers {
+            match &models[idx].parsers {
+                Some(prev) if *prev != p => errors.at(
+                    &at,
+                    format!("model `{name}` already has a different `parsers` block; give it once"),
+                ),
+                _ => models[idx].parsers = Some(p),
+            }
+        }
+        let mut params = params;
+        let thinking = params.interleaved_thinking.take().and_then(|t| {
+            super::thinking::resolve(t, &at.key("interleaved_thinking"), has_redis, errors)
+        });
+        if let Some(mut backend) = backend(&name, n, params, &at, litellm, parameters, errors) {
+            backend.thinking = thinking.map(Arc::new);
+            models[idx].backends.push(Arc::new(backend));
+        }
+    }
+
+    // Router-level fallbacks come first, then per-model ones.
+    let mut router_refs: Vec<(KeyPath, String, Vec<String>)> = Vec::new();
+    match router_fallbacks {
+        Some(RawFallbacks::List(list)) => {
+            for (i, map) in list.into_iter().enumerate() {
+                for (k, v) in map {
+                    router_refs.push((
+                        KeyPath::new("router_settings.fallbacks").index(i).key(&k),
+                        k,
+                        v.into_vec(),
+                    ));
+                }
+            }
+        }
+        Some(RawFallbacks::Map(map)) => {
+            for (k, v) in map {
+                router_refs.push((
+                    KeyPath::new("router_settings.fallbacks").key(&k),
+                    k,
+                    v.into_vec(),
+                ));
+            }
+        }
+        None => {}
+    }
+    let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    for (at, from, to) in router_refs.into_iter().chain(fallback_refs) {
+        let Some(m) = models.iter_mut().find(|m| m.name == from) else {
+            unknown_model(errors, &at, &from, &name_refs);
+            continue;
+        };
+        let mut valid = Vec::with_capacity(to.len());
+        for (j, target) in to.into_iter().enumerate() {
+            if !names.contains(&target) {
+                unknown_model(errors, &at.index(j), &target, &name_refs);
+            } else if target == from {
+                warnings.push(format!(
+                    "{at}: model `{from}` lists itself as a fallback; ignored"
+                ));
+            } else {
+                valid.push(target);
+            }
+        }
+        push_unique(&mut m.fallbacks, valid);
+    }
+
+    models
+}
+
+fn parameters(raw: BTreeMap<String, RawParameter>) -> Arc<[Parameter]> {
+    raw.into_iter()
+        .map(|(name, p)| match p {
+            RawParameter::Full(f) => Parameter {
+                name,
+                default: f.default,
+                allow_override: f.allow_override.unwrap_or(true),
+            },
+            RawParameter::Bare(v) => Parameter {
+                name,
+                default: v,
+                allow_override: true,
+            },
+        })
+        .collect()
+}
+
+/// A fallback naming a model that does not exist.
+fn unknown_model(errors: &mut Errors, at: &KeyPath, name: &str, known: &[&str]) {
+    let hint = nearest(name, known)
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default();
+    errors.at(
+        at,
+        format!(
+            "unknown model `{name}` (models: {}){hint}",
+            known.join(", ")
+        ),
+    );
+}
+
+fn push_unique(into: &mut Vec<String>, items: Vec<String>) {
+    let mut seen: HashSet<String> = into.iter().cloned().collect();
+    for item in items {
+        if seen.insert(item.clone()) {
+            into.push(item);
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! The resolved configuration: the immutable [`Config`] the rest of the
+//! proxy reads, and its parts other than the models (see `model.rs`).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Env, ModelConfig, cache, connections, forward, overlay, parsers, streaming};
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, if any.
+    pub path: Option<PathBuf>,
+    pub server: ServerSettings,
+    pub enable_responses_endpoint: bool,
+    pub router: RouterSettings,
+    /// Models in the order the file first names them.
+    pub models: Vec<ModelConfig>,
+    pub logging: LoggingSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    /// Response parsers for models without their own block (`enabled` is
+    /// always set).
+    pub parsers: parsers::ParsersSettings,
+    /// Redis for state shared across instances, when configured.
+    pub redis: Option<RedisSettings>,
+    /// `proxy_settings.rate_limits`.
+    pub rate_limits: RateLimits,
+    /// `proxy_settings.cors`; `None` when off.
+    pub cors: Option<CorsSettings>,
+    /// The response cache (`proxy_settings.cache`).
+    pub cache: cache::CacheSettings,
+    /// Bounds on upstream event streams (`proxy_settings.streaming`).
+    pub streaming: streaming::StreamSettings,
+    /// `forwarder_settings` and `http_forwarder_settings`, environment
+    /// overrides applied.
+    pub forward: forward::ForwardSettings,
+    /// What it was built from, for reloads and admin changes.
+    pub origin: Origin,
+    /// Things that loaded but deserve a word (LiteLLM keys not implemented).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub max_body_bytes: u64,
+    /// The largest whole (not streamed) answer read from a backend; past
+    /// it the attempt fails (502 `upstream_response_too_large`).
+    pub max_response_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub workers: Workers,
+    /// Client timeouts and the cap on open connections (read at start-up).
+    pub connections: connections::ConnectionLimits,
+    /// `proxy_settings.server.allowed_hosts`: `Host` names `/admin` answers
+    /// besides loopback addresses, `localhost` and the listen address;
+    /// lowercase, `name` (any port) or `name:port`; `*` allows any.
+    pub allowed_hosts: Vec<String>,
+}
+
+/// `proxy_settings.server.workers`: which threads serve client connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// This many threads, each running its own single-threaded runtime with
+    /// its own upstream connection pool; each accepted connection stays on
+    /// one of them, so a request never changes thread (`auto`: one a core).
+    PerThread(usize),
+    /// Every connection on the process's shared work-stealing runtime.
+    Shared,
+}
+
+impl Workers {
+    /// One thread a core (what `auto` means).
+    pub fn auto() -> Workers {
+        Workers::PerThread(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+}
+
+/// `proxy_settings.redis_url` / `redis_key_prefix`.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// May hold a password: never shown.
+    pub url: Secret,
+    pub key_prefix: String,
+}
+
+/// `proxy_settings.rate_limits`: the limit over all clients, and the one
+/// each client key (or key-less client address) has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    pub global: Limit,
+    pub per_key: Limit,
+}
+
+/// Requests and tokens per minute; `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limit {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+}
+
+impl RateLimits {
+    pub fn any(&self) -> bool {
+        self.global != Limit::default() || self.per_key != Limit::default()
+    }
+}
+
+/// `proxy_settings.cors` (read at start-up).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorsSettings {
+    /// Empty means any origin (`"*"`).
+    pub allow_origins: Vec<String>,
+    /// `None`: mirror what the preflight asks for.
+    pub allow_headers: Option<Vec<String>>,
+    pub allow_methods: Option<Vec<String>>,
+    pub max_age: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouterSettings {
+    /// Extra attempts per backend after the first.
+    pub num_retries: u32,
+    pub retry_backoff: Duration,
+    pub max_retry_after: Duration,
+    /// How a model's backends share its traffic.
+    pub strategy: RoutingStrategy,
+    /// Failures within a minute a backend may have; one more cools it down.
+    pub allowed_fails: u32,
+    /// How long a backend stays out of rotation.
+    pub cooldown_time: Duration,
+    /// `latency-based`: backends within this fraction of the fastest's
+    /// latency share the traffic.
+    pub latency_buffer: f64,
+}
+
+/// `router_settings.routing_strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoutingStrategy {
+    /// Weighted random by `weight`.
+    #[default]
+    SimpleShuffle,
+    /// By `order` (lower first); file order within one order.
+    Ordered,
+    /// Fewest requests in flight first.
+    LeastBusy,
+    /// Lowest recent latency first (within `latency_buffer`, at random).
+    LatencyBased,
+}
+
+impl RoutingStrategy {
+    /// The names the config accepts (LiteLLM's `latency-based-routing` too).
+    pub const NAMES: &[&str] = &["simple-shuffle", "ordered", "least-busy", "latency-based"];
+
+    pub fn parse(s: &str) -> Option<RoutingStrategy> {
+        Some(match s {
+            "simple-shuffle" => RoutingStrategy::SimpleShuffle,
+            "ordered" => RoutingStrategy::Ordered,
+            "least-busy" => RoutingStrategy::LeastBusy,
+            "latency-based" | "latency-based-routing" => RoutingStrategy::LatencyBased,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoutingStrategy::SimpleShuffle => "simple-shuffle",
+            RoutingStrategy::Ordered => "ordered",
+            RoutingStrategy::LeastBusy => "least-busy",
+            RoutingStrategy::LatencyBased => "latency-based",
+        }
+    }
+}
+
+/// The inputs of a config: its text, the environment it was read with, and
+/// the runtime overlay applied to it.
+#[derive(Clone, Default)]
+pub struct Origin {
+    pub text: Arc<String>,
+    pub env: Env,
+    pub overlay: overlay::Overlay,
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The environment holds secrets.
+        f.write_str("Origin { .. }")
+    }
+}
+
+/// Who may call the proxy and its admin API.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    /// Client keys for `/v1/*`; empty means no key is needed.
+    pub api_keys: Vec<Secret>,
+    /// The admin password (`YALLMP_ADMIN_PASSWORD`); without one the admin
+    /// API answers loopback clients only and protected models cannot change.
+    pub admin_password: Option<Secret>,
+}
+
+/// The request log.
+#[derive(Debug, Clone)]
+pub struct LoggingSettings {
+    /// Directory for per-request files; `None` when file logging is off.
+    pub files_dir: Option<PathBuf>,
+    /// Whether records go to the database.
+    pub database: bool,
+    pub log_parsed_response: bool,
+    pub log_parsed_stream: bool,
+    /// Bodies (and a stream's frames, together) over this are truncated.
+    pub max_body_bytes: usize,
+    pub queue_size: usize,
+    /// What the queued records may hold (bodies and frames), in bytes.
+    pub queue_max_bytes: usize,
+}
+
+/// Where the database is.
+#[derive(Debug, Clone)]
+pub enum DatabaseTarget {
+    Sqlite { path: PathBuf },
+    Postgres(PostgresTarget),
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresTarget {
+    /// A full URL, when given; it may hold a password, so it is a secret.
+    pub url: Option<Secret>,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+}
+
+impl DatabaseTarget {
+    /// A description without credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            DatabaseTarget::Sqlite { path } => format!("sqlite {}", path.display()),
+            DatabaseTarget::Postgres(p) => match &p.url {
+                Some(url) => {
+                    let u = url.expose();
+                    let rest = u.split_once('@').map_or(u, |(_, r)| r);
+                    format!("postgres {}", rest.split('?').next().unwrap_or(rest))
+                }
+                None => format!("postgres {}:{}/{}", p.host, p.port, p.database),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub target: DatabaseTarget,
+    pub max_age: Option<Duration>,
+    pub max_rows: Option<u64>,
+}
+
+/// A secret string: never printed, never serialized.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that needs it (an outgoing header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+impl Config {
+    pub fn model(&self, name: &str) -> Option<&ModelConfig> {
+        self.models.iter().find(|m| m.name == name)
+    }
+}

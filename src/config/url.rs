@@ -1,0 +1,117 @@
+//! URLs: a backend's endpoint URLs (OpenAI, Anthropic and Azure layouts),
+//! and the secret a URL's userinfo may carry, masked for display.
+
+use std::sync::Arc;
+
+use super::{ApiType, Backend};
+
+impl Backend {
+    /// Parses the endpoint URLs once (`urls`).
+    pub fn parse_urls(&mut self) {
+        let urls: Option<Vec<reqwest::Url>> = crate::upstream::Endpoint::ALL
+            .iter()
+            .map(|e| reqwest::Url::parse(&self.endpoint_url(*e)).ok())
+            .collect();
+        self.urls = urls.map(Arc::from);
+    }
+
+    /// The URL of an endpoint on this backend: `api_base` + the path for
+    /// OpenAI-compatible backends; `api_base` (without a trailing `/v1`) +
+    /// `/v1` + the path for Anthropic ones, as Anthropic's SDK takes it;
+    /// `{api_base}/openai/deployments/{deployment}` + the path +
+    /// `?api-version=` for Azure ones.
+    pub fn endpoint_url(&self, endpoint: crate::upstream::Endpoint) -> String {
+        match (self.api_type, &self.azure) {
+            (ApiType::Anthropic, _) => {
+                let base = self.api_base.strip_suffix("/v1").unwrap_or(&self.api_base);
+                format!("{base}/v1{}", endpoint.path())
+            }
+            (ApiType::Azure, Some(az)) => format!(
+                "{}/openai/deployments/{}{}?api-version={}",
+                self.azure_base(),
+                az.deployment,
+                endpoint.path(),
+                az.api_version
+            ),
+            _ => self.url(endpoint.path()),
+        }
+    }
+
+    /// The URL of a `GET` on the backend's API (`/models` for health checks
+    /// and model listings): `api_base` + the path, or for Azure
+    /// `{api_base}/openai` + the path + `?api-version=`.
+    pub fn api_url(&self, path: &str) -> String {
+        match (self.api_type, &self.azure) {
+            (ApiType::Azure, Some(az)) => format!(
+                "{}/openai{path}?api-version={}",
+                self.azure_base(),
+                az.api_version
+            ),
+            _ => self.url(path),
+        }
+    }
+
+    /// `api_base` without an `/openai` the user may have written.
+    fn azure_base(&self) -> &str {
+        self.api_base
+            .strip_suffix("/openai")
+            .unwrap_or(&self.api_base)
+    }
+
+    /// The URL for an endpoint path such as `/chat/completions`.
+    pub fn url(&self, endpoint: &str) -> String {
+        let mut url = String::with_capacity(self.api_base.len() + endpoint.len());
+        url.push_str(&self.api_base);
+        url.push_str(endpoint);
+        url
+    }
+}
+
+/// The userinfo of a URL (`user:password@` after the scheme), if any.
+fn userinfo(url: &str) -> Option<(usize, &str)> {
+    let start = url.find("://")? + 3;
+    let rest = &url[start..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let at = authority.rfind('@')?;
+    Some((start, &authority[..at]))
+}
+
+/// `url` with the password of its userinfo (or a lone user name, often a
+/// token) shown as `***`: what the admin API, the banner and the logs show
+/// of an `api_base`.
+pub fn mask_url_secret(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((start, info)) = userinfo(url) else {
+        return url.into();
+    };
+    let shown = match info.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_string(),
+    };
+    format!("{}{shown}{}", &url[..start], &url[start + info.len()..]).into()
+}
+
+/// The secret part of a URL's userinfo (the password, or a lone user
+/// name), for the scrubbers' known secrets.
+pub fn url_secret(url: &str) -> Option<&str> {
+    let (_, info) = userinfo(url)?;
+    let secret = info.split_once(':').map_or(info, |(_, pw)| pw);
+    (!secret.is_empty()).then_some(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_userinfo() {
+        assert_eq!(
+            mask_url_secret("https://u:p4ss@h.example:8443/v1?x=@y"),
+            "https://u:***@h.example:8443/v1?x=@y"
+        );
+        assert_eq!(mask_url_secret("http://tok@h/v1"), "http://***@h/v1");
+        assert_eq!(mask_url_secret("http://h/v1/a@b"), "http://h/v1/a@b");
+        assert_eq!(url_secret("https://u:p4ss@h/v1"), Some("p4ss"));
+        assert_eq!(url_secret("http://tok@h"), Some("tok"));
+        assert_eq!(url_secret("http://h/x@y"), None);
+    }
+}

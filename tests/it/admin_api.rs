@@ -511,12 +511,8 @@ async fn every_endpoint_on_sqlite() {
 
 #[tokio::test]
 async fn every_endpoint_on_postgres() {
-    let Some(base) = pg::base_url() else {
-        return;
-    };
-    let url = pg::fresh_database(&base).await;
-    every_endpoint(Some(pg::target(&url))).await;
-    pg::drop_database(&base, &url).await;
+    pg::with_fresh_database(|url| async move { every_endpoint(Some(pg::target(&url))).await })
+        .await;
 }
 
 #[tokio::test]

@@ -161,10 +161,5 @@ async fn large_log_on_sqlite() {
 
 #[tokio::test]
 async fn large_log_on_postgres() {
-    let Some(base) = pg::base_url() else {
-        return;
-    };
-    let url = pg::fresh_database(&base).await;
-    large_log(pg::target(&url)).await;
-    pg::drop_database(&base, &url).await;
+    pg::with_fresh_database(|url| async move { large_log(pg::target(&url)).await }).await;
 }

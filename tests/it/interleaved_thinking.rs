@@ -361,6 +361,14 @@ fn yaml(deep: &Deep, thinking: &str, extra: &str) -> String {
 
 const ON: &str = "      interleaved_thinking: {enabled: true}\n";
 
+/// A DeepSeek-like upstream (answering calls in parallel or not) and the
+/// proxy in front of it with this `interleaved_thinking` block.
+async fn deep_proxy(parallel: bool, thinking: &str) -> (Deep, Server) {
+    let deep = Deep::start(parallel).await;
+    let proxy = support::proxy(&yaml(&deep, thinking, "")).await;
+    (deep, proxy)
+}
+
 /// The last request's assistant turns carry exactly the reasoning the
 /// upstream produced for them.
 fn assert_restored(deep: &Deep, turns: usize) {
@@ -389,8 +397,7 @@ fn assert_restored(deep: &Deep, turns: usize) {
 
 #[tokio::test]
 async fn agent_loop_succeeds_every_turn_with_reasoning_restored_byte_for_byte() {
-    let deep = Deep::start(false).await;
-    let proxy = support::proxy(&yaml(&deep, ON, "")).await;
+    let (deep, proxy) = deep_proxy(false, ON).await;
     let mut agent = Agent::new(&proxy, None, false, Resend::Dropped);
     for n in 1..=4 {
         let m = agent
@@ -443,8 +450,7 @@ async fn agent_loop_succeeds_every_turn_with_reasoning_restored_byte_for_byte() 
 
 #[tokio::test]
 async fn without_the_feature_the_upstream_400_reaches_the_client() {
-    let deep = Deep::start(false).await;
-    let proxy = support::proxy(&yaml(&deep, "", "")).await;
+    let (deep, proxy) = deep_proxy(false, "").await;
     let mut agent = Agent::new(&proxy, None, false, Resend::Dropped);
     agent.turn().await.unwrap();
     let (status, body) = agent.turn().await.unwrap_err();
@@ -457,8 +463,7 @@ async fn without_the_feature_the_upstream_400_reaches_the_client() {
 
 #[tokio::test]
 async fn streams_are_remembered_and_restored() {
-    let deep = Deep::start(false).await;
-    let proxy = support::proxy(&yaml(&deep, ON, "")).await;
+    let (deep, proxy) = deep_proxy(false, ON).await;
     let mut agent = Agent::new(&proxy, None, true, Resend::Dropped);
     for n in 1..=3 {
         let m = agent
@@ -476,8 +481,7 @@ async fn streams_are_remembered_and_restored() {
 
 #[tokio::test]
 async fn parallel_calls_with_rewritten_arguments_and_ids_still_match() {
-    let deep = Deep::start(true).await;
-    let proxy = support::proxy(&yaml(&deep, ON, "")).await;
+    let (deep, proxy) = deep_proxy(true, ON).await;
     for stream in [false, true] {
         let mut agent = Agent::new(&proxy, None, stream, Resend::Rewritten);
         for n in 1..=3 {
@@ -631,13 +635,11 @@ async fn database_store_survives_a_restart_sqlite() {
 
 #[tokio::test]
 async fn database_store_survives_a_restart_postgres() {
-    let Some(base) = pg::base_url() else {
-        return;
-    };
-    let url = pg::fresh_database(&base).await;
-    let yaml = format!("{}database: {{url: '{url}'}}\n", store_yaml("database", ""));
-    survives_a_restart(&yaml).await;
-    pg::drop_database(&base, &url).await;
+    pg::with_fresh_database(|url| async move {
+        let yaml = format!("{}database: {{url: '{url}'}}\n", store_yaml("database", ""));
+        survives_a_restart(&yaml).await;
+    })
+    .await;
 }
 
 #[tokio::test]

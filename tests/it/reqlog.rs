@@ -290,12 +290,7 @@ async fn an_existing_database_keeps_its_page_size() {
 /// variable is set, an unreachable server fails the test.
 #[tokio::test]
 async fn records_in_postgres() {
-    let Some(base) = support::pg::base_url() else {
-        return;
-    };
-    let url = support::pg::fresh_database(&base).await;
-    four_kinds(Some(&url)).await;
-    support::pg::drop_database(&base, &url).await;
+    support::pg::with_fresh_database(|url| async move { four_kinds(Some(&url)).await }).await;
 }
 
 #[tokio::test]
@@ -741,12 +736,10 @@ async fn a_client_request_id_never_overwrites_a_record_sqlite() {
 
 #[tokio::test]
 async fn a_client_request_id_never_overwrites_a_record_postgres() {
-    let Some(base) = support::pg::base_url() else {
-        return;
-    };
-    let url = support::pg::fresh_database(&base).await;
-    client_ids_never_overwrite(Some(&url)).await;
-    support::pg::drop_database(&base, &url).await;
+    support::pg::with_fresh_database(|url| async move {
+        client_ids_never_overwrite(Some(&url)).await;
+    })
+    .await;
 }
 
 /// The client_request_id and response_id migrations go down and up again

@@ -97,13 +97,22 @@ async fn server_with_db(yaml: &str) -> yallmp::Server {
     proxy(yaml).await
 }
 
+/// A mock that streams these answers in turn, a proxy (with a log
+/// database) in front of it, and a client socket on `path`.
+async fn socket_to(answers: &[&[&str]], path: &str) -> (Mock, yallmp::Server, Socket) {
+    let mock = Mock::start(Reply::Echo).await;
+    for parts in answers {
+        mock.push(stream(parts));
+    }
+    let server = server_with_db(&yaml(&mock, "")).await;
+    let socket = connect(&server, path, None).await;
+    (mock, server, socket)
+}
+
 #[tokio::test]
 async fn two_turns_on_one_socket_chain_with_previous_response_id() {
-    let mock = Mock::start(Reply::Echo).await;
-    mock.push(stream(&["Hi ", "there."]));
-    mock.push(stream(&["Fine."]));
-    let server = server_with_db(&yaml(&mock, "")).await;
-    let mut socket = connect(&server, "/v1/responses", None).await;
+    let (mock, server, mut socket) =
+        socket_to(&[&["Hi ", "there."], &["Fine."]], "/v1/responses").await;
     // Turn 1: the request's fields at the top level, as OpenAI sends them.
     send(
         &mut socket,
@@ -150,10 +159,7 @@ async fn two_turns_on_one_socket_chain_with_previous_response_id() {
 
 #[tokio::test]
 async fn an_error_before_streaming_is_a_message_and_the_socket_stays_usable() {
-    let mock = Mock::start(Reply::Echo).await;
-    mock.push(stream(&["ok"]));
-    let server = server_with_db(&yaml(&mock, "")).await;
-    let mut socket = connect(&server, "/responses", None).await;
+    let (mock, server, mut socket) = socket_to(&[&["ok"]], "/responses").await;
     send(
         &mut socket,
         json!({"type": "response.create", "model": "nope", "input": "Hello"}),
@@ -397,10 +403,7 @@ async fn each_turn_is_logged_as_its_own_request() {
 /// which carries the warm-up's input.
 #[tokio::test]
 async fn a_generate_false_warm_up_is_answered_here_and_chains() {
-    let mock = Mock::start(Reply::Echo).await;
-    mock.push(stream(&["Hi."]));
-    let server = server_with_db(&yaml(&mock, "")).await;
-    let mut socket = connect(&server, "/v1/responses", None).await;
+    let (mock, server, mut socket) = socket_to(&[&["Hi."]], "/v1/responses").await;
     send(
         &mut socket,
         json!({"type": "response.create", "model": "m", "generate": false,
@@ -451,10 +454,7 @@ async fn a_generate_false_warm_up_is_answered_here_and_chains() {
 /// outside the server's tracking of requests in flight).
 #[tokio::test]
 async fn shutdown_ends_an_idle_socket() {
-    let mock = Mock::start(Reply::Echo).await;
-    mock.push(stream(&["ok"]));
-    let server = server_with_db(&yaml(&mock, "")).await;
-    let mut socket = connect(&server, "/v1/responses", None).await;
+    let (_mock, server, mut socket) = socket_to(&[&["ok"]], "/v1/responses").await;
     send(
         &mut socket,
         json!({"type": "response.create", "model": "m", "input": "Hello"}),

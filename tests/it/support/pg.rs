@@ -42,6 +42,21 @@ pub async fn drop_database(base: &str, url: &str) {
         .unwrap();
 }
 
+/// Runs `test` on a new, empty database (its URL), dropped afterwards;
+/// without PostgreSQL, [`base_url`] decides (a skip or a failure).
+pub async fn with_fresh_database<F, Fut>(test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(base) = base_url() else {
+        return;
+    };
+    let url = fresh_database(&base).await;
+    test(url.clone()).await;
+    drop_database(&base, &url).await;
+}
+
 /// A new, empty database on the server of `base`, for one test.
 pub async fn fresh_database(base: &str) -> String {
     use sqlx::Connection;

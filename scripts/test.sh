@@ -5,8 +5,9 @@
 # skips only the Node ones).
 #
 # PostgreSQL and Redis tests run when DATABASE_URL_POSTGRES / REDIS_URL are set
-# (and fail, not skip, if that server is unreachable); .ci/run sets both to the
-# local servers.
+# (and fail, not skip, if that server is unreachable); unset, they are skipped
+# with a note, unless YALLMP_TEST_REQUIRE_SERVICES=1 or CI=true, where they
+# fail. .ci/run sets both URLs to the local servers, and the switch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --locked --all-targets "$@"

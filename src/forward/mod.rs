@@ -18,8 +18,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::forward::{ForwardSettings, HostPort};
 
-/// Which forwarders to run (`yallmp forward tcp|http|both`; the doc
-/// comments are the subcommand's help).
+// Which forwarders to run: `yallmp forward tcp|http|both`. The variants'
+// doc comments are the subcommands' help; this one is a plain comment so
+// that the help reads as it did when the type lived in the CLI.
 #[derive(Debug, Clone, Copy, clap::Subcommand)]
 pub enum ForwardKind {
     /// Pipe TCP bytes both ways (`forwarder_settings`).

@@ -77,6 +77,22 @@ pub fn pg_options(p: &PostgresTarget) -> Result<PgConnectOptions, sqlx::Error> {
     Ok(o.application_name("yallmp"))
 }
 
+/// The versions of the migrations applied (the table made if missing).
+async fn applied_versions<D: sqlx::Database>(
+    pool: &sqlx::Pool<D>,
+) -> Result<Vec<i64>, sqlx::migrate::MigrateError>
+where
+    D::Connection: Migrate,
+{
+    let mut c = pool.acquire().await?;
+    c.ensure_migrations_table().await?;
+    Ok(c.list_applied_migrations()
+        .await?
+        .iter()
+        .map(|m| m.version)
+        .collect())
+}
+
 /// A pool of at most `max` connections on a SQLite file; a local file
 /// needs no ping before each use.
 async fn sqlite_pool(opts: SqliteConnectOptions, max: u32) -> Result<Db, sqlx::Error> {
@@ -180,25 +196,9 @@ impl Db {
 
     /// Every known migration with its state.
     pub async fn migrations(&self) -> Result<Vec<MigrationState>, sqlx::migrate::MigrateError> {
-        let applied: Vec<i64> = match self {
-            Db::Sqlite(p) => {
-                let mut c = p.acquire().await?;
-                c.ensure_migrations_table().await?;
-                c.list_applied_migrations()
-                    .await?
-                    .iter()
-                    .map(|m| m.version)
-                    .collect()
-            }
-            Db::Postgres(p) => {
-                let mut c = p.acquire().await?;
-                c.ensure_migrations_table().await?;
-                c.list_applied_migrations()
-                    .await?
-                    .iter()
-                    .map(|m| m.version)
-                    .collect()
-            }
+        let applied = match self {
+            Db::Sqlite(p) => applied_versions(p).await?,
+            Db::Postgres(p) => applied_versions(p).await?,
         };
         let mut out: Vec<MigrationState> = self
             .migrator()

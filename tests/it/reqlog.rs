@@ -742,8 +742,8 @@ async fn a_client_request_id_never_overwrites_a_record_postgres() {
     .await;
 }
 
-/// The client_request_id and response_id migrations go down and up again
-/// on SQLite.
+/// The client_request_id, response_id and keys-and-spend migrations go
+/// down and up again on SQLite.
 #[tokio::test]
 async fn the_client_request_id_migration_is_reversible() {
     let dir = tempfile::tempdir().unwrap();
@@ -766,6 +766,11 @@ async fn the_client_request_id_migration_is_reversible() {
     assert_eq!(has_column("client_request_id").await, 1);
     assert_eq!(has_column("response_id").await, 1);
     assert_eq!(has_column("response_turn").await, 1);
+    // The keys-and-spend migration came after them: it goes down first.
+    assert_eq!(has_column("cost_usd").await, 1);
+    assert_eq!(db.rollback().await.unwrap(), Some(20261208000010));
+    assert_eq!(has_column("cost_usd").await, 0);
+    assert_eq!(has_column("key_id").await, 0);
     assert_eq!(db.rollback().await.unwrap(), Some(20261207000010));
     assert_eq!(has_column("response_id").await, 0);
     assert_eq!(has_column("response_turn").await, 0);
@@ -775,6 +780,7 @@ async fn the_client_request_id_migration_is_reversible() {
     db.migrate().await.unwrap();
     assert_eq!(has_column("client_request_id").await, 1);
     assert_eq!(has_column("response_id").await, 1);
+    assert_eq!(has_column("cost_usd").await, 1);
     db.close().await;
 }
 

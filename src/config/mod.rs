@@ -12,6 +12,7 @@ mod errors;
 pub mod forward;
 mod inherit;
 mod limits;
+mod litellm;
 mod load;
 mod logging;
 mod model;

@@ -3,11 +3,12 @@
 //! deployments, balancing and health checks.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::check::seconds;
 use super::errors::{Errors, KeyPath};
-use super::raw::{RawHealthCheck, RawModelParams};
+use super::raw::{
+    DEFAULT_AZURE_API_VERSION, DEFAULT_HEALTH_CHECK_INTERVAL, RawHealthCheck, RawModelParams,
+};
 use super::{
     ApiType, AzureTarget, Backend, BackendRouting, DEFAULT_REQUEST_TIMEOUT, HealthCheck, Parameter,
     Secret, nearest,
@@ -81,10 +82,6 @@ const PROVIDERS: &[(&str, ApiType, Option<&str>)] = &[
 
 const API_TYPES: &[&str] = &["openai", "anthropic", "stub", "azure"];
 
-/// The Azure OpenAI `api-version` used when a backend names none (the GA
-/// version the data-plane documentation leads with).
-pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
-
 pub(super) fn backend(
     model_name: &str,
     n: usize,
@@ -95,6 +92,13 @@ pub(super) fn backend(
     errors: &mut Errors,
 ) -> Option<Backend> {
     let start = errors.mark();
+    // The plain keys with their defaults, read before the fields are taken.
+    let weight = p.weight();
+    let strip_prefix = p.strip_prefix();
+    let supports_reasoning = p.supports_reasoning();
+    let supports_responses = p.supports_responses();
+    let responses_websocket = p.responses_websocket();
+    let api_version = p.api_version().to_string();
     // LiteLLM names the provider in front of the model: `openai/gpt-4o`.
     let mut provider: Option<&(&str, ApiType, Option<&str>)> = None;
     let mut model = p.model.filter(|m| !m.trim().is_empty());
@@ -157,13 +161,13 @@ pub(super) fn backend(
         &at.key("request_timeout"),
         errors,
     );
-    let routing = routing(p.weight, p.order, p.health_check, at, errors);
+    let routing = routing(weight, p.order, p.health_check, at, errors);
     let reasoning = p
         .reasoning
         .and_then(|r| super::reasoning::Reasoning::resolve(r, &at.key("reasoning"), errors));
     let azure = (api_type == ApiType::Azure).then(|| {
         let deployment = p.deployment.as_deref().or(model.as_deref());
-        azure(deployment, p.api_version.as_deref(), at, errors)
+        azure(deployment, &api_version, at, errors)
     });
     // A control character (CR, LF, NUL) in what becomes a URL or a header
     // would be dropped or split it on the wire: refused here, for the file
@@ -181,7 +185,6 @@ pub(super) fn backend(
             );
         }
     }
-    let strip_prefix = p.strip_prefix.unwrap_or(false);
     if strip_prefix && !crate::wildcard::is_pattern(model_name) {
         errors.at(
             at.key("strip_prefix"),
@@ -199,10 +202,10 @@ pub(super) fn backend(
         api_key: p.api_key.filter(|k| !k.is_empty()).map(Secret::new),
         upstream_model: p.target_model.filter(|m| !m.trim().is_empty()).or(model),
         request_timeout,
-        supports_reasoning: p.supports_reasoning.unwrap_or(false),
+        supports_reasoning,
         reasoning,
-        supports_responses: p.supports_responses.unwrap_or(true),
-        responses_websocket: p.responses_websocket.unwrap_or(false),
+        supports_responses,
+        responses_websocket,
         parameters,
         urls: None,
         routing,
@@ -219,7 +222,7 @@ pub(super) fn backend(
 /// that would need escaping.
 fn azure(
     deployment: Option<&str>,
-    api_version: Option<&str>,
+    api_version: &str,
     at: &KeyPath,
     errors: &mut Errors,
 ) -> Option<AzureTarget> {
@@ -243,10 +246,6 @@ fn azure(
         );
         return None;
     }
-    let api_version = api_version
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .unwrap_or(DEFAULT_AZURE_API_VERSION);
     if !url_safe(api_version) {
         errors.at(
             at.key("api_version"),
@@ -262,34 +261,32 @@ fn azure(
 
 /// A backend's `weight`, `order` and `health_check`.
 fn routing(
-    weight: Option<f64>,
+    weight: f64,
     order: Option<i64>,
     check: Option<RawHealthCheck>,
     at: &KeyPath,
     errors: &mut Errors,
 ) -> BackendRouting {
-    let weight = match weight {
-        None => 1.0,
-        Some(w) if w.is_finite() && w > 0.0 => w,
-        Some(w) => {
-            errors.at(at.key("weight"), format!("must be a number > 0, got {w}"));
-            1.0
-        }
-    };
+    if !(weight.is_finite() && weight > 0.0) {
+        errors.at(
+            at.key("weight"),
+            format!("must be a number > 0, got {weight}"),
+        );
+    }
     let health_check = check.map(|c| {
         let interval = seconds(
             c.interval,
-            Duration::from_secs(30),
+            DEFAULT_HEALTH_CHECK_INTERVAL,
             &at.key("health_check.interval"),
             errors,
         );
         let timeout = seconds(
             c.timeout,
-            interval.min(Duration::from_secs(10)),
+            RawHealthCheck::default_timeout(interval),
             &at.key("health_check.timeout"),
             errors,
         );
-        let path = c.path.unwrap_or_else(|| "/models".to_string());
+        let path = c.path();
         if !path.starts_with('/') {
             errors.at(
                 at.key("health_check.path"),

@@ -74,20 +74,15 @@ pub(super) fn resolve(raw: RawDatabase, errors: &mut Errors) -> DatabaseSettings
             }
         }
         (None, None | Some("sqlite")) => DatabaseTarget::Sqlite {
-            path: PathBuf::from(
-                raw.connection
-                    .sqlite
-                    .path
-                    .unwrap_or_else(|| DEFAULT_SQLITE_PATH.to_string()),
-            ),
+            path: PathBuf::from(raw.connection.sqlite.path()),
         },
         (None, Some("postgres" | "postgresql")) => {
             let p = raw.connection.postgres;
             DatabaseTarget::Postgres(PostgresTarget {
                 url: None,
-                host: p.host.unwrap_or_else(|| "localhost".into()),
-                port: p.port.unwrap_or(5432),
-                database: p.database.unwrap_or_else(|| "yallmp".into()),
+                host: p.host(),
+                port: p.port(),
+                database: p.database(),
                 user: p.user.filter(|u| !u.is_empty()),
                 password: p.password.filter(|p| !p.is_empty()).map(Secret::new),
             })

@@ -3,24 +3,21 @@
 
 use std::path::PathBuf;
 
+use super::LoggingSettings;
 use super::errors::Errors;
 use super::raw::RawLogging;
-use super::{
-    DEFAULT_LOG_DIR, DEFAULT_LOG_MAX_BODY, DEFAULT_LOG_QUEUE, DEFAULT_LOG_QUEUE_BYTES,
-    LoggingSettings,
-};
 
 pub(super) fn resolve(raw: RawLogging, errors: &mut Errors) -> LoggingSettings {
-    let files_on = raw.files.enabled.unwrap_or(true);
-    let dir = raw.files.dir.unwrap_or_else(|| DEFAULT_LOG_DIR.to_string());
+    let files_on = raw.files.enabled();
+    let dir = raw.files.dir();
     if files_on && dir.trim().is_empty() {
         errors.at("proxy_settings.logging.files.dir", "must not be empty");
     }
-    let queue_size = raw.queue_size.unwrap_or(DEFAULT_LOG_QUEUE);
+    let queue_size = raw.queue_size();
     if queue_size == 0 {
         errors.at("proxy_settings.logging.queue_size", "must be at least 1");
     }
-    let queue_max_bytes = raw.queue_max_bytes.unwrap_or(DEFAULT_LOG_QUEUE_BYTES);
+    let queue_max_bytes = raw.queue_max_bytes();
     if queue_max_bytes == 0 {
         errors.at(
             "proxy_settings.logging.queue_max_bytes",
@@ -29,11 +26,10 @@ pub(super) fn resolve(raw: RawLogging, errors: &mut Errors) -> LoggingSettings {
     }
     LoggingSettings {
         files_dir: files_on.then(|| PathBuf::from(dir)),
-        database: raw.database.enabled.unwrap_or(true),
-        log_parsed_response: raw.log_parsed_response.unwrap_or(false),
-        log_parsed_stream: raw.log_parsed_stream.unwrap_or(false),
-        max_body_bytes: usize::try_from(raw.max_body_bytes.unwrap_or(DEFAULT_LOG_MAX_BODY))
-            .unwrap_or(usize::MAX),
+        database: raw.database.enabled(),
+        log_parsed_response: raw.log_parsed_response(),
+        log_parsed_stream: raw.log_parsed_stream(),
+        max_body_bytes: usize::try_from(raw.max_body_bytes()).unwrap_or(usize::MAX),
         queue_size: queue_size.max(1),
         queue_max_bytes: usize::try_from(queue_max_bytes.max(1)).unwrap_or(usize::MAX),
     }

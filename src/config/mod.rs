@@ -12,6 +12,7 @@ mod errors;
 pub mod forward;
 mod inherit;
 mod limits;
+mod litellm;
 mod load;
 mod logging;
 mod model;
@@ -29,8 +30,6 @@ pub mod thinking;
 mod tree;
 mod url;
 
-use std::time::Duration;
-
 pub use env::Env;
 pub use errors::nearest;
 pub use load::ConfigError;
@@ -44,17 +43,8 @@ pub use settings::{
 };
 pub use url::{mask_url_secret, url_secret};
 
-/// Default listen host and port.
-pub const DEFAULT_HOST: &str = "127.0.0.1";
-pub const DEFAULT_PORT: u16 = 7979;
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
-/// `proxy_settings.server.max_response_bytes` when not set (64 MiB).
-pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-pub const DEFAULT_LOG_DIR: &str = "logs/requests";
-pub const DEFAULT_SQLITE_PATH: &str = "logs/yallmp.db";
-pub const DEFAULT_LOG_MAX_BODY: u64 = 10 * 1024 * 1024;
-pub const DEFAULT_LOG_QUEUE: usize = 10_000;
-/// `proxy_settings.logging.queue_max_bytes`: 64 MiB.
-pub const DEFAULT_LOG_QUEUE_BYTES: u64 = 64 << 20;
+pub use raw::{
+    DEFAULT_AZURE_API_VERSION, DEFAULT_HOST, DEFAULT_LOG_DIR, DEFAULT_LOG_MAX_BODY,
+    DEFAULT_LOG_QUEUE, DEFAULT_LOG_QUEUE_BYTES, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, DEFAULT_SQLITE_PATH,
+};

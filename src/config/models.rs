@@ -28,6 +28,7 @@ pub(super) fn resolve(
     let mut fallback_refs: Vec<(KeyPath, String, Vec<String>)> = Vec::new();
     for (i, entry) in model_list.into_iter().enumerate() {
         let at = KeyPath::new("model_list").index(i);
+        let protected = entry.protected();
         let name = entry.model_name.trim().to_string();
         if name.is_empty() {
             errors.at(at.key("model_name"), "must not be empty");
@@ -56,7 +57,6 @@ pub(super) fn resolve(
             fallback_refs.push((at.key("fallbacks"), name.clone(), f.into_vec()));
         }
         let parameters = parameters(entry.parameters);
-        let protected = entry.protected.unwrap_or(false);
         let own_parsers = entry
             .parsers
             .map(|p| parsers::resolve(p, &at.key("parsers"), true, _path, errors));
@@ -161,8 +161,8 @@ fn parameters(raw: BTreeMap<String, RawParameter>) -> Arc<[Parameter]> {
         .map(|(name, p)| match p {
             RawParameter::Full(f) => Parameter {
                 name,
+                allow_override: f.allow_override(),
                 default: f.default,
-                allow_override: f.allow_override.unwrap_or(true),
             },
             RawParameter::Bare(v) => Parameter {
                 name,

@@ -1,10 +1,39 @@
 //! The config file as written: serde types for both dialects (yallmp's
-//! `model_params` and LiteLLM's `litellm_params`). Defaults live here; every
-//! struct rejects unknown keys so typos are caught with their key path.
+//! `model_params` and LiteLLM's `litellm_params`). Defaults live here: a key
+//! left out stays `None` as written (so `key:` with no value means the
+//! default too), and the accessor of the same name gives its value or the
+//! default; the `DEFAULT_*` values are re-exported by `config`. Every
+//! struct rejects unknown keys so typos are caught with their key path
+//! (the LiteLLM keys accepted with a warning are in `litellm.rs`).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
+
+/// Default listen host and port.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+pub const DEFAULT_PORT: u16 = 7979;
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+/// `proxy_settings.server.max_response_bytes` when not set (64 MiB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+pub const DEFAULT_LOG_DIR: &str = "logs/requests";
+pub const DEFAULT_SQLITE_PATH: &str = "logs/yallmp.db";
+pub const DEFAULT_LOG_MAX_BODY: u64 = 10 * 1024 * 1024;
+pub const DEFAULT_LOG_QUEUE: usize = 10_000;
+/// `proxy_settings.logging.queue_max_bytes`: 64 MiB.
+pub const DEFAULT_LOG_QUEUE_BYTES: u64 = 64 << 20;
+/// The Azure OpenAI `api-version` used when a backend names none (the GA
+/// version the data-plane documentation leads with).
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
+/// `router_settings.max_retry_after` when not set.
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// `router_settings.cooldown_time` when not set.
+pub const DEFAULT_COOLDOWN_TIME: Duration = Duration::from_secs(5);
+/// `model_params.health_check.interval` when not set.
+pub const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +56,17 @@ pub struct RawConfig {
     pub http_forwarder_settings: super::forward::RawHttpForwarder,
 }
 
+impl RawConfig {
+    /// `proxy_settings.enable_responses_endpoint`, else LiteLLM's
+    /// `general_settings` one; off by default.
+    pub fn enable_responses_endpoint(&self) -> bool {
+        self.proxy_settings
+            .enable_responses_endpoint
+            .or(self.general_settings.enable_responses_endpoint)
+            .unwrap_or(false)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModelEntry {
@@ -47,6 +87,12 @@ pub struct RawModelEntry {
     pub parsers: Option<super::parsers::ParsersSettings>,
 }
 
+impl RawModelEntry {
+    pub fn protected(&self) -> bool {
+        self.protected.unwrap_or(false)
+    }
+}
+
 /// `temperature: {default: 1.0, allow_override: false}`, or just a value.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -60,6 +106,13 @@ pub enum RawParameter {
 pub struct RawParameterFull {
     pub default: serde_json::Value,
     pub allow_override: Option<bool>,
+}
+
+impl RawParameterFull {
+    /// By default a request's own value wins over the default.
+    pub fn allow_override(&self) -> bool {
+        self.allow_override.unwrap_or(true)
+    }
 }
 
 /// Backend parameters; the same keys in both dialects.
@@ -102,6 +155,33 @@ pub struct RawModelParams {
     pub interleaved_thinking: Option<super::thinking::RawInterleavedThinking>,
 }
 
+impl RawModelParams {
+    pub fn supports_reasoning(&self) -> bool {
+        self.supports_reasoning.unwrap_or(false)
+    }
+    pub fn supports_responses(&self) -> bool {
+        self.supports_responses.unwrap_or(true)
+    }
+    pub fn responses_websocket(&self) -> bool {
+        self.responses_websocket.unwrap_or(false)
+    }
+    pub fn strip_prefix(&self) -> bool {
+        self.strip_prefix.unwrap_or(false)
+    }
+    /// Checked by the resolver (> 0).
+    pub fn weight(&self) -> f64 {
+        self.weight.unwrap_or(1.0)
+    }
+    /// `api_version`, trimmed, when given and not empty; else the default.
+    pub fn api_version(&self) -> &str {
+        self.api_version
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .unwrap_or(DEFAULT_AZURE_API_VERSION)
+    }
+}
+
 /// `model_params.health_check`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,6 +192,16 @@ pub struct RawHealthCheck {
     pub path: Option<String>,
     /// Seconds a check may take (default: the smaller of `interval` and 10).
     pub timeout: Option<f64>,
+}
+
+impl RawHealthCheck {
+    pub fn path(&self) -> String {
+        self.path.clone().unwrap_or_else(|| "/models".to_string())
+    }
+    /// The timeout when none is set: the interval, at most 10 seconds.
+    pub fn default_timeout(interval: Duration) -> Duration {
+        interval.min(Duration::from_secs(10))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,6 +232,14 @@ pub struct RawProxySettings {
     /// Bounds on upstream event streams.
     #[serde(default)]
     pub streaming: super::streaming::RawStreaming,
+}
+
+impl RawProxySettings {
+    pub fn redis_key_prefix(&self) -> String {
+        self.redis_key_prefix
+            .clone()
+            .unwrap_or_else(|| "yallmp:".to_string())
+    }
 }
 
 /// `proxy_settings.rate_limits`.
@@ -204,6 +302,26 @@ pub struct RawLogging {
     pub queue_max_bytes: Option<u64>,
 }
 
+impl RawLogging {
+    pub fn log_parsed_response(&self) -> bool {
+        self.log_parsed_response.unwrap_or(false)
+    }
+    pub fn log_parsed_stream(&self) -> bool {
+        self.log_parsed_stream.unwrap_or(false)
+    }
+    pub fn max_body_bytes(&self) -> u64 {
+        self.max_body_bytes.unwrap_or(DEFAULT_LOG_MAX_BODY)
+    }
+    /// Checked by the resolver (at least 1).
+    pub fn queue_size(&self) -> usize {
+        self.queue_size.unwrap_or(DEFAULT_LOG_QUEUE)
+    }
+    /// Checked by the resolver (at least 1).
+    pub fn queue_max_bytes(&self) -> u64 {
+        self.queue_max_bytes.unwrap_or(DEFAULT_LOG_QUEUE_BYTES)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogFiles {
@@ -211,10 +329,29 @@ pub struct RawLogFiles {
     pub dir: Option<String>,
 }
 
+impl RawLogFiles {
+    /// Per-request files are on by default.
+    pub fn enabled(&self) -> bool {
+        self.enabled.unwrap_or(true)
+    }
+    pub fn dir(&self) -> String {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| DEFAULT_LOG_DIR.to_string())
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawToggle {
     pub enabled: Option<bool>,
+}
+
+impl RawToggle {
+    /// On unless turned off.
+    pub fn enabled(&self) -> bool {
+        self.enabled.unwrap_or(true)
+    }
 }
 
 /// Top-level `database`: where request records (and later runtime state) go.
@@ -246,6 +383,14 @@ pub struct RawSqlite {
     pub path: Option<String>,
 }
 
+impl RawSqlite {
+    pub fn path(&self) -> String {
+        self.path
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SQLITE_PATH.to_string())
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPostgres {
@@ -254,6 +399,18 @@ pub struct RawPostgres {
     pub database: Option<String>,
     pub user: Option<String>,
     pub password: Option<String>,
+}
+
+impl RawPostgres {
+    pub fn host(&self) -> String {
+        self.host.clone().unwrap_or_else(|| "localhost".into())
+    }
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(5432)
+    }
+    pub fn database(&self) -> String {
+        self.database.clone().unwrap_or_else(|| "yallmp".into())
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -293,6 +450,29 @@ pub struct RawServer {
     pub allowed_hosts: Option<Vec<String>>,
 }
 
+impl RawServer {
+    /// `host`, else LiteLLM's `general_settings.host`, else the default.
+    pub fn host(&self, general: &RawGeneralSettings) -> String {
+        self.host
+            .clone()
+            .or_else(|| general.host.clone())
+            .unwrap_or_else(|| DEFAULT_HOST.to_string())
+    }
+    /// `port`, else LiteLLM's `general_settings.port`, else the default.
+    pub fn port(&self, general: &RawGeneralSettings) -> u16 {
+        self.port.or(general.port).unwrap_or(DEFAULT_PORT)
+    }
+    /// Checked by the resolver (at least 1).
+    pub fn max_body_bytes(&self) -> u64 {
+        self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES)
+    }
+    /// Checked by the resolver (at least `MIN_RESPONSE_BYTES`).
+    pub fn max_response_bytes(&self) -> u64 {
+        self.max_response_bytes
+            .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES)
+    }
+}
+
 /// `proxy_settings.server.workers`: a count or a word.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -319,6 +499,23 @@ pub struct RawRouterSettings {
     /// `latency-based`: backends within this fraction of the fastest share
     /// the traffic (default 0.1).
     pub latency_buffer: Option<f64>,
+}
+
+impl RawRouterSettings {
+    /// No retries unless asked for.
+    pub fn num_retries(&self) -> u32 {
+        self.num_retries.unwrap_or(0)
+    }
+    pub fn retry_backoff_ms(&self) -> u64 {
+        self.retry_backoff_ms.unwrap_or(100)
+    }
+    pub fn allowed_fails(&self) -> u32 {
+        self.allowed_fails.unwrap_or(3)
+    }
+    /// Checked by the resolver (a fraction >= 0).
+    pub fn latency_buffer(&self) -> f64 {
+        self.latency_buffer.unwrap_or(0.1)
+    }
 }
 
 /// LiteLLM's `general_settings`; what yallmp does not implement is kept aside
@@ -356,88 +553,3 @@ impl OneOrMany {
         }
     }
 }
-
-/// LiteLLM keys that load with a warning instead of an error, by section.
-/// `*` stands for every item of a list.
-pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
-    (
-        "",
-        &[
-            "litellm_settings",
-            "environment_variables",
-            "credential_list",
-            "callback_settings",
-            "guardrails",
-            "files_settings",
-            "assistant_settings",
-        ],
-    ),
-    ("model_list.*", &["model_info", "rpm", "tpm"]),
-    (
-        "model_list.*.litellm_params",
-        &[
-            "rpm",
-            "tpm",
-            "max_tokens",
-            "organization",
-            "max_retries",
-            "stream_timeout",
-            "custom_llm_provider",
-            "input_cost_per_token",
-            "output_cost_per_token",
-            "drop_params",
-            "tags",
-            "region_name",
-            "merge_reasoning_content_in_choices",
-            "use_in_pass_through",
-        ],
-    ),
-    (
-        "router_settings",
-        &[
-            "routing_strategy_args",
-            "allowed_fails_policy",
-            "timeout",
-            "retry_after",
-            "retry_policy",
-            "redis_host",
-            "redis_port",
-            "redis_password",
-            "redis_url",
-            "model_group_alias",
-            "context_window_fallbacks",
-            "content_policy_fallbacks",
-            "default_fallbacks",
-            "enable_pre_call_checks",
-            "cache_responses",
-            "set_verbose",
-            "disable_cooldowns",
-            "provider_budget_config",
-        ],
-    ),
-    (
-        "general_settings",
-        &[
-            "database_url",
-            "database_connection_pool_limit",
-            "store_model_in_db",
-            "alerting",
-            "alerting_threshold",
-            "proxy_batch_write_at",
-            "disable_spend_logs",
-            "disable_master_key_return",
-            "allowed_routes",
-            "public_routes",
-            "ui_access_mode",
-            "max_parallel_requests",
-            "global_max_parallel_requests",
-            "infer_model_from_keys",
-            "background_health_checks",
-            "health_check_interval",
-            "use_client_credentials_pass_through_routes",
-            "pass_through_endpoints",
-            "forward_openai_org_id",
-            "forward_client_headers_to_llm_api",
-        ],
-    ),
-];

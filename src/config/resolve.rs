@@ -29,7 +29,9 @@ pub(super) fn resolve(
     warnings: &mut Vec<String>,
 ) -> Option<Config> {
     let start = errors.mark();
+    let enable_responses_endpoint = raw.enable_responses_endpoint();
     let ps = raw.proxy_settings;
+    let key_prefix = ps.redis_key_prefix();
     let gs = raw.general_settings;
     let mut api_keys: Vec<Secret> = ps
         .auth
@@ -53,10 +55,7 @@ pub(super) fn resolve(
         .filter(|u| !u.trim().is_empty())
         .map(|url| RedisSettings {
             url: Secret::new(url.trim()),
-            key_prefix: ps
-                .redis_key_prefix
-                .clone()
-                .unwrap_or_else(|| "yallmp:".to_string()),
+            key_prefix,
         });
     if let Some(r) = &redis
         && !["redis://", "rediss://", "unix://", "redis+unix://"]
@@ -76,7 +75,7 @@ pub(super) fn resolve(
                 .to_string(),
         );
     }
-    let server = server::resolve(ps.server, gs.host, gs.port, errors);
+    let server = server::resolve(ps.server, &gs, errors);
     let mut rs = raw.router_settings;
     let router_fallbacks = rs.fallbacks.take();
     let router = router::resolve(rs, errors);
@@ -114,10 +113,7 @@ pub(super) fn resolve(
     Some(Config {
         path: _path.map(Path::to_path_buf),
         server,
-        enable_responses_endpoint: ps
-            .enable_responses_endpoint
-            .or(gs.enable_responses_endpoint)
-            .unwrap_or(false),
+        enable_responses_endpoint,
         router,
         models,
         logging,

@@ -5,37 +5,36 @@ use std::time::Duration;
 
 use super::check::seconds;
 use super::errors::Errors;
-use super::raw::RawRouterSettings;
+use super::raw::{DEFAULT_COOLDOWN_TIME, DEFAULT_MAX_RETRY_AFTER, RawRouterSettings};
 use super::{RouterSettings, RoutingStrategy, nearest};
 
 pub(super) fn resolve(rs: RawRouterSettings, errors: &mut Errors) -> RouterSettings {
     RouterSettings {
-        num_retries: rs.num_retries.unwrap_or(0),
-        retry_backoff: Duration::from_millis(rs.retry_backoff_ms.unwrap_or(100)),
+        num_retries: rs.num_retries(),
+        retry_backoff: Duration::from_millis(rs.retry_backoff_ms()),
         max_retry_after: seconds(
             rs.max_retry_after,
-            Duration::from_secs(10),
+            DEFAULT_MAX_RETRY_AFTER,
             &"router_settings.max_retry_after".into(),
             errors,
         ),
         strategy: strategy(rs.routing_strategy.as_deref(), errors),
-        allowed_fails: rs.allowed_fails.unwrap_or(3),
+        allowed_fails: rs.allowed_fails(),
         cooldown_time: seconds(
             rs.cooldown_time,
-            Duration::from_secs(5),
+            DEFAULT_COOLDOWN_TIME,
             &"router_settings.cooldown_time".into(),
             errors,
         ),
-        latency_buffer: match rs.latency_buffer {
-            None => 0.1,
-            Some(b) if b.is_finite() && b >= 0.0 => b,
-            Some(b) => {
+        latency_buffer: {
+            let b = rs.latency_buffer();
+            if !(b.is_finite() && b >= 0.0) {
                 errors.at(
                     "router_settings.latency_buffer",
                     format!("must be a fraction >= 0 (0.1 = 10%), got {b}"),
                 );
-                0.1
             }
+            b
         },
     }
 }

@@ -4,38 +4,30 @@
 
 use super::check::seconds;
 use super::errors::Errors;
-use super::raw::{RawServer, RawWorkers};
+use super::raw::{RawGeneralSettings, RawServer, RawWorkers};
 use super::{
-    DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_PORT,
-    DEFAULT_SHUTDOWN_GRACE, ServerSettings, Workers, connections,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_SHUTDOWN_GRACE, ServerSettings, Workers, connections,
 };
 
 /// The server section; `general_host`/`general_port` are LiteLLM's
 /// `general_settings.host`/`port`, read when the section names none.
 pub(super) fn resolve(
     server: RawServer,
-    general_host: Option<String>,
-    general_port: Option<u16>,
+    general: &RawGeneralSettings,
     errors: &mut Errors,
 ) -> ServerSettings {
+    let max_body_bytes = server.max_body_bytes();
+    if max_body_bytes == 0 {
+        errors.at(
+            "proxy_settings.server.max_body_bytes",
+            "must be at least 1 (0 would refuse every request with a body)",
+        );
+    }
     ServerSettings {
-        host: server
-            .host
-            .or(general_host)
-            .unwrap_or_else(|| DEFAULT_HOST.to_string()),
-        port: server.port.or(general_port).unwrap_or(DEFAULT_PORT),
-        max_body_bytes: match server.max_body_bytes {
-            None => DEFAULT_MAX_BODY_BYTES,
-            Some(0) => {
-                errors.at(
-                    "proxy_settings.server.max_body_bytes",
-                    "must be at least 1 (0 would refuse every request with a body)",
-                );
-                DEFAULT_MAX_BODY_BYTES
-            }
-            Some(n) => n,
-        },
-        max_response_bytes: max_response_bytes(server.max_response_bytes, errors),
+        host: server.host(general),
+        port: server.port(general),
+        max_body_bytes,
+        max_response_bytes: max_response_bytes(server.max_response_bytes(), errors),
         shutdown_grace: seconds(
             server.shutdown_grace_period,
             DEFAULT_SHUTDOWN_GRACE,
@@ -61,17 +53,17 @@ pub(super) fn resolve(
 /// it ordinary answers would fail.
 const MIN_RESPONSE_BYTES: u64 = 1024;
 
-fn max_response_bytes(v: Option<u64>, errors: &mut Errors) -> usize {
+fn max_response_bytes(n: u64, errors: &mut Errors) -> usize {
     const AT: &str = "proxy_settings.server.max_response_bytes";
-    let default = usize::try_from(DEFAULT_MAX_RESPONSE_BYTES).unwrap_or(usize::MAX);
-    match v {
-        None => default,
-        Some(n) if n >= MIN_RESPONSE_BYTES => usize::try_from(n).unwrap_or(usize::MAX),
-        Some(n) => {
-            errors.at(AT, format!("{n} is too small (at least {MIN_RESPONSE_BYTES} bytes; the default is {DEFAULT_MAX_RESPONSE_BYTES})"));
-            default
-        }
+    if n < MIN_RESPONSE_BYTES {
+        errors.at(
+            AT,
+            format!(
+                "{n} is too small (at least {MIN_RESPONSE_BYTES} bytes; the default is {DEFAULT_MAX_RESPONSE_BYTES})"
+            ),
+        );
     }
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// The largest `proxy_settings.server.workers` count accepted.

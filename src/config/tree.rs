@@ -5,7 +5,7 @@
 use serde_yaml::Value;
 
 use super::errors::Errors;
-use super::{env, nearest, raw};
+use super::{env, litellm, nearest, raw};
 
 /// Deserializes the tree; each unknown key is reported with its path and the
 /// nearest known key, removed, and the rest tried again, so one run reports
@@ -105,7 +105,7 @@ fn remove_at(tree: &mut Value, path: &serde_path_to_error::Path) -> bool {
 /// Removes the LiteLLM keys yallmp accepts but does not implement yet, with
 /// one warning for each.
 pub(super) fn take_litellm_accepted(tree: &mut Value, warnings: &mut Vec<String>) {
-    for (section, keys) in raw::LITELLM_ACCEPTED {
+    for (section, keys) in litellm::LITELLM_ACCEPTED {
         let segs: Vec<&str> = if section.is_empty() {
             Vec::new()
         } else {

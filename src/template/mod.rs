@@ -112,17 +112,20 @@ fn template_source(text: &str) -> Result<Cow<'_, str>, String> {
     }
 }
 
+/// A chat template shipped in `configs/jinja_templates/` (for tests here
+/// and of the tag parser).
+#[cfg(test)]
+pub(crate) fn shipped(name: &str) -> String {
+    let path = format!(
+        "{}/configs/jinja_templates/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn shipped(name: &str) -> String {
-        let path = format!(
-            "{}/configs/jinja_templates/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
 
     fn affix(prefix: &str, suffix: &str) -> Affix {
         Affix {

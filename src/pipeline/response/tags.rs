@@ -542,21 +542,13 @@ pub fn push_merged(out: &mut Vec<Piece>, p: Piece) {
 mod tests {
     use super::*;
 
-    fn shipped(name: &str) -> String {
-        let path = format!(
-            "{}/configs/jinja_templates/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
-
     /// The detected settings parse what such a model writes.
     #[test]
     fn detected_settings_parse_model_output() {
         use crate::config::parsers::ParseTagsSettings;
         use crate::pipeline::response::Piece;
         use crate::pipeline::response::tools::Schemas;
-        use crate::template::detect;
+        use crate::template::{detect, shipped};
         use std::sync::Arc;
         let cases = [
             (

@@ -1,0 +1,88 @@
+//! The LiteLLM keys yallmp reads but does not implement: the loader takes
+//! them out of the tree with one warning each, so a LiteLLM config loads
+//! (every other unknown key is an error).
+
+/// LiteLLM keys that load with a warning instead of an error, by section.
+/// `*` stands for every item of a list.
+pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "litellm_settings",
+            "environment_variables",
+            "credential_list",
+            "callback_settings",
+            "guardrails",
+            "files_settings",
+            "assistant_settings",
+        ],
+    ),
+    ("model_list.*", &["model_info", "rpm", "tpm"]),
+    (
+        "model_list.*.litellm_params",
+        &[
+            "rpm",
+            "tpm",
+            "max_tokens",
+            "organization",
+            "max_retries",
+            "stream_timeout",
+            "custom_llm_provider",
+            "input_cost_per_token",
+            "output_cost_per_token",
+            "drop_params",
+            "tags",
+            "region_name",
+            "merge_reasoning_content_in_choices",
+            "use_in_pass_through",
+        ],
+    ),
+    (
+        "router_settings",
+        &[
+            "routing_strategy_args",
+            "allowed_fails_policy",
+            "timeout",
+            "retry_after",
+            "retry_policy",
+            "redis_host",
+            "redis_port",
+            "redis_password",
+            "redis_url",
+            "model_group_alias",
+            "context_window_fallbacks",
+            "content_policy_fallbacks",
+            "default_fallbacks",
+            "enable_pre_call_checks",
+            "cache_responses",
+            "set_verbose",
+            "disable_cooldowns",
+            "provider_budget_config",
+        ],
+    ),
+    (
+        "general_settings",
+        &[
+            "database_url",
+            "database_connection_pool_limit",
+            "store_model_in_db",
+            "alerting",
+            "alerting_threshold",
+            "proxy_batch_write_at",
+            "disable_spend_logs",
+            "disable_master_key_return",
+            "allowed_routes",
+            "public_routes",
+            "ui_access_mode",
+            "max_parallel_requests",
+            "global_max_parallel_requests",
+            "infer_model_from_keys",
+            "background_health_checks",
+            "health_check_interval",
+            "use_client_credentials_pass_through_routes",
+            "pass_through_endpoints",
+            "forward_openai_org_id",
+            "forward_client_headers_to_llm_api",
+        ],
+    ),
+];

@@ -171,6 +171,7 @@ fn backend(upstream_model: Option<&str>, reasoning: bool) -> Backend {
         reasoning: None,
         supports_responses: true,
         responses_websocket: false,
+        pricing: None,
         parameters: Vec::new().into(),
         urls: None,
         routing: Default::default(),

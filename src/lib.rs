@@ -11,6 +11,7 @@ pub mod config;
 pub mod conn;
 pub mod errors;
 pub mod forward;
+pub mod grant;
 pub mod keys;
 pub mod limits;
 pub mod live;

@@ -98,6 +98,22 @@ pub(super) fn backend(
     let supports_reasoning = p.supports_reasoning();
     let supports_responses = p.supports_responses();
     let responses_websocket = p.responses_websocket();
+    let pricing = match (crate::price::RawPricing {
+        pricing: p.pricing,
+        input_cost_per_token: p.input_cost_per_token,
+        output_cost_per_token: p.output_cost_per_token,
+        cache_read_input_token_cost: p.cache_read_input_token_cost,
+        cache_creation_input_token_cost: p.cache_creation_input_token_cost,
+        output_cost_per_reasoning_token: p.output_cost_per_reasoning_token,
+    })
+    .resolve()
+    {
+        Ok(price) => price,
+        Err(e) => {
+            errors.at(at.key("pricing"), e);
+            None
+        }
+    };
     let api_version = p.api_version().to_string();
     // LiteLLM names the provider in front of the model: `openai/gpt-4o`.
     let mut provider: Option<&(&str, ApiType, Option<&str>)> = None;
@@ -206,6 +222,7 @@ pub(super) fn backend(
         reasoning,
         supports_responses,
         responses_websocket,
+        pricing,
         parameters,
         urls: None,
         routing,

@@ -28,8 +28,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
             "max_retries",
             "stream_timeout",
             "custom_llm_provider",
-            "input_cost_per_token",
-            "output_cost_per_token",
             "drop_params",
             "tags",
             "region_name",

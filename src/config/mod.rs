@@ -11,6 +11,7 @@ pub mod env;
 mod errors;
 pub mod forward;
 mod inherit;
+mod keys;
 mod limits;
 mod litellm;
 mod load;
@@ -37,9 +38,9 @@ pub use model::{
     ApiType, AzureTarget, Backend, BackendRouting, HealthCheck, ModelConfig, ModelSource, Parameter,
 };
 pub use settings::{
-    AuthSettings, Config, CorsSettings, DatabaseSettings, DatabaseTarget, Limit, LoggingSettings,
-    Origin, PostgresTarget, RateLimits, RedisSettings, RouterSettings, RoutingStrategy, Secret,
-    ServerSettings, Workers,
+    AuthSettings, Config, CorsSettings, DatabaseSettings, DatabaseTarget, DeclaredKey,
+    DeclaredTeam, Limit, LoggingSettings, Origin, PostgresTarget, RateLimits, RedisSettings,
+    RouterSettings, RoutingStrategy, Secret, ServerSettings, Workers,
 };
 pub use url::{mask_url_secret, url_secret};
 

@@ -96,6 +96,10 @@ pub struct Backend {
     /// WebSocket turns to it go over one upstream WebSocket per client
     /// socket (`src/upstream/ws.rs`) instead of one HTTP request each.
     pub responses_websocket: bool,
+    /// `pricing` (or LiteLLM's per-token keys): USD per million tokens.
+    /// Without one, the shipped catalog's price of the upstream model
+    /// applies ([`Backend::price_for`]).
+    pub pricing: Option<crate::price::Price>,
     /// Request parameter defaults.
     pub parameters: Arc<[Parameter]>,
     /// The endpoint URLs, parsed once, by [`Endpoint::index`](crate::upstream::Endpoint::index).
@@ -147,4 +151,14 @@ pub struct HealthCheck {
     /// Starts with `/`; appended to `api_base`.
     pub path: String,
     pub timeout: Duration,
+}
+
+impl Backend {
+    /// The price of an answer this backend gave for `upstream_model` (the
+    /// model name it was sent): its own `pricing`, else the shipped
+    /// catalog's; `None` when neither knows it.
+    pub fn price_for(&self, upstream_model: &str) -> Option<crate::price::Price> {
+        self.pricing
+            .or_else(|| crate::price::shipped(upstream_model))
+    }
 }

@@ -135,6 +135,15 @@ pub struct RawModelParams {
     /// Whether the backend serves the Responses WebSocket mode (default
     /// false): a client's WebSocket turns reach it over one upstream socket.
     pub responses_websocket: Option<bool>,
+    /// USD per million tokens (`input`, `output`, `cached_input`,
+    /// `cache_write`, `reasoning`); docs/keys-and-spend.md.
+    pub pricing: Option<crate::price::Price>,
+    /// LiteLLM's prices, USD per token (read, not ignored).
+    pub input_cost_per_token: Option<f64>,
+    pub output_cost_per_token: Option<f64>,
+    pub cache_read_input_token_cost: Option<f64>,
+    pub cache_creation_input_token_cost: Option<f64>,
+    pub output_cost_per_reasoning_token: Option<f64>,
     pub api_type: Option<String>,
     /// Azure OpenAI: the `api-version` query (default 2024-10-21).
     pub api_version: Option<String>,
@@ -282,6 +291,46 @@ pub struct RawAuth {
     pub api_keys: Vec<String>,
     /// The admin password; `YALLMP_ADMIN_PASSWORD` in the environment wins.
     pub admin_password: Option<String>,
+    /// Virtual keys declared here (read-only through the admin API).
+    #[serde(default)]
+    pub keys: Vec<RawDeclaredKey>,
+    /// Teams declared here.
+    #[serde(default)]
+    pub teams: Vec<RawDeclaredTeam>,
+}
+
+/// `proxy_settings.auth.keys[]`: a virtual key with its secret.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeclaredKey {
+    pub name: Option<String>,
+    /// The secret itself (through `${VAR}`).
+    pub key: Option<String>,
+    /// The team's name.
+    pub team: Option<String>,
+    #[serde(default)]
+    pub models: Vec<String>,
+    pub max_budget: Option<f64>,
+    pub budget_duration: Option<String>,
+    pub rpm_limit: Option<u64>,
+    pub tpm_limit: Option<u64>,
+    /// RFC 3339.
+    pub expires_at: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// `proxy_settings.auth.teams[]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeclaredTeam {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub models: Vec<String>,
+    pub max_budget: Option<f64>,
+    pub budget_duration: Option<String>,
+    pub rpm_limit: Option<u64>,
+    pub tpm_limit: Option<u64>,
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// `proxy_settings.logging`: the request log.

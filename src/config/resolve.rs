@@ -49,7 +49,11 @@ pub(super) fn resolve(
             .filter(|p| !p.is_empty())
             .or(ps.auth.admin_password.filter(|p| !p.is_empty()))
             .map(Secret::new),
+        keys: Vec::new(),
+        teams: Vec::new(),
     };
+    let mut auth = auth;
+    (auth.teams, auth.keys) = super::keys::resolve(ps.auth.teams, ps.auth.keys, errors);
     let redis = ps
         .redis_url
         .filter(|u| !u.trim().is_empty())

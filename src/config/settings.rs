@@ -201,6 +201,30 @@ pub struct AuthSettings {
     /// The admin password (`YALLMP_ADMIN_PASSWORD`); without one the admin
     /// API answers loopback clients only and protected models cannot change.
     pub admin_password: Option<Secret>,
+    /// Virtual keys declared in the config (docs/keys-and-spend.md).
+    pub keys: Vec<DeclaredKey>,
+    /// Teams declared in the config.
+    pub teams: Vec<DeclaredTeam>,
+}
+
+/// `proxy_settings.auth.keys[]`, resolved.
+#[derive(Debug, Clone)]
+pub struct DeclaredKey {
+    pub name: String,
+    pub secret: Secret,
+    /// The declared team's name.
+    pub team: Option<String>,
+    pub limits: crate::grant::Limits,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub metadata: serde_json::Value,
+}
+
+/// `proxy_settings.auth.teams[]`, resolved.
+#[derive(Debug, Clone)]
+pub struct DeclaredTeam {
+    pub name: String,
+    pub limits: crate::grant::Limits,
+    pub metadata: serde_json::Value,
 }
 
 /// The request log.

@@ -11,7 +11,6 @@
 //! seconds. Spend counters are in [`spend`].
 
 pub mod model;
-pub mod period;
 pub mod secret;
 pub mod service;
 pub mod spend;

@@ -12,10 +12,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::model::{Limits, Source, Team, VirtualKey};
-use super::period::Period;
 use super::secret;
 use super::spend::Spend;
 use super::store;
+use crate::grant::Period;
 use crate::reqlog::db::Db;
 
 /// Who a request is: its key and the key's team.

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::period::Period;
 use super::store::{self, Owner};
+use crate::grant::Period;
 use crate::redis::SharedRedis;
 use crate::reqlog::db::Db;
 

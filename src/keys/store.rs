@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 
 use super::model::{Limits, Source, Team, VirtualKey};
-use super::period::Period;
+use crate::grant::Period;
 use crate::reqlog::db::Db;
 
 /// Runs `$body` with `$pool` the database's pool and `$sql` the query
@@ -346,7 +346,15 @@ pub async fn spend_report(
          CAST(SUM(cost_usd) AS {float}) \
          FROM requests WHERE started_at >= ? AND started_at < ? GROUP BY {key} ORDER BY {order} LIMIT {REPORT_ROWS}"
     );
-    type Raw = (Option<String>, Option<String>, i64, i64, i64, i64, Option<f64>);
+    type Raw = (
+        Option<String>,
+        Option<String>,
+        i64,
+        i64,
+        i64,
+        i64,
+        Option<f64>,
+    );
     let rows: Vec<Raw> = match db {
         Db::Sqlite(pool) => {
             let t = |d: DateTime<Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);

@@ -270,6 +270,7 @@ mod tests {
             reasoning: None,
             supports_responses: true,
             responses_websocket: false,
+            pricing: None,
             parameters: Vec::new().into(),
             urls: None,
             routing: Default::default(),

@@ -180,7 +180,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
     let sync = state
         .model_store
         .is_some()
-        .then(|| crate::model_store::spawn_sync(Arc::downgrade(&state)));
+        .then(|| crate::api::admin::sync::spawn_sync(Arc::downgrade(&state)));
     let app = api::router(state.clone());
     let (stop, stopped) = watch::channel(false);
     let task = serving_threads(listener, app, workers, conn_limits, stopped, grace)?;

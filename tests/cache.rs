@@ -12,8 +12,8 @@ use support::redis::{Gate, redis_url, unique_prefix};
 use support::*;
 use yallmp::Server;
 use yallmp::cache::Key;
+use yallmp::endpoint::Endpoint;
 use yallmp::pipeline::request::RequestBody;
-use yallmp::upstream::Endpoint;
 
 fn yaml(api_base: &str, cache: &str) -> String {
     format!(

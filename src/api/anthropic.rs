@@ -15,8 +15,8 @@ use http::{HeaderValue, header};
 use super::Shared;
 use super::error::ApiError;
 use super::openai::proxy;
+use crate::endpoint::Endpoint;
 use crate::protocol::anthropic::response::error_to_anthropic;
-use crate::upstream::Endpoint;
 
 /// Set on a `count_tokens` answer yallmp estimated itself.
 pub const ESTIMATE_HEADER: &str = "x-yallmp-token-count";

@@ -22,11 +22,7 @@ use serde_json::json;
 use super::Shared;
 use super::error::json_error;
 
-pub const REQUESTS: &str = "yallmp_requests_total";
-pub const REQUEST_DURATION: &str = "yallmp_request_duration_seconds";
-pub const IN_FLIGHT: &str = "yallmp_in_flight_requests";
-pub const TOKENS: &str = "yallmp_tokens_total";
-pub const RATE_LIMITED: &str = "yallmp_rate_limited_total";
+use crate::metrics_names::{IN_FLIGHT, RATE_LIMITED, REQUEST_DURATION, REQUESTS, TOKENS};
 
 /// Bucket bounds (seconds) for every `*_seconds` histogram: LLM calls take
 /// from milliseconds (cache hits, embeddings) to minutes (long generations).

@@ -19,13 +19,14 @@ use super::relay::{Converters, relay};
 use super::{RequestId, Shared};
 use crate::cache;
 use crate::config::Backend;
+use crate::endpoint::Endpoint;
 use crate::limits::Ticket;
 use crate::pipeline::request::RequestBody;
 use crate::pipeline::response::Session;
 use crate::protocol;
 use crate::reqlog::{Outcome, RecordGuard};
 use crate::router::{Answer, Dispatch};
-use crate::upstream::{self, Endpoint};
+use crate::upstream;
 use crate::usage::{StreamUsage, Usage};
 
 pub async fn chat_completions(
@@ -217,7 +218,7 @@ async fn forward(
         let key = if live.config.auth.api_keys.is_empty() {
             None
         } else {
-            super::auth::presented(&parts.headers)
+            crate::identity::presented(&parts.headers)
         };
         let client = crate::limits::client_id(
             key,
@@ -362,7 +363,10 @@ async fn forward(
         stream,
         forward_credentials: live.config.auth.api_keys.is_empty(),
         registry: &state.backends,
-        thinking: thinking.as_ref().and_then(|t| t.restore.as_ref()),
+        thinking: thinking
+            .as_ref()
+            .and_then(|t| t.restore.as_ref())
+            .map(|r| r as &dyn crate::router::Restored),
         scrubber: &live.scrubber,
         max_response_bytes: live.config.server.max_response_bytes,
         sockets: parts
@@ -658,11 +662,11 @@ fn observe_usage(
     let (input, output) = (usage.input(), usage.output());
     backends.add_tokens(&backend.name, input, output);
     if input > 0 {
-        metrics::counter!(super::metrics::TOKENS, "model" => model.clone(), "direction" => "in")
+        metrics::counter!(crate::metrics_names::TOKENS, "model" => model.clone(), "direction" => "in")
             .increment(input);
     }
     if output > 0 {
-        metrics::counter!(super::metrics::TOKENS, "model" => model, "direction" => "out")
+        metrics::counter!(crate::metrics_names::TOKENS, "model" => model, "direction" => "out")
             .increment(output);
     }
     if let Some(t) = ticket {
@@ -683,5 +687,11 @@ pub(super) fn note_parsed(guard: &mut RecordGuard, session: &Session) {
             Some(e) => format!("{e}; {msg}"),
             None => msg,
         });
+    }
+}
+
+impl crate::router::Restored for crate::thinking::restore::Restore {
+    fn messages_for(&self, backend: &Backend) -> Option<String> {
+        crate::thinking::restore::Restore::messages_for(self, backend)
     }
 }

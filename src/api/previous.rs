@@ -33,11 +33,11 @@ use serde_json::{Map, Value, json};
 use super::Shared;
 use super::error::ApiError;
 use crate::config::Backend;
+use crate::endpoint::Endpoint;
 use crate::live::Live;
 use crate::protocol::responses::stream::ChatToResponses;
 use crate::protocol::{Convert, StreamFailure};
 use crate::reqlog::{RecordGuard, TurnSlot};
-use crate::upstream::Endpoint;
 
 /// The longest chain rebuilt (turns); a longer one is not found.
 pub const MAX_DEPTH: usize = 256;
@@ -110,7 +110,7 @@ pub fn scope(live: &Live, headers: &HeaderMap) -> Option<String> {
         return None;
     }
     Some(crate::limits::client_id(
-        super::auth::presented(headers),
+        crate::identity::presented(headers),
         None,
     ))
 }

@@ -14,13 +14,14 @@ use serde_json::json;
 
 use super::openai::{Tokens, note_parsed};
 use crate::cache;
+use crate::endpoint::Endpoint;
 use crate::pipeline::response::Session;
 use crate::protocol::responses::stream::NativeResponses;
 use crate::protocol::{Convert, StreamFailure};
 use crate::reqlog::{Outcome, RecordGuard};
 use crate::router::stream::SseSource;
 use crate::sse;
-use crate::upstream::{Endpoint, UpstreamError};
+use crate::upstream::UpstreamError;
 
 /// The stream translators around the parsers.
 pub struct Converters {

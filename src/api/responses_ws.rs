@@ -30,7 +30,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
 use super::{LogIds, RequestId, Shared};
-use crate::upstream::Endpoint;
+use crate::endpoint::Endpoint;
 use crate::upstream::ws::Sockets;
 
 /// Headers of the upgrade request that are the handshake's, not a turn's.

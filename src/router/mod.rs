@@ -21,8 +21,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use crate::config::{Backend, RouterSettings};
+use crate::endpoint::Endpoint;
 use crate::pipeline::request::RequestBody;
-use crate::upstream::{self, Endpoint, UpstreamError, UpstreamResponse};
+use crate::upstream::{self, UpstreamError, UpstreamResponse};
 use stream::{Peek, SseSource};
 
 /// One try at one backend, for the error message and the request log.
@@ -99,6 +100,15 @@ pub struct AllFailed {
     pub last: LastFailure,
 }
 
+/// The client's `messages` rewritten per backend before it goes out
+/// (interleaved thinking gives earlier turns' reasoning back, in the form
+/// each backend takes). The proxy prepares it; the router only asks, for
+/// each backend it tries, so it needs nothing of how the reasoning was kept.
+pub trait Restored: Sync {
+    /// The `messages` JSON for `backend`, or `None` to send the client's.
+    fn messages_for(&self, backend: &Backend) -> Option<String>;
+}
+
 /// One request's trip through the router.
 pub struct Dispatch<'a> {
     pub client: &'a reqwest::Client,
@@ -118,7 +128,7 @@ pub struct Dispatch<'a> {
     /// Every backend's runtime state.
     pub registry: &'a state::Registry,
     /// Earlier turns' reasoning to give back (interleaved thinking).
-    pub thinking: Option<&'a crate::thinking::restore::Restore>,
+    pub thinking: Option<&'a dyn Restored>,
     /// The config's secrets: scrubbed from every upstream error body and
     /// attempt error before a client, the log or stderr sees them.
     pub scrubber: &'a crate::reqlog::redact::Scrubber,

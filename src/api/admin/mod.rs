@@ -4,7 +4,9 @@
 //! then swaps the live snapshot; writes are serialized, reads never wait.
 //! Secrets never leave: keys show as `***`.
 
-use std::collections::{BTreeMap, HashSet};
+pub mod sync;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -20,6 +22,7 @@ use super::error::json_error;
 use crate::config::overlay::Overlay;
 use crate::config::{Config, ConfigError, ModelConfig};
 use crate::live::Live;
+use crate::live::revise::{diff, keep_startup_settings, rebuild};
 
 /// A model as the admin API takes it: the fields users know.
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
@@ -264,25 +267,6 @@ pub fn model_json(m: &ModelConfig) -> Value {
     })
 }
 
-/// Builds a config from the current one's inputs with a new overlay.
-pub(crate) fn rebuild(current: &Config, overlay: &Overlay) -> Result<Config, ConfigError> {
-    let o = &current.origin;
-    let mut next = Config::from_yaml_with(&o.text, current.path.as_deref(), &o.env, Some(overlay))?;
-    keep_startup_settings(current, &mut next);
-    Ok(next)
-}
-
-/// What is read at start-up only: the listen address and the request log's
-/// sinks stay as they are for the life of the process.
-fn keep_startup_settings(current: &Config, next: &mut Config) {
-    next.server.host = current.server.host.clone();
-    next.server.port = current.server.port;
-    next.server.connections = current.server.connections;
-    next.logging = current.logging.clone();
-    next.database = current.database.clone();
-    next.cache = current.cache.clone();
-}
-
 /// Persists the overlay (in PostgreSQL when runtime models are shared
 /// there, else beside the config file) and swaps the new snapshot in.
 async fn commit(state: &Shared, config: Config) -> Result<(), AdminError> {
@@ -495,50 +479,6 @@ pub async fn copy(
         Json(json!({"model": shown, "copied_from": name})),
     )
         .into_response())
-}
-
-/// A model's comparable form (keys included, never shown).
-fn fingerprint(m: &ModelConfig) -> String {
-    let backends: Vec<String> = m
-        .backends
-        .iter()
-        .map(|b| format!("{b:?}|{}", b.api_key.as_ref().map_or("", |k| k.expose())))
-        .collect();
-    format!(
-        "{:?}|{}|{:?}|{}",
-        m.fallbacks,
-        m.protected,
-        m.source,
-        backends.join(";")
-    )
-}
-
-/// What changed between two configs: models added, removed, changed.
-pub fn diff(old: &Config, new: &Config) -> Value {
-    let old_names: HashSet<&str> = old.models.iter().map(|m| m.name.as_str()).collect();
-    let new_names: HashSet<&str> = new.models.iter().map(|m| m.name.as_str()).collect();
-    let added: Vec<&str> = new
-        .models
-        .iter()
-        .map(|m| m.name.as_str())
-        .filter(|n| !old_names.contains(n))
-        .collect();
-    let removed: Vec<&str> = old
-        .models
-        .iter()
-        .map(|m| m.name.as_str())
-        .filter(|n| !new_names.contains(n))
-        .collect();
-    let changed: Vec<&str> = new
-        .models
-        .iter()
-        .filter_map(|m| {
-            old.model(&m.name)
-                .filter(|o| fingerprint(o) != fingerprint(m))
-                .map(|_| m.name.as_str())
-        })
-        .collect();
-    json!({"added": added, "removed": removed, "changed": changed})
 }
 
 pub async fn reload(State(state): State<Shared>) -> Result<Json<Value>, AdminError> {

@@ -18,6 +18,7 @@ pub mod metrics_names;
 pub mod model_store;
 pub mod pipeline;
 pub mod protocol;
+pub mod proxy;
 pub mod redis;
 pub mod replay;
 pub mod reqlog;

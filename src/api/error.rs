@@ -86,7 +86,8 @@ pub fn json_error(status: StatusCode, body: &Value) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::{AllFailed, Attempt};
+    use crate::reqlog::Attempt;
+    use crate::router::AllFailed;
 
     fn failed(status: u16, headers: &[(&'static str, &'static str)]) -> Response {
         let mut h = http::HeaderMap::new();

@@ -312,7 +312,7 @@ impl Tee {
             self.done = true;
         }
         if let Some(data) = ev.data.as_deref() {
-            if crate::router::stream::is_error_object(data) {
+            if crate::sse::is_error_object(data) {
                 self.failed = true;
             } else if ev.event.is_none() && data.contains("\"response.completed\"") {
                 self.done = true;

@@ -7,7 +7,8 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::pipeline::request::BodyError;
-use crate::router::{AllFailed, Attempt, LastFailure, truncate};
+use crate::reqlog::Attempt;
+use crate::router::{AllFailed, LastFailure, truncate};
 use crate::upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]

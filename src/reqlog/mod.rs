@@ -5,6 +5,7 @@
 //! and a warning says so.
 
 pub mod assemble;
+mod attempt;
 pub mod db;
 pub mod file;
 mod json;
@@ -29,7 +30,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::router::Attempt;
+pub use attempt::Attempt;
 
 pub(crate) use supervise::TASK_RESTARTS;
 pub(crate) use writer::MIN_FINISH;

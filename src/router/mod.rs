@@ -23,43 +23,9 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use crate::config::{Backend, RouterSettings};
 use crate::endpoint::Endpoint;
 use crate::pipeline::request::RequestBody;
+use crate::reqlog::Attempt;
 use crate::upstream::{self, UpstreamError, UpstreamResponse};
 use stream::{Peek, SseSource};
-
-/// One try at one backend, for the error message and the request log.
-#[derive(Debug, Clone)]
-pub struct Attempt {
-    pub backend: String,
-    pub url: String,
-    pub upstream_model: Option<String>,
-    /// 1-based, per backend.
-    pub attempt: u32,
-    pub status: Option<u16>,
-    pub latency: Duration,
-    pub error: Option<String>,
-    /// The upstream's response headers, when it answered.
-    pub headers: Option<HeaderMap>,
-    /// When it started, while it is in progress: an attempt is listed as
-    /// it starts, so a request cut while waiting on a backend (the client
-    /// gone, the proxy stopping) still says which backend it was waiting
-    /// for ([`Attempt::abandon`] fills in how it ended).
-    pub pending: Option<Instant>,
-    /// The client's fields the request sent to this backend did not carry
-    /// (a translation to its dialect drops what that dialect does not
-    /// define; thinking blocks it cannot verify), for the record.
-    pub dropped: Vec<String>,
-}
-
-impl Attempt {
-    /// Closes an attempt still in progress when its request ends without
-    /// it: its latency so far and `why` (`cancelled: ...`) as its error.
-    pub fn abandon(&mut self, why: &str) {
-        if let Some(started) = self.pending.take() {
-            self.latency = started.elapsed();
-            self.error = Some(why.to_string());
-        }
-    }
-}
 
 /// An answer the client gets.
 pub enum Answer {
@@ -427,7 +393,9 @@ impl Dispatch<'_> {
         }
         let declared = upstream::content_length(&headers);
         match upstream::read_body(&mut body, gap, self.max_response_bytes, declared).await {
-            Ok(text) if self.stream && stream::is_error_object(&String::from_utf8_lossy(&text)) => {
+            Ok(text)
+                if self.stream && crate::sse::is_error_object(&String::from_utf8_lossy(&text)) =>
+            {
                 // A stream request answered with a JSON error and status 200.
                 Verdict::Retry(
                     LastFailure::ErrorEvent {

@@ -55,6 +55,17 @@ type Edges = BTreeMap<(String, String), String>;
 fn edges(src: &Path) -> Edges {
     let mut files = Vec::new();
     collect(src, &mut files);
+    // The crate's top-level modules (a `crate::Name` that is none, like
+    // `crate::Config`, is an item of the crate root).
+    let modules: BTreeSet<String> = std::fs::read_dir(src)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".rs").unwrap_or(&name).to_string()
+        })
+        .collect();
     let mut edges = Edges::new();
     for file in files {
         let rel = file.strip_prefix(src).unwrap_or(&file);
@@ -63,7 +74,8 @@ fn edges(src: &Path) -> Edges {
         };
         let first = first.as_os_str().to_string_lossy();
         let from = first.strip_suffix(".rs").unwrap_or(&first).to_string();
-        if from == "lib" || from == "main" {
+        // The crate root's module list, and this file's own examples.
+        if from == "lib" || from == "main" || from == "layers" {
             continue;
         }
         let text = std::fs::read_to_string(&file).unwrap_or_default();
@@ -76,7 +88,7 @@ fn edges(src: &Path) -> Edges {
                 continue;
             }
             for to in referenced(line) {
-                if to != from {
+                if to != from && modules.contains(&to) {
                     edges
                         .entry((from.clone(), to))
                         .or_insert_with(|| format!("{}:{}", rel.display(), n + 1));
@@ -168,59 +180,44 @@ fn violations(edges: &Edges) -> Vec<String> {
             "module `{m}` has no layer: add it to RANKS in src/layers.rs"
         ));
     }
-    if let Some(cycle) = cycle(edges) {
-        found.push(format!("import cycle: {}", cycle.join(" -> ")));
+    for group in cycles(edges) {
+        found.push(format!("import cycle among: {}", group.join(", ")));
     }
     found
 }
 
-/// A cycle between modules, if there is one (as its path, first module
-/// repeated at the end).
-fn cycle(edges: &Edges) -> Option<Vec<String>> {
+/// The groups of modules that import each other round a cycle (strongly
+/// connected components of more than one module), each sorted.
+fn cycles(edges: &Edges) -> Vec<Vec<String>> {
     let mut graph: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (from, to) in edges.keys() {
         graph.entry(from).or_default().push(to);
     }
-    // 0: not seen, 1: on the current path, 2: done.
-    let mut state: BTreeMap<&str, u8> = BTreeMap::new();
-    fn visit<'a>(
-        n: &'a str,
-        graph: &BTreeMap<&'a str, Vec<&'a str>>,
-        state: &mut BTreeMap<&'a str, u8>,
-        path: &mut Vec<&'a str>,
-    ) -> Option<Vec<String>> {
-        state.insert(n, 1);
-        path.push(n);
-        for &m in graph.get(n).map(Vec::as_slice).unwrap_or_default() {
-            match state.get(m).copied().unwrap_or(0) {
-                1 => {
-                    let start = path.iter().position(|p| *p == m).unwrap_or(0);
-                    let mut c: Vec<String> = path[start..].iter().map(|s| s.to_string()).collect();
-                    c.push(m.to_string());
-                    return Some(c);
+    let reach = |start: &str| -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![start.to_string()];
+        while let Some(n) = todo.pop() {
+            for &m in graph.get(n.as_str()).map(Vec::as_slice).unwrap_or_default() {
+                if seen.insert(m.to_string()) {
+                    todo.push(m.to_string());
                 }
-                0 => {
-                    if let Some(c) = visit(m, graph, state, path) {
-                        return Some(c);
-                    }
-                }
-                _ => {}
             }
         }
-        path.pop();
-        state.insert(n, 2);
-        None
-    }
-    let nodes: Vec<&str> = graph.keys().copied().collect();
-    for n in nodes {
-        if state.get(n).copied().unwrap_or(0) == 0 {
-            let mut path = Vec::new();
-            if let Some(c) = visit(n, &graph, &mut state, &mut path) {
-                return Some(c);
-            }
+        seen
+    };
+    let reached: BTreeMap<&str, BTreeSet<String>> = graph.keys().map(|&n| (n, reach(n))).collect();
+    let mut groups: BTreeSet<Vec<String>> = BTreeSet::new();
+    for (&n, from_n) in &reached {
+        let group: Vec<String> = from_n
+            .iter()
+            .filter(|m| reached.get(m.as_str()).is_some_and(|r| r.contains(n)))
+            .cloned()
+            .collect();
+        if group.len() > 1 {
+            groups.insert(group);
         }
     }
-    None
+    groups.into_iter().collect()
 }
 
 #[test]

@@ -88,7 +88,7 @@ pub(super) async fn forward(
     let previous_holder;
     let prepared = match endpoint {
         Endpoint::Responses => {
-            super::previous::prepare(proxy, &live, &plan, raw, headers, &req.own_id).await?
+            super::previous::prepare(proxy, &live, &plan, raw, key, &req.own_id).await?
         }
         _ => None,
     };

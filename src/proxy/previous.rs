@@ -104,13 +104,21 @@ impl Recent {
 /// Who may chain from a response: the hashed client key when client keys
 /// are configured, else anyone (`None`).
 pub fn scope(live: &Live, headers: &HeaderMap) -> Option<String> {
+    let key = if live.config.auth.api_keys.is_empty() {
+        None
+    } else {
+        crate::identity::presented(headers)
+    };
+    scope_of(live, key)
+}
+
+/// [`scope`] for a client already identified (`key`: the configured key
+/// it presented, `None` without configured keys).
+pub fn scope_of(live: &Live, key: Option<&str>) -> Option<String> {
     if live.config.auth.api_keys.is_empty() {
         return None;
     }
-    Some(crate::limits::client_id(
-        crate::identity::presented(headers),
-        None,
-    ))
+    Some(crate::limits::client_id(key, None))
 }
 
 /// Whether a Responses request to `backend` is translated (answered by
@@ -147,12 +155,13 @@ pub fn input_items(body: &Map<String, Value>) -> Vec<Value> {
 /// `previous_response_id` gone). A previous response that is not known is
 /// 404 when every backend of the plan is translated; with a native backend
 /// in the plan the request goes on unchanged (that backend may know it).
+/// `key`: the client's, as the proxy identified it (see [`scope_of`]).
 pub async fn prepare(
     state: &Proxy,
     live: &Live,
     plan: &[Arc<Backend>],
     raw: &Bytes,
-    headers: &HeaderMap,
+    key: Option<&str>,
     own_id: &str,
 ) -> Result<Option<(Chain, Option<Bytes>)>, ApiError> {
     if !plan.iter().any(|b| translated(b)) {
@@ -161,7 +170,7 @@ pub async fn prepare(
     let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(raw) else {
         return Ok(None);
     };
-    let scope = scope(live, headers);
+    let scope = scope_of(live, key);
     let previous = body
         .get("previous_response_id")
         .and_then(Value::as_str)

@@ -254,6 +254,22 @@ pub fn named_frame(event: &str, json: &[u8]) -> Bytes {
 
 pub const DONE_FRAME: &[u8] = b"data: [DONE]\n\n";
 
+/// Whether an event's data is an error: `{"error": ...}` with a non-null
+/// error, or `{"type": "error", ...}`.
+pub fn is_error_object(data: &str) -> bool {
+    let t = data.trim_start();
+    if !t.starts_with('{') || !t.contains("\"error\"") {
+        return false;
+    }
+    match serde_json::from_str::<serde_json::Value>(t) {
+        Ok(v) => {
+            v.get("error").is_some_and(|e| !e.is_null())
+                || v.get("type").and_then(|t| t.as_str()) == Some("error")
+        }
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

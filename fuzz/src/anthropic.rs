@@ -12,9 +12,9 @@
 use arbitrary::Unstructured;
 use bytes::Bytes;
 use serde_json::Value;
+use yallmp::endpoint::Endpoint as E;
 use yallmp::protocol::anthropic::stream::{ChatToMessages, MessagesToChat};
 use yallmp::protocol::{self, Convert};
-use yallmp::upstream::Endpoint as E;
 
 use crate::{cuts_from, shapes, streams};
 

@@ -9,10 +9,10 @@
 //! event at most, last.
 
 use bytes::Bytes;
+use yallmp::endpoint::Endpoint as E;
 use yallmp::protocol::anthropic::stream::MessagesToChat;
 use yallmp::protocol::responses::stream::ChatToResponses;
 use yallmp::protocol::{self, Convert};
-use yallmp::upstream::Endpoint as E;
 
 use crate::anthropic::{
     CHAT_ANSWER, CHAT_STREAM, MESSAGE, MESSAGES_STREAM, body, object, split_spec,

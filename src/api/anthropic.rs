@@ -1,5 +1,5 @@
 //! Anthropic's front door: `POST /v1/messages` and
-//! `/v1/messages/count_tokens`. Both take the shared proxy path (routing,
+//! `/v1/messages/count_tokens`. Both take the proxy layer's path (routing,
 //! fallbacks, logging); to an Anthropic backend the body passes through, to
 //! an OpenAI-compatible one it is translated both ways ([`crate::protocol`]).
 //! Every error on these routes, the proxy's own included (auth, unknown
@@ -13,25 +13,22 @@ use axum::response::Response;
 use http::{HeaderValue, header};
 
 use super::Shared;
+use super::door::proxy;
 use super::error::ApiError;
-use super::openai::proxy;
+use crate::endpoint::Endpoint;
 use crate::protocol::anthropic::response::error_to_anthropic;
-use crate::upstream::Endpoint;
-
-/// Set on a `count_tokens` answer yallmp estimated itself.
-pub const ESTIMATE_HEADER: &str = "x-yallmp-token-count";
 
 /// Error bodies larger than this are left alone.
 const MAX_ERROR_BODY: usize = 1024 * 1024;
 
 pub async fn messages(State(state): State<Shared>, req: Request) -> Result<Response, ApiError> {
-    proxy(state, Endpoint::Messages, req).await
+    proxy(&state, Endpoint::Messages, req).await
 }
 
 /// Counted by an Anthropic backend when the model has one that answers,
 /// else estimated ([`crate::protocol::tokens`]).
 pub async fn count_tokens(State(state): State<Shared>, req: Request) -> Result<Response, ApiError> {
-    proxy(state, Endpoint::CountTokens, req).await
+    proxy(&state, Endpoint::CountTokens, req).await
 }
 
 /// Rewrites a JSON error answer into Anthropic's shape (one already in it is

@@ -8,32 +8,14 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::Shared;
 use super::error::json_error;
 use crate::config::Secret;
-
-/// The credential a request carries: `Authorization: Bearer K` or
-/// `x-api-key: K`.
-pub fn presented(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .or_else(|| {
-            headers
-                .get("x-api-key")
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-        })
-}
+use crate::identity::presented;
 
 /// Whether `given` equals one of `keys`, in time independent of where they
 /// differ.
@@ -149,7 +131,7 @@ pub fn has_admin_password(state: &Shared, headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderValue, header};
 
     #[test]
     fn presented_forms_and_matching() {

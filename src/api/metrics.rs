@@ -22,11 +22,9 @@ use serde_json::json;
 use super::Shared;
 use super::error::json_error;
 
-pub const REQUESTS: &str = "yallmp_requests_total";
-pub const REQUEST_DURATION: &str = "yallmp_request_duration_seconds";
-pub const IN_FLIGHT: &str = "yallmp_in_flight_requests";
-pub const TOKENS: &str = "yallmp_tokens_total";
-pub const RATE_LIMITED: &str = "yallmp_rate_limited_total";
+use crate::metrics_names::{
+    IN_FLIGHT, ModelSlot, RATE_LIMITED, REQUEST_DURATION, REQUESTS, TOKENS,
+};
 
 /// Bucket bounds (seconds) for every `*_seconds` histogram: LLM calls take
 /// from milliseconds (cache hits, embeddings) to minutes (long generations).
@@ -153,24 +151,6 @@ pub async fn render(State(state): State<Shared>, req: Request) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
-}
-
-/// Where a handler writes the configured model a request is for (the
-/// request's `model` label), once it knows it.
-#[derive(Clone, Default)]
-pub struct ModelSlot(Arc<OnceLock<Arc<str>>>);
-
-impl ModelSlot {
-    pub fn set(&self, model: &str) {
-        let _ = self.0.set(Arc::from(model));
-    }
-
-    fn label(&self) -> Arc<str> {
-        self.0
-            .get()
-            .cloned()
-            .unwrap_or_else(|| Arc::from("unknown"))
-    }
 }
 
 /// Counts and times one request until its body has been sent (or dropped).

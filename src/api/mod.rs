@@ -7,6 +7,7 @@ pub mod anthropic;
 pub mod auth;
 pub mod cache;
 pub mod docs;
+pub mod door;
 pub mod error;
 pub mod guard;
 pub mod health;
@@ -14,7 +15,6 @@ pub mod logs;
 pub mod metrics;
 pub mod openai;
 pub mod previous;
-pub mod relay;
 pub mod responses_ws;
 pub mod routes;
 pub mod session;
@@ -24,49 +24,32 @@ pub mod ui;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use http::HeaderValue;
 
-use crate::live::Live;
+use crate::proxy::Proxy;
 use crate::upstream::REQUEST_ID;
 use error::ApiError;
 
-/// State shared by every handler.
+/// State shared by every handler: the proxy layer's ([`Proxy`], reached
+/// through `Deref`, so `state.live` reads as before) and the HTTP layer's
+/// own (admin, sessions, WebSocket slots).
 pub struct AppState {
-    /// The current snapshot; requests load it once.
-    pub live: ArcSwap<Live>,
-    /// The pooled client for upstreams, used where the serving thread has
-    /// none of its own ([`AppState::upstream`]).
-    pub client: reqwest::Client,
+    /// What a request's life needs.
+    pub proxy: Proxy,
     pub started: Instant,
-    /// The request log.
-    pub log: crate::reqlog::RequestLog,
-    /// Set when shutdown begins (requests cut after it count as cancelled).
-    pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
     /// Serializes admin changes (register, delete, copy, reload).
     pub admin_lock: tokio::sync::Mutex<()>,
     /// Shared state across instances (`proxy_settings.redis_url`), fixed
     /// at start-up; a reload does not reconnect.
     pub redis: Option<Arc<crate::redis::SharedRedis>>,
-    /// Every backend's runtime state (in flight, cooldowns, health, stats);
-    /// kept across reloads.
-    pub backends: Arc<crate::router::state::Registry>,
     /// Runtime models shared through PostgreSQL, when the database is.
     pub model_store: Option<Arc<crate::model_store::ModelStore>>,
     /// The stored version this instance runs (0: none).
     pub model_version: std::sync::atomic::AtomicI64,
-    /// Rate limits' state (the limits come from the live config).
-    pub limits: Arc<crate::limits::Limiter>,
-    /// The response cache (`proxy_settings.cache`), when on; fixed at
-    /// start-up.
-    pub cache: Option<Arc<crate::cache::ResponseCache>>,
-    /// A read-only pool on the request log's database, for the admin API
-    /// (`None` when the log has no database).
-    pub log_reader: Option<crate::reqlog::db::Db>,
     /// This proxy's own base URL (`http://127.0.0.1:PORT` when it listens
     /// on every address), for replays from the admin API.
     pub self_url: String,
@@ -76,11 +59,6 @@ pub struct AppState {
     pub listen: std::net::SocketAddr,
     /// Wrong admin passwords per client address (Bearer and UI login).
     pub auth_throttle: throttle::Throttle,
-    /// Interleaved thinking's stores (`model_params.interleaved_thinking`).
-    pub thinking: Arc<crate::thinking::Thinking>,
-    /// Translated Responses answers kept for `previous_response_id` until
-    /// the log's writer has stored them (see `previous`).
-    pub recent_responses: Arc<previous::Recent>,
     /// Open Responses WebSocket sockets (an upgraded connection leaves the
     /// server's connection count): at most `max_connections` of them.
     pub ws_slots: Arc<tokio::sync::Semaphore>,
@@ -88,12 +66,10 @@ pub struct AppState {
 
 pub type Shared = Arc<AppState>;
 
-impl AppState {
-    /// The upstream client for a request served on this thread: the
-    /// thread's own under a thread-per-core server (its connections are
-    /// driven where the request runs), else the shared one.
-    pub fn upstream(&self) -> reqwest::Client {
-        crate::upstream::client_here(&self.client)
+impl std::ops::Deref for AppState {
+    type Target = Proxy;
+    fn deref(&self) -> &Proxy {
+        &self.proxy
     }
 }
 

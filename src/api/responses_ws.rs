@@ -4,7 +4,7 @@
 //! Each client text message `{"type": "response.create", ...}` carries the
 //! fields of a `POST /v1/responses` body at its top level (or nested under
 //! `response`); it runs through the very pipeline of a streamed
-//! `POST /v1/responses` ([`super::openai::proxy`]): routing, translation,
+//! `POST /v1/responses` ([`crate::proxy::Proxy::handle`]): routing, translation,
 //! `previous_response_id` chaining, limits, the request log (one record per
 //! turn). Each event of the answer's stream goes back as one text message
 //! (its `data` JSON as is); a turn refused before streaming (400, 404, ...)
@@ -29,8 +29,8 @@ use http::{HeaderMap, HeaderValue, header};
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
-use super::{LogIds, RequestId, Shared};
-use crate::upstream::Endpoint;
+use super::{LogIds, Shared};
+use crate::endpoint::Endpoint;
 use crate::upstream::ws::Sockets;
 
 /// Headers of the upgrade request that are the handshake's, not a turn's.
@@ -242,7 +242,7 @@ async fn warm_up(
         .unwrap_or_default();
     let live = state.live.load();
     if live.resolve(model).is_none() {
-        let e = super::openai::model_not_found(model, &live.model_names);
+        let e = crate::proxy::model_not_found(model, &live.model_names);
         let event =
             json!({"type": "error", "status": e.status().as_u16(), "error": e.body()["error"]});
         socket.send(Message::Text(event.to_string().into())).await?;
@@ -280,7 +280,7 @@ struct Last {
 /// `input`, as the pipeline does from the log). Returns the request's whole
 /// input, kept for the next turn.
 fn chain_locally(body: &mut Map<String, Value>, last: Option<&Last>) -> Vec<Value> {
-    let input = super::previous::input_items(body);
+    let input = crate::proxy::previous::input_items(body);
     let Some(last) = last else { return input };
     if body.get("previous_response_id").and_then(Value::as_str) != Some(last.id.as_str()) {
         return input;
@@ -353,25 +353,26 @@ async fn turn(
     handshake: &Handshake,
     body: Bytes,
 ) -> Result<Option<(String, Value)>, axum::Error> {
-    let mut req = Request::new(Body::from(body));
-    *req.method_mut() = http::Method::POST;
-    *req.uri_mut() = http::Uri::from_static("/responses");
-    *req.headers_mut() = handshake.headers.clone();
     let own = super::new_request_id();
     let own_str = own.to_str().unwrap_or_default().to_string();
-    let id = handshake.client_id.clone().unwrap_or_else(|| own.clone());
-    let ext = req.extensions_mut();
-    ext.insert(RequestId(id));
-    ext.insert(LogIds {
-        own,
-        client: handshake.client_id.clone(),
-    });
-    ext.insert(OriginalUri(handshake.path.clone()));
-    ext.insert(handshake.upstream.clone());
-    if let Some(peer) = handshake.peer {
-        ext.insert(peer);
-    }
-    let response = match super::openai::proxy(state.clone(), Endpoint::Responses, req).await {
+    let req = crate::proxy::Request {
+        endpoint: Endpoint::Responses,
+        method: http::Method::POST,
+        uri: handshake.path.clone(),
+        peer: handshake.peer.map(|p| p.0),
+        headers: handshake.headers.clone(),
+        body: Body::from(body),
+        request_id: handshake.client_id.clone().unwrap_or_else(|| own.clone()),
+        own_id: own_str.clone(),
+        client_request_id: handshake
+            .client_id
+            .as_ref()
+            .and_then(|c| c.to_str().ok())
+            .map(str::to_string),
+        model_slot: None,
+        sockets: Some(handshake.upstream.clone()),
+    };
+    let response = match state.proxy.handle(req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };

@@ -23,8 +23,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use crate::endpoint::Endpoint;
 use crate::pipeline::request::RequestBody;
-use crate::upstream::Endpoint;
 
 /// Body fields that do not affect the answer.
 const IGNORED: &[&str] = &[

@@ -29,9 +29,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName};
 
 use crate::config::cache::{CacheBackend, CacheEndpoint, CacheSettings};
+use crate::endpoint::Endpoint;
 use crate::pipeline::request::RequestBody;
 use crate::redis::SharedRedis;
-use crate::upstream::Endpoint;
 
 pub use controls::{ControlError, Controls};
 pub use entry::{Entry, Stored};
@@ -138,7 +138,7 @@ impl ResponseCache {
         let client = self
             .settings
             .key_by_client_key
-            .then(|| crate::api::auth::presented(headers))
+            .then(|| crate::identity::presented(headers))
             .flatten();
         Key::new(endpoint, model, body, client)
     }
@@ -312,7 +312,7 @@ impl Tee {
             self.done = true;
         }
         if let Some(data) = ev.data.as_deref() {
-            if crate::router::stream::is_error_object(data) {
+            if crate::sse::is_error_object(data) {
                 self.failed = true;
             } else if ev.event.is_none() && data.contains("\"response.completed\"") {
                 self.done = true;

@@ -102,7 +102,7 @@ pub struct Backend {
     pub pricing: Option<crate::price::Price>,
     /// Request parameter defaults.
     pub parameters: Arc<[Parameter]>,
-    /// The endpoint URLs, parsed once, by [`Endpoint::index`](crate::upstream::Endpoint::index).
+    /// The endpoint URLs, parsed once, by [`Endpoint::index`](crate::endpoint::Endpoint::index).
     pub urls: Option<Arc<[reqwest::Url]>>,
     /// Weight, order and health check.
     pub routing: BackendRouting,

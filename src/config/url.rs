@@ -8,7 +8,7 @@ use super::{ApiType, Backend};
 impl Backend {
     /// Parses the endpoint URLs once (`urls`).
     pub fn parse_urls(&mut self) {
-        let urls: Option<Vec<reqwest::Url>> = crate::upstream::Endpoint::ALL
+        let urls: Option<Vec<reqwest::Url>> = crate::endpoint::Endpoint::ALL
             .iter()
             .map(|e| reqwest::Url::parse(&self.endpoint_url(*e)).ok())
             .collect();
@@ -20,7 +20,7 @@ impl Backend {
     /// `/v1` + the path for Anthropic ones, as Anthropic's SDK takes it;
     /// `{api_base}/openai/deployments/{deployment}` + the path +
     /// `?api-version=` for Azure ones.
-    pub fn endpoint_url(&self, endpoint: crate::upstream::Endpoint) -> String {
+    pub fn endpoint_url(&self, endpoint: crate::endpoint::Endpoint) -> String {
         match (self.api_type, &self.azure) {
             (ApiType::Anthropic, _) => {
                 let base = self.api_base.strip_suffix("/v1").unwrap_or(&self.api_base);

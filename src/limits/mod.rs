@@ -170,7 +170,7 @@ impl Limiter {
                         .get(over.index)
                         .copied()
                         .unwrap_or((Scope::Global, Unit::Requests, 0));
-                metrics::counter!(crate::api::metrics::RATE_LIMITED, "scope" => scope.as_str())
+                metrics::counter!(crate::metrics_names::RATE_LIMITED, "scope" => scope.as_str())
                     .increment(1);
                 Err(Denied {
                     scope,

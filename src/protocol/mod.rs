@@ -18,7 +18,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::config::{ApiType, Backend};
-use crate::upstream::Endpoint;
+use crate::endpoint::Endpoint;
 
 /// Anthropic's smallest thinking budget.
 pub const MIN_THINKING: u64 = 1024;

@@ -192,7 +192,7 @@ fn headers_json(map: &http::HeaderMap) -> String {
 }
 
 /// One attempt as a JSON object.
-fn write_attempt(out: &mut String, a: &crate::router::Attempt) {
+fn write_attempt(out: &mut String, a: &crate::reqlog::Attempt) {
     out.push_str("{\"backend\":");
     json::str(out, &a.backend);
     out.push_str(",\"url\":");
@@ -757,7 +757,7 @@ mod tests {
     }
 
     fn rich_record(stream: bool) -> Record {
-        use crate::router::Attempt;
+        use crate::reqlog::Attempt;
         use std::time::Duration;
         let mut h = HeaderMap::new();
         h.insert(

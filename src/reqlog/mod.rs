@@ -5,6 +5,7 @@
 //! and a warning says so.
 
 pub mod assemble;
+mod attempt;
 pub mod db;
 pub mod file;
 mod json;
@@ -29,7 +30,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::router::Attempt;
+pub use attempt::Attempt;
 
 pub(crate) use supervise::TASK_RESTARTS;
 pub(crate) use writer::MIN_FINISH;
@@ -68,7 +69,7 @@ impl Outcome {
 }
 
 /// Where a translated Responses answer's turn is put once it is whole
-/// (written with the record; see `api::previous`).
+/// (written with the record; see `proxy::previous`).
 pub type TurnSlot = Arc<std::sync::OnceLock<String>>;
 
 /// One stream frame as sent to the client, with its offset from the start
@@ -92,7 +93,7 @@ pub struct Record {
     /// The id yallmp gave a Responses answer it made itself (translated
     /// from chat completions or Anthropic Messages).
     pub response_id: Option<String>,
-    /// That answer's turn as JSON (see `api::previous`): set for a JSON
+    /// That answer's turn as JSON (see `proxy::previous`): set for a JSON
     /// answer at once, for a stream when its `response.completed` passes.
     pub response_turn: Option<TurnSlot>,
     pub started_at: DateTime<Utc>,

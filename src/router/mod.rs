@@ -8,11 +8,16 @@
 //! committing to it.
 
 pub mod balance;
+mod classify;
 pub mod health_check;
 pub mod shared;
 pub mod state;
 pub mod stats;
 pub mod stream;
+
+pub use classify::{
+    is_content_filter, is_retryable, is_skippable, not_json, retry_after, short_error, truncate,
+};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,44 +26,11 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use crate::config::{Backend, RouterSettings};
+use crate::endpoint::Endpoint;
 use crate::pipeline::request::RequestBody;
-use crate::upstream::{self, Endpoint, UpstreamError, UpstreamResponse};
+use crate::reqlog::Attempt;
+use crate::upstream::{self, UpstreamError, UpstreamResponse};
 use stream::{Peek, SseSource};
-
-/// One try at one backend, for the error message and the request log.
-#[derive(Debug, Clone)]
-pub struct Attempt {
-    pub backend: String,
-    pub url: String,
-    pub upstream_model: Option<String>,
-    /// 1-based, per backend.
-    pub attempt: u32,
-    pub status: Option<u16>,
-    pub latency: Duration,
-    pub error: Option<String>,
-    /// The upstream's response headers, when it answered.
-    pub headers: Option<HeaderMap>,
-    /// When it started, while it is in progress: an attempt is listed as
-    /// it starts, so a request cut while waiting on a backend (the client
-    /// gone, the proxy stopping) still says which backend it was waiting
-    /// for ([`Attempt::abandon`] fills in how it ended).
-    pub pending: Option<Instant>,
-    /// The client's fields the request sent to this backend did not carry
-    /// (a translation to its dialect drops what that dialect does not
-    /// define; thinking blocks it cannot verify), for the record.
-    pub dropped: Vec<String>,
-}
-
-impl Attempt {
-    /// Closes an attempt still in progress when its request ends without
-    /// it: its latency so far and `why` (`cancelled: ...`) as its error.
-    pub fn abandon(&mut self, why: &str) {
-        if let Some(started) = self.pending.take() {
-            self.latency = started.elapsed();
-            self.error = Some(why.to_string());
-        }
-    }
-}
 
 /// An answer the client gets.
 pub enum Answer {
@@ -99,6 +71,15 @@ pub struct AllFailed {
     pub last: LastFailure,
 }
 
+/// The client's `messages` rewritten per backend before it goes out
+/// (interleaved thinking gives earlier turns' reasoning back, in the form
+/// each backend takes). The proxy prepares it; the router only asks, for
+/// each backend it tries, so it needs nothing of how the reasoning was kept.
+pub trait Restored: Sync {
+    /// The `messages` JSON for `backend`, or `None` to send the client's.
+    fn messages_for(&self, backend: &Backend) -> Option<String>;
+}
+
 /// One request's trip through the router.
 pub struct Dispatch<'a> {
     pub client: &'a reqwest::Client,
@@ -118,7 +99,7 @@ pub struct Dispatch<'a> {
     /// Every backend's runtime state.
     pub registry: &'a state::Registry,
     /// Earlier turns' reasoning to give back (interleaved thinking).
-    pub thinking: Option<&'a crate::thinking::restore::Restore>,
+    pub thinking: Option<&'a dyn Restored>,
     /// The config's secrets: scrubbed from every upstream error body and
     /// attempt error before a client, the log or stderr sees them.
     pub scrubber: &'a crate::reqlog::redact::Scrubber,
@@ -417,7 +398,9 @@ impl Dispatch<'_> {
         }
         let declared = upstream::content_length(&headers);
         match upstream::read_body(&mut body, gap, self.max_response_bytes, declared).await {
-            Ok(text) if self.stream && stream::is_error_object(&String::from_utf8_lossy(&text)) => {
+            Ok(text)
+                if self.stream && crate::sse::is_error_object(&String::from_utf8_lossy(&text)) =>
+            {
                 // A stream request answered with a JSON error and status 200.
                 Verdict::Retry(
                     LastFailure::ErrorEvent {
@@ -547,14 +530,6 @@ fn translate_failed(
     }
 }
 
-/// Connect errors, timeouts, 408, 409, 429 and 5xx: worth another try.
-/// Not 508 (a loop, see [`crate::upstream::hop`]): another try goes round
-/// the same loop.
-pub fn is_retryable(status: StatusCode) -> bool {
-    (matches!(status.as_u16(), 408 | 409 | 429) || status.is_server_error())
-        && status != StatusCode::LOOP_DETECTED
-}
-
 /// The model name an attempt sends: the backend's own, or (a wildcard
 /// backend with `strip_prefix`) the requested one without the prefix.
 fn upstream_model(backend: &Backend, body: &RequestBody<'_>) -> Option<String> {
@@ -566,86 +541,6 @@ fn upstream_model(backend: &Backend, body: &RequestBody<'_>) -> Option<String> {
             .map(|m| crate::wildcard::stripped(&backend.model_name, &m).to_string()),
         None => None,
     }
-}
-
-/// Azure OpenAI's content-filter refusal: `error.code` `content_filter`,
-/// or `error.innererror.code` `ResponsibleAIPolicyViolation`. Final: never
-/// retried, never sent to another backend or a fallback.
-pub fn is_content_filter(body: &[u8]) -> bool {
-    // Cheap test first: most error bodies are not refusals.
-    if memchr::memmem::find(body, b"content_filter").is_none()
-        && memchr::memmem::find(body, b"ResponsibleAIPolicyViolation").is_none()
-    {
-        return false;
-    }
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return false;
-    };
-    let error = &v["error"];
-    error["code"] == "content_filter"
-        || error["innererror"]["code"] == "ResponsibleAIPolicyViolation"
-}
-
-/// Why a success answer is not JSON, when it is not: what the attempt
-/// failed with (the content type and the start of the body).
-pub fn not_json(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Option<String> {
-    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
-        return None;
-    }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("no content type");
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    let status = status.as_u16();
-    Some(if text.is_empty() {
-        format!("the upstream answered {status} with an empty body ({content_type})")
-    } else {
-        format!(
-            "the upstream answered {status} with a body that is not JSON ({content_type}): {}",
-            truncate(text, 200)
-        )
-    })
-}
-
-/// 401, 403, 404, 508 (and redirects): this backend will not do; try the
-/// next.
-pub fn is_skippable(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 401 | 403 | 404 | 508)
-        || status.is_redirection()
-        || status.is_informational()
-}
-
-/// The longest `Retry-After` taken from an upstream (about 11.6 days);
-/// the router caps it further (`max_retry_after`, the cooldown's hour).
-const RETRY_AFTER_CAP_SECS: f64 = 1e6;
-
-/// `Retry-After` (seconds or an HTTP date) or `retry-after-ms`. Any value
-/// an upstream sends is safe here: huge ones are capped at
-/// [`RETRY_AFTER_CAP_SECS`], and negative, NaN, infinite or unparsable ones
-/// are ignored.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs = |s: f64| {
-        (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s.min(RETRY_AFTER_CAP_SECS)))
-    };
-    if let Some(d) = headers
-        .get("retry-after-ms")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .and_then(|ms| secs(ms / 1000.0))
-    {
-        return Some(d);
-    }
-    let v = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(s) = v.parse::<f64>() {
-        return secs(s);
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    (when.with_timezone(&chrono::Utc) - chrono::Utc::now())
-        .to_std()
-        .ok()
-        .map(|d| d.min(Duration::from_secs_f64(RETRY_AFTER_CAP_SECS)))
 }
 
 /// Every upstream text of an attempt's outcome (an error body, an error
@@ -689,34 +584,9 @@ fn describe(v: &Verdict) -> (Option<u16>, Option<String>) {
     }
 }
 
-/// An upstream error body in a few words: its `error.message` if it has one.
-pub fn short_error(body: &[u8]) -> String {
-    let message = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            let e = v.get("error")?;
-            e.get("message")
-                .and_then(|m| m.as_str())
-                .or_else(|| e.as_str())
-                .map(str::to_string)
-        });
-    let text = message.unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
-    truncate(&text, 300)
-}
-
-pub fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
-
 #[cfg(test)]
 mod tests {
+    use super::classify::RETRY_AFTER_CAP_SECS;
     use super::*;
 
     #[test]

@@ -103,7 +103,7 @@ impl SseSource {
                 }
                 continue;
             };
-            if ev.event == Some("error") || is_error_object(data) {
+            if ev.event == Some("error") || sse::is_error_object(data) {
                 return Ok(Peek::ErrorEvent(data.to_string()));
             }
             frames.push(frame);
@@ -273,28 +273,14 @@ pub fn error_event(frame: &[u8]) -> Option<String> {
     memchr::memmem::find(frame, b"error")?;
     let ev = sse::parse(frame);
     let data = ev.data.as_deref().unwrap_or_default();
-    (ev.event == Some("error") || is_error_object(data))
+    (ev.event == Some("error") || sse::is_error_object(data))
         .then(|| super::short_error(data.as_bytes()))
-}
-
-/// `{"error": ...}` with a non-null error, or `{"type": "error", ...}`.
-pub fn is_error_object(data: &str) -> bool {
-    let t = data.trim_start();
-    if !t.starts_with('{') || !t.contains("\"error\"") {
-        return false;
-    }
-    match serde_json::from_str::<serde_json::Value>(t) {
-        Ok(v) => {
-            v.get("error").is_some_and(|e| !e.is_null())
-                || v.get("type").and_then(|t| t.as_str()) == Some("error")
-        }
-        Err(_) => false,
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sse::is_error_object;
 
     fn source(chunks: Vec<&'static [u8]>) -> SseSource {
         let body = futures::stream::iter(

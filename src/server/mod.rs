@@ -146,25 +146,27 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         .max_connections
         .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
     let state: Shared = Arc::new(AppState {
-        live: ArcSwap::from_pointee(Live::new(config)),
-        client,
+        proxy: crate::proxy::Proxy {
+            live: ArcSwap::from_pointee(Live::new(config)),
+            client,
+            log,
+            shutting_down: Arc::new(AtomicBool::new(false)),
+            limits,
+            cache,
+            thinking,
+            backends: backends.clone(),
+            log_reader,
+            recent_responses: Arc::default(),
+        },
         started: Instant::now(),
-        log,
-        shutting_down: Arc::new(AtomicBool::new(false)),
         admin_lock: tokio::sync::Mutex::new(()),
         redis,
         model_store,
         model_version: std::sync::atomic::AtomicI64::new(model_version),
-        limits,
-        cache,
-        thinking,
-        backends: backends.clone(),
-        log_reader,
         self_url,
         sessions: Default::default(),
         listen: addr,
         auth_throttle: Default::default(),
-        recent_responses: Arc::default(),
         ws_slots: Arc::new(tokio::sync::Semaphore::new(ws_slots)),
     });
     let weak = Arc::downgrade(&state);
@@ -182,7 +184,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
     let sync = state
         .model_store
         .is_some()
-        .then(|| crate::model_store::spawn_sync(Arc::downgrade(&state)));
+        .then(|| crate::api::admin::sync::spawn_sync(Arc::downgrade(&state)));
     let app = api::router(state.clone());
     let (stop, stopped) = watch::channel(false);
     let task = serving_threads(listener, app, workers, conn_limits, stopped, grace)?;

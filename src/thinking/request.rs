@@ -50,10 +50,10 @@ impl Thinking {
         model: &str,
         body: &crate::pipeline::request::RequestBody<'_>,
         headers: &http::HeaderMap,
-        endpoint: crate::upstream::Endpoint,
+        endpoint: crate::endpoint::Endpoint,
         path: &str,
     ) -> Result<Option<ForRequest>, usize> {
-        if endpoint != crate::upstream::Endpoint::ChatCompletions
+        if endpoint != crate::endpoint::Endpoint::ChatCompletions
             || plan.iter().all(|b| b.thinking.is_none())
         {
             return Ok(None);
@@ -69,7 +69,7 @@ impl Thinking {
                 plan,
                 model,
                 body.get("messages"),
-                crate::api::auth::presented(headers),
+                crate::identity::presented(headers),
                 fold.as_ref(),
                 (live.clone(), path.to_string()),
                 configured,

@@ -9,7 +9,8 @@ use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
-use super::{Endpoint, UpstreamError, UpstreamResponse};
+use super::{UpstreamError, UpstreamResponse};
+use crate::endpoint::Endpoint;
 use crate::sse;
 
 const GREETING: &str = "Hello from the yallmp stub backend.";

@@ -29,8 +29,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use super::{Endpoint, UpstreamError, UpstreamResponse, error_chain};
+use super::{UpstreamError, UpstreamResponse, error_chain};
 use crate::config::Backend;
+use crate::endpoint::Endpoint;
 
 type Conn = WebSocketStream<MaybeTlsStream<TcpStream>>;
 

@@ -210,8 +210,8 @@ async fn the_admin_api_registers_anthropic_backends_with_reasoning() {
 #[tokio::test]
 async fn a_translated_anthropic_stream_is_cached_whole() {
     use yallmp::cache::Key;
+    use yallmp::endpoint::Endpoint;
     use yallmp::pipeline::request::RequestBody;
-    use yallmp::upstream::Endpoint;
     let mock = Mock::start(sse(frames("stream_tool_thinking.sse"))).await;
     let server = proxy(&format!(
         "model_list:\n  - {{model_name: claude, model_params: {{api_type: anthropic, api_base: '{}', api_key: k}}}}\nproxy_settings: {{cache: {{enabled: true}}}}\n",

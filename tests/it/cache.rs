@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use yallmp::Server;
 use yallmp::cache::Key;
+use yallmp::endpoint::Endpoint;
 use yallmp::pipeline::request::RequestBody;
-use yallmp::upstream::Endpoint;
 
 use crate::support::redis::{Gate, redis_url, unique_prefix};
 use crate::support::*;

@@ -44,7 +44,7 @@ pub struct Row {
     pub error: Option<String>,
     /// What the response cache did.
     pub cache: Option<&'static str>,
-    /// A translated Responses answer's id and turn (`api::previous`).
+    /// A translated Responses answer's id and turn (`proxy::previous`).
     pub response_id: Option<String>,
     pub response_turn: Option<String>,
 }

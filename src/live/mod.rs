@@ -2,6 +2,8 @@
 //! swapped in atomically (`ArcSwap`). A request loads one snapshot and keeps
 //! it to the end, so a reload never changes a request half way.
 
+pub mod revise;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 

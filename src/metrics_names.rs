@@ -1,0 +1,32 @@
+//! The names of the process's Prometheus metrics and the request's model
+//! label: a leaf, so that the
+//! layers that count (the rate limiter, the proxy's usage accounting) and
+//! the HTTP layer that describes and serves them agree on one spelling
+//! without importing each other.
+
+pub const REQUESTS: &str = "yallmp_requests_total";
+pub const REQUEST_DURATION: &str = "yallmp_request_duration_seconds";
+pub const IN_FLIGHT: &str = "yallmp_in_flight_requests";
+pub const TOKENS: &str = "yallmp_tokens_total";
+pub const RATE_LIMITED: &str = "yallmp_rate_limited_total";
+
+use std::sync::{Arc, OnceLock};
+
+/// Where a handler writes the configured model a request is for (the
+/// request's `model` label), once it knows it.
+#[derive(Clone, Default)]
+pub struct ModelSlot(Arc<OnceLock<Arc<str>>>);
+
+impl ModelSlot {
+    pub fn set(&self, model: &str) {
+        let _ = self.0.set(Arc::from(model));
+    }
+
+    /// The label: the model, or `unknown` before (or without) one.
+    pub fn label(&self) -> Arc<str> {
+        self.0
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Arc::from("unknown"))
+    }
+}

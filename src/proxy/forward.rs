@@ -1,0 +1,252 @@
+//! The request half of a request's life: admit, read, identify, cache,
+//! previous response, thinking, dispatch. The answer half is [`answer`].
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde_json::json;
+
+use super::answer::{self, Context};
+use super::error::ApiError;
+use super::{Forwarded, Proxy, Request, model_not_found};
+use crate::cache;
+use crate::endpoint::Endpoint;
+use crate::limits::Ticket;
+use crate::live::Live;
+use crate::pipeline::request::RequestBody;
+use crate::protocol;
+use crate::reqlog::RecordGuard;
+use crate::router::{Dispatch, Restored};
+use crate::upstream;
+
+/// Set on a `count_tokens` answer yallmp estimated itself.
+pub const ESTIMATE_HEADER: &str = "x-yallmp-token-count";
+
+pub(super) async fn forward(
+    proxy: &Proxy,
+    req: Request,
+    guard: &mut RecordGuard,
+) -> Result<Forwarded, ApiError> {
+    let live = proxy.live.load_full();
+    let endpoint = req.endpoint;
+    let headers = &req.headers;
+    // Who the client is: its key, when it is a configured one (the
+    // client-key layer let it through); without configured keys any token
+    // would do, so a key-less client counts by its address.
+    let key = if live.config.auth.api_keys.is_empty() {
+        None
+    } else {
+        crate::identity::presented(headers)
+    };
+    // Rate limits come first: a refused request costs no body read.
+    let ticket = admit(proxy, &live, key, req.peer).await?;
+    let raw = read_body(req.body, headers, live.config.server.max_body_bytes).await?;
+    if let Some(r) = guard.record() {
+        r.request_body = raw.clone();
+    }
+    let parsed = RequestBody::parse(&raw)?;
+    let model = parsed.model()?;
+    let stream = endpoint.can_stream() && parsed.stream();
+    if let Some(r) = guard.record() {
+        r.model = Some(model.clone());
+        r.stream = stream;
+    }
+    // The configured model: the exact name, else a wildcard (`local-*`).
+    let configured = live
+        .resolve(&model)
+        .ok_or_else(|| model_not_found(&model, &live.model_names))?
+        .to_string();
+    // Back round a loop (this proxy's own marker for this model): refused
+    // once, instead of going round again.
+    if upstream::hop::seen(headers, &configured) {
+        return Err(ApiError::LoopDetected(configured));
+    }
+    let plan = live
+        .plan(&configured)
+        .ok_or_else(|| model_not_found(&model, &live.model_names))?;
+    if let Some(slot) = &req.model_slot {
+        slot.set(&configured);
+    }
+    // The `cache` field is the proxy's: it never goes upstream.
+    let (controls, stripped) = match parsed.get("cache") {
+        Some(field) => (
+            Some(cache::Controls::read(Some(field), headers)?),
+            Some(parsed.without("cache")),
+        ),
+        None => (None, None),
+    };
+    let holder;
+    let (raw, parsed) = match stripped {
+        Some(b) => {
+            holder = b;
+            (&holder, RequestBody::parse(&holder)?)
+        }
+        None => (&raw, parsed),
+    };
+    // `previous_response_id` on translated backends: the conversation
+    // rebuilt from the turns yallmp kept (see `previous`).
+    let mut previous = None;
+    let previous_holder;
+    let prepared = match endpoint {
+        Endpoint::Responses => {
+            super::previous::prepare(proxy, &live, &plan, raw, key, &req.own_id).await?
+        }
+        _ => None,
+    };
+    let (raw, parsed) = match prepared {
+        Some((c, expanded)) => {
+            previous = Some(c);
+            match expanded {
+                Some(b) => {
+                    previous_holder = b;
+                    (&previous_holder, RequestBody::parse(&previous_holder)?)
+                }
+                None => (raw, parsed),
+            }
+        }
+        None => (raw, parsed),
+    };
+    let mut pending = None;
+    let mut cache_status = None;
+    if let Some(c) = proxy.cache.as_ref().filter(|c| c.covers(endpoint)) {
+        let controls = match controls {
+            Some(c) => c,
+            None => cache::Controls::read(None, headers)?,
+        };
+        let key = c.key(endpoint, &model, &parsed, headers);
+        let (status, found) = c.lookup(&key, &controls, &configured).await;
+        if let Some(r) = guard.record() {
+            r.cache = Some(status.as_str());
+        }
+        if let Some(entry) = found {
+            return Ok(answer::from_cache(&entry, guard));
+        }
+        cache_status = Some(status);
+        if !controls.no_store {
+            pending = Some(cache::Pending {
+                cache: c.clone(),
+                key,
+                ttl: controls.ttl,
+            });
+        }
+    }
+    let path = req.uri.path();
+    // Interleaved thinking: earlier turns' reasoning, looked up before
+    // anything goes upstream.
+    let thinking = proxy
+        .thinking
+        .for_request(&live, &plan, &model, &parsed, headers, endpoint, path)
+        .await
+        .map_err(ApiError::ReasoningNotFound)?;
+    let client = proxy.upstream();
+    let dispatch = Dispatch {
+        client: &client,
+        settings: &live.config.router,
+        streaming: &live.config.streaming,
+        plan: &plan,
+        endpoint,
+        body: &parsed,
+        raw,
+        headers,
+        request_id: &req.request_id,
+        stream,
+        forward_credentials: live.config.auth.api_keys.is_empty(),
+        registry: &proxy.backends,
+        thinking: thinking
+            .as_ref()
+            .and_then(|t| t.restore.as_ref())
+            .map(|r| r as &dyn Restored),
+        scrubber: &live.scrubber,
+        max_response_bytes: live.config.server.max_response_bytes,
+        sockets: req.sockets.as_ref(),
+    };
+    let answer = match dispatch.run(guard.attempts()).await {
+        Ok(answer) => answer,
+        Err(_) if endpoint == Endpoint::CountTokens => return Ok(estimate(raw)),
+        Err(failure) => {
+            let attempts = guard.attempts().clone();
+            return Err(ApiError::Upstream { failure, attempts });
+        }
+    };
+    let cx = Context {
+        proxy,
+        live: &live,
+        endpoint,
+        model: &model,
+        path,
+        raw,
+        parsed: &parsed,
+        ticket,
+        pending,
+        cache_status,
+        previous,
+        thinking,
+    };
+    answer::answer(cx, answer, guard).await
+}
+
+impl Restored for crate::thinking::restore::Restore {
+    fn messages_for(&self, backend: &crate::config::Backend) -> Option<String> {
+        crate::thinking::restore::Restore::messages_for(self, backend)
+    }
+}
+
+/// The rate limits: a ticket to charge the answer's tokens to, or the
+/// refusal.
+async fn admit(
+    proxy: &Proxy,
+    live: &Live,
+    key: Option<&str>,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<Option<Ticket>, ApiError> {
+    if !live.config.rate_limits.any() {
+        return Ok(None);
+    }
+    let client = crate::limits::client_id(key, peer.map(|p| p.ip()));
+    proxy
+        .limits
+        .admit(&live.config.rate_limits, &client)
+        .await
+        .map_err(ApiError::RateLimited)
+}
+
+/// No backend could count: the documented estimate.
+fn estimate(raw: &[u8]) -> Forwarded {
+    let tokens = serde_json::from_slice::<serde_json::Value>(raw)
+        .map(|v| protocol::tokens::estimate(&v))
+        .unwrap_or(0);
+    let body = Bytes::from(json!({ "input_tokens": tokens }).to_string());
+    let mut response = answer::json_body(StatusCode::OK, body.clone());
+    response
+        .headers_mut()
+        .insert(ESTIMATE_HEADER, HeaderValue::from_static("estimate"));
+    Forwarded::Complete(response, body)
+}
+
+/// Reads the request body up to `limit` bytes.
+async fn read_body(
+    body: axum::body::Body,
+    headers: &HeaderMap,
+    limit: u64,
+) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    axum::body::to_bytes(body, limit_usize).await.map_err(|e| {
+        let inner = e.into_inner();
+        if inner
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            ApiError::TooLarge { limit }
+        } else if let Some(t) = crate::conn::body_timeout_in(inner.as_ref()) {
+            ApiError::BodyTimeout(*t)
+        } else {
+            ApiError::ReadBody(upstream::error_chain(inner.as_ref()))
+        }
+    })
+}

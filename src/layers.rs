@@ -23,7 +23,7 @@ const RANKS: &[(u8, &[&str])] = &[
         3,
         &[
             "live", "catalog", "upstream", "protocol", "pipeline", "cache", "limits", "thinking",
-            "reqlog", "usage", "redis", "keys",
+            "reqlog", "redis", "keys",
         ],
     ),
     (2, &["config"]),
@@ -41,6 +41,7 @@ const RANKS: &[(u8, &[&str])] = &[
             "ttl_store",
             "grant",
             "price",
+            "usage",
         ],
     ),
 ];

@@ -17,9 +17,9 @@
 //! | 6 | `proxy`: one request's life (admit, read, identify, cache, thinking, dispatch, response chain, record) |
 //! | 5 | `router`: backends, fallbacks, retries, health |
 //! | 4 | `model_store` (runtime models in PostgreSQL), `replay` |
-//! | 3 | `live`, `catalog`, `upstream`, `protocol`, `pipeline`, `cache`, `limits`, `thinking`, `reqlog`, `usage`, `redis`, `keys` |
+//! | 3 | `live`, `catalog`, `upstream`, `protocol`, `pipeline`, `cache`, `limits`, `thinking`, `reqlog`, `redis`, `keys` |
 //! | 2 | `config` |
-//! | 1 | leaves: `sse`, `wildcard`, `endpoint`, `metrics_names`, `identity`, `conn`, `template`, `errors`, `ttl_store`, `grant`, `price` |
+//! | 1 | leaves: `sse`, `wildcard`, `endpoint`, `metrics_names`, `identity`, `conn`, `template`, `errors`, `ttl_store`, `grant`, `price`, `usage` |
 
 pub mod api;
 pub mod cache;

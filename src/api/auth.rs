@@ -26,12 +26,25 @@ pub fn matches(given: &str, keys: &[Secret]) -> bool {
 }
 
 /// Layer on `/v1/*`: when client keys are configured, one must be presented.
-pub async fn client_key(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    let keys = &state.live.load().config.auth.api_keys;
-    if !keys.is_empty() {
+pub async fn client_key(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
+    let live = state.live.load();
+    let keys = &live.config.auth.api_keys;
+    // Once any virtual key exists, every request needs a key: a flat
+    // client key, or a virtual key (which then rides along as the
+    // request's identity: docs/keys-and-spend.md).
+    if !keys.is_empty() || state.keys.any() {
         match presented(req.headers()) {
             Some(k) if matches(k, keys) => {}
-            Some(_) => return unauthorized("Incorrect API key provided."),
+            Some(k) => match state.keys.identify(k) {
+                Some(who) if who.key.usable(chrono::Utc::now()) => {
+                    req.extensions_mut().insert(who);
+                }
+                Some(who) if who.key.revoked_at.is_some() => {
+                    return unauthorized("This API key has been revoked.");
+                }
+                Some(_) => return unauthorized("This API key has expired."),
+                None => return unauthorized("Incorrect API key provided."),
+            },
             None => {
                 return unauthorized(
                     "Missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`.",
@@ -39,6 +52,7 @@ pub async fn client_key(State(state): State<Shared>, req: Request, next: Next) -
             }
         }
     }
+    drop(live);
     next.run(req).await
 }
 

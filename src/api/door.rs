@@ -47,6 +47,7 @@ pub async fn proxy(state: &Shared, endpoint: Endpoint, req: Request) -> Result<R
         client_request_id,
         model_slot: ext.get::<ModelSlot>().cloned(),
         sockets: ext.remove::<std::sync::Arc<crate::upstream::ws::Sockets>>(),
+        identity: ext.remove::<crate::keys::service::Identity>(),
     };
     state.proxy.handle(req).await
 }

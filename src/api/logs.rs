@@ -61,7 +61,7 @@ impl IntoResponse for LogsError {
 }
 
 /// The query string as pairs (percent-decoded).
-fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
+pub(super) fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
     let Some(raw) = raw else { return Vec::new() };
     raw.split('&')
         .filter(|kv| !kv.is_empty())

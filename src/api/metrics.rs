@@ -94,6 +94,14 @@ fn describe() {
         "Tokens the backends reported, by model and direction (in, out)"
     );
     describe_counter!(
+        crate::metrics_names::SPEND,
+        "Cost of answers with a known price, in millionths of a USD, by model and key (the virtual key's name, or (none))"
+    );
+    describe_counter!(
+        crate::metrics_names::KEY_TOKENS,
+        "Tokens the backends reported, by model, key (the virtual key's name, or (none)) and kind (input, output)"
+    );
+    describe_counter!(
         RATE_LIMITED,
         "Requests refused by a rate limit, by scope (global, key)"
     );

@@ -11,6 +11,7 @@ pub mod door;
 pub mod error;
 pub mod guard;
 pub mod health;
+pub mod keys;
 pub mod logs;
 pub mod metrics;
 pub mod openai;

@@ -12,6 +12,7 @@ use super::Shared;
 use super::door::proxy;
 use super::error::ApiError;
 use crate::endpoint::Endpoint;
+use crate::keys::service::Identity;
 use crate::proxy::{json_body, model_not_found};
 
 pub async fn chat_completions(
@@ -41,17 +42,43 @@ pub async fn responses(State(state): State<Shared>, req: Request) -> Result<Resp
     proxy(&state, Endpoint::Responses, req).await
 }
 
-pub async fn list_models(State(state): State<Shared>) -> Response {
+pub async fn list_models(
+    State(state): State<Shared>,
+    who: Option<axum::Extension<Identity>>,
+) -> Response {
     let body = state.live.load().models_listing(&state.upstream());
-    json_body(StatusCode::OK, body)
+    match who {
+        // A virtual key sees only the models it may use.
+        Some(axum::Extension(who)) => json_body(StatusCode::OK, only_allowed(&body, &who)),
+        None => json_body(StatusCode::OK, body),
+    }
+}
+
+/// A model listing with only the entries `who` (and its team) may use.
+fn only_allowed(listing: &Bytes, who: &Identity) -> Bytes {
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(listing) else {
+        return listing.clone();
+    };
+    if let Some(data) = v.get_mut("data").and_then(|d| d.as_array_mut()) {
+        data.retain(|m| {
+            let id = m.get("id").and_then(|i| i.as_str()).unwrap_or_default();
+            allowed(who, id)
+        });
+    }
+    Bytes::from(v.to_string())
+}
+
+fn allowed(who: &Identity, model: &str) -> bool {
+    who.key.limits.allows(model) && who.team.as_ref().is_none_or(|t| t.limits.allows(model))
 }
 
 pub async fn get_model(
     State(state): State<Shared>,
+    who: Option<axum::Extension<Identity>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let live = state.live.load();
-    if live.resolve(&id).is_none() {
+    if live.resolve(&id).is_none() || who.is_some_and(|w| !allowed(&w.0, &id)) {
         return Err(model_not_found(&id, &live.model_names));
     }
     let body = json!({"id": id, "object": "model", "created": live.created, "owned_by": "yallmp"});

@@ -56,6 +56,9 @@ struct Handshake {
     /// The socket's own upstream sockets (backends with
     /// `responses_websocket`), reused turn after turn.
     upstream: Arc<Sockets>,
+    /// Whether the upgrade came with a virtual key: each turn looks it up
+    /// again (a key revoked during the socket's life stops its turns).
+    virtual_key: bool,
 }
 
 /// `GET /responses`: the WebSocket upgrade (the client-key layer has
@@ -113,6 +116,10 @@ pub async fn upgrade(
             .get::<LogIds>()
             .and_then(|i| i.client.clone()),
         upstream: Arc::new(Sockets::default()),
+        virtual_key: parts
+            .extensions
+            .get::<crate::keys::service::Identity>()
+            .is_some(),
     };
     Ok(ws
         .max_message_size(max)
@@ -353,6 +360,24 @@ async fn turn(
     handshake: &Handshake,
     body: Bytes,
 ) -> Result<Option<(String, Value)>, axum::Error> {
+    let identity = if handshake.virtual_key {
+        let found = crate::identity::presented(&handshake.headers)
+            .and_then(|k| state.keys.identify(k))
+            .filter(|who| who.key.usable(chrono::Utc::now()));
+        if found.is_none() {
+            send_error(
+                socket,
+                401,
+                "invalid_request_error",
+                "This API key has been revoked or has expired.",
+            )
+            .await?;
+            return Ok(None);
+        }
+        found
+    } else {
+        None
+    };
     let own = super::new_request_id();
     let own_str = own.to_str().unwrap_or_default().to_string();
     let req = crate::proxy::Request {
@@ -371,6 +396,7 @@ async fn turn(
             .map(str::to_string),
         model_slot: None,
         sockets: Some(handshake.upstream.clone()),
+        identity,
     };
     let response = match state.proxy.handle(req).await {
         Ok(r) => r,

@@ -2,10 +2,10 @@
 //! and the OpenAPI document (`GET /openapi.json`) is written from it, so the
 //! two cannot disagree.
 
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use http::Method;
 
-use super::{Shared, admin, anthropic, cache, docs, health, logs, metrics, openai, ui};
+use super::{Shared, admin, anthropic, cache, docs, health, keys, logs, metrics, openai, ui};
 
 /// One route: where, what it takes and gives (schema names in the
 /// document's components), and its handler.
@@ -272,6 +272,102 @@ fn admin_routes() -> Vec<Route> {
             None,
             Some("Object"),
             post(logs::replay),
+        ),
+        route(
+            Method::GET,
+            "/keys",
+            "Virtual keys (no secrets), with their spend this period",
+            None,
+            Some("Object"),
+            get(keys::list_keys),
+        ),
+        route(
+            Method::POST,
+            "/keys",
+            "Make a virtual key (201; its secret is in `key`, shown this once)",
+            Some("Object"),
+            Some("Object"),
+            post(keys::create_key),
+        ),
+        route(
+            Method::GET,
+            "/keys/{id}",
+            "One virtual key",
+            None,
+            Some("Object"),
+            get(keys::get_key),
+        ),
+        route(
+            Method::PATCH,
+            "/keys/{id}",
+            "Change a virtual key (`null` clears a field)",
+            Some("Object"),
+            Some("Object"),
+            patch(keys::update_key),
+        ),
+        route(
+            Method::DELETE,
+            "/keys/{id}",
+            "Revoke a virtual key",
+            None,
+            Some("Object"),
+            delete(keys::revoke_key),
+        ),
+        route(
+            Method::POST,
+            "/keys/{id}/rotate",
+            "A new secret for a virtual key (the old one stops working)",
+            None,
+            Some("Object"),
+            post(keys::rotate_key),
+        ),
+        route(
+            Method::GET,
+            "/teams",
+            "Teams, with their spend this period",
+            None,
+            Some("Object"),
+            get(keys::list_teams),
+        ),
+        route(
+            Method::POST,
+            "/teams",
+            "Make a team",
+            Some("Object"),
+            Some("Object"),
+            post(keys::create_team),
+        ),
+        route(
+            Method::GET,
+            "/teams/{id}",
+            "One team (by id or name)",
+            None,
+            Some("Object"),
+            get(keys::get_team),
+        ),
+        route(
+            Method::PATCH,
+            "/teams/{id}",
+            "Change a team (`null` clears a field)",
+            Some("Object"),
+            Some("Object"),
+            patch(keys::update_team),
+        ),
+        route(
+            Method::DELETE,
+            "/teams/{id}",
+            "Delete a team (its keys stay, without a team)",
+            None,
+            Some("Object"),
+            delete(keys::delete_team),
+        ),
+        route(
+            Method::GET,
+            "/api/spend",
+            "Requests, tokens and cost by key, team, model or day",
+            None,
+            Some("Object"),
+            get(keys::spend),
         ),
         route(
             Method::GET,

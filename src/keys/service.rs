@@ -152,11 +152,59 @@ impl Changes {
     }
 }
 
+/// The keys and teams a config declares, as index entries (ids derived
+/// from their names, so they stay the same across restarts and reloads).
+pub fn declared(auth: &crate::config::AuthSettings) -> (Vec<VirtualKey>, Vec<Team>) {
+    let id = |kind: &str, name: &str| {
+        let h = secret::hash(name);
+        format!("cfg_{kind}_{}", &h[..16])
+    };
+    let epoch = DateTime::<Utc>::UNIX_EPOCH;
+    let teams: Vec<Team> = auth
+        .teams
+        .iter()
+        .map(|t| Team {
+            id: id("team", &t.name),
+            name: t.name.clone(),
+            limits: t.limits.clone(),
+            metadata: t.metadata.clone(),
+            created_at: epoch,
+            updated_at: epoch,
+            deleted_at: None,
+            source: Source::Config,
+        })
+        .collect();
+    let keys = auth
+        .keys
+        .iter()
+        .map(|k| VirtualKey {
+            id: id("key", &k.name),
+            name: k.name.clone(),
+            hash: secret::hash(k.secret.expose()),
+            hint: secret::hint(k.secret.expose()),
+            team_id: k
+                .team
+                .as_ref()
+                .and_then(|t| teams.iter().find(|x| &x.name == t))
+                .map(|t| t.id.clone()),
+            limits: k.limits.clone(),
+            expires_at: k.expires_at,
+            metadata: k.metadata.clone(),
+            created_at: epoch,
+            updated_at: epoch,
+            rotated_at: None,
+            revoked_at: None,
+            source: Source::Config,
+        })
+        .collect();
+    (keys, teams)
+}
+
 /// Every key and team, and the spend counters.
 pub struct Keys {
     ring: ArcSwap<Ring>,
     /// Declared in the config: always in the index, never in the database.
-    declared: (Vec<VirtualKey>, Vec<Team>),
+    declared: Mutex<(Vec<VirtualKey>, Vec<Team>)>,
     db: Option<Db>,
     pub spend: Arc<Spend>,
     /// The database tables' fingerprint at the last load.
@@ -177,7 +225,7 @@ impl Keys {
         let ring = Ring::build(declared_keys.clone(), declared_teams.clone());
         Keys {
             ring: ArcSwap::from_pointee(ring),
-            declared: (declared_keys, declared_teams),
+            declared: Mutex::new((declared_keys, declared_teams)),
             db,
             spend,
             seen: Mutex::new(None),
@@ -216,8 +264,10 @@ impl Keys {
             return Ok(false);
         }
         let (mut keys, mut teams) = (store::keys(db).await?, store::teams(db).await?);
-        keys.extend(self.declared.0.iter().cloned());
-        teams.extend(self.declared.1.iter().cloned());
+        if let Ok(d) = self.declared.lock() {
+            keys.extend(d.0.iter().cloned());
+            teams.extend(d.1.iter().cloned());
+        }
         self.ring.store(Arc::new(Ring::build(keys, teams)));
         if let Ok(mut s) = self.seen.lock() {
             *s = Some(version);
@@ -466,6 +516,18 @@ impl Keys {
         store::put_team(db, &team).await?;
         self.reload_now().await?;
         Ok(team)
+    }
+
+    /// The config's keys and teams changed (a reload): index them.
+    pub async fn set_declared(&self, keys: Vec<VirtualKey>, teams: Vec<Team>) {
+        if let Ok(mut d) = self.declared.lock() {
+            *d = (keys.clone(), teams.clone());
+        }
+        if self.db.is_none() {
+            self.ring.store(Arc::new(Ring::build(keys, teams)));
+        } else if let Err(e) = self.reload_now().await {
+            tracing::warn!(error = %e, "keys: reloading from the database failed");
+        }
     }
 
     async fn reload_now(&self) -> Result<(), sqlx::Error> {

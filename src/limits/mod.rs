@@ -33,6 +33,8 @@ use gcra::{Check, Table};
 pub enum Scope {
     Global,
     Key,
+    /// A virtual key's team (docs/keys-and-spend.md).
+    Team,
 }
 
 impl Scope {
@@ -40,6 +42,7 @@ impl Scope {
         match self {
             Scope::Global => "global",
             Scope::Key => "key",
+            Scope::Team => "team",
         }
     }
 }
@@ -78,6 +81,7 @@ impl fmt::Display for Denied {
         let scope = match self.scope {
             Scope::Global => "for all clients of this proxy",
             Scope::Key => "for this API key",
+            Scope::Team => "for this API key's team",
         };
         write!(
             f,
@@ -122,17 +126,23 @@ impl Limiter {
         self: &Arc<Self>,
         limits: &RateLimits,
         client: &str,
+        team: Option<(&str, crate::config::Limit)>,
     ) -> Result<Option<Ticket>, Denied> {
-        if !limits.any() {
+        let team = team.filter(|(_, l)| *l != crate::config::Limit::default());
+        if !limits.any() && team.is_none() {
             return Ok(None);
         }
-        let mut checks: Vec<Check> = Vec::with_capacity(4);
-        let mut about: Vec<(Scope, Unit, u64)> = Vec::with_capacity(4);
+        let mut checks: Vec<Check> = Vec::with_capacity(6);
+        let mut about: Vec<(Scope, Unit, u64)> = Vec::with_capacity(6);
         let mut tpm = Vec::new();
-        for (scope, limit, prefix) in [
+        let mut scopes = vec![
             (Scope::Key, limits.per_key, format!("rl:{client}:")),
             (Scope::Global, limits.global, "rl:global:".to_string()),
-        ] {
+        ];
+        if let Some((id, limit)) = team {
+            scopes.push((Scope::Team, limit, format!("rl:team:{id}:")));
+        }
+        for (scope, limit, prefix) in scopes {
             if let Some(rpm) = limit.rpm {
                 checks.push(Check::rpm(format!("{prefix}rpm"), rpm));
                 about.push((scope, Unit::Requests, rpm));
@@ -272,22 +282,22 @@ mod tests {
                 tpm: Some(100),
             },
         };
-        assert!(l.admit(&limits, "key:a").await.is_ok());
-        let d = l.admit(&limits, "key:a").await.err().unwrap();
+        assert!(l.admit(&limits, "key:a", None).await.is_ok());
+        let d = l.admit(&limits, "key:a", None).await.err().unwrap();
         assert_eq!((d.scope, d.unit, d.limit), (Scope::Key, Unit::Requests, 1));
         assert_eq!(d.retry_after_secs(), 60);
         assert!(d.to_string().contains("1 requests per minute (rpm)"));
-        let t = l.admit(&limits, "key:b").await.unwrap().unwrap();
+        let t = l.admit(&limits, "key:b", None).await.unwrap().unwrap();
         t.charge(250);
         // key:b is in debt for tokens: 150 tokens beyond a minute's worth.
-        let d = l.admit(&limits, "key:b").await.err().unwrap();
+        let d = l.admit(&limits, "key:b", None).await.err().unwrap();
         assert_eq!(d.unit, Unit::Tokens);
-        assert!(l.admit(&limits, "key:c").await.is_ok());
-        let d = l.admit(&limits, "key:d").await.err().unwrap();
+        assert!(l.admit(&limits, "key:c", None).await.is_ok());
+        let d = l.admit(&limits, "key:d", None).await.err().unwrap();
         assert_eq!(d.scope, Scope::Global);
         assert!(
             Limiter::new(None)
-                .admit(&RateLimits::default(), "x")
+                .admit(&RateLimits::default(), "x", None)
                 .await
                 .unwrap()
                 .is_none()

@@ -27,6 +27,10 @@ use crate::upstream;
 use crate::usage::{StreamUsage, Usage};
 
 /// What the request half leaves for the answer.
+/// The cost of a whole answer in USD, when its price is known
+/// (docs/keys-and-spend.md).
+pub const COST_HEADER: &str = "x-yallmp-cost";
+
 pub(super) struct Context<'a> {
     pub proxy: &'a Proxy,
     pub live: &'a Live,
@@ -45,6 +49,8 @@ pub(super) struct Context<'a> {
     pub cache_status: Option<cache::Status>,
     pub previous: Option<previous::Chain>,
     pub thinking: Option<ForRequest>,
+    /// Who pays for the answer (a virtual key's budgets).
+    pub bill: usage::Bill,
 }
 
 pub(super) async fn answer(
@@ -65,6 +71,7 @@ pub(super) async fn answer(
         cache_status,
         previous,
         thinking,
+        bill,
     } = cx;
     let logging = &live.config.logging;
     match answer {
@@ -76,9 +83,18 @@ pub(super) async fn answer(
             wire,
         } => {
             tracing::debug!(%model, backend = %backend.name, status = status.as_u16(), "answered");
-            usage::observe(&proxy.backends, &backend, Usage::from_body(&body), ticket);
+            let upstream_model = backend.upstream_model.as_deref().unwrap_or(model);
+            let cost = usage::observe(
+                &proxy.backends,
+                &backend,
+                upstream_model,
+                Usage::from_body(&body),
+                ticket,
+                &bill,
+            );
             if let Some(r) = guard.record() {
                 r.backend = Some(backend.name.clone());
+                r.price = backend.price_for(upstream_model);
             }
             // The record keeps what the upstream said; the client gets the
             // parsed answer, in its own dialect.
@@ -107,6 +123,11 @@ pub(super) async fn answer(
                 protocol::error(endpoint, wire, status.as_u16(), &body)
             };
             let mut response = respond(status, &headers, Body::from(sent));
+            if let Some(usd) = cost
+                && let Ok(v) = HeaderValue::from_str(&format!("{usd:.6}"))
+            {
+                response.headers_mut().insert(COST_HEADER, v);
+            }
             mark(&mut response, cache_status);
             routing_headers(&mut response, &backend.name, guard.attempts().len());
             if let Some((k, v)) = thinking.as_ref().and_then(|t| t.header(&backend)) {
@@ -132,8 +153,13 @@ pub(super) async fn answer(
             let tee = pending
                 .filter(|_| status.is_success())
                 .map(|p| p.tee(status.as_u16(), &headers));
+            let upstream_model = backend
+                .upstream_model
+                .clone()
+                .unwrap_or_else(|| model.to_string());
             if let Some(r) = guard.record() {
                 r.backend = Some(backend.name.clone());
+                r.price = backend.price_for(&upstream_model);
                 r.status = Some(status.as_u16());
                 r.response_headers = Some(response.headers().clone());
             }
@@ -180,6 +206,8 @@ pub(super) async fn answer(
                 backend,
                 usage: StreamUsage::default(),
                 ticket,
+                upstream_model,
+                bill,
             };
             let body = relay(
                 first,

@@ -64,6 +64,20 @@ pub enum ApiError {
     /// The request log's database could not be read for a previous response.
     #[error("could not read the stored responses: {0}")]
     ResponseStore(String),
+    /// A virtual key (or its team) may not use this model.
+    #[error("This API key may not use model `{model}`{team}.")]
+    ModelNotAllowed { model: String, team: String },
+    /// A virtual key's (or its team's) budget for the period is spent.
+    #[error(
+        "Budget exceeded for {who}: spent ${spent:.4} of ${max:.4}{period}. \
+         Ask for a larger budget, or wait for the next period."
+    )]
+    BudgetExceeded {
+        who: String,
+        spent: f64,
+        max: f64,
+        period: String,
+    },
 }
 
 impl ApiError {
@@ -82,6 +96,8 @@ impl ApiError {
             | ApiError::PreviousResponseNotFound(_)
             | ApiError::ResponseNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::ResponseStore(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
+            ApiError::BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Upstream { failure, .. } => match &failure.last {
                 LastFailure::Http { status, .. } => *status,
@@ -129,6 +145,12 @@ impl ApiError {
             }
             ApiError::ResponseNotFound(_) => ("invalid_request_error", json!("not_found")),
             ApiError::ResponseStore(_) => ("server_error", json!("response_store_unavailable")),
+            ApiError::ModelNotAllowed { .. } => {
+                ("invalid_request_error", json!("model_not_allowed"))
+            }
+            // What OpenAI sends for an exhausted quota: SDKs raise their
+            // rate-limit error for it.
+            ApiError::BudgetExceeded { .. } => ("insufficient_quota", json!("budget_exceeded")),
         };
         json!({"error": {"message": self.to_string(), "type": kind, "code": code}})
     }

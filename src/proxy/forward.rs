@@ -7,9 +7,14 @@ use serde_json::json;
 
 use super::answer::{self, Context};
 use super::error::ApiError;
+use super::usage::Bill;
 use super::{Forwarded, Proxy, Request, model_not_found};
 use crate::cache;
+use crate::config::Limit;
 use crate::endpoint::Endpoint;
+use crate::keys::service::Identity;
+use crate::keys::spend::Counter;
+use crate::keys::store::Owner;
 use crate::limits::Ticket;
 use crate::live::Live;
 use crate::pipeline::request::RequestBody;
@@ -32,13 +37,18 @@ pub(super) async fn forward(
     // Who the client is: its key, when it is a configured one (the
     // client-key layer let it through); without configured keys any token
     // would do, so a key-less client counts by its address.
-    let key = if live.config.auth.api_keys.is_empty() {
+    let who = req.identity.as_ref();
+    let key = if live.config.auth.api_keys.is_empty() && who.is_none() {
         None
     } else {
         crate::identity::presented(headers)
     };
+    if let (Some(w), Some(r)) = (who, guard.record()) {
+        r.key = Some((w.key.id.clone(), w.key.name.clone()));
+        r.team = w.team.as_ref().map(|t| t.name.clone());
+    }
     // Rate limits come first: a refused request costs no body read.
-    let ticket = admit(proxy, &live, key, req.peer).await?;
+    let ticket = admit(proxy, &live, key, req.peer, who).await?;
     let raw = read_body(req.body, headers, live.config.server.max_body_bytes).await?;
     if let Some(r) = guard.record() {
         r.request_body = raw.clone();
@@ -60,6 +70,11 @@ pub(super) async fn forward(
     if upstream::hop::seen(headers, &configured) {
         return Err(ApiError::LoopDetected(configured));
     }
+    // A virtual key: its models, then its (and its team's) budget.
+    let bill = match who {
+        Some(w) => grant(proxy, w, &model, &configured).await?,
+        None => Bill::default(),
+    };
     let plan = live
         .plan(&configured)
         .ok_or_else(|| model_not_found(&model, &live.model_names))?;
@@ -149,7 +164,7 @@ pub(super) async fn forward(
         headers,
         request_id: &req.request_id,
         stream,
-        forward_credentials: live.config.auth.api_keys.is_empty(),
+        forward_credentials: live.config.auth.api_keys.is_empty() && !proxy.keys.any(),
         registry: &proxy.backends,
         thinking: thinking
             .as_ref()
@@ -180,6 +195,7 @@ pub(super) async fn forward(
         cache_status,
         previous,
         thinking,
+        bill,
     };
     answer::answer(cx, answer, guard).await
 }
@@ -191,22 +207,108 @@ impl Restored for crate::thinking::restore::Restore {
 }
 
 /// The rate limits: a ticket to charge the answer's tokens to, or the
-/// refusal.
+/// refusal. A virtual key's own `rpm_limit`/`tpm_limit` replace the
+/// per-key ones; its team's limits count all the team's keys together.
 async fn admit(
     proxy: &Proxy,
     live: &Live,
     key: Option<&str>,
     peer: Option<std::net::SocketAddr>,
+    who: Option<&Identity>,
 ) -> Result<Option<Ticket>, ApiError> {
-    if !live.config.rate_limits.any() {
+    let mut limits = live.config.rate_limits;
+    let team = who.and_then(|w| w.team.as_ref()).map(|t| {
+        (
+            t.id.as_str(),
+            Limit {
+                rpm: t.limits.rpm_limit,
+                tpm: t.limits.tpm_limit,
+            },
+        )
+    });
+    if let Some(w) = who {
+        limits.per_key.rpm = w.key.limits.rpm_limit.or(limits.per_key.rpm);
+        limits.per_key.tpm = w.key.limits.tpm_limit.or(limits.per_key.tpm);
+    }
+    if !limits.any() && team.is_none_or(|(_, l)| l == Limit::default()) {
         return Ok(None);
     }
-    let client = crate::limits::client_id(key, peer.map(|p| p.ip()));
+    // A virtual key counts by its id (the same across rotations).
+    let client = match who {
+        Some(w) => crate::limits::client_id(Some(&w.key.id), None),
+        None => crate::limits::client_id(key, peer.map(|p| p.ip())),
+    };
     proxy
         .limits
-        .admit(&live.config.rate_limits, &client)
+        .admit(&limits, &client, team)
         .await
         .map_err(ApiError::RateLimited)
+}
+
+/// What a virtual key may do with this request: the model must be one of
+/// its (and its team's) `models`, and neither budget spent for the
+/// current period. Gives the counters the answer's cost goes to.
+async fn grant(
+    proxy: &Proxy,
+    who: &Identity,
+    model: &str,
+    configured: &str,
+) -> Result<Bill, ApiError> {
+    let allowed = |l: &crate::grant::Limits| l.allows(model) || l.allows(configured);
+    if !allowed(&who.key.limits) {
+        return Err(ApiError::ModelNotAllowed {
+            model: model.to_string(),
+            team: String::new(),
+        });
+    }
+    if let Some(t) = who.team.as_ref().filter(|t| !allowed(&t.limits)) {
+        return Err(ApiError::ModelNotAllowed {
+            model: model.to_string(),
+            team: format!(" (its team `{}` may not)", t.name),
+        });
+    }
+    let now = chrono::Utc::now();
+    let spend = proxy.keys.spend.clone();
+    let mut counters = Vec::with_capacity(2);
+    let owners = [
+        Some((
+            Owner::Key,
+            who.key.id.as_str(),
+            format!("key `{}`", who.key.name),
+            &who.key.limits,
+        )),
+        who.team.as_ref().map(|t| {
+            (
+                Owner::Team,
+                t.name.as_str(),
+                format!("team `{}`", t.name),
+                &t.limits,
+            )
+        }),
+    ];
+    for (owner, id, label, limits) in owners.into_iter().flatten() {
+        let counter = Counter::new(owner, id, limits.budget_duration, now);
+        if let Some(max) = limits.max_budget {
+            let spent = spend.spent(&counter).await;
+            if spent >= max {
+                return Err(ApiError::BudgetExceeded {
+                    who: label,
+                    spent,
+                    max,
+                    period: limits
+                        .budget_duration
+                        .map(|p| format!(" this period ({})", String::from(p)))
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        counters.push(counter);
+    }
+    Ok(Bill {
+        spend: Some(spend),
+        counters,
+        key: Some(std::sync::Arc::from(who.key.name.as_str())),
+    })
 }
 
 /// No backend could count: the documented estimate.

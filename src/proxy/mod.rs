@@ -74,6 +74,8 @@ pub struct Proxy {
     /// Translated Responses answers kept for `previous_response_id` until
     /// the log's writer has stored them (see [`previous`]).
     pub recent_responses: Arc<previous::Recent>,
+    /// Virtual keys and teams, and their spend (docs/keys-and-spend.md).
+    pub keys: Arc<crate::keys::service::Keys>,
 }
 
 impl Proxy {
@@ -108,6 +110,8 @@ pub struct Request {
     pub model_slot: Option<ModelSlot>,
     /// A Responses WebSocket's own upstream sockets, reused turn after turn.
     pub sockets: Option<Arc<crate::upstream::ws::Sockets>>,
+    /// The virtual key (and team) that made the request, when it was one.
+    pub identity: Option<crate::keys::service::Identity>,
 }
 
 /// What [`forward`] made of a request.

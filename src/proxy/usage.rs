@@ -1,10 +1,12 @@
 //! Where an answer's token usage becomes known: counted in
 //! `yallmp_tokens_total` (by the configured model of the backend that
-//! answered) and charged to the tokens-per-minute limits.
+//! answered), charged to the tokens-per-minute limits, priced, and the
+//! cost charged to the virtual key's and team's budgets ([`Bill`]).
 
 use std::sync::Arc;
 
 use crate::config::Backend;
+use crate::keys::spend::{Counter, Spend};
 use crate::limits::Ticket;
 use crate::router::state::Registry;
 use crate::usage::{StreamUsage, Usage};
@@ -16,6 +18,9 @@ pub struct Tokens {
     pub backend: Arc<Backend>,
     pub usage: StreamUsage,
     pub ticket: Option<Ticket>,
+    /// The model name the backend was asked for (its price's key).
+    pub upstream_model: String,
+    pub bill: Bill,
 }
 
 impl Drop for Tokens {
@@ -23,20 +28,60 @@ impl Drop for Tokens {
         observe(
             &self.backends,
             &self.backend,
+            &self.upstream_model,
             self.usage.get(),
             self.ticket.take(),
+            &self.bill,
         );
     }
 }
 
-/// Counts `usage` and charges it to the request's rate-limit ticket.
+/// Who pays for an answer: the virtual key's (and team's) budget counters
+/// for the current period, and the key's name for the metrics.
+#[derive(Clone, Default)]
+pub struct Bill {
+    pub spend: Option<Arc<Spend>>,
+    pub counters: Vec<Counter>,
+    /// The key's name (`(none)` without a virtual key).
+    pub key: Option<Arc<str>>,
+}
+
+/// The cost of `usage` at `backend`'s price for `upstream_model`.
+pub fn cost(backend: &Backend, upstream_model: &str, usage: &Usage) -> Option<f64> {
+    backend.price_for(upstream_model).map(|p| p.cost(usage))
+}
+
+/// Counts `usage`, charges it to the request's rate-limit ticket, and its
+/// cost to the bill; returns the cost when the price is known.
 pub fn observe(
     backends: &Registry,
     backend: &Backend,
+    upstream_model: &str,
     usage: Option<Usage>,
     ticket: Option<Ticket>,
-) {
-    let Some(usage) = usage else { return };
+    bill: &Bill,
+) -> Option<f64> {
+    let usage = usage?;
+    let cost = cost(backend, upstream_model, &usage);
+    let key: Arc<str> = bill.key.clone().unwrap_or_else(|| Arc::from("(none)"));
+    if let Some(usd) = cost {
+        let micro = (usd * 1e6).round();
+        if micro >= 1.0 {
+            metrics::counter!(crate::metrics_names::SPEND, "model" => backend.model_name.clone(), "key" => key.to_string())
+                .increment(micro as u64);
+        }
+        if let Some(spend) = &bill.spend {
+            spend.charge(bill.counters.clone(), usd);
+        }
+    }
+    if bill.key.is_some() {
+        for (kind, n) in [("input", usage.input()), ("output", usage.output())] {
+            if n > 0 {
+                metrics::counter!(crate::metrics_names::KEY_TOKENS, "model" => backend.model_name.clone(), "key" => key.to_string(), "kind" => kind)
+                    .increment(n);
+            }
+        }
+    }
     let model = backend.model_name.clone();
     let (input, output) = (usage.input(), usage.output());
     backends.add_tokens(&backend.name, input, output);
@@ -51,4 +96,5 @@ pub fn observe(
     if let Some(t) = ticket {
         t.charge(usage.total());
     }
+    cost
 }

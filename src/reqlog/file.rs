@@ -382,6 +382,22 @@ pub fn render(r: &Record, p: &Prepared, scrubber: &Scrubber) -> String {
         out.push_str(",\"cache\":");
         json::str(&mut out, c);
     }
+    // Who made it and what it cost (docs/keys-and-spend.md): only when
+    // there is a virtual key or a price, so other records read as before.
+    if let Some((id, name)) = &r.key {
+        out.push_str(",\"key_id\":");
+        json::str(&mut out, id);
+        out.push_str(",\"key_name\":");
+        json::str(&mut out, name);
+    }
+    if let Some(team) = &r.team {
+        out.push_str(",\"team\":");
+        json::str(&mut out, team);
+    }
+    if let Some(price) = r.price {
+        out.push_str(",\"cost_usd\":");
+        json::opt_f64(&mut out, p.usage.map(|u| price.cost(&u)));
+    }
     out.push_str("}\n");
     scrubber.scrub(out)
 }

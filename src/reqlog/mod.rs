@@ -125,6 +125,13 @@ pub struct Record {
     pub error: Option<String>,
     pub ttfb: Option<Duration>,
     pub total: Duration,
+    /// The price of the backend that answered, when known: the writer
+    /// turns the record's usage into `cost_usd` with it.
+    pub price: Option<crate::price::Price>,
+    /// The virtual key that made the request: its id and name, and its
+    /// team's name (docs/keys-and-spend.md).
+    pub key: Option<(String, String)>,
+    pub team: Option<String>,
     /// When the request started, for offsets.
     clock: Instant,
     limit: usize,
@@ -168,6 +175,9 @@ impl Record {
             error: None,
             ttfb: None,
             total: Duration::ZERO,
+            price: None,
+            key: None,
+            team: None,
             clock: Instant::now(),
             limit,
             queued_bytes: 0,

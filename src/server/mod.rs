@@ -121,6 +121,22 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         }
         None => None,
     };
+    let keys = {
+        let (declared_keys, declared_teams) = crate::keys::service::declared(&config.auth);
+        let db = writer.as_ref().and_then(|w| w.db()).cloned();
+        let spend = Arc::new(crate::keys::spend::Spend::new(db.clone(), redis.clone()));
+        let keys = Arc::new(crate::keys::service::Keys::new(
+            declared_keys,
+            declared_teams,
+            db,
+            spend,
+        ));
+        if let Err(e) = keys.reload().await {
+            tracing::warn!(error = %e, "keys: reading the virtual keys from the database failed");
+        }
+        keys.spawn_reload(std::time::Duration::from_secs(2));
+        keys
+    };
     let backends = Arc::new(crate::router::state::Registry::new(redis.clone()));
     crate::router::state::spawn_sync(&backends);
     let (model_store, config, model_version) = match crate::model_store::ModelStore::open(&config)
@@ -157,6 +173,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
             backends: backends.clone(),
             log_reader,
             recent_responses: Arc::default(),
+            keys,
         },
         started: Instant::now(),
         admin_lock: tokio::sync::Mutex::new(()),

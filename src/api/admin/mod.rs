@@ -298,7 +298,9 @@ async fn commit(state: &Shared, config: Config) -> Result<(), AdminError> {
     }
     state.log.update_secrets(&config);
     let thinking_dropped = state.thinking.retain_configured(&config);
+    let (declared_keys, declared_teams) = crate::keys::service::declared(&config.auth);
     state.live.store(Arc::new(Live::new(config)));
+    state.keys.set_declared(declared_keys, declared_teams).await;
     if thinking_dropped > 0 {
         tracing::info!(
             stores = thinking_dropped,

@@ -71,7 +71,9 @@ pub async fn reload_config(state: &Shared) -> Result<Value, AdminError> {
     }
     state.log.update_secrets(&config);
     let thinking_dropped = state.thinking.retain_configured(&config);
+    let (declared_keys, declared_teams) = crate::keys::service::declared(&config.auth);
     state.live.store(Arc::new(Live::new(config)));
+    state.keys.set_declared(declared_keys, declared_teams).await;
     tracing::info!(%changes, "config reloaded");
     if thinking_dropped > 0 {
         tracing::info!(

@@ -47,6 +47,11 @@ pub struct Row {
     /// A translated Responses answer's id and turn (`proxy::previous`).
     pub response_id: Option<String>,
     pub response_turn: Option<String>,
+    /// The answer's cost in USD (`None`: no price or no usage).
+    pub cost_usd: Option<f64>,
+    pub key_id: Option<String>,
+    pub key_name: Option<String>,
+    pub team: Option<String>,
 }
 
 impl Row {
@@ -91,6 +96,10 @@ impl Row {
                 .and_then(|t| t.get())
                 .map(|t| s.scrub(t.clone())),
             response_id: r.response_id,
+            cost_usd: r.price.zip(usage).map(|(p, u)| p.cost(&u)),
+            key_id: r.key.as_ref().map(|k| k.0.clone()),
+            key_name: r.key.map(|k| k.1),
+            team: r.team,
             id: r.id,
             method: r.method,
             path: r.path,
@@ -118,14 +127,14 @@ fn sqlite_insert_sql(n: usize) -> &'static str {
             "INSERT INTO requests (id, started_at, method, path, client_addr, model, backend, status, outcome, stream, \
              attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, request_headers, request_body, \
              request_body_truncated, attempts, response_headers, response_body, response_body_truncated, chunks, chunks_truncated, parsed, error, cache, \
-             client_request_id, response_id, response_turn) \
+             client_request_id, response_id, response_turn, cost_usd, key_id, key_name, team) \
              VALUES ",
         );
         for i in 0..n {
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+            sql.push_str("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
         }
         sql
     })
@@ -177,7 +186,11 @@ impl Db {
                             .bind(r.cache)
                             .bind(&r.client_request_id)
                             .bind(&r.response_id)
-                            .bind(&r.response_turn);
+                            .bind(&r.response_turn)
+                            .bind(r.cost_usd)
+                            .bind(&r.key_id)
+                            .bind(&r.key_name)
+                            .bind(&r.team);
                     }
                     written += q.execute(&mut *tx).await?.rows_affected();
                 }
@@ -190,9 +203,10 @@ impl Db {
                         "INSERT INTO requests (id, started_at, method, path, client_addr, model, backend, status, outcome, stream, \
                          attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, request_headers, request_body, \
                          request_body_text, request_body_truncated, attempts, response_headers, response_body, response_body_text, \
-                         response_body_truncated, chunks, chunks_truncated, parsed, error, cache, client_request_id, response_id, response_turn) \
+                         response_body_truncated, chunks, chunks_truncated, parsed, error, cache, client_request_id, response_id, response_turn, \
+                         cost_usd, key_id, key_name, team) \
                          VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17::jsonb,$18::jsonb,$19,$20,$21::jsonb,$22::jsonb,\
-                         $23::jsonb,$24,$25,$26::jsonb,$27,$28::jsonb,$29,$30,$31,$32,$33) \
+                         $23::jsonb,$24,$25,$26::jsonb,$27,$28::jsonb,$29,$30,$31,$32,$33,$34,$35,$36,$37) \
                          ON CONFLICT (id) DO NOTHING",
                     )
                     .bind(pg_text(&r.id))
@@ -228,6 +242,10 @@ impl Db {
                     .bind(r.client_request_id.as_deref().map(pg_text))
                     .bind(r.response_id.as_deref().map(pg_text))
                     .bind(r.response_turn.as_deref().map(pg_text))
+                    .bind(r.cost_usd)
+                    .bind(r.key_id.as_deref().map(pg_text))
+                    .bind(r.key_name.as_deref().map(pg_text))
+                    .bind(r.team.as_deref().map(pg_text))
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();

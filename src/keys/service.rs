@@ -376,8 +376,8 @@ impl Keys {
     /// Changes a key's name, team, limits, expiry or metadata.
     pub async fn update_key(&self, id: &str, c: &Changes) -> Result<VirtualKey, KeyError> {
         let _one = self.writing.lock().await;
-        let db = self.db()?;
         let mut key = (*self.api_key(id)?).clone();
+        let db = self.db()?;
         if let Some(name) = c.name(false)? {
             key.name = name;
         }
@@ -400,8 +400,8 @@ impl Keys {
     /// Revokes a key at once (its row, spend and records stay).
     pub async fn revoke_key(&self, id: &str) -> Result<VirtualKey, KeyError> {
         let _one = self.writing.lock().await;
-        let db = self.db()?;
         let mut key = (*self.api_key(id)?).clone();
+        let db = self.db()?;
         let now = Utc::now();
         key.revoked_at.get_or_insert(now);
         key.updated_at = now;
@@ -414,8 +414,8 @@ impl Keys {
     /// limits, spend and records stay.
     pub async fn rotate_key(&self, id: &str) -> Result<(VirtualKey, String), KeyError> {
         let _one = self.writing.lock().await;
-        let db = self.db()?;
         let mut key = (*self.api_key(id)?).clone();
+        let db = self.db()?;
         if key.revoked_at.is_some() {
             return Err(KeyError::Invalid("a revoked key cannot be rotated".into()));
         }
@@ -474,13 +474,13 @@ impl Keys {
 
     pub async fn update_team(&self, id: &str, c: &Changes) -> Result<Team, KeyError> {
         let _one = self.writing.lock().await;
-        let db = self.db()?;
         if c.team.is_some() || c.expires_at.is_some() {
             return Err(KeyError::Invalid(
                 "`team` and `expires_at` are a key's fields, not a team's".into(),
             ));
         }
         let mut team = (*self.api_team(id)?).clone();
+        let db = self.db()?;
         if let Some(name) = c.name(false)? {
             if name != team.name && self.team(&name).is_some() {
                 return Err(KeyError::Conflict(name));
@@ -500,8 +500,8 @@ impl Keys {
     /// Deletes a team; its keys stay, without a team.
     pub async fn delete_team(&self, id: &str) -> Result<Team, KeyError> {
         let _one = self.writing.lock().await;
-        let db = self.db()?;
         let mut team = (*self.api_team(id)?).clone();
+        let db = self.db()?;
         let now = Utc::now();
         team.deleted_at = Some(now);
         team.updated_at = now;

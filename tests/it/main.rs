@@ -27,6 +27,7 @@ mod faults;
 mod forward;
 mod forward_edges;
 mod interleaved_thinking;
+mod keys;
 mod limits;
 mod messages;
 mod metrics;

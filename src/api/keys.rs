@@ -33,7 +33,8 @@ impl IntoResponse for Refused {
 impl From<KeyError> for Refused {
     fn from(e: KeyError) -> Refused {
         let (status, code) = match &e {
-            KeyError::NotFound(..) => (StatusCode::NOT_FOUND, "not_found"),
+            KeyError::NotFound("key", _) => (StatusCode::NOT_FOUND, "key_not_found"),
+            KeyError::NotFound(..) => (StatusCode::NOT_FOUND, "team_not_found"),
             KeyError::ReadOnly(_) => (StatusCode::CONFLICT, "read_only"),
             KeyError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             KeyError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),

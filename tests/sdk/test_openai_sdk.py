@@ -183,13 +183,18 @@ def proxy_url(request, tmp_path_factory, litellm_base) -> str:
         for name, target in PROXY_MODELS.items()
     ]
     models.append({"model_name": STUB_MODEL, "model_params": {"api_type": "stub"}})
-    config = work / "config.yaml"
-    config.write_text(
-        json.dumps(
-            {"model_list": models, "proxy_settings": {"enable_responses_endpoint": True}},
-            indent=2,
-        )
+    yield from running_yallmp(
+        request,
+        work,
+        {"model_list": models, "proxy_settings": {"enable_responses_endpoint": True}},
     )
+
+
+def running_yallmp(request, work: Path, config_dict: dict):
+    """Starts the yallmp binary on port 0 with this config (in `work`),
+    yields its base URL, and stops it (its log goes into the report)."""
+    config = work / "config.yaml"
+    config.write_text(json.dumps(config_dict, indent=2))
     log = work / "yallmp.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("YALLMP_")}
     env.setdefault("RUST_LOG", "info")
@@ -457,3 +462,47 @@ def test_responses_stream_helper_stub(client):
             pass
         final = stream.get_final_response()
     assert final.output_text == prompt
+
+
+# Virtual keys (docs/keys-and-spend.md): what the SDK raises for a model the
+# key may not use, and for a spent budget.
+VK = "yk-sdk-test-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def keyed_proxy_url(request, tmp_path_factory) -> str:
+    """yallmp with a declared virtual key: the stub only, a tiny budget."""
+    work = tmp_path_factory.mktemp("yallmp-keys")
+    config = {
+        "model_list": [
+            # 1 USD a token: the first answer spends the budget.
+            {"model_name": STUB_MODEL, "model_params": {"api_type": "stub",
+                "pricing": {"input": 1000000, "output": 1000000}}},
+            {"model_name": "other", "model_params": {"api_type": "stub"}},
+        ],
+        "proxy_settings": {
+            "logging": {"database": {"enabled": False}},
+            "auth": {"keys": [{"name": "sdk", "key": VK, "models": [STUB_MODEL],
+                               "max_budget": 0.5}]},
+        },
+    }
+    yield from running_yallmp(request, work, config)
+
+
+def test_a_forbidden_model_is_permission_denied_and_a_spent_budget_rate_limited(keyed_proxy_url):
+    with openai.OpenAI(base_url=f"{keyed_proxy_url}/v1", api_key=VK, max_retries=0, timeout=60) as c:
+        with pytest.raises(openai.PermissionDeniedError) as denied:
+            c.chat.completions.create(model="other", messages=[{"role": "user", "content": "hi"}])
+        assert denied.value.code == "model_not_allowed"
+        raw = c.chat.completions.with_raw_response.create(
+            model=STUB_MODEL, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert float(raw.headers["x-yallmp-cost"]) > 0.5
+        with pytest.raises(openai.RateLimitError) as spent:
+            c.chat.completions.create(model=STUB_MODEL, messages=[{"role": "user", "content": "hi"}])
+        assert spent.value.code == "budget_exceeded"
+        assert spent.value.type == "insufficient_quota"
+        assert [m.id for m in c.models.list()] == [STUB_MODEL]
+    with openai.OpenAI(base_url=f"{keyed_proxy_url}/v1", api_key="yk-wrong", max_retries=0) as c:
+        with pytest.raises(openai.AuthenticationError):
+            c.models.list()

@@ -239,6 +239,31 @@ mod tests {
     }
 
     #[test]
+    fn the_loader_reports_unknown_keys_in_order_then_the_first_other_error() {
+        let e = crate::Config::from_yaml(
+            "proxy_settings:\n  servr: {}\n  parsers: {swap_reasoning_content: {think_open: {prefx: '<'}}}\n  server: {port: high}\n  bogus: 1\n",
+            None,
+            &crate::config::Env::isolated::<[(&str, &str); 0], _, _>([]),
+        )
+        .unwrap_err()
+        .errors;
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert_eq!(
+            e[0],
+            "proxy_settings.servr: unknown key `servr`; did you mean `server`?"
+        );
+        // `Affix` is read through its twin in `parsers.rs`.
+        assert_eq!(
+            e[1],
+            "proxy_settings.parsers.swap_reasoning_content.think_open.prefx: unknown key `prefx`; did you mean `prefix`?"
+        );
+        assert!(
+            e[2].starts_with("proxy_settings.server.port: invalid type: string"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn report_names_the_path_and_suggests() {
         let mut errors = Errors::default();
         report::<RawConfig>(&path(&["proxy_settings", "servr"]), &mut errors);

@@ -30,7 +30,6 @@ pub enum CacheEndpoint {
 
 /// `proxy_settings.cache` as written.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawCache {
     #[serde(default)]
     pub enabled: bool,

@@ -24,7 +24,6 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// `{host, port}` as written.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawAddr {
     pub host: Option<String>,
     pub port: Option<u16>,
@@ -32,7 +31,6 @@ pub struct RawAddr {
 
 /// `http_forwarder_settings.target`: `{scheme, host, port}`.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawHttpTarget {
     pub scheme: Option<String>,
     pub host: Option<String>,
@@ -41,7 +39,6 @@ pub struct RawHttpTarget {
 
 /// `forwarder_settings` as written.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawTcpForwarder {
     pub listen: Option<RawAddr>,
     pub target: Option<RawAddr>,
@@ -60,7 +57,6 @@ pub struct RawTcpForwarder {
 
 /// `http_forwarder_settings` as written.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawHttpForwarder {
     /// Send the client's `Host` header to the target (default true); when
     /// false the target's own `host:port` is sent.

@@ -29,6 +29,7 @@ mod settings;
 pub mod streaming;
 pub mod thinking;
 mod tree;
+mod unknown;
 mod url;
 
 pub use env::Env;

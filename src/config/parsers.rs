@@ -12,7 +12,7 @@ pub use crate::template::{Affix, ArgFormat, ToolFormat};
 
 /// One response parser configuration (global, or a model's own).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct ParsersSettings {
     /// Global default false; a model's own block defaults to true (the
     /// loader fills that in).
@@ -62,7 +62,7 @@ pub enum ResponseModule {
 
 /// `parse_tags`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct ParseTagsSettings {
     /// A Jinja chat template to detect tags and the tool format from
     /// (relative to the config file); empty for none.
@@ -149,11 +149,13 @@ impl TemplateInfo {
 
 /// `swap_reasoning_content`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct SwapSettings {
     pub mode: SwapMode,
     pub think_tag: String,
+    #[serde(deserialize_with = "AffixDef::deserialize")]
     pub think_open: Affix,
+    #[serde(deserialize_with = "AffixDef::deserialize")]
     pub think_close: Affix,
     /// A newline between the close tag and the answer.
     pub include_newline: bool,
@@ -171,6 +173,20 @@ impl Default for SwapSettings {
     }
 }
 
+/// [`Affix`] as the config reads it: its own `Deserialize` (in `template`)
+/// rejects unknown keys, which would stop the loader with serde's wording;
+/// read through this twin, an unknown key is left for the loader to report
+/// like any other (`unknown.rs`). A field added to `Affix` fails to compile
+/// here until it is added too.
+#[derive(Deserialize)]
+#[serde(remote = "Affix")]
+struct AffixDef {
+    #[serde(default)]
+    prefix: String,
+    #[serde(default)]
+    suffix: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SwapMode {
@@ -181,7 +197,7 @@ pub enum SwapMode {
 
 /// `normalize_reasoning`: the field names reasoning is written to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct NormalizeSettings {
     pub fields: Vec<String>,
 }

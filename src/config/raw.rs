@@ -2,9 +2,10 @@
 //! `model_params` and LiteLLM's `litellm_params`). Defaults live here: a key
 //! left out stays `None` as written (so `key:` with no value means the
 //! default too), and the accessor of the same name gives its value or the
-//! default; the `DEFAULT_*` values are re-exported by `config`. Every
-//! struct rejects unknown keys so typos are caught with their key path
-//! (the LiteLLM keys accepted with a warning are in `litellm.rs`).
+//! default; the `DEFAULT_*` values are re-exported by `config`. The structs
+//! leave unknown keys unread; the loader reports each with its key path
+//! (`unknown.rs`; the LiteLLM keys accepted with a warning are in
+//! `litellm.rs`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -36,7 +37,6 @@ pub const DEFAULT_COOLDOWN_TIME: Duration = Duration::from_secs(5);
 pub const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
     pub model_list: Vec<RawModelEntry>,
@@ -68,7 +68,6 @@ impl RawConfig {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawModelEntry {
     pub model_name: String,
     pub model_params: Option<RawModelParams>,
@@ -101,6 +100,9 @@ pub enum RawParameter {
     Bare(serde_json::Value),
 }
 
+/// Rejects unknown keys itself: read through the untagged [`RawParameter`],
+/// it is out of `serde_ignored`'s sight, and a map with other keys is a
+/// bare value instead.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawParameterFull {
@@ -117,7 +119,6 @@ impl RawParameterFull {
 
 /// Backend parameters; the same keys in both dialects.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawModelParams {
     pub api_base: Option<String>,
     pub api_key: Option<String>,
@@ -193,7 +194,6 @@ impl RawModelParams {
 
 /// `model_params.health_check`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawHealthCheck {
     /// Seconds between checks (default 30).
     pub interval: Option<f64>,
@@ -214,7 +214,6 @@ impl RawHealthCheck {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawProxySettings {
     #[serde(default)]
     pub server: RawServer,
@@ -253,7 +252,6 @@ impl RawProxySettings {
 
 /// `proxy_settings.rate_limits`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRateLimits {
     pub global: Option<RawLimit>,
     pub per_key: Option<RawLimit>,
@@ -261,7 +259,6 @@ pub struct RawRateLimits {
 
 /// `{rpm, tpm}`: either may be left out (no limit).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawLimit {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
@@ -269,7 +266,6 @@ pub struct RawLimit {
 
 /// `proxy_settings.cors`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawCors {
     /// Origins allowed (`https://app.example.com`), or `["*"]` for any.
     #[serde(default)]
@@ -284,7 +280,6 @@ pub struct RawCors {
 
 /// `proxy_settings.auth`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawAuth {
     /// Keys clients must send (`Authorization: Bearer` or `x-api-key`).
     #[serde(default)]
@@ -335,7 +330,6 @@ pub struct RawDeclaredTeam {
 
 /// `proxy_settings.logging`: the request log.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawLogging {
     #[serde(default)]
     pub files: RawLogFiles,
@@ -372,7 +366,6 @@ impl RawLogging {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawLogFiles {
     pub enabled: Option<bool>,
     pub dir: Option<String>,
@@ -391,7 +384,6 @@ impl RawLogFiles {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawToggle {
     pub enabled: Option<bool>,
 }
@@ -405,7 +397,6 @@ impl RawToggle {
 
 /// Top-level `database`: where request records (and later runtime state) go.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawDatabase {
     /// `sqlite` (default) or `postgres`.
     pub backend: Option<String>,
@@ -418,7 +409,6 @@ pub struct RawDatabase {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawConnection {
     #[serde(default)]
     pub sqlite: RawSqlite,
@@ -427,7 +417,6 @@ pub struct RawConnection {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawSqlite {
     pub path: Option<String>,
 }
@@ -441,7 +430,6 @@ impl RawSqlite {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawPostgres {
     pub host: Option<String>,
     pub port: Option<u16>,
@@ -463,14 +451,12 @@ impl RawPostgres {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRetention {
     pub max_age_days: Option<f64>,
     pub max_rows: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub host: Option<String>,
     pub port: Option<u16>,
@@ -531,7 +517,6 @@ pub enum RawWorkers {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRouterSettings {
     pub num_retries: Option<u32>,
     pub fallbacks: Option<RawFallbacks>,
@@ -570,7 +555,6 @@ impl RawRouterSettings {
 /// LiteLLM's `general_settings`; what yallmp does not implement is kept aside
 /// and warned about by the loader.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawGeneralSettings {
     pub enable_responses_endpoint: Option<bool>,
     /// LiteLLM's proxy key: accepted as one more client key.

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 
 /// `model_params.reasoning` as written.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawReasoning {
     pub style: Option<String>,
     pub effort: Option<String>,

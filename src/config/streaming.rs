@@ -8,7 +8,6 @@ use serde::Deserialize;
 
 /// `proxy_settings.streaming` as written.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawStreaming {
     /// The largest upstream event (or line), in bytes; a longer one ends
     /// the stream with an error event (default 16 MiB).

@@ -1,15 +1,16 @@
 //! Surgery on the YAML tree before it is typed: deserialization that
-//! reports every unknown key (removing each and trying again), strings of
-//! whole `${VAR}` references retyped, LiteLLM keys taken out as warnings.
+//! reports every unknown key (found by `serde_ignored`, see `unknown.rs`),
+//! strings of whole `${VAR}` references retyped, LiteLLM keys taken out as
+//! warnings.
 
 use serde_yaml::Value;
 
 use super::errors::Errors;
-use super::{env, litellm, nearest, raw};
+use super::{env, litellm, raw, unknown};
 
 /// Deserializes the tree; each unknown key is reported with its path and the
-/// nearest known key, removed, and the rest tried again, so one run reports
-/// every typo. Any other error is reported and ends the attempt.
+/// nearest known key (in the order they are met), so one run reports every
+/// typo. Any other error is reported after them and ends the attempt.
 ///
 /// A value that was a whole `${VAR}` reference and fails as a string where
 /// the schema wants a number or a boolean is retyped and tried again.
@@ -19,40 +20,31 @@ pub(super) fn deserialize_collecting(
     whole: &std::collections::HashSet<String>,
 ) -> Option<raw::RawConfig> {
     for _ in 0..200 {
-        match serde_path_to_error::deserialize::<_, raw::RawConfig>(tree.clone()) {
-            Ok(raw) => return Some(raw),
-            Err(e) => {
-                let path = e.path().to_string();
-                let msg = e.inner().to_string();
-                if msg.starts_with("invalid type: string")
-                    && whole.contains(&path)
-                    && retype_at(&mut tree, e.path())
-                {
-                    continue;
-                }
-                let Some(unknown) = msg
-                    .strip_prefix("unknown field `")
-                    .and_then(|r| r.split('`').next())
-                else {
-                    errors.at(&path, msg);
-                    return None;
-                };
-                let expected: Vec<&str> = msg
-                    .split_once("expected")
-                    .map(|(_, r)| r.split('`').skip(1).step_by(2).collect())
-                    .unwrap_or_default();
-                let mut what = format!("unknown key `{unknown}`");
-                if let Some(s) = nearest(unknown, &expected) {
-                    what.push_str(&format!("; did you mean `{s}`?"));
-                } else if !expected.is_empty() {
-                    what.push_str(&format!("; known keys: {}", expected.join(", ")));
-                }
-                errors.at(&path, what);
-                if !remove_at(&mut tree, e.path()) {
-                    return None;
-                }
-            }
+        let mut ignored = Vec::new();
+        let result = {
+            let mut note = |path: serde_ignored::Path<'_>| ignored.push(unknown::steps(&path));
+            serde_path_to_error::deserialize::<_, raw::RawConfig>(serde_ignored::Deserializer::new(
+                tree.clone(),
+                &mut note,
+            ))
+        };
+        if let Err(e) = &result
+            && e.inner().to_string().starts_with("invalid type: string")
+            && whole.contains(&e.path().to_string())
+            && retype_at(&mut tree, e.path())
+        {
+            continue;
         }
+        for at in &ignored {
+            unknown::report::<raw::RawConfig>(at, errors);
+        }
+        return match result {
+            Ok(raw) => Some(raw),
+            Err(e) => {
+                errors.at(e.path(), e.inner());
+                None
+            }
+        };
     }
     None
 }
@@ -86,19 +78,6 @@ fn retype_at(tree: &mut Value, path: &serde_path_to_error::Path) -> bool {
             true
         }
         None => false,
-    }
-}
-
-/// Removes the key at `path`.
-fn remove_at(tree: &mut Value, path: &serde_path_to_error::Path) -> bool {
-    use serde_path_to_error::Segment;
-    let segs: Vec<&Segment> = path.iter().collect();
-    let Some((Segment::Map { key }, parents)) = segs.split_last() else {
-        return false;
-    };
-    match node_at(tree, parents) {
-        Some(Value::Mapping(m)) => m.remove(key.as_str()).is_some(),
-        _ => false,
     }
 }
 

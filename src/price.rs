@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::usage::Usage;
 
 /// USD per million tokens.
+// No `deny_unknown_fields`: the config loader reports unknown keys itself
+// (serde_ignored), with their key paths.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Price {
     pub input: f64,
     pub output: f64,

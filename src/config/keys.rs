@@ -199,6 +199,17 @@ mod tests {
         ] {
             assert!(e.contains(want), "{want} in\n{e}");
         }
+        let e = load(
+            "proxy_settings:\n  auth:\n    keys: [{name: a, key: 'yk-0123456789abcdefgh', max_budgt: 1}]\n\
+             model_list:\n  - {model_name: a, model_params: {api_base: 'http://x/v1', pricing: {input: 1, output: 2, cached: 1}}}\n",
+        )
+        .unwrap_err();
+        for want in [
+            "proxy_settings.auth.keys[0].max_budgt: unknown key `max_budgt`; did you mean `max_budget`?",
+            "model_list[0].model_params.pricing.cached: unknown key `cached`",
+        ] {
+            assert!(e.contains(want), "{want} in\n{e}");
+        }
     }
 
     #[test]

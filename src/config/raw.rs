@@ -296,7 +296,6 @@ pub struct RawAuth {
 
 /// `proxy_settings.auth.keys[]`: a virtual key with its secret.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawDeclaredKey {
     pub name: Option<String>,
     /// The secret itself (through `${VAR}`).
@@ -316,7 +315,6 @@ pub struct RawDeclaredKey {
 
 /// `proxy_settings.auth.teams[]`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawDeclaredTeam {
     pub name: Option<String>,
     #[serde(default)]

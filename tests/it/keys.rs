@@ -253,7 +253,10 @@ async fn keys_hold_requests_to_their_models_and_budgets_and_costs_are_logged() {
         "{e}"
     );
     let (s, e) = admin(server, "PATCH", "/admin/keys/key_nope", Some(json!({}))).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("key_not_found")));
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (404, Some("key_not_found"))
+    );
     let (s, e) = admin(server, "POST", "/admin/teams", Some(json!({"name": "ml"}))).await;
     assert_eq!((s, e["error"]["code"].as_str()), (409, Some("conflict")));
     logged.server.shutdown().await;

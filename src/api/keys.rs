@@ -73,46 +73,40 @@ fn resets_at(period: Option<crate::grant::Period>, now: DateTime<Utc>) -> Option
     None
 }
 
-async fn key_view(state: &Shared, k: &VirtualKey) -> Value {
+/// A key or team as listed: its fields, its spend this period and when
+/// the period ends.
+async fn with_spend(
+    state: &Shared,
+    item: impl serde::Serialize,
+    owner: Owner,
+    who: &str,
+    period: Option<crate::grant::Period>,
+) -> Value {
     let now = Utc::now();
     let spent = state
         .keys
         .spend
-        .spent(&Counter::new(
-            Owner::Key,
-            &k.id,
-            k.limits.budget_duration,
-            now,
-        ))
+        .spent(&Counter::new(owner, who, period, now))
         .await;
-    let mut v = serde_json::to_value(k).unwrap_or(Value::Null);
+    let mut v = serde_json::to_value(item).unwrap_or(Value::Null);
+    v["spend"] = json!(spent);
+    v["budget_resets_at"] = json!(resets_at(period, now));
+    v
+}
+
+async fn key_view(state: &Shared, k: &VirtualKey) -> Value {
+    let mut v = with_spend(state, k, Owner::Key, &k.id, k.limits.budget_duration).await;
     v["team"] = json!(
         k.team_id
             .as_deref()
             .and_then(|t| state.keys.team(t))
             .map(|t| t.name.clone())
     );
-    v["spend"] = json!(spent);
-    v["budget_resets_at"] = json!(resets_at(k.limits.budget_duration, now));
     v
 }
 
 async fn team_view(state: &Shared, t: &Team) -> Value {
-    let now = Utc::now();
-    let spent = state
-        .keys
-        .spend
-        .spent(&Counter::new(
-            Owner::Team,
-            &t.name,
-            t.limits.budget_duration,
-            now,
-        ))
-        .await;
-    let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
-    v["spend"] = json!(spent);
-    v["budget_resets_at"] = json!(resets_at(t.limits.budget_duration, now));
-    v
+    with_spend(state, t, Owner::Team, &t.name, t.limits.budget_duration).await
 }
 
 /// `GET /admin/keys`

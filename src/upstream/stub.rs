@@ -76,17 +76,7 @@ pub fn respond(endpoint: Endpoint, body: &[u8]) -> UpstreamResponse {
 }
 
 fn json_response(status: StatusCode, body: &Value) -> UpstreamResponse {
-    let bytes = Bytes::from(body.to_string());
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    UpstreamResponse {
-        status,
-        headers,
-        body: futures::stream::once(async move { Ok(bytes) }).boxed(),
-    }
+    super::json_answer(status, Bytes::from(body.to_string()))
 }
 
 fn sse_response(frames: Vec<Bytes>) -> UpstreamResponse {

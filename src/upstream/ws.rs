@@ -387,17 +387,10 @@ fn error_answer(text: &str) -> UpstreamResponse {
         .get("error")
         .cloned()
         .unwrap_or_else(|| serde_json::json!({"message": text, "type": "server_error"}));
-    let body = Bytes::from(serde_json::json!({ "error": error }).to_string());
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    UpstreamResponse {
+    super::json_answer(
         status,
-        headers,
-        body: futures::stream::once(async move { Ok(body) }).boxed(),
-    }
+        Bytes::from(serde_json::json!({ "error": error }).to_string()),
+    )
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ mod admin;
 mod admin_api;
 mod admin_api_large;
 mod admin_ui;
+mod admin_ui_keys;
 mod anthropic;
 mod azure;
 mod cache;

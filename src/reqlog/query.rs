@@ -91,6 +91,10 @@ pub struct Filter {
     pub q: Option<String>,
     /// The client's `x-request-id` (exact).
     pub client_request_id: Option<String>,
+    /// A virtual key's name (exact).
+    pub key: Option<String>,
+    /// A team's name (exact).
+    pub team: Option<String>,
 }
 
 /// Where a page starts: just after this row (newest first).
@@ -164,11 +168,15 @@ impl Filter {
                     | "min_latency_ms"
                     | "q"
                     | "client_request_id"
+                    | "key"
+                    | "team"
             ));
         }
         match k {
             "model" => self.model = Some(text("model", v)?),
             "backend" => self.backend = Some(text("backend", v)?),
+            "key" => self.key = Some(text("key", v)?),
+            "team" => self.team = Some(text("team", v)?),
             "status" => {
                 let lower = v.to_ascii_lowercase();
                 self.status = Some(match lower.as_bytes() {
@@ -278,6 +286,14 @@ impl Sql {
             and(self);
             self.push("client_request_id = ").arg(Arg::Text(c.clone()));
         }
+        if let Some(k) = &f.key {
+            and(self);
+            self.push("key_name = ").arg(Arg::Text(k.clone()));
+        }
+        if let Some(t) = &f.team {
+            and(self);
+            self.push("team = ").arg(Arg::Text(t.clone()));
+        }
         match f.status {
             Some(StatusFilter::Exact(s)) => {
                 and(self);
@@ -366,7 +382,7 @@ impl Sql {
 /// The columns of a list row (the time index serves `started_at`, `id`,
 /// `latency_ms`, `total_tokens`; the rest come from the row).
 const LIST_COLUMNS: &str = "SELECT id, started_at, method, path, model, backend, status, outcome, stream, \
-     attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, cache, error, client_request_id FROM requests";
+     attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, cache, error, client_request_id, key_name, team, cost_usd FROM requests";
 
 /// One page, newest first.
 #[derive(Debug, Clone)]
@@ -403,7 +419,7 @@ pub async fn list(db: &Db, req: &PageRequest) -> Result<Page, QueryError> {
     Ok(Page {
         rows: rows
             .iter()
-            .map(|r| with_client_request_id(summary(r), r))
+            .map(|r| with_spend(with_client_request_id(summary(r), r), r, 18))
             .collect(),
         next_cursor,
     })
@@ -432,6 +448,15 @@ fn summary(r: &DbRow) -> Value {
         "cache": r.str(15),
         "error": r.str(16),
     })
+}
+
+/// Columns `at`.. of a query: the virtual key's name, the team and the
+/// cost (docs/keys-and-spend.md).
+fn with_spend(mut v: Value, r: &DbRow, at: usize) -> Value {
+    v["key_name"] = json!(r.str(at));
+    v["team"] = json!(r.str(at + 1));
+    v["cost_usd"] = json!(r.float(at + 2));
+    v
 }
 
 /// Column 17 of the list's and the detail's query: the client's
@@ -463,13 +488,13 @@ pub async fn fetch(db: &Db, id: &str) -> Result<Option<Value>, QueryError> {
             "SELECT id, started_at, method, path, model, backend, status, outcome, stream, \
              attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, cache, error, client_request_id, \
              client_addr, request_headers, request_body, request_body_truncated, attempts, response_headers, response_body, \
-             response_body_truncated, chunks, chunks_truncated, parsed FROM requests WHERE id = "
+             response_body_truncated, chunks, chunks_truncated, parsed, key_name, team, cost_usd FROM requests WHERE id = "
         }
         Db::Postgres(_) => {
             "SELECT id, started_at, method, path, model, backend, status, outcome, stream, \
              attempts_count, ttfb_ms, latency_ms, prompt_tokens, completion_tokens, total_tokens, cache, error, client_request_id, \
              client_addr, request_headers::text, request_body_text, request_body_truncated, attempts::text, response_headers::text, \
-             response_body_text, response_body_truncated, chunks::text, chunks_truncated, parsed::text FROM requests WHERE id = "
+             response_body_text, response_body_truncated, chunks::text, chunks_truncated, parsed::text, key_name, team, cost_usd FROM requests WHERE id = "
         }
     };
     let mut sql = Sql::new(db, cols);
@@ -479,7 +504,7 @@ pub async fn fetch(db: &Db, id: &str) -> Result<Option<Value>, QueryError> {
         return Ok(None);
     };
     // The first columns are the list's, in its order.
-    let mut v = with_client_request_id(summary(r), r);
+    let mut v = with_spend(with_client_request_id(summary(r), r), r, 29);
     v["client_addr"] = json!(r.str(18));
     let request_body_text = r.str(20).unwrap_or_default();
     let chunks = json_or_text(r.str(26));

@@ -112,6 +112,34 @@ async fn keys_and_spend_pages_in_chromium() {
     );
     screenshot(&c, "admin-keys").await;
 
+    // The logs show the key, the team and the cost, and filter by key.
+    c.goto(&format!("{base}/admin/#/logs?key=ci-bot"))
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the request with its key, team and cost",
+        "const t = document.querySelector('table.logs')?.innerText || ''; \
+         return t.includes('ci-bot') && t.includes('ml') && t.includes('$0.7000')",
+    )
+    .await;
+    c.goto(&format!("{base}/admin/#/logs?key=nobody"))
+        .await
+        .unwrap();
+    until(
+        &c,
+        "no request for another key",
+        "return !!document.querySelector('p.empty') && !document.querySelector('p.empty').hidden",
+    )
+    .await;
+    c.goto(&format!("{base}/admin/#/keys")).await.unwrap();
+    until(
+        &c,
+        "the Keys page again",
+        "return !!document.querySelector('#keys-table')",
+    )
+    .await;
+
     // Revoked from its row: the row says so, and the key is refused.
     c.execute("window.confirm = () => true", vec![])
         .await

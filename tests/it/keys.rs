@@ -226,6 +226,23 @@ async fn keys_hold_requests_to_their_models_and_budgets_and_costs_are_logged() {
     );
     let (s, _) = admin(server, "GET", "/admin/api/spend?group_by=week", None).await;
     assert_eq!(s, 400);
+    // The log's list says who and what it cost, and filters by key and team.
+    let (_, logs) = admin(server, "GET", "/admin/api/logs?key=ci&team=ml", None).await;
+    let rows = logs["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 5, "{logs}");
+    assert!(
+        rows.iter()
+            .all(|r| r["key_name"] == "ci" && r["team"] == "ml"),
+        "{logs}"
+    );
+    let costs: Vec<f64> = rows.iter().filter_map(|r| r["cost_usd"].as_f64()).collect();
+    assert_eq!(costs.len(), 2, "only the two answers have a cost: {logs}");
+    let (_, detail) = admin(server, "GET", &format!("/admin/api/logs/{own_id}"), None).await;
+    assert!(
+        (detail["cost_usd"].as_f64().unwrap() - 0.7).abs() < 1e-9,
+        "{detail}"
+    );
+    assert_eq!(detail["key_name"], "ci");
 
     // Rotation: the old secret stops, the spend stays with the key.
     let (s, rotated) = admin(server, "POST", &format!("/admin/keys/{id}/rotate"), None).await;

@@ -3,7 +3,7 @@
 import { h, mount, clear, fmtMs, fmtTime, fmtNum, statusBadge, outcomeBadge } from './dom.js';
 import { api, qs, AuthError } from './api.js';
 
-const FILTERS = ['model', 'backend', 'status', 'outcome', 'stream', 'since', 'until', 'min_latency_ms', 'q'];
+const FILTERS = ['model', 'backend', 'status', 'outcome', 'stream', 'since', 'until', 'min_latency_ms', 'q', 'key', 'team'];
 const POLL_MS = 2500;
 
 /** datetime-local value (local time) ⇄ RFC 3339. */
@@ -36,6 +36,8 @@ export async function renderLogs(main, params) {
     h('div', { class: 'field' }, h('label', { for: 'since' }, 'From'), h('input', { id: 'since', name: 'since', type: 'datetime-local', step: 1, value: toLocalInput(f.since) })),
     h('div', { class: 'field' }, h('label', { for: 'until' }, 'To'), h('input', { id: 'until', name: 'until', type: 'datetime-local', step: 1, value: toLocalInput(f.until) })),
     h('div', { class: 'field' }, h('label', { for: 'min_latency_ms' }, 'Min latency (ms)'), h('input', { id: 'min_latency_ms', name: 'min_latency_ms', type: 'number', min: 0, value: f.min_latency_ms, size: 6 })),
+    h('div', { class: 'field' }, h('label', { for: 'key' }, 'Key'), h('input', { id: 'key', name: 'key', value: f.key, placeholder: 'key name', size: 10 })),
+    h('div', { class: 'field' }, h('label', { for: 'team' }, 'Team'), h('input', { id: 'team', name: 'team', value: f.team, placeholder: 'team', size: 8 })),
     h('div', { class: 'field grow' }, h('label', { for: 'q' }, 'Search bodies'), h('input', { id: 'q', name: 'q', type: 'search', value: f.q, placeholder: 'text in request or response' })),
     h('div', { class: 'field actions' },
       h('button', { type: 'submit', class: 'primary' }, 'Apply'),
@@ -59,8 +61,8 @@ export async function renderLogs(main, params) {
   const tbody = h('tbody');
   const table = h('table', { class: 'logs' },
     h('caption', { class: 'sr-only' }, 'Logged requests, newest first'),
-    h('thead', {}, h('tr', {}, ['Time', 'Model', 'Backend', 'Status', 'Outcome', 'Stream', 'Attempts', 'Latency', 'TTFT', 'Tokens in', 'Tokens out']
-      .map((c, i) => h('th', { scope: 'col', class: i >= 6 ? 'num' : '' }, c)))),
+    h('thead', {}, h('tr', {}, ['Time', 'Model', 'Backend', 'Status', 'Outcome', 'Stream', 'Attempts', 'Latency', 'TTFT', 'Tokens in', 'Tokens out', 'Key', 'Team', 'Cost']
+      .map((c, i) => h('th', { scope: 'col', class: i >= 6 && i <= 10 || i === 13 ? 'num' : '' }, c)))),
     tbody);
   const more = h('button', { type: 'button', class: 'ghost', hidden: true }, 'Older requests');
   const empty = h('p', { class: 'muted empty', hidden: true }, 'No request matches.');
@@ -90,7 +92,10 @@ export async function renderLogs(main, params) {
       h('td', { class: 'num' }, fmtMs(r.latency_ms)),
       h('td', { class: 'num' }, fmtMs(r.ttfb_ms)),
       h('td', { class: 'num' }, fmtNum(r.prompt_tokens)),
-      h('td', { class: 'num' }, fmtNum(r.completion_tokens)));
+      h('td', { class: 'num' }, fmtNum(r.completion_tokens)),
+      h('td', { class: 'muted' }, r.key_name || '–'),
+      h('td', { class: 'muted' }, r.team || '–'),
+      h('td', { class: 'num' }, r.cost_usd === null || r.cost_usd === undefined ? '–' : `$${Number(r.cost_usd).toFixed(4)}`));
     tr.addEventListener('click', (ev) => { if (ev.target.tagName !== 'A') location.hash = href; });
     return tr;
   }

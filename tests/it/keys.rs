@@ -226,6 +226,25 @@ async fn keys_hold_requests_to_their_models_and_budgets_and_costs_are_logged() {
     );
     let (s, _) = admin(server, "GET", "/admin/api/spend?group_by=week", None).await;
     assert_eq!(s, 400);
+    // Metrics: spend (micro-USD) and tokens by model and key name.
+    let text = metrics_text(server).await;
+    assert_eq!(
+        metric_value(
+            &text,
+            "yallmp_spend_micro_usd_total",
+            &[("model", "m1"), ("key", "ci")]
+        ),
+        Some(1_400_000.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            "yallmp_key_tokens_total",
+            &[("model", "m1"), ("key", "ci"), ("kind", "input")]
+        ),
+        Some(6.0)
+    );
     // The log's list says who and what it cost, and filters by key and team.
     let (_, logs) = admin(server, "GET", "/admin/api/logs?key=ci&team=ml", None).await;
     let rows = logs["data"].as_array().unwrap();

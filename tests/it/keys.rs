@@ -344,6 +344,22 @@ async fn a_stream_is_charged_at_its_end_and_a_key_has_its_own_rate_limit() {
         (429, Some("budget_exceeded"))
     );
 
+    // An expired key is refused as such.
+    let (s, old) = admin(
+        server,
+        "POST",
+        "/admin/keys",
+        Some(json!({"name": "old", "expires_at": "2020-01-01T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{old}");
+    let (s, _, e) = chat(server, old["key"].as_str().unwrap(), "m1").await;
+    assert_eq!(s, 401);
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("expired"),
+        "{e}"
+    );
+
     // Its own requests per minute replace the (absent) global ones.
     let (_, key) = admin(
         server,

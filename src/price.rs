@@ -167,11 +167,12 @@ fn catalog() -> &'static HashMap<String, Price> {
 pub fn shipped(model: &str) -> Option<Price> {
     let prices = catalog();
     let bare = model.rsplit_once('/').map_or(model, |(_, m)| m);
-    [model, bare]
-        .into_iter()
-        .flat_map(|m| [Some(m), undated(m)])
-        .flatten()
-        .find_map(|m| prices.get(m).copied())
+    // No allocation: this runs for every answer of an unpriced backend.
+    let get = |m: &str| prices.get(m).copied();
+    get(model)
+        .or_else(|| undated(model).and_then(get))
+        .or_else(|| get(bare))
+        .or_else(|| undated(bare).and_then(get))
 }
 
 /// `m` without a trailing `-YYYY-MM-DD` or `-YYYYMMDD`.
@@ -183,14 +184,18 @@ fn undated(m: &str) -> Option<&str> {
     {
         return Some(head);
     }
-    let parts: Vec<&str> = m.rsplitn(4, '-').collect();
-    if parts.len() == 4
-        && parts[0].len() == 2
-        && parts[1].len() == 2
-        && parts[2].len() == 4
-        && parts[..3].iter().all(|p| digits(p))
+    // `-YYYY-MM-DD`: the last 11 bytes.
+    let b = m.as_bytes();
+    let n = b.len();
+    if n > 11
+        && b[n - 11] == b'-'
+        && b[n - 6] == b'-'
+        && b[n - 3] == b'-'
+        && digits(&m[n - 10..n - 6])
+        && digits(&m[n - 5..n - 3])
+        && digits(&m[n - 2..])
     {
-        return Some(parts[3]);
+        return Some(&m[..n - 11]);
     }
     None
 }

@@ -83,18 +83,18 @@ pub(super) async fn answer(
             wire,
         } => {
             tracing::debug!(%model, backend = %backend.name, status = status.as_u16(), "answered");
-            let upstream_model = backend.upstream_model.as_deref().unwrap_or(model);
+            let price = backend.price_for(backend.upstream_model.as_deref().unwrap_or(model));
             let cost = usage::observe(
                 &proxy.backends,
                 &backend,
-                upstream_model,
+                price,
                 Usage::from_body(&body),
                 ticket,
                 &bill,
             );
             if let Some(r) = guard.record() {
                 r.backend = Some(backend.name.clone());
-                r.price = backend.price_for(upstream_model);
+                r.price = price;
             }
             // The record keeps what the upstream said; the client gets the
             // parsed answer, in its own dialect.
@@ -153,13 +153,10 @@ pub(super) async fn answer(
             let tee = pending
                 .filter(|_| status.is_success())
                 .map(|p| p.tee(status.as_u16(), &headers));
-            let upstream_model = backend
-                .upstream_model
-                .clone()
-                .unwrap_or_else(|| model.to_string());
+            let price = backend.price_for(backend.upstream_model.as_deref().unwrap_or(model));
             if let Some(r) = guard.record() {
                 r.backend = Some(backend.name.clone());
-                r.price = backend.price_for(&upstream_model);
+                r.price = price;
                 r.status = Some(status.as_u16());
                 r.response_headers = Some(response.headers().clone());
             }
@@ -206,7 +203,7 @@ pub(super) async fn answer(
                 backend,
                 usage: StreamUsage::default(),
                 ticket,
-                upstream_model,
+                price,
                 bill,
             };
             let body = relay(

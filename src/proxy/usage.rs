@@ -18,8 +18,8 @@ pub struct Tokens {
     pub backend: Arc<Backend>,
     pub usage: StreamUsage,
     pub ticket: Option<Ticket>,
-    /// The model name the backend was asked for (its price's key).
-    pub upstream_model: String,
+    /// The answering backend's price, when known.
+    pub price: Option<crate::price::Price>,
     pub bill: Bill,
 }
 
@@ -28,7 +28,7 @@ impl Drop for Tokens {
         observe(
             &self.backends,
             &self.backend,
-            &self.upstream_model,
+            self.price,
             self.usage.get(),
             self.ticket.take(),
             &self.bill,
@@ -46,28 +46,23 @@ pub struct Bill {
     pub key: Option<Arc<str>>,
 }
 
-/// The cost of `usage` at `backend`'s price for `upstream_model`.
-pub fn cost(backend: &Backend, upstream_model: &str, usage: &Usage) -> Option<f64> {
-    backend.price_for(upstream_model).map(|p| p.cost(usage))
-}
-
 /// Counts `usage`, charges it to the request's rate-limit ticket, and its
 /// cost to the bill; returns the cost when the price is known.
 pub fn observe(
     backends: &Registry,
     backend: &Backend,
-    upstream_model: &str,
+    price: Option<crate::price::Price>,
     usage: Option<Usage>,
     ticket: Option<Ticket>,
     bill: &Bill,
 ) -> Option<f64> {
     let usage = usage?;
-    let cost = cost(backend, upstream_model, &usage);
-    let key: Arc<str> = bill.key.clone().unwrap_or_else(|| Arc::from("(none)"));
+    let cost = price.map(|p| p.cost(&usage));
+    let key = || bill.key.as_deref().unwrap_or("(none)").to_string();
     if let Some(usd) = cost {
         let micro = (usd * 1e6).round();
         if micro >= 1.0 {
-            metrics::counter!(crate::metrics_names::SPEND, "model" => backend.model_name.clone(), "key" => key.to_string())
+            metrics::counter!(crate::metrics_names::SPEND, "model" => backend.model_name.clone(), "key" => key())
                 .increment(micro as u64);
         }
         if let Some(spend) = &bill.spend {
@@ -77,7 +72,7 @@ pub fn observe(
     if bill.key.is_some() {
         for (kind, n) in [("input", usage.input()), ("output", usage.output())] {
             if n > 0 {
-                metrics::counter!(crate::metrics_names::KEY_TOKENS, "model" => backend.model_name.clone(), "key" => key.to_string(), "kind" => kind)
+                metrics::counter!(crate::metrics_names::KEY_TOKENS, "model" => backend.model_name.clone(), "key" => key(), "kind" => kind)
                     .increment(n);
             }
         }

@@ -69,6 +69,26 @@ impl Usage {
         (usage != Usage::default()).then_some(usage)
     }
 
+    /// A whole answer read once: `Err` when it is not JSON, else its
+    /// `usage` (the router's check that a success is JSON and the usage the
+    /// answer is charged for, in one pass over the body).
+    pub fn from_json_answer(body: &[u8]) -> Result<Option<Usage>, ()> {
+        #[derive(serde::Deserialize)]
+        struct Top {
+            #[serde(default)]
+            usage: Option<Typed>,
+        }
+        match serde_json::from_slice::<Top>(body) {
+            Ok(top) => Ok(top.usage.and_then(Typed::usage)),
+            // Not an object, a repeated key, a `usage` of another shape:
+            // checked, then read the long way.
+            Err(_) => match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => Ok(Usage::from_body(body)),
+                Err(_) => Err(()),
+            },
+        }
+    }
+
     /// The `usage` of a whole JSON answer; only that member is read, the
     /// rest skipped over.
     pub fn from_body(body: &[u8]) -> Option<Usage> {
@@ -194,6 +214,172 @@ impl StreamUsage {
     }
 }
 
+/// A `usage` object read straight into its counts (no `Value` tree), with
+/// the rules of [`Usage::from_value`]: the first name present as an
+/// integer wins; anything else is no count.
+#[derive(serde::Deserialize)]
+struct Typed {
+    #[serde(default)]
+    prompt_tokens: Count,
+    #[serde(default)]
+    input_tokens: Count,
+    #[serde(default)]
+    completion_tokens: Count,
+    #[serde(default)]
+    output_tokens: Count,
+    #[serde(default)]
+    total_tokens: Count,
+    #[serde(default)]
+    cache_read_input_tokens: Count,
+    #[serde(default)]
+    cache_creation_input_tokens: Count,
+    #[serde(default)]
+    prompt_tokens_details: Details,
+    #[serde(default)]
+    input_tokens_details: Details,
+    #[serde(default)]
+    completion_tokens_details: Details,
+    #[serde(default)]
+    output_tokens_details: Details,
+}
+
+impl Typed {
+    fn usage(self) -> Option<Usage> {
+        let cache_read = self.cache_read_input_tokens.0;
+        let cache_write = self.cache_creation_input_tokens.0;
+        let usage = Usage {
+            prompt_tokens: self.prompt_tokens.0.or(self.input_tokens.0),
+            completion_tokens: self.completion_tokens.0.or(self.output_tokens.0),
+            total_tokens: self.total_tokens.0,
+            cached_tokens: cache_read
+                .or(self.prompt_tokens_details.cached_tokens.0)
+                .or(self.input_tokens_details.cached_tokens.0),
+            cache_write_tokens: cache_write,
+            reasoning_tokens: self
+                .completion_tokens_details
+                .reasoning_tokens
+                .0
+                .or(self.output_tokens_details.reasoning_tokens.0),
+            cache_apart: cache_read.is_some() || cache_write.is_some(),
+        };
+        (usage != Usage::default()).then_some(usage)
+    }
+}
+
+/// `*_tokens_details`: an object with the counts, else nothing.
+#[derive(Default)]
+struct Details {
+    cached_tokens: Count,
+    reasoning_tokens: Count,
+}
+
+impl<'de> serde::Deserialize<'de> for Details {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Details;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Details, A::Error> {
+                let mut out = Details::default();
+                while let Some(key) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "cached_tokens" => out.cached_tokens = m.next_value()?,
+                        "reasoning_tokens" => out.reasoning_tokens = m.next_value()?,
+                        _ => {
+                            m.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<Details, A::Error> {
+                while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Details::default())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Details, E> {
+                Ok(Details::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Details, E> {
+                Ok(Details::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Details, E> {
+                Ok(Details::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Details, E> {
+                Ok(Details::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Details, E> {
+                Ok(Details::default())
+            }
+            fn visit_unit<E>(self) -> Result<Details, E> {
+                Ok(Details::default())
+            }
+            fn visit_none<E>(self) -> Result<Details, E> {
+                Ok(Details::default())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A count: an integer that fits `i64` (as `Value::as_i64` reads it),
+/// else nothing (a float, a string, null, an object).
+#[derive(Default)]
+struct Count(Option<i64>);
+
+impl<'de> serde::Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Count, E> {
+                Ok(Count(Some(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Count, E> {
+                Ok(Count(i64::try_from(v).ok()))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+            fn visit_unit<E>(self) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+            fn visit_none<E>(self) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Count, A::Error> {
+                while m
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Count(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Count, A::Error> {
+                while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Count(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Whether `bytes` hold `"usage"` followed by `:` and an object.
 fn has_usage_object(bytes: &[u8]) -> bool {
     let key = memmem::Finder::new(b"\"usage\"");
@@ -228,6 +414,27 @@ mod tests {
         assert_eq!(Usage::from_body(br#"{"usage":null}"#), None);
         assert_eq!(Usage::from_body(br#"{"id":"no usage"}"#), None);
         assert_eq!(Usage::from_body(b"not json"), None);
+        // The one-pass reader agrees, and tells JSON from not.
+        let bodies: [&[u8]; 8] = [
+            &openai[..],
+            &anthropic[..],
+            br#"{"usage":null}"#,
+            br#"{"id":"no usage"}"#,
+            br#"{"usage":{"prompt_tokens":1.5,"input_tokens":3,"completion_tokens":"x","output_tokens":{"a":1},"prompt_tokens_details":null,"input_tokens_details":{"cached_tokens":2},"completion_tokens_details":[1],"output_tokens_details":{"reasoning_tokens":4,"x":[1,{"y":2}]}}}"#,
+            br#"{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2}}"#,
+            br#"[{"usage":{"prompt_tokens":1}}]"#,
+            br#"{"usage":{"prompt_tokens":18446744073709551615,"total_tokens":-3}}"#,
+        ];
+        for body in bodies {
+            assert_eq!(
+                Usage::from_json_answer(body),
+                Ok(Usage::from_body(body)),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert_eq!(Usage::from_json_answer(b"not json"), Err(()));
+        assert_eq!(Usage::from_json_answer(br#"{"usage":{"#), Err(()));
         // A string mentioning usage is not usage.
         assert_eq!(Usage::from_body(br#"{"x":"\"usage\": {"}"#), None);
     }

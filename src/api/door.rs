@@ -49,5 +49,7 @@ pub async fn proxy(state: &Shared, endpoint: Endpoint, req: Request) -> Result<R
         sockets: ext.remove::<std::sync::Arc<crate::upstream::ws::Sockets>>(),
         identity: ext.remove::<crate::keys::service::Identity>(),
     };
-    state.proxy.handle(req).await
+    // Boxed once here: the layers above then move a pointer, not the
+    // request's whole future (several kB), each time they wrap it.
+    Box::pin(state.proxy.handle(req)).await
 }

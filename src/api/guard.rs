@@ -19,8 +19,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 use http::{HeaderMap, Method, StatusCode, header};
 use serde_json::json;
@@ -38,45 +37,45 @@ fn is_ui_file(path: &str) -> bool {
     path == "/admin" || path == "/admin/" || path.starts_with("/admin/assets/")
 }
 
-/// Layer on the whole router: applies the rules above to `/admin` paths.
-pub async fn admin_edge(State(state): State<Shared>, req: Request, next: Next) -> Response {
+/// The rules above for `/admin` paths: the refusal, when the request
+/// breaks one (called by the router's edge layer, [`super::edge`]).
+pub fn admin_refusal(state: &Shared, req: &Request) -> Option<Response> {
     if !is_admin(req.uri().path()) {
-        return next.run(req).await;
+        return None;
     }
-    let host = request_host(&req);
+    let host = request_host(req);
     let live = state.live.load();
     let allowed = &live.config.server.allowed_hosts;
     if let Some(h) = &host
         && !host_allowed(h, state.listen, allowed)
     {
         tracing::warn!(host = %h.chars().take(100).collect::<String>(), "admin request refused: Host is not this proxy");
-        return refuse(
+        return Some(refuse(
             StatusCode::FORBIDDEN,
             "host_not_allowed",
             "The admin API answers only requests addressed to this proxy: a loopback address, localhost, \
              the listen address or a name in proxy_settings.server.allowed_hosts.",
-        );
+        ));
     }
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if (changes || !is_ui_file(req.uri().path()))
         && let Some(why) = cross_site(req.headers(), host.as_deref(), allowed)
     {
         tracing::warn!(reason = why, method = %req.method(), path = %req.uri().path(), "admin request refused: cross-site");
-        return refuse(
+        return Some(refuse(
             StatusCode::FORBIDDEN,
             "cross_site_request",
             &format!("Cross-site requests to the admin API are refused ({why})."),
-        );
+        ));
     }
     if changes && has_body(req.headers()) && !is_json(req.headers()) {
-        return refuse(
+        return Some(refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "json_required",
             "Admin changes take a JSON body: send `Content-Type: application/json`.",
-        );
+        ));
     }
-    drop(live);
-    next.run(req).await
+    None
 }
 
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
@@ -162,7 +161,7 @@ pub async fn render(State(state): State<Shared>, req: Request) -> Response {
 }
 
 /// Counts and times one request until its body has been sent (or dropped).
-struct Observed {
+pub(super) struct Observed {
     route: Arc<str>,
     slot: ModelSlot,
     status: StatusCode,
@@ -183,10 +182,10 @@ impl Drop for Observed {
     }
 }
 
-/// The layer: in-flight gauge, request count and duration, labelled with
-/// the route template (`unmatched` for unknown routes).
-pub async fn observe(mut req: Request, next: Next) -> Response {
-    let started = Instant::now();
+/// The start of a request's count (the router's edge layer,
+/// [`super::edge`]): in-flight gauge, request count and duration, labelled
+/// with the route template (`unmatched` for unknown routes).
+pub(super) fn begin(req: &mut Request) -> Observed {
     let route: Arc<str> = req
         .extensions()
         .get::<MatchedPath>()
@@ -194,17 +193,19 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
     let slot = ModelSlot::default();
     req.extensions_mut().insert(slot.clone());
     metrics::gauge!(IN_FLIGHT).increment(1.0);
-    let mut observed = Observed {
+    Observed {
         route,
         slot,
         status: StatusCode::INTERNAL_SERVER_ERROR,
-        started,
-    };
-    let response = next.run(req).await;
+        started: Instant::now(),
+    }
+}
+
+/// The end of [`begin`]'s count: the response, its body carrying the
+/// count until its last byte has gone out (or the client went away).
+pub(super) fn end(mut observed: Observed, response: Response) -> Response {
     observed.status = response.status();
     let (parts, body) = response.into_parts();
-    // The guard rides with the body: it records when the last byte has gone
-    // out, or when the client goes away.
     let body = body.map_frame(move |frame| {
         let _ = &observed;
         frame

@@ -43,7 +43,7 @@ pub use settings::{
     DeclaredTeam, Limit, LoggingSettings, Origin, PostgresTarget, RateLimits, RedisSettings,
     RouterSettings, RoutingStrategy, Secret, ServerSettings, Workers,
 };
-pub use url::{mask_url_secret, url_secret};
+pub use url::{Target, mask_url_secret, url_secret};
 
 pub use raw::{
     DEFAULT_AZURE_API_VERSION, DEFAULT_HOST, DEFAULT_LOG_DIR, DEFAULT_LOG_MAX_BODY,

@@ -103,7 +103,7 @@ pub struct Backend {
     /// Request parameter defaults.
     pub parameters: Arc<[Parameter]>,
     /// The endpoint URLs, parsed once, by [`Endpoint::index`](crate::endpoint::Endpoint::index).
-    pub urls: Option<Arc<[reqwest::Url]>>,
+    pub urls: Option<Arc<[super::url::Target]>>,
     /// Weight, order and health check.
     pub routing: BackendRouting,
     /// `interleaved_thinking`, when on.

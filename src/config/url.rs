@@ -8,9 +8,9 @@ use super::{ApiType, Backend};
 impl Backend {
     /// Parses the endpoint URLs once (`urls`).
     pub fn parse_urls(&mut self) {
-        let urls: Option<Vec<reqwest::Url>> = crate::endpoint::Endpoint::ALL
+        let urls: Option<Vec<Target>> = crate::endpoint::Endpoint::ALL
             .iter()
-            .map(|e| reqwest::Url::parse(&self.endpoint_url(*e)).ok())
+            .map(|e| Target::parse(&self.endpoint_url(*e)))
             .collect();
         self.urls = urls.map(Arc::from);
     }
@@ -64,6 +64,46 @@ impl Backend {
         url.push_str(&self.api_base);
         url.push_str(endpoint);
         url
+    }
+}
+
+/// Where an upstream request goes: the URI without its userinfo, and that
+/// userinfo as `Authorization: Basic`, as HTTP clients send a URL's
+/// credentials.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub uri: http::Uri,
+    pub basic: Option<http::HeaderValue>,
+}
+
+impl Target {
+    /// `None` when `url` is not an absolute http(s) URL.
+    pub fn parse(url: &str) -> Option<Target> {
+        use base64::Engine as _;
+        let mut parsed = reqwest::Url::parse(url).ok()?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return None;
+        }
+        let basic = if parsed.username().is_empty() && parsed.password().is_none() {
+            None
+        } else {
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            let user = decode(parsed.username());
+            let password = parsed.password().map(decode).unwrap_or_default();
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            let mut value = http::HeaderValue::from_str(&format!("Basic {token}")).ok()?;
+            value.set_sensitive(true);
+            parsed.set_username("").ok()?;
+            parsed.set_password(None).ok()?;
+            Some(value)
+        };
+        let uri = http::Uri::try_from(parsed.as_str()).ok()?;
+        Some(Target { uri, basic })
     }
 }
 

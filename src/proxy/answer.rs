@@ -24,7 +24,7 @@ use crate::reqlog::{Outcome, RecordGuard};
 use crate::router::Answer;
 use crate::thinking::ForRequest;
 use crate::upstream;
-use crate::usage::{StreamUsage, Usage};
+use crate::usage::StreamUsage;
 
 /// What the request half leaves for the answer.
 /// The cost of a whole answer in USD, when its price is known
@@ -81,17 +81,11 @@ pub(super) async fn answer(
             body,
             backend,
             wire,
+            usage: read,
         } => {
             tracing::debug!(%model, backend = %backend.name, status = status.as_u16(), "answered");
             let price = backend.price_for(backend.upstream_model.as_deref().unwrap_or(model));
-            let cost = usage::observe(
-                &proxy.backends,
-                &backend,
-                price,
-                Usage::from_body(&body),
-                ticket,
-                &bill,
-            );
+            let cost = usage::observe(&proxy.backends, &backend, price, read, ticket, &bill);
             if let Some(r) = guard.record() {
                 r.backend = Some(backend.name.clone());
                 r.price = price;

@@ -51,9 +51,12 @@ pub use forward::ESTIMATE_HEADER;
 pub struct Proxy {
     /// The current snapshot; requests load it once.
     pub live: ArcSwap<Live>,
-    /// The pooled client for upstreams, used where the serving thread has
-    /// none of its own ([`Proxy::upstream`]).
+    /// The proxy's own calls' client (health checks, model catalogs,
+    /// replays); clients' requests go through [`Proxy::http`].
     pub client: reqwest::Client,
+    /// The pooled client for clients' requests upstream, used where the
+    /// serving thread has none of its own ([`Proxy::http`]).
+    pub http: crate::upstream::Http,
     /// The request log.
     pub log: crate::reqlog::RequestLog,
     /// Set when shutdown begins (requests cut after it count as cancelled).
@@ -82,8 +85,13 @@ impl Proxy {
     /// The upstream client for a request served on this thread: the
     /// thread's own under a thread-per-core server (its connections are
     /// driven where the request runs), else the shared one.
+    pub fn http(&self) -> crate::upstream::Http {
+        crate::upstream::client_here(&self.http)
+    }
+
+    /// The client for the proxy's own calls (a model catalog, a replay).
     pub fn upstream(&self) -> reqwest::Client {
-        crate::upstream::client_here(&self.client)
+        self.client.clone()
     }
 }
 

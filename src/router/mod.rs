@@ -42,6 +42,8 @@ pub enum Answer {
         backend: Arc<Backend>,
         /// The endpoint (dialect) the backend answered on.
         wire: Endpoint,
+        /// The answer's `usage`, read when the body was checked.
+        usage: Option<crate::usage::Usage>,
     },
     /// An event stream whose first event has arrived and is not an error.
     Stream {
@@ -82,7 +84,7 @@ pub trait Restored: Sync {
 
 /// One request's trip through the router.
 pub struct Dispatch<'a> {
-    pub client: &'a reqwest::Client,
+    pub client: &'a upstream::Http,
     pub settings: &'a RouterSettings,
     /// Bounds on upstream event streams.
     pub streaming: &'a crate::config::streaming::StreamSettings,
@@ -322,7 +324,9 @@ impl Dispatch<'_> {
             Some(sockets)
                 if self.stream && wire == Endpoint::Responses && backend.responses_websocket =>
             {
-                upstream::ws::send(sockets, backend, &headers, &body).await
+                // Boxed: a socket's handshake future is large, and only
+                // WebSocket turns need it (see `forward`'s boxing note).
+                Box::pin(upstream::ws::send(sockets, backend, &headers, &body)).await
             }
             _ => None,
         };
@@ -367,6 +371,7 @@ impl Dispatch<'_> {
                 body: text,
                 backend: backend.clone(),
                 wire,
+                usage: None,
             });
         }
         let is_sse = headers
@@ -414,25 +419,27 @@ impl Dispatch<'_> {
             // gateway in front of the backend, or a body cut short, is an
             // upstream failure, not a completion.
             Ok(text) => {
-                let malformed = if is_sse {
-                    None
+                // One pass over the body: that it is JSON, and its usage.
+                let read = if is_sse {
+                    Ok(None)
                 } else {
-                    not_json(status, &headers, &text)
+                    crate::usage::Usage::from_json_answer(&text)
                 };
-                match malformed {
-                    Some(message) => Verdict::Retry(
+                match read {
+                    Err(()) => Verdict::Retry(
                         LastFailure::Network(UpstreamError::Malformed {
                             status: status.as_u16(),
-                            message,
+                            message: not_json(status, &headers, &text).unwrap_or_default(),
                         }),
                         None,
                     ),
-                    None => Verdict::Done(Answer::Complete {
+                    Ok(usage) => Verdict::Done(Answer::Complete {
                         status,
                         headers,
                         body: text,
                         backend: backend.clone(),
                         wire,
+                        usage,
                     }),
                 }
             }
@@ -527,6 +534,7 @@ fn translate_failed(
         body: Bytes::from(body.to_string()),
         backend,
         wire,
+        usage: None,
     }
 }
 

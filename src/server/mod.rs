@@ -79,6 +79,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         source,
     })?;
     let client = crate::upstream::client().map_err(|e| ServeError::Client(e.to_string()))?;
+    let http = crate::upstream::http_client().map_err(ServeError::Client)?;
     let grace = config.server.shutdown_grace;
     let workers = config.server.workers;
     let conn_limits = config.server.connections;
@@ -165,6 +166,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         proxy: crate::proxy::Proxy {
             live: ArcSwap::from_pointee(Live::new(config)),
             client,
+            http,
             log,
             shutting_down: Arc::new(AtomicBool::new(false)),
             limits,

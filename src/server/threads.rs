@@ -94,7 +94,7 @@ pub(super) fn serving_threads(
                     .enable_all()
                     .build()
                     .map_err(worker_err)?,
-                Some(crate::upstream::client().map_err(|e| ServeError::Client(e.to_string()))?),
+                Some(crate::upstream::http_client().map_err(ServeError::Client)?),
             ),
             Workers::Shared => (
                 tokio::runtime::Builder::new_multi_thread()

@@ -80,35 +80,77 @@ pub const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// buffers and a descriptor (docs/benchmarks.md, memory).
 pub const POOL_MAX_IDLE_PER_HOST: usize = 256;
 
+/// The body of an upstream request: the prepared bytes, whole.
+pub type OutBody = http_body_util::Full<Bytes>;
+
+type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+/// The HTTP client requests go upstream with: hyper's pooled client (HTTP/1.1,
+/// and HTTP/2 where TLS negotiates it), with nothing between the request and
+/// the connection (no redirects, no URL re-parsing, no middleware stack).
+#[derive(Clone)]
+pub struct Http(hyper_util::client::legacy::Client<Connector, OutBody>);
+
 thread_local! {
     /// This thread's own upstream client, when it has one: each thread of a
     /// thread-per-core server keeps its own connection pool, so a request's
     /// upstream connection is driven on the thread that serves the request.
-    static THREAD_CLIENT: std::cell::OnceCell<reqwest::Client> = const { std::cell::OnceCell::new() };
+    static THREAD_CLIENT: std::cell::OnceCell<Http> = const { std::cell::OnceCell::new() };
 }
 
 /// Gives the calling thread its own client (see [`client_here`]).
-pub fn set_thread_client(client: reqwest::Client) {
+pub fn set_thread_client(client: Http) {
     THREAD_CLIENT.with(|c| {
         let _ = c.set(client);
     });
 }
 
 /// The calling thread's own client, else the shared one.
-pub fn client_here(shared: &reqwest::Client) -> reqwest::Client {
+pub fn client_here(shared: &Http) -> Http {
     THREAD_CLIENT
         .with(|c| c.get().cloned())
         .unwrap_or_else(|| shared.clone())
 }
 
-/// Builds an HTTP client for upstream requests (the shared one, and one per
+/// How long opening a connection to a backend may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an idle pooled connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Builds the client for upstream requests (the shared one, and one per
 /// serving thread).
+pub fn http_client() -> Result<Http, String> {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
+    let mut connector = HttpConnector::new();
+    connector.enforce_http(false);
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(provider)
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(connector);
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(https);
+    Ok(Http(client))
+}
+
+/// Builds a `reqwest` client for the proxy's own calls that are not a
+/// client's request (health checks, model catalogs, replays).
 pub fn client() -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(90))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
         .build()
 }
@@ -259,40 +301,69 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// [`crate::protocol::wire`]); resolves when the response headers arrive,
 /// bounded by the backend's `request_timeout`.
 pub async fn send(
-    client: &reqwest::Client,
+    client: &Http,
     backend: &Backend,
     endpoint: Endpoint,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     body: Bytes,
 ) -> Result<UpstreamResponse, UpstreamError> {
     if backend.api_type == ApiType::Stub {
         return Ok(stub::respond(endpoint, &body));
     }
-    let url = match &backend.urls {
-        Some(urls) => urls[endpoint.index()].clone(),
-        None => reqwest::Url::parse(&backend.endpoint_url(endpoint))
-            .map_err(|e| UpstreamError::Connect(format!("bad URL: {e}")))?,
-    };
-    let request = client.post(url).headers(headers).body(body).send();
-    let response = match tokio::time::timeout(backend.request_timeout, request).await {
-        Err(_) => return Err(UpstreamError::Timeout(backend.request_timeout)),
-        Ok(Err(e)) if e.is_timeout() => {
-            return Err(UpstreamError::Timeout(backend.request_timeout));
+    let parsed;
+    let target = match &backend.urls {
+        Some(urls) => &urls[endpoint.index()],
+        None => {
+            let url = backend.endpoint_url(endpoint);
+            parsed = crate::config::Target::parse(&url)
+                .ok_or_else(|| UpstreamError::Connect(format!("bad URL: {url}")))?;
+            &parsed
         }
-        Ok(Err(e)) => return Err(UpstreamError::Connect(error_chain(&e))),
-        Ok(Ok(r)) => r,
     };
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .bytes_stream()
+    if let Some(basic) = &target.basic
+        && !headers.contains_key(header::AUTHORIZATION)
+    {
+        headers.insert(header::AUTHORIZATION, basic.clone());
+    }
+    if !headers.contains_key(header::ACCEPT) {
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+    }
+    let mut request = http::Request::new(http_body_util::Full::new(body));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = target.uri.clone();
+    *request.headers_mut() = headers;
+    let response =
+        match tokio::time::timeout(backend.request_timeout, client.0.request(request)).await {
+            Err(_) => return Err(UpstreamError::Timeout(backend.request_timeout)),
+            Ok(Err(e)) if timed_out(&e) => {
+                return Err(UpstreamError::Timeout(backend.request_timeout));
+            }
+            Ok(Err(e)) => return Err(UpstreamError::Connect(error_chain(&e))),
+            Ok(Ok(r)) => r,
+        };
+    let (parts, incoming) = response.into_parts();
+    let body = http_body_util::BodyDataStream::new(incoming)
         .map(|r| r.map_err(|e| UpstreamError::Body(error_chain(&e))))
         .boxed();
     Ok(UpstreamResponse {
-        status,
-        headers,
+        status: parts.status,
+        headers: parts.headers,
         body,
     })
+}
+
+/// Whether a client error comes from a timeout (connecting, here).
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Kept at this path for its callers; the one definition is in the leaf.

@@ -388,3 +388,91 @@ async fn segments_hold_every_record_and_read_back() {
             .unwrap_or(true)
     );
 }
+
+/// A writer held back past the requests' timeout: the database locked by
+/// another connection, so its insert waits out SQLite's busy timeout (5 s)
+/// while the renderer waits for it and the queue (one byte) fills. A new
+/// request then waits its timeout (the backend's `request_timeout`, 0.3 s)
+/// and is answered 503 `log_saturated` in its route's dialect; once the lock
+/// goes, every request's record lands, the refused ones' too.
+#[tokio::test]
+async fn a_wait_past_the_timeout_is_a_503_in_the_dialect_and_still_logged() {
+    use sqlx::Connection as _;
+    let mock = Mock::start(Reply::Echo).await;
+    let l = logged_proxy(
+        &format!(
+            "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}', request_timeout: 0.3}}}}\nproxy_settings:\n  logging: {{queue_size: 1, queue_max_bytes: 1}}\n",
+            mock.url
+        ),
+        None,
+    )
+    .await;
+    let mut lock =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", l.dir.join("yallmp.db").display()))
+            .await
+            .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let mut sent = 0;
+    let mut refused = None;
+    // Until the writer is held up: a few batches fill the database stage.
+    for _ in 0..60 {
+        sent += 1;
+        let (s, _, body) = post(&l.server, "/v1/chat/completions", &json!({"model": "m"})).await;
+        if s == 503 {
+            refused = Some(body);
+            break;
+        }
+        assert_eq!(s, 200, "{body}");
+    }
+    let body: Value = serde_json::from_str(&refused.expect("no request was refused")).unwrap();
+    assert_eq!(body["error"]["code"], "log_saturated", "{body}");
+    assert_eq!(body["error"]["type"], "server_error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the request log is saturated"),
+        "{body}"
+    );
+    // Anthropic's route answers in Anthropic's shape.
+    sent += 1;
+    let r = client()
+        .post(format!("{}/v1/messages", l.server.url()))
+        .json(
+            &json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the request log is saturated"),
+        "{v}"
+    );
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    lock.close().await.unwrap();
+    let stats = l.server.state().log.stats().clone();
+    assert!(stats.wait_timeouts.load(Ordering::Relaxed) >= 2);
+    let db = Db::connect(&DatabaseTarget::Sqlite {
+        path: l.dir.join("yallmp.db"),
+    })
+    .await
+    .unwrap();
+    l.server.shutdown().await;
+    assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
+    assert_eq!(files(&l.dir).len(), sent);
+    assert_eq!(db.count().await.unwrap() as usize, sent);
+    let saturated = files(&l.dir)
+        .into_iter()
+        .filter(|(_, text)| text.contains("log_saturated"))
+        .count();
+    assert_eq!(saturated, 2);
+}

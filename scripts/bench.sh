@@ -19,7 +19,9 @@
 #   features    the request log, the parsers, both: latency, req/s, CPU, RSS
 #   large       a 1 MB prompt, non-stream and stream
 #   logratio    the request log's cost with wrk (issue 3's table; its knobs
-#               are in scripts/bench/logratio.sh)
+#               are in scripts/bench/logratio.sh), per files.layout too
+#   logfull     highest sustained rate with every record landed (files +
+#               SQLite, on_full: wait), per files.layout (oha -q)
 #
 # Knobs (environment):
 #   BENCH_DURATION          seconds per measured run (default 10)
@@ -62,7 +64,7 @@ for part in latency streams features logratio; do
     source "$ROOT/scripts/bench/$part.sh"
 done
 
-ALL_PARTS="latency,throughput,rates,streams,hold,memory,features,large,logratio"
+ALL_PARTS="latency,throughput,rates,streams,hold,memory,features,large,logratio,logfull"
 SUITE="${BENCH_SUITE:-$ALL_PARTS}"
 DURATION="${BENCH_DURATION:-10}"
 DURATION="${DURATION%s}"

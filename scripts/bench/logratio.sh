@@ -3,8 +3,9 @@
 # and a second one that always logs (files + SQLite) run side by side against
 # the same mock, so "logged req/s" and "logged/proxy" show the log's cost in
 # the same run; "logged written" is the share of that run's requests whose
-# record was written (the rest were dropped: queue full, which flatters logged
-# req/s). Each logged run waits for the writer to finish first and after, so
+# record was written (with `on_full: wait`, the default, all of them: the
+# proxy slows to its writer's pace; with `drop` the rest were dropped, which
+# flatters logged req/s). Each logged run waits for the writer to finish first and after, so
 # no backlog runs into the next run. With BENCH_PARSERS=on (default) a second
 # table compares streams through a proxy with the response parsers on vs off.
 #
@@ -17,10 +18,48 @@
 # c=32) through the log off, files only, SQLite only and both, to show where
 # the log's cost goes.
 #
+# With BENCH_LAYOUTS=on (default) a table runs the same load (non-stream,
+# c=32) through the log off and files + SQLite in each files.layout
+# (per_request, segments; on_full: wait, the default, so every record lands
+# and the proxy goes at the writer's pace): logged ÷ log-off per layout.
+#
 # Knobs: BENCH_CHUNKS (20), BENCH_LATENCY_MS (0), BENCH_CHUNK_DELAY_MS (0),
-# BENCH_REQUEST_LOG (off|on), BENCH_PARSERS (on|off), BENCH_SINKS (on|off); BENCH_DURATION and
+# BENCH_REQUEST_LOG (off|on), BENCH_PARSERS (on|off), BENCH_SINKS (on|off),
+# BENCH_LAYOUTS (on|off); BENCH_DURATION and
 # BENCH_WARMUP as for the whole suite. Writes $OUT_DIR/logratio.md (and the
 # same as $OUT_DIR/results.md, the file this table always had).
+#
+# Part "logfull" (bench_logfull, below) is in this file too: the highest
+# sustained fixed rate at which every record lands, per layout.
+
+# log_proxy NAME UPSTREAM LAYOUT ON_FULL: a proxy logging to files + SQLite,
+# its files in LAYOUT (per_request, segments), ON_FULL (wait, drop).
+log_proxy() {
+    write_config "$TMP/$1" "$2" true false
+    sed -i "s|^    files:\$|    on_full: $4\n    files:\n      layout: $3|" "$TMP/$1/config.yaml"
+    grep -q "layout: $3" "$TMP/$1/config.yaml" || die "log_proxy: could not set the layout"
+    start_proxy "$1" "$TMP/$1/config.yaml"
+}
+
+# layout_records DIR LAYOUT: records in the files of the proxy in DIR (a
+# file each, or a line each in the segments).
+layout_records() {
+    if [[ "$2" == segments ]]; then
+        find "$1/logs/requests/segments" -name '*.jsonl' -exec cat {} + 2>/dev/null | wc -l
+    else
+        dir_count "$1/logs/requests"
+    fi
+}
+# landed DIR LAYOUT: records both sinks hold (the fewer of files and rows;
+# the files alone without sqlite3).
+landed() {
+    local f r
+    f="$(layout_records "$1" "$2")"
+    r="$(sqlite_rows "$1/yallmp.db")"
+    if [[ -z "$r" ]]; then echo "$f"; elif ((r < f)); then echo "$r"; else echo "$f"; fi
+}
+settle_landed_per_request() { landed "$1" per_request; }
+settle_landed_segments() { landed "$1" segments; }
 
 bench_logratio() {
 local CHUNKS="${BENCH_CHUNKS:-20}" LATENCY_MS="${BENCH_LATENCY_MS:-0}"
@@ -254,6 +293,54 @@ if [[ "${BENCH_SINKS:-on}" == on && "$LOG_ON" == false ]]; then
     stop_proc lrdb
 fi
 
+# --- each layout: logged ÷ log off at c=32 ----------------------------------
+# The log off, then files + SQLite with a file per request, then with
+# segments (on_full: wait for both: every record lands, and the proxy goes
+# at its writer's pace). Each logging run waits for its writer before and
+# after; "landed" is the run's records in both sinks over the requests wrk
+# counted (wrk leaves out those in flight at the end: a little over 100%).
+if [[ "${BENCH_LAYOUTS:-on}" == on && "$LOG_ON" == false ]]; then
+    log_proxy lrper "$MOCK_URL" per_request wait
+    log_proxy lrseg "$MOCK_URL" segments wait
+    if ((WARMUP > 0)); then
+        for name in lrper lrseg; do
+            url="URL_$name"
+            run_wrk "${!url}" "$TMP/plain.lua" 32 2 "$WARMUP" >/dev/null
+        done
+    fi
+    YROWS=()
+    OFF_RPS=""
+    for row in "off|lrproxy|" "per_request|lrper|per_request" "segments|lrseg|segments"; do
+        IFS='|' read -r label name layout <<<"$row"
+        url="URL_$name"
+        pid="PID_$name"
+        log "non-stream c=32, log $label"
+        [[ -z "$layout" ]] || before="$(settle "settle_landed_$layout" "$TMP/$name")"
+        c0="$(cpu_us "${!pid}")"
+        out="$(run_wrk "${!url}" "$TMP/plain.lua" 32 2 "$DURATION")"
+        [[ -z "$layout" ]] || after="$(settle "settle_landed_$layout" "$TMP/$name")"
+        c1="$(cpu_us "${!pid}")"
+        read -r rps p50 p99 req se ke <<<"$out"
+        if ((se + ke > 0)); then
+            log "log $label: errors ($se bad status, $ke socket)"
+            ERRORS=1
+        fi
+        [[ -z "$OFF_RPS" ]] && OFF_RPS="$rps"
+        if [[ -z "$layout" ]]; then
+            written="n/a"
+        else
+            written="$(awk -v w="$((after - before))" -v r="$req" 'BEGIN { printf "%.0f%%", (r > 0 ? 100 * w / r : 0) }')"
+        fi
+        YROWS+=("$(awk -v l="$label" -v a="$rps" -v off="$OFF_RPS" -v p="$p50" -v q="$p99" -v c="$((c1 - c0))" -v r="$req" -v w="$written" 'BEGIN {
+            printf "| %s | %.0f | %.2f | %.3f / %.3f | %.1f | %s |", l, a, (off > 0 ? a / off : 0), p / 1000, q / 1000, (r > 0 ? c / r : 0), w }')")
+    done
+    md "" "Per layout: the same non-stream load at c=32 through the log off, then files + SQLite with \`files.layout: per_request\` and with \`segments\` (\`on_full: wait\`: no record is dropped, the proxy slows to its writer's pace). \"÷ log off\": req/s over the first row. Landed: the run's records in both sinks over the requests wrk counted." "" \
+        "| files.layout | req/s | ÷ log off | p50 / p99 ms | proxy CPU µs/req | landed |" \
+        "| --- | ---: | ---: | ---: | ---: | ---: |" "${YROWS[@]}"
+    stop_proc lrper
+    stop_proc lrseg
+fi
+
 # --- response parsers: streams with parse_tags on vs off ---------------------
 # Both proxies (request log off) relay the same mock, whose streams carry raw
 # `<think>...</think>` in `content` for the first half of the chunks: with the
@@ -308,4 +395,66 @@ stop_proc lr
     echo
     cat "$PART_MD"
 } >"$OUT_DIR/results.md"
+}
+
+# Part "logfull" of scripts/bench.sh: the highest sustained rate at which
+# the request log (files + SQLite, on_full: wait) keeps every record, per
+# files.layout. A fixed-rate ladder like the `rates` part (oha -q, 64
+# connections, BENCH_RATE_STEP seconds a step, from BENCH_LOGFULL_START
+# (500) up by BENCH_RATE_FACTOR): a step passes when oha achieved at least
+# 98% of the rate with no errors, and the records that landed in both sinks
+# (after the writer settled) equal the requests oha sent. The table gives
+# the highest step passed, and the ladder.
+bench_logfull() {
+    part_begin logfull "Highest sustained rate with every record landed (files + SQLite, on_full: wait)"
+    local start="${BENCH_LOGFULL_START:-500}" layout name rate out sent got before after achieved p99 errs ok
+    need_int BENCH_LOGFULL_START "$start"
+    start_mock lf
+    check_target "$URL_lf"
+    local -A best ladder
+    local rates=()
+    for layout in per_request segments; do
+        name="lf_$layout"
+        log_proxy "$name" "$URL_lf" "$layout" wait
+        local url="URL_$name"
+        check_target "${!url}"
+        ((WARMUP > 0)) && oha_run "$TMP/lfwarm.json" "${!url}" "$TMP/plain.json" -z "${WARMUP}s" -c 32
+        best[$layout]="< $start"
+        rate="$start"
+        while ((rate <= RATE_MAX)); do
+            out="$TMP/logfull-$layout-$rate.json"
+            before="$(settle "settle_landed_$layout" "$TMP/$name")"
+            log "logfull: $layout at $rate req/s"
+            oha_run "$out" "${!url}" "$TMP/plain.json" -z "${RATE_STEP}s" -c 64 -q "$rate" --latency-correction
+            after="$(settle "settle_landed_$layout" "$TMP/$name")"
+            sent="$(oha_requests "$out")"
+            errs="$(oha_errors "$out")"
+            got=$((after - before))
+            achieved="$(f0 "$(oha_rps "$out")")"
+            p99="$(oha_us "$out" p99)"
+            ok=0
+            if ((errs == 0 && got == sent)) && awk -v a="$achieved" -v r="$rate" 'BEGIN { exit !(a >= 0.98 * r) }'; then
+                ok=1
+                best[$layout]="$rate"
+            fi
+            [[ " ${rates[*]} " == *" $rate "* ]] || rates+=("$rate")
+            ladder[$layout,$rate]="$achieved | $p99 | $got / $sent"
+            ((ok)) || break
+            rate="$(awk -v r="$rate" -v f="$RATE_FACTOR" 'BEGIN { printf "%d", r * f + 0.5 }')"
+        done
+        stop_proc "$name"
+    done
+    stop_proc lf
+    local lines=()
+    for rate in "${rates[@]}"; do
+        lines+=("| $rate | ${ladder[per_request,$rate]:-— | — | —} | ${ladder[segments,$rate]:-— | — | —} |")
+    done
+    md "oha -q RATE --latency-correction, 64 connections, ${RATE_STEP} s per step, rates from $start up ×$RATE_FACTOR; mock latency 0; request log files + SQLite, \`on_full: wait\`. A step passes when oha achieved ≥ 98% of the rate without errors and every request's record landed in both sinks." "" \
+        "| files.layout | highest sustained rate with every record landed (req/s) |" \
+        "| --- | ---: |" \
+        "| per_request | ${best[per_request]} |" \
+        "| segments | ${best[segments]} |" \
+        "" "The ladder (achieved req/s | p99 µs | records landed / requests sent; — = not run):" "" \
+        "| rate | per_request req/s | p99 µs | landed | segments req/s | p99 µs | landed |" \
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |" "${lines[@]}"
 }

@@ -117,6 +117,14 @@ fn describe() {
         "Request records the log could not keep"
     );
     describe_counter!(
+        crate::reqlog::WAITS,
+        "Requests that found the request log's queue full at admission and waited for room (on_full: wait)"
+    );
+    describe_counter!(
+        crate::reqlog::WAIT_TIMEOUTS,
+        "Requests that waited longer than their timeout for room in the request log's queue and were answered 503 log_saturated"
+    );
+    describe_counter!(
         crate::reqlog::WRITE_FAILURES,
         "Request records one log sink could not write, by sink (file, database)"
     );

@@ -62,10 +62,13 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
-    /// A request log file (logs/requests/*.log).
-    #[arg(required_unless_present = "id", conflicts_with = "id")]
+    /// A request log file (logs/requests/*.log), or a log segment
+    /// (logs/requests/segments/*/*.jsonl; with --id unless it holds one record).
+    #[arg(required_unless_present = "id")]
     pub logfile: Option<PathBuf>,
-    /// Replay the request with this id from the configured database.
+    /// Replay the request with this id: from the configured database (or,
+    /// when the log has no database and its files are segments, from the
+    /// newest segments); with a segment file, the record in it.
     #[arg(long)]
     pub id: Option<String>,
     /// Where to send it (default: the logged Host header).

@@ -15,7 +15,7 @@ pub(super) fn replay(cli: &Cli, args: &ReplayArgs) -> ExitCode {
     };
     rt.block_on(async {
         let logged = match (&args.logfile, &args.id) {
-            (Some(path), _) => match crate::reqlog::file::read_request(path) {
+            (Some(path), id) => match crate::reqlog::file::read_request_in(path, id.as_deref()) {
                 Ok(l) => l,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -27,25 +27,32 @@ pub(super) fn replay(cli: &Cli, args: &ReplayArgs) -> ExitCode {
                     Ok(c) => c,
                     Err(code) => return code,
                 };
-                let db = match crate::reqlog::db::Db::connect(&config.database.target).await {
-                    Ok(db) => db,
-                    Err(e) => {
-                        eprintln!(
-                            "error: database ({}): {e}",
-                            config.database.target.describe()
-                        );
-                        return ExitCode::FAILURE;
+                if let Some(found) = from_segments(&config, id) {
+                    match found {
+                        Ok(l) => l,
+                        Err(code) => return code,
                     }
-                };
-                match db.fetch_request(id).await {
-                    Ok(Some(l)) => l,
-                    Ok(None) => {
-                        eprintln!("error: no logged request with id {id}");
-                        return ExitCode::FAILURE;
-                    }
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::FAILURE;
+                } else {
+                    let db = match crate::reqlog::db::Db::connect(&config.database.target).await {
+                        Ok(db) => db,
+                        Err(e) => {
+                            eprintln!(
+                                "error: database ({}): {e}",
+                                config.database.target.describe()
+                            );
+                            return ExitCode::FAILURE;
+                        }
+                    };
+                    match db.fetch_request(id).await {
+                        Ok(Some(l)) => l,
+                        Ok(None) => {
+                            eprintln!("error: no logged request with id {id}");
+                            return ExitCode::FAILURE;
+                        }
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return ExitCode::FAILURE;
+                        }
                     }
                 }
             }
@@ -93,4 +100,37 @@ pub(super) fn replay(cli: &Cli, args: &ReplayArgs) -> ExitCode {
             }
         }
     })
+}
+
+/// With no database for the log and its files in segments, the record `id`
+/// from the newest segments (bounded: `segments::FIND_MAX_FILES`); `None`
+/// when the database is where to look.
+fn from_segments(
+    config: &crate::config::Config,
+    id: &str,
+) -> Option<Result<crate::reqlog::file::LoggedRequest, ExitCode>> {
+    let logging = &config.logging;
+    let dir = logging.files_dir.as_ref()?;
+    if logging.database || logging.layout != crate::config::FileLayout::Segments {
+        return None;
+    }
+    let found = match crate::reqlog::segments::find(dir, id) {
+        Ok(Some((path, text))) => {
+            crate::reqlog::file::read_request_text(&path.display().to_string(), &text)
+                .map_err(|e| e.to_string())
+        }
+        Ok(None) => Err(format!(
+            "no logged request with id {id} in the newest {} segments under {}",
+            crate::reqlog::segments::FIND_MAX_FILES,
+            dir.display()
+        )),
+        Err(e) => Err(format!(
+            "reading the log segments under {}: {e}",
+            dir.display()
+        )),
+    };
+    Some(found.map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    }))
 }

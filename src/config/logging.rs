@@ -1,11 +1,11 @@
 //! `proxy_settings.logging`: the request log's files, database switch,
-//! body bound and queue.
+//! body bound, queue and what a full queue does, and the files' layout.
 
 use std::path::PathBuf;
 
-use super::LoggingSettings;
 use super::errors::Errors;
-use super::raw::RawLogging;
+use super::raw::{DEFAULT_LOG_SEGMENT_BYTES, RawLogging};
+use super::{FileLayout, LoggingSettings, OnFull};
 
 pub(super) fn resolve(raw: RawLogging, errors: &mut Errors) -> LoggingSettings {
     let files_on = raw.files.enabled();
@@ -24,6 +24,38 @@ pub(super) fn resolve(raw: RawLogging, errors: &mut Errors) -> LoggingSettings {
             "must be at least 1",
         );
     }
+    let on_full = match raw.on_full.as_deref() {
+        None | Some("wait") => OnFull::Wait,
+        Some("drop") => OnFull::Drop,
+        Some(other) => {
+            errors.at(
+                "proxy_settings.logging.on_full",
+                format!("`{other}` is not one of `drop`, `wait`"),
+            );
+            OnFull::Wait
+        }
+    };
+    let layout = match raw.files.layout.as_deref() {
+        None | Some("per_request") => FileLayout::PerRequest,
+        Some("segments") => FileLayout::Segments,
+        Some(other) => {
+            errors.at(
+                "proxy_settings.logging.files.layout",
+                format!("`{other}` is not one of `per_request`, `segments`"),
+            );
+            FileLayout::PerRequest
+        }
+    };
+    let segment_max_bytes = raw
+        .files
+        .segment_max_bytes
+        .unwrap_or(DEFAULT_LOG_SEGMENT_BYTES);
+    if segment_max_bytes == 0 {
+        errors.at(
+            "proxy_settings.logging.files.segment_max_bytes",
+            "must be at least 1",
+        );
+    }
     LoggingSettings {
         files_dir: files_on.then(|| PathBuf::from(dir)),
         database: raw.database.enabled(),
@@ -32,5 +64,8 @@ pub(super) fn resolve(raw: RawLogging, errors: &mut Errors) -> LoggingSettings {
         max_body_bytes: usize::try_from(raw.max_body_bytes()).unwrap_or(usize::MAX),
         queue_size: queue_size.max(1),
         queue_max_bytes: usize::try_from(queue_max_bytes.max(1)).unwrap_or(usize::MAX),
+        on_full,
+        layout,
+        segment_max_bytes: segment_max_bytes.max(1),
     }
 }

@@ -40,13 +40,14 @@ pub use model::{
 };
 pub use settings::{
     AuthSettings, Config, CorsSettings, DatabaseSettings, DatabaseTarget, DeclaredKey,
-    DeclaredTeam, Limit, LoggingSettings, Origin, PostgresTarget, RateLimits, RedisSettings,
-    RouterSettings, RoutingStrategy, Secret, ServerSettings, Workers,
+    DeclaredTeam, FileLayout, Limit, LoggingSettings, OnFull, Origin, PostgresTarget, RateLimits,
+    RedisSettings, RouterSettings, RoutingStrategy, Secret, ServerSettings, Workers,
 };
 pub use url::{Target, mask_url_secret, url_secret};
 
 pub use raw::{
     DEFAULT_AZURE_API_VERSION, DEFAULT_HOST, DEFAULT_LOG_DIR, DEFAULT_LOG_MAX_BODY,
-    DEFAULT_LOG_QUEUE, DEFAULT_LOG_QUEUE_BYTES, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, DEFAULT_SQLITE_PATH,
+    DEFAULT_LOG_QUEUE, DEFAULT_LOG_QUEUE_BYTES, DEFAULT_LOG_SEGMENT_BYTES, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_SQLITE_PATH,
 };

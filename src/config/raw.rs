@@ -26,6 +26,8 @@ pub const DEFAULT_LOG_MAX_BODY: u64 = 10 * 1024 * 1024;
 pub const DEFAULT_LOG_QUEUE: usize = 10_000;
 /// `proxy_settings.logging.queue_max_bytes`: 64 MiB.
 pub const DEFAULT_LOG_QUEUE_BYTES: u64 = 64 << 20;
+/// `proxy_settings.logging.files.segment_max_bytes`: 64 MiB.
+pub const DEFAULT_LOG_SEGMENT_BYTES: u64 = 64 << 20;
 /// The Azure OpenAI `api-version` used when a backend names none (the GA
 /// version the data-plane documentation leads with).
 pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
@@ -341,6 +343,8 @@ pub struct RawLogging {
     pub queue_size: Option<usize>,
     /// Bytes those records may hold before new ones are dropped.
     pub queue_max_bytes: Option<u64>,
+    /// `drop` or `wait` (default): what a full queue does.
+    pub on_full: Option<String>,
 }
 
 impl RawLogging {
@@ -367,6 +371,10 @@ impl RawLogging {
 pub struct RawLogFiles {
     pub enabled: Option<bool>,
     pub dir: Option<String>,
+    /// `per_request` (default) or `segments`.
+    pub layout: Option<String>,
+    /// A segment file is rolled past this many bytes.
+    pub segment_max_bytes: Option<u64>,
 }
 
 impl RawLogFiles {

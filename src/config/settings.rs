@@ -241,6 +241,33 @@ pub struct LoggingSettings {
     pub queue_size: usize,
     /// What the queued records may hold (bodies and frames), in bytes.
     pub queue_max_bytes: usize,
+    /// What a full queue does: drop new records, or make new requests wait.
+    pub on_full: OnFull,
+    /// How the files are laid out.
+    pub layout: FileLayout,
+    /// A segment file is rolled past this many bytes (`segments` layout).
+    pub segment_max_bytes: u64,
+}
+
+/// `proxy_settings.logging.on_full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFull {
+    /// A finished record that finds the queue full is dropped (counted).
+    Drop,
+    /// A new request waits at admission while the queue is full (bounded
+    /// by its timeout); finished records are always taken.
+    #[default]
+    Wait,
+}
+
+/// `proxy_settings.logging.files.layout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileLayout {
+    /// One file per request.
+    #[default]
+    PerRequest,
+    /// Records appended, one JSON line each, to rolling segment files.
+    Segments,
 }
 
 /// Where the database is.

@@ -26,6 +26,10 @@ pub enum ApiError {
     ModelNotFound { model: String, available: String },
     #[error("{0}")]
     EndpointDisabled(String),
+    /// The request log's queue stayed full for the request's whole timeout
+    /// (`proxy_settings.logging.on_full: wait`).
+    #[error(transparent)]
+    LogSaturated(#[from] crate::reqlog::Saturated),
     /// Every Responses WebSocket slot (`server.max_connections`) is taken.
     #[error("too many open WebSocket connections; try again later")]
     TooManySockets,
@@ -89,7 +93,7 @@ impl ApiError {
             | ApiError::ReasoningNotFound(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::TooManySockets => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManySockets | ApiError::LogSaturated(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ModelNotFound { .. }
             | ApiError::EndpointDisabled(_)
             | ApiError::RouteNotFound(_)
@@ -126,6 +130,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => ("invalid_request_error", json!("request_too_large")),
             ApiError::BodyTimeout(_) => ("invalid_request_error", json!("request_timeout")),
             ApiError::TooManySockets => ("server_error", json!("too_many_connections")),
+            ApiError::LogSaturated(_) => ("server_error", json!("log_saturated")),
             ApiError::ModelNotFound { .. } => ("invalid_request_error", json!("model_not_found")),
             ApiError::EndpointDisabled(_) => ("invalid_request_error", json!("endpoint_disabled")),
             ApiError::RouteNotFound(_) => ("invalid_request_error", json!("not_found")),

@@ -147,7 +147,16 @@ impl Proxy {
         if let Some(r) = guard.record() {
             r.client_request_id = req.client_request_id.clone();
         }
-        match forward::forward(self, req, &mut guard).await {
+        // `on_full: wait`: room in the log's queue before anything else.
+        let admitted = self
+            .log
+            .admit(|| crate::reqlog::wait_bound(&self.live.load().config))
+            .await;
+        let forwarded = match admitted {
+            Ok(()) => forward::forward(self, req, &mut guard).await,
+            Err(e) => Err(e.into()),
+        };
+        match forwarded {
             Ok(Forwarded::Complete(response, body)) => {
                 if let Some(r) = guard.record() {
                     r.status = Some(response.status().as_u16());

@@ -515,14 +515,49 @@ pub enum ReadError {
     },
 }
 
-/// Reads the `request` event of a log file.
+/// Reads the `request` event of a log file: a per-request file, or a
+/// segment (`.jsonl`) when it holds one record (else give the id:
+/// [`read_request_in`]).
 pub fn read_request(path: &Path) -> Result<LoggedRequest, ReadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ReadError::Io {
+    read_request_in(path, None)
+}
+
+/// [`read_request`], and in a segment file the record `id` (a per-request
+/// file's own record is read whatever `id` is).
+pub fn read_request_in(path: &Path, id: Option<&str>) -> Result<LoggedRequest, ReadError> {
+    let io = |source| ReadError::Io {
         path: path.display().to_string(),
         source,
-    })?;
-    let fail = |line: usize, message: String| ReadError::Format {
+    };
+    let fail = |message: String| ReadError::Format {
         path: path.display().to_string(),
+        line: 1,
+        message,
+    };
+    if path.extension().is_some_and(|e| e == super::segments::EXT) {
+        let text = match id {
+            Some(id) => super::segments::find_in(path, id)
+                .map_err(io)?
+                .ok_or_else(|| fail(format!("no record with id `{id}` in this segment")))?,
+            None => super::segments::only_record(path)
+                .map_err(io)?
+                .map_err(|n| {
+                    fail(format!(
+                        "a log segment holding {n} records: give the record's id (--id)"
+                    ))
+                })?,
+        };
+        return read_request_text(&path.display().to_string(), &text);
+    }
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    read_request_text(&path.display().to_string(), &text)
+}
+
+/// Reads the `request` event of a record's per-request text (`origin`
+/// names where it came from, for errors).
+pub fn read_request_text(origin: &str, text: &str) -> Result<LoggedRequest, ReadError> {
+    let fail = |line: usize, message: String| ReadError::Format {
+        path: origin.to_string(),
         line,
         message,
     };

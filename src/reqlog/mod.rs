@@ -1,8 +1,14 @@
 //! The request log: one [`Record`] per client request, built while the
-//! request runs and handed over a bounded queue to one writer task that
-//! batches it to files and the database. The request path never waits for a
-//! disk or a database; when the queue is full the record is dropped, counted,
-//! and a warning says so.
+//! request runs and handed over a queue to one writer task that batches it
+//! to files and the database. The queue is bounded (`queue_size` records,
+//! `queue_max_bytes` bytes); what a full queue does is `on_full`:
+//! - `wait` (default): a new request waits at admission ([`RequestLog::admit`])
+//!   until the writer makes room, at most its timeout (then it is answered
+//!   503); a finished record is never refused, so nothing is lost and the
+//!   queue overshoots its bounds by at most the records of requests already
+//!   in flight;
+//! - `drop`: a finished record that finds the queue full is dropped,
+//!   counted, and a warning says so; nothing on the request path waits.
 
 pub mod assemble;
 mod attempt;
@@ -12,6 +18,7 @@ mod json;
 pub mod private;
 pub mod query;
 pub mod redact;
+pub mod segments;
 mod sql;
 pub mod stats;
 mod supervise;
@@ -29,7 +36,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::config::Config;
+use crate::config::{Config, OnFull};
 pub use attempt::Attempt;
 
 pub(crate) use supervise::TASK_RESTARTS;
@@ -327,17 +334,37 @@ pub(crate) const WRITE_FAILURES: &str = "yallmp_log_write_failures_total";
 /// again, so each retry that fails counts.
 pub(crate) const DATABASE_ERRORS: &str = "yallmp_log_database_errors_total";
 
+/// Counter: requests that found the log's queue full at admission and
+/// waited for room (`on_full: wait`).
+pub(crate) const WAITS: &str = "yallmp_log_waits_total";
+/// Counter: requests that waited for room in the log's queue longer than
+/// their timeout and were answered 503 `log_saturated`.
+pub(crate) const WAIT_TIMEOUTS: &str = "yallmp_log_wait_timeouts_total";
+
 /// The handle request handlers submit records through.
 #[derive(Clone)]
 pub struct RequestLog {
-    tx: Option<mpsc::Sender<Record>>,
+    /// Unbounded as a channel: the bounds are kept by counting
+    /// ([`LogStats::queued`], [`LogStats::queued_bytes`]), so that `wait`
+    /// mode can always take a finished record.
+    tx: Option<mpsc::UnboundedSender<Record>>,
     /// The secrets the writer scrubs, kept current with the config.
     scrubber: Arc<arc_swap::ArcSwap<redact::Scrubber>>,
     stats: Arc<LogStats>,
     limit: usize,
-    /// The queued records' bytes past which new ones are dropped.
+    /// The queued records' bytes past which the queue is full.
     max_queued_bytes: usize,
+    /// The queued records past which the queue is full.
+    max_queued: usize,
+    on_full: OnFull,
 }
+
+/// A request waited longer than its timeout for room in the log's queue.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error(
+    "the request log is saturated: its writer did not make room within {0:?}; try again later (proxy_settings.logging.on_full: wait)"
+)]
+pub struct Saturated(pub Duration);
 
 /// Counters for the request log.
 #[derive(Debug, Default)]
@@ -349,6 +376,13 @@ pub struct LogStats {
     pub failed_writes: AtomicU64,
     /// About what the records waiting for the writer hold ([`Record::weight`]).
     pub queued_bytes: std::sync::atomic::AtomicUsize,
+    /// Records waiting for the writer (given back when it takes them).
+    pub queued: std::sync::atomic::AtomicUsize,
+    /// Requests that waited at admission, and those that gave up.
+    pub waits: AtomicU64,
+    pub wait_timeouts: AtomicU64,
+    /// Woken (all waiters) whenever the writer gives records or bytes back.
+    room: tokio::sync::Notify,
     /// The database sink: 0 none, 1 took the last write, 2 unreachable.
     pub db_state: std::sync::atomic::AtomicU8,
     /// When each kind of [`Trouble`] was last warned about.
@@ -376,6 +410,20 @@ enum Trouble {
 }
 
 impl LogStats {
+    /// The writer took `n` records off the queue.
+    pub(crate) fn took(&self, n: usize) {
+        if n > 0 {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+            self.room.notify_waiters();
+        }
+    }
+
+    /// The writer is done with records holding `bytes`.
+    pub(crate) fn released(&self, bytes: usize) {
+        self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.room.notify_waiters();
+    }
+
     pub(crate) fn set_db_error(&self, e: Option<String>) {
         if let Ok(mut slot) = self.db_error.lock() {
             *slot = e;
@@ -424,6 +472,51 @@ impl RequestLog {
             stats: Arc::default(),
             limit: 0,
             max_queued_bytes: 0,
+            max_queued: 0,
+            on_full: OnFull::Drop,
+        }
+    }
+
+    /// Whether the queue holds `queue_size` records or `queue_max_bytes`.
+    fn full(&self) -> bool {
+        self.stats.queued.load(Ordering::Relaxed) >= self.max_queued
+            || self.stats.queued_bytes.load(Ordering::Relaxed) >= self.max_queued_bytes
+    }
+
+    /// Admission (`on_full: wait`): while the queue is full, waits for the
+    /// writer to make room, at most `bound()` (the request's timeout; only
+    /// worked out when there is a wait). Holds no lock while it waits.
+    /// Never waits in `drop` mode or with logging off.
+    pub async fn admit(&self, bound: impl FnOnce() -> Duration) -> Result<(), Saturated> {
+        if self.on_full != OnFull::Wait || self.tx.is_none() || !self.full() {
+            return Ok(());
+        }
+        self.stats.waits.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(WAITS).increment(1);
+        let bound = bound();
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            let notified = self.stats.room.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check: a wake between the two is kept.
+            notified.as_mut().enable();
+            if !self.full() {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                if !self.full() {
+                    return Ok(());
+                }
+                self.stats.wait_timeouts.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(WAIT_TIMEOUTS).increment(1);
+                if self.stats.should_warn(Trouble::Queue) {
+                    tracing::warn!(
+                        waited = ?bound,
+                        "request refused: the request log's writer did not make room in time (on_full: wait)"
+                    );
+                }
+                return Err(Saturated(bound));
+            }
         }
     }
 
@@ -451,26 +544,33 @@ impl RequestLog {
         ))
     }
 
-    /// Queues a finished record; never waits. Past `queue_size` records,
-    /// or past `queue_max_bytes` of them (a record alone in the queue is
-    /// always taken, however large), the record is dropped and counted.
+    /// Queues a finished record; never waits. In `wait` mode it is always
+    /// taken (admission kept the queue in bounds). In `drop` mode, past
+    /// `queue_size` records, or past `queue_max_bytes` of them (a record
+    /// alone in the queue is always taken, however large), the record is
+    /// dropped and counted.
     pub fn submit(&self, mut record: Record) {
         let Some(tx) = &self.tx else { return };
         self.stats.submitted.fetch_add(1, Ordering::Relaxed);
         let weight = record.weight();
         let before = self.stats.queued_bytes.fetch_add(weight, Ordering::Relaxed);
-        let why = if before > 0 && before.saturating_add(weight) > self.max_queued_bytes {
-            "the log queue holds queue_max_bytes"
-        } else {
-            // Only a record that is kept is worth the copies.
-            record.compact();
-            record.queued_bytes = weight;
-            match tx.try_send(record) {
-                Ok(()) => return,
-                Err(mpsc::error::TrySendError::Full(_)) => "the log queue is full",
-                Err(mpsc::error::TrySendError::Closed(_)) => "the log writer has stopped",
-            }
-        };
+        let queued = self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        let drop_mode = self.on_full == OnFull::Drop;
+        let why =
+            if drop_mode && before > 0 && before.saturating_add(weight) > self.max_queued_bytes {
+                "the log queue holds queue_max_bytes"
+            } else if drop_mode && queued >= self.max_queued {
+                "the log queue is full"
+            } else {
+                // Only a record that is kept is worth the copies.
+                record.compact();
+                record.queued_bytes = weight;
+                match tx.send(record) {
+                    Ok(()) => return,
+                    Err(_) => "the log writer has stopped",
+                }
+            };
+        self.stats.queued.fetch_sub(1, Ordering::Relaxed);
         self.stats.queued_bytes.fetch_sub(weight, Ordering::Relaxed);
         let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
         metrics::counter!(DROPPED).increment(1);
@@ -509,7 +609,7 @@ pub async fn start(config: &Config) -> Result<(RequestLog, Option<Writer>), Star
         return Ok((RequestLog::disabled(), None));
     }
     let stats: Arc<LogStats> = Arc::default();
-    let (tx, rx) = mpsc::channel(logging.queue_size);
+    let (tx, rx) = mpsc::unbounded_channel();
     let scrubber = Arc::new(arc_swap::ArcSwap::from_pointee(
         redact::Scrubber::from_config(config),
     ));
@@ -521,9 +621,26 @@ pub async fn start(config: &Config) -> Result<(RequestLog, Option<Writer>), Star
             stats,
             limit: logging.max_body_bytes,
             max_queued_bytes: logging.queue_max_bytes,
+            max_queued: logging.queue_size,
+            on_full: logging.on_full,
         },
         Some(writer),
     ))
+}
+
+/// How long a request may wait for room in the log's queue: its timeout.
+/// Its model (and so its backend's `request_timeout`) is not known yet when
+/// it is admitted, before its body is read, so this is the longest
+/// `request_timeout` of any configured backend (the default, 30 s, when
+/// there are none).
+pub fn wait_bound(config: &Config) -> Duration {
+    config
+        .models
+        .iter()
+        .flat_map(|m| m.backends.iter())
+        .map(|b| b.request_timeout)
+        .max()
+        .unwrap_or(crate::config::DEFAULT_REQUEST_TIMEOUT)
 }
 
 /// Owns a request's record while the request runs. Dropped before the
@@ -623,14 +740,24 @@ mod tests {
         r
     }
 
-    fn log(max_queued_bytes: usize) -> (RequestLog, mpsc::Receiver<Record>) {
-        let (tx, rx) = mpsc::channel(100);
+    fn log(max_queued_bytes: usize) -> (RequestLog, mpsc::UnboundedReceiver<Record>) {
+        log_with(max_queued_bytes, 100, OnFull::Drop)
+    }
+
+    fn log_with(
+        max_queued_bytes: usize,
+        max_queued: usize,
+        on_full: OnFull,
+    ) -> (RequestLog, mpsc::UnboundedReceiver<Record>) {
+        let (tx, rx) = mpsc::unbounded_channel();
         let log = RequestLog {
             tx: Some(tx),
             scrubber: Arc::default(),
             stats: Arc::default(),
             limit: usize::MAX,
             max_queued_bytes,
+            max_queued,
+            on_full,
         };
         (log, rx)
     }
@@ -741,6 +868,70 @@ mod tests {
             assert_eq!(a.error.as_deref(), Some(why));
             assert!(a.latency >= Duration::from_millis(5));
         }
+    }
+
+    /// `wait`: a finished record is never refused, however full the queue;
+    /// a new request waits at admission until the writer gives room back,
+    /// and is woken when it does.
+    #[tokio::test]
+    async fn admission_waits_for_room_and_is_woken() {
+        let (log, mut rx) = log_with(usize::MAX, 2, OnFull::Wait);
+        // Room: no wait, and the bound is not even worked out.
+        log.admit(|| unreachable!()).await.unwrap();
+        for _ in 0..3 {
+            log.submit(record(10));
+        }
+        assert_eq!(log.stats().dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(rx.len(), 3);
+        let waiting = tokio::spawn({
+            let log = log.clone();
+            async move { log.admit(|| Duration::from_secs(3600)).await }
+        });
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished());
+        // The writer takes one: still 2 queued, still full.
+        rx.try_recv().unwrap();
+        log.stats().took(1);
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished());
+        // Another: room, and the waiter is woken.
+        rx.try_recv().unwrap();
+        log.stats().took(1);
+        waiting.await.unwrap().unwrap();
+        assert_eq!(log.stats().waits.load(Ordering::Relaxed), 1);
+        assert_eq!(log.stats().wait_timeouts.load(Ordering::Relaxed), 0);
+    }
+
+    /// `wait`: a full byte bound makes admission wait too, and a wait
+    /// longer than the bound ends in `Saturated`, counted.
+    #[tokio::test]
+    async fn admission_gives_up_after_its_bound() {
+        let (log, _rx) = log_with(1_000, 100, OnFull::Wait);
+        log.submit(record(5_000));
+        let e = log.admit(|| Duration::from_millis(30)).await.unwrap_err();
+        assert_eq!(e.0, Duration::from_millis(30));
+        assert_eq!(log.stats().waits.load(Ordering::Relaxed), 1);
+        assert_eq!(log.stats().wait_timeouts.load(Ordering::Relaxed), 1);
+        // The bytes given back: room at once.
+        log.stats()
+            .released(log.stats().queued_bytes.load(Ordering::Relaxed));
+        log.admit(|| unreachable!()).await.unwrap();
+    }
+
+    /// `drop`: admission never waits; the record past the bound is dropped.
+    #[tokio::test]
+    async fn drop_mode_never_waits_and_drops_past_the_bound() {
+        let (log, rx) = log_with(usize::MAX, 1, OnFull::Drop);
+        log.submit(record(10));
+        log.admit(|| unreachable!()).await.unwrap();
+        log.submit(record(10));
+        assert_eq!(log.stats().dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(log.stats().queued.load(Ordering::Relaxed), 1);
+        assert_eq!(rx.len(), 1);
     }
 
     #[test]

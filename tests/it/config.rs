@@ -399,6 +399,40 @@ fn log_queue_bounds() {
     );
 }
 
+#[test]
+fn log_on_full_and_layout() {
+    use yallmp::config::{FileLayout, OnFull};
+    let model =
+        "model_list:\n  - model_name: m\n    model_params: {api_base: 'http://127.0.0.1:9/v1'}\n";
+    let c = Config::from_yaml(model, None, &env(&[])).unwrap();
+    assert_eq!(c.logging.on_full, OnFull::Wait);
+    assert_eq!(c.logging.layout, FileLayout::PerRequest);
+    assert_eq!(c.logging.segment_max_bytes, 64 << 20);
+    let yaml = format!(
+        "{model}proxy_settings:\n  logging: {{on_full: drop, files: {{layout: segments, segment_max_bytes: 1000}}}}\n"
+    );
+    let c = Config::from_yaml(&yaml, None, &env(&[])).unwrap();
+    assert_eq!(c.logging.on_full, OnFull::Drop);
+    assert_eq!(c.logging.layout, FileLayout::Segments);
+    assert_eq!(c.logging.segment_max_bytes, 1000);
+    let errors = errors_of(&format!(
+        "{model}proxy_settings:\n  logging: {{on_full: block, files: {{layout: daily, segment_max_bytes: 0, segment_size: 5}}}}\n"
+    ));
+    for want in [
+        "proxy_settings.logging.on_full: `block` is not one of `drop`, `wait`",
+        "proxy_settings.logging.files.layout: `daily` is not one of `per_request`, `segments`",
+        "proxy_settings.logging.files.segment_max_bytes: must be at least 1",
+    ] {
+        assert!(errors.iter().any(|e| e == want), "{want}: {errors:?}");
+    }
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("proxy_settings.logging.files.segment_size")),
+        "{errors:?}"
+    );
+}
+
 /// `database.retention` out of the calendar's range: `1e300` days used to
 /// panic `yallmp check` (a Duration overflow) and `1e8` passed, then killed
 /// the pruning task on a date overflow. Both are refused with the key path,

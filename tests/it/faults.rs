@@ -973,6 +973,96 @@ async fn full_disk_drops_log_files_with_a_metric_and_a_warning() {
     .await;
 }
 
+/// Every line of the log's segments (under `requests`), each parsed: a
+/// segment must hold whole lines only.
+fn segment_lines(requests: &std::path::Path) -> Vec<Value> {
+    yallmp::reqlog::segments::list(requests)
+        .iter()
+        .flat_map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            assert!(
+                text.is_empty() || text.ends_with('\n'),
+                "{}: cut line",
+                p.display()
+            );
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The `segments` layout on a full file system: requests are unaffected,
+/// each record that could not be appended is counted, what a failed write
+/// put in a segment is cut back (whole lines only), and once there is room
+/// records are appended again (to a new segment).
+#[tokio::test]
+async fn full_disk_under_segments_leaves_whole_lines_only() {
+    within(async {
+        let mock = Mock::start(Reply::Echo).await;
+        let (config, dir) = logged_config(
+            &format!(
+                "model_list:\n  - {{model_name: m, model_params: {{api_base: '{}'}}}}\nproxy_settings:\n  logging: {{files: {{layout: segments}}}}\n",
+                mock.url
+            ),
+            None,
+        );
+        let requests = dir.join("requests");
+        let _mounted = match Mounted::tmpfs(&requests, "256k") {
+            Ok(m) => m,
+            Err(why) if std::env::var("YALLMP_FAULTS_MOUNT").as_deref() != Ok("1") => {
+                eprintln!("cannot mount a tmpfs ({why}): full-disk fault test not run");
+                return;
+            }
+            Err(why) => panic!("YALLMP_FAULTS_MOUNT=1 but mounting a tmpfs failed: {why}"),
+        };
+        let server = yallmp::serve(config).await.unwrap();
+        // One record in a segment first, then the disk fills.
+        let (status, _, _) = send(&server, "seg-before", json!({"model": "m"})).await;
+        assert_eq!(status, 200);
+        while segment_lines(&requests).is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let filler = requests.join("filler");
+        fill(&filler);
+        let before = file_write_failures(&server).await;
+        // Records larger than what is left, so no write can fit.
+        let big = "y".repeat(64 << 10);
+        for i in 0..4 {
+            let (status, _, text) = send(
+                &server,
+                &format!("seg-full-{i}"),
+                json!({"model": "m", "pad": big}),
+            )
+            .await;
+            assert_eq!(status, 200, "{text}");
+        }
+        while file_write_failures(&server).await < before + 4.0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(file_write_failures(&server).await, before + 4.0);
+        let lines = segment_lines(&requests);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["events"][0]["client_request_id"], "seg-before");
+
+        // Room again: appended, after the whole lines that were there.
+        std::fs::remove_file(&filler).unwrap();
+        let (status, _, _) = send(&server, "seg-after", json!({"model": "m"})).await;
+        assert_eq!(status, 200);
+        while segment_lines(&requests).len() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.shutdown().await;
+        let ids: Vec<Value> = segment_lines(&requests)
+            .iter()
+            .map(|l| l["events"][0]["client_request_id"].clone())
+            .collect();
+        assert_eq!(ids.len(), 2);
+        assert!(ids.contains(&json!("seg-before")) && ids.contains(&json!("seg-after")));
+    })
+    .await;
+}
+
 async fn health(server: &yallmp::Server) -> Value {
     client()
         .get(format!("{}/health", server.url()))

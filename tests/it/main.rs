@@ -39,6 +39,7 @@ mod previous_response;
 mod proxy;
 mod redis_shared;
 mod reqlog;
+mod reqlog_modes;
 mod responses;
 mod responses_ws;
 mod routing;

@@ -67,7 +67,7 @@ impl Writer {
     /// Opens the sinks (failing if they are unusable) and starts the task.
     pub async fn start(
         config: &Config,
-        rx: mpsc::Receiver<Record>,
+        rx: mpsc::UnboundedReceiver<Record>,
         stats: Arc<LogStats>,
         scrubber: Arc<arc_swap::ArcSwap<Scrubber>>,
     ) -> Result<Writer, StartError> {
@@ -128,7 +128,7 @@ impl Writer {
                     db: own,
                     target: config.database.target.clone(),
                     pending: Vec::new(),
-                    max_pending: config.logging.queue_size,
+                    max_pending: backlog(config),
                     failing: false,
                     retry_at: tokio::time::Instant::now(),
                 };
@@ -136,14 +136,23 @@ impl Writer {
             }
             None => (None, None),
         };
+        let segments = match (&dir, config.logging.layout) {
+            (Some(dir), crate::config::FileLayout::Segments) => {
+                Some(Arc::new(std::sync::Mutex::new(
+                    super::segments::Segments::new(dir, config.logging.segment_max_bytes),
+                )))
+            }
+            _ => None,
+        };
         let render = Render {
             rx,
             stats,
             dir,
+            segments,
             scrubber: scrubber.clone(),
             rows,
             carry: Vec::new(),
-            max_carry: config.logging.queue_size,
+            max_carry: backlog(config),
         };
         let render = tokio::spawn(render.run(stopped));
         Ok(Writer {
@@ -194,6 +203,14 @@ impl Writer {
             let _ = tokio::time::timeout_at(deadline, db.close()).await;
         }
     }
+}
+
+/// Rows that may wait for a database that is failing: `queue_size`, but at
+/// least a few batches, so that rows are never dropped on their way to a
+/// healthy database (a batch of up to `BATCH` rows passes through the
+/// backlog) when the queue is small.
+fn backlog(config: &Config) -> usize {
+    config.logging.queue_size.max(4 * BATCH)
 }
 
 /// Creates the directory (0700; an existing looser one is tightened) and

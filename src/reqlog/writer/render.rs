@@ -12,14 +12,17 @@ use super::{BATCH, LINGER, LINGER_BELOW, RETRY_EVERY};
 use crate::reqlog::db::Row;
 use crate::reqlog::file::{self, Prepared};
 use crate::reqlog::redact::Scrubber;
+use crate::reqlog::segments::{self, Segments};
 use crate::reqlog::{LogStats, Record, Trouble};
 
 /// Stage one: takes records off the queue in batches, renders them (in a
 /// blocking thread, with the file writes) and passes the rows on.
 pub(super) struct Render {
-    pub(super) rx: mpsc::Receiver<Record>,
+    pub(super) rx: mpsc::UnboundedReceiver<Record>,
     pub(super) stats: Arc<LogStats>,
     pub(super) dir: Option<PathBuf>,
+    /// The `segments` layout's writer (`None`: a file per request).
+    pub(super) segments: Option<Arc<std::sync::Mutex<Segments>>>,
     /// Known secrets; replaced when the config changes.
     pub(super) scrubber: Arc<arc_swap::ArcSwap<Scrubber>>,
     /// To the database stage, when there is a database.
@@ -40,14 +43,17 @@ impl Render {
                     if n == 0 {
                         break;
                     }
+                    self.stats.took(n);
                     if batch.len() < LINGER_BELOW && !*stopped.borrow() {
                         tokio::time::sleep(LINGER).await;
+                        let before = batch.len();
                         while batch.len() < BATCH {
                             match self.rx.try_recv() {
                                 Ok(r) => batch.push(r),
                                 Err(_) => break,
                             }
                         }
+                        self.stats.took(batch.len() - before);
                     }
                     metrics::gauge!(crate::reqlog::QUEUE_DEPTH).set(self.rx.len() as f64);
                     metrics::gauge!(crate::reqlog::QUEUE_BYTES)
@@ -64,6 +70,7 @@ impl Render {
         }
         // Drain what is queued.
         while let Ok(r) = self.rx.try_recv() {
+            self.stats.took(1);
             batch.push(r);
             if batch.len() >= BATCH {
                 self.write_guarded(std::mem::take(&mut batch)).await;
@@ -98,6 +105,7 @@ impl Render {
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
                         Some(q.saturating_sub(weight))
                     });
+            self.stats.released(0);
             self.stats.dropped.fetch_add(n, Ordering::Relaxed);
             metrics::counter!(crate::reqlog::DROPPED).increment(n);
             metrics::counter!(crate::reqlog::supervise::TASK_RESTARTS, "task" => "log_writer")
@@ -154,38 +162,57 @@ impl Render {
         let want_rows = self.rows.is_some();
         let scrubber = self.scrubber.load_full();
         let stats = self.stats.clone();
+        let layout = self.segments.clone();
         let rendered = tokio::task::spawn_blocking(move || {
             let mut rows = Vec::with_capacity(if want_rows { records.len() } else { 0 });
+            let note = |result: Result<(), String>, dir: &std::path::Path| match result {
+                Ok(()) => {
+                    stats.written_files.fetch_add(1, Ordering::Relaxed);
+                    if stats.file_state.load(Ordering::Relaxed) == 2 {
+                        stats.set_file_error(None);
+                    }
+                }
+                Err(e) => {
+                    stats.set_file_error(Some(e.clone()));
+                    stats.failed_writes.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(crate::reqlog::WRITE_FAILURES, "sink" => "file").increment(1);
+                    if stats.should_warn(Trouble::File) {
+                        tracing::warn!(error = %e, dir = %dir.display(), "request log file not written");
+                    }
+                }
+            };
+            let mut lines = Vec::with_capacity(if layout.is_some() { records.len() } else { 0 });
             for r in records {
                 let p = Prepared::new(&r);
                 if let Some(dir) = &dir {
                     let text = file::render(&r, &p, &scrubber);
-                    let parsed = file::render_parsed(&r, &p, &scrubber);
-                    match file::write_all(dir, &r, &text, parsed.as_deref()) {
-                        Ok(_) => {
-                            stats.written_files.fetch_add(1, Ordering::Relaxed);
-                            if stats.file_state.load(Ordering::Relaxed) == 2 {
-                                stats.set_file_error(None);
-                            }
-                        }
-                        Err(e) => {
-                            stats.set_file_error(Some(e.to_string()));
-                            stats.failed_writes.fetch_add(1, Ordering::Relaxed);
-                            metrics::counter!(crate::reqlog::WRITE_FAILURES, "sink" => "file").increment(1);
-                            if stats.should_warn(Trouble::File) {
-                                tracing::warn!(error = %e, dir = %dir.display(), "request log file not written");
-                            }
-                        }
+                    if layout.is_some() {
+                        // The parsed output is in the record's own line.
+                        lines.push(segments::line(&r.id, &r.started_at, &text));
+                    } else {
+                        let parsed = file::render_parsed(&r, &p, &scrubber);
+                        let written = file::write_all(dir, &r, &text, parsed.as_deref());
+                        note(written.map(|_| ()).map_err(|e| e.to_string()), dir);
                     }
                 }
                 if want_rows {
                     rows.push(Row::new(r, p, &scrubber));
                 }
             }
+            if let (Some(layout), Some(dir)) = (&layout, &dir) {
+                // One write for the batch (more only where a segment rolls).
+                let results = layout
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .append(chrono::Utc::now(), &lines);
+                for result in results {
+                    note(result, dir);
+                }
+            }
             rows
         })
         .await;
-        self.stats.queued_bytes.fetch_sub(weight, Ordering::Relaxed);
+        self.stats.released(weight);
         match rendered {
             Ok(rows) if !rows.is_empty() => self.pass_rows(rows).await,
             Ok(_) => {}

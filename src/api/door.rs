@@ -49,5 +49,15 @@ pub async fn proxy(state: &Shared, endpoint: Endpoint, req: Request) -> Result<R
         sockets: ext.remove::<std::sync::Arc<crate::upstream::ws::Sockets>>(),
         identity: ext.remove::<crate::keys::service::Identity>(),
     };
-    state.proxy.handle(req).await
+    match state.proxy.handle(req).await {
+        Ok(response) => Ok(response),
+        Err(e) => {
+            // Logged with the request's fields (its id and the model the
+            // proxy resolved), which the extensions still hold.
+            let id = ext.get::<RequestId>().and_then(|r| r.0.to_str().ok());
+            let model = ext.get::<ModelSlot>().and_then(ModelSlot::get);
+            e.log(id, model.as_deref());
+            Ok(e.response())
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! `proxy_settings.logging`: the request log's files, database switch,
-//! body bound and queue.
+//! body bound and queue; and `proxy_settings.log_format`, the format of
+//! yallmp's own log.
 
 use std::path::PathBuf;
 
@@ -32,5 +33,30 @@ pub(super) fn resolve(raw: RawLogging, errors: &mut Errors) -> LoggingSettings {
         max_body_bytes: usize::try_from(raw.max_body_bytes()).unwrap_or(usize::MAX),
         queue_size: queue_size.max(1),
         queue_max_bytes: usize::try_from(queue_max_bytes.max(1)).unwrap_or(usize::MAX),
+    }
+}
+
+/// `proxy_settings.log_format`: how yallmp writes its own log to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Plain,
+    /// One JSON object per line, the event's fields at the top level.
+    Json,
+}
+
+pub(super) fn log_format(raw: Option<String>, errors: &mut Errors) -> LogFormat {
+    match raw.as_deref().map(|s| s.trim().to_ascii_lowercase()) {
+        None => LogFormat::Plain,
+        Some(s) if s == "plain" || s.is_empty() => LogFormat::Plain,
+        Some(s) if s == "json" => LogFormat::Json,
+        Some(s) => {
+            errors.at(
+                "proxy_settings.log_format",
+                format!("expected `plain` or `json`, got `{s}`"),
+            );
+            LogFormat::Plain
+        }
     }
 }

@@ -240,6 +240,8 @@ pub struct RawProxySettings {
     /// Bounds on upstream event streams.
     #[serde(default)]
     pub streaming: super::streaming::RawStreaming,
+    /// yallmp's own log on stderr: `plain` (default) or `json`.
+    pub log_format: Option<String>,
 }
 
 impl RawProxySettings {
@@ -481,6 +483,8 @@ pub struct RawServer {
     /// Host names `/admin` answers besides loopback, `localhost` and the
     /// listen address (see `config::ServerSettings::allowed_hosts`).
     pub allowed_hosts: Option<Vec<String>>,
+    /// TLS on the listener: `{cert, key}` PEM files.
+    pub tls: Option<super::tls::RawTls>,
 }
 
 impl RawServer {

@@ -221,6 +221,27 @@ async fn the_admin_ui_and_a_replay_work_over_https() {
     assert_eq!(v["status"], 200, "{v}");
     assert_eq!(v["body"]["choices"][0]["message"]["content"], "model=m");
     assert_eq!(mock.count(), 2);
+    // The effective config names the files, and a reload keeps them.
+    let reload = c
+        .post(format!("{}/admin/config/reload", server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 200);
+    let v: Value = c
+        .get(format!("{}/admin/config", server.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["server"]["tls"]["cert"],
+        f.cert.display().to_string(),
+        "{v}"
+    );
+    assert_eq!(v["log_format"], "plain", "{v}");
     server.shutdown().await;
 }
 

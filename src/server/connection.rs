@@ -20,8 +20,9 @@ use crate::conn::{Activity, Guarded, Slot, TimedBody, Tracked};
 /// Serves one client connection (HTTP/1.1, or HTTP/2 with prior
 /// knowledge or, over TLS, by ALPN) with the client limits: the header
 /// read and idle timeouts close it (when no request is in flight), every
-/// request body is read with the body read timeout. On `stop`, the request in flight finishes
-/// and the connection closes.
+/// request body is read with the body read timeout. On `stop`, the request
+/// in flight finishes and the connection closes. With TLS, the handshake
+/// comes first, bounded by [`super::tls::HANDSHAKE_TIMEOUT`].
 pub(super) async fn connection(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,

@@ -122,6 +122,8 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         Some(_) => Some(
             reqwest::Client::builder()
                 .danger_accept_invalid_certs(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
                 .build()
                 .map_err(|e| ServeError::Client(e.to_string()))?,
         ),

@@ -394,3 +394,40 @@ async fn the_http_forwarder_reaches_an_https_target() {
     without.shutdown().await;
     server.shutdown().await;
 }
+
+/// The binary: relative paths in the config file, an `https://` listening
+/// line, and SIGHUP reading the certificate again (the files unchanged, so
+/// the poll would not: only the signal logs the reload).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_serves_https_and_sighup_reloads_the_certificate() {
+    let f = files();
+    let ca = TestCa::new(&f.dir, "one");
+    ca.issue(&f.cert, &f.key);
+    let config = f.dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        "proxy_settings:\n  server: {host: 127.0.0.1, port: 0, tls: {cert: cert.pem, key: key.pem}}\n  logging: {files: {enabled: false}, database: {enabled: false}}\nmodel_list:\n  - {model_name: a, model_params: {api_type: stub}}\n",
+    )
+    .unwrap();
+    let run = crate::support::child::Running::start(
+        Path::new("/"),
+        &["--config", config.to_str().unwrap()],
+        &[],
+    );
+    assert!(run.url.starts_with("https://127.0.0.1:"), "{}", run.url);
+    let r = ca
+        .client()
+        .get(format!("{}/v1/models", run.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    run.signal("-HUP");
+    let (_, before) = run.wait_for_line(|l| l.contains("TLS certificate reloaded"));
+    assert!(
+        before.iter().any(|l| l.contains("SIGHUP: reloading")),
+        "{before:#?}"
+    );
+    let (status, _) = run.stop();
+    assert!(status.success(), "{status:?}");
+}

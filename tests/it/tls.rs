@@ -1,6 +1,6 @@
 //! TLS on the listener (`proxy_settings.server.tls`): HTTPS with HTTP/1.1
 //! and HTTP/2 chosen by ALPN (reqwest over rustls, and curl over OpenSSL),
-//! the admin UI and API over it, the certificate reloaded when its files
+//! the admin UI and API and the Responses WebSocket (`wss://`) over it, the certificate reloaded when its files
 //! change (and a broken one refused, the old kept), and the HTTP
 //! forwarder in front of an https target.
 
@@ -430,4 +430,75 @@ async fn the_binary_serves_https_and_sighup_reloads_the_certificate() {
     );
     let (status, _) = run.stop();
     assert!(status.success(), "{status:?}");
+}
+
+/// The Responses WebSocket mode over `wss://` (an HTTP/1.1 upgrade on a
+/// TLS connection): one turn with the stub backend.
+#[tokio::test]
+async fn the_responses_websocket_works_over_wss() {
+    use futures::{SinkExt, StreamExt};
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let f = files();
+    let ca = TestCa::new(&f.dir, "one");
+    ca.issue(&f.cert, &f.key);
+    let server = proxy(&format!(
+        "proxy_settings:\n  enable_responses_endpoint: true\n  server:\n    tls: {{cert: '{}', key: '{}'}}\n\
+         model_list:\n  - {{model_name: s, model_params: {{api_type: stub}}}}\n",
+        f.cert.display(),
+        f.key.display()
+    ))
+    .await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&ca.pem).unwrap())
+        .unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let url = format!(
+        "{}/v1/responses",
+        server.url().replacen("https://", "wss://", 1)
+    );
+    let (mut socket, response) = tokio_tungstenite::connect_async_tls_with_config(
+        url,
+        None,
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(
+            tls,
+        ))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status().as_u16(), 101);
+    socket
+        .send(Message::Text(
+            json!({"type": "response.create", "model": "s", "input": "hello over wss"})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let completed = loop {
+        let m = tokio::time::timeout(DEADLINE, socket.next())
+            .await
+            .expect("no message in time")
+            .expect("the socket closed")
+            .unwrap();
+        let Message::Text(t) = m else { continue };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        assert_ne!(v["type"], "error", "{v}");
+        if v["type"] == "response.completed" {
+            break v;
+        }
+    };
+    let text = completed["response"]["output"][0]["content"][0]["text"].clone();
+    assert_eq!(text, "hello over wss", "{completed}");
+    server.shutdown().await;
 }

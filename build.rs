@@ -76,7 +76,15 @@ fn git_commit() -> Option<String> {
     for p in ["src", "static", "Cargo.toml", "Cargo.lock", "configs"] {
         watch(&root.join(p));
     }
-    let dirty =
-        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    // Without optional locks, `git status` does not refresh the index file,
+    // which is watched: a write there would rerun this script on the next
+    // build.
+    let dirty = git(&[
+        "--no-optional-locks",
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+    ])
+    .is_some_and(|s| !s.is_empty());
     Some(if dirty { format!("{hash}-dirty") } else { hash })
 }

@@ -22,6 +22,8 @@ pub const OPEN: &str = "yallmp_connections_open";
 pub const REFUSED: &str = "yallmp_connections_refused_total";
 /// `yallmp_client_timeouts_total{kind}`: header, body, idle.
 pub const TIMEOUTS: &str = "yallmp_client_timeouts_total";
+/// `yallmp_tls_handshake_failures_total{kind}`: error, timeout.
+pub const TLS_HANDSHAKE_FAILURES: &str = "yallmp_tls_handshake_failures_total";
 
 /// The help texts of this module's metrics.
 pub fn describe() {
@@ -33,6 +35,10 @@ pub fn describe() {
     metrics::describe_counter!(
         TIMEOUTS,
         "Client connections closed, or requests ended with 408, by a client timeout (header, body, idle)"
+    );
+    metrics::describe_counter!(
+        TLS_HANDSHAKE_FAILURES,
+        "TLS handshakes on the listener that failed or timed out (error, timeout)"
     );
 }
 

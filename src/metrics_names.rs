@@ -27,6 +27,11 @@ impl ModelSlot {
         let _ = self.0.set(Arc::from(model));
     }
 
+    /// The model, once the proxy has resolved it.
+    pub fn get(&self) -> Option<Arc<str>> {
+        self.0.get().cloned()
+    }
+
     /// The label: the model, or `unknown` before (or without) one.
     pub fn label(&self) -> Arc<str> {
         self.0

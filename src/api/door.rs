@@ -51,5 +51,15 @@ pub async fn proxy(state: &Shared, endpoint: Endpoint, req: Request) -> Result<R
     };
     // Boxed once here: the layers above then move a pointer, not the
     // request's whole future (several kB), each time they wrap it.
-    Box::pin(state.proxy.handle(req)).await
+    match Box::pin(state.proxy.handle(req)).await {
+        Ok(response) => Ok(response),
+        Err(e) => {
+            // Logged with the request's fields (its id and the model the
+            // proxy resolved), which the extensions still hold.
+            let id = ext.get::<RequestId>().and_then(|r| r.0.to_str().ok());
+            let model = ext.get::<ModelSlot>().and_then(ModelSlot::get);
+            e.log(id, model.as_deref());
+            Ok(e.response())
+        }
+    }
 }

@@ -15,10 +15,42 @@ const RETRY_AFTER_MS: &str = "retry-after-ms";
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.log(None, None);
+        self.response()
+    }
+}
+
+impl ApiError {
+    /// Logs a server error or an upstream failure (a client's mistake is
+    /// not the operator's concern), with the request's id and configured
+    /// model when the caller knows them and the backend that answered last,
+    /// as fields a JSON log indexes. The message is the client's, already
+    /// scrubbed of the config's secrets.
+    pub fn log(&self, request_id: Option<&str>, model: Option<&str>) {
         let status = self.status();
         if status.is_server_error() || matches!(self, ApiError::Upstream { .. }) {
-            tracing::warn!(status = status.as_u16(), error = %self.body()["error"]["message"], "request failed");
+            let (backend, attempts) = match self {
+                ApiError::Upstream { attempts, .. } => (
+                    attempts.last().map(|a| a.backend.as_str()),
+                    Some(attempts.len()),
+                ),
+                _ => (None, None),
+            };
+            tracing::warn!(
+                request_id,
+                model,
+                backend,
+                attempts,
+                status = status.as_u16(),
+                error = self.body()["error"]["message"].as_str().unwrap_or_default(),
+                "request failed"
+            );
         }
+    }
+
+    /// The response, without logging (see [`ApiError::log`]).
+    pub fn response(self) -> Response {
+        let status = self.status();
         let mut r = json_error(status, &self.body());
         if matches!(self, ApiError::TooLarge { .. } | ApiError::ReadBody(_)) {
             // The rest of the body was never read, so this connection cannot

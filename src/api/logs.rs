@@ -208,10 +208,11 @@ pub async fn replay(
         .retain(|(k, _)| !k.eq_ignore_ascii_case(crate::upstream::REQUEST_ID.as_str()));
     let method = reqwest::Method::from_bytes(p.method.as_bytes())
         .map_err(|_| LogsError::Replay(format!("method `{}`", p.method)))?;
-    let mut req = state
-        .upstream()
-        .request(method, &p.url)
-        .body(p.body.clone());
+    let client = state
+        .self_client
+        .clone()
+        .unwrap_or_else(|| state.upstream());
+    let mut req = client.request(method, &p.url).body(p.body.clone());
     for (k, v) in &p.headers {
         req = req.header(k, v);
     }

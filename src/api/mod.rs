@@ -54,6 +54,10 @@ pub struct AppState {
     /// This proxy's own base URL (`http://127.0.0.1:PORT` when it listens
     /// on every address), for replays from the admin API.
     pub self_url: String,
+    /// The client for requests to `self_url` when it is `https://`: the
+    /// listener's certificate names a host, not the address, so it is not
+    /// checked on this one loopback-or-own-address hop (`None` over HTTP).
+    pub self_client: Option<reqwest::Client>,
     /// Admin UI sessions (logins with the admin password).
     pub sessions: session::Sessions,
     /// The address the proxy listens on (the admin API's `Host` check).

@@ -10,7 +10,7 @@ use crate::forward::ForwardKind;
 #[derive(Debug, Parser)]
 #[command(
     name = "yallmp",
-    version,
+    version = super::VERSION,
     about = "A fast, faithful, debuggable LLM proxy"
 )]
 pub struct Cli {
@@ -28,6 +28,10 @@ pub struct Cli {
     /// Listen port (overrides the config).
     #[arg(long, global = true)]
     pub port: Option<u16>,
+    /// yallmp's own log on stderr: `plain` (the default) or `json`, one
+    /// object a line (overrides `proxy_settings.log_format`).
+    #[arg(long, global = true, value_enum, env = "YALLMP_LOG_FORMAT")]
+    pub log_format: Option<crate::config::LogFormat>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

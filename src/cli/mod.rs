@@ -26,10 +26,25 @@ pub use args::{Cli, Command, DbAction, ReplayArgs, StreamMode};
 pub use banner::{banner, model_table};
 pub use inspect_template::template_report;
 
+/// What `yallmp --version` prints after the name: the package version and
+/// the commit the binary was built from (`build.rs`; `-dirty` when tracked
+/// files differed from it, `unknown` when built outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("YALLMP_GIT_COMMIT"),
+    ")"
+);
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    match cli.command {
+        // The log's format may come from the config: `serve` sets the log
+        // up once it has read it.
+        None | Some(Command::Serve) => return serve::serve(&cli),
+        _ => init_tracing(cli.log_format.unwrap_or_default()),
+    }
     match cli.command {
         Some(Command::Check) => check::check(&cli),
         Some(Command::Replay(ref args)) => replay::replay(&cli, args),
@@ -38,17 +53,30 @@ pub fn main() -> ExitCode {
             forward::run(&cli.config, cli.host.is_some() || cli.port.is_some(), kind)
         }
         Some(Command::InspectTemplate { ref file }) => inspect_template::inspect_template(file),
-        None | Some(Command::Serve) => serve::serve(&cli),
+        // Served above.
+        None | Some(Command::Serve) => ExitCode::SUCCESS,
     }
 }
 
-fn init_tracing() {
+/// yallmp's own log on stderr, at `RUST_LOG`'s levels (default `info`):
+/// plain lines, or one JSON object a line with the event's fields (the
+/// request id, model and backend of request-path events among them) at the
+/// top level beside `timestamp`, `level`, `target` and `message`.
+fn init_tracing(format: crate::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        crate::config::LogFormat::Plain => fmt.try_init(),
+        crate::config::LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 /// The config with `--host`/`--port` applied; an invalid one is printed

@@ -9,8 +9,12 @@ use super::{Cli, banner::banner, load, runtime};
 pub(super) fn serve(cli: &Cli) -> ExitCode {
     let config = match load(cli) {
         Ok(c) => c,
-        Err(code) => return code,
+        Err(code) => {
+            super::init_tracing(cli.log_format.unwrap_or_default());
+            return code;
+        }
     };
+    super::init_tracing(cli.log_format.unwrap_or(config.log_format));
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -35,6 +39,8 @@ pub(super) fn serve(cli: &Cli) -> ExitCode {
             server.url()
         );
         print!("{text}");
+        // Listening and serving: systemd's `Type=notify` start is over.
+        crate::server::notify::ready();
         server.run_with(signals).await;
         ExitCode::SUCCESS
     })

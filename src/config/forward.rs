@@ -35,6 +35,9 @@ pub struct RawHttpTarget {
     pub scheme: Option<String>,
     pub host: Option<String>,
     pub port: Option<u16>,
+    /// PEM certificates trusted for an https target besides the public
+    /// roots (a private CA, a self-signed proxy).
+    pub ca_file: Option<String>,
 }
 
 /// `forwarder_settings` as written.
@@ -153,6 +156,9 @@ pub struct HttpForwardSettings {
     pub body_read_timeout: Option<Duration>,
     pub response_timeout: Option<Duration>,
     pub max_connections: usize,
+    /// `target.ca_file`: certificates trusted for an https target besides
+    /// the public roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl HttpForwardSettings {
@@ -289,7 +295,13 @@ pub(super) fn resolve(
         host: None,
         port: None,
     });
-    let target = http.target.unwrap_or_default();
+    let mut target = http.target.unwrap_or_default();
+    let ca_file = env
+        .get("HTTP_FORWARD_TARGET_CA_FILE")
+        .or(target.ca_file.take())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .map(std::path::PathBuf::from);
     let scheme_text = env
         .get("HTTP_FORWARD_TARGET_SCHEME")
         .filter(|s| !s.trim().is_empty())
@@ -411,6 +423,7 @@ pub(super) fn resolve(
             &http_at.key("max_connections"),
             errors,
         ),
+        ca_file,
     };
     if http.target.port == 0 {
         errors.at(

@@ -1,5 +1,6 @@
 //! `proxy_settings.logging`: the request log's files, database switch,
-//! body bound, queue and what a full queue does, and the files' layout.
+//! body bound, queue and what a full queue does, and the files' layout;
+//! and `proxy_settings.log_format`, the format of yallmp's own log.
 
 use std::path::PathBuf;
 
@@ -67,5 +68,30 @@ pub(super) fn resolve(raw: RawLogging, errors: &mut Errors) -> LoggingSettings {
         on_full,
         layout,
         segment_max_bytes: segment_max_bytes.max(1),
+    }
+}
+
+/// `proxy_settings.log_format`: how yallmp writes its own log to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Plain,
+    /// One JSON object per line, the event's fields at the top level.
+    Json,
+}
+
+pub(super) fn log_format(raw: Option<String>, errors: &mut Errors) -> LogFormat {
+    match raw.as_deref().map(|s| s.trim().to_ascii_lowercase()) {
+        None => LogFormat::Plain,
+        Some(s) if s == "plain" || s.is_empty() => LogFormat::Plain,
+        Some(s) if s == "json" => LogFormat::Json,
+        Some(s) => {
+            errors.at(
+                "proxy_settings.log_format",
+                format!("expected `plain` or `json`, got `{s}`"),
+            );
+            LogFormat::Plain
+        }
     }
 }

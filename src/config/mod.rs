@@ -28,6 +28,7 @@ mod server;
 mod settings;
 pub mod streaming;
 pub mod thinking;
+pub mod tls;
 mod tree;
 mod unknown;
 mod url;
@@ -35,6 +36,7 @@ mod url;
 pub use env::Env;
 pub use errors::nearest;
 pub use load::ConfigError;
+pub use logging::LogFormat;
 pub use model::{
     ApiType, AzureTarget, Backend, BackendRouting, HealthCheck, ModelConfig, ModelSource, Parameter,
 };
@@ -43,6 +45,7 @@ pub use settings::{
     DeclaredTeam, FileLayout, Limit, LoggingSettings, OnFull, Origin, PostgresTarget, RateLimits,
     RedisSettings, RouterSettings, RoutingStrategy, Secret, ServerSettings, Workers,
 };
+pub use tls::TlsFiles;
 pub use url::{Target, mask_url_secret, url_secret};
 
 pub use raw::{

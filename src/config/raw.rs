@@ -242,6 +242,8 @@ pub struct RawProxySettings {
     /// Bounds on upstream event streams.
     #[serde(default)]
     pub streaming: super::streaming::RawStreaming,
+    /// yallmp's own log on stderr: `plain` (default) or `json`.
+    pub log_format: Option<String>,
 }
 
 impl RawProxySettings {
@@ -489,6 +491,8 @@ pub struct RawServer {
     /// Host names `/admin` answers besides loopback, `localhost` and the
     /// listen address (see `config::ServerSettings::allowed_hosts`).
     pub allowed_hosts: Option<Vec<String>>,
+    /// TLS on the listener: `{cert, key}` PEM files.
+    pub tls: Option<super::tls::RawTls>,
 }
 
 impl RawServer {

@@ -79,7 +79,8 @@ pub(super) fn resolve(
                 .to_string(),
         );
     }
-    let server = server::resolve(ps.server, &gs, errors);
+    let server = server::resolve(ps.server, &gs, _path, errors);
+    let log_format = logging::log_format(ps.log_format, errors);
     let mut rs = raw.router_settings;
     let router_fallbacks = rs.fallbacks.take();
     let router = router::resolve(rs, errors);
@@ -128,6 +129,7 @@ pub(super) fn resolve(
         cors,
         cache,
         streaming,
+        log_format,
         forward,
         parsers,
         origin: Origin::default(),

@@ -14,6 +14,7 @@ use super::{
 pub(super) fn resolve(
     server: RawServer,
     general: &RawGeneralSettings,
+    config: Option<&std::path::Path>,
     errors: &mut Errors,
 ) -> ServerSettings {
     let max_body_bytes = server.max_body_bytes();
@@ -46,6 +47,7 @@ pub(super) fn resolve(
             errors,
         ),
         allowed_hosts: allowed_hosts(server.allowed_hosts, errors),
+        tls: super::tls::resolve(server.tls, config, errors),
     }
 }
 

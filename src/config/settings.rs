@@ -36,6 +36,8 @@ pub struct Config {
     pub cache: cache::CacheSettings,
     /// Bounds on upstream event streams (`proxy_settings.streaming`).
     pub streaming: streaming::StreamSettings,
+    /// `proxy_settings.log_format` (read at start-up; `--log-format` wins).
+    pub log_format: super::LogFormat,
     /// `forwarder_settings` and `http_forwarder_settings`, environment
     /// overrides applied.
     pub forward: forward::ForwardSettings,
@@ -61,6 +63,8 @@ pub struct ServerSettings {
     /// besides loopback addresses, `localhost` and the listen address;
     /// lowercase, `name` (any port) or `name:port`; `*` allows any.
     pub allowed_hosts: Vec<String>,
+    /// `proxy_settings.server.tls`: serve HTTPS with these files.
+    pub tls: Option<super::TlsFiles>,
 }
 
 /// `proxy_settings.server.workers`: which threads serve client connections.

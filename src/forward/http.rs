@@ -83,9 +83,14 @@ impl Ctx {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(settings.connect_timeout));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| ForwardError::Client(format!("TLS setup: {e}")))?
+        let https = match &settings.ca_file {
+            None => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_provider_and_webpki_roots(provider)
+                .map_err(|e| ForwardError::Client(format!("TLS setup: {e}")))?,
+            Some(file) => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls_with_ca(provider, file)?),
+        };
+        let https = https
             .https_or_http()
             .enable_http1()
             .wrap_connector(connector);
@@ -395,6 +400,36 @@ fn error(status: StatusCode, kind: &str, code: &str, message: &str) -> Response<
         HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// A TLS client config trusting the public roots and the certificates in
+/// `file` (`http_forwarder_settings.target.ca_file`).
+fn tls_with_ca(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    file: &std::path::Path,
+) -> Result<rustls::ClientConfig, ForwardError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let failed = |e: &dyn std::fmt::Display| {
+        ForwardError::Client(format!("target.ca_file {}: {e}", file.display()))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let certs = CertificateDer::pem_file_iter(file)
+        .map_err(|e| failed(&e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| failed(&e))?;
+    if certs.is_empty() {
+        return Err(failed(&"no CERTIFICATE block in it"));
+    }
+    for cert in certs {
+        roots.add(cert).map_err(|e| failed(&e))?;
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| failed(&e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 #[cfg(test)]

@@ -19,12 +19,17 @@ pub fn rebuild(current: &Config, overlay: &Overlay) -> Result<Config, ConfigErro
     Ok(next)
 }
 
-/// What is read at start-up only: the listen address and the request log's
-/// sinks stay as they are for the life of the process.
+/// What is read at start-up only: the listen address, TLS's file paths, the
+/// log format and the request log's sinks stay as they are for the life of
+/// the process.
 pub fn keep_startup_settings(current: &Config, next: &mut Config) {
     next.server.host = current.server.host.clone();
     next.server.port = current.server.port;
     next.server.connections = current.server.connections;
+    // The listener's TLS files (their contents are reloaded; the paths are
+    // not) and the log's format.
+    next.server.tls = current.server.tls.clone();
+    next.log_format = current.log_format;
     next.logging = current.logging.clone();
     next.database = current.database.clone();
     next.cache = current.cache.clone();

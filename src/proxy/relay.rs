@@ -201,7 +201,18 @@ pub(super) fn relay(first: Vec<Bytes>, rest: SseSource, relay: Relay) -> Body {
                     return tail.map(|t| (Ok(t), st));
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "upstream stream failed after the first byte");
+                    let backend = st.r.tokens.backend.clone();
+                    let id =
+                        st.r.guard
+                            .record()
+                            .map(|r| r.client_request_id.clone().unwrap_or_else(|| r.id.clone()));
+                    tracing::warn!(
+                        request_id = id,
+                        model = %backend.model_name,
+                        backend = %backend.name,
+                        error = %e,
+                        "upstream stream failed after the first byte"
+                    );
                     let failure = stream_failure(&e, src.event_too_large());
                     st.source = None;
                     // A broken stream is never cached, nor remembered.

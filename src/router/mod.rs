@@ -144,7 +144,18 @@ impl Dispatch<'_> {
     pub async fn run(&self, attempts: &mut Vec<Attempt>) -> Result<Answer, AllFailed> {
         let tries = 1 + self.settings.num_retries;
         let mut last = LastFailure::Network(UpstreamError::Unsupported("no backend to try".into()));
-        for group in self.plan.chunk_by(|a, b| a.model_name == b.model_name) {
+        for (n, group) in self
+            .plan
+            .chunk_by(|a, b| a.model_name == b.model_name)
+            .enumerate()
+        {
+            if n > 0 {
+                tracing::warn!(
+                    request_id = self.request_id.to_str().ok(),
+                    model = %group[0].model_name,
+                    "falling back to the next model"
+                );
+            }
             let mut members: Vec<Member> = balance::order(group, self.registry, self.settings)
                 .into_iter()
                 .map(|(backend, state)| Member {
@@ -223,6 +234,19 @@ impl Dispatch<'_> {
                 let mut verdict = self.attempt(&backend, wire, headers, body, &mut seen).await;
                 scrub(&mut verdict, self.scrubber);
                 let (status, error) = describe(&verdict);
+                if !matches!(verdict, Verdict::Done(_)) {
+                    // The request's fields as fields (a JSON log indexes
+                    // them); the error is already scrubbed.
+                    tracing::warn!(
+                        request_id = self.request_id.to_str().ok(),
+                        model = %backend.model_name,
+                        backend = %backend.name,
+                        attempt = m.made,
+                        status,
+                        error = error.as_deref(),
+                        "upstream attempt failed"
+                    );
+                }
                 if let Some(a) = attempts.get_mut(slot) {
                     a.status = status;
                     a.latency = started.elapsed();

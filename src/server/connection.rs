@@ -18,22 +18,63 @@ use crate::config::connections::ConnectionLimits;
 use crate::conn::{Activity, Guarded, Slot, TimedBody, Tracked};
 
 /// Serves one client connection (HTTP/1.1, or HTTP/2 with prior
-/// knowledge) with the client limits: the header read and idle timeouts
-/// close it (when no request is in flight), every request body is read
-/// with the body read timeout. On `stop`, the request in flight finishes
-/// and the connection closes.
+/// knowledge or, over TLS, by ALPN) with the client limits: the header
+/// read and idle timeouts close it (when no request is in flight), every
+/// request body is read with the body read timeout. On `stop`, the request
+/// in flight finishes and the connection closes. With TLS, the handshake
+/// comes first, bounded by [`super::tls::HANDSHAKE_TIMEOUT`].
 pub(super) async fn connection(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     slot: Slot,
     app: axum::Router,
     limits: ConnectionLimits,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
+    tls: Option<super::tls::Tls>,
 ) {
-    let _slot = slot;
     let _ = tcp.set_nodelay(true);
+    let Some(tls) = tls else {
+        return serve(tcp, peer, slot, app, limits, stop).await;
+    };
+    // The handshake has its own bound (a client that connects and says
+    // nothing holds a slot no longer than this), and is given up on stop.
+    let mut stopping = stop.clone();
+    let handshake = tokio::time::timeout(super::tls::HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp));
+    let stream = tokio::select! {
+        r = handshake => match r {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                metrics::counter!(crate::conn::TLS_HANDSHAKE_FAILURES, "kind" => "error").increment(1);
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                metrics::counter!(crate::conn::TLS_HANDSHAKE_FAILURES, "kind" => "timeout").increment(1);
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        _ = stopping.wait_for(|s| *s) => return,
+    };
+    serve(stream, peer, slot, app, limits, stop).await
+}
+
+/// Serves HTTP on a connection (plain TCP, or TLS once its handshake is
+/// done): HTTP/1.1, or HTTP/2 by prior knowledge or ALPN (`auto` tells them
+/// apart by the client's first bytes).
+async fn serve<S>(
+    io: S,
+    peer: SocketAddr,
+    slot: Slot,
+    app: axum::Router,
+    limits: ConnectionLimits,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let _slot = slot;
     let activity = Activity::new();
-    let io = TokioIo::new(Tracked::new(tcp, activity.clone()));
+    let io = TokioIo::new(Tracked::new(io, activity.clone()));
     let tower = TowerToHyperService::new(app);
     let body_timeout = limits.body_read_timeout;
     let requests = activity.clone();

@@ -4,8 +4,10 @@
 //! in `connection.rs`, the signals in `signals.rs`.
 
 mod connection;
+pub mod notify;
 mod signals;
 mod threads;
+pub mod tls;
 
 use std::io;
 use std::net::SocketAddr;
@@ -45,6 +47,8 @@ pub enum ServeError {
     Thinking(#[from] crate::thinking::StartError),
     #[error("cannot start serving thread {index}: {source}")]
     Worker { index: usize, source: io::Error },
+    #[error("proxy_settings.server.tls: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A running proxy.
@@ -59,6 +63,8 @@ pub struct Server {
     /// The shutdown grace period: the whole of [`Server::shutdown`] (the
     /// in-flight requests, then the request log's drain) fits in it.
     grace: Duration,
+    /// TLS on the listener, and the task that reloads its certificate.
+    tls: Option<(tls::Tls, JoinHandle<()>)>,
 }
 
 /// Starts the proxy on the config's host and port (port 0 picks a free one).
@@ -78,6 +84,8 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         addr: "listener".into(),
         source,
     })?;
+    // The certificate first: one that does not load stops the start here.
+    let tls = config.server.tls.as_ref().map(tls::Tls::load).transpose()?;
     let client = crate::upstream::client().map_err(|e| ServeError::Client(e.to_string()))?;
     let http = crate::upstream::http_client().map_err(ServeError::Client)?;
     let grace = config.server.shutdown_grace;
@@ -106,7 +114,21 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
             }
             ip => ip,
         };
-        format!("http://{}", SocketAddr::new(ip, addr.port()))
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
+    };
+    // The admin UI's replay sends to the proxy itself: over TLS, to its own
+    // address, whose certificate names a host rather than that address.
+    let self_client = match &tls {
+        Some(_) => Some(
+            reqwest::Client::builder()
+                .danger_accept_invalid_certs(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()
+                .map_err(|e| ServeError::Client(e.to_string()))?,
+        ),
+        None => None,
     };
     let redis = match &config.redis {
         Some(settings) => {
@@ -183,6 +205,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         model_store,
         model_version: std::sync::atomic::AtomicI64::new(model_version),
         self_url,
+        self_client,
         sessions: Default::default(),
         listen: addr,
         auth_throttle: Default::default(),
@@ -206,7 +229,19 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         .then(|| crate::api::admin::sync::spawn_sync(Arc::downgrade(&state)));
     let app = api::router(state.clone());
     let (stop, stopped) = watch::channel(false);
-    let task = serving_threads(listener, app, workers, conn_limits, stopped, grace)?;
+    let task = serving_threads(
+        listener,
+        app,
+        workers,
+        conn_limits,
+        stopped,
+        grace,
+        tls.clone(),
+    )?;
+    let tls = tls.map(|t| {
+        let watch = t.spawn_watch();
+        (t, watch)
+    });
     Ok(Server {
         addr,
         state,
@@ -215,6 +250,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         writer,
         sync,
         grace,
+        tls,
     })
 }
 
@@ -224,9 +260,22 @@ impl Server {
         self.addr
     }
 
-    /// `http://addr`.
+    /// `http://addr`, or `https://addr` with TLS on the listener.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Reads the listener's certificate again if its files changed (always
+    /// with `force`); true when a new one is in use. Without TLS, false.
+    pub async fn reload_tls(&self, force: bool) -> bool {
+        let Some((tls, _)) = &self.tls else {
+            return false;
+        };
+        let tls = tls.clone();
+        tokio::task::spawn_blocking(move || tls.reload(force))
+            .await
+            .unwrap_or(false)
     }
 
     /// The shared state (live snapshot, client).
@@ -244,6 +293,9 @@ impl Server {
         let deadline = tokio::time::Instant::now() + self.grace;
         self.state.shutting_down.store(true, Ordering::Relaxed);
         let _ = self.stop.send(true);
+        if let Some((_, watch)) = &self.tls {
+            watch.abort();
+        }
         let _ = self.task.await;
         if let Some(sync) = self.sync {
             sync.abort();
@@ -289,13 +341,18 @@ impl Server {
                 _ = signals.hangup() => self.reload_on_hangup().await,
             }
         }
+        notify::stopping();
         tracing::info!("shutting down: no new connections; waiting for in-flight requests");
         let started = Instant::now();
         self.shutdown().await;
         tracing::info!(took = ?started.elapsed(), "stopped");
     }
 
+    /// SIGHUP: the config, and the listener's certificate (read again
+    /// whether or not its files look changed), between systemd's
+    /// `RELOADING=1` and `READY=1`.
     async fn reload_on_hangup(&self) {
+        notify::reloading();
         tracing::info!("SIGHUP: reloading the config");
         if let Err(e) = crate::api::admin::reload_config(&self.state).await {
             tracing::error!(
@@ -303,5 +360,7 @@ impl Server {
                 "SIGHUP: the config was not reloaded; still serving the previous one"
             );
         }
+        self.reload_tls(true).await;
+        notify::ready();
     }
 }

@@ -12,6 +12,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::ServeError;
 use super::connection::connection;
+use super::tls::Tls;
 use crate::config::Workers;
 use crate::config::connections::ConnectionLimits;
 use crate::conn::{Slot, Slots};
@@ -30,6 +31,7 @@ async fn run(
     limits: ConnectionLimits,
     stop: watch::Receiver<bool>,
     grace: Duration,
+    tls: Option<Tls>,
 ) -> bool {
     let mut conns = JoinSet::new();
     let mut stopping = stop.clone();
@@ -41,7 +43,15 @@ async fn run(
             handed = handoff.recv(), if open => match handed {
                 Some(Handed { tcp, peer, slot }) => match tokio::net::TcpStream::from_std(tcp) {
                     Ok(tcp) => {
-                        conns.spawn(connection(tcp, peer, slot, app.clone(), limits, stop.clone()));
+                        conns.spawn(connection(
+                            tcp,
+                            peer,
+                            slot,
+                            app.clone(),
+                            limits,
+                            stop.clone(),
+                            tls.clone(),
+                        ));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot take over an accepted connection");
@@ -79,6 +89,7 @@ pub(super) fn serving_threads(
     limits: ConnectionLimits,
     stop: watch::Receiver<bool>,
     grace: Duration,
+    tls: Option<Tls>,
 ) -> Result<JoinHandle<()>, ServeError> {
     let count = match workers {
         Workers::PerThread(n) => n,
@@ -109,13 +120,14 @@ pub(super) fn serving_threads(
         let (done_tx, done_rx) = oneshot::channel();
         let app = app.clone();
         let stop = stop.clone();
+        let tls = tls.clone();
         std::thread::Builder::new()
             .name(format!("yallmp-serve-{index}"))
             .spawn(move || {
                 if let Some(client) = client {
                     crate::upstream::set_thread_client(client);
                 }
-                let cut = runtime.block_on(run(rx, app, limits, stop, grace));
+                let cut = runtime.block_on(run(rx, app, limits, stop, grace, tls));
                 // What is still running after the grace period ends here
                 // (its requests are recorded as cut off).
                 runtime.shutdown_timeout(Duration::from_secs(1));

@@ -235,6 +235,7 @@ impl Thinking {
                 }
             }
             Err(_) => tracing::warn!(
+                model,
                 store = settings.store.as_str(),
                 "interleaved thinking: the store did not answer in time; treated as a miss"
             ),
@@ -268,6 +269,7 @@ impl Thinking {
         if self.queue.try_send(job).is_err() {
             metrics::counter!(DROPPED).increment(1);
             tracing::warn!(
+                model,
                 store = settings.store.as_str(),
                 "interleaved thinking: the write queue is full; this turn is kept in memory only"
             );
@@ -306,6 +308,7 @@ async fn write_jobs(mut rx: mpsc::Receiver<Job>, durable: Arc<Durable>) {
         if let Err(e) = ok {
             metrics::counter!(DROPPED).increment(1);
             tracing::warn!(
+                model,
                 store = store.as_str(),
                 error = %e,
                 "interleaved thinking: could not store a turn (kept in memory)"

@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -60,9 +61,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_ok(url: str) -> bool:
+def http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as r:
+        with urllib.request.urlopen(url, timeout=2, context=context) as r:
             return r.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -98,12 +99,14 @@ def report_log(request, what: str, log: Path) -> None:
             terminal.write_line(f"\n--- {what} log ({log}), last lines ---\n{tail(log, 60)}")
 
 
-def wait_ready(proc: subprocess.Popen, url: str, log: Path, what: str) -> None:
+def wait_ready(
+    proc: subprocess.Popen, url: str, log: Path, what: str, context: ssl.SSLContext | None = None
+) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"{what} exited with {proc.returncode} before it was ready:\n{tail(log)}")
-        if http_ok(url):
+        if http_ok(url, context):
             return
         time.sleep(0.2)
     stop(proc)
@@ -190,9 +193,11 @@ def proxy_url(request, tmp_path_factory, litellm_base) -> str:
     )
 
 
-def running_yallmp(request, work: Path, config_dict: dict):
+def running_yallmp(request, work: Path, config_dict: dict, context: ssl.SSLContext | None = None):
     """Starts the yallmp binary on port 0 with this config (in `work`),
-    yields its base URL, and stops it (its log goes into the report)."""
+    yields its base URL, and stops it (its log goes into the report).
+    `context`: the TLS context that trusts its certificate, when it serves
+    https."""
     config = work / "config.yaml"
     config.write_text(json.dumps(config_dict, indent=2))
     log = work / "yallmp.log"
@@ -212,7 +217,7 @@ def running_yallmp(request, work: Path, config_dict: dict):
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.decode(errors="replace")
-            m = re.search(r"listening on (http://\S+)", line)
+            m = re.search(r"listening on (https?://\S+)", line)
             if m and not found:
                 found.append(m.group(1).rstrip("/"))
                 ready.set()
@@ -222,7 +227,7 @@ def running_yallmp(request, work: Path, config_dict: dict):
     try:
         if not ready.wait(START_TIMEOUT) or not found:
             pytest.fail(f"yallmp printed no listen line (exit {proc.poll()}):\n{tail(log)}")
-        wait_ready(proc, f"{found[0]}/healthz", log, "yallmp")
+        wait_ready(proc, f"{found[0]}/healthz", log, "yallmp", context)
         yield found[0]
     finally:
         stop(proc)
@@ -505,4 +510,74 @@ def test_a_forbidden_model_is_permission_denied_and_a_spent_budget_rate_limited(
         assert [m.id for m in c.models.list()] == [STUB_MODEL]
     with openai.OpenAI(base_url=f"{keyed_proxy_url}/v1", api_key="yk-wrong", max_retries=0) as c:
         with pytest.raises(openai.AuthenticationError):
+            c.models.list()
+
+
+# TLS on the listener (proxy_settings.server.tls): the SDK against https://,
+# trusting a CA made here with the openssl command (the proxy itself uses
+# rustls; the client side is Python's ssl module, OpenSSL).
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def tls_proxy(request, tmp_path_factory):
+    """yallmp serving https with a certificate from a test CA: yields the
+    base URL and the CA's file."""
+    work = tmp_path_factory.mktemp("yallmp-tls")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=yallmp SDK test CA",
+            cwd=work)
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "key.pem", "-out", "leaf.csr", "-subj", "/CN=localhost", cwd=work)
+    (work / "leaf.ext").write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+        "basicConstraints=CA:FALSE\n"
+        "keyUsage=digitalSignature\n"
+        "extendedKeyUsage=serverAuth\n"
+        "authorityKeyIdentifier=keyid\n"
+        "subjectKeyIdentifier=hash\n"
+    )
+    openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "leaf.ext", "-out", "cert.pem", cwd=work)
+    ca = work / "ca.pem"
+    config = {
+        "model_list": [{"model_name": STUB_MODEL, "model_params": {"api_type": "stub"}}],
+        "proxy_settings": {
+            "logging": {"database": {"enabled": False}},
+            # Relative paths: the config file's directory.
+            "server": {"tls": {"cert": "cert.pem", "key": "key.pem"}},
+        },
+    }
+    context = ssl.create_default_context(cafile=str(ca))
+    for url in running_yallmp(request, work, config, context):
+        yield url, ca
+
+
+def test_https_chat_stream_and_models(tls_proxy):
+    url, ca = tls_proxy
+    assert url.startswith("https://127.0.0.1:")
+    context = ssl.create_default_context(cafile=str(ca))
+    http_client = openai.DefaultHttpxClient(verify=context)
+    with openai.OpenAI(
+        base_url=f"{url}/v1", api_key=CLIENT_KEY, max_retries=0, timeout=60,
+        http_client=http_client,
+    ) as c:
+        done = c.chat.completions.create(
+            model=STUB_MODEL, messages=[{"role": "user", "content": "over tls"}]
+        )
+        assert done.choices[0].message.content == "over tls"
+        pieces = [
+            chunk.choices[0].delta.content or ""
+            for chunk in c.chat.completions.create(
+                model=STUB_MODEL, messages=[{"role": "user", "content": "streamed over tls"}],
+                stream=True,
+            )
+            if chunk.choices
+        ]
+        assert "".join(pieces) == "streamed over tls"
+        assert [m.id for m in c.models.list()] == [STUB_MODEL]
+    # Without the CA the certificate is refused.
+    with openai.OpenAI(base_url=f"{url}/v1", api_key=CLIENT_KEY, max_retries=0, timeout=10) as c:
+        with pytest.raises(openai.APIConnectionError):
             c.models.list()

@@ -99,6 +99,10 @@ pub async fn effective_config(State(state): State<Shared>) -> Json<Value> {
             "idle_timeout": c.server.connections.idle_timeout.map(|d| d.as_secs_f64()),
             "max_connections": c.server.connections.max_connections,
             "allowed_hosts": c.server.allowed_hosts,
+            "tls": c.server.tls.as_ref().map(|t| json!({
+                "cert": t.cert.display().to_string(),
+                "key": t.key.display().to_string(),
+            })),
             "shutdown_grace_period": c.server.shutdown_grace.as_secs_f64(),
             "workers": match c.server.workers {
                 crate::config::Workers::PerThread(n) => json!(n),
@@ -106,6 +110,10 @@ pub async fn effective_config(State(state): State<Shared>) -> Json<Value> {
             },
         },
         "enable_responses_endpoint": c.enable_responses_endpoint,
+        "log_format": match c.log_format {
+            crate::config::LogFormat::Plain => "plain",
+            crate::config::LogFormat::Json => "json",
+        },
         "router_settings": {
             "num_retries": c.router.num_retries,
             "retry_backoff_ms": c.router.retry_backoff.as_millis() as u64,

@@ -6,12 +6,14 @@
 
 pub mod anthropic;
 pub mod browser;
+pub mod child;
 pub mod forward;
 pub mod logged;
 pub mod pg;
 pub mod raw;
 pub mod redis;
 pub mod services;
+pub mod tls;
 pub mod vectors;
 pub mod warnings;
 

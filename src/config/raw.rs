@@ -240,6 +240,9 @@ pub struct RawProxySettings {
     /// Bounds on upstream event streams.
     #[serde(default)]
     pub streaming: super::streaming::RawStreaming,
+    /// OpenTelemetry traces (off by default).
+    #[serde(default)]
+    pub telemetry: super::telemetry::RawTelemetry,
 }
 
 impl RawProxySettings {

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Env, ModelConfig, cache, connections, forward, overlay, parsers, streaming};
+use super::{
+    Env, ModelConfig, cache, connections, forward, overlay, parsers, streaming, telemetry,
+};
 
 /// The resolved configuration.
 #[derive(Debug, Clone)]
@@ -36,6 +38,8 @@ pub struct Config {
     pub cache: cache::CacheSettings,
     /// Bounds on upstream event streams (`proxy_settings.streaming`).
     pub streaming: streaming::StreamSettings,
+    /// OpenTelemetry traces (`proxy_settings.telemetry`; read at start-up).
+    pub telemetry: telemetry::TelemetrySettings,
     /// `forwarder_settings` and `http_forwarder_settings`, environment
     /// overrides applied.
     pub forward: forward::ForwardSettings,

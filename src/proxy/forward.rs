@@ -153,6 +153,8 @@ pub(super) async fn forward(
         .await
         .map_err(ApiError::ReasoningNotFound)?;
     let client = proxy.upstream();
+    // Telemetry hook (None when it is off).
+    let trace = guard.record().and_then(|r| r.trace.clone());
     let dispatch = Dispatch {
         client: &client,
         settings: &live.config.router,
@@ -173,6 +175,7 @@ pub(super) async fn forward(
         scrubber: &live.scrubber,
         max_response_bytes: live.config.server.max_response_bytes,
         sockets: req.sockets.as_ref(),
+        trace: trace.as_ref(),
     };
     let answer = match dispatch.run(guard.attempts()).await {
         Ok(answer) => answer,

@@ -815,6 +815,7 @@ mod tests {
                 headers: Some(ah.clone()),
                 pending: None,
                 dropped: Vec::new(),
+                span: None,
             },
             Attempt {
                 backend: "good#1".into(),
@@ -830,6 +831,7 @@ mod tests {
                     "client_metadata".into(),
                     "messages[1].content[0] \"odd\"".into(),
                 ],
+                span: None,
             },
         ];
         r.backend = Some("good#1".into());

@@ -45,6 +45,7 @@ mod routing;
 mod shared_models;
 mod sighup;
 mod stream_limits;
+mod telemetry;
 mod templates;
 mod timeouts;
 mod translate_fields;

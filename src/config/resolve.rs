@@ -73,7 +73,7 @@ pub(super) fn resolve(
     }
     let cache = cache::resolve(ps.cache, redis.is_some(), errors);
     let streaming = super::streaming::resolve(ps.streaming, errors);
-    let telemetry = super::telemetry::resolve(ps.telemetry, env, errors);
+    let telemetry = super::telemetry::resolve(ps.telemetry, env, errors, warnings);
     if gs.host.is_some() || gs.port.is_some() {
         warnings.push(
             "general_settings.host/port: read as the listen address (proxy_settings.server takes precedence)"

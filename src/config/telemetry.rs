@@ -138,15 +138,22 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Checks and resolves the block, with the `OTEL_*` variables of `env`.
-pub fn resolve(raw: RawTelemetry, env: &super::Env, errors: &mut Errors) -> TelemetrySettings {
+pub fn resolve(
+    raw: RawTelemetry,
+    env: &super::Env,
+    errors: &mut Errors,
+    warnings: &mut Vec<String>,
+) -> TelemetrySettings {
     const AT: &str = "proxy_settings.telemetry";
     let var = |name: &str| env.get(name).filter(|v| !v.trim().is_empty());
-    let number = |name: &str, errors: &mut Errors| -> Option<u64> {
+    // A variable yallmp cannot use is warned about and left out (it may
+    // be meant for other programs of the same environment).
+    let number = |name: &str, warnings: &mut Vec<String>| -> Option<u64> {
         let v = var(name)?;
         match v.trim().parse::<u64>() {
             Ok(n) => Some(n),
             Err(_) => {
-                errors.at(name, format!("expected a whole number, got {v:?}"));
+                warnings.push(format!("{name}={v:?} is not a whole number: ignored"));
                 None
             }
         }
@@ -187,6 +194,18 @@ pub fn resolve(raw: RawTelemetry, env: &super::Env, errors: &mut Errors) -> Tele
             format!("{AT}.protocol"),
             format!("only http/protobuf is supported, got {p:?}"),
         );
+    }
+    for name in [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ] {
+        if let Some(p) = var(name)
+            && p.trim() != "http/protobuf"
+        {
+            warnings.push(format!(
+                "{name}={p}: yallmp exports traces over http/protobuf only (the endpoint must take OTLP over HTTP, usually port 4318)"
+            ));
+        }
     }
     // Headers: the variables', then the file's on top.
     for name in [
@@ -243,12 +262,9 @@ pub fn resolve(raw: RawTelemetry, env: &super::Env, errors: &mut Errors) -> Tele
             Some("parentbased_traceidratio") => {
                 s.sampler = SamplerSetting::ParentBased(ParentlessRule::Ratio(ratio));
             }
-            Some(other) => errors.at(
-                "OTEL_TRACES_SAMPLER",
-                format!(
-                    "{other:?} is not one yallmp knows (always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio)"
-                ),
-            ),
+            Some(other) => warnings.push(format!(
+                "OTEL_TRACES_SAMPLER={other}: not one yallmp knows (always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio); using parentbased_always_on"
+            )),
         },
     }
     // The batching: the file's, else OTEL_BSP_*.
@@ -259,18 +275,18 @@ pub fn resolve(raw: RawTelemetry, env: &super::Env, errors: &mut Errors) -> Tele
         }
         v => v,
     };
-    let env_count = |name: &str, errors: &mut Errors| {
-        number(name, errors)
+    let env_count = |name: &str, warnings: &mut Vec<String>| {
+        number(name, warnings)
             .filter(|&n| n > 0)
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
     };
     if let Some(n) = at_least_one("max_queue_size", raw.max_queue_size, errors)
-        .or_else(|| env_count("OTEL_BSP_MAX_QUEUE_SIZE", errors))
+        .or_else(|| env_count("OTEL_BSP_MAX_QUEUE_SIZE", warnings))
     {
         s.max_queue_size = n;
     }
     if let Some(n) = at_least_one("max_export_batch_size", raw.max_export_batch_size, errors)
-        .or_else(|| env_count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", errors))
+        .or_else(|| env_count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", warnings))
     {
         s.max_export_batch_size = n;
     }
@@ -286,20 +302,20 @@ pub fn resolve(raw: RawTelemetry, env: &super::Env, errors: &mut Errors) -> Tele
         }
         None => None,
     };
-    let env_ms = |name: &str, errors: &mut Errors| {
-        number(name, errors)
+    let env_ms = |name: &str, warnings: &mut Vec<String>| {
+        number(name, warnings)
             .filter(|&n| n > 0)
             .map(Duration::from_millis)
     };
     if let Some(d) = seconds("schedule_delay", raw.schedule_delay, errors)
-        .or_else(|| env_ms("OTEL_BSP_SCHEDULE_DELAY", errors))
+        .or_else(|| env_ms("OTEL_BSP_SCHEDULE_DELAY", warnings))
     {
         s.schedule_delay = d;
     }
     if let Some(d) = seconds("export_timeout", raw.export_timeout, errors)
-        .or_else(|| env_ms("OTEL_BSP_EXPORT_TIMEOUT", errors))
-        .or_else(|| env_ms("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", errors))
-        .or_else(|| env_ms("OTEL_EXPORTER_OTLP_TIMEOUT", errors))
+        .or_else(|| env_ms("OTEL_BSP_EXPORT_TIMEOUT", warnings))
+        .or_else(|| env_ms("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", warnings))
+        .or_else(|| env_ms("OTEL_EXPORTER_OTLP_TIMEOUT", warnings))
     {
         s.export_timeout = d;
     }
@@ -317,7 +333,12 @@ mod tests {
     #[test]
     fn defaults_and_checks() {
         let mut errors = Errors::default();
-        let s = resolve(RawTelemetry::default(), &env(&[]), &mut errors);
+        let s = resolve(
+            RawTelemetry::default(),
+            &env(&[]),
+            &mut errors,
+            &mut Vec::new(),
+        );
         assert_eq!(s, TelemetrySettings::default());
         assert!(!s.enabled && !s.capture_content);
         assert!(errors.is_empty());
@@ -329,7 +350,7 @@ mod tests {
             schedule_delay: Some(-1.0),
             ..RawTelemetry::default()
         };
-        resolve(raw, &env(&[]), &mut errors);
+        resolve(raw, &env(&[]), &mut errors, &mut Vec::new());
         assert_eq!(errors.len(), 5, "{errors:?}");
         assert!(errors[0].contains("proxy_settings.telemetry.endpoint"));
         assert!(errors[1].contains("proxy_settings.telemetry.protocol"));
@@ -350,6 +371,7 @@ mod tests {
                 ("OTEL_BSP_SCHEDULE_DELAY", "250"),
             ]),
             &mut errors,
+            &mut Vec::new(),
         );
         assert!(errors.is_empty(), "{errors:?}");
         assert!(s.enabled);
@@ -371,6 +393,7 @@ mod tests {
             RawTelemetry::default(),
             &env(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:1/x")]),
             &mut errors,
+            &mut Vec::new(),
         );
         assert_eq!(s.endpoint, "http://t:1/x");
         let raw = RawTelemetry {
@@ -381,6 +404,7 @@ mod tests {
             raw,
             &env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")]),
             &mut errors,
+            &mut Vec::new(),
         );
         assert_eq!(s.endpoint, "http://file:4318/v1/traces");
         // Off when told, whatever the variables say.
@@ -392,6 +416,7 @@ mod tests {
             raw,
             &env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")]),
             &mut errors,
+            &mut Vec::new(),
         );
         assert!(!s.enabled);
         let s = resolve(
@@ -401,6 +426,7 @@ mod tests {
                 ("OTEL_SDK_DISABLED", "true"),
             ]),
             &mut errors,
+            &mut Vec::new(),
         );
         assert!(!s.enabled);
         assert!(errors.is_empty(), "{errors:?}");

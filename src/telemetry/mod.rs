@@ -152,10 +152,13 @@ struct Inject<'a>(&'a mut HeaderMap);
 
 impl opentelemetry::propagation::Injector for Inject<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(key.as_bytes()),
-            http::HeaderValue::from_str(&value),
-        ) {
+        let Ok(name) = http::HeaderName::from_bytes(key.as_bytes()) else {
+            return;
+        };
+        // An empty `tracestate` is no header at all.
+        if value.is_empty() {
+            self.0.remove(name);
+        } else if let Ok(value) = http::HeaderValue::from_str(&value) {
             self.0.insert(name, value);
         }
     }

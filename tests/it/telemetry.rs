@@ -143,12 +143,17 @@ async fn spans_follow_the_genai_conventions_and_the_trace_context() {
         &server,
         "/v1/chat/completions",
         &json!({"model": "m", "messages": [{"role": "user", "content": format!("my key is {SECRET}")}]}),
-        &[("x-request-id", "otel-json"), ("traceparent", &traceparent)],
+        &[
+            ("x-request-id", "otel-json"),
+            ("traceparent", &traceparent),
+            ("tracestate", "congo=t61rcWkgMzE"),
+        ],
     )
     .await;
     assert_eq!(status, 200);
     let hit = upstream.hits().pop().unwrap();
     let sent = hit.headers["traceparent"].to_str().unwrap().to_string();
+    assert_eq!(hit.headers["tracestate"], "congo=t61rcWkgMzE");
 
     // A stream.
     upstream.push(Reply::Sse {
@@ -174,6 +179,10 @@ async fn spans_follow_the_genai_conventions_and_the_trace_context() {
     .await;
     assert_eq!(status, 200);
     assert!(body.contains("Hel"), "{body}");
+    // A new trace: a traceparent upstream, and no empty tracestate.
+    let hit = upstream.hits().pop().unwrap();
+    assert!(hit.headers.contains_key("traceparent"));
+    assert!(!hit.headers.contains_key("tracestate"));
 
     // A backend that is down, then its fallback.
     let (status, _, _) = post_with(
@@ -453,4 +462,31 @@ proxy_settings:
     }
     let after = dropped(&metrics_text(&server).await);
     assert!(after - before >= 16.0, "dropped {}", after - before);
+}
+
+/// Off (the default): nothing is added upstream, and the client's own
+/// `traceparent` goes on untouched like any other header.
+#[tokio::test]
+async fn off_by_default_the_trace_context_passes_untouched() {
+    let upstream = Mock::start(Reply::Echo).await;
+    let yaml = format!(
+        "model_list:\n  - model_name: m\n    model_params:\n      api_base: {}\n",
+        upstream.url
+    );
+    let server = proxy(&yaml).await;
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    for headers in [vec![], vec![("traceparent", tp)]] {
+        let (status, _, _) = post_with(
+            &server,
+            "/v1/chat/completions",
+            &json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+            &headers,
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let hits = upstream.hits();
+    assert!(!hits[0].headers.contains_key("traceparent"));
+    assert_eq!(hits[1].headers["traceparent"], tp);
+    server.shutdown().await;
 }

@@ -469,7 +469,7 @@ impl RequestLog {
         self
     }
 
-    /// A new record for a request, when logging is on.
+    /// A new record for a request, when logging or the telemetry is on.
     pub fn start(
         &self,
         id: String,
@@ -592,7 +592,7 @@ impl RecordGuard {
         }
     }
 
-    /// The record, when logging is on.
+    /// The record, when logging or the telemetry is on.
     pub fn record(&mut self) -> Option<&mut Record> {
         self.record.as_mut()
     }

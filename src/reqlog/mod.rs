@@ -134,6 +134,8 @@ pub struct Record {
     pub team: Option<String>,
     /// Its trace, when the telemetry is on ([`Tap`]).
     pub trace: Option<Trace>,
+    /// The response parsers that ran, when the telemetry is on.
+    pub parsers: Option<Arc<[&'static str]>>,
     /// When the request started, for offsets.
     clock: Instant,
     limit: usize,
@@ -181,6 +183,7 @@ impl Record {
             key: None,
             team: None,
             trace: None,
+            parsers: None,
             clock: Instant::now(),
             limit,
             queued_bytes: 0,

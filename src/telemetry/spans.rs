@@ -263,8 +263,9 @@ pub(super) fn spans(
     if let Some(c) = r.cache {
         attrs.push(kv("yallmp.cache", c));
     }
-    if r.parsed.is_some() {
-        attrs.push(kv("yallmp.parsed", true));
+    if let Some(names) = &r.parsers {
+        let names: Vec<StringValue> = names.iter().map(|n| StringValue::from(*n)).collect();
+        attrs.push(kv("yallmp.parsers", Value::Array(Array::String(names))));
     }
     if let Some(c) = cost {
         attrs.push(kv("yallmp.cost_usd", c));

@@ -114,6 +114,11 @@ model_list:
     model_params:
       api_base: http://127.0.0.1:1/v1
       fallbacks: [m]
+  - model_name: p
+    model_params:
+      api_base: {up}
+    parsers:
+      response: [parse_tags, swap_reasoning_content]
 router_settings:
   num_retries: 1
   retry_backoff_ms: 1
@@ -302,7 +307,11 @@ async fn no_content_by_default_and_unsampled_traces_stay_home() {
     let c = collector().await;
     let server = proxy(&config(&upstream, &c, "")).await;
     let unsampled = "00-11111111111111111111111111111111-2222222222222222-00";
-    for (id, tp) in [("quiet", Some(unsampled)), ("plain", None)] {
+    for (id, tp, model) in [
+        ("quiet", Some(unsampled), "m"),
+        ("plain", None, "m"),
+        ("parsed", None, "p"),
+    ] {
         let mut headers = vec![("x-request-id", id)];
         if let Some(tp) = tp {
             headers.push(("traceparent", tp));
@@ -310,7 +319,7 @@ async fn no_content_by_default_and_unsampled_traces_stay_home() {
         let (status, _, _) = post_with(
             &server,
             "/v1/chat/completions",
-            &json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+            &json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}),
             &headers,
         )
         .await;
@@ -324,13 +333,29 @@ async fn no_content_by_default_and_unsampled_traces_stay_home() {
         sent.starts_with("00-11111111111111111111111111111111-") && sent.ends_with("-00"),
         "{sent}"
     );
-    let all = collected(&c, |s| request(s, "plain").is_some()).await;
+    let all = collected(&c, |s| {
+        request(s, "plain").is_some() && request(s, "parsed").is_some()
+    })
+    .await;
     // The shutdown flushes what is left: nothing of "quiet" ever comes.
     server.shutdown().await;
     let all = spans(&c).into_iter().chain(all).collect::<Vec<_>>();
     assert!(request(&all, "quiet").is_none());
     let (root, _) = request(&all, "plain").unwrap();
     assert!(root.events.is_empty(), "{:?}", root.events);
+    assert!(attr(root, "yallmp.parsers").is_none());
+    // The response parsers that ran, in order.
+    let (root, _) = request(&all, "parsed").unwrap();
+    match attr(root, "yallmp.parsers") {
+        Some(Any::ArrayValue(a)) => assert_eq!(
+            a.values.iter().map(|v| v.value.clone()).collect::<Vec<_>>(),
+            [
+                Some(Any::StringValue("parse_tags".into())),
+                Some(Any::StringValue("swap_reasoning_content".into()))
+            ]
+        ),
+        other => panic!("parsers: {other:?}"),
+    }
 }
 
 /// A collector on a closed port, or one that never answers: every request

@@ -105,7 +105,7 @@ pub fn start(config: &Config) -> Result<Option<(Arc<Telemetry>, Exporter)>, Star
         dropped: AtomicU64::new(0),
     };
     tracing::info!(
-        endpoint = %s.endpoint,
+        endpoint = %crate::config::mask_url_secret(&s.endpoint),
         service = %s.service_name,
         capture_content = s.capture_content,
         "telemetry: exporting traces over OTLP http/protobuf"

@@ -14,7 +14,9 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use serde_json::json;
 
-use crate::support::{DONE, Mock, Reply, chunk, metric_value, metrics_text, post_with, proxy};
+use crate::support::{
+    DONE, Mock, Reply, chunk, get_json, metric_value, metrics_text, post_with, proxy,
+};
 
 const SECRET: &str = "sk-upstream-secret-123456";
 
@@ -29,6 +31,7 @@ fn spans(c: &Mock) -> Vec<Span> {
     for hit in c.hits() {
         assert_eq!(hit.path, "/v1/traces");
         assert_eq!(hit.headers["content-type"], "application/x-protobuf");
+        assert_eq!(hit.headers["x-collector-key"], "collector-secret-42");
         let req = ExportTraceServiceRequest::decode(hit.raw.as_ref()).expect("OTLP protobuf");
         for rs in req.resource_spans {
             let service = rs
@@ -126,6 +129,7 @@ proxy_settings:
   telemetry:
     endpoint: {c}
     service_name: yallmp-test
+    headers: {{x-collector-key: collector-secret-42}}
     schedule_delay: 0.05
 {extra}
 "#,
@@ -295,6 +299,14 @@ async fn spans_follow_the_genai_conventions_and_the_trace_context() {
     assert_eq!(text(kids[2], "yallmp.backend").as_deref(), Some("m#1"));
     assert_eq!(int(kids[2], "yallmp.fallback_index"), Some(1));
     assert_eq!(text(root, "yallmp.backend").as_deref(), Some("m#1"));
+
+    // The effective config shows the settings, not the header's value.
+    let effective = get_json(&server, "/admin/config").await;
+    let t = &effective["telemetry"];
+    assert_eq!(t["enabled"], true);
+    assert_eq!(t["endpoint"], format!("{}/traces", c.url));
+    assert_eq!(t["headers"], json!(["x-collector-key"]));
+    assert!(!effective.to_string().contains("collector-secret-42"));
     server.shutdown().await;
 }
 

@@ -42,15 +42,22 @@ pub(super) fn operation(path: &str) -> &'static str {
     }
 }
 
-/// What the answer says of itself: the model, the finish reasons.
+/// What the answer says of itself: its id, the model, the finish reasons.
 #[derive(Default)]
 struct Said {
+    id: Option<String>,
     model: Option<String>,
     reasons: Vec<String>,
 }
 
 impl Said {
     fn read(&mut self, v: &Json) {
+        if self.id.is_none() {
+            self.id = [&v["id"], &v["message"]["id"], &v["response"]["id"]]
+                .into_iter()
+                .find_map(|m| m.as_str())
+                .map(str::to_string);
+        }
         if self.model.is_none() {
             self.model = [&v["model"], &v["message"]["model"], &v["response"]["model"]]
                 .into_iter()
@@ -189,6 +196,9 @@ pub(super) fn spans(
     // The GenAI attributes of the answer, on the request span and on the
     // attempt that gave it.
     let mut answer_attrs = Vec::new();
+    if let Some(id) = &said.id {
+        answer_attrs.push(kv("gen_ai.response.id", id.clone()));
+    }
     if let Some(m) = &said.model {
         answer_attrs.push(kv("gen_ai.response.model", m.clone()));
     }

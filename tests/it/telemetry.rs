@@ -220,6 +220,10 @@ async fn spans_follow_the_genai_conventions_and_the_trace_context() {
     assert_eq!(text(root, "gen_ai.request.model").as_deref(), Some("m"));
     assert_eq!(text(root, "gen_ai.response.model").as_deref(), Some("up-m"));
     assert_eq!(
+        text(root, "gen_ai.response.id").as_deref(),
+        Some("chatcmpl-mock")
+    );
+    assert_eq!(
         text(root, "gen_ai.provider.name").as_deref(),
         Some("openai")
     );

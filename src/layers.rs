@@ -18,7 +18,7 @@ const RANKS: &[(u8, &[&str])] = &[
     (7, &["api"]),
     (6, &["proxy"]),
     (5, &["router"]),
-    (4, &["model_store", "replay"]),
+    (4, &["model_store", "replay", "telemetry"]),
     (
         3,
         &[

@@ -16,7 +16,7 @@
 //! | 7 | `api`: HTTP in and out only (decode the request, encode the answer or error) |
 //! | 6 | `proxy`: one request's life (admit, read, identify, cache, thinking, dispatch, response chain, record) |
 //! | 5 | `router`: backends, fallbacks, retries, health |
-//! | 4 | `model_store` (runtime models in PostgreSQL), `replay` |
+//! | 4 | `model_store` (runtime models in PostgreSQL), `replay`, `telemetry` (OpenTelemetry traces, fed by the request log's records) |
 //! | 3 | `live`, `catalog`, `upstream`, `protocol`, `pipeline`, `cache`, `limits`, `thinking`, `reqlog`, `redis`, `keys` |
 //! | 2 | `config` |
 //! | 1 | leaves: `sse`, `wildcard`, `endpoint`, `metrics_names`, `identity`, `conn`, `template`, `errors`, `ttl_store`, `grant`, `price`, `usage` |
@@ -49,6 +49,7 @@ pub mod reqlog;
 pub mod router;
 pub mod server;
 pub mod sse;
+pub mod telemetry;
 pub mod template;
 pub mod thinking;
 pub mod ttl_store;

@@ -137,6 +137,7 @@ mod tests {
             headers: Some(h),
             pending: None,
             dropped: Vec::new(),
+            span: None,
         };
         let status = StatusCode::from_u16(status).unwrap();
         ApiError::Upstream {

@@ -133,6 +133,14 @@ fn describe() {
         "Writes the request log's database could not take (unreachable, disk full, locked); the rows wait and are retried"
     );
     describe_counter!(
+        crate::telemetry::SPANS_DROPPED,
+        "Trace spans not exported, by reason (queue_full, export_failed)"
+    );
+    describe_counter!(
+        crate::telemetry::SPANS_EXPORTED,
+        "Trace spans the OpenTelemetry collector took"
+    );
+    describe_counter!(
         crate::reqlog::TASK_RESTARTS,
         "Background tasks started again after they failed, by task"
     );

@@ -27,6 +27,7 @@ mod router;
 mod server;
 mod settings;
 pub mod streaming;
+pub mod telemetry;
 pub mod thinking;
 pub mod tls;
 mod tree;

@@ -244,6 +244,9 @@ pub struct RawProxySettings {
     pub streaming: super::streaming::RawStreaming,
     /// yallmp's own log on stderr: `plain` (default) or `json`.
     pub log_format: Option<String>,
+    /// OpenTelemetry traces (off by default).
+    #[serde(default)]
+    pub telemetry: super::telemetry::RawTelemetry,
 }
 
 impl RawProxySettings {

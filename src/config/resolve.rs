@@ -73,6 +73,7 @@ pub(super) fn resolve(
     }
     let cache = cache::resolve(ps.cache, redis.is_some(), errors);
     let streaming = super::streaming::resolve(ps.streaming, errors);
+    let telemetry = super::telemetry::resolve(ps.telemetry, env, errors, warnings);
     if gs.host.is_some() || gs.port.is_some() {
         warnings.push(
             "general_settings.host/port: read as the listen address (proxy_settings.server takes precedence)"
@@ -130,6 +131,7 @@ pub(super) fn resolve(
         cache,
         streaming,
         log_format,
+        telemetry,
         forward,
         parsers,
         origin: Origin::default(),

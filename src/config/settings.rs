@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Env, ModelConfig, cache, connections, forward, overlay, parsers, streaming};
+use super::{
+    Env, ModelConfig, cache, connections, forward, overlay, parsers, streaming, telemetry,
+};
 
 /// The resolved configuration.
 #[derive(Debug, Clone)]
@@ -38,6 +40,8 @@ pub struct Config {
     pub streaming: streaming::StreamSettings,
     /// `proxy_settings.log_format` (read at start-up; `--log-format` wins).
     pub log_format: super::LogFormat,
+    /// OpenTelemetry traces (`proxy_settings.telemetry`; read at start-up).
+    pub telemetry: telemetry::TelemetrySettings,
     /// `forwarder_settings` and `http_forwarder_settings`, environment
     /// overrides applied.
     pub forward: forward::ForwardSettings,

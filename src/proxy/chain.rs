@@ -240,6 +240,10 @@ fn note_parsed(guard: &mut RecordGuard, session: &Session) {
     if let Some(p) = session.parsed() {
         r.parsed = Some(p);
     }
+    // Telemetry hook: the parsers that ran, for the span.
+    if r.trace.is_some() {
+        r.parsers = Some(session.parsers());
+    }
     let errors = session.errors();
     if !errors.is_empty() {
         let msg = format!("response parsers: {}", errors.join("; "));

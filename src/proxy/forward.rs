@@ -168,6 +168,8 @@ pub(super) async fn forward(
             None
         };
     let client = proxy.http();
+    // Telemetry hook (None when it is off).
+    let trace = guard.record().and_then(|r| r.trace.clone());
     let dispatch = Dispatch {
         client: &client,
         settings: &live.config.router,
@@ -188,6 +190,7 @@ pub(super) async fn forward(
         scrubber: &live.scrubber,
         max_response_bytes: live.config.server.max_response_bytes,
         sockets: req.sockets.as_ref(),
+        trace: trace.as_ref(),
     };
     // The request's future is as large as its largest step: the steps
     // that hold much across their awaits are boxed, so what every request

@@ -28,6 +28,19 @@ pub struct Attempt {
     /// (a translation to its dialect drops what that dialect does not
     /// define; thinking blocks it cannot verify), for the record.
     pub dropped: Vec<String>,
+    /// Its span when the request is traced (OpenTelemetry): the id its
+    /// `traceparent` carried upstream, when it started, the provider.
+    pub span: Option<AttemptSpan>,
+}
+
+/// What the telemetry needs of an attempt to make its span once the
+/// request ends (see `telemetry`); `None` on every attempt when it is off.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptSpan {
+    pub id: opentelemetry::trace::SpanId,
+    pub start: std::time::SystemTime,
+    /// `gen_ai.provider.name`.
+    pub provider: &'static str,
 }
 
 impl Attempt {

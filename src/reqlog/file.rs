@@ -850,6 +850,7 @@ mod tests {
                 headers: Some(ah.clone()),
                 pending: None,
                 dropped: Vec::new(),
+                span: None,
             },
             Attempt {
                 backend: "good#1".into(),
@@ -865,6 +866,7 @@ mod tests {
                     "client_metadata".into(),
                     "messages[1].content[0] \"odd\"".into(),
                 ],
+                span: None,
             },
         ];
         r.backend = Some("good#1".into());

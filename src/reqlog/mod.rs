@@ -37,7 +37,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, OnFull};
-pub use attempt::Attempt;
+pub use attempt::{Attempt, AttemptSpan};
 
 pub(crate) use supervise::TASK_RESTARTS;
 pub(crate) use writer::MIN_FINISH;
@@ -139,6 +139,10 @@ pub struct Record {
     /// team's name (docs/keys-and-spend.md).
     pub key: Option<(String, String)>,
     pub team: Option<String>,
+    /// Its trace, when the telemetry is on ([`Tap`]).
+    pub trace: Option<Trace>,
+    /// The response parsers that ran, when the telemetry is on.
+    pub parsers: Option<Arc<[&'static str]>>,
     /// When the request started, for offsets.
     clock: Instant,
     limit: usize,
@@ -185,6 +189,8 @@ impl Record {
             price: None,
             key: None,
             team: None,
+            trace: None,
+            parsers: None,
             clock: Instant::now(),
             limit,
             queued_bytes: 0,
@@ -341,6 +347,26 @@ pub(crate) const WAITS: &str = "yallmp_log_waits_total";
 /// their timeout and were answered 503 `log_saturated`.
 pub(crate) const WAIT_TIMEOUTS: &str = "yallmp_log_wait_timeouts_total";
 
+/// A traced request's span context (OpenTelemetry; see `telemetry`).
+#[derive(Debug, Clone)]
+pub struct Trace {
+    /// The request span's own context: trace id, span id, sampled or not.
+    pub context: opentelemetry::trace::SpanContext,
+    /// The client's span (its `traceparent`), when it sent one.
+    pub parent: Option<opentelemetry::trace::SpanId>,
+}
+
+/// Who else sees every record: the telemetry (`telemetry`, a layer up)
+/// plugs in here, so a record is made and finished once for both. Called
+/// on the request path: implementations hand work off, never wait.
+pub trait Tap: Send + Sync {
+    /// A request begins: its trace context (the client's `traceparent`
+    /// continued, or a new trace).
+    fn begin(&self, headers: &HeaderMap) -> Trace;
+    /// A record is finished (before the log queues it).
+    fn end(&self, record: &Record, scrubber: &redact::Scrubber);
+}
+
 /// The handle request handlers submit records through.
 #[derive(Clone)]
 pub struct RequestLog {
@@ -348,6 +374,8 @@ pub struct RequestLog {
     /// ([`LogStats::queued`], [`LogStats::queued_bytes`]), so that `wait`
     /// mode can always take a finished record.
     tx: Option<mpsc::UnboundedSender<Record>>,
+    /// The telemetry, when it is on.
+    tap: Option<Arc<dyn Tap>>,
     /// The secrets the writer scrubs, kept current with the config.
     scrubber: Arc<arc_swap::ArcSwap<redact::Scrubber>>,
     stats: Arc<LogStats>,
@@ -468,6 +496,7 @@ impl RequestLog {
     pub fn disabled() -> RequestLog {
         RequestLog {
             tx: None,
+            tap: None,
             scrubber: Arc::default(),
             stats: Arc::default(),
             limit: 0,
@@ -524,7 +553,19 @@ impl RequestLog {
         self.tx.is_some()
     }
 
-    /// A new record for a request, when logging is on.
+    /// Hands every record to `tap` too (the telemetry). Records are then
+    /// made even with both sinks off, keeping up to `max_body_bytes` of a
+    /// stream's frames (its usage and finish reason are read from them).
+    pub fn with_tap(mut self, tap: Arc<dyn Tap>, config: &Config) -> RequestLog {
+        if self.tx.is_none() {
+            self.limit = config.logging.max_body_bytes;
+            self.update_secrets(config);
+        }
+        self.tap = Some(tap);
+        self
+    }
+
+    /// A new record for a request, when logging or the telemetry is on.
     pub fn start(
         &self,
         id: String,
@@ -533,15 +574,14 @@ impl RequestLog {
         client_addr: Option<SocketAddr>,
         headers: &HeaderMap,
     ) -> Option<Record> {
-        self.tx.as_ref()?;
-        Some(Record::new(
-            id,
-            method,
-            path,
-            client_addr,
-            headers.clone(),
-            self.limit,
-        ))
+        if self.tx.is_none() && self.tap.is_none() {
+            return None;
+        }
+        let mut record = Record::new(id, method, path, client_addr, headers.clone(), self.limit);
+        if let Some(tap) = &self.tap {
+            record.trace = Some(tap.begin(headers));
+        }
+        Some(record)
     }
 
     /// Queues a finished record; never waits. In `wait` mode it is always
@@ -550,6 +590,9 @@ impl RequestLog {
     /// alone in the queue is always taken, however large), the record is
     /// dropped and counted.
     pub fn submit(&self, mut record: Record) {
+        if let Some(tap) = &self.tap {
+            tap.end(&record, &self.scrubber.load());
+        }
         let Some(tx) = &self.tx else { return };
         self.stats.submitted.fetch_add(1, Ordering::Relaxed);
         let weight = record.weight();
@@ -617,6 +660,7 @@ pub async fn start(config: &Config) -> Result<(RequestLog, Option<Writer>), Star
     Ok((
         RequestLog {
             tx: Some(tx),
+            tap: None,
             scrubber,
             stats,
             limit: logging.max_body_bytes,
@@ -668,7 +712,7 @@ impl RecordGuard {
         }
     }
 
-    /// The record, when logging is on.
+    /// The record, when logging or the telemetry is on.
     pub fn record(&mut self) -> Option<&mut Record> {
         self.record.as_mut()
     }
@@ -752,6 +796,7 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let log = RequestLog {
             tx: Some(tx),
+            tap: None,
             scrubber: Arc::default(),
             stats: Arc::default(),
             limit: usize::MAX,
@@ -850,6 +895,7 @@ mod tests {
                 headers: None,
                 pending: Some(Instant::now()),
                 dropped: Vec::new(),
+                span: None,
             });
             std::thread::sleep(Duration::from_millis(5));
             drop(guard);

@@ -111,6 +111,9 @@ pub struct Dispatch<'a> {
     /// A Responses WebSocket turn's upstream sockets: streamed Responses
     /// attempts at a backend with `responses_websocket` go over them.
     pub sockets: Option<&'a Arc<upstream::ws::Sockets>>,
+    /// The request's trace, when the telemetry is on: each attempt gets a
+    /// span and carries its `traceparent` upstream.
+    pub trace: Option<&'a crate::reqlog::Trace>,
 }
 
 /// One backend of the group being tried, during one request.
@@ -189,6 +192,7 @@ impl Dispatch<'_> {
                             headers: None,
                             pending: None,
                             dropped: Vec::new(),
+                            span: None,
                         });
                         last = LastFailure::Network(UpstreamError::Unsupported(why));
                         m.skipped = true;
@@ -209,9 +213,13 @@ impl Dispatch<'_> {
                         Err(e) => return Ok(translate_failed(&e, backend, wire)),
                     }
                 }
-                let Some((headers, body, dropped)) = m.prepared.clone() else {
+                let Some((mut headers, body, dropped)) = m.prepared.clone() else {
                     continue;
                 };
+                // Telemetry hook: this attempt's span and its `traceparent`.
+                let span = self
+                    .trace
+                    .map(|t| crate::telemetry::attempt(t, &mut headers, &backend));
                 m.made += 1;
                 let started = Instant::now();
                 let mut lease = m.state.begin();
@@ -230,6 +238,7 @@ impl Dispatch<'_> {
                     headers: None,
                     pending: Some(started),
                     dropped,
+                    span,
                 });
                 let mut verdict = self.attempt(&backend, wire, headers, body, &mut seen).await;
                 scrub(&mut verdict, self.scrubber);

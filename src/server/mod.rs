@@ -45,6 +45,8 @@ pub enum ServeError {
     LogReader { target: String, message: String },
     #[error(transparent)]
     Thinking(#[from] crate::thinking::StartError),
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::StartError),
     #[error("cannot start serving thread {index}: {source}")]
     Worker { index: usize, source: io::Error },
     #[error("proxy_settings.server.tls: {0}")]
@@ -58,6 +60,8 @@ pub struct Server {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     writer: Option<Writer>,
+    /// The telemetry's exporter, when it is on.
+    telemetry: Option<crate::telemetry::Exporter>,
     /// Follows runtime models shared through PostgreSQL.
     sync: Option<JoinHandle<()>>,
     /// The shutdown grace period: the whole of [`Server::shutdown`] (the
@@ -92,6 +96,11 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
     let workers = config.server.workers;
     let conn_limits = config.server.connections;
     let (log, writer) = crate::reqlog::start(&config).await?;
+    // OpenTelemetry: the request log hands it every record.
+    let (log, telemetry) = match crate::telemetry::start(&config)? {
+        Some((tap, exporter)) => (log.with_tap(tap, &config), Some(exporter)),
+        None => (log, None),
+    };
     // After the writer: the database exists and is migrated.
     let log_reader = match writer.as_ref().and_then(|w| w.db()) {
         Some(_) => Some(
@@ -248,6 +257,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<Server, S
         stop,
         task,
         writer,
+        telemetry,
         sync,
         grace,
         tls,
@@ -310,6 +320,12 @@ impl Server {
             tracing::warn!(
                 "interleaved thinking: turns not stored within the shutdown grace period"
             );
+        }
+        // The last spans go to the collector, within the grace period
+        // (at least half a second), before the log's drain.
+        if let Some(t) = self.telemetry {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            t.shutdown(left.max(crate::reqlog::MIN_FINISH)).await;
         }
         if let Some(w) = self.writer {
             w.finish(deadline).await;

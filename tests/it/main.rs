@@ -48,6 +48,7 @@ mod shared_models;
 mod sighup;
 mod stream_limits;
 mod systemd;
+mod telemetry;
 mod templates;
 mod timeouts;
 mod tls;

@@ -193,16 +193,27 @@ def proxy_url(request, tmp_path_factory, litellm_base) -> str:
     )
 
 
-def running_yallmp(request, work: Path, config_dict: dict, context: ssl.SSLContext | None = None):
-    """Starts the yallmp binary on port 0 with this config (in `work`),
-    yields its base URL, and stops it (its log goes into the report).
-    `context`: the TLS context that trusts its certificate, when it serves
-    https."""
+def running_yallmp(
+    request,
+    work: Path,
+    config_dict: dict,
+    context: ssl.SSLContext | None = None,
+    extra_env: dict | None = None,
+):
+    """Starts the yallmp binary on port 0 with this config (in `work`) and
+    these extra environment variables, yields its base URL, and stops it
+    (its log goes into the report). `context`: the TLS context that trusts
+    its certificate, when it serves https."""
     config = work / "config.yaml"
     config.write_text(json.dumps(config_dict, indent=2))
     log = work / "yallmp.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("YALLMP_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("YALLMP_", "OTEL_"))
+    }
     env.setdefault("RUST_LOG", "info")
+    env.update(extra_env or {})
     with log.open("wb") as err:
         proc = subprocess.Popen(
             [str(PROXY_BIN), "--config", str(config), "--host", "127.0.0.1", "--port", "0"],

@@ -136,6 +136,19 @@ pub async fn effective_config(State(state): State<Shared>) -> Json<Value> {
             "max_event_bytes": c.streaming.max_event_bytes,
             "first_event_timeout": c.streaming.first_event_timeout.as_secs_f64(),
         },
+        // As read at start-up (a reload does not change it); header values
+        // (collector keys) are left out.
+        "telemetry": {
+            "enabled": c.telemetry.enabled,
+            "endpoint": crate::config::mask_url_secret(&c.telemetry.endpoint),
+            "headers": c.telemetry.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            "service_name": c.telemetry.service_name,
+            "capture_content": c.telemetry.capture_content,
+            "max_queue_size": c.telemetry.max_queue_size,
+            "max_export_batch_size": c.telemetry.max_export_batch_size,
+            "schedule_delay": c.telemetry.schedule_delay.as_secs_f64(),
+            "export_timeout": c.telemetry.export_timeout.as_secs_f64(),
+        },
         "auth": {
             "api_keys": c.auth.api_keys.len(),
             "admin_password_set": c.auth.admin_password.is_some(),

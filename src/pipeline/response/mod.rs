@@ -59,6 +59,8 @@ pub struct Pipeline {
     /// `"name"` of each field reasoning is written to, and of the fields it
     /// is read from.
     quoted_fields: Vec<String>,
+    /// The response parsers configured, in order (for the telemetry).
+    names: Arc<[&'static str]>,
 }
 
 #[derive(Debug)]
@@ -99,7 +101,17 @@ impl Pipeline {
             .chain(["reasoning_content", "reasoning"])
             .map(|f| format!("\"{f}\""))
             .collect();
+        let names = s
+            .response
+            .iter()
+            .map(|m| match m {
+                ResponseModule::ParseTags => "parse_tags",
+                ResponseModule::SwapReasoningContent => "swap_reasoning_content",
+                ResponseModule::NormalizeReasoning => "normalize_reasoning",
+            })
+            .collect();
         Some(Arc::new(Pipeline {
+            names,
             quoted_fields,
             paths: s.paths.clone(),
             stages,
@@ -115,6 +127,11 @@ impl Pipeline {
             StageSpec::Swap(spec) => spec.folded_form(),
             StageSpec::Tags(_) => None,
         })
+    }
+
+    /// The response parsers it runs, in order.
+    pub fn names(&self) -> Arc<[&'static str]> {
+        self.names.clone()
     }
 
     /// Whether it runs for a request to `path`.

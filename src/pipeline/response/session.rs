@@ -85,6 +85,11 @@ impl Session {
         &mut self.choices[pos]
     }
 
+    /// The response parsers this session runs, in order.
+    pub fn parsers(&self) -> Arc<[&'static str]> {
+        self.pipeline.names()
+    }
+
     /// What the parsers could not read (kept as content), for the record.
     pub fn errors(&self) -> Vec<String> {
         self.choices

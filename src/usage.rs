@@ -72,7 +72,7 @@ impl Usage {
     /// A whole answer read once: `Err` when it is not JSON, else its
     /// `usage` (the router's check that a success is JSON and the usage the
     /// answer is charged for, in one pass over the body).
-    pub fn from_json_answer(body: &[u8]) -> Result<Option<Usage>, ()> {
+    pub fn from_json_answer(body: &[u8]) -> Result<Option<Usage>, NotJson> {
         #[derive(serde::Deserialize)]
         struct Top {
             #[serde(default)]
@@ -84,7 +84,7 @@ impl Usage {
             // checked, then read the long way.
             Err(_) => match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
                 Ok(_) => Ok(Usage::from_body(body)),
-                Err(_) => Err(()),
+                Err(_) => Err(NotJson),
             },
         }
     }
@@ -213,6 +213,10 @@ impl StreamUsage {
         self.seen
     }
 }
+
+/// A whole answer that is not JSON ([`Usage::from_json_answer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotJson;
 
 /// A `usage` object read straight into its counts (no `Value` tree), with
 /// the rules of [`Usage::from_value`]: the first name present as an
@@ -433,8 +437,8 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
-        assert_eq!(Usage::from_json_answer(b"not json"), Err(()));
-        assert_eq!(Usage::from_json_answer(br#"{"usage":{"#), Err(()));
+        assert_eq!(Usage::from_json_answer(b"not json"), Err(NotJson));
+        assert_eq!(Usage::from_json_answer(br#"{"usage":{"#), Err(NotJson));
         // A string mentioning usage is not usage.
         assert_eq!(Usage::from_body(br#"{"x":"\"usage\": {"}"#), None);
     }

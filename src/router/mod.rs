@@ -459,7 +459,7 @@ impl Dispatch<'_> {
                     crate::usage::Usage::from_json_answer(&text)
                 };
                 match read {
-                    Err(()) => Verdict::Retry(
+                    Err(crate::usage::NotJson) => Verdict::Retry(
                         LastFailure::Network(UpstreamError::Malformed {
                             status: status.as_u16(),
                             message: not_json(status, &headers, &text).unwrap_or_default(),

@@ -18,6 +18,9 @@
 #   memory      proxy RSS idle, under load, peak, after
 #   features    the request log, the parsers, both: latency, req/s, CPU, RSS
 #   large       a 1 MB prompt, non-stream and stream
+#   floor       issue 26's table: the proxy against `yallmp forward http`
+#               and an nginx hop (when installed) in one run: added p50/p99
+#               at c=1, req/s and CPU at c=32, streams/s at c=32, the ratios
 #   logratio    the request log's cost with wrk (issue 3's table; its knobs
 #               are in scripts/bench/logratio.sh), per files.layout too
 #   logfull     highest sustained rate with every record landed (files +
@@ -59,12 +62,12 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 # shellcheck source=scripts/bench/lib.sh
 source "$ROOT/scripts/bench/lib.sh"
-for part in latency streams features logratio; do
+for part in latency streams features logratio floor; do
     # shellcheck source=/dev/null
     source "$ROOT/scripts/bench/$part.sh"
 done
 
-ALL_PARTS="latency,throughput,rates,streams,hold,memory,features,large,logratio,logfull"
+ALL_PARTS="floor,latency,throughput,rates,streams,hold,memory,features,large,logratio,logfull"
 SUITE="${BENCH_SUITE:-$ALL_PARTS}"
 DURATION="${BENCH_DURATION:-10}"
 DURATION="${DURATION%s}"

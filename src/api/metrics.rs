@@ -186,16 +186,45 @@ pub(super) struct Observed {
 
 impl Drop for Observed {
     fn drop(&mut self) {
-        let model = self.slot.label();
-        let labels = [
-            ("route", self.route.to_string()),
-            ("model", model.to_string()),
-            ("status", self.status.as_str().to_string()),
-        ];
-        metrics::counter!(REQUESTS, &labels).increment(1);
-        metrics::histogram!(REQUEST_DURATION, &labels[..2]).record(self.started.elapsed());
-        metrics::gauge!(IN_FLIGHT).decrement(1.0);
+        // Shared strings: the labels cost no copies (the route and the
+        // model are `Arc<str>`, the status a static string when known).
+        let route = metrics::SharedString::from(self.route.clone());
+        let model = metrics::SharedString::from(self.slot.label());
+        let status = match status_str(self.status) {
+            Some(s) => metrics::SharedString::const_str(s),
+            None => metrics::SharedString::from(self.status.as_str().to_string()),
+        };
+        let labels = [("route", route), ("model", model), ("status", status)];
+        metrics::counter!(REQUESTS, &labels[..]).increment(1);
+        metrics::histogram!(REQUEST_DURATION, &labels[..2])
+            .record(self.started.elapsed());
+        in_flight().decrement(1.0);
     }
+}
+
+/// The in-flight gauge's handle, registered once (the recorder is
+/// installed before anything is served).
+fn in_flight() -> &'static metrics::Gauge {
+    static GAUGE: OnceLock<metrics::Gauge> = OnceLock::new();
+    GAUGE.get_or_init(|| metrics::gauge!(IN_FLIGHT))
+}
+
+/// A common status code as a static string (the label's value).
+fn status_str(status: StatusCode) -> Option<&'static str> {
+    macro_rules! codes {
+        ($($n:literal),*) => {
+            match status.as_u16() {
+                $($n => Some(stringify!($n)),)*
+                _ => None,
+            }
+        };
+    }
+    codes!(
+        100, 101, 102, 103, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303,
+        304, 305, 307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413,
+        414, 415, 416, 417, 418, 421, 422, 423, 424, 426, 428, 429, 431, 451, 500, 501, 502, 503,
+        504, 505, 506, 507, 508, 510, 511
+    )
 }
 
 /// The start of a request's count (the router's edge layer,
@@ -208,7 +237,7 @@ pub(super) fn begin(req: &mut Request) -> Observed {
         .map_or_else(|| Arc::from("unmatched"), |p| Arc::from(p.as_str()));
     let slot = ModelSlot::default();
     req.extensions_mut().insert(slot.clone());
-    metrics::gauge!(IN_FLIGHT).increment(1.0);
+    in_flight().increment(1.0);
     Observed {
         route,
         slot,
@@ -227,4 +256,17 @@ pub(super) fn end(mut observed: Observed, response: Response) -> Response {
         frame
     });
     Response::from_parts(parts, Body::new(body))
+}
+
+#[cfg(test)]
+mod status_tests {
+    #[test]
+    fn status_labels_are_the_codes() {
+        for code in 100..600u16 {
+            let Ok(s) = http::StatusCode::from_u16(code) else { continue };
+            if let Some(text) = super::status_str(s) {
+                assert_eq!(text, s.as_str());
+            }
+        }
+    }
 }

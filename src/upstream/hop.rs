@@ -41,10 +41,33 @@ fn entry(model: &str) -> String {
     format!("yallmp-{id}-{tag:08x}")
 }
 
-/// The `Via` value this process adds to a request sent for `model`.
+/// The `Via` value this process adds to a request sent for `model` (made
+/// once per model and thread, then cloned: a request's hot path formats
+/// nothing).
 pub fn marker(model: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!("1.1 {}", entry(model)))
-        .unwrap_or(HeaderValue::from_static("1.1 yallmp"))
+    thread_local! {
+        static MADE: std::cell::RefCell<std::collections::HashMap<Box<str>, HeaderValue>> =
+            std::cell::RefCell::default();
+    }
+    let make = || {
+        HeaderValue::from_str(&format!("1.1 {}", entry(model)))
+            .unwrap_or(HeaderValue::from_static("1.1 yallmp"))
+    };
+    MADE.with(|made| {
+        let Ok(mut made) = made.try_borrow_mut() else {
+            return make();
+        };
+        if let Some(v) = made.get(model) {
+            return v.clone();
+        }
+        // Bounded: runtime models come and go.
+        if made.len() >= 1024 {
+            made.clear();
+        }
+        let v = make();
+        made.insert(model.into(), v.clone());
+        v
+    })
 }
 
 /// Whether `headers` carry this process's marker for `model`: the request

@@ -121,6 +121,28 @@ impl Usage {
             return None;
         }
         let data = crate::sse::parse(frame).data?;
+        // Read straight into the counts; a frame of another shape is read
+        // the long way.
+        #[derive(serde::Deserialize)]
+        struct Inner {
+            #[serde(default)]
+            usage: Option<Typed>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Frame {
+            #[serde(default)]
+            usage: Option<Typed>,
+            #[serde(default)]
+            response: Option<Inner>,
+            #[serde(default)]
+            message: Option<Inner>,
+        }
+        if let Ok(f) = serde_json::from_str::<Frame>(&data) {
+            return match (f.usage, f.response.and_then(|r| r.usage)) {
+                (Some(u), _) | (None, Some(u)) => u.usage(),
+                (None, None) => f.message.and_then(|m| m.usage).and_then(Typed::usage),
+            };
+        }
         let v: Value = serde_json::from_str(&data).ok()?;
         v.get("usage")
             .filter(|u| u.is_object())
@@ -386,7 +408,10 @@ impl<'de> serde::Deserialize<'de> for Count {
 
 /// Whether `bytes` hold `"usage"` followed by `:` and an object.
 fn has_usage_object(bytes: &[u8]) -> bool {
-    let key = memmem::Finder::new(b"\"usage\"");
+    // Built once: a searcher costs more to build than a frame to scan.
+    static KEY: std::sync::LazyLock<memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memmem::Finder::new(b"\"usage\""));
+    let key = &*KEY;
     key.find_iter(bytes).any(|at| {
         let mut rest = bytes[at + 7..].iter().copied();
         let mut colon = false;
@@ -405,6 +430,34 @@ fn has_usage_object(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_usage_read_straight_agrees_with_the_value_tree() {
+        // The rules as the `Value` reading had them.
+        fn by_value(frame: &[u8]) -> Option<Usage> {
+            let data = crate::sse::parse(frame).data?;
+            let v: Value = serde_json::from_str(&data).ok()?;
+            v.get("usage")
+                .filter(|u| u.is_object())
+                .or_else(|| v.pointer("/response/usage"))
+                .or_else(|| v.pointer("/message/usage"))
+                .and_then(Usage::from_value)
+        }
+        let frames: [&[u8]; 9] = [
+            b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n",
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n",
+            b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1,\"input_tokens_details\":{\"cached_tokens\":2}}}}\n\n",
+            b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":9,\"cache_read_input_tokens\":4}}}\n\n",
+            b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":7}}\n\n",
+            b"data: {\"usage\":{\"prompt_tokens\":1},\"response\":\"text\"}\n\n",
+            b"data: {\"usage\":5,\"message\":{\"usage\":{\"input_tokens\":2}}}\n\n",
+            b"data: [DONE]\n\n",
+            b"data: {\"usage\":{\"prompt_tokens\":1},\"usage\":{\"prompt_tokens\":4}}\n\n",
+        ];
+        for f in frames {
+            assert_eq!(Usage::from_frame(f), by_value(f), "{}", String::from_utf8_lossy(f));
+        }
+    }
 
     #[test]
     fn body_usage_in_both_namings() {

@@ -147,7 +147,9 @@ pub(super) fn relay(first: Vec<Bytes>, rest: SseSource, relay: Relay) -> Body {
         frames: Vec::new(),
         failed: None,
     };
-    let frames = futures::stream::unfold(state, move |mut st| async move {
+    // Boxed: the state moves with every item, a pointer rather than the
+    // whole relay.
+    let frames = futures::stream::unfold(Box::new(state), move |mut st| async move {
         loop {
             if let Some(frame) = st.queue.pop_front() {
                 st.ends.clear();

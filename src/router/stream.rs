@@ -270,7 +270,10 @@ fn is_cut(rest: &[u8]) -> bool {
 /// that is an error object), for the record; `None` for any other frame.
 /// Most frames cost one byte scan.
 pub fn error_event(frame: &[u8]) -> Option<String> {
-    memchr::memmem::find(frame, b"error")?;
+    // Built once: a searcher costs more to build than a frame to scan.
+    static ERROR: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"error"));
+    ERROR.find(frame)?;
     let ev = sse::parse(frame);
     let data = ev.data.as_deref().unwrap_or_default();
     (ev.event == Some("error") || sse::is_error_object(data))

@@ -7,6 +7,8 @@
 #   stream    the same as a stream (the mock's 8-chunk SSE answer)
 #   log       plain, request log on (files + SQLite): the writer's work too
 #   parsers   plain, the response parsers on (parse_tags)
+#   otel      plain, OpenTelemetry on (spans built and queued for a
+#             collector that is not there: the exports fail and are counted)
 #   relay     plain through `yallmp forward http` (the floor: hyper both
 #             sides, no JSON)
 #
@@ -31,7 +33,7 @@ cd "$ROOT"
 source "$ROOT/scripts/bench/lib.sh"
 LOG_TAG=callgrind
 
-CASES="${BENCH_CG_CASES:-plain,stream,log,parsers,relay}"
+CASES="${BENCH_CG_CASES:-plain,stream,log,parsers,otel,relay}"
 WARM="${BENCH_CG_WARM:-200}"
 REQUESTS="${BENCH_CG_REQUESTS:-1000}"
 need_int BENCH_CG_WARM "$WARM"
@@ -62,6 +64,11 @@ run_case() {
     local out="$OUT_DIR/callgrind-$name.out" pid url addr=""
     rm -f "$out" "$out".*
     write_config "$dir" "$URL_mock" "$logon" "$parsers"
+    if [[ "$kind" == otel ]]; then
+        # Port 9 (discard) is closed here: every export fails, counted.
+        sed -i 's/^proxy_settings:$/proxy_settings:\n  telemetry:\n    enabled: true\n    endpoint: http:\/\/127.0.0.1:9/' "$dir/config.yaml"
+        kind=serve
+    fi
     if [[ "$kind" == relay ]]; then
         local hostport="${URL_mock#http://}"
         cat >>"$dir/config.yaml" <<EOF
@@ -122,8 +129,9 @@ for c in "${wanted[@]}"; do
         stream) run_case stream serve false false "$TMP/stream.json" ;;
         log) run_case log serve true false "$TMP/plain.json" ;;
         parsers) run_case parsers serve false true "$TMP/plain.json" ;;
+        otel) run_case otel otel false false "$TMP/plain.json" ;;
         relay) run_case relay relay false false "$TMP/plain.json" ;;
-        *) die "unknown case '$c' (plain, stream, log, parsers, relay)" ;;
+        *) die "unknown case '$c' (plain, stream, log, parsers, otel, relay)" ;;
     esac
 done
 

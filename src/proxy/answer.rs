@@ -89,6 +89,7 @@ pub(super) async fn answer(
             if let Some(r) = guard.record() {
                 r.backend = Some(backend.name.clone());
                 r.price = price;
+                r.usage = read;
             }
             // The record keeps what the upstream said; the client gets the
             // parsed answer, in its own dialect.

@@ -185,6 +185,12 @@ pub(super) fn relay(first: Vec<Bytes>, rest: SseSource, relay: Relay) -> Body {
                     if let Some(t) = st.r.tee.take() {
                         t.finish();
                     }
+                    // The usage the frames reported, read as they passed:
+                    // the writer and the telemetry need not read them again.
+                    let seen = st.r.tokens.usage.get();
+                    if let Some(r) = st.r.guard.record() {
+                        r.usage = seen;
+                    }
                     match st.failed.take() {
                         // The stream ended normally, but with the
                         // upstream's error event in it.

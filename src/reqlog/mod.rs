@@ -135,6 +135,10 @@ pub struct Record {
     /// The price of the backend that answered, when known: the writer
     /// turns the record's usage into `cost_usd` with it.
     pub price: Option<crate::price::Price>,
+    /// The usage the proxy already read from the answer (a whole body's, a
+    /// finished stream's), so that neither the writer nor the telemetry
+    /// parses the answer again; `None`: read from the body or frames.
+    pub usage: Option<Usage>,
     /// The virtual key that made the request: its id and name, and its
     /// team's name (docs/keys-and-spend.md).
     pub key: Option<(String, String)>,
@@ -187,6 +191,7 @@ impl Record {
             ttfb: None,
             total: Duration::ZERO,
             price: None,
+            usage: None,
             key: None,
             team: None,
             trace: None,
@@ -281,6 +286,9 @@ impl Usage {
     /// What a record's response says: the body's `usage`, or for a stream
     /// what its frames reported (merged, later frames winning).
     pub fn of(record: &Record) -> Option<Usage> {
+        if record.usage.is_some() {
+            return record.usage;
+        }
         if let Some(body) = &record.response_body {
             return Usage::from_body(body);
         }

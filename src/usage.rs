@@ -455,7 +455,12 @@ mod tests {
             b"data: {\"usage\":{\"prompt_tokens\":1},\"usage\":{\"prompt_tokens\":4}}\n\n",
         ];
         for f in frames {
-            assert_eq!(Usage::from_frame(f), by_value(f), "{}", String::from_utf8_lossy(f));
+            assert_eq!(
+                Usage::from_frame(f),
+                by_value(f),
+                "{}",
+                String::from_utf8_lossy(f)
+            );
         }
     }
 

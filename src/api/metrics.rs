@@ -196,8 +196,7 @@ impl Drop for Observed {
         };
         let labels = [("route", route), ("model", model), ("status", status)];
         metrics::counter!(REQUESTS, &labels[..]).increment(1);
-        metrics::histogram!(REQUEST_DURATION, &labels[..2])
-            .record(self.started.elapsed());
+        metrics::histogram!(REQUEST_DURATION, &labels[..2]).record(self.started.elapsed());
         in_flight().decrement(1.0);
     }
 }
@@ -263,7 +262,9 @@ mod status_tests {
     #[test]
     fn status_labels_are_the_codes() {
         for code in 100..600u16 {
-            let Ok(s) = http::StatusCode::from_u16(code) else { continue };
+            let Ok(s) = http::StatusCode::from_u16(code) else {
+                continue;
+            };
             if let Some(text) = super::status_str(s) {
                 assert_eq!(text, s.as_str());
             }

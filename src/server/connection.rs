@@ -33,9 +33,25 @@ pub(super) async fn connection(
     tls: Option<super::tls::Tls>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let Some(tls) = tls else {
-        return serve(tcp, peer, slot, app, limits, stop).await;
-    };
+    match tls {
+        None => serve(tcp, peer, slot, app, limits, stop).await,
+        // Boxed: a TLS connection's future (the handshake, the TLS
+        // stream's buffers) is several kB larger, and a plain connection
+        // (1,000 open streams: 1,000 of them) would reserve that room too.
+        Some(tls) => Box::pin(serve_tls(tcp, peer, slot, app, limits, stop, tls)).await,
+    }
+}
+
+/// [`connection`] over TLS: the handshake, then [`serve`].
+async fn serve_tls(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    slot: Slot,
+    app: axum::Router,
+    limits: ConnectionLimits,
+    stop: watch::Receiver<bool>,
+    tls: super::tls::Tls,
+) {
     // The handshake has its own bound (a client that connects and says
     // nothing holds a slot no longer than this), and is given up on stop.
     let mut stopping = stop.clone();

@@ -430,8 +430,27 @@ async fn model_new_serves_a_runtime_model_and_model_info_masks_its_key() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|d| d["model_name"] == "m1" && d["model_info"]["db_model"] == false)
+            .any(|d| d["model_name"] == "m2" && d["model_info"]["db_model"] == false)
     );
+    // A deployment of a model of the file: one more backend of it.
+    let (s, v) = manage(
+        server,
+        "POST",
+        "/model/new",
+        Some(json!({"model_name": "m1", "litellm_params": {"model": "openai/upstream-z", "api_base": mock.url}})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, info) = manage(server, "GET", "/model/info", None).await;
+    let m1: Vec<&Value> = info["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["model_name"] == "m1")
+        .collect();
+    assert_eq!(m1.len(), 2, "{info}");
+    assert_eq!(m1[1]["litellm_params"]["model"], "openai/upstream-z");
+    assert_eq!(m1[0]["model_info"]["db_model"], true, "now a runtime model");
     // The admin API sees the same runtime model.
     let (s, admin) = call(server, "GET", "/admin/models/m-new", Some(MASTER), None).await;
     assert_eq!(s, 200, "{admin}");

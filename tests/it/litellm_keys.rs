@@ -570,6 +570,49 @@ async fn only_the_master_key_or_admin_password_reach_the_management_endpoints() 
     assert_eq!(s, 200);
 }
 
+/// `/spend/logs` and `/key/*` on PostgreSQL (times as TIMESTAMPTZ).
+#[tokio::test]
+async fn spend_logs_from_postgresql() {
+    support::pg::with_fresh_database(|url| async move {
+        let mock = Mock::start(Reply::Echo).await;
+        let logged = support::logged::logged_proxy(&yaml(&mock, ""), Some(&url)).await;
+        let server = &logged.server;
+        let (s, made) = manage(
+            server,
+            "POST",
+            "/key/generate",
+            Some(json!({"key_alias": "pg"})),
+        )
+        .await;
+        assert_eq!(s, 200, "{made}");
+        let key = made["key"].as_str().unwrap().to_string();
+        assert_eq!(chat(server, &key, "m1").await.0, 200);
+        let rows = eventually(|| async {
+            let (_, v) = manage(server, "GET", &format!("/spend/logs?api_key={key}"), None).await;
+            let rows = v.as_array()?.clone();
+            (rows.len() == 1).then_some(rows)
+        })
+        .await;
+        assert!(close(&rows[0]["spend"], 0.7), "{rows:?}");
+        assert_eq!(rows[0]["total_tokens"], 5);
+        assert_eq!(rows[0]["model"], "m1");
+        let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        let (s, v) = manage(
+            server,
+            "GET",
+            &format!("/spend/logs?start_date={today}&end_date={today}"),
+            None,
+        )
+        .await;
+        assert_eq!(s, 200);
+        assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+        let (_, info) = manage(server, "GET", &format!("/key/info?key={key}"), None).await;
+        assert!(close(&info["info"]["spend"], 0.7), "{info}");
+        logged.server.shutdown().await;
+    })
+    .await;
+}
+
 #[test]
 fn master_key_is_the_admin_password_unless_one_is_set() {
     let env = Env::isolated::<[(&str, &str); 0], _, _>([]);

@@ -30,6 +30,7 @@ use super::Shared;
 use super::admin::AdminError;
 use super::auth::{client_ip, matches};
 use super::error::json_error;
+use super::keys::resets_at;
 use crate::config::Secret;
 use crate::identity::presented;
 use crate::keys::model::{Source, Team, VirtualKey};
@@ -308,20 +309,6 @@ fn key_not_found(given: &str) -> LlmError {
     .param("key")
 }
 
-/// When the period holding `now` ends.
-fn resets_at(period: Option<crate::grant::Period>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let p = period?;
-    let start = p.start(now);
-    let mut probe = now;
-    for _ in 0..(24 * 400) {
-        probe += Duration::hours(1);
-        if p.start(probe) != start {
-            return Some(p.start(probe));
-        }
-    }
-    None
-}
-
 /// A key as LiteLLM's `/key/info` shows it (no secret, no token).
 async fn key_info(state: &Shared, k: &VirtualKey) -> Value {
     let now = Utc::now();
@@ -361,20 +348,21 @@ pub async fn generate(State(state): State<Shared>, body: Bytes) -> Result<Respon
     let now = Utc::now();
     let mut changes = req.changes(now)?;
     // A caller's key, or one of yallmp's (`yk-`).
+    if let Some(k) = &req.key {
+        if !(16..=256).contains(&k.len()) || !k.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(
+                LlmError::bad("`key` must be 16 to 256 visible ASCII characters").param("key"),
+            );
+        }
+        if state.keys.key_by_hash(&secret::hash(k)).is_some() {
+            return Err(LlmError::bad("that key exists already").param("key"));
+        }
+    }
     let secret = req.key.clone().unwrap_or_else(secret::generate);
     if changes.name.is_none() {
         changes.name = Some(secret::hint(&secret));
     }
-    let (key, secret) = state
-        .keys
-        .create_key_with(&changes, Some(secret))
-        .await
-        .map_err(|e| match e {
-            KeyError::Invalid(m) if m.contains("chosen key") || m.contains("exists") => {
-                LlmError::bad(m).param("key")
-            }
-            e => e.into(),
-        })?;
+    let (key, secret) = state.keys.create_key_with(&changes, Some(secret)).await?;
     let mut v = key_info(&state, &key).await;
     v["key"] = json!(secret);
     v["token"] = json!(key.hash);

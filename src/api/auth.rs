@@ -125,7 +125,7 @@ pub const UI_HEADER: &str = "x-yallmp-ui";
 
 /// Whether the request carries a live admin UI session (a login with the
 /// admin password); changes also need [`UI_HEADER`].
-fn ui_session(state: &Shared, req: &Request) -> bool {
+pub(super) fn ui_session(state: &Shared, req: &Request) -> bool {
     let Some(token) = super::session::token(req.headers()) else {
         return false;
     };

@@ -27,9 +27,10 @@ use serde_json::json;
 use super::Shared;
 use super::error::json_error;
 
-/// Whether `path` is under `/admin`.
+/// Whether `path` is under `/admin`, or one of the LiteLLM-shaped
+/// management endpoints (the same rules hold for them).
 fn is_admin(path: &str) -> bool {
-    path == "/admin" || path.starts_with("/admin/")
+    path == "/admin" || path.starts_with("/admin/") || super::litellm_compat::is_management(path)
 }
 
 /// The admin UI's own files: pages a link may open from anywhere.

@@ -59,18 +59,11 @@ fn changes(body: &Bytes) -> Result<Changes, Refused> {
 }
 
 /// When the period holding `now` ends (`None`: a lifetime budget).
-fn resets_at(period: Option<crate::grant::Period>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let p = period?;
-    let start = p.start(now);
-    // The next period's start: step forward until it changes.
-    let mut probe = now;
-    for _ in 0..400 {
-        probe += Duration::hours(1);
-        if p.start(probe) != start {
-            return Some(p.start(probe));
-        }
-    }
-    None
+pub(super) fn resets_at(
+    period: Option<crate::grant::Period>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    period?.next_start(now)
 }
 
 /// A key or team as listed: its fields, its spend this period and when

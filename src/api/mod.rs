@@ -12,6 +12,7 @@ pub mod error;
 pub mod guard;
 pub mod health;
 pub mod keys;
+pub mod litellm_compat;
 pub mod logs;
 pub mod metrics;
 pub mod openai;
@@ -128,10 +129,16 @@ pub fn router(state: Shared) -> Router {
         );
     let admin = table(routes::Group::Admin)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::admin));
+    // LiteLLM's management endpoints: the master key or the admin password.
+    let litellm = table(routes::Group::LiteLlm).route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        litellm_compat::auth,
+    ));
     let cors = state.live.load().config.cors.as_ref().map(cors_layer);
     let router = Router::new()
         .merge(api)
         .nest("/admin", admin)
+        .merge(litellm)
         .merge(table(routes::Group::Root))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

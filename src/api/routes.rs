@@ -5,7 +5,9 @@
 use axum::routing::{MethodRouter, delete, get, patch, post};
 use http::Method;
 
-use super::{Shared, admin, anthropic, cache, docs, health, keys, logs, metrics, openai, ui};
+use super::{
+    Shared, admin, anthropic, cache, docs, health, keys, litellm_compat, logs, metrics, openai, ui,
+};
 
 /// One route: where, what it takes and gives (schema names in the
 /// document's components), and its handler.
@@ -35,17 +37,26 @@ pub enum Group {
     Admin,
     /// At the root only; no key.
     Root,
+    /// LiteLLM's management endpoints, at the root; the master key or the
+    /// admin password (docs/migrating-from-litellm.md).
+    LiteLlm,
 }
 
 impl Group {
-    pub const ALL: [Group; 4] = [Group::OpenAi, Group::Anthropic, Group::Admin, Group::Root];
+    pub const ALL: [Group; 5] = [
+        Group::OpenAi,
+        Group::Anthropic,
+        Group::Admin,
+        Group::Root,
+        Group::LiteLlm,
+    ];
 
     /// The prefixes the group is served under.
     pub fn prefixes(self) -> &'static [&'static str] {
         match self {
             Group::OpenAi | Group::Anthropic => &["/v1", ""],
             Group::Admin => &["/admin"],
-            Group::Root => &[""],
+            Group::Root | Group::LiteLlm => &[""],
         }
     }
 
@@ -56,6 +67,7 @@ impl Group {
             Group::Anthropic => "Anthropic-compatible",
             Group::Admin => "Admin",
             Group::Root => "Health, metrics and docs",
+            Group::LiteLlm => "LiteLLM-compatible management",
         }
     }
 
@@ -65,6 +77,7 @@ impl Group {
             Group::Anthropic => anthropic_routes(),
             Group::Admin => admin_routes(),
             Group::Root => root_routes(),
+            Group::LiteLlm => litellm_routes(),
         }
     }
 }
@@ -487,6 +500,92 @@ fn root_routes() -> Vec<Route> {
             None,
             Some("Object"),
             post(ui::logout),
+        ),
+    ]
+}
+
+fn litellm_routes() -> Vec<Route> {
+    use litellm_compat as l;
+    vec![
+        route(
+            Method::POST,
+            "/key/generate",
+            "LiteLLM: make a virtual key (`key` is its secret)",
+            Some("Object"),
+            Some("Object"),
+            post(l::generate),
+        ),
+        route(
+            Method::GET,
+            "/key/info",
+            "LiteLLM: a key's limits and spend (`?key=`)",
+            None,
+            Some("Object"),
+            get(l::info),
+        ),
+        route(
+            Method::POST,
+            "/key/update",
+            "LiteLLM: change a key (`{\"key\", fields…}`)",
+            Some("Object"),
+            Some("Object"),
+            post(l::update),
+        ),
+        route(
+            Method::POST,
+            "/key/delete",
+            "LiteLLM: revoke keys (`{\"keys\": [...]}` or `key_aliases`)",
+            Some("Object"),
+            Some("Object"),
+            post(l::delete),
+        ),
+        route(
+            Method::GET,
+            "/key/list",
+            "LiteLLM: the keys' tokens, paged",
+            None,
+            Some("Object"),
+            get(l::list),
+        ),
+        route(
+            Method::POST,
+            "/team/new",
+            "LiteLLM: make a team",
+            Some("Object"),
+            Some("Object"),
+            post(l::team_new),
+        ),
+        route(
+            Method::GET,
+            "/team/info",
+            "LiteLLM: a team and its keys (`?team_id=`)",
+            None,
+            Some("Object"),
+            get(l::team_info),
+        ),
+        route(
+            Method::GET,
+            "/spend/logs",
+            "LiteLLM: logged requests with their spend (`?api_key=&start_date=&end_date=`)",
+            None,
+            Some("Object"),
+            get(l::spend_logs),
+        ),
+        route(
+            Method::POST,
+            "/model/new",
+            "LiteLLM: add a deployment (`model_name`, `litellm_params`) as a runtime model",
+            Some("Object"),
+            Some("Object"),
+            post(l::model_new),
+        ),
+        route(
+            Method::GET,
+            "/model/info",
+            "LiteLLM: every deployment (keys masked)",
+            None,
+            Some("Object"),
+            get(l::model_info),
         ),
     ]
 }

@@ -570,7 +570,8 @@ impl RawRouterSettings {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawGeneralSettings {
     pub enable_responses_endpoint: Option<bool>,
-    /// LiteLLM's proxy key: accepted as one more client key.
+    /// LiteLLM's proxy key: one more client key, the admin password when
+    /// none is set, and the management endpoints' key (resolve.rs).
     pub master_key: Option<String>,
     pub host: Option<String>,
     pub port: Option<u16>,

@@ -42,13 +42,21 @@ pub(super) fn resolve(
         .map(Secret::new)
         .collect();
     api_keys.dedup();
+    let master_key = gs
+        .master_key
+        .clone()
+        .filter(|k| !k.trim().is_empty())
+        .map(Secret::new);
     let auth = AuthSettings {
         api_keys,
+        // LiteLLM's master key is the admin password unless one is set.
         admin_password: env
             .get("YALLMP_ADMIN_PASSWORD")
             .filter(|p| !p.is_empty())
             .or(ps.auth.admin_password.filter(|p| !p.is_empty()))
-            .map(Secret::new),
+            .map(Secret::new)
+            .or_else(|| master_key.clone()),
+        master_key,
         keys: Vec::new(),
         teams: Vec::new(),
     };

@@ -209,6 +209,11 @@ pub struct AuthSettings {
     /// The admin password (`YALLMP_ADMIN_PASSWORD`); without one the admin
     /// API answers loopback clients only and protected models cannot change.
     pub admin_password: Option<Secret>,
+    /// `general_settings.master_key` (LiteLLM's): a client key, the admin
+    /// password when none is set, and always accepted as
+    /// `Authorization: Bearer` on the LiteLLM-shaped management endpoints
+    /// (docs/migrating-from-litellm.md).
+    pub master_key: Option<Secret>,
     /// Virtual keys declared in the config (docs/keys-and-spend.md).
     pub keys: Vec<DeclaredKey>,
     /// Teams declared in the config.

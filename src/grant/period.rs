@@ -77,6 +77,17 @@ impl Period {
             }
         }
     }
+
+    /// When the period after the one holding `now` starts (the budget's
+    /// reset); `None` past chrono's range.
+    pub fn next_start(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let start = self.start(now);
+        match *self {
+            Period::Hours(h) => start.checked_add_signed(Duration::hours(i64::from(h))),
+            Period::Days(d) => start.checked_add_signed(Duration::days(i64::from(d))),
+            Period::Months(m) => start.checked_add_months(chrono::Months::new(m)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -111,6 +122,25 @@ mod tests {
         assert_eq!(Period::Hours(12).start(now), at("2026-12-07T12:00:00Z"));
         assert_eq!(Period::Months(1).start(now), at("2026-12-01T00:00:00Z"));
         assert_eq!(Period::Months(3).start(now), at("2026-10-01T00:00:00Z"));
+        assert_eq!(
+            Period::Days(1).next_start(now),
+            Some(at("2026-12-08T00:00:00Z"))
+        );
+        assert_eq!(
+            Period::Hours(12).next_start(now),
+            Some(at("2026-12-08T00:00:00Z"))
+        );
+        assert_eq!(
+            Period::Months(1).next_start(now),
+            Some(at("2027-01-01T00:00:00Z"))
+        );
+        assert_eq!(
+            Period::Months(3).next_start(now),
+            Some(at("2027-01-01T00:00:00Z"))
+        );
+        let month = Period::Days(30);
+        let next = month.next_start(now).unwrap();
+        assert!(next > now && next - month.start(now) == Duration::days(30));
         let week = Period::Days(7).start(now);
         assert!(week <= now && now - week < Duration::days(7));
         assert_eq!(Period::Days(7).start(week), week);

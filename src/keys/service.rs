@@ -308,6 +308,11 @@ impl Keys {
         self.ring.load().by_id.get(id).cloned()
     }
 
+    /// The key whose secret hashes to `hash` (SHA-256 hex), usable or not.
+    pub fn key_by_hash(&self, hash: &str) -> Option<Arc<VirtualKey>> {
+        self.ring.load().by_hash.get(hash).cloned()
+    }
+
     /// Every team, oldest first.
     pub fn teams(&self) -> Vec<Arc<Team>> {
         let mut all: Vec<_> = self.ring.load().teams.values().cloned().collect();
@@ -321,13 +326,37 @@ impl Keys {
 
     /// A new key; returns it and its secret (shown this once).
     pub async fn create_key(&self, c: &Changes) -> Result<(VirtualKey, String), KeyError> {
+        self.create_key_with(c, None).await
+    }
+
+    /// A new key with the caller's secret (`None`: a new `yk-` one). A
+    /// chosen secret must be 16 to 256 visible ASCII characters and not
+    /// any key's already.
+    pub async fn create_key_with(
+        &self,
+        c: &Changes,
+        chosen: Option<String>,
+    ) -> Result<(VirtualKey, String), KeyError> {
         let _one = self.writing.lock().await;
         let db = self.db()?;
         let name = c.name(true)?.unwrap_or_default();
         let mut limits = Limits::default();
         c.apply(&mut limits)?;
         let team_id = self.team_of(c)?;
-        let secret = secret::generate();
+        let secret = match chosen {
+            Some(s) => {
+                if !(16..=256).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(KeyError::Invalid(
+                        "a chosen key must be 16 to 256 visible ASCII characters".into(),
+                    ));
+                }
+                if self.ring.load().by_hash.contains_key(&secret::hash(&s)) {
+                    return Err(KeyError::Invalid("that key exists already".into()));
+                }
+                s
+            }
+            None => secret::generate(),
+        };
         let now = Utc::now();
         let key = VirtualKey {
             id: format!("key_{}", uuid::Uuid::now_v7().simple()),
@@ -431,8 +460,29 @@ impl Keys {
     }
 
     pub async fn create_team(&self, c: &Changes) -> Result<Team, KeyError> {
+        self.create_team_with(c, None).await
+    }
+
+    /// A new team with the caller's id (`None`: a new `team_` one); a
+    /// chosen id must be 1 to 200 printable characters, no team's id or
+    /// name yet.
+    pub async fn create_team_with(
+        &self,
+        c: &Changes,
+        chosen_id: Option<String>,
+    ) -> Result<Team, KeyError> {
         let _one = self.writing.lock().await;
         let db = self.db()?;
+        if let Some(id) = &chosen_id {
+            if id.trim().is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
+                return Err(KeyError::Invalid(
+                    "a team id must be 1 to 200 printable characters".into(),
+                ));
+            }
+            if self.team(id).is_some() {
+                return Err(KeyError::Conflict(id.clone()));
+            }
+        }
         if c.team.is_some() || c.expires_at.is_some() {
             return Err(KeyError::Invalid(
                 "`team` and `expires_at` are a key's fields, not a team's".into(),
@@ -446,7 +496,7 @@ impl Keys {
         c.apply(&mut limits)?;
         let now = Utc::now();
         let team = Team {
-            id: format!("team_{}", uuid::Uuid::now_v7().simple()),
+            id: chosen_id.unwrap_or_else(|| format!("team_{}", uuid::Uuid::now_v7().simple())),
             name,
             limits,
             metadata: c

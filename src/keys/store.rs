@@ -386,6 +386,138 @@ pub async fn spend_report(
         .collect())
 }
 
+/// One logged request, as a spend log lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpendLog {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+    pub latency_ms: f64,
+    pub path: String,
+    pub model: Option<String>,
+    pub status: Option<i64>,
+    pub cost_usd: Option<f64>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub total_tokens: Option<i64>,
+    pub key_id: Option<String>,
+    pub key_name: Option<String>,
+    pub team: Option<String>,
+}
+
+/// A spend log's row as read: the id, the start (text in SQLite), the rest.
+type SqlRow<T> = (
+    String,
+    T,
+    f64,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<f64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// At most this many requests in a spend log (the newest first).
+pub const SPEND_LOG_ROWS: i64 = 1000;
+
+/// The requests between `since` and `until` (of the key `key_id` when
+/// given), newest first, at most [`SPEND_LOG_ROWS`].
+pub async fn spend_logs(
+    db: &Db,
+    key_id: Option<&str>,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<SpendLog>, sqlx::Error> {
+    let sqlite = matches!(db, Db::Sqlite(_));
+    let int = if sqlite { "INTEGER" } else { "BIGINT" };
+    let by_key = if key_id.is_some() {
+        " AND key_id = ?"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT id, started_at, latency_ms, path, model, CAST(status AS {int}), cost_usd, \
+         CAST(prompt_tokens AS {int}), CAST(completion_tokens AS {int}), CAST(total_tokens AS {int}), \
+         key_id, key_name, team FROM requests WHERE started_at >= ? AND started_at < ?{by_key} \
+         ORDER BY started_at DESC LIMIT {SPEND_LOG_ROWS}"
+    );
+    type Rest = (
+        f64,
+        String,
+        Option<String>,
+        Option<i64>,
+        Option<f64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let build = |id: String, started_at: DateTime<Utc>, r: Rest| SpendLog {
+        id,
+        started_at,
+        latency_ms: r.0,
+        path: r.1,
+        model: r.2,
+        status: r.3,
+        cost_usd: r.4,
+        prompt_tokens: r.5,
+        completion_tokens: r.6,
+        total_tokens: r.7,
+        key_id: r.8,
+        key_name: r.9,
+        team: r.10,
+    };
+    match db {
+        Db::Sqlite(pool) => {
+            let t = |d: DateTime<Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let mut q = sqlx::query_as::<_, SqlRow<String>>(&sql)
+                .bind(t(since))
+                .bind(t(until));
+            if let Some(k) = key_id {
+                q = q.bind(k);
+            }
+            Ok(q.fetch_all(pool)
+                .await?
+                .into_iter()
+                .filter_map(|r| {
+                    let at = DateTime::parse_from_rfc3339(&r.1).ok()?.with_timezone(&Utc);
+                    Some(build(
+                        r.0,
+                        at,
+                        (r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12),
+                    ))
+                })
+                .collect())
+        }
+        Db::Postgres(pool) => {
+            let sql = numbered(&sql);
+            let mut q = sqlx::query_as::<_, SqlRow<DateTime<Utc>>>(&sql)
+                .bind(since)
+                .bind(until);
+            if let Some(k) = key_id {
+                q = q.bind(k);
+            }
+            Ok(q.fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|r| {
+                    build(
+                        r.0,
+                        r.1,
+                        (r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12),
+                    )
+                })
+                .collect())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

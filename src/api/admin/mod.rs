@@ -271,7 +271,7 @@ pub fn model_json(m: &ModelConfig) -> Value {
 
 /// Persists the overlay (in PostgreSQL when runtime models are shared
 /// there, else beside the config file) and swaps the new snapshot in.
-async fn commit(state: &Shared, config: Config) -> Result<(), AdminError> {
+pub(super) async fn commit(state: &Shared, config: Config) -> Result<(), AdminError> {
     if let Some(store) = &state.model_store {
         for entry in &config.origin.overlay.models {
             store.check_storable(entry).map_err(AdminError::Store)?;
@@ -311,7 +311,11 @@ async fn commit(state: &Shared, config: Config) -> Result<(), AdminError> {
 }
 
 /// Whether changing `name` is allowed for this request.
-fn may_change(state: &Shared, headers: &HeaderMap, name: &str) -> Result<(), AdminError> {
+pub(super) fn may_change(
+    state: &Shared,
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<(), AdminError> {
     let live = state.live.load();
     let protected = live.config.model(name).is_some_and(|m| m.protected);
     if !protected || has_admin_password(state, headers) {
@@ -385,7 +389,7 @@ pub async fn register(
 }
 
 /// The file's own `model_list` entries for a model, unsubstituted.
-fn file_entries(config: &Config, name: &str) -> Vec<serde_yaml::Value> {
+pub(super) fn file_entries(config: &Config, name: &str) -> Vec<serde_yaml::Value> {
     let tree: serde_yaml::Value = serde_yaml::from_str(&config.origin.text).unwrap_or_default();
     tree.get("model_list")
         .and_then(|l| l.as_sequence())

@@ -365,7 +365,17 @@ impl Dispatch<'_> {
         };
         let sent = match over_socket {
             Some(sent) => sent,
-            None => upstream::send(self.client, backend, wire, headers, body).await,
+            None => {
+                upstream::send(
+                    self.client,
+                    backend,
+                    wire,
+                    headers,
+                    body,
+                    self.max_response_bytes,
+                )
+                .await
+            }
         };
         let response = match sent {
             Ok(r) => r,

@@ -84,6 +84,7 @@ const PROVIDERS: &[(&str, ApiType, Option<&str>)] = &[
 
 const API_TYPES: &[&str] = &["openai", "anthropic", "stub", "azure", "bedrock"];
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn backend(
     model_name: &str,
     n: usize,
@@ -185,9 +186,9 @@ pub(super) fn backend(
         }
         _ => match (api_type, provider.and_then(|p| p.2)) {
             (ApiType::Stub, _) => "stub://local".to_string(),
-            (ApiType::Bedrock, _) => bedrock.as_ref().map_or_else(String::new, |b| {
-                super::bedrock::default_api_base(&b.region)
-            }),
+            (ApiType::Bedrock, _) => bedrock
+                .as_ref()
+                .map_or_else(String::new, |b| super::bedrock::default_api_base(&b.region)),
             (_, Some(default)) => default.to_string(),
             _ => {
                 errors.at(

@@ -134,9 +134,11 @@ fn read_profile(env: &Env, name: &str) -> Result<Option<Profile>, String> {
     if let Some(path) = shared_file(env, "AWS_CONFIG_FILE", "config")
         && let Some(file) = load(&path)?
     {
-        let section = file
-            .section(Some(format!("profile {name}")))
-            .or_else(|| (name == "default").then(|| file.section(Some("default"))).flatten());
+        let section = file.section(Some(format!("profile {name}"))).or_else(|| {
+            (name == "default")
+                .then(|| file.section(Some("default")))
+                .flatten()
+        });
         if let Some(s) = section {
             found = true;
             let fill = |slot: &mut Option<String>, key: &str| {
@@ -195,17 +197,11 @@ pub(super) fn resolve(
         return None;
     }
     let from_profile = |p: &Profile| match (&p.access_key_id, &p.secret_access_key) {
-        (Some(id), Some(secret)) => Some(keys(
-            id.clone(),
-            secret.clone(),
-            p.session_token.clone(),
-        )),
+        (Some(id), Some(secret)) => Some(keys(id.clone(), secret.clone(), p.session_token.clone())),
         _ => None,
     };
-    let (credentials, source) = match (
-        nonempty(raw.access_key_id),
-        nonempty(raw.secret_access_key),
-    ) {
+    let (credentials, source) = match (nonempty(raw.access_key_id), nonempty(raw.secret_access_key))
+    {
         (Some(id), Some(secret)) => (keys(id, secret, raw.session_token), "config".to_string()),
         (Some(_), None) | (None, Some(_)) => {
             errors.at(

@@ -26,10 +26,9 @@ impl Backend {
                 let base = self.api_base.strip_suffix("/v1").unwrap_or(&self.api_base);
                 format!("{base}/v1{}", endpoint.path())
             }
-            (ApiType::Bedrock, _) => self.bedrock_url(
-                self.upstream_model.as_deref().unwrap_or("{model}"),
-                false,
-            ),
+            (ApiType::Bedrock, _) => {
+                self.bedrock_url(self.upstream_model.as_deref().unwrap_or("{model}"), false)
+            }
             (ApiType::Azure, Some(az)) => format!(
                 "{}/openai/deployments/{}{}?api-version={}",
                 self.azure_base(),
@@ -68,7 +67,11 @@ impl Backend {
             "{}/model/{}/{}",
             self.api_base,
             percent_encoding::utf8_percent_encode(model, SEGMENT),
-            if stream { "converse-stream" } else { "converse" }
+            if stream {
+                "converse-stream"
+            } else {
+                "converse"
+            }
         )
     }
 

@@ -223,8 +223,9 @@ pub fn authorize(
         .filter(|(n, _)| signed_names.contains(&n.as_str()))
         .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
         .collect();
-    let signable = SignableRequest::new("POST", uri, pairs.into_iter(), SignableBody::Bytes(payload))
-        .map_err(|e| UpstreamError::Unsupported(format!("SigV4: {e}")))?;
+    let signable =
+        SignableRequest::new("POST", uri, pairs.into_iter(), SignableBody::Bytes(payload))
+            .map_err(|e| UpstreamError::Unsupported(format!("SigV4: {e}")))?;
     let (instructions, _signature) = sign(signable, &params.into())
         .map_err(|e| UpstreamError::Unsupported(format!("SigV4: {e}")))?
         .into_parts();
@@ -362,8 +363,14 @@ mod tests {
 
     fn frame(event: &str, payload: &str) -> Vec<u8> {
         let m = Message::new(payload.as_bytes().to_vec())
-            .add_header(Header::new(":message-type", EvValue::String("event".into())))
-            .add_header(Header::new(":event-type", EvValue::String(event.to_string().into())))
+            .add_header(Header::new(
+                ":message-type",
+                EvValue::String("event".into()),
+            ))
+            .add_header(Header::new(
+                ":event-type",
+                EvValue::String(event.to_string().into()),
+            ))
             .add_header(Header::new(
                 ":content-type",
                 EvValue::String("application/json".into()),

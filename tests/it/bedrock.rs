@@ -155,9 +155,13 @@ async fn chat_reaches_converse_signed() {
         "stop": ["END"],
         "messages": [{"role": "system", "content": "Be brief."},
                      {"role": "user", "content": "Hi"}]});
-    let (status, _, body) =
-        post_with(&server, "/v1/chat/completions", &req, &[("authorization", "Bearer client-key")])
-            .await;
+    let (status, _, body) = post_with(
+        &server,
+        "/v1/chat/completions",
+        &req,
+        &[("authorization", "Bearer client-key")],
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let hit = &mock.hits()[0];
     assert_eq!(hit.path, format!("/model/{ENCODED}/converse"));
@@ -300,7 +304,10 @@ async fn tool_round_trip_keeps_the_signature() {
         json!({"role": "user", "content": [{"toolResult": {"toolUseId": "tooluse_1",
             "content": [{"text": "sunny, 21C"}], "status": "success"}}]})
     );
-    assert_eq!(sent["toolConfig"]["tools"][0]["toolSpec"]["name"], "weather");
+    assert_eq!(
+        sent["toolConfig"]["tools"][0]["toolSpec"]["name"],
+        "weather"
+    );
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], "It is sunny.");
 }
@@ -517,7 +524,10 @@ fn credentials_from_variables_and_profiles() {
     let aws = b.bedrock.as_ref().unwrap();
     assert_eq!(aws.region, "eu-central-1");
     assert_eq!(aws.source, "environment");
-    assert_eq!(b.api_base, "https://bedrock-runtime.eu-central-1.amazonaws.com");
+    assert_eq!(
+        b.api_base,
+        "https://bedrock-runtime.eu-central-1.amazonaws.com"
+    );
     match &aws.credentials {
         yallmp::config::bedrock::BedrockCredentials::Keys {
             access_key_id,

@@ -40,11 +40,7 @@ pub fn finish_reason(stop: &str) -> &'static str {
 /// `cacheWriteInputTokens`) → chat usage. Bedrock counts cached input apart
 /// from `inputTokens`, as Anthropic does.
 pub fn usage_to_openai(u: &serde_json::Value) -> serde_json::Value {
-    let n = |k: &str| {
-        u.get(k)
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0)
-    };
+    let n = |k: &str| u.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
     super::anthropic::response::usage_to_openai(&serde_json::json!({
         "input_tokens": n("inputTokens"),
         "output_tokens": n("outputTokens"),

@@ -73,7 +73,9 @@ pub fn chat_to_converse(raw: &[u8]) -> Result<Converse, TranslateError> {
                 push(
                     &mut messages,
                     "user",
-                    vec![json!({"toolResult": {"toolUseId": id, "content": content, "status": "success"}})],
+                    vec![
+                        json!({"toolResult": {"toolUseId": id, "content": content, "status": "success"}}),
+                    ],
                 );
             }
             other => {

@@ -25,7 +25,10 @@ pub fn completion_id(request_id: Option<&str>) -> String {
 pub fn converse_to_chat(body: &[u8], model: &str, id: &str) -> Result<Value, TranslateError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| TranslateError::new(format!("upstream answer is not JSON: {e}")))?;
-    let Some(content) = v.pointer("/output/message/content").and_then(Value::as_array) else {
+    let Some(content) = v
+        .pointer("/output/message/content")
+        .and_then(Value::as_array)
+    else {
         return Err(TranslateError::new(
             "upstream answer has no output.message.content",
         ));

@@ -185,21 +185,54 @@ mod tests {
             c.message(Kind::Event(e), p.as_bytes(), out)
         };
         ev(&mut c, &mut out, "messageStart", r#"{"role":"assistant"}"#);
-        ev(&mut c, &mut out, "contentBlockDelta",
-            r#"{"contentBlockIndex":0,"delta":{"reasoningContent":{"text":"th"}}}"#);
-        ev(&mut c, &mut out, "contentBlockDelta",
-            r#"{"contentBlockIndex":0,"delta":{"reasoningContent":{"signature":"sg"}}}"#);
-        ev(&mut c, &mut out, "contentBlockDelta",
-            r#"{"contentBlockIndex":1,"delta":{"text":"Hi"}}"#);
-        ev(&mut c, &mut out, "contentBlockStart",
-            r#"{"contentBlockIndex":2,"start":{"toolUse":{"toolUseId":"t1","name":"f"}}}"#);
-        ev(&mut c, &mut out, "contentBlockDelta",
-            r#"{"contentBlockIndex":2,"delta":{"toolUse":{"input":"{\"a\":"}}}"#);
-        ev(&mut c, &mut out, "contentBlockDelta",
-            r#"{"contentBlockIndex":2,"delta":{"toolUse":{"input":"1}"}}}"#);
-        ev(&mut c, &mut out, "messageStop", r#"{"stopReason":"tool_use"}"#);
-        ev(&mut c, &mut out, "metadata",
-            r#"{"usage":{"inputTokens":3,"outputTokens":4,"totalTokens":7},"metrics":{"latencyMs":1}}"#);
+        ev(
+            &mut c,
+            &mut out,
+            "contentBlockDelta",
+            r#"{"contentBlockIndex":0,"delta":{"reasoningContent":{"text":"th"}}}"#,
+        );
+        ev(
+            &mut c,
+            &mut out,
+            "contentBlockDelta",
+            r#"{"contentBlockIndex":0,"delta":{"reasoningContent":{"signature":"sg"}}}"#,
+        );
+        ev(
+            &mut c,
+            &mut out,
+            "contentBlockDelta",
+            r#"{"contentBlockIndex":1,"delta":{"text":"Hi"}}"#,
+        );
+        ev(
+            &mut c,
+            &mut out,
+            "contentBlockStart",
+            r#"{"contentBlockIndex":2,"start":{"toolUse":{"toolUseId":"t1","name":"f"}}}"#,
+        );
+        ev(
+            &mut c,
+            &mut out,
+            "contentBlockDelta",
+            r#"{"contentBlockIndex":2,"delta":{"toolUse":{"input":"{\"a\":"}}}"#,
+        );
+        ev(
+            &mut c,
+            &mut out,
+            "contentBlockDelta",
+            r#"{"contentBlockIndex":2,"delta":{"toolUse":{"input":"1}"}}}"#,
+        );
+        ev(
+            &mut c,
+            &mut out,
+            "messageStop",
+            r#"{"stopReason":"tool_use"}"#,
+        );
+        ev(
+            &mut c,
+            &mut out,
+            "metadata",
+            r#"{"usage":{"inputTokens":3,"outputTokens":4,"totalTokens":7},"metrics":{"latencyMs":1}}"#,
+        );
         c.end(&mut out);
         let a = crate::protocol::tests::assemble_chat(&out);
         assert_eq!(a["content"], "Hi");
@@ -224,6 +257,9 @@ mod tests {
         c.end(&mut out);
         assert_eq!(out.len(), 1);
         let s = String::from_utf8_lossy(&out[0]);
-        assert!(s.contains("slow down") && s.contains("ThrottlingException"), "{s}");
+        assert!(
+            s.contains("slow down") && s.contains("ThrottlingException"),
+            "{s}"
+        );
     }
 }

@@ -586,3 +586,43 @@ fn credentials_from_variables_and_profiles() {
     .to_string();
     assert!(e.contains("needs a region"), "{e}");
 }
+
+#[tokio::test]
+async fn secrets_stay_out_of_answers_and_the_log() {
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    const TOKEN: &str = "FQoGZXIvYXdzEXAMPLETOKEN";
+    // A Bedrock that quotes the credentials back in its error.
+    let mock = Mock::start(Reply::Json(200, converse_answer("fine"))).await;
+    mock.push(Reply::JsonHeaders(
+        400,
+        vec![("x-amzn-errortype", "ValidationException".into())],
+        json!({"message": format!("bad request signed with {SECRET} and {TOKEN}")}),
+    ));
+    let yaml = yaml(&mock, &format!("      aws_session_token: {TOKEN}\n"));
+    let l = crate::support::logged::logged_proxy(&yaml, None).await;
+    let chat = json!({"model": "claude", "messages": [{"role": "user", "content": "x"}]});
+    let (status, _, body) = post(&l.server, "/v1/chat/completions", &chat).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("ValidationException"), "{body}");
+    assert!(!body.contains(SECRET) && !body.contains(TOKEN), "{body}");
+    let (status, _, body) = post(&l.server, "/v1/chat/completions", &chat).await;
+    assert_eq!(status, 200, "{body}");
+    let mut texts = Vec::new();
+    for _ in 0..200 {
+        texts = crate::support::logged::files(&l.dir)
+            .into_iter()
+            .filter(|(_, t)| t.contains(r#"{"event":"outcome""#))
+            .collect();
+        if texts.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(texts.len(), 2);
+    let all: String = texts.iter().map(|(_, t)| t.as_str()).collect();
+    assert!(!all.contains(SECRET) && !all.contains(TOKEN), "{all}");
+    // The attempt names the Converse URL; the answer's usage is counted.
+    assert!(all.contains(&format!("/model/{ENCODED}/converse")), "{all}");
+    assert!(all.contains("\"prompt_tokens\":7"), "{all}");
+    l.server.shutdown().await;
+}

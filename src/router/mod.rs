@@ -200,7 +200,10 @@ impl Dispatch<'_> {
                     }
                 };
                 if m.prepared.is_none() {
-                    match self.prepare(&backend, wire) {
+                    match self
+                        .prepare(&backend, wire)
+                        .and_then(|t| crate::protocol::bedrock::check(&backend, t))
+                    {
                         Ok(crate::protocol::Translated { body, dropped }) => {
                             let headers = upstream::outgoing_headers(
                                 self.headers,

@@ -605,6 +605,8 @@ async fn secrets_stay_out_of_answers_and_the_log() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("ValidationException"), "{body}");
     assert!(!body.contains(SECRET) && !body.contains(TOKEN), "{body}");
+    let mut chat = chat;
+    chat["logprobs"] = json!(true);
     let (status, _, body) = post(&l.server, "/v1/chat/completions", &chat).await;
     assert_eq!(status, 200, "{body}");
     let mut texts = Vec::new();
@@ -624,5 +626,23 @@ async fn secrets_stay_out_of_answers_and_the_log() {
     // The attempt names the Converse URL; the answer's usage is counted.
     assert!(all.contains(&format!("/model/{ENCODED}/converse")), "{all}");
     assert!(all.contains("\"prompt_tokens\":7"), "{all}");
+    // What Converse has no place for is listed as dropped.
+    assert!(all.contains(r#""dropped":["logprobs"]"#), "{all}");
     l.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn what_converse_cannot_carry_is_a_client_error() {
+    let mock = Mock::start(Reply::Json(200, converse_answer("x"))).await;
+    let server = proxy(&yaml(&mock, "")).await;
+    let (status, _, body) = post(
+        &server,
+        "/v1/chat/completions",
+        &json!({"model": "claude", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("data: URLs"), "{body}");
+    assert_eq!(mock.count(), 0);
 }

@@ -22,9 +22,29 @@
 //! tool use with thinking keeps working over several turns. Unsigned
 //! reasoning is not sent (Bedrock would refuse it).
 
+use crate::config::{ApiType, Backend};
+use crate::protocol::{TranslateError, Translated};
+
 pub mod request;
 pub mod response;
 pub mod stream;
+
+/// For a Bedrock backend, the chat body prepared for it checked against
+/// Converse before it is sent: a request Converse cannot carry is the
+/// client's error (400) here, and the chat fields it leaves out join the
+/// attempt's `dropped` list. Other backends' bodies pass as they are.
+pub fn check(backend: &Backend, mut t: Translated) -> Result<Translated, TranslateError> {
+    if backend.api_type != ApiType::Bedrock {
+        return Ok(t);
+    }
+    let converse = request::chat_to_converse(&t.body)?;
+    for d in converse.dropped {
+        if !t.dropped.contains(&d) {
+            t.dropped.push(d);
+        }
+    }
+    Ok(t)
+}
 
 /// Bedrock's `stopReason` → OpenAI's `finish_reason`.
 pub fn finish_reason(stop: &str) -> &'static str {

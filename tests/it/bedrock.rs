@@ -646,3 +646,30 @@ async fn what_converse_cannot_carry_is_a_client_error() {
     assert!(body.contains("data: URLs"), "{body}");
     assert_eq!(mock.count(), 0);
 }
+
+#[tokio::test]
+async fn an_exception_mid_stream_ends_it_with_an_error() {
+    let mock = Mock::start(stream_reply(vec![
+        event("messageStart", json!({"role": "assistant"})),
+        event(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"text": "Half"}}),
+        ),
+        exception("modelStreamErrorException", "The model stream broke"),
+    ]))
+    .await;
+    let server = proxy(&yaml(&mock, "")).await;
+    let (status, _, body) = post(
+        &server,
+        "/v1/chat/completions",
+        &json!({"model": "claude", "stream": true,
+            "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"Half\""), "{body}");
+    assert!(body.contains("The model stream broke"), "{body}");
+    assert!(body.contains("ModelStreamErrorException"), "{body}");
+    assert!(!body.contains("[DONE]"), "{body}");
+    assert_eq!(mock.count(), 1, "not retried after the first event");
+}

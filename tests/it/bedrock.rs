@@ -673,3 +673,43 @@ async fn an_exception_mid_stream_ends_it_with_an_error() {
     assert!(!body.contains("[DONE]"), "{body}");
     assert_eq!(mock.count(), 1, "not retried after the first event");
 }
+
+#[tokio::test]
+async fn admin_registration_takes_a_bedrock_backend() {
+    let mock = Mock::start(Reply::Json(200, converse_answer("runtime"))).await;
+    let server = proxy(
+        "model_list: []\nproxy_settings: {logging: {files: {enabled: false}, database: {enabled: false}}}\n",
+    )
+    .await;
+    let r = client()
+        .post(format!("{}/admin/models", server.url()))
+        .json(
+            &json!({"model_name": "rt", "api_type": "bedrock", "api_base": base(&mock),
+            "api_key": "bedrock-runtime-SECRET", "aws_region_name": "us-east-2",
+            "model": "amazon.nova-micro-v1:0"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("bedrock-runtime-SECRET"), "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let b = &v["model"]["backends"][0];
+    assert_eq!(b["api_type"], "bedrock");
+    assert_eq!(b["aws_region"], "us-east-2");
+    assert_eq!(b["aws_credentials"], "api_key");
+    let (status, _, body) = post(
+        &server,
+        "/v1/chat/completions",
+        &json!({"model": "rt", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let hit = &mock.hits()[0];
+    assert_eq!(hit.path, "/model/amazon.nova-micro-v1%3A0/converse");
+    assert_eq!(
+        hit.headers["authorization"],
+        "Bearer bedrock-runtime-SECRET"
+    );
+}

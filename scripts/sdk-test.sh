@@ -8,6 +8,9 @@
 # chat through an `api_type: anthropic` backend and its Responses API, native
 # and translated.
 #
+# And tests/sdk/test_bedrock_sigv4.py: the binary's SigV4 signatures for an
+# `api_type: bedrock` backend checked by botocore in a mock Bedrock.
+#
 # Then the Node clients (tests/sdk/node, run with `node --test`): the openai
 # Node SDK and the Vercel AI SDK (`ai` + `@ai-sdk/openai`), chat and Responses,
 # generate and stream, tool round trips and cut streams, and the Codex CLI

@@ -49,11 +49,29 @@ pub fn chat_to_converse(raw: &[u8]) -> Result<Converse, TranslateError> {
     for (i, m) in list.iter().enumerate() {
         let role = m["role"].as_str().unwrap_or("");
         match role {
-            "system" | "developer" => {
-                for t in texts(&m["content"]) {
-                    system.push(json!({"text": t}));
+            "system" | "developer" => match &m["content"] {
+                // Parts may carry Anthropic's `cache_control`: a cache point
+                // after them.
+                Value::Array(parts) => {
+                    for p in parts {
+                        if let Some(t) = p
+                            .get("text")
+                            .and_then(Value::as_str)
+                            .filter(|t| !t.is_empty())
+                        {
+                            system.push(json!({"text": t}));
+                            if p.get("cache_control").is_some() {
+                                system.push(cache_point());
+                            }
+                        }
+                    }
                 }
-            }
+                c => {
+                    for t in texts(c) {
+                        system.push(json!({"text": t}));
+                    }
+                }
+            },
             "user" => {
                 let blocks = user_blocks(&m["content"], i)?;
                 push(&mut messages, "user", blocks);
@@ -172,8 +190,13 @@ pub fn chat_to_converse(raw: &[u8]) -> Result<Converse, TranslateError> {
                 .cloned()
                 .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
             spec.insert("inputSchema".into(), json!({"json": schema}));
-            Some(json!({"toolSpec": spec}))
+            let mut out = vec![json!({"toolSpec": spec})];
+            if t.get("cache_control").is_some() {
+                out.push(cache_point());
+            }
+            Some(out)
         })
+        .flatten()
         .collect();
     if !tools.is_empty() {
         let mut config = Map::new();
@@ -230,6 +253,12 @@ pub fn chat_to_converse(raw: &[u8]) -> Result<Converse, TranslateError> {
 /// limit (the budget must be below it).
 pub const DEFAULT_THINKING_MAX_TOKENS: u64 = 16_384;
 
+/// A prompt-cache checkpoint: what comes before it is cached (Anthropic's
+/// `cache_control` on a chat part or tool).
+fn cache_point() -> Value {
+    json!({"cachePoint": {"type": "default"}})
+}
+
 /// Appends `blocks` as a `role` message, merged into the last one when it
 /// has the same role (Converse wants the roles to alternate).
 fn push(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
@@ -270,6 +299,7 @@ fn user_blocks(content: &Value, i: usize) -> Result<Vec<Value>, TranslateError> 
     };
     let mut out = Vec::new();
     for p in parts {
+        let before = out.len();
         match p["type"].as_str() {
             Some("text") => {
                 if let Some(t) = p["text"].as_str().filter(|t| !t.is_empty()) {
@@ -294,6 +324,9 @@ fn user_blocks(content: &Value, i: usize) -> Result<Vec<Value>, TranslateError> 
                     p["type"].as_str().unwrap_or("?")
                 )));
             }
+        }
+        if out.len() > before && p.get("cache_control").is_some() {
+            out.push(cache_point());
         }
     }
     Ok(out)
@@ -411,6 +444,24 @@ mod tests {
         );
         assert_eq!(c.dropped, ["user"]);
         assert!(!c.stream);
+    }
+
+    #[test]
+    fn cache_control_becomes_cache_points() {
+        let c = chat_to_converse(
+            br#"{"model":"m","messages":[
+              {"role":"system","content":[{"type":"text","text":"long","cache_control":{"type":"ephemeral"}}]},
+              {"role":"user","content":[{"type":"text","text":"doc","cache_control":{"type":"ephemeral"}},{"type":"text","text":"q"}]}],
+              "tools":[{"type":"function","function":{"name":"f"},"cache_control":{"type":"ephemeral"}}]}"#,
+        )
+        .unwrap();
+        let point = json!({"cachePoint": {"type": "default"}});
+        assert_eq!(c.body["system"], json!([{"text": "long"}, point]));
+        assert_eq!(
+            c.body["messages"][0]["content"],
+            json!([{"text": "doc"}, point, {"text": "q"}])
+        );
+        assert_eq!(c.body["toolConfig"]["tools"][1], point);
     }
 
     #[test]

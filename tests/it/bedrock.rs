@@ -713,3 +713,24 @@ async fn admin_registration_takes_a_bedrock_backend() {
         "Bearer bedrock-runtime-SECRET"
     );
 }
+
+#[tokio::test]
+async fn health_checks_skip_bedrock_backends() {
+    let mock = Mock::start(Reply::Json(200, converse_answer("ok"))).await;
+    let server = proxy(&yaml(
+        &mock,
+        "      health_check: {interval: 0.1, path: /models}\n",
+    ))
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // No unsigned GET went out, and the model still serves.
+    assert_eq!(mock.count(), 0);
+    let (status, _, body) = post(
+        &server,
+        "/v1/chat/completions",
+        &json!({"model": "claude", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(mock.count(), 1);
+}

@@ -24,9 +24,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.session import get_session
+from botocore.validate import ParamValidator
 
 ACCESS, SECRET, REGION = sys.argv[1], sys.argv[2], sys.argv[3]
 TOKEN = sys.argv[4] if len(sys.argv) > 4 else None
+SERVICE = get_session().get_service_model("bedrock-runtime")
 RESULTS: list[dict] = []
 LOCK = threading.Lock()
 
@@ -60,6 +63,19 @@ def check(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple
     if expected != parts["Signature"]:
         return False, f"signature mismatch; botocore's canonical request:\n{canonical}"
     return True, "ok"
+
+
+def shape_errors(path: str, body: bytes) -> str:
+    """The body checked against botocore's Converse/ConverseStream input
+    shape (the path's model id included); empty when it fits."""
+    from urllib.parse import unquote
+
+    _, _, model, action = path.split("/", 3)
+    op = SERVICE.operation_model("ConverseStream" if action == "converse-stream" else "Converse")
+    params = json.loads(body)
+    params["modelId"] = unquote(model)
+    report = ParamValidator().validate(params, op.input_shape)
+    return report.generate_report() if report.has_errors() else ""
 
 
 def frame(headers: dict[str, str], payload: bytes) -> bytes:
@@ -97,9 +113,14 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
         headers = {k.lower(): v for k, v in self.headers.items()}
         ok, why = check("POST", self.path, headers, body)
+        shape = shape_errors(self.path, body)
         with LOCK:
-            RESULTS.append({"path": self.path, "ok": ok, "why": why,
+            RESULTS.append({"path": self.path, "ok": ok, "why": why, "shape": shape,
                             "token": "x-amz-security-token" in headers})
+        if ok and shape:
+            self.reply(400, "application/json", json.dumps({"message": shape}).encode(),
+                       {"x-amzn-ErrorType": "ValidationException"})
+            return
         if not ok:
             data = json.dumps({"message": "The request signature we calculated does not "
                                "match the signature you provided."}).encode()

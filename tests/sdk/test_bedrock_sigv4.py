@@ -102,6 +102,32 @@ def test_signed_requests_are_accepted(setup):
     assert paths == {f"/model/{encoded}/converse", f"/model/{encoded}/converse-stream"}
 
 
+def test_a_tool_turn_fits_botocores_converse_shape(setup):
+    base, mock_url, _ = setup
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+    pixel = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42"
+             "mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+    r = client.chat.completions.create(
+        model="claude", max_tokens=2000, temperature=0.3, stop=["END"],
+        reasoning_effort="low",
+        tools=[{"type": "function", "function": {
+            "name": "weather", "description": "The weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+        tool_choice="required",
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "look"},
+                                         {"type": "image_url", "image_url": {"url": pixel}}]},
+            {"role": "assistant", "content": "Checking.",
+             "tool_calls": [{"id": "tooluse_1", "type": "function",
+                             "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "tooluse_1", "content": "sunny"},
+        ])
+    assert r.choices[0].message.content == "signed look"
+    last = results(mock_url)[-1]
+    assert last["ok"] and last["shape"] == "", last
+
+
 def test_a_wrong_secret_is_refused(setup):
     base, mock_url, _ = setup
     client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)

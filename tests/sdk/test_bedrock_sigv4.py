@@ -2,8 +2,9 @@
 requests, and a mock Bedrock (tests/sdk/bedrock_mock.py, in the `bedrock`
 venv) re-signs each with botocore's `SigV4Auth` and compares. Chat through
 the OpenAI SDK, plain and streamed (the stream framed by the mock itself),
-with and without a session token; a wrong secret is refused by the mock
-and the client hears a 403.
+with and without a session token; every body is also checked against
+botocore's Converse input shape (a tool turn with an image and thinking
+included); a wrong secret is refused by the mock and the client hears a 403.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@
 # chat through an `api_type: anthropic` backend and its Responses API, native
 # and translated.
 #
+# And tests/sdk/test_bedrock_sigv4.py: the binary's SigV4 signatures for an
+# `api_type: bedrock` backend checked by botocore in a mock Bedrock.
+#
 # Then the Node clients (tests/sdk/node, run with `node --test`): the openai
 # Node SDK and the Vercel AI SDK (`ai` + `@ai-sdk/openai`), chat and Responses,
 # generate and stream, tool round trips and cut streams, and the Codex CLI
@@ -26,6 +29,8 @@
 #   litellm/  litellm[proxy] (the upstream; it needs openai<3, hence apart)
 #   phoenix/  arize-phoenix: the real OTLP receiver of the OpenTelemetry test
 #             (tests/sdk/test_otel_phoenix.py; `phoenix serve` on free ports)
+#   bedrock/  botocore: the mock Bedrock of tests/sdk/test_bedrock_sigv4.py
+#             re-signs each request with botocore's SigV4Auth
 # Re-lock with pip-tools: pip-compile --generate-hashes --strip-extras
 #   --allow-unsafe --no-header tests/sdk/requirements-<name>.in
 #
@@ -98,13 +103,15 @@ venv litellm >"$VENVS/litellm.log" 2>&1 &
 litellm=$!
 venv phoenix >"$VENVS/phoenix.log" 2>&1 &
 phoenix=$!
+venv bedrock >"$VENVS/bedrock.log" 2>&1 &
+bedrock=$!
 node_pid=
 if ((node_sdk)); then
     mkdir -p target
     node_install >target/sdk-node.log 2>&1 &
     node_pid=$!
 fi
-trap 'kill "$client" "$litellm" "$phoenix" $node_pid 2>/dev/null || true' EXIT
+trap 'kill "$client" "$litellm" "$phoenix" "$bedrock" $node_pid 2>/dev/null || true' EXIT
 if [[ -n "${YALLMP_BIN:-}" ]]; then
     echo "== using YALLMP_BIN=$YALLMP_BIN (no cargo build)"
 else
@@ -116,11 +123,12 @@ failed=0
 wait "$client" || failed=1
 wait "$litellm" || failed=1
 wait "$phoenix" || failed=1
+wait "$bedrock" || failed=1
 if [[ -n "$node_pid" ]]; then
     wait "$node_pid" || failed=1
 fi
 trap - EXIT
-cat "$VENVS/client.log" "$VENVS/litellm.log" "$VENVS/phoenix.log"
+cat "$VENVS/client.log" "$VENVS/litellm.log" "$VENVS/phoenix.log" "$VENVS/bedrock.log"
 if ((node_sdk)); then cat target/sdk-node.log; fi
 if ((failed)); then
     echo "error: installing the venvs under $VENVS or the node packages under $NODE_DIR failed" >&2
@@ -131,6 +139,7 @@ echo "== setup took $((SECONDS - start))s; pytest tests/sdk"
 export YALLMP_BIN
 export YALLMP_SDK_LITELLM="$PWD/$VENVS/litellm/bin/litellm"
 export YALLMP_SDK_PHOENIX="$PWD/$VENVS/phoenix/bin/phoenix"
+export YALLMP_SDK_BEDROCK_PY="$PWD/$VENVS/bedrock/bin/python"
 # No cache dir in the work tree; -rfE lists failures and errors at the end.
 status=0
 "$VENVS/client/bin/python" -m pytest tests/sdk -p no:cacheprovider -q -rfE "$@" || status=1

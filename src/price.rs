@@ -173,6 +173,15 @@ pub fn shipped(model: &str) -> Option<Price> {
         .or_else(|| undated(model).and_then(get))
         .or_else(|| get(bare))
         .or_else(|| undated(bare).and_then(get))
+        .or_else(|| bedrock_profile(bare).and_then(get))
+}
+
+/// A Bedrock model id without its cross-region inference profile
+/// (`us.anthropic.claude-...` → `anthropic.claude-...`).
+fn bedrock_profile(m: &str) -> Option<&str> {
+    ["us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au."]
+        .iter()
+        .find_map(|p| m.strip_prefix(p))
 }
 
 /// `m` without a trailing `-YYYY-MM-DD` or `-YYYYMMDD`.
@@ -228,6 +237,18 @@ mod tests {
         assert!(shipped("claude-sonnet-4-5-20250929").is_some());
         assert_eq!(shipped("my-local-llama"), None);
         assert_eq!(undated("gpt-4o-audio-preview"), None);
+        // Bedrock ids, and with a cross-region inference profile.
+        let nova = shipped("amazon.nova-pro-v1:0").unwrap();
+        assert_eq!(nova.input, 0.80);
+        let sonnet = shipped("anthropic.claude-sonnet-4-20250514-v1:0").unwrap();
+        assert_eq!(
+            shipped("us.anthropic.claude-sonnet-4-20250514-v1:0"),
+            Some(sonnet)
+        );
+        assert_eq!(
+            shipped("bedrock/global.anthropic.claude-sonnet-4-20250514-v1:0"),
+            Some(sonnet)
+        );
     }
 
     #[test]

@@ -444,7 +444,7 @@ fn components() -> utoipa::openapi::Components {
                     ("model_name", string("The name clients use"), true),
                     (
                         "api_type",
-                        string("openai, anthropic, azure or stub"),
+                        string("openai, anthropic, azure, bedrock or stub"),
                         false,
                     ),
                     ("api_base", string("Base URL"), false),
@@ -453,6 +453,8 @@ fn components() -> utoipa::openapi::Components {
                     ("target_model", string("Upstream model (wins)"), false),
                     ("api_version", string("Azure api-version"), false),
                     ("deployment", string("Azure deployment"), false),
+                    ("aws_region_name", string("Bedrock region"), false),
+                    ("aws_profile_name", string("Bedrock: AWS profile"), false),
                     (
                         "strip_prefix",
                         typed(Type::Boolean, "Wildcard: strip the prefix"),

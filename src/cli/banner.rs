@@ -119,6 +119,10 @@ pub fn model_table(config: &Config) -> String {
             if b.supports_reasoning {
                 extra.push_str(", reasoning");
             }
+            if let Some(aws) = &b.bedrock {
+                // Where the credentials came from, never what they are.
+                let _ = write!(extra, ", aws {} ({})", aws.region, aws.source);
+            }
             if m.backends.len() > 1 {
                 let _ = write!(extra, ", weight={}", b.routing.weight);
                 if let Some(o) = b.routing.order {

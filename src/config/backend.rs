@@ -78,10 +78,13 @@ const PROVIDERS: &[(&str, ApiType, Option<&str>)] = &[
         Some("https://api.anthropic.com"),
     ),
     ("azure", ApiType::Azure, None),
+    // The default api_base follows the region (config/bedrock.rs).
+    ("bedrock", ApiType::Bedrock, None),
 ];
 
-const API_TYPES: &[&str] = &["openai", "anthropic", "stub", "azure"];
+const API_TYPES: &[&str] = &["openai", "anthropic", "stub", "azure", "bedrock"];
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn backend(
     model_name: &str,
     n: usize,
@@ -89,9 +92,18 @@ pub(super) fn backend(
     at: &KeyPath,
     litellm: bool,
     parameters: Arc<[Parameter]>,
+    env: &super::Env,
     errors: &mut Errors,
 ) -> Option<Backend> {
     let start = errors.mark();
+    let mut p = p;
+    let aws = super::bedrock::RawAws {
+        access_key_id: p.aws_access_key_id.take(),
+        secret_access_key: p.aws_secret_access_key.take(),
+        session_token: p.aws_session_token.take(),
+        region_name: p.aws_region_name.take(),
+        profile_name: p.aws_profile_name.take(),
+    };
     // The plain keys with their defaults, read before the fields are taken.
     let weight = p.weight();
     let strip_prefix = p.strip_prefix();
@@ -132,6 +144,7 @@ pub(super) fn backend(
         Some("anthropic") => ApiType::Anthropic,
         Some("stub") => ApiType::Stub,
         Some("azure") => ApiType::Azure,
+        Some("bedrock") => ApiType::Bedrock,
         Some(other) => {
             let hint = nearest(other, API_TYPES)
                 .map(|s| format!("; did you mean `{s}`?"))
@@ -146,6 +159,18 @@ pub(super) fn backend(
             ApiType::Openai
         }
     };
+    let bedrock = (api_type == ApiType::Bedrock)
+        .then(|| {
+            super::bedrock::resolve(
+                aws,
+                p.api_key.as_deref(),
+                p.api_base.as_deref(),
+                env,
+                at,
+                errors,
+            )
+        })
+        .flatten();
     let api_base = match p
         .api_base
         .map(|s| s.trim().trim_end_matches('/').to_string())
@@ -161,6 +186,9 @@ pub(super) fn backend(
         }
         _ => match (api_type, provider.and_then(|p| p.2)) {
             (ApiType::Stub, _) => "stub://local".to_string(),
+            (ApiType::Bedrock, _) => bedrock
+                .as_ref()
+                .map_or_else(String::new, |b| super::bedrock::default_api_base(&b.region)),
             (_, Some(default)) => default.to_string(),
             _ => {
                 errors.at(
@@ -228,6 +256,7 @@ pub(super) fn backend(
         routing,
         thinking: None,
         azure: azure.flatten(),
+        bedrock: bedrock.map(Arc::new),
         strip_prefix,
     };
     backend.parse_urls();

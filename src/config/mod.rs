@@ -3,6 +3,7 @@
 //! rest of the proxy reads. Every error names the file and the key path.
 
 mod backend;
+pub mod bedrock;
 pub mod cache;
 mod check;
 pub mod connections;

@@ -60,6 +60,9 @@ pub enum ApiType {
     /// `{api_base}/openai/deployments/{deployment}/...?api-version=`,
     /// the key in `api-key`.
     Azure,
+    /// AWS Bedrock's Converse API (`{api_base}/model/{id}/converse`),
+    /// SigV4-signed; chat requests translated (src/upstream/bedrock.rs).
+    Bedrock,
 }
 
 impl ApiType {
@@ -69,6 +72,7 @@ impl ApiType {
             ApiType::Anthropic => "anthropic",
             ApiType::Stub => "stub",
             ApiType::Azure => "azure",
+            ApiType::Bedrock => "bedrock",
         }
     }
 }
@@ -110,6 +114,8 @@ pub struct Backend {
     pub thinking: Option<Arc<thinking::ThinkingSettings>>,
     /// Where an `api_type: azure` backend's deployment is.
     pub azure: Option<AzureTarget>,
+    /// An `api_type: bedrock` backend's region and credentials.
+    pub bedrock: Option<Arc<super::bedrock::BedrockAuth>>,
     /// A wildcard model's backend: without a `model`/`target_model`, the
     /// requested name goes upstream without the pattern's literal prefix.
     pub strip_prefix: bool,

@@ -14,10 +14,12 @@ use super::{ModelConfig, ModelSource, Parameter, nearest, parsers};
 
 /// The models of `model_list`, with `router_settings.fallbacks` (which
 /// come before each model's own) linked in.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn resolve(
     model_list: Vec<RawModelEntry>,
     router_fallbacks: Option<RawFallbacks>,
     sources: &Sources,
+    env: &super::Env,
     has_redis: bool,
     _path: Option<&Path>,
     errors: &mut Errors,
@@ -100,7 +102,8 @@ pub(super) fn resolve(
         let thinking = params.interleaved_thinking.take().and_then(|t| {
             super::thinking::resolve(t, &at.key("interleaved_thinking"), has_redis, errors)
         });
-        if let Some(mut backend) = backend(&name, n, params, &at, litellm, parameters, errors) {
+        if let Some(mut backend) = backend(&name, n, params, &at, litellm, parameters, env, errors)
+        {
             backend.thinking = thinking.map(Arc::new);
             models[idx].backends.push(Arc::new(backend));
         }

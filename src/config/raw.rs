@@ -152,6 +152,13 @@ pub struct RawModelParams {
     pub api_version: Option<String>,
     /// Azure OpenAI: the deployment name (default: the model).
     pub deployment: Option<String>,
+    /// Bedrock (`api_type: bedrock`): SigV4 credentials, region, profile
+    /// (src/config/bedrock.rs).
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<String>,
+    pub aws_session_token: Option<String>,
+    pub aws_region_name: Option<String>,
+    pub aws_profile_name: Option<String>,
     /// Wildcard models: send the requested name without the pattern's
     /// literal prefix (`openai/*`: `openai/gpt-4o` → `gpt-4o`).
     pub strip_prefix: Option<bool>,

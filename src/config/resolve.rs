@@ -115,6 +115,7 @@ pub(super) fn resolve(
         raw.model_list,
         router_fallbacks,
         sources,
+        env,
         redis.is_some(),
         _path,
         errors,

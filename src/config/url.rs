@@ -26,6 +26,9 @@ impl Backend {
                 let base = self.api_base.strip_suffix("/v1").unwrap_or(&self.api_base);
                 format!("{base}/v1{}", endpoint.path())
             }
+            (ApiType::Bedrock, _) => {
+                self.bedrock_url(self.upstream_model.as_deref().unwrap_or("{model}"), false)
+            }
             (ApiType::Azure, Some(az)) => format!(
                 "{}/openai/deployments/{}{}?api-version={}",
                 self.azure_base(),
@@ -49,6 +52,27 @@ impl Backend {
             ),
             _ => self.url(path),
         }
+    }
+
+    /// A Bedrock model's Converse URL (`/converse-stream` when `stream`):
+    /// the model id (or ARN, with its `:` and `/`) percent-encoded as one
+    /// path segment.
+    pub fn bedrock_url(&self, model: &str, stream: bool) -> String {
+        const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'_')
+            .remove(b'.')
+            .remove(b'~');
+        format!(
+            "{}/model/{}/{}",
+            self.api_base,
+            percent_encoding::utf8_percent_encode(model, SEGMENT),
+            if stream {
+                "converse-stream"
+            } else {
+                "converse"
+            }
+        )
     }
 
     /// `api_base` without an `/openai` the user may have written.

@@ -8,9 +8,12 @@
 //!   streams, errors).
 //! - `responses`: OpenAI Responses → chat (requests), chat → Responses
 //!   (answers, streams), for backends without a native `/responses`.
+//! - `bedrock`: OpenAI chat ⇄ AWS Bedrock Converse, used at the upstream
+//!   boundary (a Bedrock backend is a chat backend to the rest).
 //! - `tokens`: the `count_tokens` estimate.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod responses;
 pub mod tokens;
 
@@ -112,6 +115,15 @@ pub fn wire(endpoint: Endpoint, backend: &Backend) -> Result<Endpoint, String> {
             E::Responses if !backend.supports_responses => Ok(E::ChatCompletions),
             E::CountTokens => Err("count_tokens needs an Anthropic backend".into()),
             e => Ok(e),
+        },
+        // Bedrock is reached through chat (translated to Converse at the
+        // upstream boundary, src/upstream/bedrock.rs).
+        ApiType::Bedrock => match endpoint {
+            E::ChatCompletions | E::Messages | E::Responses => Ok(E::ChatCompletions),
+            e => Err(format!(
+                "api_type bedrock does not serve {}",
+                e.path().trim_start_matches('/')
+            )),
         },
         ApiType::Anthropic => match endpoint {
             E::ChatCompletions | E::Messages | E::Responses => Ok(E::Messages),

@@ -15,6 +15,7 @@ const SECRET_HEADERS: &[&str] = &[
     "proxy-authorization",
     "x-api-key",
     "api-key",
+    "x-amz-security-token",
     "cookie",
     "set-cookie",
 ];
@@ -210,6 +211,9 @@ impl Scrubber {
         for b in config.models.iter().flat_map(|m| m.backends.iter()) {
             if let Some(k) = &b.api_key {
                 secrets.push(k.expose().to_string());
+            }
+            if let Some(aws) = &b.bedrock {
+                secrets.extend(aws.secrets().into_iter().map(str::to_string));
             }
             if let Ok(url) = reqwest::Url::parse(&b.api_base)
                 && let Some(pw) = url.password()

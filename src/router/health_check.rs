@@ -41,7 +41,9 @@ where
                 let Some(check) = &b.routing.health_check else {
                     continue;
                 };
-                if b.api_type == ApiType::Stub {
+                // Bedrock's requests are signed; the checker's plain GET
+                // cannot be: no active check (passive cooldowns still apply).
+                if matches!(b.api_type, ApiType::Stub | ApiType::Bedrock) {
                     continue;
                 }
                 let state = registry.get(b);

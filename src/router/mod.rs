@@ -200,7 +200,10 @@ impl Dispatch<'_> {
                     }
                 };
                 if m.prepared.is_none() {
-                    match self.prepare(&backend, wire) {
+                    match self
+                        .prepare(&backend, wire)
+                        .and_then(|t| crate::protocol::bedrock::check(&backend, t))
+                    {
                         Ok(crate::protocol::Translated { body, dropped }) => {
                             let headers = upstream::outgoing_headers(
                                 self.headers,
@@ -365,7 +368,17 @@ impl Dispatch<'_> {
         };
         let sent = match over_socket {
             Some(sent) => sent,
-            None => upstream::send(self.client, backend, wire, headers, body).await,
+            None => {
+                upstream::send(
+                    self.client,
+                    backend,
+                    wire,
+                    headers,
+                    body,
+                    self.max_response_bytes,
+                )
+                .await
+            }
         };
         let response = match sent {
             Ok(r) => r,

@@ -22,6 +22,7 @@ pub(super) fn provider(api: ApiType) -> &'static str {
         ApiType::Anthropic => "anthropic",
         ApiType::Azure => "azure.ai.openai",
         ApiType::Stub => "yallmp.stub",
+        ApiType::Bedrock => "aws.bedrock",
     }
 }
 

@@ -283,6 +283,7 @@ mod tests {
                 store: StoreKind::Memory,
             })),
             azure: None,
+            bedrock: None,
             strip_prefix: false,
         }
     }

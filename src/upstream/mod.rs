@@ -3,6 +3,7 @@
 //! type, so the router never cares whether an answer came over the network or
 //! from the built-in stub.
 
+pub mod bedrock;
 pub mod hop;
 pub mod stub;
 pub mod ws;
@@ -299,16 +300,20 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Sends one attempt (`endpoint` is the backend's own: see
 /// [`crate::protocol::wire`]); resolves when the response headers arrive,
-/// bounded by the backend's `request_timeout`.
+/// bounded by the backend's `request_timeout`. `limit`
+/// (`max_response_bytes`) bounds an answer read here whole (Bedrock's).
 pub async fn send(
     client: &Http,
     backend: &Backend,
     endpoint: Endpoint,
     mut headers: HeaderMap,
     body: Bytes,
+    limit: usize,
 ) -> Result<UpstreamResponse, UpstreamError> {
-    if backend.api_type == ApiType::Stub {
-        return Ok(stub::respond(endpoint, &body));
+    match backend.api_type {
+        ApiType::Stub => return Ok(stub::respond(endpoint, &body)),
+        ApiType::Bedrock => return bedrock::send(client, backend, headers, body, limit).await,
+        _ => {}
     }
     let parsed;
     let target = match &backend.urls {

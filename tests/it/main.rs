@@ -21,6 +21,7 @@ mod admin_ui;
 mod admin_ui_keys;
 mod anthropic;
 mod azure;
+mod bedrock;
 mod cache;
 mod cli;
 mod config;

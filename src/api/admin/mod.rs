@@ -59,6 +59,12 @@ pub struct AdminModel {
     /// Azure OpenAI: the deployment name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deployment: Option<String>,
+    /// Bedrock: the region and the AWS profile (keys come from `api_key`,
+    /// the `AWS_*` variables or the profile; never through this API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_region_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_profile_name: Option<String>,
     /// Wildcard models: send the requested name without the pattern's prefix.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strip_prefix: Option<bool>,
@@ -91,6 +97,8 @@ impl AdminModel {
             ("api_type", &self.api_type),
             ("api_version", &self.api_version),
             ("deployment", &self.deployment),
+            ("aws_region_name", &self.aws_region_name),
+            ("aws_profile_name", &self.aws_profile_name),
             ("extends", &self.extends),
         ];
         for (field, v) in fields {
@@ -139,6 +147,8 @@ impl AdminModel {
         put("api_type", self.api_type.as_ref().map(lit));
         put("api_version", self.api_version.as_ref().map(lit));
         put("deployment", self.deployment.as_ref().map(lit));
+        put("aws_region_name", self.aws_region_name.as_ref().map(lit));
+        put("aws_profile_name", self.aws_profile_name.as_ref().map(lit));
         put("strip_prefix", self.strip_prefix.map(Value::from));
         put("interleaved_thinking", self.interleaved_thinking.clone());
         let mut entry = serde_json::Map::new();
@@ -255,6 +265,9 @@ pub fn model_json(m: &ModelConfig) -> Value {
                 "parameters": params,
                 "deployment": b.azure.as_ref().map(|a| a.deployment.as_str()),
                 "api_version": b.azure.as_ref().map(|a| a.api_version.as_str()),
+                // Where the credentials came from, never what they are.
+                "aws_region": b.bedrock.as_ref().map(|a| a.region.as_str()),
+                "aws_credentials": b.bedrock.as_ref().map(|a| a.source.as_str()),
                 "strip_prefix": b.strip_prefix,
             })
         })

@@ -45,6 +45,8 @@ pub enum Reply {
     JsonHeaders(u16, Vec<(&'static str, String)>, Value),
     /// Status, content type, raw body.
     Raw(u16, &'static str, String),
+    /// Status, content type, a binary body (an AWS event stream).
+    Binary(u16, &'static str, Bytes),
     /// An event stream: these frames (raw text, terminators included),
     /// `gap` apart; then the end.
     Sse { frames: Vec<String>, gap: Duration },
@@ -179,6 +181,11 @@ fn answer(reply: Reply, request: Value) -> futures::future::BoxFuture<'static, R
             }
             Reply::Json(status, body) => json_response(status, vec![], body),
             Reply::JsonHeaders(status, headers, body) => json_response(status, headers, body),
+            Reply::Binary(status, ct, body) => Response::builder()
+                .status(status)
+                .header("content-type", ct)
+                .body(Body::from(body))
+                .unwrap(),
             Reply::Raw(status, ct, body) => Response::builder()
                 .status(status)
                 .header("content-type", ct)

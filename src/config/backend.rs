@@ -78,9 +78,15 @@ const PROVIDERS: &[(&str, ApiType, Option<&str>)] = &[
         Some("https://api.anthropic.com"),
     ),
     ("azure", ApiType::Azure, None),
+    (
+        "gemini",
+        ApiType::Gemini,
+        Some(super::google::GEMINI_API_BASE),
+    ),
+    ("vertex_ai", ApiType::Vertex, None),
 ];
 
-const API_TYPES: &[&str] = &["openai", "anthropic", "stub", "azure"];
+const API_TYPES: &[&str] = &["openai", "anthropic", "stub", "azure", "gemini", "vertex"];
 
 pub(super) fn backend(
     model_name: &str,
@@ -132,6 +138,8 @@ pub(super) fn backend(
         Some("anthropic") => ApiType::Anthropic,
         Some("stub") => ApiType::Stub,
         Some("azure") => ApiType::Azure,
+        Some("gemini") => ApiType::Gemini,
+        Some("vertex") | Some("vertex_ai") => ApiType::Vertex,
         Some(other) => {
             let hint = nearest(other, API_TYPES)
                 .map(|s| format!("; did you mean `{s}`?"))
@@ -146,6 +154,16 @@ pub(super) fn backend(
             ApiType::Openai
         }
     };
+    let vertex = (api_type == ApiType::Vertex).then(|| {
+        super::google::vertex(
+            p.vertex_project.as_deref(),
+            p.vertex_location.as_deref(),
+            p.vertex_credentials.as_deref(),
+            p.api_key.as_deref().is_some_and(|k| !k.is_empty()),
+            at,
+            errors,
+        )
+    });
     let api_base = match p
         .api_base
         .map(|s| s.trim().trim_end_matches('/').to_string())
@@ -161,6 +179,15 @@ pub(super) fn backend(
         }
         _ => match (api_type, provider.and_then(|p| p.2)) {
             (ApiType::Stub, _) => "stub://local".to_string(),
+            (ApiType::Gemini, _) => super::google::GEMINI_API_BASE.to_string(),
+            (ApiType::Vertex, _) => super::google::vertex_base(
+                vertex
+                    .as_ref()
+                    .and_then(|v| v.as_ref())
+                    .map_or(super::google::DEFAULT_VERTEX_LOCATION, |v| {
+                        v.location.as_str()
+                    }),
+            ),
             (_, Some(default)) => default.to_string(),
             _ => {
                 errors.at(
@@ -201,6 +228,18 @@ pub(super) fn backend(
             );
         }
     }
+    if api_type == ApiType::Gemini && p.api_key.as_deref().is_none_or(str::is_empty) {
+        errors.at(at.key("api_key"), "required for api_type gemini");
+    }
+    if matches!(api_type, ApiType::Gemini | ApiType::Vertex)
+        && let Some(m) = p.target_model.as_ref().or(model.as_ref())
+        && !super::google::url_safe(m.strip_prefix("models/").unwrap_or(m))
+    {
+        errors.at(
+            at.key("model"),
+            format!("`{m}` is not a Gemini model id (it goes into the URL)"),
+        );
+    }
     if strip_prefix && !crate::wildcard::is_pattern(model_name) {
         errors.at(
             at.key("strip_prefix"),
@@ -228,6 +267,7 @@ pub(super) fn backend(
         routing,
         thinking: None,
         azure: azure.flatten(),
+        vertex: vertex.flatten().map(Arc::new),
         strip_prefix,
     };
     backend.parse_urls();

@@ -9,6 +9,7 @@ pub mod connections;
 mod database;
 pub mod env;
 mod errors;
+pub mod google;
 pub mod forward;
 mod inherit;
 mod keys;
@@ -47,7 +48,7 @@ pub use settings::{
     RedisSettings, RouterSettings, RoutingStrategy, Secret, ServerSettings, Workers,
 };
 pub use tls::TlsFiles;
-pub use url::{Target, mask_url_secret, url_secret};
+pub use url::{Target, google_method, mask_url_secret, url_secret};
 
 pub use raw::{
     DEFAULT_AZURE_API_VERSION, DEFAULT_HOST, DEFAULT_LOG_DIR, DEFAULT_LOG_MAX_BODY,

@@ -60,6 +60,12 @@ pub enum ApiType {
     /// `{api_base}/openai/deployments/{deployment}/...?api-version=`,
     /// the key in `api-key`.
     Azure,
+    /// Google AI Studio's Gemini API (`generateContent`, `x-goog-api-key`);
+    /// chat completions translated (src/upstream/google.rs).
+    Gemini,
+    /// Gemini on Vertex AI: the same contents, a project/location URL and
+    /// an OAuth token (service account or given).
+    Vertex,
 }
 
 impl ApiType {
@@ -69,6 +75,8 @@ impl ApiType {
             ApiType::Anthropic => "anthropic",
             ApiType::Stub => "stub",
             ApiType::Azure => "azure",
+            ApiType::Gemini => "gemini",
+            ApiType::Vertex => "vertex",
         }
     }
 }
@@ -110,6 +118,8 @@ pub struct Backend {
     pub thinking: Option<Arc<thinking::ThinkingSettings>>,
     /// Where an `api_type: azure` backend's deployment is.
     pub azure: Option<AzureTarget>,
+    /// Where an `api_type: vertex` backend's models are, and its credentials.
+    pub vertex: Option<Arc<super::google::VertexTarget>>,
     /// A wildcard model's backend: without a `model`/`target_model`, the
     /// requested name goes upstream without the pattern's literal prefix.
     pub strip_prefix: bool,

@@ -152,6 +152,13 @@ pub struct RawModelParams {
     pub api_version: Option<String>,
     /// Azure OpenAI: the deployment name (default: the model).
     pub deployment: Option<String>,
+    /// Vertex AI: the Google Cloud project (`api_type: vertex`).
+    pub vertex_project: Option<String>,
+    /// Vertex AI: the region, or `global` (default `us-central1`).
+    pub vertex_location: Option<String>,
+    /// Vertex AI: a service-account key file (or its JSON text); default
+    /// `GOOGLE_APPLICATION_CREDENTIALS`.
+    pub vertex_credentials: Option<String>,
     /// Wildcard models: send the requested name without the pattern's
     /// literal prefix (`openai/*`: `openai/gpt-4o` → `gpt-4o`).
     pub strip_prefix: Option<bool>,

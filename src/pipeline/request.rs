@@ -334,6 +334,7 @@ mod tests {
             routing: Default::default(),
             thinking: None,
             azure: None,
+            vertex: None,
             strip_prefix: false,
         }
     }

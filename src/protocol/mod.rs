@@ -6,11 +6,14 @@
 //!
 //! - `anthropic`: OpenAI chat ⇄ Anthropic Messages (requests, answers,
 //!   streams, errors).
+//! - `gemini`: OpenAI chat ⇄ Gemini `generateContent` (requests, answers,
+//!   streams, errors, embeddings), used by the Google transport.
 //! - `responses`: OpenAI Responses → chat (requests), chat → Responses
 //!   (answers, streams), for backends without a native `/responses`.
 //! - `tokens`: the `count_tokens` estimate.
 
 pub mod anthropic;
+pub mod gemini;
 pub mod responses;
 pub mod tokens;
 
@@ -112,6 +115,17 @@ pub fn wire(endpoint: Endpoint, backend: &Backend) -> Result<Endpoint, String> {
             E::Responses if !backend.supports_responses => Ok(E::ChatCompletions),
             E::CountTokens => Err("count_tokens needs an Anthropic backend".into()),
             e => Ok(e),
+        },
+        // Chat is the middle: the Gemini dialect is spoken at the transport
+        // (src/upstream/google.rs), so these backends look like chat ones.
+        ApiType::Gemini | ApiType::Vertex => match endpoint {
+            E::ChatCompletions | E::Messages | E::Responses => Ok(E::ChatCompletions),
+            E::Embeddings if backend.api_type == ApiType::Gemini => Ok(E::Embeddings),
+            e => Err(format!(
+                "api_type {} does not serve {}",
+                backend.api_type.as_str(),
+                e.path().trim_start_matches('/')
+            )),
         },
         ApiType::Anthropic => match endpoint {
             E::ChatCompletions | E::Messages | E::Responses => Ok(E::Messages),

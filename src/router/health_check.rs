@@ -41,7 +41,9 @@ where
                 let Some(check) = &b.routing.health_check else {
                     continue;
                 };
-                if b.api_type == ApiType::Stub {
+                // Vertex AI needs an access token the checker does not
+                // fetch: its health is what its requests show.
+                if matches!(b.api_type, ApiType::Stub | ApiType::Vertex) {
                     continue;
                 }
                 let state = registry.get(b);

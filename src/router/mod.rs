@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
-use crate::config::{Backend, RouterSettings};
+use crate::config::{ApiType, Backend, RouterSettings};
 use crate::endpoint::Endpoint;
 use crate::pipeline::request::RequestBody;
 use crate::reqlog::Attempt;
@@ -201,7 +201,11 @@ impl Dispatch<'_> {
                 };
                 if m.prepared.is_none() {
                     match self.prepare(&backend, wire) {
-                        Ok(crate::protocol::Translated { body, dropped }) => {
+                        Ok(crate::protocol::Translated { body, mut dropped }) => {
+                            if matches!(backend.api_type, ApiType::Gemini | ApiType::Vertex) {
+                                // What the Google transport leaves out.
+                                dropped.extend(upstream::google::dropped(wire, &body));
+                            }
                             let headers = upstream::outgoing_headers(
                                 self.headers,
                                 &backend,

@@ -283,6 +283,7 @@ mod tests {
                 store: StoreKind::Memory,
             })),
             azure: None,
+            vertex: None,
             strip_prefix: false,
         }
     }

@@ -131,8 +131,8 @@ pub fn service_account(source: &str) -> Result<ServiceAccount, String> {
         std::fs::read_to_string(source)
             .map_err(|e| format!("cannot read the credentials file `{source}`: {e}"))?
     };
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("the credentials are not JSON: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("the credentials are not JSON: {e}"))?;
     let field = |k: &str| v.get(k).and_then(serde_json::Value::as_str);
     if let Some(t) = field("type")
         && t != "service_account"
@@ -152,7 +152,9 @@ pub fn service_account(source: &str) -> Result<ServiceAccount, String> {
         .map_err(|e| format!("the credentials' private_key is not an RSA key in PEM: {e}"))?;
     let token_uri = field("token_uri").unwrap_or(GOOGLE_TOKEN_URI);
     if !(token_uri.starts_with("https://") || token_uri.starts_with("http://")) {
-        return Err(format!("the credentials' token_uri `{token_uri}` is not a URL"));
+        return Err(format!(
+            "the credentials' token_uri `{token_uri}` is not a URL"
+        ));
     }
     Ok(ServiceAccount {
         client_email: client_email.to_string(),
@@ -177,8 +179,9 @@ mod tests {
         assert!(e.contains("cannot read the credentials file"), "{e}");
         let e = service_account(r#"{"type":"authorized_user"}"#).unwrap_err();
         assert!(e.contains("authorized_user"), "{e}");
-        let e = service_account(r#"{"type":"service_account","client_email":"a@b","private_key":"x"}"#)
-            .unwrap_err();
+        let e =
+            service_account(r#"{"type":"service_account","client_email":"a@b","private_key":"x"}"#)
+                .unwrap_err();
         assert!(e.contains("not an RSA key"), "{e}");
     }
 }

@@ -101,7 +101,11 @@ impl Backend {
 
 /// The Gemini method for an endpoint: `streamGenerateContent?alt=sse`
 /// when `stream`, `embedContent` for embeddings of one input (`single`).
-pub fn google_method(endpoint: crate::endpoint::Endpoint, stream: bool, single: bool) -> &'static str {
+pub fn google_method(
+    endpoint: crate::endpoint::Endpoint,
+    stream: bool,
+    single: bool,
+) -> &'static str {
     match (endpoint, stream, single) {
         (crate::endpoint::Endpoint::Embeddings, _, true) => "embedContent",
         (crate::endpoint::Endpoint::Embeddings, _, false) => "batchEmbedContents",

@@ -19,7 +19,6 @@ use crate::endpoint::Endpoint;
 use crate::protocol::Convert;
 use crate::protocol::gemini;
 
-
 /// The most a whole Gemini answer may be before it is translated (the
 /// proxy's own `max_response_bytes` applies to the translation after).
 const WHOLE_ANSWER_LIMIT: usize = 64 * 1024 * 1024;
@@ -34,7 +33,9 @@ pub fn dropped(endpoint: Endpoint, body: &[u8]) -> Vec<String> {
     if let Ok(v) = serde_json::from_slice::<Value>(body) {
         let model = v["model"].as_str().unwrap_or("");
         let _ = match endpoint {
-            Endpoint::Embeddings => gemini::request::embeddings(&v, model, &mut dropped).map(|_| ()),
+            Endpoint::Embeddings => {
+                gemini::request::embeddings(&v, model, &mut dropped).map(|_| ())
+            }
             _ => gemini::request::from_chat(&v, &mut dropped).map(|_| ()),
         };
     }
@@ -49,10 +50,7 @@ fn refused(message: String) -> UpstreamResponse {
         "param": null,
         "code": "invalid_request",
     }});
-    super::json_answer(
-        http::StatusCode::BAD_REQUEST,
-        Bytes::from(body.to_string()),
-    )
+    super::json_answer(http::StatusCode::BAD_REQUEST, Bytes::from(body.to_string()))
 }
 
 /// Sends one chat completions or embeddings request to a Google backend.
@@ -131,7 +129,10 @@ pub async fn send(
         }
     }
     if stream {
-        headers.insert(header::ACCEPT, HeaderValue::from_static("text/event-stream"));
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
     }
     let out = Bytes::from(gbody.to_string());
     let response = super::send_to(client, backend, &target, headers, out).await?;
@@ -185,7 +186,10 @@ fn translate(
             return UpstreamResponse {
                 status,
                 headers: h,
-                body: converted(body, Box::new(gemini::stream::GeminiToChat::new(include_usage))),
+                body: converted(
+                    body,
+                    Box::new(gemini::stream::GeminiToChat::new(include_usage)),
+                ),
             };
         }
     };
@@ -278,5 +282,7 @@ fn converted(body: BodyStream, convert: Box<dyn Convert>) -> BodyStream {
             }
         }
     })
+    // The relay may poll again after the end.
+    .fuse()
     .boxed()
 }

@@ -36,7 +36,9 @@ type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
 fn slot(sa: &ServiceAccount) -> Slot {
     static SLOTS: OnceLock<Mutex<HashMap<(String, String), Slot>>> = OnceLock::new();
     let slots = SLOTS.get_or_init(Default::default);
-    let mut map = slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut map = slots
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     map.entry((sa.client_email.clone(), sa.token_uri.clone()))
         .or_default()
         .clone()
@@ -135,7 +137,10 @@ async fn fetch(
         let why = v["error_description"]
             .as_str()
             .or(v["error"].as_str())
-            .map_or_else(|| String::from_utf8_lossy(&text).trim().to_string(), str::to_string);
+            .map_or_else(
+                || String::from_utf8_lossy(&text).trim().to_string(),
+                str::to_string,
+            );
         return Err(UpstreamError::Credentials(format!(
             "the token endpoint answered {status}: {why}"
         )));

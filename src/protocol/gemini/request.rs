@@ -278,7 +278,11 @@ fn media(url: &str, mime: Option<&str>) -> Value {
 }
 
 fn guess_mime(url: &str) -> Option<&'static str> {
-    let path = url.split(['?', '#']).next().unwrap_or(url).to_ascii_lowercase();
+    let path = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(url)
+        .to_ascii_lowercase();
     let ext = path.rsplit('.').next()?;
     Some(match ext {
         "png" => "image/png",
@@ -407,7 +411,10 @@ mod tests {
         let mut dropped = Vec::new();
         let g = from_chat(&chat, &mut dropped).unwrap();
         assert_eq!(dropped, ["user", "parallel_tool_calls"]);
-        assert_eq!(g["systemInstruction"], json!({"parts": [{"text": "be brief"}]}));
+        assert_eq!(
+            g["systemInstruction"],
+            json!({"parts": [{"text": "be brief"}]})
+        );
         assert_eq!(g["contents"][0]["role"], "user");
         assert_eq!(
             g["contents"][0]["parts"][1],
@@ -432,7 +439,10 @@ mod tests {
         assert_eq!(gc["stopSequences"], json!(["END"]));
         assert_eq!(gc["responseMimeType"], "application/json");
         assert_eq!(gc["responseJsonSchema"], json!({"type": "object"}));
-        assert_eq!(gc["thinkingConfig"], json!({"thinkingBudget": 1024, "includeThoughts": true}));
+        assert_eq!(
+            gc["thinkingConfig"],
+            json!({"thinkingBudget": 1024, "includeThoughts": true})
+        );
         assert_eq!(
             g["toolConfig"],
             json!({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get"]}})

@@ -12,8 +12,8 @@ use crate::protocol::TranslateError;
 pub fn finish_reason(reason: &str) -> &'static str {
     match reason {
         "MAX_TOKENS" => "length",
-        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII"
-        | "IMAGE_SAFETY" | "LANGUAGE" => "content_filter",
+        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY"
+        | "LANGUAGE" => "content_filter",
         "MALFORMED_FUNCTION_CALL" | "UNEXPECTED_TOOL_CALL" => "stop",
         _ => "stop",
     }
@@ -272,8 +272,12 @@ mod tests {
 
     #[test]
     fn embeddings_as_list() {
-        let e = embeddings_to_openai(br#"{"embeddings":[{"values":[0.5,1.0]},{"values":[2.0]}]}"#, "m", false)
-            .unwrap();
+        let e = embeddings_to_openai(
+            br#"{"embeddings":[{"values":[0.5,1.0]},{"values":[2.0]}]}"#,
+            "m",
+            false,
+        )
+        .unwrap();
         assert_eq!(e["data"][1]["embedding"], json!([2.0]));
         assert_eq!(e["data"][1]["index"], 1);
         let b = embeddings_to_openai(br#"{"embedding":{"values":[1.0]}}"#, "m", true).unwrap();

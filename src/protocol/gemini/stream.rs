@@ -134,7 +134,10 @@ impl Convert for GeminiToChat {
         }
         self.done = true;
         if !self.finished {
-            out.push(self.chunk(json!({}), Some(if self.called { "tool_calls" } else { "stop" })));
+            out.push(self.chunk(
+                json!({}),
+                Some(if self.called { "tool_calls" } else { "stop" }),
+            ));
         }
         if self.include_usage {
             let c = json!({
@@ -171,13 +174,20 @@ mod tests {
             assert!(id.as_str().unwrap().ends_with("__ts_c2ln"), "{id}");
             v
         };
-        let whole = assemble(&run_split(|| GeminiToChat::new(true), STREAM.as_bytes(), None));
+        let whole = assemble(&run_split(
+            || GeminiToChat::new(true),
+            STREAM.as_bytes(),
+            None,
+        ));
         assert_eq!(whole["content"], "Hello");
         assert_eq!(whole["reasoning_content"], "Hmm");
         assert_eq!(whole["finish_reason"], "tool_calls");
         assert_eq!(whole["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
         assert_eq!(whole["usage"]["completion_tokens"], 8);
-        assert_eq!(whole["usage"]["completion_tokens_details"]["reasoning_tokens"], 3);
+        assert_eq!(
+            whole["usage"]["completion_tokens_details"]["reasoning_tokens"],
+            3
+        );
         for at in 0..STREAM.len() {
             let split = assemble(&run_split(
                 || GeminiToChat::new(true),
@@ -193,7 +203,10 @@ mod tests {
         let s = "data: {\"error\":{\"code\":503,\"message\":\"overloaded\",\"status\":\"UNAVAILABLE\"}}\n\n";
         let out = run_split(|| GeminiToChat::new(false), s.as_bytes(), None);
         let text = String::from_utf8_lossy(&out[0]).to_string();
-        assert!(text.contains("\"error\"") && text.contains("overloaded"), "{text}");
+        assert!(
+            text.contains("\"error\"") && text.contains("overloaded"),
+            "{text}"
+        );
         assert_eq!(out.len(), 1, "nothing after the error");
     }
 }

@@ -177,6 +177,7 @@ fn backend(upstream_model: Option<&str>, reasoning: bool) -> Backend {
         routing: Default::default(),
         thinking: None,
         azure: None,
+        vertex: None,
         strip_prefix: false,
     }
 }

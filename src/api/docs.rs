@@ -453,6 +453,8 @@ fn components() -> utoipa::openapi::Components {
                     ("target_model", string("Upstream model (wins)"), false),
                     ("api_version", string("Azure api-version"), false),
                     ("deployment", string("Azure deployment"), false),
+                    ("vertex_project", string("Vertex AI project"), false),
+                    ("vertex_location", string("Vertex AI location"), false),
                     (
                         "strip_prefix",
                         typed(Type::Boolean, "Wildcard: strip the prefix"),

@@ -512,3 +512,75 @@ async fn config_names_and_errors() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn the_record_lists_what_gemini_does_not_take() {
+    let g = Mock::start(Reply::Json(200, answer())).await;
+    let yaml = format!(
+        "model_list:\n  - {{model_name: gem, model_params: {{api_type: gemini, api_base: '{}', api_key: g-secret, model: gemini-2.5-flash}}}}\n",
+        origin(&g)
+    );
+    let l = crate::support::logged::logged_proxy(&yaml, None).await;
+    let (status, headers, body) = post(
+        &l.server,
+        "/v1/chat/completions",
+        &json!({"model": "gem", "user": "u-1", "parallel_tool_calls": false, "logprobs": true,
+            "messages": [{"role": "user", "content": "Hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let id = headers["x-request-id"].to_str().unwrap().to_string();
+    let ev = crate::support::logged::record(&l.dir, &id).await;
+    let attempts = crate::support::logged::of_kind(&ev, "attempt");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        attempts[0]["dropped"],
+        json!(["user", "parallel_tool_calls", "logprobs"]),
+        "{}",
+        attempts[0]
+    );
+    check_request(&g.hits()[0], "generateContent");
+}
+
+#[tokio::test]
+async fn a_messages_stream_from_gemini_carries_thinking_text_and_tool_use() {
+    let frames = [
+        json!({"candidates": [{"content": {"parts": [{"text": "Need the weather.", "thought": true}], "role": "model"}, "index": 0}],
+            "usageMetadata": {"promptTokenCount": 20, "totalTokenCount": 20}, "modelVersion": "gemini-2.5-flash", "responseId": "m1"}),
+        json!({"candidates": [{"content": {"parts": [{"text": "Checking."},
+            {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}, "thoughtSignature": "EhsKGQ=="}], "role": "model"},
+            "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 20, "candidatesTokenCount": 9, "totalTokenCount": 29}, "modelVersion": "gemini-2.5-flash", "responseId": "m1"}),
+    ];
+    let g = Mock::start(Reply::Sse {
+        frames: frames
+            .iter()
+            .map(|f| format!("data: {f}\r\n\r\n"))
+            .collect(),
+        gap: std::time::Duration::from_millis(5),
+    })
+    .await;
+    let server = proxy(&config(&g, "")).await;
+    let (status, _, body) = post(
+        &server,
+        "/v1/messages",
+        &json!({"model": "gem", "max_tokens": 200, "stream": true,
+            "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+            "messages": [{"role": "user", "content": "Weather in Oslo?"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("event: message_start"), "{body}");
+    assert!(body.contains("\"thinking_delta\""), "{body}");
+    assert!(body.contains("Need the weather."), "{body}");
+    assert!(body.contains("Checking."), "{body}");
+    assert!(body.contains("\"tool_use\""), "{body}");
+    assert!(body.contains("\"stop_reason\":\"tool_use\""), "{body}");
+    assert!(body.contains("event: message_stop"), "{body}");
+    let hit = &g.hits()[0];
+    check_request(hit, "streamGenerateContent");
+    assert_eq!(
+        hit.json()["tools"][0]["functionDeclarations"][0]["name"],
+        "get_weather"
+    );
+}

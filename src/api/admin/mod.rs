@@ -59,6 +59,12 @@ pub struct AdminModel {
     /// Azure OpenAI: the deployment name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deployment: Option<String>,
+    /// Vertex AI: the project and location (credentials: `api_key` as a
+    /// token, or the server's `GOOGLE_APPLICATION_CREDENTIALS`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vertex_project: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vertex_location: Option<String>,
     /// Wildcard models: send the requested name without the pattern's prefix.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strip_prefix: Option<bool>,
@@ -91,6 +97,8 @@ impl AdminModel {
             ("api_type", &self.api_type),
             ("api_version", &self.api_version),
             ("deployment", &self.deployment),
+            ("vertex_project", &self.vertex_project),
+            ("vertex_location", &self.vertex_location),
             ("extends", &self.extends),
         ];
         for (field, v) in fields {
@@ -139,6 +147,8 @@ impl AdminModel {
         put("api_type", self.api_type.as_ref().map(lit));
         put("api_version", self.api_version.as_ref().map(lit));
         put("deployment", self.deployment.as_ref().map(lit));
+        put("vertex_project", self.vertex_project.as_ref().map(lit));
+        put("vertex_location", self.vertex_location.as_ref().map(lit));
         put("strip_prefix", self.strip_prefix.map(Value::from));
         put("interleaved_thinking", self.interleaved_thinking.clone());
         let mut entry = serde_json::Map::new();
@@ -255,6 +265,8 @@ pub fn model_json(m: &ModelConfig) -> Value {
                 "parameters": params,
                 "deployment": b.azure.as_ref().map(|a| a.deployment.as_str()),
                 "api_version": b.azure.as_ref().map(|a| a.api_version.as_str()),
+                "vertex_project": b.vertex.as_ref().map(|v| v.project.as_str()),
+                "vertex_location": b.vertex.as_ref().map(|v| v.location.as_str()),
                 "strip_prefix": b.strip_prefix,
             })
         })

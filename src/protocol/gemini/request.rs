@@ -312,7 +312,12 @@ fn tools(tools: &Value, dropped: &mut Vec<String>) -> Option<Value> {
         if let Some(desc) = f["description"].as_str() {
             d["description"] = json!(desc);
         }
-        if f["parameters"].is_object() {
+        // A function without parameters declares none (Gemini refuses an
+        // object schema with no properties).
+        if f["parameters"]["properties"]
+            .as_object()
+            .is_some_and(|p| !p.is_empty())
+        {
             d["parametersJsonSchema"] = f["parameters"].clone();
         }
         decls.push(d);

@@ -231,9 +231,14 @@ impl Dispatch<'_> {
                 // Listed before it is sent: if the request is cut while it
                 // waits, the record still names the backend.
                 let slot = attempts.len();
+                let url = if matches!(backend.api_type, ApiType::Gemini | ApiType::Vertex) {
+                    upstream::google::url_for(&backend, wire, &body)
+                } else {
+                    backend.endpoint_url(wire)
+                };
                 attempts.push(Attempt {
                     backend: backend.name.clone(),
-                    url: backend.endpoint_url(wire),
+                    url,
                     upstream_model: upstream_model(&backend, self.body),
                     attempt: m.made,
                     status: None,

@@ -42,6 +42,15 @@ pub fn dropped(endpoint: Endpoint, body: &[u8]) -> Vec<String> {
     dropped
 }
 
+/// The URL a prepared chat (or embeddings) body goes to, for the
+/// request record.
+pub fn url_for(backend: &Backend, endpoint: Endpoint, body: &[u8]) -> String {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let model = v["model"].as_str().unwrap_or("{model}");
+    let method = google_method(endpoint, v["stream"] == true, v["input"].is_string());
+    backend.google_method_url(model, method)
+}
+
 /// A request the translation refused: a 400 in OpenAI's shape.
 fn refused(message: String) -> UpstreamResponse {
     let body = serde_json::json!({"error": {

@@ -534,6 +534,15 @@ async fn the_record_lists_what_gemini_does_not_take() {
     let attempts = crate::support::logged::of_kind(&ev, "attempt");
     assert_eq!(attempts.len(), 1);
     assert_eq!(
+        attempts[0]["url"],
+        format!(
+            "{}/v1beta/models/gemini-2.5-flash:generateContent",
+            origin(&g)
+        ),
+        "{}",
+        attempts[0]
+    );
+    assert_eq!(
         attempts[0]["dropped"],
         json!(["user", "parallel_tool_calls", "logprobs"]),
         "{}",

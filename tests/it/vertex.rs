@@ -106,6 +106,8 @@ async fn token(State(s): State<Arc<TokenState>>, body: String) -> axum::response
     if s.fail {
         return refuse("Invalid JWT Signature.".into());
     }
+    // Slow enough that concurrent requests wait on one exchange.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let mut issued = s.issued.lock().unwrap();
     issued.push(claims);
     let n = issued.len();
@@ -182,7 +184,7 @@ async fn chat(server: &yallmp::Server) -> (u16, String) {
 }
 
 #[tokio::test]
-async fn service_account_token_is_exchanged_once_and_reused() {
+async fn service_account_token_is_exchanged_once_and_shared() {
     let f = fixture("sa-one@p1.iam.gserviceaccount.com", 3600, false).await;
     let v = Mock::start(Reply::Json(200, answer())).await;
     let yaml = format!(
@@ -191,25 +193,52 @@ async fn service_account_token_is_exchanged_once_and_reused() {
         origin(&v)
     );
     let server = proxy(&yaml).await;
-    for _ in 0..3 {
-        let (status, body) = chat(&server).await;
+    // Three at once: one exchange, the others wait for it.
+    let answers = futures::future::join_all((0..3).map(|_| chat(&server))).await;
+    for (status, body) in answers {
         assert_eq!(status, 200, "{body}");
         let c: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(c["choices"][0]["message"]["content"], "Hi from Vertex");
     }
+    // A stream later reuses the token.
+    v.push(Reply::Sse {
+        frames: vec![format!(
+            "data: {}\r\n\r\n",
+            json!({"candidates": [{"content": {"parts": [{"text": "streamed"}], "role": "model"}, "finishReason": "STOP"}]})
+        )],
+        gap: std::time::Duration::from_millis(1),
+    });
+    let (status, _, body) = post(
+        &server,
+        "/v1/chat/completions",
+        &json!({"model": "vx", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("streamed") && body.contains("[DONE]"),
+        "{body}"
+    );
     assert_eq!(
         f.tokens.issued.lock().unwrap().len(),
         1,
-        "one exchange for three requests"
+        "one exchange for four requests"
     );
     let claims = f.tokens.issued.lock().unwrap()[0].clone();
     assert_eq!(claims["aud"], f.token_uri.as_str());
     let hits = v.hits();
-    assert_eq!(hits.len(), 3);
-    for h in &hits {
+    assert_eq!(hits.len(), 4);
+    for (i, h) in hits.iter().enumerate() {
+        let method = if i == 3 {
+            "streamGenerateContent"
+        } else {
+            "generateContent"
+        };
         assert_eq!(
             h.path,
-            "/v1/projects/p1/locations/europe-west4/publishers/google/models/gemini-2.5-pro:generateContent"
+            format!(
+                "/v1/projects/p1/locations/europe-west4/publishers/google/models/gemini-2.5-pro:{method}"
+            )
         );
         assert_eq!(h.headers["authorization"], "Bearer ya29.tok-1");
         assert!(h.headers.get("x-goog-api-key").is_none());

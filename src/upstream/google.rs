@@ -144,8 +144,36 @@ pub async fn send(
         );
     }
     let out = Bytes::from(gbody.to_string());
-    let response = super::send_to(client, backend, &target, headers, out).await?;
+    let mut response = super::send_to(client, backend, &target, headers, out).await?;
+    if !response.status.is_success() {
+        // Read now: Gemini's retry delay is in the body, and the router
+        // reads it from a header.
+        let body = super::read_error_body(&mut response.body, backend.request_timeout).await?;
+        if let Some(ms) = retry_delay_ms(&body)
+            && !response.headers.contains_key("retry-after-ms")
+        {
+            response
+                .headers
+                .insert("retry-after-ms", HeaderValue::from(ms));
+        }
+        response.body = futures::stream::once(async move { Ok(body) }).boxed();
+    }
     Ok(translate(response, shape, bare.to_string(), backend))
+}
+
+/// The delay a Gemini error asks for (`details[]` of type
+/// `google.rpc.RetryInfo`, `retryDelay` such as `"17s"` or `"0.5s"`), in
+/// milliseconds.
+pub fn retry_delay_ms(body: &[u8]) -> Option<u64> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let e = match &v {
+        Value::Array(a) => &a.first()?["error"],
+        v => &v["error"],
+    };
+    e["details"].as_array()?.iter().find_map(|d| {
+        let secs: f64 = d["retryDelay"].as_str()?.strip_suffix('s')?.parse().ok()?;
+        (secs.is_finite() && secs >= 0.0).then(|| (secs * 1000.0).min(86_400_000.0) as u64)
+    })
 }
 
 /// What the answer is turned into.
@@ -294,4 +322,27 @@ fn converted(body: BodyStream, convert: Box<dyn Convert>) -> BodyStream {
     // The relay may poll again after the end.
     .fuse()
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_is_read_from_retry_info() {
+        let body =
+            br#"{"error":{"code":429,"message":"quota","status":"RESOURCE_EXHAUSTED","details":[
+            {"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[]},
+            {"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"17s"}]}}"#;
+        assert_eq!(retry_delay_ms(body), Some(17_000));
+        assert_eq!(
+            retry_delay_ms(br#"[{"error":{"details":[{"retryDelay":"0.25s"}]}}]"#),
+            Some(250)
+        );
+        assert_eq!(retry_delay_ms(br#"{"error":{"code":500}}"#), None);
+        assert_eq!(
+            retry_delay_ms(br#"{"error":{"details":[{"retryDelay":"-1s"}]}}"#),
+            None
+        );
+    }
 }

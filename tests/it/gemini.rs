@@ -371,22 +371,21 @@ async fn errors_reach_the_client_in_its_dialect_with_their_status() {
 
 #[tokio::test]
 async fn rate_limits_and_server_errors_are_retried_then_fall_back() {
-    let g = Mock::start(Reply::Json(
+    let mut quota = gemini_error(
         429,
-        gemini_error(
-            429,
-            "RESOURCE_EXHAUSTED",
-            "Resource has been exhausted (e.g. check quota).",
-        ),
-    ))
-    .await;
+        "RESOURCE_EXHAUSTED",
+        "Resource has been exhausted (e.g. check quota).",
+    );
+    quota["error"]["details"] =
+        json!([{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.3s"}]);
+    let g = Mock::start(Reply::Json(429, quota)).await;
     g.push(Reply::Json(
         500,
         gemini_error(500, "INTERNAL", "An internal error has occurred."),
     ));
     let spare = Mock::start(Reply::Json(200, answer())).await;
     let yaml = format!(
-        "model_list:\n  - {{model_name: gem, model_params: {{api_type: gemini, api_base: '{}', api_key: g-secret, model: gemini-2.5-flash}}, fallbacks: [spare]}}\n  - {{model_name: spare, litellm_params: {{model: gemini/gemini-2.5-flash, api_base: '{}', api_key: g-secret}}}}\nrouter_settings: {{num_retries: 1, retry_backoff_ms: 1}}\n{LOGS_OFF}",
+        "model_list:\n  - {{model_name: gem, model_params: {{api_type: gemini, api_base: '{}', api_key: g-secret, model: gemini-2.5-flash}}, fallbacks: [spare]}}\n  - {{model_name: spare, litellm_params: {{model: gemini/gemini-2.5-flash, api_base: '{}', api_key: g-secret}}}}\nrouter_settings: {{num_retries: 2, retry_backoff_ms: 1}}\n{LOGS_OFF}",
         origin(&g),
         origin(&spare)
     );
@@ -398,7 +397,17 @@ async fn rate_limits_and_server_errors_are_retried_then_fall_back() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(g.count(), 2, "500 then 429, each retried once");
+    let hits = g.hits();
+    assert_eq!(
+        hits.len(),
+        3,
+        "500, then 429 retried after Gemini's retryDelay"
+    );
+    let waited = hits[2].at.duration_since(hits[1].at);
+    assert!(
+        waited >= std::time::Duration::from_millis(300),
+        "{waited:?}"
+    );
     assert_eq!(spare.count(), 1);
     check_request(&spare.hits()[0], "generateContent");
 }

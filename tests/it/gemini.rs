@@ -512,6 +512,19 @@ async fn config_names_and_errors() {
         b.endpoint_url(yallmp::endpoint::Endpoint::ChatCompletions),
         "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-pro:generateContent"
     );
+    // The shipped catalog prices the common models (through a prefix too).
+    let p = b.price_for("gemini-2.5-pro").unwrap();
+    assert_eq!(
+        (p.input, p.output, p.cached_input),
+        (1.25, 10.0, Some(0.125))
+    );
+    for m in [
+        "gemini-2.5-flash",
+        "models/gemini-2.5-flash-lite",
+        "gemini-2.0-flash",
+    ] {
+        assert!(yallmp::price::shipped(m).is_some(), "{m}");
+    }
     let e = crate::support::config_error(
         "model_list:\n  - {model_name: g, model_params: {api_type: gemini, model: gemini-2.5-pro}}\n",
     )

@@ -615,3 +615,48 @@ async fn a_messages_stream_from_gemini_carries_thinking_text_and_tool_use() {
         "get_weather"
     );
 }
+
+#[tokio::test]
+async fn a_responses_tool_round_trip_keeps_the_thought_signature() {
+    let g = Mock::start(Reply::Json(200, answer())).await;
+    g.push(Reply::Json(200, call_answer()));
+    let server = proxy(&config(&g, "")).await;
+    let tools = json!([{"type": "function", "name": "get_weather", "description": "Weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]);
+    let user = json!({"role": "user", "content": "Weather in Paris?"});
+    let (status, _, body) = post(
+        &server,
+        "/v1/responses",
+        &json!({"model": "gem", "input": [user], "tools": tools}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let r: Value = serde_json::from_str(&body).unwrap();
+    let call = r["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "function_call")
+        .cloned()
+        .unwrap_or_else(|| panic!("no function_call in {r}"));
+    assert_eq!(call["name"], "get_weather");
+    let (status, _, body) = post(
+        &server,
+        "/v1/responses",
+        &json!({"model": "gem", "tools": tools, "input": [user, call,
+            {"type": "function_call_output", "call_id": call["call_id"], "output": "{\"temp_c\": 21}"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let second = g.hits()[1].json();
+    check_request(&g.hits()[1], "generateContent");
+    assert_eq!(
+        second["contents"][1]["parts"][0]["thoughtSignature"],
+        "CiQB0e2Kb+Y3cYAkm2Gb1n0Vx3TUTkhzO0rQvxZWPNbLrJcsKo0=",
+        "{second}"
+    );
+    assert_eq!(
+        second["contents"][2]["parts"][0]["functionResponse"],
+        json!({"name": "get_weather", "response": {"temp_c": 21}})
+    );
+}

@@ -312,6 +312,35 @@ async fn messages_and_responses_front_doors_reach_gemini_through_chat() {
 }
 
 #[tokio::test]
+async fn supports_reasoning_asks_gemini_for_its_thoughts() {
+    let g = Mock::start(Reply::Json(200, answer())).await;
+    let server = proxy(&config(&g, ", supports_reasoning: true")).await;
+    let (status, _, body) = post(
+        &server,
+        "/v1/chat/completions",
+        &json!({"model": "gem", "messages": [{"role": "user", "content": "Hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        g.hits()[0].json()["generationConfig"]["thinkingConfig"],
+        json!({"thinkingBudget": 8192, "includeThoughts": true})
+    );
+    // The client's own effort wins.
+    let (status, _, body) = post(
+        &server,
+        "/v1/chat/completions",
+        &json!({"model": "gem", "reasoning_effort": "high", "messages": [{"role": "user", "content": "Hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        g.hits()[1].json()["generationConfig"]["thinkingConfig"]["thinkingBudget"],
+        24576
+    );
+}
+
+#[tokio::test]
 async fn a_blocked_prompt_is_a_content_filter_finish() {
     let g = Mock::start(Reply::Json(
         200,

@@ -120,7 +120,7 @@ pub fn wire(endpoint: Endpoint, backend: &Backend) -> Result<Endpoint, String> {
         // (src/upstream/google.rs), so these backends look like chat ones.
         ApiType::Gemini | ApiType::Vertex => match endpoint {
             E::ChatCompletions | E::Messages | E::Responses => Ok(E::ChatCompletions),
-            E::Embeddings if backend.api_type == ApiType::Gemini => Ok(E::Embeddings),
+            E::Embeddings => Ok(E::Embeddings),
             e => Err(format!(
                 "api_type {} does not serve {}",
                 backend.api_type.as_str(),

@@ -47,7 +47,10 @@ pub fn dropped(endpoint: Endpoint, body: &[u8]) -> Vec<String> {
 pub fn url_for(backend: &Backend, endpoint: Endpoint, body: &[u8]) -> String {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let model = v["model"].as_str().unwrap_or("{model}");
-    let method = google_method(endpoint, v["stream"] == true, v["input"].is_string());
+    let method = match (endpoint, backend.api_type) {
+        (Endpoint::Embeddings, ApiType::Vertex) => "predict",
+        _ => google_method(endpoint, v["stream"] == true, v["input"].is_string()),
+    };
     backend.google_method_url(model, method)
 }
 
@@ -82,21 +85,20 @@ pub async fn send(
     let mut ignored = Vec::new();
     let stream = chat["stream"] == true;
     let (gbody, method, shape) = match endpoint {
-        Endpoint::Embeddings => {
-            if backend.api_type == ApiType::Vertex {
-                return Err(UpstreamError::Unsupported(
-                    "api_type vertex does not serve embeddings".into(),
-                ));
-            }
-            match gemini::request::embeddings(&chat, bare, &mut ignored) {
-                Ok((b, single, base64)) => (
-                    b,
-                    google_method(endpoint, false, single),
-                    Shape::Embeddings { base64 },
-                ),
+        Endpoint::Embeddings if backend.api_type == ApiType::Vertex => {
+            match gemini::request::vertex_embeddings(&chat, &mut ignored) {
+                Ok((b, base64)) => (b, "predict", Shape::Predictions { base64 }),
                 Err(e) => return Ok(refused(e.0)),
             }
         }
+        Endpoint::Embeddings => match gemini::request::embeddings(&chat, bare, &mut ignored) {
+            Ok((b, single, base64)) => (
+                b,
+                google_method(endpoint, false, single),
+                Shape::Embeddings { base64 },
+            ),
+            Err(e) => return Ok(refused(e.0)),
+        },
         Endpoint::ChatCompletions => match gemini::request::from_chat(&chat, &mut ignored) {
             Ok(b) => (
                 b,
@@ -180,8 +182,16 @@ pub fn retry_delay_ms(body: &[u8]) -> Option<u64> {
 #[derive(Clone, Copy)]
 enum Shape {
     Chat,
-    Stream { include_usage: bool },
-    Embeddings { base64: bool },
+    Stream {
+        include_usage: bool,
+    },
+    Embeddings {
+        base64: bool,
+    },
+    /// Vertex AI's `:predict` embeddings.
+    Predictions {
+        base64: bool,
+    },
 }
 
 /// The answer as chat: errors in OpenAI's shape (status kept), a whole
@@ -211,6 +221,9 @@ fn translate(
     }
     let body = match shape {
         Shape::Chat => whole(body, gap, false, |b| gemini::response::to_chat(&b)),
+        Shape::Predictions { base64 } => whole(body, gap, false, move |b| {
+            gemini::response::predictions_to_openai(&b, &model, base64)
+        }),
         Shape::Embeddings { base64 } => whole(body, gap, false, move |b| {
             gemini::response::embeddings_to_openai(&b, &model, base64)
         }),

@@ -347,3 +347,40 @@ async fn config_errors_are_precise() {
         "https://asia-northeast1-aiplatform.googleapis.com"
     );
 }
+
+#[tokio::test]
+async fn embeddings_go_to_predict() {
+    let v = Mock::start(Reply::Json(
+        200,
+        json!({"predictions": [
+            {"embeddings": {"values": [0.1, 0.2], "statistics": {"token_count": 3, "truncated": false}}},
+            {"embeddings": {"values": [0.3, 0.4], "statistics": {"token_count": 2, "truncated": false}}}],
+            "metadata": {"billableCharacterCount": 10}}),
+    ))
+    .await;
+    let yaml = format!(
+        "model_list:\n  - {{model_name: emb, model_params: {{api_type: vertex, model: gemini-embedding-001, vertex_project: p1, api_key: given-token, api_base: '{}'}}}}\n{LOGS_OFF}",
+        origin(&v)
+    );
+    let server = proxy(&yaml).await;
+    let (status, _, body) = post(
+        &server,
+        "/v1/embeddings",
+        &json!({"model": "emb", "input": ["a", "bc"], "dimensions": 2}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let e: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(e["data"][1]["embedding"], json!([0.3, 0.4]));
+    assert_eq!(e["usage"]["prompt_tokens"], 5);
+    let hit = &v.hits()[0];
+    assert_eq!(
+        hit.path,
+        "/v1/projects/p1/locations/us-central1/publishers/google/models/gemini-embedding-001:predict"
+    );
+    assert_eq!(hit.headers["authorization"], "Bearer given-token");
+    assert_eq!(
+        hit.json(),
+        json!({"instances": [{"content": "a"}, {"content": "bc"}], "parameters": {"outputDimensionality": 2}})
+    );
+}

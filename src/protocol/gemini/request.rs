@@ -387,6 +387,26 @@ pub fn embeddings(
     }
 }
 
+/// An embeddings request as Vertex AI's `:predict` body
+/// (`instances[].content`, `parameters.outputDimensionality`), and whether
+/// the client wants base64.
+pub fn vertex_embeddings(
+    body: &Value,
+    dropped: &mut Vec<String>,
+) -> Result<(Value, bool), TranslateError> {
+    let (_, _, base64) = embeddings(body, "", dropped)?;
+    let texts: Vec<Value> = match &body["input"] {
+        Value::String(s) => vec![json!({"content": s})],
+        Value::Array(items) => items.iter().map(|t| json!({"content": t})).collect(),
+        _ => Vec::new(),
+    };
+    let mut out = json!({"instances": texts});
+    if let Some(d) = body["dimensions"].as_u64() {
+        out["parameters"] = json!({"outputDimensionality": d});
+    }
+    Ok((out, base64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -179,6 +179,38 @@ pub fn error_to_openai(status: u16, body: &[u8]) -> Value {
     json!({"error": {"message": message, "type": error_type(status), "param": null, "code": code}})
 }
 
+/// Vertex AI's `:predict` embeddings (`predictions[].embeddings.values`,
+/// with `statistics.token_count`) → OpenAI's embedding list, with the
+/// token counts as usage.
+pub fn predictions_to_openai(
+    body: &[u8],
+    model: &str,
+    base64: bool,
+) -> Result<Value, TranslateError> {
+    let g: Value = serde_json::from_slice(body)
+        .map_err(|e| TranslateError::new(format!("upstream answer is not JSON: {e}")))?;
+    let list: Vec<Value> = g["predictions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| json!({"values": p["embeddings"]["values"]}))
+        .collect();
+    let tokens: u64 = g["predictions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.pointer("/embeddings/statistics/token_count")?.as_f64())
+        .map(|n| n as u64)
+        .sum();
+    let mut out = embeddings_to_openai(
+        json!({"embeddings": list}).to_string().as_bytes(),
+        model,
+        base64,
+    )?;
+    out["usage"] = json!({"prompt_tokens": tokens, "total_tokens": tokens});
+    Ok(out)
+}
+
 /// Gemini embeddings (`embedding` of `embedContent`, `embeddings` of
 /// `batchEmbedContents`) → OpenAI's embedding list; `base64`: each vector
 /// as little-endian f32 bytes in base64, as OpenAI's `encoding_format`.

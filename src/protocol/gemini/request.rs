@@ -29,6 +29,10 @@ const MAPPED: &[&str] = &[
     "reasoning_effort",
     "tools",
     "tool_choice",
+    // LiteLLM's names for Gemini's own fields.
+    "safety_settings",
+    "cached_content",
+    "thinking",
 ];
 
 /// Thinking budget (tokens) per `reasoning_effort`.
@@ -64,6 +68,13 @@ pub fn from_chat(chat: &Value, dropped: &mut Vec<String>) -> Result<Value, Trans
     }
     if let Some(tc) = tool_config(&chat["tool_choice"]) {
         out.insert("toolConfig".into(), tc);
+    }
+    // LiteLLM's spellings of Gemini's own fields, passed on.
+    if let Some(v) = obj.get("safety_settings").filter(|v| v.is_array()) {
+        out.insert("safetySettings".into(), v.clone());
+    }
+    if let Some(v) = obj.get("cached_content").filter(|v| v.is_string()) {
+        out.insert("cachedContent".into(), v.clone());
     }
     let config = generation_config(obj, dropped);
     if !config.is_empty() {
@@ -110,6 +121,21 @@ fn generation_config(obj: &Map<String, Value>, dropped: &mut Vec<String>) -> Map
         }
         Some("text") | None => {}
         Some(other) => dropped.push(format!("response_format.type={other}")),
+    }
+    // Anthropic's `thinking` (as LiteLLM takes it for Gemini): its budget.
+    match obj.get("thinking") {
+        Some(t) if t["type"] == "enabled" => {
+            let budget = t["budget_tokens"].as_i64().unwrap_or(-1);
+            g.insert(
+                "thinkingConfig".into(),
+                json!({"thinkingBudget": budget, "includeThoughts": true}),
+            );
+        }
+        Some(t) if t["type"] == "disabled" => {
+            g.insert("thinkingConfig".into(), json!({"thinkingBudget": 0}));
+        }
+        Some(Value::Null) | None => {}
+        Some(_) => dropped.push("thinking".into()),
     }
     if let Some(effort) = obj.get("reasoning_effort").and_then(Value::as_str) {
         match thinking_budget(effort) {
@@ -477,6 +503,23 @@ mod tests {
             "object"
         );
         assert!(g.get("model").is_none() && g.get("stream").is_none());
+    }
+
+    #[test]
+    fn litellm_spellings_of_gemini_fields() {
+        let chat = json!({"messages": [{"role": "user", "content": "hi"}],
+            "safety_settings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
+            "cached_content": "cachedContents/abc",
+            "thinking": {"type": "enabled", "budget_tokens": 2048}});
+        let mut dropped = Vec::new();
+        let g = from_chat(&chat, &mut dropped).unwrap();
+        assert!(dropped.is_empty(), "{dropped:?}");
+        assert_eq!(g["safetySettings"][0]["threshold"], "BLOCK_NONE");
+        assert_eq!(g["cachedContent"], "cachedContents/abc");
+        assert_eq!(
+            g["generationConfig"]["thinkingConfig"],
+            json!({"thinkingBudget": 2048, "includeThoughts": true})
+        );
     }
 
     #[test]

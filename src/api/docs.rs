@@ -455,6 +455,8 @@ fn components() -> utoipa::openapi::Components {
                     ("deployment", string("Azure deployment"), false),
                     ("aws_region_name", string("Bedrock region"), false),
                     ("aws_profile_name", string("Bedrock: AWS profile"), false),
+                    ("vertex_project", string("Vertex AI project"), false),
+                    ("vertex_location", string("Vertex AI location"), false),
                     (
                         "strip_prefix",
                         typed(Type::Boolean, "Wildcard: strip the prefix"),

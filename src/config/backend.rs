@@ -80,9 +80,23 @@ const PROVIDERS: &[(&str, ApiType, Option<&str>)] = &[
     ("azure", ApiType::Azure, None),
     // The default api_base follows the region (config/bedrock.rs).
     ("bedrock", ApiType::Bedrock, None),
+    (
+        "gemini",
+        ApiType::Gemini,
+        Some(super::google::GEMINI_API_BASE),
+    ),
+    ("vertex_ai", ApiType::Vertex, None),
 ];
 
-const API_TYPES: &[&str] = &["openai", "anthropic", "stub", "azure", "bedrock"];
+const API_TYPES: &[&str] = &[
+    "openai",
+    "anthropic",
+    "stub",
+    "azure",
+    "bedrock",
+    "gemini",
+    "vertex",
+];
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backend(
@@ -145,6 +159,8 @@ pub(super) fn backend(
         Some("stub") => ApiType::Stub,
         Some("azure") => ApiType::Azure,
         Some("bedrock") => ApiType::Bedrock,
+        Some("gemini") => ApiType::Gemini,
+        Some("vertex") | Some("vertex_ai") => ApiType::Vertex,
         Some(other) => {
             let hint = nearest(other, API_TYPES)
                 .map(|s| format!("; did you mean `{s}`?"))
@@ -171,6 +187,16 @@ pub(super) fn backend(
             )
         })
         .flatten();
+    let vertex = (api_type == ApiType::Vertex).then(|| {
+        super::google::vertex(
+            p.vertex_project.as_deref(),
+            p.vertex_location.as_deref(),
+            p.vertex_credentials.as_deref(),
+            p.api_key.as_deref().is_some_and(|k| !k.is_empty()),
+            at,
+            errors,
+        )
+    });
     let api_base = match p
         .api_base
         .map(|s| s.trim().trim_end_matches('/').to_string())
@@ -189,6 +215,15 @@ pub(super) fn backend(
             (ApiType::Bedrock, _) => bedrock
                 .as_ref()
                 .map_or_else(String::new, |b| super::bedrock::default_api_base(&b.region)),
+            (ApiType::Gemini, _) => super::google::GEMINI_API_BASE.to_string(),
+            (ApiType::Vertex, _) => super::google::vertex_base(
+                vertex
+                    .as_ref()
+                    .and_then(|v| v.as_ref())
+                    .map_or(super::google::DEFAULT_VERTEX_LOCATION, |v| {
+                        v.location.as_str()
+                    }),
+            ),
             (_, Some(default)) => default.to_string(),
             _ => {
                 errors.at(
@@ -229,6 +264,18 @@ pub(super) fn backend(
             );
         }
     }
+    if api_type == ApiType::Gemini && p.api_key.as_deref().is_none_or(str::is_empty) {
+        errors.at(at.key("api_key"), "required for api_type gemini");
+    }
+    if matches!(api_type, ApiType::Gemini | ApiType::Vertex)
+        && let Some(m) = p.target_model.as_ref().or(model.as_ref())
+        && !super::google::url_safe(m.strip_prefix("models/").unwrap_or(m))
+    {
+        errors.at(
+            at.key("model"),
+            format!("`{m}` is not a Gemini model id (it goes into the URL)"),
+        );
+    }
     if strip_prefix && !crate::wildcard::is_pattern(model_name) {
         errors.at(
             at.key("strip_prefix"),
@@ -257,6 +304,7 @@ pub(super) fn backend(
         thinking: None,
         azure: azure.flatten(),
         bedrock: bedrock.map(Arc::new),
+        vertex: vertex.flatten().map(Arc::new),
         strip_prefix,
     };
     backend.parse_urls();

@@ -11,6 +11,7 @@ mod database;
 pub mod env;
 mod errors;
 pub mod forward;
+pub mod google;
 mod inherit;
 mod keys;
 mod limits;
@@ -48,7 +49,7 @@ pub use settings::{
     RedisSettings, RouterSettings, RoutingStrategy, Secret, ServerSettings, Workers,
 };
 pub use tls::TlsFiles;
-pub use url::{Target, mask_url_secret, url_secret};
+pub use url::{Target, google_method, mask_url_secret, url_secret};
 
 pub use raw::{
     DEFAULT_AZURE_API_VERSION, DEFAULT_HOST, DEFAULT_LOG_DIR, DEFAULT_LOG_MAX_BODY,

@@ -63,6 +63,12 @@ pub enum ApiType {
     /// AWS Bedrock's Converse API (`{api_base}/model/{id}/converse`),
     /// SigV4-signed; chat requests translated (src/upstream/bedrock.rs).
     Bedrock,
+    /// Google AI Studio's Gemini API (`generateContent`, `x-goog-api-key`);
+    /// chat completions translated (src/upstream/google.rs).
+    Gemini,
+    /// Gemini on Vertex AI: the same contents, a project/location URL and
+    /// an OAuth token (service account or given).
+    Vertex,
 }
 
 impl ApiType {
@@ -73,6 +79,8 @@ impl ApiType {
             ApiType::Stub => "stub",
             ApiType::Azure => "azure",
             ApiType::Bedrock => "bedrock",
+            ApiType::Gemini => "gemini",
+            ApiType::Vertex => "vertex",
         }
     }
 }
@@ -116,6 +124,8 @@ pub struct Backend {
     pub azure: Option<AzureTarget>,
     /// An `api_type: bedrock` backend's region and credentials.
     pub bedrock: Option<Arc<super::bedrock::BedrockAuth>>,
+    /// Where an `api_type: vertex` backend's models are, and its credentials.
+    pub vertex: Option<Arc<super::google::VertexTarget>>,
     /// A wildcard model's backend: without a `model`/`target_model`, the
     /// requested name goes upstream without the pattern's literal prefix.
     pub strip_prefix: bool,

@@ -159,6 +159,13 @@ pub struct RawModelParams {
     pub aws_session_token: Option<String>,
     pub aws_region_name: Option<String>,
     pub aws_profile_name: Option<String>,
+    /// Vertex AI: the Google Cloud project (`api_type: vertex`).
+    pub vertex_project: Option<String>,
+    /// Vertex AI: the region, or `global` (default `us-central1`).
+    pub vertex_location: Option<String>,
+    /// Vertex AI: a service-account key file (or its JSON text); default
+    /// `GOOGLE_APPLICATION_CREDENTIALS`.
+    pub vertex_credentials: Option<String>,
     /// Wildcard models: send the requested name without the pattern's
     /// literal prefix (`openai/*`: `openai/gpt-4o` → `gpt-4o`).
     pub strip_prefix: Option<bool>,

@@ -111,8 +111,21 @@ pub(super) fn resolve(
         env,
         errors,
     );
+    let mut model_list = raw.model_list;
+    // Vertex AI backends without a key of their own use Google's usual
+    // variable (ignored by every other api_type).
+    if let Some(adc) = env.get("GOOGLE_APPLICATION_CREDENTIALS") {
+        for p in model_list
+            .iter_mut()
+            .flat_map(|e| [e.model_params.as_mut(), e.litellm_params.as_mut()])
+            .flatten()
+            .filter(|p| p.vertex_credentials.is_none() && p.api_key.is_none())
+        {
+            p.vertex_credentials = Some(adc.clone());
+        }
+    }
     let models = models::resolve(
-        raw.model_list,
+        model_list,
         router_fallbacks,
         sources,
         env,

@@ -29,6 +29,10 @@ impl Backend {
             (ApiType::Bedrock, _) => {
                 self.bedrock_url(self.upstream_model.as_deref().unwrap_or("{model}"), false)
             }
+            (ApiType::Gemini | ApiType::Vertex, _) => self.google_url(
+                self.upstream_model.as_deref().unwrap_or("{model}"),
+                endpoint,
+            ),
             (ApiType::Azure, Some(az)) => format!(
                 "{}/openai/deployments/{}{}?api-version={}",
                 self.azure_base(),
@@ -75,6 +79,34 @@ impl Backend {
         )
     }
 
+    /// A Google backend's URL for `model` (a `models/` prefix taken off):
+    /// `{api_base}/v1beta/models/{model}:{method}` on AI Studio,
+    /// `{api_base}/v1/projects/{p}/locations/{l}/publishers/google/models/
+    /// {model}:{method}` on Vertex AI. The method is `generateContent`,
+    /// `streamGenerateContent?alt=sse` for a stream, `batchEmbedContents`
+    /// for embeddings (`embedContent` for one input).
+    pub fn google_url(&self, model: &str, endpoint: crate::endpoint::Endpoint) -> String {
+        self.google_method_url(model, google_method(endpoint, false, false))
+    }
+
+    /// As [`google_url`](Self::google_url) with the method given.
+    pub fn google_method_url(&self, model: &str, method: &str) -> String {
+        let model = model.strip_prefix("models/").unwrap_or(model);
+        match (&self.vertex, self.api_type) {
+            (Some(v), ApiType::Vertex) => format!(
+                "{}/v1/projects/{}/locations/{}/publishers/google/models/{model}:{method}",
+                self.api_base, v.project, v.location
+            ),
+            _ => {
+                let base = self
+                    .api_base
+                    .strip_suffix("/v1beta")
+                    .unwrap_or(&self.api_base);
+                format!("{base}/v1beta/models/{model}:{method}")
+            }
+        }
+    }
+
     /// `api_base` without an `/openai` the user may have written.
     fn azure_base(&self) -> &str {
         self.api_base
@@ -88,6 +120,21 @@ impl Backend {
         url.push_str(&self.api_base);
         url.push_str(endpoint);
         url
+    }
+}
+
+/// The Gemini method for an endpoint: `streamGenerateContent?alt=sse`
+/// when `stream`, `embedContent` for embeddings of one input (`single`).
+pub fn google_method(
+    endpoint: crate::endpoint::Endpoint,
+    stream: bool,
+    single: bool,
+) -> &'static str {
+    match (endpoint, stream, single) {
+        (crate::endpoint::Endpoint::Embeddings, _, true) => "embedContent",
+        (crate::endpoint::Endpoint::Embeddings, _, false) => "batchEmbedContents",
+        (_, true, _) => "streamGenerateContent?alt=sse",
+        _ => "generateContent",
     }
 }
 

@@ -29,10 +29,11 @@ pub fn effective(backend: &Backend) -> Option<Reasoning> {
         return Some(r);
     }
     backend.supports_reasoning.then_some(Reasoning {
-        style: if backend.api_type == ApiType::Anthropic {
-            ReasoningStyle::Anthropic
-        } else {
-            ReasoningStyle::Zai
+        style: match backend.api_type {
+            ApiType::Anthropic => ReasoningStyle::Anthropic,
+            // The Gemini transport reads `reasoning_effort` (thinkingConfig).
+            ApiType::Gemini | ApiType::Vertex => ReasoningStyle::Openai,
+            _ => ReasoningStyle::Zai,
         },
         effort: None,
         budget_tokens: None,

@@ -335,6 +335,7 @@ mod tests {
             thinking: None,
             azure: None,
             bedrock: None,
+            vertex: None,
             strip_prefix: false,
         }
     }

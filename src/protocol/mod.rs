@@ -6,6 +6,8 @@
 //!
 //! - `anthropic`: OpenAI chat ⇄ Anthropic Messages (requests, answers,
 //!   streams, errors).
+//! - `gemini`: OpenAI chat ⇄ Gemini `generateContent` (requests, answers,
+//!   streams, errors, embeddings), used by the Google transport.
 //! - `responses`: OpenAI Responses → chat (requests), chat → Responses
 //!   (answers, streams), for backends without a native `/responses`.
 //! - `bedrock`: OpenAI chat ⇄ AWS Bedrock Converse, used at the upstream
@@ -14,6 +16,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod gemini;
 pub mod responses;
 pub mod tokens;
 
@@ -122,6 +125,17 @@ pub fn wire(endpoint: Endpoint, backend: &Backend) -> Result<Endpoint, String> {
             E::ChatCompletions | E::Messages | E::Responses => Ok(E::ChatCompletions),
             e => Err(format!(
                 "api_type bedrock does not serve {}",
+                e.path().trim_start_matches('/')
+            )),
+        },
+        // Chat is the middle: the Gemini dialect is spoken at the transport
+        // (src/upstream/google.rs), so these backends look like chat ones.
+        ApiType::Gemini | ApiType::Vertex => match endpoint {
+            E::ChatCompletions | E::Messages | E::Responses => Ok(E::ChatCompletions),
+            E::Embeddings => Ok(E::Embeddings),
+            e => Err(format!(
+                "api_type {} does not serve {}",
+                backend.api_type.as_str(),
                 e.path().trim_start_matches('/')
             )),
         },

@@ -41,9 +41,10 @@ where
                 let Some(check) = &b.routing.health_check else {
                     continue;
                 };
-                // Bedrock's requests are signed; the checker's plain GET
-                // cannot be: no active check (passive cooldowns still apply).
-                if matches!(b.api_type, ApiType::Stub | ApiType::Bedrock) {
+                // Bedrock's requests are signed and Vertex AI needs an access
+                // token; the checker's plain GET can do neither: no active
+                // check (passive cooldowns still apply).
+                if matches!(b.api_type, ApiType::Stub | ApiType::Bedrock | ApiType::Vertex) {
                     continue;
                 }
                 let state = registry.get(b);

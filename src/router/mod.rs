@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
-use crate::config::{Backend, RouterSettings};
+use crate::config::{ApiType, Backend, RouterSettings};
 use crate::endpoint::Endpoint;
 use crate::pipeline::request::RequestBody;
 use crate::reqlog::Attempt;
@@ -204,7 +204,11 @@ impl Dispatch<'_> {
                         .prepare(&backend, wire)
                         .and_then(|t| crate::protocol::bedrock::check(&backend, t))
                     {
-                        Ok(crate::protocol::Translated { body, dropped }) => {
+                        Ok(crate::protocol::Translated { body, mut dropped }) => {
+                            if matches!(backend.api_type, ApiType::Gemini | ApiType::Vertex) {
+                                // What the Google transport leaves out.
+                                dropped.extend(upstream::google::dropped(wire, &body));
+                            }
                             let headers = upstream::outgoing_headers(
                                 self.headers,
                                 &backend,
@@ -230,9 +234,14 @@ impl Dispatch<'_> {
                 // Listed before it is sent: if the request is cut while it
                 // waits, the record still names the backend.
                 let slot = attempts.len();
+                let url = if matches!(backend.api_type, ApiType::Gemini | ApiType::Vertex) {
+                    upstream::google::url_for(&backend, wire, &body)
+                } else {
+                    backend.endpoint_url(wire)
+                };
                 attempts.push(Attempt {
                     backend: backend.name.clone(),
-                    url: backend.endpoint_url(wire),
+                    url,
                     upstream_model: upstream_model(&backend, self.body),
                     attempt: m.made,
                     status: None,

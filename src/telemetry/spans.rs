@@ -21,6 +21,8 @@ pub(super) fn provider(api: ApiType) -> &'static str {
         ApiType::Openai => "openai",
         ApiType::Anthropic => "anthropic",
         ApiType::Azure => "azure.ai.openai",
+        ApiType::Gemini => "gcp.gemini",
+        ApiType::Vertex => "gcp.vertex_ai",
         ApiType::Stub => "yallmp.stub",
         ApiType::Bedrock => "aws.bedrock",
     }

@@ -284,6 +284,7 @@ mod tests {
             })),
             azure: None,
             bedrock: None,
+            vertex: None,
             strip_prefix: false,
         }
     }

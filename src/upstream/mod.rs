@@ -4,6 +4,8 @@
 //! from the built-in stub.
 
 pub mod bedrock;
+pub mod google;
+pub mod google_auth;
 pub mod hop;
 pub mod stub;
 pub mod ws;
@@ -45,6 +47,10 @@ pub enum UpstreamError {
     Malformed { status: u16, message: String },
     #[error("{0}")]
     Unsupported(String),
+    /// A Vertex AI backend could not get an access token (the token
+    /// endpoint refused, was unreachable, or answered nonsense).
+    #[error("access token: {0}")]
+    Credentials(String),
     /// A whole answer larger than `proxy_settings.server.max_response_bytes`
     /// (declared or read so far); `status` is what the upstream answered
     /// (0 until the router knows it).
@@ -62,6 +68,7 @@ impl UpstreamError {
             UpstreamError::Connect(t)
             | UpstreamError::Body(t)
             | UpstreamError::Unsupported(t)
+            | UpstreamError::Credentials(t)
             | UpstreamError::Malformed { message: t, .. } => *t = f(std::mem::take(t)),
             UpstreamError::Timeout(_)
             | UpstreamError::BodyTimeout(_)
@@ -259,6 +266,10 @@ pub fn key_header(backend: &Backend) -> Option<(HeaderName, HeaderValue)> {
     let (name, value) = match backend.api_type {
         ApiType::Azure => (API_KEY.clone(), HeaderValue::from_str(key.expose())),
         ApiType::Anthropic => (X_API_KEY.clone(), HeaderValue::from_str(key.expose())),
+        ApiType::Gemini => (
+            HeaderName::from_static("x-goog-api-key"),
+            HeaderValue::from_str(key.expose()),
+        ),
         _ => (
             header::AUTHORIZATION,
             HeaderValue::from_str(&format!("Bearer {}", key.expose())),
@@ -306,13 +317,16 @@ pub async fn send(
     client: &Http,
     backend: &Backend,
     endpoint: Endpoint,
-    mut headers: HeaderMap,
+    headers: HeaderMap,
     body: Bytes,
     limit: usize,
 ) -> Result<UpstreamResponse, UpstreamError> {
     match backend.api_type {
         ApiType::Stub => return Ok(stub::respond(endpoint, &body)),
         ApiType::Bedrock => return bedrock::send(client, backend, headers, body, limit).await,
+        ApiType::Gemini | ApiType::Vertex => {
+            return Box::pin(google::send(client, backend, endpoint, headers, body)).await;
+        }
         _ => {}
     }
     let parsed;
@@ -325,6 +339,18 @@ pub async fn send(
             &parsed
         }
     };
+    send_to(client, backend, target, headers, body).await
+}
+
+/// Sends one request to `target`, bounded by the backend's
+/// `request_timeout`.
+pub(crate) async fn send_to(
+    client: &Http,
+    backend: &Backend,
+    target: &crate::config::Target,
+    mut headers: HeaderMap,
+    body: Bytes,
+) -> Result<UpstreamResponse, UpstreamError> {
     if let Some(basic) = &target.basic
         && !headers.contains_key(header::AUTHORIZATION)
     {

@@ -65,6 +65,12 @@ pub struct AdminModel {
     pub aws_region_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aws_profile_name: Option<String>,
+    /// Vertex AI: the project and location (credentials: `api_key` as a
+    /// token, or the server's `GOOGLE_APPLICATION_CREDENTIALS`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vertex_project: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vertex_location: Option<String>,
     /// Wildcard models: send the requested name without the pattern's prefix.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strip_prefix: Option<bool>,
@@ -99,6 +105,8 @@ impl AdminModel {
             ("deployment", &self.deployment),
             ("aws_region_name", &self.aws_region_name),
             ("aws_profile_name", &self.aws_profile_name),
+            ("vertex_project", &self.vertex_project),
+            ("vertex_location", &self.vertex_location),
             ("extends", &self.extends),
         ];
         for (field, v) in fields {
@@ -149,6 +157,8 @@ impl AdminModel {
         put("deployment", self.deployment.as_ref().map(lit));
         put("aws_region_name", self.aws_region_name.as_ref().map(lit));
         put("aws_profile_name", self.aws_profile_name.as_ref().map(lit));
+        put("vertex_project", self.vertex_project.as_ref().map(lit));
+        put("vertex_location", self.vertex_location.as_ref().map(lit));
         put("strip_prefix", self.strip_prefix.map(Value::from));
         put("interleaved_thinking", self.interleaved_thinking.clone());
         let mut entry = serde_json::Map::new();
@@ -268,6 +278,8 @@ pub fn model_json(m: &ModelConfig) -> Value {
                 // Where the credentials came from, never what they are.
                 "aws_region": b.bedrock.as_ref().map(|a| a.region.as_str()),
                 "aws_credentials": b.bedrock.as_ref().map(|a| a.source.as_str()),
+                "vertex_project": b.vertex.as_ref().map(|v| v.project.as_str()),
+                "vertex_location": b.vertex.as_ref().map(|v| v.location.as_str()),
                 "strip_prefix": b.strip_prefix,
             })
         })

@@ -27,6 +27,9 @@ pub const MEMORY_THRESHOLD: usize = 1024 * 1024;
 /// The longest text field value the request log (and the stub) keeps.
 const LOGGED_FIELD: usize = 4096;
 
+/// A text field kept in memory whatever the threshold.
+const TEXT_FIELD: usize = 64 * 1024;
+
 /// How much of the spool is read at a time when a body is sent.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -140,7 +143,10 @@ impl Form {
             let mut memory = BytesMut::new();
             let mut spooled: Option<(u64, u64)> = None;
             while let Some(chunk) = field.chunk().await.map_err(fail)? {
-                if spooled.is_none() && in_memory + chunk.len() <= threshold {
+                // A text field stays in memory (up to 64 KiB): the model and
+                // the options are read from it.
+                let text = filename.is_none() && memory.len() + chunk.len() <= TEXT_FIELD;
+                if spooled.is_none() && (text || in_memory + chunk.len() <= threshold) {
                     in_memory += chunk.len();
                     memory.extend_from_slice(&chunk);
                     continue;

@@ -220,6 +220,10 @@ pub struct RawProxySettings {
     #[serde(default)]
     pub server: RawServer,
     pub enable_responses_endpoint: Option<bool>,
+    /// The model `/v1/moderations` uses when the request names none.
+    pub moderation_model: Option<String>,
+    /// The model whose backend takes `/v1/files` and `/v1/batches`.
+    pub files_model: Option<String>,
     #[serde(default)]
     pub logging: RawLogging,
     #[serde(default)]

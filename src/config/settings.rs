@@ -19,6 +19,12 @@ pub struct Config {
     pub path: Option<PathBuf>,
     pub server: ServerSettings,
     pub enable_responses_endpoint: bool,
+    /// `proxy_settings.moderation_model`: the model `/v1/moderations` uses
+    /// when the request names none.
+    pub moderation_model: Option<String>,
+    /// `proxy_settings.files_model`: the model whose backend takes
+    /// `/v1/files` and `/v1/batches`.
+    pub files_model: Option<String>,
     pub router: RouterSettings,
     /// Models in the order the file first names them.
     pub models: Vec<ModelConfig>,

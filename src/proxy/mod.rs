@@ -24,6 +24,7 @@ mod answer;
 pub mod chain;
 pub mod error;
 mod forward;
+mod media;
 pub mod previous;
 pub mod relay;
 pub mod usage;

@@ -44,6 +44,9 @@ pub enum FormError {
     Malformed(String),
     #[error("reading the body: {0}")]
     Read(String),
+    /// The client stopped sending (`server.body_read_timeout`).
+    #[error("{0}")]
+    Timeout(crate::conn::BodyTimeout),
     #[error("spooling the body to a temporary file: {0}")]
     Spool(String),
 }
@@ -132,7 +135,10 @@ impl Form {
         let mut spool: Option<(Arc<std::fs::File>, tokio::fs::File, u64)> = None;
         let fail = |e: multer::Error| match e {
             multer::Error::StreamSizeExceeded { .. } => FormError::TooLarge(limit),
-            multer::Error::StreamReadFailed(e) => FormError::Read(crate::errors::error_chain(&*e)),
+            multer::Error::StreamReadFailed(e) => match crate::conn::body_timeout_in(&*e) {
+                Some(t) => FormError::Timeout(t.clone()),
+                None => FormError::Read(crate::errors::error_chain(&*e)),
+            },
             e => FormError::Malformed(e.to_string()),
         };
         while let Some(mut field) = multipart.next_field().await.map_err(fail)? {

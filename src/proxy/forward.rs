@@ -52,8 +52,8 @@ pub(super) async fn forward(
     // A multipart body is read as a form (spooled past a threshold); the
     // rest of the request reads its `model` as JSON.
     let (raw, form) = if endpoint.is_multipart() {
-        let form = super::media::read_form(req.body, headers, live.config.server.max_body_bytes)
-            .await?;
+        let form =
+            super::media::read_form(req.body, headers, live.config.server.max_body_bytes).await?;
         if let Some(r) = guard.record() {
             r.request_body = Bytes::from(form.summary().to_string());
         }

@@ -67,7 +67,7 @@ pub(super) fn default_model(endpoint: Endpoint, live: &Live) -> Option<String> {
 
 /// An answer relayed as it arrives. The record is finished when the body
 /// ends, with its content type and size in place of its bytes.
-pub(super) fn relay_raw(
+pub fn relay_raw(
     status: StatusCode,
     upstream_headers: &HeaderMap,
     body: BodyStream,

@@ -56,7 +56,10 @@ pub enum FormError {
 enum Data {
     Memory(Bytes),
     /// A range of the spool file.
-    Spooled { offset: u64, len: u64 },
+    Spooled {
+        offset: u64,
+        len: u64,
+    },
 }
 
 impl Data {
@@ -127,9 +130,10 @@ impl Form {
         E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
     {
         let boundary = boundary(headers)?;
-        let constraints = multer::Constraints::new()
-            .size_limit(multer::SizeLimit::new().whole_stream(limit));
-        let mut multipart = multer::Multipart::with_constraints(body, boundary.clone(), constraints);
+        let constraints =
+            multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit));
+        let mut multipart =
+            multer::Multipart::with_constraints(body, boundary.clone(), constraints);
         let mut parts = Vec::new();
         let mut in_memory = 0usize;
         let mut spool: Option<(Arc<std::fs::File>, tokio::fs::File, u64)> = None;
@@ -324,9 +328,14 @@ fn piece_stream(piece: Data, spool: Option<Arc<std::fs::File>>) -> FormBody {
                         return None;
                     }
                     let Some(file) = spool else {
-                        return Some((Err(std::io::Error::other("the spool file is gone")), (end, end)));
+                        return Some((
+                            Err(std::io::Error::other("the spool file is gone")),
+                            (end, end),
+                        ));
                     };
-                    let n = usize::try_from(end - at).unwrap_or(READ_CHUNK).min(READ_CHUNK);
+                    let n = usize::try_from(end - at)
+                        .unwrap_or(READ_CHUNK)
+                        .min(READ_CHUNK);
                     let read = tokio::task::spawn_blocking(move || {
                         let mut buf = vec![0u8; n];
                         file.read_exact_at(&mut buf, at).map(|()| buf)
@@ -413,13 +422,21 @@ mod tests {
         let audio: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 256) as u8).collect();
         let raw = body(
             "XyZ",
-            &[("file", Some("a.wav"), &audio), ("model", None, b"whisper"), ("language", None, b"en")],
+            &[
+                ("file", Some("a.wav"), &audio),
+                ("model", None, b"whisper"),
+                ("language", None, b"en"),
+            ],
         );
         for threshold in [0, 100, MEMORY_THRESHOLD] {
             let form = Arc::new(read(raw.clone(), 1 << 20, threshold).await.unwrap());
             assert_eq!(form.model(), Some("whisper"));
             assert_eq!(form.spooled(), threshold < 5000);
-            let again = Arc::new(read(sent(&form, None).await, 1 << 20, MEMORY_THRESHOLD).await.unwrap());
+            let again = Arc::new(
+                read(sent(&form, None).await, 1 << 20, MEMORY_THRESHOLD)
+                    .await
+                    .unwrap(),
+            );
             assert_eq!(again.parts.len(), 3);
             let (_, mut s) = again.body(None);
             let mut whole = Vec::new();
@@ -428,8 +445,13 @@ mod tests {
             }
             assert!(whole.windows(audio.len()).any(|w| w == audio.as_slice()));
             // Sent twice: the same bytes (a retry).
-            assert_eq!(sent(&form, Some("whisper-1")).await, sent(&form, Some("whisper-1")).await);
-            let renamed = read(sent(&form, Some("whisper-1")).await, 1 << 20, 10).await.unwrap();
+            assert_eq!(
+                sent(&form, Some("whisper-1")).await,
+                sent(&form, Some("whisper-1")).await
+            );
+            let renamed = read(sent(&form, Some("whisper-1")).await, 1 << 20, 10)
+                .await
+                .unwrap();
             assert_eq!(renamed.model(), Some("whisper-1"));
             assert_eq!(renamed.parts[0].size(), 5000);
         }
@@ -437,8 +459,14 @@ mod tests {
 
     #[tokio::test]
     async fn limits_and_summaries() {
-        let raw = body("XyZ", &[("file", Some("a.wav"), &[0u8; 300]), ("model", None, b"m")]);
-        assert!(matches!(read(raw.clone(), 100, 10).await, Err(FormError::TooLarge(100))));
+        let raw = body(
+            "XyZ",
+            &[("file", Some("a.wav"), &[0u8; 300]), ("model", None, b"m")],
+        );
+        assert!(matches!(
+            read(raw.clone(), 100, 10).await,
+            Err(FormError::TooLarge(100))
+        ));
         let form = read(raw, 1000, 10).await.unwrap();
         let s = form.summary();
         assert_eq!(s["multipart"]["fields"]["model"], "m");

@@ -84,7 +84,8 @@ pub const POOL_MAX_IDLE_PER_HOST: usize = 256;
 
 /// The body of an upstream request: the prepared bytes, whole; or a
 /// stream (a spooled form, a file upload relayed as it arrives).
-pub type OutBody = http_body_util::Either<http_body_util::Full<Bytes>, http_body_util::StreamBody<FrameStream>>;
+pub type OutBody =
+    http_body_util::Either<http_body_util::Full<Bytes>, http_body_util::StreamBody<FrameStream>>;
 
 /// A streamed request body's frames.
 pub type FrameStream =
@@ -107,14 +108,21 @@ impl Payload {
             s.map(|r| r.map(hyper::body::Frame::data)).boxed()
         };
         match self {
-            Payload::Bytes(b) => (http_body_util::Either::Left(http_body_util::Full::new(b)), None),
+            Payload::Bytes(b) => (
+                http_body_util::Either::Left(http_body_util::Full::new(b)),
+                None,
+            ),
             Payload::Form(form, model) => {
                 let (len, s) = form.body(model.as_deref());
-                (http_body_util::Either::Right(http_body_util::StreamBody::new(frames(s))), Some(len))
+                (
+                    http_body_util::Either::Right(http_body_util::StreamBody::new(frames(s))),
+                    Some(len),
+                )
             }
-            Payload::Stream(s, len) => {
-                (http_body_util::Either::Right(http_body_util::StreamBody::new(frames(s))), len)
-            }
+            Payload::Stream(s, len) => (
+                http_body_util::Either::Right(http_body_util::StreamBody::new(frames(s))),
+                len,
+            ),
         }
     }
 }
@@ -373,7 +381,15 @@ pub async fn send_payload(
             &parsed
         }
     };
-    send_to(client, backend, http::Method::POST, target, headers, payload).await
+    send_to(
+        client,
+        backend,
+        http::Method::POST,
+        target,
+        headers,
+        payload,
+    )
+    .await
 }
 
 /// Sends one request to `target` with `method`; resolves when the response

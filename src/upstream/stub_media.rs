@@ -29,7 +29,11 @@ pub(super) fn respond(endpoint: Endpoint, model: &str, request: &Value) -> Upstr
         }
         Endpoint::AudioSpeech => answer("audio/wav", silence_wav(1600)),
         Endpoint::ImagesGenerations | Endpoint::ImagesEdits => {
-            let n = request.get("n").and_then(Value::as_u64).unwrap_or(1).clamp(1, 10);
+            let n = request
+                .get("n")
+                .and_then(Value::as_u64)
+                .unwrap_or(1)
+                .clamp(1, 10);
             let data: Vec<Value> = (0..n)
                 .map(|_| json!({"b64_json": PNG_1X1, "revised_prompt": request.get("prompt")}))
                 .collect();
@@ -90,8 +94,10 @@ fn rerank(model: &str, request: &Value) -> UpstreamResponse {
         .into_iter()
         .map(|(i, s, d)| json!({"index": i, "relevance_score": s, "document": {"text": d}}))
         .collect();
-    json(&json!({"id": id("rerank-stub"), "model": model, "results": results,
-        "usage": {"total_tokens": 0}}))
+    json(
+        &json!({"id": id("rerank-stub"), "model": model, "results": results,
+        "usage": {"total_tokens": 0}}),
+    )
 }
 
 fn json(body: &Value) -> UpstreamResponse {

@@ -97,13 +97,30 @@ pub fn relay_raw(
         body: BodyStream,
         guard: RecordGuard,
         size: u64,
+        /// The declared length: hyper stops reading the body once it is
+        /// sent, so the record is finished there.
+        expected: Option<u64>,
         content_type: String,
         ok: bool,
+    }
+    impl State {
+        fn finish(&mut self) {
+            if let Some(r) = self.guard.record() {
+                r.response_body = Some(summary(&self.content_type, self.size));
+            }
+            let outcome = if self.ok {
+                Outcome::Ok
+            } else {
+                Outcome::ClientError
+            };
+            self.guard.finish(outcome);
+        }
     }
     let state = State {
         body,
         guard,
         size: 0,
+        expected: upstream::content_length(upstream_headers),
         content_type,
         ok: status.is_success(),
     };
@@ -112,6 +129,9 @@ pub fn relay_raw(
         match s.body.next().await {
             Some(Ok(chunk)) => {
                 s.size += chunk.len() as u64;
+                if s.expected.is_some_and(|n| s.size >= n) {
+                    s.finish();
+                }
                 Some((Ok(chunk), Some(s)))
             }
             Some(Err(e)) => {
@@ -123,15 +143,7 @@ pub fn relay_raw(
                 Some((Err(std::io::Error::other(e.to_string())), None))
             }
             None => {
-                if let Some(r) = s.guard.record() {
-                    r.response_body = Some(summary(&s.content_type, s.size));
-                }
-                let outcome = if s.ok {
-                    Outcome::Ok
-                } else {
-                    Outcome::ClientError
-                };
-                s.guard.finish(outcome);
+                s.finish();
                 None
             }
         }

@@ -24,6 +24,7 @@ mod azure;
 mod cache;
 mod cli;
 mod config;
+mod endpoints_more;
 mod faults;
 mod forward;
 mod forward_edges;

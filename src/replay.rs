@@ -66,8 +66,7 @@ pub fn prepare(logged: &LoggedRequest, opts: &Options) -> Result<Prepared, Repla
         return Err(ReplayError::Truncated);
     }
     let multipart = logged.headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("content-type")
-            && v.to_ascii_lowercase().starts_with("multipart/")
+        k.eq_ignore_ascii_case("content-type") && v.to_ascii_lowercase().starts_with("multipart/")
     });
     if multipart {
         return Err(ReplayError::Multipart);

@@ -140,7 +140,7 @@ impl Form {
         let fail = |e: multer::Error| match e {
             multer::Error::StreamSizeExceeded { .. } => FormError::TooLarge(limit),
             multer::Error::StreamReadFailed(e) => match crate::conn::body_timeout_in(&*e) {
-                Some(t) => FormError::Timeout(t.clone()),
+                Some(t) => FormError::Timeout(*t),
                 None => FormError::Read(crate::errors::error_chain(&*e)),
             },
             e => FormError::Malformed(e.to_string()),

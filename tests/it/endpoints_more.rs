@@ -242,6 +242,50 @@ async fn speech_comes_back_as_bytes_with_its_type_and_is_logged_as_a_size() {
 }
 
 #[tokio::test]
+async fn a_multipart_record_keeps_the_fields_and_the_files_sizes_not_their_bytes() {
+    let mock = Mock::start(Reply::Raw(200, "text/plain", "hello there".into())).await;
+    let yaml = format!(
+        "model_list:\n  - {{model_name: w, model_params: {{api_base: '{}'}}}}\n",
+        mock.url
+    );
+    let logged = logged_proxy(&yaml, None).await;
+    let wav = audio(70_000);
+    let (s, h, body) = send_form(
+        &logged.server,
+        "/v1/audio/transcriptions",
+        form("b0undary", &wav, "w"),
+        None,
+    )
+    .await;
+    assert_eq!((s, body.as_str()), (200, "hello there"));
+    assert_eq!(h["content-type"], "text/plain");
+    let id = h["x-request-id"].to_str().unwrap().to_string();
+    let ev = record(&logged.dir, &id).await;
+    let req = of_kind(&ev, "request")[0];
+    let form = &req["body"]["multipart"];
+    assert_eq!(
+        form["fields"],
+        json!({"model": "w", "language": "en"}),
+        "{req}"
+    );
+    assert_eq!(
+        form["files"][0],
+        json!({"name": "file", "filename": "a.wav", "content_type": "audio/wav", "size": 70_000})
+    );
+    let text = crate::support::logged::files(&logged.dir)
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect::<String>();
+    assert!(!text.contains(&String::from_utf8_lossy(&wav[1000..1040]).to_string()));
+    let resp = of_kind(&ev, "response")[0];
+    assert_eq!(
+        resp["body"]["binary"],
+        json!({"content_type": "text/plain", "size": 11}),
+        "{resp}"
+    );
+}
+
+#[tokio::test]
 async fn json_endpoints_pass_through_by_model() {
     let mock = Mock::start(Reply::Json(200, json!({"ok": true}))).await;
     let yaml = format!(

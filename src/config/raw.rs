@@ -346,6 +346,8 @@ pub struct RawLogging {
     pub database: RawToggle,
     pub log_parsed_response: Option<bool>,
     pub log_parsed_stream: Option<bool>,
+    /// Multipart requests' file parts logged too (base64), within `max_body_bytes`.
+    pub log_multipart_files: Option<bool>,
     /// Bodies larger than this are truncated in the log, with a marker.
     pub max_body_bytes: Option<u64>,
     /// Records waiting for the writer before new ones are dropped.

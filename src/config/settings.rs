@@ -250,6 +250,8 @@ pub struct LoggingSettings {
     pub database: bool,
     pub log_parsed_response: bool,
     pub log_parsed_stream: bool,
+    /// `log_multipart_files`: a form's file parts in the log too (base64).
+    pub log_multipart_files: bool,
     /// Bodies (and a stream's frames, together) over this are truncated.
     pub max_body_bytes: usize,
     pub queue_size: usize,

@@ -54,8 +54,16 @@ pub(super) async fn forward(
     let (raw, form) = if endpoint.is_multipart() {
         let form =
             super::media::read_form(req.body, headers, live.config.server.max_body_bytes).await?;
-        if let Some(r) = guard.record() {
-            r.request_body = Bytes::from(form.summary().to_string());
+        if guard.record().is_some() {
+            let logging = &live.config.logging;
+            let summary = if logging.log_multipart_files {
+                form.summary_with_files(logging.max_body_bytes).await
+            } else {
+                form.summary()
+            };
+            if let Some(r) = guard.record() {
+                r.request_body = Bytes::from(summary.to_string());
+            }
         }
         (super::media::form_json(&form), Some(form))
     } else {

@@ -275,6 +275,44 @@ impl Form {
         json!({"multipart": {"fields": fields, "files": files}})
     }
 
+    /// [`summary`](Self::summary) with each file part's bytes as `base64`,
+    /// while all of them together stay within `limit` bytes (else
+    /// `"base64": null` on the rest).
+    pub async fn summary_with_files(&self, limit: usize) -> Value {
+        use base64::Engine as _;
+        let mut s = self.summary();
+        let mut left = limit;
+        let mut i = 0;
+        for p in self.parts.iter().filter(|p| p.text().is_none()) {
+            let size = usize::try_from(p.size()).unwrap_or(usize::MAX);
+            let data = if size <= left {
+                left -= size;
+                self.bytes_of(p).await.ok()
+            } else {
+                None
+            };
+            if let Some(f) = s
+                .pointer_mut(&format!("/multipart/files/{i}"))
+                .and_then(Value::as_object_mut)
+            {
+                let b64 = data.map(|d| base64::engine::general_purpose::STANDARD.encode(d));
+                f.insert("base64".into(), b64.map_or(Value::Null, Value::String));
+            }
+            i += 1;
+        }
+        s
+    }
+
+    /// A part's bytes, read back from the spool when they are there.
+    async fn bytes_of(&self, p: &Part) -> std::io::Result<Bytes> {
+        let mut out = BytesMut::new();
+        let mut s = piece_stream(p.data.clone(), self.spool.clone());
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c?);
+        }
+        Ok(out.freeze())
+    }
+
     /// The content type the body goes out with (the client's boundary).
     pub fn content_type(&self) -> HeaderValue {
         HeaderValue::from_str(&format!("multipart/form-data; boundary={}", self.boundary))

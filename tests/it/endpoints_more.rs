@@ -262,14 +262,14 @@ async fn a_multipart_record_keeps_the_fields_and_the_files_sizes_not_their_bytes
     let id = h["x-request-id"].to_str().unwrap().to_string();
     let ev = record(&logged.dir, &id).await;
     let req = of_kind(&ev, "request")[0];
-    let form = &req["body"]["multipart"];
+    let logged_form = &req["body"]["multipart"];
     assert_eq!(
-        form["fields"],
+        logged_form["fields"],
         json!({"model": "w", "language": "en"}),
         "{req}"
     );
     assert_eq!(
-        form["files"][0],
+        logged_form["files"][0],
         json!({"name": "file", "filename": "a.wav", "content_type": "audio/wav", "size": 70_000})
     );
     // Nothing else of the body: the file's bytes are not in the record.
@@ -281,6 +281,29 @@ async fn a_multipart_record_keeps_the_fields_and_the_files_sizes_not_their_bytes
         json!({"content_type": "text/plain", "size": 11}),
         "{resp}"
     );
+
+    // `log_multipart_files: true`: the file's bytes too, as base64.
+    let yaml = format!(
+        "model_list:\n  - {{model_name: w, model_params: {{api_base: '{}'}}}}\nproxy_settings: {{logging: {{log_multipart_files: true}}}}\n",
+        mock.url
+    );
+    let logged = logged_proxy(&yaml, None).await;
+    let (s, h, _) = send_form(
+        &logged.server,
+        "/v1/audio/transcriptions",
+        form("b0undary", &wav, "w"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let id = h["x-request-id"].to_str().unwrap().to_string();
+    let ev = record(&logged.dir, &id).await;
+    let file = &of_kind(&ev, "request")[0]["body"]["multipart"]["files"][0];
+    use base64::Engine as _;
+    let logged_bytes = base64::engine::general_purpose::STANDARD
+        .decode(file["base64"].as_str().unwrap())
+        .unwrap();
+    assert!(logged_bytes == wav);
 }
 
 #[tokio::test]

@@ -282,8 +282,7 @@ impl Form {
         use base64::Engine as _;
         let mut s = self.summary();
         let mut left = limit;
-        let mut i = 0;
-        for p in self.parts.iter().filter(|p| p.text().is_none()) {
+        for (i, p) in self.parts.iter().filter(|p| p.text().is_none()).enumerate() {
             let size = usize::try_from(p.size()).unwrap_or(usize::MAX);
             let data = if size <= left {
                 left -= size;
@@ -298,7 +297,6 @@ impl Form {
                 let b64 = data.map(|d| base64::engine::general_purpose::STANDARD.encode(d));
                 f.insert("base64".into(), b64.map_or(Value::Null, Value::String));
             }
-            i += 1;
         }
         s
     }

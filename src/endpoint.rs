@@ -14,17 +14,36 @@ pub enum Endpoint {
     Messages,
     /// Anthropic's token counter.
     CountTokens,
+    /// Speech to text (multipart).
+    AudioTranscriptions,
+    /// Speech to English text (multipart).
+    AudioTranslations,
+    /// Text to speech: JSON in, audio bytes out.
+    AudioSpeech,
+    ImagesGenerations,
+    /// Image edits (multipart).
+    ImagesEdits,
+    Moderations,
+    /// Cohere/Jina-shaped reranking (vLLM, TEI, Infinity).
+    Rerank,
 }
 
 impl Endpoint {
     /// Every endpoint, in [`index`](Self::index) order.
-    pub const ALL: [Endpoint; 6] = [
+    pub const ALL: [Endpoint; 13] = [
         Endpoint::ChatCompletions,
         Endpoint::Embeddings,
         Endpoint::Responses,
         Endpoint::Completions,
         Endpoint::Messages,
         Endpoint::CountTokens,
+        Endpoint::AudioTranscriptions,
+        Endpoint::AudioTranslations,
+        Endpoint::AudioSpeech,
+        Endpoint::ImagesGenerations,
+        Endpoint::ImagesEdits,
+        Endpoint::Moderations,
+        Endpoint::Rerank,
     ];
 
     pub fn path(self) -> &'static str {
@@ -35,6 +54,13 @@ impl Endpoint {
             Endpoint::Completions => "/completions",
             Endpoint::Messages => "/messages",
             Endpoint::CountTokens => "/messages/count_tokens",
+            Endpoint::AudioTranscriptions => "/audio/transcriptions",
+            Endpoint::AudioTranslations => "/audio/translations",
+            Endpoint::AudioSpeech => "/audio/speech",
+            Endpoint::ImagesGenerations => "/images/generations",
+            Endpoint::ImagesEdits => "/images/edits",
+            Endpoint::Moderations => "/moderations",
+            Endpoint::Rerank => "/rerank",
         }
     }
 
@@ -45,6 +71,30 @@ impl Endpoint {
 
     /// Whether the endpoint can answer with an event stream.
     pub fn can_stream(self) -> bool {
-        !matches!(self, Endpoint::Embeddings | Endpoint::CountTokens)
+        !matches!(self, Endpoint::Embeddings | Endpoint::CountTokens) && !self.is_media()
+    }
+
+    /// The endpoints passed through as they are (audio, images,
+    /// moderations, rerank): no translation, no sampling defaults, no
+    /// response parsers; their answers need not be JSON.
+    pub fn is_media(self) -> bool {
+        matches!(
+            self,
+            Endpoint::AudioTranscriptions
+                | Endpoint::AudioTranslations
+                | Endpoint::AudioSpeech
+                | Endpoint::ImagesGenerations
+                | Endpoint::ImagesEdits
+                | Endpoint::Moderations
+                | Endpoint::Rerank
+        )
+    }
+
+    /// Whether the client's body is `multipart/form-data`.
+    pub fn is_multipart(self) -> bool {
+        matches!(
+            self,
+            Endpoint::AudioTranscriptions | Endpoint::AudioTranslations | Endpoint::ImagesEdits
+        )
     }
 }

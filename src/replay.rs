@@ -26,6 +26,12 @@ pub enum ReplayError {
         "the logged request body was truncated (it was over the log's max_body_bytes); it cannot be replayed faithfully"
     )]
     Truncated,
+    /// A multipart request (or a relayed upload): the log kept its fields
+    /// and its parts' sizes, not the files.
+    #[error(
+        "a multipart/form-data request (an audio, image edit or file upload) cannot be replayed: the log keeps its form fields and its files' names and sizes, not their bytes"
+    )]
+    Multipart,
     #[error("no URL to send to: the log has no Host header; pass --base-url")]
     NoBaseUrl,
     #[error("--model/--stream-mode need a JSON object body: {0}")]
@@ -58,6 +64,12 @@ const SKIP: &[&str] = &[
 pub fn prepare(logged: &LoggedRequest, opts: &Options) -> Result<Prepared, ReplayError> {
     if logged.body_truncated {
         return Err(ReplayError::Truncated);
+    }
+    let multipart = logged.headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("content-type") && v.to_ascii_lowercase().starts_with("multipart/")
+    });
+    if multipart {
+        return Err(ReplayError::Multipart);
     }
     let base = match &opts.base_url {
         Some(b) => b.trim_end_matches('/').to_string(),
@@ -200,6 +212,17 @@ mod tests {
             p.headers,
             vec![("content-type".to_string(), "application/json".to_string())]
         );
+    }
+
+    #[test]
+    fn a_multipart_request_says_it_cannot_be_replayed() {
+        let mut l = logged();
+        l.path = "/v1/audio/transcriptions".into();
+        l.headers[1].1 = "multipart/form-data; boundary=x".into();
+        l.body = br#"{"multipart":{"fields":{"model":"w"},"files":[]}}"#.to_vec();
+        let e = prepare(&l, &Options::default()).unwrap_err();
+        assert!(matches!(e, ReplayError::Multipart));
+        assert!(e.to_string().contains("cannot be replayed"));
     }
 
     #[test]

@@ -109,6 +109,8 @@ fn operation(group: Group, r: &Route, path: &str) -> utoipa::openapi::path::Oper
         None => {
             let media = if r.path == "/docs" {
                 "text/html"
+            } else if r.path == "/audio/speech" || r.path.ends_with("/content") {
+                "application/octet-stream"
             } else {
                 "text/plain"
             };
@@ -145,7 +147,19 @@ fn operation(group: Group, r: &Route, path: &str) -> utoipa::openapi::path::Oper
                 )
                 .build(),
         );
-    if let Some(schema) = r.request {
+    if r.request == Some("Multipart") {
+        op = op.request_body(Some(
+            RequestBodyBuilder::new()
+                .required(Some(Required::True))
+                .content(
+                    "multipart/form-data",
+                    ContentBuilder::new()
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::Object).build()))
+                        .build(),
+                )
+                .build(),
+        ));
+    } else if let Some(schema) = r.request {
         op = op.request_body(Some(
             RequestBodyBuilder::new()
                 .required(Some(Required::True))

@@ -6,7 +6,8 @@ use axum::routing::{MethodRouter, delete, get, patch, post};
 use http::Method;
 
 use super::{
-    Shared, admin, anthropic, cache, docs, health, keys, litellm_compat, logs, metrics, openai, ui,
+    Shared, admin, anthropic, cache, docs, files, health, keys, litellm_compat, logs, media,
+    metrics, openai, ui,
 };
 
 /// One route: where, what it takes and gives (schema names in the
@@ -172,6 +173,108 @@ fn openai_routes() -> Vec<Route> {
             Some("Object"),
             post(openai::completions),
         )),
+    ]
+    .into_iter()
+    .chain(media_routes())
+    .collect()
+}
+
+/// The pass-through endpoints (by model) and files/batches (to
+/// `proxy_settings.files_model`'s backend).
+fn media_routes() -> Vec<Route> {
+    let json = |path, summary, handler| {
+        route(
+            Method::POST,
+            path,
+            summary,
+            Some("Object"),
+            Some("Object"),
+            handler,
+        )
+    };
+    let form = |path, summary, handler| {
+        route(
+            Method::POST,
+            path,
+            summary,
+            Some("Multipart"),
+            Some("Object"),
+            handler,
+        )
+    };
+    let files = |method, path, summary, handler| {
+        route(method, path, summary, None, Some("Object"), handler)
+    };
+    vec![
+        form(
+            "/audio/transcriptions",
+            "Speech to text (multipart; the `model` field routes)",
+            post(media::transcriptions),
+        ),
+        form(
+            "/audio/translations",
+            "Speech to English text (multipart; the `model` field routes)",
+            post(media::translations),
+        ),
+        route(
+            Method::POST,
+            "/audio/speech",
+            "Text to speech: the audio streamed back with its content type",
+            Some("Object"),
+            None,
+            post(media::speech),
+        ),
+        json(
+            "/images/generations",
+            "Image generation",
+            post(media::image_generations),
+        ),
+        form(
+            "/images/edits",
+            "Image edit (multipart; the `model` field routes)",
+            post(media::image_edits),
+        ),
+        json(
+            "/moderations",
+            "Moderation (`model` optional: `proxy_settings.moderation_model`)",
+            post(media::moderations),
+        ),
+        json(
+            "/rerank",
+            "Rerank, Cohere/Jina shape `{model, query, documents, top_n}`",
+            post(media::rerank),
+        ),
+        json("/v2/rerank", "Rerank (Cohere v2 path)", post(media::rerank)),
+        form(
+            "/files",
+            "Upload a file (multipart) to `proxy_settings.files_model`'s backend",
+            post(files::pass),
+        ),
+        files(Method::GET, "/files", "List files", get(files::pass)),
+        files(Method::GET, "/files/{id}", "One file", get(files::pass)),
+        files(
+            Method::DELETE,
+            "/files/{id}",
+            "Delete a file",
+            delete(files::pass),
+        ),
+        route(
+            Method::GET,
+            "/files/{id}/content",
+            "A file's content (bytes as stored)",
+            None,
+            None,
+            get(files::pass),
+        ),
+        json("/batches", "Create a batch", post(files::pass)),
+        files(Method::GET, "/batches", "List batches", get(files::pass)),
+        files(Method::GET, "/batches/{id}", "One batch", get(files::pass)),
+        files(
+            Method::POST,
+            "/batches/{id}/cancel",
+            "Cancel a batch",
+            post(files::pass),
+        ),
     ]
 }
 

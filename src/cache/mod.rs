@@ -122,7 +122,7 @@ impl ResponseCache {
             Endpoint::ChatCompletions => CacheEndpoint::ChatCompletions,
             Endpoint::Embeddings => CacheEndpoint::Embeddings,
             Endpoint::Responses => CacheEndpoint::Responses,
-            Endpoint::Completions | Endpoint::Messages | Endpoint::CountTokens => return false,
+            _ => return false,
         };
         self.settings.endpoints.contains(&e)
     }

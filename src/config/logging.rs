@@ -62,6 +62,7 @@ pub(super) fn resolve(raw: RawLogging, errors: &mut Errors) -> LoggingSettings {
         database: raw.database.enabled(),
         log_parsed_response: raw.log_parsed_response(),
         log_parsed_stream: raw.log_parsed_stream(),
+        log_multipart_files: raw.log_multipart_files.unwrap_or(false),
         max_body_bytes: usize::try_from(raw.max_body_bytes()).unwrap_or(usize::MAX),
         queue_size: queue_size.max(1),
         queue_max_bytes: usize::try_from(queue_max_bytes.max(1)).unwrap_or(usize::MAX),

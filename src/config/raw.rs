@@ -234,6 +234,10 @@ pub struct RawProxySettings {
     #[serde(default)]
     pub server: RawServer,
     pub enable_responses_endpoint: Option<bool>,
+    /// The model `/v1/moderations` uses when the request names none.
+    pub moderation_model: Option<String>,
+    /// The model whose backend takes `/v1/files` and `/v1/batches`.
+    pub files_model: Option<String>,
     #[serde(default)]
     pub logging: RawLogging,
     #[serde(default)]
@@ -356,6 +360,8 @@ pub struct RawLogging {
     pub database: RawToggle,
     pub log_parsed_response: Option<bool>,
     pub log_parsed_stream: Option<bool>,
+    /// Multipart requests' file parts logged too (base64), within `max_body_bytes`.
+    pub log_multipart_files: Option<bool>,
     /// Bodies larger than this are truncated in the log, with a marker.
     pub max_body_bytes: Option<u64>,
     /// Records waiting for the writer before new ones are dropped.

@@ -31,6 +31,8 @@ pub(super) fn resolve(
     let start = errors.mark();
     let enable_responses_endpoint = raw.enable_responses_endpoint();
     let ps = raw.proxy_settings;
+    let moderation_model = ps.moderation_model.clone();
+    let files_model = ps.files_model.clone();
     let key_prefix = ps.redis_key_prefix();
     let gs = raw.general_settings;
     let mut api_keys: Vec<Secret> = ps
@@ -142,6 +144,8 @@ pub(super) fn resolve(
         path: _path.map(Path::to_path_buf),
         server,
         enable_responses_endpoint,
+        moderation_model,
+        files_model,
         router,
         models,
         logging,

@@ -19,6 +19,12 @@ pub struct Config {
     pub path: Option<PathBuf>,
     pub server: ServerSettings,
     pub enable_responses_endpoint: bool,
+    /// `proxy_settings.moderation_model`: the model `/v1/moderations` uses
+    /// when the request names none.
+    pub moderation_model: Option<String>,
+    /// `proxy_settings.files_model`: the model whose backend takes
+    /// `/v1/files` and `/v1/batches`.
+    pub files_model: Option<String>,
     pub router: RouterSettings,
     /// Models in the order the file first names them.
     pub models: Vec<ModelConfig>,
@@ -249,6 +255,8 @@ pub struct LoggingSettings {
     pub database: bool,
     pub log_parsed_response: bool,
     pub log_parsed_stream: bool,
+    /// `log_multipart_files`: a form's file parts in the log too (base64).
+    pub log_multipart_files: bool,
     /// Bodies (and a stream's frames, together) over this are truncated.
     pub max_body_bytes: usize,
     pub queue_size: usize,

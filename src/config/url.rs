@@ -214,6 +214,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pass_through_endpoints_on_azure_and_openai() {
+        use crate::endpoint::Endpoint;
+        let c = crate::Config::from_yaml(
+            "model_list:\n  - {model_name: a, model_params: {api_type: azure, api_base: 'https://r.example', api_key: k, api_version: 2024-10-21, deployment: whisper}}\n  - {model_name: o, model_params: {api_base: 'http://h/v1'}}\n",
+            None,
+            &crate::config::Env::isolated::<[(&str, &str); 0], _, _>([]),
+        )
+        .unwrap();
+        let az = &c.models[0].backends[0];
+        assert_eq!(
+            az.endpoint_url(Endpoint::AudioTranscriptions),
+            "https://r.example/openai/deployments/whisper/audio/transcriptions?api-version=2024-10-21"
+        );
+        assert_eq!(
+            az.endpoint_url(Endpoint::ImagesEdits),
+            "https://r.example/openai/deployments/whisper/images/edits?api-version=2024-10-21"
+        );
+        assert_eq!(
+            az.api_url("/files/f-1/content"),
+            "https://r.example/openai/files/f-1/content?api-version=2024-10-21"
+        );
+        let o = &c.models[1].backends[0];
+        assert_eq!(o.endpoint_url(Endpoint::Rerank), "http://h/v1/rerank");
+        assert_eq!(
+            o.endpoint_url(Endpoint::AudioSpeech),
+            "http://h/v1/audio/speech"
+        );
+        // Every endpoint has its parsed URL.
+        assert_eq!(o.urls.as_ref().map(|u| u.len()), Some(Endpoint::ALL.len()));
+    }
+
+    #[test]
     fn masks_userinfo() {
         assert_eq!(
             mask_url_secret("https://u:p4ss@h.example:8443/v1?x=@y"),

@@ -130,6 +130,24 @@ pub(super) async fn answer(
             }
             Ok(Forwarded::Complete(response, body))
         }
+        Answer::Raw {
+            status,
+            headers,
+            body,
+            backend,
+        } => {
+            tracing::debug!(%model, backend = %backend.name, "relaying a binary answer");
+            let price = backend.price_for(backend.upstream_model.as_deref().unwrap_or(model));
+            usage::observe(&proxy.backends, &backend, price, None, ticket, &bill);
+            let attempts = guard.attempts().len();
+            let owned = std::mem::replace(
+                guard,
+                RecordGuard::new(None, proxy.log.clone(), proxy.shutting_down.clone()),
+            );
+            Ok(Forwarded::Stream(super::media::relay_raw(
+                status, &headers, body, &backend, attempts, owned,
+            )))
+        }
         Answer::Stream {
             status,
             headers,

@@ -49,12 +49,35 @@ pub(super) async fn forward(
     }
     // Rate limits come first: a refused request costs no body read.
     let ticket = admit(proxy, &live, key, req.peer, who).await?;
-    let raw = read_body(req.body, headers, live.config.server.max_body_bytes).await?;
-    if let Some(r) = guard.record() {
-        r.request_body = raw.clone();
-    }
+    // A multipart body is read as a form (spooled past a threshold); the
+    // rest of the request reads its `model` as JSON.
+    let (raw, form) = if endpoint.is_multipart() {
+        let form =
+            super::media::read_form(req.body, headers, live.config.server.max_body_bytes).await?;
+        if guard.record().is_some() {
+            let logging = &live.config.logging;
+            let summary = if logging.log_multipart_files {
+                form.summary_with_files(logging.max_body_bytes).await
+            } else {
+                form.summary()
+            };
+            if let Some(r) = guard.record() {
+                r.request_body = Bytes::from(summary.to_string());
+            }
+        }
+        (super::media::form_json(&form), Some(form))
+    } else {
+        let raw = read_body(req.body, headers, live.config.server.max_body_bytes).await?;
+        if let Some(r) = guard.record() {
+            r.request_body = raw.clone();
+        }
+        (raw, None)
+    };
     let parsed = RequestBody::parse(&raw)?;
-    let model = parsed.model()?;
+    let model = match parsed.model() {
+        Ok(m) => m,
+        Err(e) => super::media::default_model(endpoint, &live).ok_or(e)?,
+    };
     let stream = endpoint.can_stream() && parsed.stream();
     if let Some(r) = guard.record() {
         r.model = Some(model.clone());
@@ -191,6 +214,7 @@ pub(super) async fn forward(
         max_response_bytes: live.config.server.max_response_bytes,
         sockets: req.sockets.as_ref(),
         trace: trace.as_ref(),
+        form: form.as_ref(),
     };
     // The request's future is as large as its largest step: the steps
     // that hold much across their awaits are boxed, so what every request

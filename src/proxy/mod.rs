@@ -24,6 +24,7 @@ mod answer;
 pub mod chain;
 pub mod error;
 mod forward;
+mod media;
 pub mod previous;
 pub mod relay;
 pub mod usage;
@@ -45,6 +46,7 @@ use crate::reqlog::{Outcome, RecordGuard};
 pub use answer::json_body;
 pub use error::ApiError;
 pub use forward::ESTIMATE_HEADER;
+pub use media::relay_raw;
 
 /// What a request's life needs of the running proxy (the HTTP layer's own
 /// state, sessions, admin lock and so on, lives beside it in `AppState`).

@@ -44,7 +44,10 @@ where
                 // Bedrock's requests are signed and Vertex AI needs an access
                 // token; the checker's plain GET can do neither: no active
                 // check (passive cooldowns still apply).
-                if matches!(b.api_type, ApiType::Stub | ApiType::Bedrock | ApiType::Vertex) {
+                if matches!(
+                    b.api_type,
+                    ApiType::Stub | ApiType::Bedrock | ApiType::Vertex
+                ) {
                     continue;
                 }
                 let state = registry.get(b);

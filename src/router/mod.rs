@@ -54,6 +54,14 @@ pub enum Answer {
         backend: Arc<Backend>,
         wire: Endpoint,
     },
+    /// A pass-through endpoint's answer that is not JSON (audio, a
+    /// transcript as text): relayed as it arrives.
+    Raw {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: upstream::BodyStream,
+        backend: Arc<Backend>,
+    },
 }
 
 /// Why the last attempt failed, when every attempt did.
@@ -114,6 +122,8 @@ pub struct Dispatch<'a> {
     /// The request's trace, when the telemetry is on: each attempt gets a
     /// span and carries its `traceparent` upstream.
     pub trace: Option<&'a crate::reqlog::Trace>,
+    /// A multipart request's form (then `body` holds only its `model`).
+    pub form: Option<&'a Arc<upstream::form::Form>>,
 }
 
 /// One backend of the group being tried, during one request.
@@ -209,12 +219,15 @@ impl Dispatch<'_> {
                                 // What the Google transport leaves out.
                                 dropped.extend(upstream::google::dropped(wire, &body));
                             }
-                            let headers = upstream::outgoing_headers(
+                            let mut headers = upstream::outgoing_headers(
                                 self.headers,
                                 &backend,
                                 self.request_id,
                                 self.forward_credentials,
                             );
+                            if let Some(form) = self.form {
+                                headers.insert(header::CONTENT_TYPE, form.content_type());
+                            }
                             m.prepared = Some((headers, body, dropped));
                         }
                         Err(e) => return Ok(translate_failed(&e, backend, wire)),
@@ -307,7 +320,12 @@ impl Dispatch<'_> {
         backend: &Backend,
         wire: Endpoint,
     ) -> Result<crate::protocol::Translated, crate::protocol::TranslateError> {
-        let sampling = !matches!(wire, Endpoint::Embeddings | Endpoint::CountTokens);
+        if self.form.is_some() {
+            // The form goes out as it came (its `model` per backend, in `attempt`).
+            return Ok(crate::protocol::Translated::default());
+        }
+        let sampling =
+            !matches!(wire, Endpoint::Embeddings | Endpoint::CountTokens) && !wire.is_media();
         // Interleaved thinking: `messages` with earlier turns' reasoning given back.
         let mut restored = self.thinking.and_then(|t| t.messages_for(backend));
         if wire == self.endpoint {
@@ -377,17 +395,24 @@ impl Dispatch<'_> {
         };
         let sent = match over_socket {
             Some(sent) => sent,
-            None => {
-                upstream::send(
-                    self.client,
-                    backend,
-                    wire,
-                    headers,
-                    body,
-                    self.max_response_bytes,
-                )
-                .await
-            }
+            None => match self.form {
+                Some(form) => {
+                    let model = upstream_model(backend, self.body);
+                    let payload = upstream::Payload::Form(form.clone(), model);
+                    upstream::send_payload(self.client, backend, wire, headers, payload).await
+                }
+                None => {
+                    upstream::send(
+                        self.client,
+                        backend,
+                        wire,
+                        headers,
+                        body,
+                        self.max_response_bytes,
+                    )
+                    .await
+                }
+            },
         };
         let response = match sent {
             Ok(r) => r,
@@ -433,6 +458,15 @@ impl Dispatch<'_> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.contains("event-stream"));
+        if self.endpoint.is_media() && !is_json(&headers) {
+            // Audio, a transcript as text: relayed unbuffered.
+            return Verdict::Done(Answer::Raw {
+                status,
+                headers,
+                body,
+                backend: backend.clone(),
+            });
+        }
         if self.stream && is_sse {
             let mut source = SseSource::with_settings(body, gap, self.streaming);
             return match source.peek().await {
@@ -539,6 +573,14 @@ fn next_member(members: &[Member], tries: u32) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+/// Whether an answer says it is JSON.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.contains("json"))
+}
+
 /// What an attempt means for its backend's state.
 fn outcome(v: &Verdict) -> state::Outcome {
     use state::Outcome as O;
@@ -551,7 +593,7 @@ fn outcome(v: &Verdict) -> state::Outcome {
     };
     let (failure, retry_after) = match v {
         Verdict::Done(Answer::Complete { status, .. }) => return http(*status, None),
-        Verdict::Done(Answer::Stream { .. }) => return O::Success,
+        Verdict::Done(Answer::Stream { .. } | Answer::Raw { .. }) => return O::Success,
         Verdict::Retry(f, ra) => (f, *ra),
         Verdict::Skip(f) => (f, None),
     };
@@ -631,7 +673,9 @@ fn describe(v: &Verdict) -> (Option<u16>, Option<String>) {
             Some(status.as_u16()),
             (!status.is_success()).then(|| short_error(body)),
         ),
-        Verdict::Done(Answer::Stream { status, .. }) => (Some(status.as_u16()), None),
+        Verdict::Done(Answer::Stream { status, .. } | Answer::Raw { status, .. }) => {
+            (Some(status.as_u16()), None)
+        }
         Verdict::Retry(f, _) | Verdict::Skip(f) => match f {
             LastFailure::Http { status, body } => (Some(status.as_u16()), Some(short_error(body))),
             LastFailure::ErrorEvent { data } => (

@@ -92,7 +92,11 @@ pub async fn send(
     *req.uri_mut() = target.uri.clone();
     *req.headers_mut() = headers;
     authorize(&mut req, auth, &payload, SystemTime::now())?;
-    let response = match tokio::time::timeout(backend.request_timeout, client.0.request(req)).await
+    let response = match tokio::time::timeout(
+        backend.request_timeout,
+        client.0.request(req.map(http_body_util::Either::Left)),
+    )
+    .await
     {
         Err(_) => return Err(UpstreamError::Timeout(backend.request_timeout)),
         Ok(Err(e)) if timed_out(&e) => return Err(UpstreamError::Timeout(backend.request_timeout)),

@@ -146,7 +146,15 @@ pub async fn send(
         );
     }
     let out = Bytes::from(gbody.to_string());
-    let mut response = super::send_to(client, backend, &target, headers, out).await?;
+    let mut response = super::send_to(
+        client,
+        backend,
+        http::Method::POST,
+        &target,
+        headers,
+        super::Payload::Bytes(out),
+    )
+    .await?;
     if !response.status.is_success() {
         // Read now: Gemini's retry delay is in the body, and the router
         // reads it from a header.

@@ -111,7 +111,12 @@ async fn fetch(
         HeaderValue::from_static("application/x-www-form-urlencoded"),
     );
     let started = Instant::now();
-    let response = match tokio::time::timeout(timeout, client.0.request(req)).await {
+    let response = match tokio::time::timeout(
+        timeout,
+        client.0.request(req.map(http_body_util::Either::Left)),
+    )
+    .await
+    {
         Err(_) => {
             return Err(UpstreamError::Credentials(format!(
                 "the token endpoint did not answer within {timeout:?}"

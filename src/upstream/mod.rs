@@ -4,10 +4,12 @@
 //! from the built-in stub.
 
 pub mod bedrock;
+pub mod form;
 pub mod google;
 pub mod google_auth;
 pub mod hop;
 pub mod stub;
+mod stub_media;
 pub mod ws;
 
 use std::pin::Pin;
@@ -88,8 +90,50 @@ pub const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// buffers and a descriptor (docs/benchmarks.md, memory).
 pub const POOL_MAX_IDLE_PER_HOST: usize = 256;
 
-/// The body of an upstream request: the prepared bytes, whole.
-pub type OutBody = http_body_util::Full<Bytes>;
+/// The body of an upstream request: the prepared bytes, whole; or a
+/// stream (a spooled form, a file upload relayed as it arrives).
+pub type OutBody =
+    http_body_util::Either<http_body_util::Full<Bytes>, http_body_util::StreamBody<FrameStream>>;
+
+/// A streamed request body's frames.
+pub type FrameStream =
+    Pin<Box<dyn Stream<Item = Result<hyper::body::Frame<Bytes>, std::io::Error>> + Send>>;
+
+/// What an attempt sends.
+pub enum Payload {
+    /// Prepared bytes (a JSON body).
+    Bytes(Bytes),
+    /// A client's form, with the backend's model name for its `model` field.
+    Form(std::sync::Arc<form::Form>, Option<String>),
+    /// A body relayed as it arrives (not replayable), with its length when known.
+    Stream(form::FormBody, Option<u64>),
+}
+
+impl Payload {
+    /// The body, and the content length to declare when it is a stream.
+    fn into_body(self) -> (OutBody, Option<u64>) {
+        let frames = |s: form::FormBody| -> FrameStream {
+            s.map(|r| r.map(hyper::body::Frame::data)).boxed()
+        };
+        match self {
+            Payload::Bytes(b) => (
+                http_body_util::Either::Left(http_body_util::Full::new(b)),
+                None,
+            ),
+            Payload::Form(form, model) => {
+                let (len, s) = form.body(model.as_deref());
+                (
+                    http_body_util::Either::Right(http_body_util::StreamBody::new(frames(s))),
+                    Some(len),
+                )
+            }
+            Payload::Stream(s, len) => (
+                http_body_util::Either::Right(http_body_util::StreamBody::new(frames(s))),
+                len,
+            ),
+        }
+    }
+}
 
 type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
 
@@ -322,12 +366,31 @@ pub async fn send(
     limit: usize,
 ) -> Result<UpstreamResponse, UpstreamError> {
     match backend.api_type {
-        ApiType::Stub => return Ok(stub::respond(endpoint, &body)),
         ApiType::Bedrock => return bedrock::send(client, backend, headers, body, limit).await,
         ApiType::Gemini | ApiType::Vertex => {
             return Box::pin(google::send(client, backend, endpoint, headers, body)).await;
         }
         _ => {}
+    }
+    send_payload(client, backend, endpoint, headers, Payload::Bytes(body)).await
+}
+
+/// [`send`] with any [`Payload`] (a form's content type is the caller's).
+pub async fn send_payload(
+    client: &Http,
+    backend: &Backend,
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    payload: Payload,
+) -> Result<UpstreamResponse, UpstreamError> {
+    if backend.api_type == ApiType::Stub {
+        let body = match payload {
+            Payload::Bytes(b) => b,
+            // The stub reads a form's text fields.
+            Payload::Form(f, model) => Bytes::from(f.fields_json(model.as_deref()).to_string()),
+            Payload::Stream(..) => Bytes::from_static(b"{}"),
+        };
+        return Ok(stub::respond(endpoint, &body));
     }
     let parsed;
     let target = match &backend.urls {
@@ -339,17 +402,26 @@ pub async fn send(
             &parsed
         }
     };
-    send_to(client, backend, target, headers, body).await
+    send_to(
+        client,
+        backend,
+        http::Method::POST,
+        target,
+        headers,
+        payload,
+    )
+    .await
 }
 
-/// Sends one request to `target`, bounded by the backend's
-/// `request_timeout`.
-pub(crate) async fn send_to(
+/// Sends one request to `target` with `method`; resolves when the response
+/// headers arrive, bounded by the backend's `request_timeout`.
+pub async fn send_to(
     client: &Http,
     backend: &Backend,
+    method: http::Method,
     target: &crate::config::Target,
     mut headers: HeaderMap,
-    body: Bytes,
+    payload: Payload,
 ) -> Result<UpstreamResponse, UpstreamError> {
     if let Some(basic) = &target.basic
         && !headers.contains_key(header::AUTHORIZATION)
@@ -359,8 +431,12 @@ pub(crate) async fn send_to(
     if !headers.contains_key(header::ACCEPT) {
         headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
     }
-    let mut request = http::Request::new(http_body_util::Full::new(body));
-    *request.method_mut() = http::Method::POST;
+    let (body, length) = payload.into_body();
+    if let Some(n) = length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    let mut request = http::Request::new(body);
+    *request.method_mut() = method;
     *request.uri_mut() = target.uri.clone();
     *request.headers_mut() = headers;
     let response =

@@ -72,6 +72,7 @@ pub fn respond(endpoint: Endpoint, body: &[u8]) -> UpstreamResponse {
             StatusCode::NOT_FOUND,
             "the stub speaks OpenAI: Messages requests reach it translated",
         ),
+        e => super::stub_media::respond(e, &model, &request),
     }
 }
 
@@ -144,11 +145,11 @@ fn tokens(text: &str) -> u64 {
     text.split_whitespace().count().max(1) as u64
 }
 
-fn created() -> i64 {
+pub(super) fn created() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn id(prefix: &str) -> String {
+pub(super) fn id(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 

@@ -25,6 +25,7 @@ mod bedrock;
 mod cache;
 mod cli;
 mod config;
+mod endpoints_more;
 mod faults;
 mod forward;
 mod forward_edges;

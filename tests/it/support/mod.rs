@@ -68,6 +68,7 @@ pub enum Reply {
 /// A request the mock received.
 #[derive(Clone, Debug)]
 pub struct Hit {
+    pub method: http::Method,
     pub path: String,
     /// The query string (empty when there is none).
     pub query: String,
@@ -141,6 +142,7 @@ async fn handle(State(state): State<Arc<MockState>>, req: Request) -> Response {
         .await
         .unwrap_or_default();
     let hit = Hit {
+        method: parts.method.clone(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().unwrap_or_default().to_string(),
         headers: parts.headers.clone(),

@@ -108,6 +108,51 @@ impl StreamFailure {
     }
 }
 
+/// A chat answer's assistant message from what a translator gathered: the
+/// text (`null` when only tool calls came), the reasoning with its
+/// signed blocks when any, the tool calls when any.
+pub(crate) fn assistant_message(
+    text: String,
+    reasoning: String,
+    thinking_blocks: Vec<Value>,
+    calls: Vec<Value>,
+) -> serde_json::Map<String, Value> {
+    let mut message = serde_json::Map::new();
+    message.insert("role".into(), Value::String("assistant".into()));
+    message.insert(
+        "content".into(),
+        if text.is_empty() && !calls.is_empty() {
+            Value::Null
+        } else {
+            Value::String(text)
+        },
+    );
+    if !reasoning.is_empty() || !thinking_blocks.is_empty() {
+        message.insert("reasoning_content".into(), Value::String(reasoning));
+        message.insert("thinking_blocks".into(), Value::Array(thinking_blocks));
+    }
+    if !calls.is_empty() {
+        message.insert("tool_calls".into(), Value::Array(calls));
+    }
+    message
+}
+
+/// One chat stream chunk (one choice) as an SSE `data:` frame.
+pub(crate) fn chat_chunk<M: serde::Serialize + ?Sized>(
+    id: &str,
+    created: u64,
+    model: &M,
+    delta: Value,
+    finish: Option<&str>,
+) -> Bytes {
+    let c = serde_json::json!({
+        "id": id, "object": "chat.completion.chunk", "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    });
+    crate::sse::data_frame(c.to_string().as_bytes())
+}
+
 /// The endpoint `backend` is sent a request for `endpoint` on, or why it
 /// cannot take it.
 pub fn wire(endpoint: Endpoint, backend: &Backend) -> Result<Endpoint, String> {

@@ -1,7 +1,7 @@
 //! Whole (non-streamed) answers between Anthropic Messages and OpenAI chat
 //! completions, both ways, and error bodies between the two shapes.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::protocol::TranslateError;
 
@@ -100,23 +100,7 @@ pub fn message_to_chat(body: &[u8]) -> Result<Value, TranslateError> {
             _ => {}
         }
     }
-    let mut message = Map::new();
-    message.insert("role".into(), json!("assistant"));
-    message.insert(
-        "content".into(),
-        if text.is_empty() && !calls.is_empty() {
-            Value::Null
-        } else {
-            Value::String(text)
-        },
-    );
-    if !reasoning.is_empty() || !thinking_blocks.is_empty() {
-        message.insert("reasoning_content".into(), Value::String(reasoning));
-        message.insert("thinking_blocks".into(), Value::Array(thinking_blocks));
-    }
-    if !calls.is_empty() {
-        message.insert("tool_calls".into(), Value::Array(calls));
-    }
+    let message = crate::protocol::assistant_message(text, reasoning, thinking_blocks, calls);
     let finish = m["stop_reason"].as_str().map(finish_reason);
     Ok(json!({
         "id": m["id"],

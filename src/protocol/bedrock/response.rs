@@ -1,6 +1,6 @@
 //! A Converse answer → a chat completion; Bedrock errors → OpenAI's shape.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::{finish_reason, usage_to_openai};
 use crate::protocol::TranslateError;
@@ -60,23 +60,7 @@ pub fn converse_to_chat(body: &[u8], model: &str, id: &str) -> Result<Value, Tra
             }));
         }
     }
-    let mut message = Map::new();
-    message.insert("role".into(), json!("assistant"));
-    message.insert(
-        "content".into(),
-        if text.is_empty() && !calls.is_empty() {
-            Value::Null
-        } else {
-            Value::String(text)
-        },
-    );
-    if !reasoning.is_empty() || !thinking_blocks.is_empty() {
-        message.insert("reasoning_content".into(), Value::String(reasoning));
-        message.insert("thinking_blocks".into(), Value::Array(thinking_blocks));
-    }
-    if !calls.is_empty() {
-        message.insert("tool_calls".into(), Value::Array(calls));
-    }
+    let message = crate::protocol::assistant_message(text, reasoning, thinking_blocks, calls);
     let finish = v["stopReason"].as_str().map(finish_reason);
     Ok(json!({
         "id": id,

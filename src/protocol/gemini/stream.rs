@@ -46,12 +46,7 @@ impl GeminiToChat {
     }
 
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Bytes {
-        let c = json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        });
-        sse::data_frame(c.to_string().as_bytes())
+        crate::protocol::chat_chunk(&self.id, self.created, &self.model, delta, finish)
     }
 }
 

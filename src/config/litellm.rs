@@ -40,13 +40,8 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
         &[
             "routing_strategy_args",
             "allowed_fails_policy",
-            "timeout",
             "retry_after",
             "retry_policy",
-            "redis_host",
-            "redis_port",
-            "redis_password",
-            "redis_url",
             "model_group_alias",
             "context_window_fallbacks",
             "content_policy_fallbacks",
@@ -61,7 +56,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
     (
         "general_settings",
         &[
-            "database_url",
             "database_connection_pool_limit",
             "store_model_in_db",
             "alerting",

@@ -1,0 +1,294 @@
+//! LiteLLM keys that have a meaning in yallmp, rewritten in the YAML tree
+//! into the yallmp keys that do the same, before the tree is typed. A yallmp
+//! key written in the file always wins over the LiteLLM key that maps to it.
+//! Values yallmp cannot honour are dropped with a precise warning; the rest
+//! of `litellm_settings` is dropped with one warning a key (`litellm.rs`
+//! lists the keys still ignored elsewhere).
+
+use serde_yaml::{Mapping, Value};
+
+use super::env::Env;
+
+/// Rewrites the LiteLLM keys of `tree` yallmp honours; see the module doc.
+pub(super) fn map(tree: &mut Value, env: &Env, warnings: &mut Vec<String>) {
+    let Value::Mapping(root) = tree else {
+        return;
+    };
+    let mut ls = match root.remove("litellm_settings") {
+        Some(Value::Mapping(m)) => m,
+        Some(Value::Null) | None => Mapping::new(),
+        Some(_) => {
+            warnings.push("litellm_settings: not a map; ignored".to_string());
+            Mapping::new()
+        }
+    };
+    let mut router = take_map(root, "router_settings");
+    let mut general = take_map(root, "general_settings");
+
+    // Retries and timeouts.
+    if let Some(n) = ls.remove("num_retries") {
+        set_default(root, &["router_settings"], "num_retries", n);
+    }
+    let timeout = router
+        .remove("timeout")
+        .or_else(|| ls.remove("request_timeout"));
+    ls.remove("request_timeout");
+    if let Some(t) = timeout {
+        for_each_params(root, |params| {
+            if !params.contains_key("timeout") && !params.contains_key("request_timeout") {
+                params.insert("request_timeout".into(), t.clone());
+            }
+        });
+    }
+
+    // Redis: the router's connection, then the cache's.
+    let router_redis = redis_url(
+        router.remove("redis_url"),
+        router.remove("redis_host"),
+        router.remove("redis_port"),
+        router.remove("redis_password"),
+        false,
+    );
+    if let Some(url) = router_redis {
+        set_default(root, &["proxy_settings"], "redis_url", Value::from(url));
+    }
+    cache(root, &mut ls, env, warnings);
+
+    // The request log's database.
+    if let Some(url) = general.remove("database_url") {
+        let has_db = root
+            .get("database")
+            .and_then(Value::as_mapping)
+            .is_some_and(|d| d.contains_key("url") || d.contains_key("backend"));
+        let empty = url.as_str().is_some_and(|s| s.trim().is_empty());
+        if !has_db && !empty {
+            set_default(root, &["database"], "url", url);
+        }
+    }
+
+    put_back(root, "router_settings", router);
+    put_back(root, "general_settings", general);
+    for (k, _) in ls {
+        let k = k.as_str().map_or_else(|| format!("{k:?}"), str::to_string);
+        warnings.push(format!(
+            "litellm_settings.{k}: LiteLLM setting not implemented by yallmp; ignored"
+        ));
+    }
+}
+
+/// `litellm_settings.cache` / `cache_params` → `proxy_settings.cache`.
+fn cache(root: &mut Mapping, ls: &mut Mapping, env: &Env, warnings: &mut Vec<String>) {
+    let on = ls.remove("cache");
+    let mut params = match ls.remove("cache_params") {
+        Some(Value::Mapping(m)) => m,
+        _ => Mapping::new(),
+    };
+    if on.as_ref().and_then(Value::as_bool) != Some(true) {
+        if !params.is_empty() {
+            warnings.push(
+                "litellm_settings.cache_params: ignored, as litellm_settings.cache is not true"
+                    .to_string(),
+            );
+        }
+        return;
+    }
+    let at = ["proxy_settings", "cache"];
+    set_default(root, &at, "enabled", Value::Bool(true));
+    // LiteLLM's proxy defaults to Redis.
+    let kind = params
+        .remove("type")
+        .and_then(|t| t.as_str().map(str::to_string))
+        .unwrap_or_else(|| "redis".to_string());
+    let host = params.remove("host");
+    let port = params.remove("port");
+    let password = params.remove("password");
+    let ssl = params.remove("ssl").and_then(|v| v.as_bool()) == Some(true);
+    let url = params.remove("url").or_else(|| params.remove("redis_url"));
+    match kind.as_str() {
+        "local" => set_default(root, &at, "backend", Value::from("memory")),
+        "redis" => {
+            let url = redis_url(url, host, port, password, ssl).or_else(|| {
+                // LiteLLM reads these when cache_params has no host.
+                redis_url(
+                    env.get("REDIS_URL").map(Value::from),
+                    env.get("REDIS_HOST").map(Value::from),
+                    env.get("REDIS_PORT").map(Value::from),
+                    env.get("REDIS_PASSWORD").map(Value::from),
+                    false,
+                )
+            });
+            if let Some(url) = url {
+                set_default(root, &["proxy_settings"], "redis_url", Value::from(url));
+            }
+            let has_redis = root
+                .get("proxy_settings")
+                .and_then(|p| p.get("redis_url"))
+                .is_some();
+            if has_redis {
+                set_default(root, &at, "backend", Value::from("redis"));
+            } else {
+                warnings.push(
+                    "litellm_settings.cache_params.type: redis without a host (cache_params.host, \
+                     router_settings.redis_host, REDIS_HOST or proxy_settings.redis_url); \
+                     caching in memory instead"
+                        .to_string(),
+                );
+                set_default(root, &at, "backend", Value::from("memory"));
+            }
+        }
+        other => {
+            warnings.push(format!(
+                "litellm_settings.cache_params.type: `{other}` caches are not implemented by \
+                 yallmp (local or redis); caching in memory instead"
+            ));
+            set_default(root, &at, "backend", Value::from("memory"));
+        }
+    }
+    if let Some(ttl) = params.remove("ttl") {
+        set_default(root, &at, "ttl", ttl);
+    }
+    if let Some(ns) = params.remove("namespace")
+        && let Some(ns) = ns.as_str().filter(|s| !s.is_empty())
+    {
+        set_default(
+            root,
+            &["proxy_settings"],
+            "redis_key_prefix",
+            Value::from(format!("{ns}:")),
+        );
+    }
+    if let Some(types) = params.remove("supported_call_types") {
+        let mut endpoints = Vec::new();
+        for t in types.as_sequence().into_iter().flatten() {
+            let e = match t.as_str().unwrap_or("") {
+                "completion" | "acompletion" => "chat_completions",
+                "embedding" | "aembedding" => "embeddings",
+                "responses" | "aresponses" => "responses",
+                other => {
+                    warnings.push(format!(
+                        "litellm_settings.cache_params.supported_call_types: `{other}` is not \
+                         cached by yallmp (completion, embedding, responses); ignored"
+                    ));
+                    continue;
+                }
+            };
+            if !endpoints.contains(&e) {
+                endpoints.push(e);
+            }
+        }
+        set_default(
+            root,
+            &at,
+            "endpoints",
+            Value::Sequence(endpoints.into_iter().map(Value::from).collect()),
+        );
+    }
+    for (k, _) in params {
+        let k = k.as_str().map_or_else(|| format!("{k:?}"), str::to_string);
+        warnings.push(format!(
+            "litellm_settings.cache_params.{k}: LiteLLM setting not implemented by yallmp; ignored"
+        ));
+    }
+}
+
+/// A Redis URL from LiteLLM's parts; `url` wins. Empty values count as
+/// absent.
+fn redis_url(
+    url: Option<Value>,
+    host: Option<Value>,
+    port: Option<Value>,
+    password: Option<Value>,
+    ssl: bool,
+) -> Option<String> {
+    let text = |v: Option<Value>| -> Option<String> {
+        match v? {
+            Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    if let Some(url) = text(url) {
+        return Some(url);
+    }
+    let host = text(host)?;
+    let port = text(port).unwrap_or_else(|| "6379".to_string());
+    let auth = text(password)
+        .map(|p| {
+            format!(
+                ":{}@",
+                percent_encoding::utf8_percent_encode(&p, percent_encoding::NON_ALPHANUMERIC)
+            )
+        })
+        .unwrap_or_default();
+    let scheme = if ssl { "rediss" } else { "redis" };
+    Some(format!("{scheme}://{auth}{host}:{port}"))
+}
+
+fn take_map(root: &mut Mapping, key: &str) -> Mapping {
+    match root.remove(key) {
+        Some(Value::Mapping(m)) => m,
+        Some(other) => {
+            // Not ours to judge: the typed pass reports it.
+            let mut m = Mapping::new();
+            m.insert(Value::from("\u{0}"), other);
+            m
+        }
+        None => Mapping::new(),
+    }
+}
+
+fn put_back(root: &mut Mapping, key: &str, mut m: Mapping) {
+    if let Some(other) = m.remove("\u{0}") {
+        root.insert(key.into(), other);
+        return;
+    }
+    let existing = root.remove(key);
+    if let Some(Value::Mapping(added)) = existing {
+        for (k, v) in added {
+            if !m.contains_key(&k) {
+                m.insert(k, v);
+            }
+        }
+    }
+    if !m.is_empty() {
+        root.insert(key.into(), Value::Mapping(m));
+    }
+}
+
+/// Sets `key` in the map at `path` (made when absent) unless it is set.
+fn set_default(root: &mut Mapping, path: &[&str], key: &str, value: Value) {
+    let mut node = root;
+    for seg in path {
+        let entry = node
+            .entry(Value::from(*seg))
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        if !entry.is_mapping() {
+            return;
+        }
+        let Value::Mapping(m) = entry else {
+            return;
+        };
+        node = m;
+    }
+    if !node.contains_key(key) {
+        node.insert(key.into(), value);
+    }
+}
+
+/// Calls `f` on each model entry's `litellm_params` / `model_params`.
+fn for_each_params(root: &mut Mapping, mut f: impl FnMut(&mut Mapping)) {
+    let Some(Value::Sequence(list)) = root.get_mut("model_list") else {
+        return;
+    };
+    for entry in list {
+        let Value::Mapping(e) = entry else { continue };
+        if e.contains_key("extends") {
+            continue;
+        }
+        for key in ["litellm_params", "model_params"] {
+            if let Some(Value::Mapping(p)) = e.get_mut(key) {
+                f(p);
+            }
+        }
+    }
+}

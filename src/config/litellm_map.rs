@@ -66,6 +66,43 @@ pub(super) fn map(tree: &mut Value, env: &Env, warnings: &mut Vec<String>) {
         }
     }
 
+    // Router: backoff, aliases, default fallbacks.
+    if let Some(secs) = router.remove("retry_after")
+        && !router.contains_key("retry_backoff_ms")
+    {
+        match secs.as_f64() {
+            Some(s) if s.is_finite() && s >= 0.0 => {
+                router.insert("retry_backoff_ms".into(), Value::from((s * 1000.0) as u64));
+            }
+            _ => warnings.push(format!(
+                "router_settings.retry_after: not a number of seconds ({secs:?}); ignored"
+            )),
+        }
+    }
+    if let Some(aliases) = router.remove("model_group_alias") {
+        model_group_alias(root, aliases, warnings);
+    }
+    if let Some(defaults) = router.remove("default_fallbacks") {
+        default_fallbacks(root, &mut router, defaults);
+    }
+
+    // Active health checks.
+    let interval = general.remove("health_check_interval");
+    if general
+        .remove("background_health_checks")
+        .and_then(|v| v.as_bool())
+        == Some(true)
+    {
+        let interval = interval.unwrap_or(Value::from(300));
+        for_each_params(root, |params| {
+            if !params.contains_key("health_check") {
+                let mut hc = Mapping::new();
+                hc.insert("interval".into(), interval.clone());
+                params.insert("health_check".into(), Value::Mapping(hc));
+            }
+        });
+    }
+
     put_back(root, "router_settings", router);
     put_back(root, "general_settings", general);
     for (k, _) in ls {
@@ -291,4 +328,144 @@ fn for_each_params(root: &mut Mapping, mut f: impl FnMut(&mut Mapping)) {
             }
         }
     }
+}
+
+/// `model_group_alias: {alias: model}` (or `{alias: {model: m, hidden: b}}`):
+/// one more model named `alias` that extends `model`, so it has the same
+/// backends.
+fn model_group_alias(root: &mut Mapping, aliases: Value, warnings: &mut Vec<String>) {
+    let Value::Mapping(aliases) = aliases else {
+        warnings.push("router_settings.model_group_alias: not a map; ignored".to_string());
+        return;
+    };
+    let names = model_names(root);
+    let Some(Value::Sequence(list)) = root.get_mut("model_list") else {
+        return;
+    };
+    for (alias, target) in aliases {
+        let Some(alias) = alias.as_str().map(str::to_string) else {
+            continue;
+        };
+        let (target, hidden) = match &target {
+            Value::String(t) => (t.clone(), false),
+            Value::Mapping(m) => (
+                m.get("model")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                m.get("hidden").and_then(Value::as_bool) == Some(true),
+            ),
+            _ => (String::new(), false),
+        };
+        if names.contains(&alias) {
+            warnings.push(format!(
+                "router_settings.model_group_alias.{alias}: a model of model_list has this name; \
+                 the alias is ignored"
+            ));
+            continue;
+        }
+        if !names.contains(&target) {
+            warnings.push(format!(
+                "router_settings.model_group_alias.{alias}: `{target}` is not a model_name of \
+                 model_list; ignored"
+            ));
+            continue;
+        }
+        if hidden {
+            warnings.push(format!(
+                "router_settings.model_group_alias.{alias}: `hidden` is not implemented by \
+                 yallmp; the alias is listed by /v1/models"
+            ));
+        }
+        let mut entry = Mapping::new();
+        entry.insert("model_name".into(), Value::from(alias));
+        entry.insert("extends".into(), Value::from(target));
+        list.push(Value::Mapping(entry));
+    }
+}
+
+/// `default_fallbacks: [m, ...]`: the fallbacks of every model that has
+/// none of its own (LiteLLM's meaning), as router-level fallbacks.
+fn default_fallbacks(root: &Mapping, router: &mut Mapping, defaults: Value) {
+    let defaults: Vec<String> = match defaults {
+        Value::String(s) => vec![s],
+        Value::Sequence(v) => v
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut has: Vec<String> = Vec::new();
+    match router.get("fallbacks") {
+        Some(Value::Sequence(items)) => {
+            for item in items {
+                if let Value::Mapping(m) = item {
+                    has.extend(m.keys().filter_map(|k| k.as_str().map(str::to_string)));
+                }
+            }
+        }
+        Some(Value::Mapping(m)) => {
+            has.extend(m.keys().filter_map(|k| k.as_str().map(str::to_string)));
+        }
+        _ => {}
+    }
+    if let Some(Value::Sequence(list)) = root.get("model_list") {
+        for e in list {
+            let own = e.get("fallbacks").is_some()
+                || ["litellm_params", "model_params"]
+                    .iter()
+                    .any(|k| e.get(*k).and_then(|p| p.get("fallbacks")).is_some());
+            if own && let Some(n) = e.get("model_name").and_then(Value::as_str) {
+                has.push(n.to_string());
+            }
+        }
+    }
+    let mut added = Vec::new();
+    for name in model_names(root) {
+        if has.contains(&name) || added.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        let to: Vec<Value> = defaults
+            .iter()
+            .filter(|d| **d != name)
+            .map(|d| Value::from(d.as_str()))
+            .collect();
+        if !to.is_empty() {
+            added.push((name, to));
+        }
+    }
+    if added.is_empty() {
+        return;
+    }
+    let fallbacks = router
+        .entry("fallbacks".into())
+        .or_insert_with(|| Value::Sequence(Vec::new()));
+    for (name, to) in added {
+        match fallbacks {
+            Value::Sequence(items) => {
+                let mut m = Mapping::new();
+                m.insert(Value::from(name), Value::Sequence(to));
+                items.push(Value::Mapping(m));
+            }
+            Value::Mapping(m) => {
+                m.insert(Value::from(name), Value::Sequence(to));
+            }
+            _ => return,
+        }
+    }
+}
+
+/// The `model_name`s of `model_list`, in order, once each.
+fn model_names(root: &Mapping) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    if let Some(Value::Sequence(list)) = root.get("model_list") {
+        for e in list {
+            if let Some(n) = e.get("model_name").and_then(Value::as_str)
+                && !names.iter().any(|x| x == n)
+            {
+                names.push(n.to_string());
+            }
+        }
+    }
+    names
 }

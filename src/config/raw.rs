@@ -546,6 +546,8 @@ pub struct RawRouterSettings {
     /// `latency-based`: backends within this fraction of the fastest share
     /// the traffic (default 0.1).
     pub latency_buffer: Option<f64>,
+    /// LiteLLM's: never take a backend out of rotation.
+    pub disable_cooldowns: Option<bool>,
 }
 
 impl RawRouterSettings {

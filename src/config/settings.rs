@@ -144,6 +144,9 @@ pub struct RouterSettings {
     /// `latency-based`: backends within this fraction of the fastest's
     /// latency share the traffic.
     pub latency_buffer: f64,
+    /// False with `disable_cooldowns: true`: no failure (nor a 429's
+    /// `Retry-After`) takes a backend out of rotation.
+    pub cooldowns: bool,
 }
 
 /// `router_settings.routing_strategy`.

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
+use serde_json::{Value, json};
 use yallmp::config::{Config, Env, cache::CacheBackend};
+
+use crate::support::*;
 
 fn env(vars: &[(&str, &str)]) -> Env {
     Env::isolated(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
@@ -154,4 +157,132 @@ fn router_redis_and_database_url() {
         c.database.target,
         yallmp::config::DatabaseTarget::Sqlite { .. }
     ));
+}
+
+#[test]
+fn router_and_health_check_keys() {
+    let yaml = format!(
+        "{MODELS}  - model_name: c\n    litellm_params: {{model: openai/c, api_base: 'http://127.0.0.1:1/v1'}}\n    \
+         fallbacks: [a]\n\
+         router_settings:\n  disable_cooldowns: true\n  retry_after: 2\n  \
+         model_group_alias: {{gpt-4: a, old: {{model: b, hidden: true}}, nope: zz}}\n  \
+         default_fallbacks: [b]\n  fallbacks: [{{b: [c]}}]\n\
+         general_settings: {{background_health_checks: true, health_check_interval: 45}}\n"
+    );
+    let c = load(&yaml);
+    let w = c.warnings.join("\n");
+    assert!(!c.router.cooldowns);
+    assert_eq!(c.router.retry_backoff, Duration::from_secs(2));
+    // Aliases: models with the same backends.
+    let alias = c.model("gpt-4").unwrap();
+    assert_eq!(alias.backends.len(), 1);
+    assert_eq!(alias.backends[0].upstream_model.as_deref(), Some("a"));
+    assert!(c.model("old").is_some());
+    assert!(
+        w.contains("model_group_alias.old: `hidden` is not implemented"),
+        "{w}"
+    );
+    assert!(
+        w.contains("model_group_alias.nope: `zz` is not a model_name"),
+        "{w}"
+    );
+    // Default fallbacks: for models with none of their own.
+    assert_eq!(c.model("a").unwrap().fallbacks, ["b"]);
+    assert_eq!(c.model("b").unwrap().fallbacks, ["c"]);
+    assert_eq!(c.model("c").unwrap().fallbacks, ["a"]);
+    // Health checks on every backend, at the interval.
+    let hc = c.model("a").unwrap().backends[0]
+        .routing
+        .health_check
+        .clone();
+    assert_eq!(hc.unwrap().interval, Duration::from_secs(45));
+    assert_eq!(w.lines().count(), 2, "{w}");
+}
+
+fn chat(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// Status, `x-yallmp-backend`, `x-yallmp-attempts`.
+async fn ask(server: &yallmp::Server, model: &str) -> (u16, String, String) {
+    let (status, headers, _) = post(server, "/v1/chat/completions", &chat(model)).await;
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    (status, h("x-yallmp-backend"), h("x-yallmp-attempts"))
+}
+
+fn entry(name: &str, mock: &Mock, extra: &str) -> String {
+    format!(
+        "  - {{model_name: {name}, litellm_params: {{model: openai/{name}, api_base: '{}', api_key: k{extra}}}}}\n",
+        mock.url
+    )
+}
+
+#[tokio::test]
+async fn litellm_num_retries_and_timeout_apply_at_run_time() {
+    let a = Mock::start(Reply::Echo).await;
+    a.push(Reply::Json(500, json!({"error": {"message": "boom"}})));
+    let slow = Mock::start(Reply::Delay(Duration::from_secs(5), Box::new(Reply::Echo))).await;
+    let yaml = format!(
+        "model_list:\n{}{}litellm_settings: {{num_retries: 1, request_timeout: 0.3}}\n",
+        entry("m", &a, ""),
+        entry("slow", &slow, "")
+    );
+    let server = proxy(&yaml).await;
+    let (status, backend, attempts) = ask(&server, "m").await;
+    assert_eq!(
+        (status, backend.as_str(), attempts.as_str()),
+        (200, "m#1", "2")
+    );
+    let t = std::time::Instant::now();
+    let (status, _, _) = ask(&server, "slow").await;
+    assert!(status >= 500, "{status}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn disable_cooldowns_keeps_a_failing_backend_in_rotation() {
+    let a = Mock::start(Reply::Json(500, json!({"error": {"message": "down"}}))).await;
+    let b = Mock::start(Reply::Echo).await;
+    let yaml = format!(
+        "model_list:\n{}{}router_settings: {{routing_strategy: ordered, num_retries: 0, \
+         allowed_fails: 0, cooldown_time: 60, disable_cooldowns: true}}\n",
+        entry("m", &a, ", order: 1"),
+        entry("m", &b, ", order: 2")
+    );
+    let server = proxy(&yaml).await;
+    for _ in 0..3 {
+        let (status, backend, attempts) = ask(&server, "m").await;
+        assert_eq!(
+            (status, backend.as_str(), attempts.as_str()),
+            (200, "m#2", "2")
+        );
+    }
+    // Each request tried m#1 first: it never cooled down.
+    assert_eq!(a.count(), 3);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn model_group_alias_and_default_fallbacks_route() {
+    let a = Mock::start(Reply::Json(500, json!({"error": {"message": "down"}}))).await;
+    let b = Mock::start(Reply::Echo).await;
+    let yaml = format!(
+        "model_list:\n{}{}router_settings: {{model_group_alias: {{gpt-4: a}}, default_fallbacks: [b]}}\n",
+        entry("a", &a, ""),
+        entry("b", &b, "")
+    );
+    let server = proxy(&yaml).await;
+    // `gpt-4` is `a`, which fails over to the default fallback `b`.
+    let (status, backend, _) = ask(&server, "gpt-4").await;
+    assert_eq!((status, backend.as_str()), (200, "b#1"));
+    assert_eq!(a.count(), 1);
+    let (status, backend, _) = ask(&server, "a").await;
+    assert_eq!((status, backend.as_str()), (200, "b#1"));
+    server.shutdown().await;
 }

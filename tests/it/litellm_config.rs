@@ -286,3 +286,101 @@ async fn model_group_alias_and_default_fallbacks_route() {
     assert_eq!((status, backend.as_str()), (200, "b#1"));
     server.shutdown().await;
 }
+
+/// The fixtures in tests/fixtures/litellm (written from LiteLLM's documented
+/// examples) load; their only warnings are for keys yallmp still ignores.
+#[test]
+fn litellm_fixtures_load_with_warnings_only_for_ignored_keys() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/litellm");
+    let vars = env(&[
+        ("OPENAI_API_KEY", "sk-o"),
+        ("ANTHROPIC_API_KEY", "sk-a"),
+        ("AZURE_API_BASE_EU", "https://eu.openai.azure.com"),
+        ("AZURE_API_KEY_EU", "k-eu"),
+        ("AZURE_API_BASE_US", "https://us.openai.azure.com"),
+        ("AZURE_API_KEY_US", "k-us"),
+        ("REDIS_HOST", "redis.internal"),
+        ("REDIS_PORT", "6379"),
+        ("REDIS_PASSWORD", "pw"),
+        ("LITELLM_MASTER_KEY", "sk-1234"),
+        ("DATABASE_URL", "postgresql://llm:pw@db:5432/litellm"),
+    ]);
+    let expected: &[(&str, &[&str])] = &[
+        (
+            "single_provider.yaml",
+            &[
+                "model_list[1].litellm_params.rpm",
+                "model_list[2].model_info",
+                "litellm_settings.drop_params",
+            ],
+        ),
+        (
+            "azure_openai_fallbacks.yaml",
+            &[
+                "model_list[0].litellm_params.rpm",
+                "router_settings.context_window_fallbacks",
+                "litellm_settings.set_verbose",
+            ],
+        ),
+        ("redis_cache.yaml", &[]),
+        (
+            "database_master_key.yaml",
+            &[
+                "model_list[0].model_info",
+                "general_settings.database_connection_pool_limit",
+                "general_settings.proxy_batch_write_at",
+                "litellm_settings.json_logs",
+            ],
+        ),
+    ];
+    for (file, keys) in expected {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let c = Config::from_yaml(&text, None, &vars).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let mut got: Vec<String> = c.warnings.clone();
+        got.sort();
+        let mut want: Vec<String> = keys
+            .iter()
+            .map(|k| format!("{k}: LiteLLM setting not implemented by yallmp; ignored"))
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "{file}");
+        match *file {
+            "single_provider.yaml" => {
+                assert_eq!(c.router.num_retries, 3);
+                let b = &c.model("gpt-4o").unwrap().backends[0];
+                assert_eq!(b.request_timeout, Duration::from_secs(600));
+            }
+            "azure_openai_fallbacks.yaml" => {
+                assert_eq!(c.router.num_retries, 2);
+                let g = c.model("gpt-4o").unwrap();
+                assert_eq!(g.backends[0].request_timeout, Duration::from_secs(30));
+                assert_eq!(g.backends[1].request_timeout, Duration::from_secs(60));
+                assert_eq!(g.fallbacks, ["gpt-4o-openai"]);
+                assert_eq!(c.model("gpt-4o-openai").unwrap().fallbacks, ["gpt-4o-mini"]);
+                assert_eq!(c.model("gpt-4").unwrap().backends.len(), 2);
+                assert_eq!(c.router.retry_backoff, Duration::from_secs(1));
+            }
+            "redis_cache.yaml" => {
+                assert!(c.cache.enabled);
+                assert_eq!(c.cache.backend, CacheBackend::Redis);
+                let r = c.redis.as_ref().unwrap();
+                assert_eq!(r.url.expose(), "redis://:pw@redis.internal:6379");
+                assert_eq!(r.key_prefix, "litellm.caching:");
+            }
+            _ => {
+                assert_eq!(c.auth.api_keys[0].expose(), "sk-1234");
+                assert!(matches!(
+                    c.database.target,
+                    yallmp::config::DatabaseTarget::Postgres(_)
+                ));
+                assert!(
+                    c.model("gpt-4o").unwrap().backends[0]
+                        .routing
+                        .health_check
+                        .is_some()
+                );
+                assert!(c.router.cooldowns);
+            }
+        }
+    }
+}

@@ -63,7 +63,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
             "public_routes",
             "ui_access_mode",
             "max_parallel_requests",
-            "global_max_parallel_requests",
             "infer_model_from_keys",
             "use_client_credentials_pass_through_routes",
             "pass_through_endpoints",

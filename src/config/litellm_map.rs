@@ -86,6 +86,16 @@ pub(super) fn map(tree: &mut Value, env: &Env, warnings: &mut Vec<String>) {
         default_fallbacks(root, &mut router, defaults);
     }
 
+    // Concurrency over the whole proxy.
+    if let Some(n) = general.remove("global_max_parallel_requests") {
+        set_default(
+            root,
+            &["proxy_settings", "rate_limits"],
+            "max_parallel_requests",
+            n,
+        );
+    }
+
     // Active health checks.
     let interval = general.remove("health_check_interval");
     if general

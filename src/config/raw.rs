@@ -262,6 +262,8 @@ impl RawProxySettings {
 pub struct RawRateLimits {
     pub global: Option<RawLimit>,
     pub per_key: Option<RawLimit>,
+    /// Requests in flight at once over all clients; more get 429.
+    pub max_parallel_requests: Option<u64>,
 }
 
 /// `{rpm, tpm}`: either may be left out (no limit).

@@ -103,6 +103,8 @@ pub struct RedisSettings {
 pub struct RateLimits {
     pub global: Limit,
     pub per_key: Limit,
+    /// Requests in flight at once over all clients (this instance).
+    pub max_parallel: Option<u64>,
 }
 
 /// Requests and tokens per minute; `None` is no limit.
@@ -114,7 +116,9 @@ pub struct Limit {
 
 impl RateLimits {
     pub fn any(&self) -> bool {
-        self.global != Limit::default() || self.per_key != Limit::default()
+        self.global != Limit::default()
+            || self.per_key != Limit::default()
+            || self.max_parallel.is_some()
     }
 }
 

@@ -384,3 +384,38 @@ fn litellm_fixtures_load_with_warnings_only_for_ignored_keys() {
         }
     }
 }
+
+#[tokio::test]
+async fn global_max_parallel_requests_answers_429_beyond_the_limit() {
+    let slow = Mock::start(Reply::Delay(
+        Duration::from_millis(800),
+        Box::new(Reply::Echo),
+    ))
+    .await;
+    let yaml = format!(
+        "model_list:\n{}general_settings: {{global_max_parallel_requests: 1}}\n",
+        entry("m", &slow, "")
+    );
+    let c = Config::from_yaml(&yaml, None, &env(&[])).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.rate_limits.max_parallel, Some(1));
+    let server = proxy(&yaml).await;
+    let first = {
+        let body = chat("m");
+        let s = &server;
+        async move { post(s, "/v1/chat/completions", &body).await }
+    };
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        post(&server, "/v1/chat/completions", &chat("m")).await
+    };
+    let ((s1, _, _), (s2, h2, b2)) = tokio::join!(first, second);
+    assert_eq!(s1, 200);
+    assert_eq!(s2, 429, "{b2}");
+    assert!(h2.get("retry-after").is_some());
+    assert!(b2.contains("max_parallel_requests"), "{b2}");
+    // Once the first is done, the slot is free again.
+    let (s3, _, _) = post(&server, "/v1/chat/completions", &chat("m")).await;
+    assert_eq!(s3, 200);
+    server.shutdown().await;
+}

@@ -178,6 +178,7 @@ fn backend(upstream_model: Option<&str>, reasoning: bool) -> Backend {
         thinking: None,
         azure: None,
         strip_prefix: false,
+        organization: None,
     }
 }
 

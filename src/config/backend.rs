@@ -207,6 +207,15 @@ pub(super) fn backend(
             format!("only for a wildcard model_name (with a `*`); `{model_name}` has none"),
         );
     }
+    let organization = p.organization.filter(|o| !o.trim().is_empty());
+    if let Some(o) = &organization
+        && http::HeaderValue::from_str(o).is_err()
+    {
+        errors.at(
+            at.key("organization"),
+            "not a valid header value (control or non-ASCII characters)",
+        );
+    }
     if errors.since(start) {
         return None;
     }
@@ -229,6 +238,7 @@ pub(super) fn backend(
         thinking: None,
         azure: azure.flatten(),
         strip_prefix,
+        organization,
     };
     backend.parse_urls();
     Some(backend)

@@ -24,7 +24,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
             "rpm",
             "tpm",
             "max_tokens",
-            "organization",
             "max_retries",
             "stream_timeout",
             "custom_llm_provider",

@@ -113,6 +113,8 @@ pub struct Backend {
     /// A wildcard model's backend: without a `model`/`target_model`, the
     /// requested name goes upstream without the pattern's literal prefix.
     pub strip_prefix: bool,
+    /// Sent as `OpenAI-Organization` (LiteLLM's `organization`).
+    pub organization: Option<String>,
 }
 
 /// An Azure OpenAI deployment: the URL path and the `api-version` query.

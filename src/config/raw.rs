@@ -150,6 +150,8 @@ pub struct RawModelParams {
     pub api_type: Option<String>,
     /// Azure OpenAI: the `api-version` query (default 2024-10-21).
     pub api_version: Option<String>,
+    /// Sent as `OpenAI-Organization` to this backend.
+    pub organization: Option<String>,
     /// Azure OpenAI: the deployment name (default: the model).
     pub deployment: Option<String>,
     /// Wildcard models: send the requested name without the pattern's

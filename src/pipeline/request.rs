@@ -335,6 +335,7 @@ mod tests {
             thinking: None,
             azure: None,
             strip_prefix: false,
+            organization: None,
         }
     }
 

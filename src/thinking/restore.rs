@@ -284,6 +284,7 @@ mod tests {
             })),
             azure: None,
             strip_prefix: false,
+            organization: None,
         }
     }
 

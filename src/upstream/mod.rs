@@ -201,6 +201,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 static API_KEY: HeaderName = HeaderName::from_static("api-key");
+static OPENAI_ORGANIZATION: HeaderName = HeaderName::from_static("openai-organization");
 static ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 
 /// The headers for the upstream request, from the client's. The client's
@@ -240,6 +241,11 @@ pub fn outgoing_headers(
         }
     } else if let Some((name, value)) = key_header(backend) {
         out.insert(name, value);
+    }
+    if let Some(org) = &backend.organization
+        && let Ok(v) = HeaderValue::from_str(org)
+    {
+        out.insert(OPENAI_ORGANIZATION.clone(), v);
     }
     out.insert(
         header::CONTENT_TYPE,

@@ -419,3 +419,36 @@ async fn global_max_parallel_requests_answers_429_beyond_the_limit() {
     assert_eq!(s3, 200);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn organization_is_sent_as_openai_organization() {
+    let a = Mock::start(Reply::Echo).await;
+    let b = Mock::start(Reply::Echo).await;
+    let yaml = format!(
+        "model_list:\n{}{}",
+        entry("a", &a, ", organization: org-123"),
+        entry("b", &b, "")
+    );
+    let c = Config::from_yaml(&yaml, None, &env(&[])).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let server = proxy(&yaml).await;
+    assert_eq!(ask(&server, "a").await.0, 200);
+    assert_eq!(ask(&server, "b").await.0, 200);
+    let org = |m: &Mock| {
+        m.hits()[0]
+            .headers
+            .get("openai-organization")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    assert_eq!(org(&a).as_deref(), Some("org-123"));
+    assert_eq!(org(&b), None);
+    server.shutdown().await;
+    // A value that cannot be a header is a config error.
+    let bad = "model_list:\n  - {model_name: x, litellm_params: {model: openai/x, organization: \"o\\n1\"}}\n";
+    let e = Config::from_yaml(bad, None, &env(&[])).err().unwrap();
+    assert!(
+        e.errors.join("\n").contains("organization"),
+        "{:?}",
+        e.errors
+    );
+}

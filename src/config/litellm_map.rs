@@ -86,6 +86,8 @@ pub(super) fn map(tree: &mut Value, env: &Env, warnings: &mut Vec<String>) {
         default_fallbacks(root, &mut router, defaults);
     }
 
+    base_model(root, warnings);
+
     // Concurrency over the whole proxy.
     if let Some(n) = general.remove("global_max_parallel_requests") {
         set_default(
@@ -478,4 +480,51 @@ fn model_names(root: &Mapping) -> Vec<String> {
         }
     }
     names
+}
+
+/// `model_info.base_model`: the backend's price is the shipped catalog's
+/// price of that model, unless the params set one. An emptied `model_info`
+/// goes (its other keys stay, for the warning).
+fn base_model(root: &mut Mapping, warnings: &mut Vec<String>) {
+    let Some(Value::Sequence(list)) = root.get_mut("model_list") else {
+        return;
+    };
+    for (i, entry) in list.iter_mut().enumerate() {
+        let Value::Mapping(e) = entry else { continue };
+        let Some(Value::Mapping(info)) = e.get_mut("model_info") else {
+            continue;
+        };
+        let Some(base) = info.remove("base_model") else {
+            continue;
+        };
+        if info.is_empty() {
+            e.remove("model_info");
+        }
+        let Some(base) = base.as_str().map(str::trim).filter(|b| !b.is_empty()) else {
+            continue;
+        };
+        let priced = ["litellm_params", "model_params"].iter().any(|k| {
+            e.get(*k).and_then(Value::as_mapping).is_some_and(|p| {
+                ["pricing", "input_cost_per_token", "output_cost_per_token"]
+                    .iter()
+                    .any(|c| p.contains_key(*c))
+            })
+        });
+        if priced {
+            continue;
+        }
+        let price = crate::price::shipped(base).and_then(|p| serde_yaml::to_value(p).ok());
+        let Some(price) = price else {
+            warnings.push(format!(
+                "model_list[{i}].model_info.base_model: `{base}` has no price in the shipped \
+                 catalog; ignored"
+            ));
+            continue;
+        };
+        for k in ["litellm_params", "model_params"] {
+            if let Some(Value::Mapping(p)) = e.get_mut(k) {
+                p.insert("pricing".into(), price.clone());
+            }
+        }
+    }
 }

@@ -452,3 +452,26 @@ async fn organization_is_sent_as_openai_organization() {
         e.errors
     );
 }
+
+#[test]
+fn base_model_prices_a_backend() {
+    let yaml = "model_list:\n  \
+        - {model_name: my-azure, litellm_params: {model: azure/prod-deploy, api_base: 'https://x.openai.azure.com', api_key: k}, model_info: {base_model: azure/gpt-4o-mini}}\n  \
+        - {model_name: own, litellm_params: {model: openai/o, input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}, model_info: {base_model: gpt-4o}}\n  \
+        - {model_name: odd, litellm_params: {model: openai/odd}, model_info: {base_model: no-such-model, mode: chat}}\n";
+    let c = load(yaml);
+    let p = c.model("my-azure").unwrap().backends[0].pricing.unwrap();
+    assert_eq!((p.input, p.output), (0.15, 0.60));
+    // The params' own price wins.
+    let p = c.model("own").unwrap().backends[0].pricing.unwrap();
+    assert!((p.input - 1.0).abs() < 1e-9, "{p:?}");
+    assert!(c.model("odd").unwrap().backends[0].pricing.is_none());
+    let w = c.warnings.join("\n");
+    assert!(
+        w.contains("model_list[2].model_info.base_model: `no-such-model` has no price"),
+        "{w}"
+    );
+    // model_info's other keys are still warned; an emptied one is gone.
+    assert!(w.contains("model_list[2].model_info: LiteLLM"), "{w}");
+    assert_eq!(w.lines().count(), 2, "{w}");
+}

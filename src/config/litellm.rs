@@ -70,3 +70,26 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
         ],
     ),
 ];
+
+/// Why a key of [`LITELLM_ACCEPTED`] is ignored, where yallmp has a near
+/// equivalent to point to; added to its warning.
+pub fn hint(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "max_parallel_requests" => {
+            "LiteLLM's per-deployment limit; yallmp has only global_max_parallel_requests"
+        }
+        "max_retries" => "retries are router-wide: router_settings.num_retries",
+        "stream_timeout" => {
+            "the backend's timeout / request_timeout bounds each gap of a stream too"
+        }
+        "rpm" | "tpm" => "no per-backend limits; see proxy_settings.rate_limits",
+        "allowed_fails_policy"
+        | "retry_policy"
+        | "context_window_fallbacks"
+        | "content_policy_fallbacks" => "failures are not told apart by kind",
+        "routing_strategy_args" => "for latency-based, use router_settings.latency_buffer",
+        "model_info" => "base_model is read; backends keep their MODEL#N names",
+        "environment_variables" => "use the process environment or .env",
+        _ => return None,
+    })
+}

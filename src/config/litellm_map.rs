@@ -106,13 +106,29 @@ pub(super) fn map(tree: &mut Value, env: &Env, warnings: &mut Vec<String>) {
         == Some(true)
     {
         let interval = interval.unwrap_or(Value::from(300));
+        let mut azure = false;
         for_each_params(root, |params| {
-            if !params.contains_key("health_check") {
+            // yallmp's check GETs `api_base/models`, which Azure's
+            // deployments URL layout does not answer.
+            let is_azure = params.get("api_type").and_then(Value::as_str) == Some("azure")
+                || params
+                    .get("model")
+                    .and_then(Value::as_str)
+                    .is_some_and(|m| m.starts_with("azure/"));
+            azure |= is_azure;
+            if !is_azure && !params.contains_key("health_check") {
                 let mut hc = Mapping::new();
                 hc.insert("interval".into(), interval.clone());
                 params.insert("health_check".into(), Value::Mapping(hc));
             }
         });
+        if azure {
+            warnings.push(
+                "general_settings.background_health_checks: not applied to Azure backends \
+                 (yallmp's check is GET api_base/models); they are checked by their traffic"
+                    .to_string(),
+            );
+        }
     }
 
     put_back(root, "router_settings", router);
@@ -132,6 +148,11 @@ fn cache(root: &mut Mapping, ls: &mut Mapping, env: &Env, warnings: &mut Vec<Str
         Some(Value::Mapping(m)) => m,
         _ => Mapping::new(),
     };
+    let on = on.map(|v| match v {
+        // `os.environ/CACHE` comes out as a string.
+        Value::String(s) => Value::Bool(s.trim().eq_ignore_ascii_case("true")),
+        v => v,
+    });
     if on.as_ref().and_then(Value::as_bool) != Some(true) {
         if !params.is_empty() {
             warnings.push(

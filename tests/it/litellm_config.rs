@@ -514,3 +514,30 @@ fn ignored_keys_with_a_yallmp_near_equivalent_say_so() {
         );
     }
 }
+
+#[test]
+fn health_checks_skip_azure_and_cache_reads_a_string_true() {
+    let c = Config::from_yaml(
+        "model_list:\n  - {model_name: a, litellm_params: {model: openai/a}}\n  \
+         - {model_name: z, litellm_params: {model: azure/dep, api_base: 'https://x.openai.azure.com', api_key: k}}\n\
+         general_settings: {background_health_checks: true}\n\
+         litellm_settings: {cache: os.environ/CACHE_ON, cache_params: {type: local}}\n",
+        None,
+        &env(&[("CACHE_ON", "True")]),
+    )
+    .unwrap();
+    let hc = c.model("a").unwrap().backends[0]
+        .routing
+        .health_check
+        .clone();
+    assert_eq!(hc.unwrap().interval, Duration::from_secs(300));
+    assert!(
+        c.model("z").unwrap().backends[0]
+            .routing
+            .health_check
+            .is_none()
+    );
+    let w = c.warnings.join("\n");
+    assert!(w.contains("not applied to Azure backends"), "{w}");
+    assert!(c.cache.enabled);
+}

@@ -541,3 +541,47 @@ fn health_checks_skip_azure_and_cache_reads_a_string_true() {
     assert!(w.contains("not applied to Azure backends"), "{w}");
     assert!(c.cache.enabled);
 }
+
+#[tokio::test]
+async fn a_stream_holds_its_parallel_slot_until_it_ends() {
+    let frames: Vec<String> = (0..4)
+        .map(|i| chunk(&i.to_string()))
+        .chain([DONE.to_string()])
+        .collect();
+    let slow = Mock::start(Reply::Sse {
+        frames,
+        gap: Duration::from_millis(150),
+    })
+    .await;
+    let yaml = format!(
+        "model_list:\n{}proxy_settings: {{rate_limits: {{max_parallel_requests: 1}}}}\n",
+        entry("m", &slow, "")
+    );
+    let server = proxy(&yaml).await;
+    let mut r = client()
+        .post(format!("{}/v1/chat/completions", server.url()))
+        .json(
+            &json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let _first = r.chunk().await.unwrap().unwrap();
+    // Headers and a first event are out; the stream still holds the slot.
+    let (s, _, _) = post(&server, "/v1/chat/completions", &chat("m")).await;
+    assert_eq!(s, 429);
+    while r.chunk().await.unwrap().is_some() {}
+    drop(r);
+    // The slot is released when the stream ends (its accounting, just after).
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let (s, _, _) = post(&server, "/v1/chat/completions", &chat("m")).await;
+        if s == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.shutdown().await;
+}

@@ -179,6 +179,7 @@ fn backend(upstream_model: Option<&str>, reasoning: bool) -> Backend {
         azure: None,
         strip_prefix: false,
         organization: None,
+        stream_timeout: None,
     }
 }
 

@@ -207,6 +207,9 @@ pub(super) fn backend(
             format!("only for a wildcard model_name (with a `*`); `{model_name}` has none"),
         );
     }
+    let stream_timeout = p
+        .stream_timeout
+        .map(|s| seconds(Some(s), request_timeout, &at.key("stream_timeout"), errors));
     let organization = p.organization.filter(|o| !o.trim().is_empty());
     if let Some(o) = &organization
         && http::HeaderValue::from_str(o).is_err()
@@ -239,6 +242,7 @@ pub(super) fn backend(
         azure: azure.flatten(),
         strip_prefix,
         organization,
+        stream_timeout,
     };
     backend.parse_urls();
     Some(backend)

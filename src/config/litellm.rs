@@ -25,7 +25,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
             "tpm",
             "max_tokens",
             "max_retries",
-            "stream_timeout",
             "custom_llm_provider",
             "drop_params",
             "tags",
@@ -79,9 +78,6 @@ pub fn hint(key: &str) -> Option<&'static str> {
             "LiteLLM's per-deployment limit; yallmp has only global_max_parallel_requests"
         }
         "max_retries" => "retries are router-wide: router_settings.num_retries",
-        "stream_timeout" => {
-            "the backend's timeout / request_timeout bounds each gap of a stream too"
-        }
         "rpm" | "tpm" => "no per-backend limits; see proxy_settings.rate_limits",
         "allowed_fails_policy"
         | "retry_policy"

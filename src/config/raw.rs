@@ -152,6 +152,8 @@ pub struct RawModelParams {
     pub api_version: Option<String>,
     /// Sent as `OpenAI-Organization` to this backend.
     pub organization: Option<String>,
+    /// Seconds; `request_timeout` for streamed requests.
+    pub stream_timeout: Option<f64>,
     /// Azure OpenAI: the deployment name (default: the model).
     pub deployment: Option<String>,
     /// Wildcard models: send the requested name without the pattern's

@@ -336,6 +336,7 @@ mod tests {
             azure: None,
             strip_prefix: false,
             organization: None,
+            stream_timeout: None,
         }
     }
 

@@ -365,7 +365,10 @@ impl Dispatch<'_> {
         };
         let sent = match over_socket {
             Some(sent) => sent,
-            None => upstream::send(self.client, backend, wire, headers, body).await,
+            None => {
+                let timeout = backend.timeout_for(self.stream);
+                upstream::send(self.client, backend, wire, headers, body, timeout).await
+            }
         };
         let response = match sent {
             Ok(r) => r,
@@ -380,7 +383,7 @@ impl Dispatch<'_> {
             mut body,
         } = response;
         *seen = Some(headers.clone());
-        let gap = backend.request_timeout;
+        let gap = backend.timeout_for(self.stream);
         if !status.is_success() {
             let retry_after = retry_after(&headers);
             // Only an error body's start matters: read at most

@@ -285,6 +285,7 @@ mod tests {
             azure: None,
             strip_prefix: false,
             organization: None,
+            stream_timeout: None,
         }
     }
 

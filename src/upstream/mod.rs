@@ -305,13 +305,15 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Sends one attempt (`endpoint` is the backend's own: see
 /// [`crate::protocol::wire`]); resolves when the response headers arrive,
-/// bounded by the backend's `request_timeout`.
+/// bounded by `timeout` (the backend's `request_timeout`, or its
+/// `stream_timeout` for a stream: [`Backend::timeout_for`]).
 pub async fn send(
     client: &Http,
     backend: &Backend,
     endpoint: Endpoint,
     mut headers: HeaderMap,
     body: Bytes,
+    timeout: std::time::Duration,
 ) -> Result<UpstreamResponse, UpstreamError> {
     if backend.api_type == ApiType::Stub {
         return Ok(stub::respond(endpoint, &body));
@@ -338,15 +340,14 @@ pub async fn send(
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = target.uri.clone();
     *request.headers_mut() = headers;
-    let response =
-        match tokio::time::timeout(backend.request_timeout, client.0.request(request)).await {
-            Err(_) => return Err(UpstreamError::Timeout(backend.request_timeout)),
-            Ok(Err(e)) if timed_out(&e) => {
-                return Err(UpstreamError::Timeout(backend.request_timeout));
-            }
-            Ok(Err(e)) => return Err(UpstreamError::Connect(error_chain(&e))),
-            Ok(Ok(r)) => r,
-        };
+    let response = match tokio::time::timeout(timeout, client.0.request(request)).await {
+        Err(_) => return Err(UpstreamError::Timeout(timeout)),
+        Ok(Err(e)) if timed_out(&e) => {
+            return Err(UpstreamError::Timeout(timeout));
+        }
+        Ok(Err(e)) => return Err(UpstreamError::Connect(error_chain(&e))),
+        Ok(Ok(r)) => r,
+    };
     let (parts, incoming) = response.into_parts();
     let body = http_body_util::BodyDataStream::new(incoming)
         .map(|r| r.map_err(|e| UpstreamError::Body(error_chain(&e))))

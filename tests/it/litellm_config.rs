@@ -489,7 +489,7 @@ fn base_model_prices_a_backend() {
 #[test]
 fn ignored_keys_with_a_yallmp_near_equivalent_say_so() {
     let c = load(
-        "model_list:\n  - {model_name: a, litellm_params: {model: openai/a, max_retries: 3, stream_timeout: 5}}\n\
+        "model_list:\n  - {model_name: a, litellm_params: {model: openai/a, max_retries: 3}}\n\
          general_settings: {max_parallel_requests: 10}\n",
     );
     let w = c.warnings.join("\n");
@@ -497,10 +497,6 @@ fn ignored_keys_with_a_yallmp_near_equivalent_say_so() {
         (
             "model_list[0].litellm_params.max_retries",
             "router_settings.num_retries",
-        ),
-        (
-            "model_list[0].litellm_params.stream_timeout",
-            "each gap of a stream",
         ),
         (
             "general_settings.max_parallel_requests",
@@ -583,5 +579,39 @@ async fn a_stream_holds_its_parallel_slot_until_it_ends() {
         assert!(std::time::Instant::now() < deadline, "still {s}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn stream_timeout_bounds_streams_only() {
+    let slow = Mock::start(Reply::Delay(
+        Duration::from_millis(900),
+        Box::new(Reply::Echo),
+    ))
+    .await;
+    let yaml = format!(
+        "model_list:\n{}",
+        entry("m", &slow, ", stream_timeout: 0.3")
+    );
+    let c = Config::from_yaml(&yaml, None, &env(&[])).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let b = &c.model("m").unwrap().backends[0];
+    assert_eq!(b.timeout_for(true), Duration::from_millis(300));
+    assert_eq!(b.timeout_for(false), Duration::from_secs(30));
+    let server = proxy(&yaml).await;
+    // Not a stream: request_timeout (30 s) applies, the answer comes.
+    let (s, _, _) = post(&server, "/v1/chat/completions", &chat("m")).await;
+    assert_eq!(s, 200);
+    // A stream: the headers must come within 0.3 s.
+    let mut body = chat("m");
+    body["stream"] = json!(true);
+    let t = std::time::Instant::now();
+    let (s, _, text) = post(&server, "/v1/chat/completions", &body).await;
+    assert!(s >= 500, "{s} {text}");
+    assert!(
+        t.elapsed() < Duration::from_millis(850),
+        "{:?}",
+        t.elapsed()
+    );
     server.shutdown().await;
 }

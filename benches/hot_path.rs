@@ -180,6 +180,7 @@ fn backend(upstream_model: Option<&str>, reasoning: bool) -> Backend {
         strip_prefix: false,
         organization: None,
         stream_timeout: None,
+        max_retries: None,
     }
 }
 

@@ -243,6 +243,7 @@ pub(super) fn backend(
         strip_prefix,
         organization,
         stream_timeout,
+        max_retries: p.max_retries,
     };
     backend.parse_urls();
     Some(backend)

@@ -24,7 +24,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
             "rpm",
             "tpm",
             "max_tokens",
-            "max_retries",
             "custom_llm_provider",
             "drop_params",
             "tags",
@@ -77,7 +76,6 @@ pub fn hint(key: &str) -> Option<&'static str> {
         "max_parallel_requests" => {
             "LiteLLM's per-deployment limit; yallmp has only global_max_parallel_requests"
         }
-        "max_retries" => "retries are router-wide: router_settings.num_retries",
         "rpm" | "tpm" => "no per-backend limits; see proxy_settings.rate_limits",
         "allowed_fails_policy"
         | "retry_policy"

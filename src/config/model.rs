@@ -117,6 +117,9 @@ pub struct Backend {
     pub organization: Option<String>,
     /// `request_timeout` for streamed requests (LiteLLM's `stream_timeout`).
     pub stream_timeout: Option<Duration>,
+    /// Extra attempts at this backend; `router_settings.num_retries` when
+    /// unset (LiteLLM's `max_retries`).
+    pub max_retries: Option<u32>,
 }
 
 /// An Azure OpenAI deployment: the URL path and the `api-version` query.

@@ -154,6 +154,8 @@ pub struct RawModelParams {
     pub organization: Option<String>,
     /// Seconds; `request_timeout` for streamed requests.
     pub stream_timeout: Option<f64>,
+    /// Extra attempts at this backend (default `router_settings.num_retries`).
+    pub max_retries: Option<u32>,
     /// Azure OpenAI: the deployment name (default: the model).
     pub deployment: Option<String>,
     /// Wildcard models: send the requested name without the pattern's

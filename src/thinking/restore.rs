@@ -286,6 +286,7 @@ mod tests {
             strip_prefix: false,
             organization: None,
             stream_timeout: None,
+            max_retries: None,
         }
     }
 

@@ -489,15 +489,12 @@ fn base_model_prices_a_backend() {
 #[test]
 fn ignored_keys_with_a_yallmp_near_equivalent_say_so() {
     let c = load(
-        "model_list:\n  - {model_name: a, litellm_params: {model: openai/a, max_retries: 3}}\n\
+        "model_list:\n  - {model_name: a, litellm_params: {model: openai/a, rpm: 3}}\n\
          general_settings: {max_parallel_requests: 10}\n",
     );
     let w = c.warnings.join("\n");
     for (key, hint) in [
-        (
-            "model_list[0].litellm_params.max_retries",
-            "router_settings.num_retries",
-        ),
+        ("model_list[0].litellm_params.rpm", "no per-backend limits"),
         (
             "general_settings.max_parallel_requests",
             "global_max_parallel_requests",
@@ -613,5 +610,31 @@ async fn stream_timeout_bounds_streams_only() {
         "{:?}",
         t.elapsed()
     );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_retries_is_a_backends_own_retries() {
+    let a = Mock::start(Reply::Echo).await;
+    a.push(Reply::Json(500, json!({"error": {"message": "boom"}})))
+        .push(Reply::Json(503, json!({"error": {"message": "boom"}})));
+    let b = Mock::start(Reply::Json(500, json!({"error": {"message": "down"}}))).await;
+    let yaml = format!(
+        "model_list:\n{}{}router_settings: {{num_retries: 0, retry_backoff_ms: 1}}\n",
+        entry("a", &a, ", max_retries: 2"),
+        entry("b", &b, "")
+    );
+    let c = Config::from_yaml(&yaml, None, &env(&[])).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let server = proxy(&yaml).await;
+    let (status, backend, attempts) = ask(&server, "a").await;
+    assert_eq!(
+        (status, backend.as_str(), attempts.as_str()),
+        (200, "a#1", "3")
+    );
+    // b has none of its own: the router's num_retries (0).
+    let (status, _, attempts) = ask(&server, "b").await;
+    assert_eq!((status, attempts.as_str()), (500, "1"));
+    assert_eq!(b.count(), 1);
     server.shutdown().await;
 }

@@ -180,6 +180,9 @@ fn backend(upstream_model: Option<&str>, reasoning: bool) -> Backend {
         bedrock: None,
         vertex: None,
         strip_prefix: false,
+        organization: None,
+        stream_timeout: None,
+        max_retries: None,
     }
 }
 

@@ -282,6 +282,18 @@ pub(super) fn backend(
             format!("only for a wildcard model_name (with a `*`); `{model_name}` has none"),
         );
     }
+    let stream_timeout = p
+        .stream_timeout
+        .map(|s| seconds(Some(s), request_timeout, &at.key("stream_timeout"), errors));
+    let organization = p.organization.filter(|o| !o.trim().is_empty());
+    if let Some(o) = &organization
+        && http::HeaderValue::from_str(o).is_err()
+    {
+        errors.at(
+            at.key("organization"),
+            "not a valid header value (control or non-ASCII characters)",
+        );
+    }
     if errors.since(start) {
         return None;
     }
@@ -306,6 +318,9 @@ pub(super) fn backend(
         bedrock: bedrock.map(Arc::new),
         vertex: vertex.flatten().map(Arc::new),
         strip_prefix,
+        organization,
+        stream_timeout,
+        max_retries: p.max_retries,
     };
     backend.parse_urls();
     Some(backend)

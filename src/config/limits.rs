@@ -20,6 +20,16 @@ pub(super) fn rate_limits(raw: RawRateLimits, errors: &mut Errors) -> RateLimits
             &"proxy_settings.rate_limits.per_key".into(),
             errors,
         ),
+        max_parallel: match raw.max_parallel_requests {
+            Some(0) => {
+                errors.at(
+                    "proxy_settings.rate_limits.max_parallel_requests",
+                    "must be at least 1 (leave it out for no limit)",
+                );
+                None
+            }
+            n => n,
+        },
     }
 }
 

@@ -24,9 +24,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
             "rpm",
             "tpm",
             "max_tokens",
-            "organization",
-            "max_retries",
-            "stream_timeout",
             "custom_llm_provider",
             "drop_params",
             "tags",
@@ -40,28 +37,18 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
         &[
             "routing_strategy_args",
             "allowed_fails_policy",
-            "timeout",
-            "retry_after",
             "retry_policy",
-            "redis_host",
-            "redis_port",
-            "redis_password",
-            "redis_url",
-            "model_group_alias",
             "context_window_fallbacks",
             "content_policy_fallbacks",
-            "default_fallbacks",
             "enable_pre_call_checks",
             "cache_responses",
             "set_verbose",
-            "disable_cooldowns",
             "provider_budget_config",
         ],
     ),
     (
         "general_settings",
         &[
-            "database_url",
             "database_connection_pool_limit",
             "store_model_in_db",
             "alerting",
@@ -73,10 +60,7 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
             "public_routes",
             "ui_access_mode",
             "max_parallel_requests",
-            "global_max_parallel_requests",
             "infer_model_from_keys",
-            "background_health_checks",
-            "health_check_interval",
             "use_client_credentials_pass_through_routes",
             "pass_through_endpoints",
             "forward_openai_org_id",
@@ -84,3 +68,22 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
         ],
     ),
 ];
+
+/// Why a key of [`LITELLM_ACCEPTED`] is ignored, where yallmp has a near
+/// equivalent to point to; added to its warning.
+pub fn hint(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "max_parallel_requests" => {
+            "LiteLLM's per-deployment limit; yallmp has only global_max_parallel_requests"
+        }
+        "rpm" | "tpm" => "no per-backend limits; see proxy_settings.rate_limits",
+        "allowed_fails_policy"
+        | "retry_policy"
+        | "context_window_fallbacks"
+        | "content_policy_fallbacks" => "failures are not told apart by kind",
+        "routing_strategy_args" => "for latency-based, use router_settings.latency_buffer",
+        "model_info" => "base_model is read; backends keep their MODEL#N names",
+        "environment_variables" => "use the process environment or .env",
+        _ => return None,
+    })
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_yaml::Value;
 
 use super::errors::Errors;
-use super::{Config, Env, Origin, env, inherit, overlay, resolve, tree};
+use super::{Config, Env, Origin, env, inherit, litellm_map, overlay, resolve, tree};
 
 /// Everything wrong with a config file, each line with its key path.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -109,6 +109,7 @@ impl Config {
             .unwrap_or_default();
         let mut whole = std::collections::HashSet::new();
         env::substitute_tree(&mut tree, env, &mut String::new(), &mut errors, &mut whole);
+        litellm_map::map(&mut tree, env, &mut warnings);
         tree::take_litellm_accepted(&mut tree, &mut warnings);
         let derived = inherit::resolve(&mut tree, &mut errors);
         let raw = tree::deserialize_collecting(tree, &mut errors, &whole);

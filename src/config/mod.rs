@@ -16,6 +16,7 @@ mod inherit;
 mod keys;
 mod limits;
 mod litellm;
+mod litellm_map;
 mod load;
 mod logging;
 mod model;

@@ -129,6 +129,13 @@ pub struct Backend {
     /// A wildcard model's backend: without a `model`/`target_model`, the
     /// requested name goes upstream without the pattern's literal prefix.
     pub strip_prefix: bool,
+    /// Sent as `OpenAI-Organization` (LiteLLM's `organization`).
+    pub organization: Option<String>,
+    /// `request_timeout` for streamed requests (LiteLLM's `stream_timeout`).
+    pub stream_timeout: Option<Duration>,
+    /// Extra attempts at this backend; `router_settings.num_retries` when
+    /// unset (LiteLLM's `max_retries`).
+    pub max_retries: Option<u32>,
 }
 
 /// An Azure OpenAI deployment: the URL path and the `api-version` query.
@@ -173,6 +180,15 @@ impl Backend {
     /// The price of an answer this backend gave for `upstream_model` (the
     /// model name it was sent): its own `pricing`, else the shipped
     /// catalog's; `None` when neither knows it.
+    /// How long to wait for the headers and between two chunks: the
+    /// `stream_timeout` for a stream when set, else `request_timeout`.
+    pub fn timeout_for(&self, stream: bool) -> Duration {
+        match self.stream_timeout {
+            Some(t) if stream => t,
+            _ => self.request_timeout,
+        }
+    }
+
     pub fn price_for(&self, upstream_model: &str) -> Option<crate::price::Price> {
         self.pricing
             .or_else(|| crate::price::shipped(upstream_model))

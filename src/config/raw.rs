@@ -150,6 +150,12 @@ pub struct RawModelParams {
     pub api_type: Option<String>,
     /// Azure OpenAI: the `api-version` query (default 2024-10-21).
     pub api_version: Option<String>,
+    /// Sent as `OpenAI-Organization` to this backend.
+    pub organization: Option<String>,
+    /// Seconds; `request_timeout` for streamed requests.
+    pub stream_timeout: Option<f64>,
+    /// Extra attempts at this backend (default `router_settings.num_retries`).
+    pub max_retries: Option<u32>,
     /// Azure OpenAI: the deployment name (default: the model).
     pub deployment: Option<String>,
     /// Bedrock (`api_type: bedrock`): SigV4 credentials, region, profile
@@ -280,6 +286,8 @@ impl RawProxySettings {
 pub struct RawRateLimits {
     pub global: Option<RawLimit>,
     pub per_key: Option<RawLimit>,
+    /// Requests in flight at once over all clients; more get 429.
+    pub max_parallel_requests: Option<u64>,
 }
 
 /// `{rpm, tpm}`: either may be left out (no limit).
@@ -566,6 +574,8 @@ pub struct RawRouterSettings {
     /// `latency-based`: backends within this fraction of the fastest share
     /// the traffic (default 0.1).
     pub latency_buffer: Option<f64>,
+    /// LiteLLM's: never take a backend out of rotation.
+    pub disable_cooldowns: Option<bool>,
 }
 
 impl RawRouterSettings {

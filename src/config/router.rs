@@ -36,6 +36,7 @@ pub(super) fn resolve(rs: RawRouterSettings, errors: &mut Errors) -> RouterSetti
             }
             b
         },
+        cooldowns: !rs.disable_cooldowns.unwrap_or(false),
     }
 }
 

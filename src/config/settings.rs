@@ -109,6 +109,8 @@ pub struct RedisSettings {
 pub struct RateLimits {
     pub global: Limit,
     pub per_key: Limit,
+    /// Requests in flight at once over all clients (this instance).
+    pub max_parallel: Option<u64>,
 }
 
 /// Requests and tokens per minute; `None` is no limit.
@@ -120,7 +122,9 @@ pub struct Limit {
 
 impl RateLimits {
     pub fn any(&self) -> bool {
-        self.global != Limit::default() || self.per_key != Limit::default()
+        self.global != Limit::default()
+            || self.per_key != Limit::default()
+            || self.max_parallel.is_some()
     }
 }
 
@@ -150,6 +154,9 @@ pub struct RouterSettings {
     /// `latency-based`: backends within this fraction of the fastest's
     /// latency share the traffic.
     pub latency_buffer: f64,
+    /// False with `disable_cooldowns: true`: no failure (nor a 429's
+    /// `Retry-After`) takes a backend out of rotation.
+    pub cooldowns: bool,
 }
 
 /// `router_settings.routing_strategy`.

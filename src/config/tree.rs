@@ -111,8 +111,11 @@ fn take_in(
                         } else {
                             format!("{path}.{key}")
                         };
+                        let why = litellm::hint(key)
+                            .map(|h| format!(" ({h})"))
+                            .unwrap_or_default();
                         warnings.push(format!(
-                            "{p}: LiteLLM setting not implemented by yallmp; ignored"
+                            "{p}: LiteLLM setting not implemented by yallmp; ignored{why}"
                         ));
                     }
                 }

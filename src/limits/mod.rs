@@ -19,6 +19,7 @@ mod redis;
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,8 @@ impl Scope {
 pub enum Unit {
     Requests,
     Tokens,
+    /// Requests in flight at once (`max_parallel_requests`).
+    Parallel,
 }
 
 /// A request refused by a limit.
@@ -77,6 +80,15 @@ impl fmt::Display for Denied {
         let (unit, short) = match self.unit {
             Unit::Requests => ("requests", "rpm"),
             Unit::Tokens => ("tokens", "tpm"),
+            Unit::Parallel => {
+                return write!(
+                    f,
+                    "Too many requests in flight on this proxy: at most {} at once \
+                     (max_parallel_requests). Retry in {} s.",
+                    self.limit,
+                    self.retry_after_secs()
+                );
+            }
         };
         let scope = match self.scope {
             Scope::Global => "for all clients of this proxy",
@@ -98,6 +110,8 @@ pub struct Limiter {
     local: Mutex<Table>,
     epoch: Instant,
     redis: Option<Arc<SharedRedis>>,
+    /// Requests admitted and not yet finished (`max_parallel_requests`).
+    in_flight: Arc<AtomicU64>,
 }
 
 /// What an admitted request owes once its tokens are known.
@@ -105,6 +119,17 @@ pub struct Ticket {
     limiter: Arc<Limiter>,
     /// Token-per-minute keys and their limits.
     tpm: Vec<(String, u64)>,
+    /// Held while the request is in flight (`max_parallel_requests`).
+    _parallel: Option<InFlight>,
+}
+
+/// One request in flight; counted down when dropped.
+struct InFlight(Arc<AtomicU64>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Limiter {
@@ -113,6 +138,7 @@ impl Limiter {
             local: Mutex::new(Table::default()),
             epoch: Instant::now(),
             redis,
+            in_flight: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -132,6 +158,24 @@ impl Limiter {
         if !limits.any() && team.is_none() {
             return Ok(None);
         }
+        let parallel = match limits.max_parallel {
+            Some(max) => {
+                let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+                let guard = InFlight(self.in_flight.clone());
+                if before >= max {
+                    metrics::counter!(crate::metrics_names::RATE_LIMITED, "scope" => Scope::Global.as_str())
+                        .increment(1);
+                    return Err(Denied {
+                        scope: Scope::Global,
+                        unit: Unit::Parallel,
+                        limit: max,
+                        retry_after: Duration::from_secs(1),
+                    });
+                }
+                Some(guard)
+            }
+            None => None,
+        };
         let mut checks: Vec<Check> = Vec::with_capacity(6);
         let mut about: Vec<(Scope, Unit, u64)> = Vec::with_capacity(6);
         let mut tpm = Vec::new();
@@ -154,6 +198,13 @@ impl Limiter {
                 tpm.push((key, t));
             }
         }
+        if checks.is_empty() {
+            return Ok(Some(Ticket {
+                limiter: self.clone(),
+                tpm,
+                _parallel: parallel,
+            }));
+        }
         let shared = match &self.redis {
             Some(r) => redis::admit(r, &checks).await,
             None => None,
@@ -173,6 +224,7 @@ impl Limiter {
             Ok(()) => Ok(Some(Ticket {
                 limiter: self.clone(),
                 tpm,
+                _parallel: parallel,
             })),
             Err(over) => {
                 let (scope, unit, limit) =
@@ -281,6 +333,7 @@ mod tests {
                 rpm: Some(1),
                 tpm: Some(100),
             },
+            max_parallel: None,
         };
         assert!(l.admit(&limits, "key:a", None).await.is_ok());
         let d = l.admit(&limits, "key:a", None).await.err().unwrap();

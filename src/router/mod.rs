@@ -155,7 +155,7 @@ impl Dispatch<'_> {
     /// Runs the plan. The attempts made are pushed onto `attempts` as they
     /// finish, so the caller has them whatever the outcome.
     pub async fn run(&self, attempts: &mut Vec<Attempt>) -> Result<Answer, AllFailed> {
-        let tries = 1 + self.settings.num_retries;
+        let retries = self.settings.num_retries;
         let mut last = LastFailure::Network(UpstreamError::Unsupported("no backend to try".into()));
         for (n, group) in self
             .plan
@@ -180,7 +180,7 @@ impl Dispatch<'_> {
                     ended: None,
                 })
                 .collect();
-            while let Some(i) = next_member(&members, tries) {
+            while let Some(i) = next_member(&members, retries) {
                 let m = &mut members[i];
                 if let Some((ended, retry_after)) = m.ended {
                     let wait = self.backoff(m.made, retry_after);
@@ -395,24 +395,36 @@ impl Dispatch<'_> {
         };
         let sent = match over_socket {
             Some(sent) => sent,
-            None => match self.form {
-                Some(form) => {
-                    let model = upstream_model(backend, self.body);
-                    let payload = upstream::Payload::Form(form.clone(), model);
-                    upstream::send_payload(self.client, backend, wire, headers, payload).await
+            None => {
+                let timeout = backend.timeout_for(self.stream);
+                match self.form {
+                    Some(form) => {
+                        let model = upstream_model(backend, self.body);
+                        let payload = upstream::Payload::Form(form.clone(), model);
+                        upstream::send_payload(
+                            self.client,
+                            backend,
+                            wire,
+                            headers,
+                            payload,
+                            timeout,
+                        )
+                        .await
+                    }
+                    None => {
+                        upstream::send(
+                            self.client,
+                            backend,
+                            wire,
+                            headers,
+                            body,
+                            self.max_response_bytes,
+                            timeout,
+                        )
+                        .await
+                    }
                 }
-                None => {
-                    upstream::send(
-                        self.client,
-                        backend,
-                        wire,
-                        headers,
-                        body,
-                        self.max_response_bytes,
-                    )
-                    .await
-                }
-            },
+            }
         };
         let response = match sent {
             Ok(r) => r,
@@ -427,7 +439,7 @@ impl Dispatch<'_> {
             mut body,
         } = response;
         *seen = Some(headers.clone());
-        let gap = backend.request_timeout;
+        let gap = backend.timeout_for(self.stream);
         if !status.is_success() {
             let retry_after = retry_after(&headers);
             // Only an error body's start matters: read at most
@@ -560,12 +572,16 @@ impl Dispatch<'_> {
 /// rotation (a backend may cool down during the request), then the fewest
 /// attempts so far (so a retry moves to another backend before repeating
 /// one), then the balanced order.
-fn next_member(members: &[Member], tries: u32) -> Option<usize> {
+fn next_member(members: &[Member], retries: u32) -> Option<usize> {
     let now = Instant::now();
     members
         .iter()
         .enumerate()
-        .filter(|(_, m)| !m.skipped && m.made < tries)
+        .filter(|(_, m)| {
+            // A backend's own `max_retries` wins over the router's.
+            let tries = m.backend.max_retries.unwrap_or(retries).saturating_add(1);
+            !m.skipped && m.made < tries
+        })
         .min_by_key(|(i, m)| {
             let out = m.state.health(now) != state::Health::Healthy;
             (out, m.made, *i)

@@ -329,7 +329,13 @@ impl BackendState {
                     inner.latency = Some((BROKEN_STREAM_LATENCY, now));
                 }
             }
-            if let Outcome::RateLimited(Some(wait)) = outcome {
+            if !settings.cooldowns {
+                // `disable_cooldowns`: failures are recorded, never acted on.
+                if outcome.counts() || matches!(outcome, Outcome::RateLimited(Some(_))) {
+                    inner.last_failure = Some(now);
+                    inner.last_error = Some(describe(outcome));
+                }
+            } else if let Outcome::RateLimited(Some(wait)) = outcome {
                 inner.last_failure = Some(now);
                 inner.last_error = Some(format!("429 with Retry-After {:.1}s", wait.as_secs_f64()));
                 let wait = wait.clamp(Duration::from_millis(1), Duration::from_secs(3600));
@@ -361,7 +367,7 @@ impl BackendState {
             tracing::warn!(backend = %self.name, seconds = wait.as_secs_f64(), "backend cooling down");
             self.set_state_gauge(Health::CoolingDown);
             self.share_cooldown(wait);
-        } else if outcome.counts() {
+        } else if outcome.counts() && settings.cooldowns {
             self.share_failure(settings);
         }
     }
@@ -622,6 +628,7 @@ mod tests {
             allowed_fails,
             cooldown_time: cooldown,
             latency_buffer: 0.1,
+            cooldowns: true,
         }
     }
 

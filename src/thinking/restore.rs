@@ -286,6 +286,9 @@ mod tests {
             bedrock: None,
             vertex: None,
             strip_prefix: false,
+            organization: None,
+            stream_timeout: None,
+            max_retries: None,
         }
     }
 

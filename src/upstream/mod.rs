@@ -253,6 +253,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 static API_KEY: HeaderName = HeaderName::from_static("api-key");
+static OPENAI_ORGANIZATION: HeaderName = HeaderName::from_static("openai-organization");
 static ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 
 /// The headers for the upstream request, from the client's. The client's
@@ -292,6 +293,11 @@ pub fn outgoing_headers(
         }
     } else if let Some((name, value)) = key_header(backend) {
         out.insert(name, value);
+    }
+    if let Some(org) = &backend.organization
+        && let Ok(v) = HeaderValue::from_str(org)
+    {
+        out.insert(OPENAI_ORGANIZATION.clone(), v);
     }
     out.insert(
         header::CONTENT_TYPE,
@@ -355,7 +361,9 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Sends one attempt (`endpoint` is the backend's own: see
 /// [`crate::protocol::wire`]); resolves when the response headers arrive,
-/// bounded by the backend's `request_timeout`. `limit`
+/// bounded by `timeout` (the backend's `request_timeout`, or its
+/// `stream_timeout` for a stream: [`Backend::timeout_for`]; Bedrock and
+/// Google backends use their `request_timeout`). `limit`
 /// (`max_response_bytes`) bounds an answer read here whole (Bedrock's).
 pub async fn send(
     client: &Http,
@@ -364,6 +372,7 @@ pub async fn send(
     headers: HeaderMap,
     body: Bytes,
     limit: usize,
+    timeout: std::time::Duration,
 ) -> Result<UpstreamResponse, UpstreamError> {
     match backend.api_type {
         ApiType::Bedrock => return bedrock::send(client, backend, headers, body, limit).await,
@@ -372,7 +381,15 @@ pub async fn send(
         }
         _ => {}
     }
-    send_payload(client, backend, endpoint, headers, Payload::Bytes(body)).await
+    send_payload(
+        client,
+        backend,
+        endpoint,
+        headers,
+        Payload::Bytes(body),
+        timeout,
+    )
+    .await
 }
 
 /// [`send`] with any [`Payload`] (a form's content type is the caller's).
@@ -382,6 +399,7 @@ pub async fn send_payload(
     endpoint: Endpoint,
     headers: HeaderMap,
     payload: Payload,
+    timeout: std::time::Duration,
 ) -> Result<UpstreamResponse, UpstreamError> {
     if backend.api_type == ApiType::Stub {
         let body = match payload {
@@ -402,15 +420,8 @@ pub async fn send_payload(
             &parsed
         }
     };
-    send_to(
-        client,
-        backend,
-        http::Method::POST,
-        target,
-        headers,
-        payload,
-    )
-    .await
+    let post = http::Method::POST;
+    send_within(client, post, target, headers, payload, timeout).await
 }
 
 /// Sends one request to `target` with `method`; resolves when the response
@@ -420,8 +431,21 @@ pub async fn send_to(
     backend: &Backend,
     method: http::Method,
     target: &crate::config::Target,
+    headers: HeaderMap,
+    payload: Payload,
+) -> Result<UpstreamResponse, UpstreamError> {
+    let timeout = backend.request_timeout;
+    send_within(client, method, target, headers, payload, timeout).await
+}
+
+/// [`send_to`] bounded by `timeout`.
+async fn send_within(
+    client: &Http,
+    method: http::Method,
+    target: &crate::config::Target,
     mut headers: HeaderMap,
     payload: Payload,
+    timeout: std::time::Duration,
 ) -> Result<UpstreamResponse, UpstreamError> {
     if let Some(basic) = &target.basic
         && !headers.contains_key(header::AUTHORIZATION)
@@ -439,15 +463,14 @@ pub async fn send_to(
     *request.method_mut() = method;
     *request.uri_mut() = target.uri.clone();
     *request.headers_mut() = headers;
-    let response =
-        match tokio::time::timeout(backend.request_timeout, client.0.request(request)).await {
-            Err(_) => return Err(UpstreamError::Timeout(backend.request_timeout)),
-            Ok(Err(e)) if timed_out(&e) => {
-                return Err(UpstreamError::Timeout(backend.request_timeout));
-            }
-            Ok(Err(e)) => return Err(UpstreamError::Connect(error_chain(&e))),
-            Ok(Ok(r)) => r,
-        };
+    let response = match tokio::time::timeout(timeout, client.0.request(request)).await {
+        Err(_) => return Err(UpstreamError::Timeout(timeout)),
+        Ok(Err(e)) if timed_out(&e) => {
+            return Err(UpstreamError::Timeout(timeout));
+        }
+        Ok(Err(e)) => return Err(UpstreamError::Connect(error_chain(&e))),
+        Ok(Ok(r)) => r,
+    };
     let (parts, incoming) = response.into_parts();
     let body = http_body_util::BodyDataStream::new(incoming)
         .map(|r| r.map_err(|e| UpstreamError::Body(error_chain(&e))))

@@ -124,7 +124,7 @@ litellm_settings:
     assert_eq!(c.auth.api_keys[0].expose(), "sk-1234");
     let warnings = c.warnings.join("\n");
     for key in [
-        "litellm_settings",
+        "litellm_settings.drop_params",
         "model_list[0].model_info",
         "model_list[0].litellm_params.rpm",
     ] {

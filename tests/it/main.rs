@@ -34,6 +34,7 @@ mod interleaved_thinking;
 mod json_log;
 mod keys;
 mod limits;
+mod litellm_config;
 mod litellm_keys;
 mod messages;
 mod metrics;

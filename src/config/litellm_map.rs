@@ -1,0 +1,551 @@
+//! LiteLLM keys that have a meaning in yallmp, rewritten in the YAML tree
+//! into the yallmp keys that do the same, before the tree is typed. A yallmp
+//! key written in the file always wins over the LiteLLM key that maps to it.
+//! Values yallmp cannot honour are dropped with a precise warning; the rest
+//! of `litellm_settings` is dropped with one warning a key (`litellm.rs`
+//! lists the keys still ignored elsewhere).
+
+use serde_yaml::{Mapping, Value};
+
+use super::env::Env;
+
+/// Rewrites the LiteLLM keys of `tree` yallmp honours; see the module doc.
+pub(super) fn map(tree: &mut Value, env: &Env, warnings: &mut Vec<String>) {
+    let Value::Mapping(root) = tree else {
+        return;
+    };
+    let mut ls = match root.remove("litellm_settings") {
+        Some(Value::Mapping(m)) => m,
+        Some(Value::Null) | None => Mapping::new(),
+        Some(_) => {
+            warnings.push("litellm_settings: not a map; ignored".to_string());
+            Mapping::new()
+        }
+    };
+    let mut router = take_map(root, "router_settings");
+    let mut general = take_map(root, "general_settings");
+
+    // Retries and timeouts.
+    if let Some(n) = ls.remove("num_retries") {
+        set_default(root, &["router_settings"], "num_retries", n);
+    }
+    let timeout = router
+        .remove("timeout")
+        .or_else(|| ls.remove("request_timeout"));
+    ls.remove("request_timeout");
+    if let Some(t) = timeout {
+        for_each_params(root, |params| {
+            if !params.contains_key("timeout") && !params.contains_key("request_timeout") {
+                params.insert("request_timeout".into(), t.clone());
+            }
+        });
+    }
+
+    // Redis: the router's connection, then the cache's.
+    let router_redis = redis_url(
+        router.remove("redis_url"),
+        router.remove("redis_host"),
+        router.remove("redis_port"),
+        router.remove("redis_password"),
+        false,
+    );
+    if let Some(url) = router_redis {
+        set_default(root, &["proxy_settings"], "redis_url", Value::from(url));
+    }
+    cache(root, &mut ls, env, warnings);
+
+    // The request log's database.
+    if let Some(url) = general.remove("database_url") {
+        let has_db = root
+            .get("database")
+            .and_then(Value::as_mapping)
+            .is_some_and(|d| d.contains_key("url") || d.contains_key("backend"));
+        let empty = url.as_str().is_some_and(|s| s.trim().is_empty());
+        if !has_db && !empty {
+            set_default(root, &["database"], "url", url);
+        }
+    }
+
+    // Router: backoff, aliases, default fallbacks.
+    if let Some(secs) = router.remove("retry_after")
+        && !router.contains_key("retry_backoff_ms")
+    {
+        match secs.as_f64() {
+            Some(s) if s.is_finite() && s >= 0.0 => {
+                router.insert("retry_backoff_ms".into(), Value::from((s * 1000.0) as u64));
+            }
+            _ => warnings.push(format!(
+                "router_settings.retry_after: not a number of seconds ({secs:?}); ignored"
+            )),
+        }
+    }
+    if let Some(aliases) = router.remove("model_group_alias") {
+        model_group_alias(root, aliases, warnings);
+    }
+    if let Some(defaults) = router.remove("default_fallbacks") {
+        default_fallbacks(root, &mut router, defaults);
+    }
+
+    base_model(root, warnings);
+
+    // Concurrency over the whole proxy.
+    if let Some(n) = general.remove("global_max_parallel_requests") {
+        set_default(
+            root,
+            &["proxy_settings", "rate_limits"],
+            "max_parallel_requests",
+            n,
+        );
+    }
+
+    // Active health checks.
+    let interval = general.remove("health_check_interval");
+    if general
+        .remove("background_health_checks")
+        .and_then(|v| v.as_bool())
+        == Some(true)
+    {
+        let interval = interval.unwrap_or(Value::from(300));
+        let mut azure = false;
+        for_each_params(root, |params| {
+            // yallmp's check GETs `api_base/models`, which Azure's
+            // deployments URL layout does not answer.
+            let is_azure = params.get("api_type").and_then(Value::as_str) == Some("azure")
+                || params
+                    .get("model")
+                    .and_then(Value::as_str)
+                    .is_some_and(|m| m.starts_with("azure/"));
+            azure |= is_azure;
+            if !is_azure && !params.contains_key("health_check") {
+                let mut hc = Mapping::new();
+                hc.insert("interval".into(), interval.clone());
+                params.insert("health_check".into(), Value::Mapping(hc));
+            }
+        });
+        if azure {
+            warnings.push(
+                "general_settings.background_health_checks: not applied to Azure backends \
+                 (yallmp's check is GET api_base/models); they are checked by their traffic"
+                    .to_string(),
+            );
+        }
+    }
+
+    put_back(root, "router_settings", router);
+    put_back(root, "general_settings", general);
+    for (k, _) in ls {
+        let k = k.as_str().map_or_else(|| format!("{k:?}"), str::to_string);
+        warnings.push(format!(
+            "litellm_settings.{k}: LiteLLM setting not implemented by yallmp; ignored"
+        ));
+    }
+}
+
+/// `litellm_settings.cache` / `cache_params` → `proxy_settings.cache`.
+fn cache(root: &mut Mapping, ls: &mut Mapping, env: &Env, warnings: &mut Vec<String>) {
+    let on = ls.remove("cache");
+    let mut params = match ls.remove("cache_params") {
+        Some(Value::Mapping(m)) => m,
+        _ => Mapping::new(),
+    };
+    let on = on.map(|v| match v {
+        // `os.environ/CACHE` comes out as a string.
+        Value::String(s) => Value::Bool(s.trim().eq_ignore_ascii_case("true")),
+        v => v,
+    });
+    if on.as_ref().and_then(Value::as_bool) != Some(true) {
+        if !params.is_empty() {
+            warnings.push(
+                "litellm_settings.cache_params: ignored, as litellm_settings.cache is not true"
+                    .to_string(),
+            );
+        }
+        return;
+    }
+    let at = ["proxy_settings", "cache"];
+    set_default(root, &at, "enabled", Value::Bool(true));
+    // LiteLLM's proxy defaults to Redis.
+    let kind = params
+        .remove("type")
+        .and_then(|t| t.as_str().map(str::to_string))
+        .unwrap_or_else(|| "redis".to_string());
+    let host = params.remove("host");
+    let port = params.remove("port");
+    let password = params.remove("password");
+    let ssl = params.remove("ssl").and_then(|v| v.as_bool()) == Some(true);
+    let url = params.remove("url").or_else(|| params.remove("redis_url"));
+    match kind.as_str() {
+        "local" => set_default(root, &at, "backend", Value::from("memory")),
+        "redis" => {
+            let url = redis_url(url, host, port, password, ssl).or_else(|| {
+                // LiteLLM reads these when cache_params has no host.
+                redis_url(
+                    env.get("REDIS_URL").map(Value::from),
+                    env.get("REDIS_HOST").map(Value::from),
+                    env.get("REDIS_PORT").map(Value::from),
+                    env.get("REDIS_PASSWORD").map(Value::from),
+                    false,
+                )
+            });
+            if let Some(url) = url {
+                set_default(root, &["proxy_settings"], "redis_url", Value::from(url));
+            }
+            let has_redis = root
+                .get("proxy_settings")
+                .and_then(|p| p.get("redis_url"))
+                .is_some();
+            if has_redis {
+                set_default(root, &at, "backend", Value::from("redis"));
+            } else {
+                warnings.push(
+                    "litellm_settings.cache_params.type: redis without a host (cache_params.host, \
+                     router_settings.redis_host, REDIS_HOST or proxy_settings.redis_url); \
+                     caching in memory instead"
+                        .to_string(),
+                );
+                set_default(root, &at, "backend", Value::from("memory"));
+            }
+        }
+        other => {
+            warnings.push(format!(
+                "litellm_settings.cache_params.type: `{other}` caches are not implemented by \
+                 yallmp (local or redis); caching in memory instead"
+            ));
+            set_default(root, &at, "backend", Value::from("memory"));
+        }
+    }
+    if let Some(ttl) = params.remove("ttl") {
+        set_default(root, &at, "ttl", ttl);
+    }
+    if let Some(ns) = params.remove("namespace")
+        && let Some(ns) = ns.as_str().filter(|s| !s.is_empty())
+    {
+        set_default(
+            root,
+            &["proxy_settings"],
+            "redis_key_prefix",
+            Value::from(format!("{ns}:")),
+        );
+    }
+    if let Some(types) = params.remove("supported_call_types") {
+        let mut endpoints = Vec::new();
+        for t in types.as_sequence().into_iter().flatten() {
+            let e = match t.as_str().unwrap_or("") {
+                "completion" | "acompletion" => "chat_completions",
+                "embedding" | "aembedding" => "embeddings",
+                "responses" | "aresponses" => "responses",
+                other => {
+                    warnings.push(format!(
+                        "litellm_settings.cache_params.supported_call_types: `{other}` is not \
+                         cached by yallmp (completion, embedding, responses); ignored"
+                    ));
+                    continue;
+                }
+            };
+            if !endpoints.contains(&e) {
+                endpoints.push(e);
+            }
+        }
+        set_default(
+            root,
+            &at,
+            "endpoints",
+            Value::Sequence(endpoints.into_iter().map(Value::from).collect()),
+        );
+    }
+    for (k, _) in params {
+        let k = k.as_str().map_or_else(|| format!("{k:?}"), str::to_string);
+        warnings.push(format!(
+            "litellm_settings.cache_params.{k}: LiteLLM setting not implemented by yallmp; ignored"
+        ));
+    }
+}
+
+/// A Redis URL from LiteLLM's parts; `url` wins. Empty values count as
+/// absent.
+fn redis_url(
+    url: Option<Value>,
+    host: Option<Value>,
+    port: Option<Value>,
+    password: Option<Value>,
+    ssl: bool,
+) -> Option<String> {
+    let text = |v: Option<Value>| -> Option<String> {
+        match v? {
+            Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    if let Some(url) = text(url) {
+        return Some(url);
+    }
+    let host = text(host)?;
+    let port = text(port).unwrap_or_else(|| "6379".to_string());
+    let auth = text(password)
+        .map(|p| {
+            format!(
+                ":{}@",
+                percent_encoding::utf8_percent_encode(&p, percent_encoding::NON_ALPHANUMERIC)
+            )
+        })
+        .unwrap_or_default();
+    let scheme = if ssl { "rediss" } else { "redis" };
+    Some(format!("{scheme}://{auth}{host}:{port}"))
+}
+
+fn take_map(root: &mut Mapping, key: &str) -> Mapping {
+    match root.remove(key) {
+        Some(Value::Mapping(m)) => m,
+        Some(other) => {
+            // Not ours to judge: the typed pass reports it.
+            let mut m = Mapping::new();
+            m.insert(Value::from("\u{0}"), other);
+            m
+        }
+        None => Mapping::new(),
+    }
+}
+
+fn put_back(root: &mut Mapping, key: &str, mut m: Mapping) {
+    if let Some(other) = m.remove("\u{0}") {
+        root.insert(key.into(), other);
+        return;
+    }
+    let existing = root.remove(key);
+    if let Some(Value::Mapping(added)) = existing {
+        for (k, v) in added {
+            if !m.contains_key(&k) {
+                m.insert(k, v);
+            }
+        }
+    }
+    if !m.is_empty() {
+        root.insert(key.into(), Value::Mapping(m));
+    }
+}
+
+/// Sets `key` in the map at `path` (made when absent) unless it is set.
+fn set_default(root: &mut Mapping, path: &[&str], key: &str, value: Value) {
+    let mut node = root;
+    for seg in path {
+        let entry = node
+            .entry(Value::from(*seg))
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        if !entry.is_mapping() {
+            return;
+        }
+        let Value::Mapping(m) = entry else {
+            return;
+        };
+        node = m;
+    }
+    if !node.contains_key(key) {
+        node.insert(key.into(), value);
+    }
+}
+
+/// Calls `f` on each model entry's `litellm_params` / `model_params`.
+fn for_each_params(root: &mut Mapping, mut f: impl FnMut(&mut Mapping)) {
+    let Some(Value::Sequence(list)) = root.get_mut("model_list") else {
+        return;
+    };
+    for entry in list {
+        let Value::Mapping(e) = entry else { continue };
+        if e.contains_key("extends") {
+            continue;
+        }
+        for key in ["litellm_params", "model_params"] {
+            if let Some(Value::Mapping(p)) = e.get_mut(key) {
+                f(p);
+            }
+        }
+    }
+}
+
+/// `model_group_alias: {alias: model}` (or `{alias: {model: m, hidden: b}}`):
+/// one more model named `alias` that extends `model`, so it has the same
+/// backends.
+fn model_group_alias(root: &mut Mapping, aliases: Value, warnings: &mut Vec<String>) {
+    let Value::Mapping(aliases) = aliases else {
+        warnings.push("router_settings.model_group_alias: not a map; ignored".to_string());
+        return;
+    };
+    let names = model_names(root);
+    let Some(Value::Sequence(list)) = root.get_mut("model_list") else {
+        return;
+    };
+    for (alias, target) in aliases {
+        let Some(alias) = alias.as_str().map(str::to_string) else {
+            continue;
+        };
+        let (target, hidden) = match &target {
+            Value::String(t) => (t.clone(), false),
+            Value::Mapping(m) => (
+                m.get("model")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                m.get("hidden").and_then(Value::as_bool) == Some(true),
+            ),
+            _ => (String::new(), false),
+        };
+        if names.contains(&alias) {
+            warnings.push(format!(
+                "router_settings.model_group_alias.{alias}: a model of model_list has this name; \
+                 the alias is ignored"
+            ));
+            continue;
+        }
+        if !names.contains(&target) {
+            warnings.push(format!(
+                "router_settings.model_group_alias.{alias}: `{target}` is not a model_name of \
+                 model_list; ignored"
+            ));
+            continue;
+        }
+        if hidden {
+            warnings.push(format!(
+                "router_settings.model_group_alias.{alias}: `hidden` is not implemented by \
+                 yallmp; the alias is listed by /v1/models"
+            ));
+        }
+        let mut entry = Mapping::new();
+        entry.insert("model_name".into(), Value::from(alias));
+        entry.insert("extends".into(), Value::from(target));
+        list.push(Value::Mapping(entry));
+    }
+}
+
+/// `default_fallbacks: [m, ...]`: the fallbacks of every model that has
+/// none of its own (LiteLLM's meaning), as router-level fallbacks.
+fn default_fallbacks(root: &Mapping, router: &mut Mapping, defaults: Value) {
+    let defaults: Vec<String> = match defaults {
+        Value::String(s) => vec![s],
+        Value::Sequence(v) => v
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut has: Vec<String> = Vec::new();
+    match router.get("fallbacks") {
+        Some(Value::Sequence(items)) => {
+            for item in items {
+                if let Value::Mapping(m) = item {
+                    has.extend(m.keys().filter_map(|k| k.as_str().map(str::to_string)));
+                }
+            }
+        }
+        Some(Value::Mapping(m)) => {
+            has.extend(m.keys().filter_map(|k| k.as_str().map(str::to_string)));
+        }
+        _ => {}
+    }
+    if let Some(Value::Sequence(list)) = root.get("model_list") {
+        for e in list {
+            let own = e.get("fallbacks").is_some()
+                || ["litellm_params", "model_params"]
+                    .iter()
+                    .any(|k| e.get(*k).and_then(|p| p.get("fallbacks")).is_some());
+            if own && let Some(n) = e.get("model_name").and_then(Value::as_str) {
+                has.push(n.to_string());
+            }
+        }
+    }
+    let mut added = Vec::new();
+    for name in model_names(root) {
+        if has.contains(&name) || added.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        let to: Vec<Value> = defaults
+            .iter()
+            .filter(|d| **d != name)
+            .map(|d| Value::from(d.as_str()))
+            .collect();
+        if !to.is_empty() {
+            added.push((name, to));
+        }
+    }
+    if added.is_empty() {
+        return;
+    }
+    let fallbacks = router
+        .entry("fallbacks".into())
+        .or_insert_with(|| Value::Sequence(Vec::new()));
+    for (name, to) in added {
+        match fallbacks {
+            Value::Sequence(items) => {
+                let mut m = Mapping::new();
+                m.insert(Value::from(name), Value::Sequence(to));
+                items.push(Value::Mapping(m));
+            }
+            Value::Mapping(m) => {
+                m.insert(Value::from(name), Value::Sequence(to));
+            }
+            _ => return,
+        }
+    }
+}
+
+/// The `model_name`s of `model_list`, in order, once each.
+fn model_names(root: &Mapping) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    if let Some(Value::Sequence(list)) = root.get("model_list") {
+        for e in list {
+            if let Some(n) = e.get("model_name").and_then(Value::as_str)
+                && !names.iter().any(|x| x == n)
+            {
+                names.push(n.to_string());
+            }
+        }
+    }
+    names
+}
+
+/// `model_info.base_model`: the backend's price is the shipped catalog's
+/// price of that model, unless the params set one. An emptied `model_info`
+/// goes (its other keys stay, for the warning).
+fn base_model(root: &mut Mapping, warnings: &mut Vec<String>) {
+    let Some(Value::Sequence(list)) = root.get_mut("model_list") else {
+        return;
+    };
+    for (i, entry) in list.iter_mut().enumerate() {
+        let Value::Mapping(e) = entry else { continue };
+        let Some(Value::Mapping(info)) = e.get_mut("model_info") else {
+            continue;
+        };
+        let Some(base) = info.remove("base_model") else {
+            continue;
+        };
+        if info.is_empty() {
+            e.remove("model_info");
+        }
+        let Some(base) = base.as_str().map(str::trim).filter(|b| !b.is_empty()) else {
+            continue;
+        };
+        let priced = ["litellm_params", "model_params"].iter().any(|k| {
+            e.get(*k).and_then(Value::as_mapping).is_some_and(|p| {
+                ["pricing", "input_cost_per_token", "output_cost_per_token"]
+                    .iter()
+                    .any(|c| p.contains_key(*c))
+            })
+        });
+        if priced {
+            continue;
+        }
+        let price = crate::price::shipped(base).and_then(|p| serde_yaml::to_value(p).ok());
+        let Some(price) = price else {
+            warnings.push(format!(
+                "model_list[{i}].model_info.base_model: `{base}` has no price in the shipped \
+                 catalog; ignored"
+            ));
+            continue;
+        };
+        for k in ["litellm_params", "model_params"] {
+            if let Some(Value::Mapping(p)) = e.get_mut(k) {
+                p.insert("pricing".into(), price.clone());
+            }
+        }
+    }
+}

@@ -87,6 +87,7 @@ pub(super) fn map(tree: &mut Value, env: &Env, warnings: &mut Vec<String>) {
     }
 
     base_model(root, warnings);
+    bedrock_region(root);
 
     // Concurrency over the whole proxy.
     if let Some(n) = general.remove("global_max_parallel_requests") {
@@ -343,6 +344,25 @@ fn set_default(root: &mut Mapping, path: &[&str], key: &str, value: Value) {
     if !node.contains_key(key) {
         node.insert(key.into(), value);
     }
+}
+
+/// A Bedrock deployment's `region_name` (LiteLLM's spelling) is its
+/// `aws_region_name`, unless that is set too. On other deployments it
+/// stays, and warns as an ignored key.
+fn bedrock_region(root: &mut Mapping) {
+    for_each_params(root, |p| {
+        let bedrock = p.get("api_type").and_then(Value::as_str) == Some("bedrock")
+            || p.get("custom_llm_provider").and_then(Value::as_str) == Some("bedrock")
+            || p.get("model")
+                .and_then(Value::as_str)
+                .is_some_and(|m| m.starts_with("bedrock/"));
+        if bedrock
+            && let Some(region) = p.remove("region_name")
+            && !p.contains_key("aws_region_name")
+        {
+            p.insert("aws_region_name".into(), region);
+        }
+    });
 }
 
 /// Calls `f` on each model entry's `litellm_params` / `model_params`.

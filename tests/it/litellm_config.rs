@@ -638,3 +638,28 @@ async fn max_retries_is_a_backends_own_retries() {
     assert_eq!(b.count(), 1);
     server.shutdown().await;
 }
+
+#[test]
+fn bedrock_region_name() {
+    let c = load(
+        r#"
+model_list:
+  - model_name: claude
+    litellm_params:
+      model: bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0
+      aws_access_key_id: AKIDEXAMPLE
+      aws_secret_access_key: secret
+      region_name: eu-west-1
+  - model_name: gpt
+    litellm_params: {model: openai/gpt-4o, api_base: 'http://127.0.0.1:1/v1', region_name: eu-west-1}
+"#,
+    );
+    let b = &c.model("claude").unwrap().backends[0];
+    assert_eq!(
+        b.api_base,
+        "https://bedrock-runtime.eu-west-1.amazonaws.com"
+    );
+    // Not a Bedrock deployment: the key means nothing there, and says so.
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("region_name"), "{:?}", c.warnings);
+}

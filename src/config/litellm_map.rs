@@ -53,6 +53,7 @@ pub(super) fn map(tree: &mut Value, env: &Env, warnings: &mut Vec<String>) {
         set_default(root, &["proxy_settings"], "redis_url", Value::from(url));
     }
     cache(root, &mut ls, env, warnings);
+    callbacks(root, &mut ls, env, warnings);
 
     // The request log's database.
     if let Some(url) = general.remove("database_url") {
@@ -139,6 +140,108 @@ pub(super) fn map(tree: &mut Value, env: &Env, warnings: &mut Vec<String>) {
         warnings.push(format!(
             "litellm_settings.{k}: LiteLLM setting not implemented by yallmp; ignored"
         ));
+    }
+}
+
+/// `litellm_settings.callbacks` / `success_callback` / `failure_callback`:
+/// `otel` and `langfuse_otel` turn on the OpenTelemetry export
+/// (`proxy_settings.telemetry`), the others warn by name. `otel` takes
+/// LiteLLM's `OTEL_ENDPOINT` / `OTEL_HEADERS` when set (else the standard
+/// `OTEL_EXPORTER_OTLP_*` variables apply); `langfuse_otel` sends to
+/// `{LANGFUSE_OTEL_HOST|LANGFUSE_HOST|https://cloud.langfuse.com}/api/public/otel`
+/// with `LANGFUSE_PUBLIC_KEY:LANGFUSE_SECRET_KEY` as Basic auth. Prompts and
+/// completions go as span events, as LiteLLM's callbacks send them, unless
+/// `turn_off_message_logging: true`.
+fn callbacks(root: &mut Mapping, ls: &mut Mapping, env: &Env, warnings: &mut Vec<String>) {
+    let no_content = ls
+        .remove("turn_off_message_logging")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let mut names: Vec<(String, String)> = Vec::new();
+    for key in ["callbacks", "success_callback", "failure_callback"] {
+        match ls.remove(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(one)) => names.push((key.to_string(), one)),
+            Some(Value::Sequence(list)) => {
+                for v in list {
+                    match v.as_str() {
+                        Some(n) => names.push((key.to_string(), n.to_string())),
+                        None => warnings.push(format!(
+                            "litellm_settings.{key}: an entry that is not a name ({v:?}); ignored"
+                        )),
+                    }
+                }
+            }
+            Some(other) => warnings.push(format!(
+                "litellm_settings.{key}: not a list of names ({other:?}); ignored"
+            )),
+        }
+    }
+    let mut chosen: Option<String> = None;
+    for (key, name) in names {
+        if name != "otel" && name != "langfuse_otel" {
+            warnings.push(format!(
+                "litellm_settings.{key}: `{name}` is not implemented by yallmp; ignored \
+                 (`otel` and `langfuse_otel` map to the OpenTelemetry export)"
+            ));
+            continue;
+        }
+        match &chosen {
+            Some(c) if *c == name => continue,
+            Some(c) => {
+                warnings.push(format!(
+                    "litellm_settings.{key}: `{name}` ignored: yallmp exports to one collector, \
+                     and `{c}` came first"
+                ));
+                continue;
+            }
+            None => chosen = Some(name.clone()),
+        }
+        let path = ["proxy_settings", "telemetry"];
+        set_default(root, &path, "enabled", Value::Bool(true));
+        set_default(root, &path, "capture_content", Value::Bool(!no_content));
+        let mut headers = Mapping::new();
+        if name == "otel" {
+            if let Some(ep) = env.get("OTEL_ENDPOINT").filter(|e| !e.trim().is_empty()) {
+                set_default(root, &path, "endpoint", Value::from(ep.trim()));
+            }
+            for pair in env.get("OTEL_HEADERS").unwrap_or_default().split(',') {
+                if let Some((k, v)) = pair.split_once('=')
+                    && !k.trim().is_empty()
+                {
+                    headers.insert(Value::from(k.trim()), Value::from(v.trim()));
+                }
+            }
+        } else {
+            let host = env
+                .get("LANGFUSE_OTEL_HOST")
+                .or_else(|| env.get("LANGFUSE_HOST"))
+                .filter(|h| !h.trim().is_empty())
+                .unwrap_or_else(|| "https://cloud.langfuse.com".to_string());
+            let endpoint = format!("{}/api/public/otel", host.trim().trim_end_matches('/'));
+            set_default(root, &path, "endpoint", Value::from(endpoint));
+            match (
+                env.get("LANGFUSE_PUBLIC_KEY"),
+                env.get("LANGFUSE_SECRET_KEY"),
+            ) {
+                (Some(pk), Some(sk)) => {
+                    use base64::Engine as _;
+                    let token =
+                        base64::engine::general_purpose::STANDARD.encode(format!("{pk}:{sk}"));
+                    headers.insert(
+                        "Authorization".into(),
+                        Value::from(format!("Basic {token}")),
+                    );
+                }
+                _ => warnings.push(format!(
+                    "litellm_settings.{key}: langfuse_otel without LANGFUSE_PUBLIC_KEY and \
+                     LANGFUSE_SECRET_KEY: spans are sent without credentials"
+                )),
+            }
+        }
+        if !headers.is_empty() {
+            set_default(root, &path, "headers", Value::Mapping(headers));
+        }
     }
 }
 

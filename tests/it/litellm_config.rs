@@ -663,3 +663,59 @@ model_list:
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
     assert!(c.warnings[0].contains("region_name"), "{:?}", c.warnings);
 }
+
+#[test]
+fn otel_callbacks_turn_on_the_export() {
+    let yaml = format!(
+        "{MODELS}litellm_settings:\n  callbacks: [otel]\n  success_callback: [langfuse, otel]\n"
+    );
+    let c = Config::from_yaml(
+        &yaml,
+        None,
+        &env(&[
+            ("OTEL_ENDPOINT", "http://127.0.0.1:4318"),
+            ("OTEL_HEADERS", "x-api-key=k1"),
+        ]),
+    )
+    .unwrap();
+    let t = &c.telemetry;
+    assert!(t.enabled);
+    assert_eq!(t.endpoint, "http://127.0.0.1:4318/v1/traces");
+    assert_eq!(t.headers, vec![("x-api-key".to_string(), "k1".to_string())]);
+    assert!(t.capture_content);
+    // The other callback is named in its warning; otel twice is one export.
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("`langfuse`"), "{:?}", c.warnings);
+
+    // Langfuse's OTLP endpoint with its keys as Basic auth; no content when
+    // LiteLLM's message logging is off.
+    let yaml = format!(
+        "{MODELS}litellm_settings:\n  callbacks: [langfuse_otel]\n  turn_off_message_logging: true\n"
+    );
+    let c = Config::from_yaml(
+        &yaml,
+        None,
+        &env(&[
+            ("LANGFUSE_HOST", "https://langfuse.example/"),
+            ("LANGFUSE_PUBLIC_KEY", "pk"),
+            ("LANGFUSE_SECRET_KEY", "sk"),
+        ]),
+    )
+    .unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let t = &c.telemetry;
+    assert!(t.enabled);
+    assert!(!t.capture_content);
+    assert_eq!(
+        t.endpoint,
+        "https://langfuse.example/api/public/otel/v1/traces"
+    );
+    // base64("pk:sk")
+    assert_eq!(
+        t.headers,
+        vec![("Authorization".to_string(), "Basic cGs6c2s=".to_string())]
+    );
+
+    // Without a callback, nothing is turned on.
+    assert!(!load(MODELS).telemetry.enabled);
+}

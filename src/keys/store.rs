@@ -421,6 +421,25 @@ type SqlRow<T> = (
     Option<String>,
 );
 
+/// A spend log's row, its start already read.
+fn spend_log<T>(r: SqlRow<T>, started_at: DateTime<Utc>) -> SpendLog {
+    SpendLog {
+        id: r.0,
+        started_at,
+        latency_ms: r.2,
+        path: r.3,
+        model: r.4,
+        status: r.5,
+        cost_usd: r.6,
+        prompt_tokens: r.7,
+        completion_tokens: r.8,
+        total_tokens: r.9,
+        key_id: r.10,
+        key_name: r.11,
+        team: r.12,
+    }
+}
+
 /// At most this many requests in a spend log (the newest first).
 pub const SPEND_LOG_ROWS: i64 = 1000;
 
@@ -445,34 +464,6 @@ pub async fn spend_logs(
          key_id, key_name, team FROM requests WHERE started_at >= ? AND started_at < ?{by_key} \
          ORDER BY started_at DESC LIMIT {SPEND_LOG_ROWS}"
     );
-    type Rest = (
-        f64,
-        String,
-        Option<String>,
-        Option<i64>,
-        Option<f64>,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    );
-    let build = |id: String, started_at: DateTime<Utc>, r: Rest| SpendLog {
-        id,
-        started_at,
-        latency_ms: r.0,
-        path: r.1,
-        model: r.2,
-        status: r.3,
-        cost_usd: r.4,
-        prompt_tokens: r.5,
-        completion_tokens: r.6,
-        total_tokens: r.7,
-        key_id: r.8,
-        key_name: r.9,
-        team: r.10,
-    };
     match db {
         Db::Sqlite(pool) => {
             let t = |d: DateTime<Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -487,11 +478,7 @@ pub async fn spend_logs(
                 .into_iter()
                 .filter_map(|r| {
                     let at = DateTime::parse_from_rfc3339(&r.1).ok()?.with_timezone(&Utc);
-                    Some(build(
-                        r.0,
-                        at,
-                        (r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12),
-                    ))
+                    Some(spend_log(r, at))
                 })
                 .collect())
         }
@@ -507,11 +494,8 @@ pub async fn spend_logs(
                 .await?
                 .into_iter()
                 .map(|r| {
-                    build(
-                        r.0,
-                        r.1,
-                        (r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12),
-                    )
+                    let at = r.1;
+                    spend_log(r, at)
                 })
                 .collect())
         }

@@ -183,6 +183,8 @@ fn backend(upstream_model: Option<&str>, reasoning: bool) -> Backend {
         organization: None,
         stream_timeout: None,
         max_retries: None,
+        limits: Default::default(),
+        drop: Default::default(),
     }
 }
 

@@ -9,6 +9,9 @@ pub const REQUEST_DURATION: &str = "yallmp_request_duration_seconds";
 pub const IN_FLIGHT: &str = "yallmp_in_flight_requests";
 pub const TOKENS: &str = "yallmp_tokens_total";
 pub const RATE_LIMITED: &str = "yallmp_rate_limited_total";
+/// Attempts passed over because their backend was at its own limit
+/// (`rpm`, `tpm`, `max_parallel_requests`).
+pub const BACKEND_LIMITED: &str = "yallmp_backend_limited_total";
 /// Cost of answers with a known price, in millionths of a USD (Prometheus
 /// counters here are integers), by model and virtual key name.
 pub const SPEND: &str = "yallmp_spend_micro_usd_total";

@@ -75,6 +75,13 @@ impl ApiError {
                 }
             }
         }
+        if let ApiError::Upstream { failure, .. } = &self
+            && let LastFailure::Limited { retry_after, .. } = &failure.last
+        {
+            let secs = retry_after.as_millis().div_ceil(1000).max(1) as u64;
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if let ApiError::RateLimited(d) = &self {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(d.retry_after_secs()));

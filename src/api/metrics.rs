@@ -104,6 +104,10 @@ fn describe() {
         RATE_LIMITED,
         "Requests refused by a rate limit, by scope (global, key)"
     );
+    describe_counter!(
+        crate::metrics_names::BACKEND_LIMITED,
+        "Attempts a backend's own limit passed over, by model, backend and limit (rpm, tpm, parallel)"
+    );
     describe_gauge!(
         crate::reqlog::QUEUE_DEPTH,
         "Request records waiting for the log writer"

@@ -152,6 +152,30 @@ pub(super) fn backend(
         provider = Some(found);
         model = Some(rest.to_string());
     }
+    // LiteLLM's provider wildcard (`model_name: anthropic/*` with `model:
+    // anthropic/*`): the part the `*` matched goes upstream as the model.
+    let mut strip_prefix = strip_prefix;
+    if litellm && model.as_deref() == Some("*") && crate::wildcard::is_pattern(model_name) {
+        model = None;
+        strip_prefix = true;
+    }
+    // LiteLLM's `custom_llm_provider`: the provider of a bare model name.
+    if let Some(name) = p.custom_llm_provider.as_deref().map(str::trim) {
+        match PROVIDERS.iter().find(|(n, _, _)| *n == name) {
+            Some(found) if provider.is_none() => provider = Some(found),
+            Some(_) => {}
+            None => {
+                let names: Vec<&str> = PROVIDERS.iter().map(|p| p.0).collect();
+                let hint = nearest(name, &names)
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                errors.at(
+                    at.key("custom_llm_provider"),
+                    format!("unknown provider `{name}`{hint}"),
+                );
+            }
+        }
+    }
     let api_type = match p.api_type.as_deref() {
         None => provider.map_or(ApiType::Openai, |p| p.1),
         Some("openai") => ApiType::Openai,
@@ -294,11 +318,38 @@ pub(super) fn backend(
             "not a valid header value (control or non-ASCII characters)",
         );
     }
+    let id = p.id.map(|i| i.trim().to_string()).filter(|i| !i.is_empty());
+    if let Some(i) = &id
+        && (i.chars().any(char::is_control) || http::HeaderValue::from_str(i).is_err())
+    {
+        errors.at(
+            at.key("id"),
+            "not a valid header value (control or non-ASCII characters)",
+        );
+    }
+    let limits = super::BackendLimits {
+        rpm: positive(p.rpm, &at.key("rpm"), errors),
+        tpm: positive(p.tpm, &at.key("tpm"), errors),
+        max_parallel: positive(
+            p.max_parallel_requests,
+            &at.key("max_parallel_requests"),
+            errors,
+        ),
+    };
+    let drop = super::DropParams {
+        refuse: p.drop_params == Some(false),
+        always: p
+            .additional_drop_params
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| !f.trim().is_empty())
+            .collect(),
+    };
     if errors.since(start) {
         return None;
     }
     let mut backend = Backend {
-        name: format!("{model_name}#{n}"),
+        name: id.unwrap_or_else(|| format!("{model_name}#{n}")),
         model_name: model_name.to_string(),
         api_type,
         api_base,
@@ -321,9 +372,20 @@ pub(super) fn backend(
         organization,
         stream_timeout,
         max_retries: p.max_retries,
+        limits,
+        drop,
     };
     backend.parse_urls();
     Some(backend)
+}
+
+/// A limit: `None` or a number above 0 (0 is refused: it would take
+/// nothing).
+fn positive(v: Option<u64>, at: &KeyPath, errors: &mut Errors) -> Option<u64> {
+    if v == Some(0) {
+        errors.at(at, "must be at least 1 (leave it out for no limit)");
+    }
+    v.filter(|n| *n > 0)
 }
 
 /// An Azure backend's deployment (`deployment`, else the model) and

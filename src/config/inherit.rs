@@ -129,6 +129,13 @@ impl Ctx<'_> {
 /// The base entry with the derived one's keys on top.
 fn merge_entry(base: &Value, derived: &Value, name: &str) -> Value {
     let mut out = base.clone();
+    // A backend's `id` names that one backend: the derived entry's
+    // backends are others (named `NAME#N` unless it gives its own).
+    for k in PARAM_KEYS {
+        if let Some(Value::Mapping(p)) = out.get_mut(k) {
+            p.remove("id");
+        }
+    }
     let mut over = derived.clone();
     if let Value::Mapping(m) = &mut over {
         m.remove("extends");

@@ -17,15 +17,11 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
             "assistant_settings",
         ],
     ),
-    ("model_list.*", &["model_info", "rpm", "tpm"]),
+    ("model_list.*", &["model_info"]),
     (
         "model_list.*.litellm_params",
         &[
-            "rpm",
-            "tpm",
             "max_tokens",
-            "custom_llm_provider",
-            "drop_params",
             "tags",
             "region_name",
             "merge_reasoning_content_in_choices",
@@ -35,7 +31,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
     (
         "router_settings",
         &[
-            "routing_strategy_args",
             "allowed_fails_policy",
             "retry_policy",
             "context_window_fallbacks",
@@ -59,7 +54,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
             "allowed_routes",
             "public_routes",
             "ui_access_mode",
-            "max_parallel_requests",
             "infer_model_from_keys",
             "use_client_credentials_pass_through_routes",
             "pass_through_endpoints",
@@ -73,16 +67,11 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
 /// equivalent to point to; added to its warning.
 pub fn hint(key: &str) -> Option<&'static str> {
     Some(match key {
-        "max_parallel_requests" => {
-            "LiteLLM's per-deployment limit; yallmp has only global_max_parallel_requests"
-        }
-        "rpm" | "tpm" => "no per-backend limits; see proxy_settings.rate_limits",
         "allowed_fails_policy"
         | "retry_policy"
         | "context_window_fallbacks"
         | "content_policy_fallbacks" => "failures are not told apart by kind",
-        "routing_strategy_args" => "for latency-based, use router_settings.latency_buffer",
-        "model_info" => "base_model is read; backends keep their MODEL#N names",
+        "model_info" => "only id and base_model are read",
         "environment_variables" => "use the process environment or .env",
         _ => return None,
     })

@@ -87,6 +87,18 @@ pub(super) fn map(tree: &mut Value, env: &Env, warnings: &mut Vec<String>) {
         default_fallbacks(root, &mut router, defaults);
     }
 
+    if let Some(args) = router.remove("routing_strategy_args") {
+        routing_strategy_args(&mut router, args, warnings);
+    }
+    let drop_params = ls.remove("drop_params");
+    // JSON lines for yallmp's own log.
+    if let Some(json) = ls.remove("json_logs")
+        && json.as_bool() == Some(true)
+    {
+        set_default(root, &["proxy_settings"], "log_format", Value::from("json"));
+    }
+    deployments(root, general.remove("max_parallel_requests"), drop_params);
+    capacity_weights(root);
     base_model(root, warnings);
     bedrock_region(root);
 
@@ -482,6 +494,137 @@ fn for_each_params(root: &mut Mapping, mut f: impl FnMut(&mut Mapping)) {
             if let Some(Value::Mapping(p)) = e.get_mut(key) {
                 f(p);
             }
+        }
+    }
+}
+
+/// Per-deployment keys LiteLLM writes outside `litellm_params`, and
+/// defaults for every deployment: the entry's `rpm`/`tpm` and
+/// `model_info.id` go into the params (as `rpm`, `tpm`, `id`), where the
+/// params do not set them; `general_settings.max_parallel_requests` (a
+/// per-deployment limit in LiteLLM) and `litellm_settings.drop_params`
+/// become each deployment's default.
+fn deployments(root: &mut Mapping, max_parallel: Option<Value>, drop_params: Option<Value>) {
+    let Some(Value::Sequence(list)) = root.get_mut("model_list") else {
+        return;
+    };
+    for entry in list {
+        let Value::Mapping(e) = entry else { continue };
+        let mut moved = Mapping::new();
+        for k in ["rpm", "tpm"] {
+            if let Some(v) = e.remove(k) {
+                moved.insert(k.into(), v);
+            }
+        }
+        if let Some(Value::Mapping(info)) = e.get_mut("model_info") {
+            if let Some(id) = info.remove("id") {
+                // LiteLLM takes ids as strings or numbers.
+                let id = match id {
+                    Value::Number(n) => Value::from(n.to_string()),
+                    other => other,
+                };
+                moved.insert("id".into(), id);
+            }
+            if info.is_empty() {
+                e.remove("model_info");
+            }
+        }
+        if e.contains_key("extends") {
+            continue;
+        }
+        for key in ["litellm_params", "model_params"] {
+            if let Some(Value::Mapping(p)) = e.get_mut(key) {
+                for (k, v) in &moved {
+                    if !p.contains_key(k) {
+                        p.insert(k.clone(), v.clone());
+                    }
+                }
+                if let Some(n) = &max_parallel
+                    && !p.contains_key("max_parallel_requests")
+                {
+                    p.insert("max_parallel_requests".into(), n.clone());
+                }
+                if let Some(d) = &drop_params
+                    && !p.contains_key("drop_params")
+                {
+                    p.insert("drop_params".into(), d.clone());
+                }
+            }
+        }
+    }
+}
+
+/// LiteLLM's `simple-shuffle` picks deployments in proportion to their
+/// `rpm` (else `tpm`) when none has a `weight`: the same weights here,
+/// for a model whose deployments all give one.
+fn capacity_weights(root: &mut Mapping) {
+    let Some(Value::Sequence(list)) = root.get_mut("model_list") else {
+        return;
+    };
+    let params = |e: &Value| -> Option<Mapping> {
+        ["litellm_params", "model_params"]
+            .iter()
+            .find_map(|k| e.get(*k).and_then(Value::as_mapping).cloned())
+    };
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, e) in list.iter().enumerate() {
+        if e.get("extends").is_some() {
+            continue;
+        }
+        let Some(name) = e.get("model_name").and_then(Value::as_str) else {
+            continue;
+        };
+        match groups.iter_mut().find(|(n, _)| n == name) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((name.to_string(), vec![i])),
+        }
+    }
+    for (_, members) in groups.into_iter().filter(|(_, m)| m.len() > 1) {
+        let all: Vec<Mapping> = members.iter().filter_map(|i| params(&list[*i])).collect();
+        if all.len() != members.len() || all.iter().any(|p| p.contains_key("weight")) {
+            continue;
+        }
+        let Some(key) = ["rpm", "tpm"].into_iter().find(|k| {
+            all.iter()
+                .all(|p| p.get(*k).and_then(Value::as_u64).is_some_and(|n| n > 0))
+        }) else {
+            continue;
+        };
+        for i in members {
+            let Value::Mapping(e) = &mut list[i] else {
+                continue;
+            };
+            for k in ["litellm_params", "model_params"] {
+                if let Some(Value::Mapping(p)) = e.get_mut(k)
+                    && let Some(n) = p.get(key).cloned()
+                {
+                    p.insert("weight".into(), n);
+                }
+            }
+        }
+    }
+}
+
+/// `routing_strategy_args`: `lowest_latency_buffer` is yallmp's
+/// `latency_buffer`; the rest (`ttl`, LiteLLM's cache times) have no
+/// equivalent and warn.
+fn routing_strategy_args(router: &mut Mapping, args: Value, warnings: &mut Vec<String>) {
+    let Value::Mapping(args) = args else {
+        warnings.push("router_settings.routing_strategy_args: not a map; ignored".to_string());
+        return;
+    };
+    for (k, v) in args {
+        match k.as_str() {
+            Some("lowest_latency_buffer") => {
+                if !router.contains_key("latency_buffer") {
+                    router.insert("latency_buffer".into(), v);
+                }
+            }
+            other => warnings.push(format!(
+                "router_settings.routing_strategy_args.{}: not implemented by yallmp \
+                 (latency estimates expire after 5 minutes; usage counts per clock minute); ignored",
+                other.unwrap_or("?")
+            )),
         }
     }
 }

@@ -42,7 +42,8 @@ pub use errors::nearest;
 pub use load::ConfigError;
 pub use logging::LogFormat;
 pub use model::{
-    ApiType, AzureTarget, Backend, BackendRouting, HealthCheck, ModelConfig, ModelSource, Parameter,
+    ApiType, AzureTarget, Backend, BackendLimits, BackendRouting, DropParams, HealthCheck,
+    ModelConfig, ModelSource, Parameter,
 };
 pub use settings::{
     AuthSettings, Config, CorsSettings, DatabaseSettings, DatabaseTarget, DeclaredKey,

@@ -136,6 +136,47 @@ pub struct Backend {
     /// Extra attempts at this backend; `router_settings.num_retries` when
     /// unset (LiteLLM's `max_retries`).
     pub max_retries: Option<u32>,
+    /// Requests and tokens per minute, and requests in flight, this
+    /// backend takes (LiteLLM's per-deployment `rpm`, `tpm`,
+    /// `max_parallel_requests`).
+    pub limits: BackendLimits,
+    /// What happens to the client's fields this backend's dialect does not
+    /// take, and fields never sent to it (`drop_params`,
+    /// `additional_drop_params`).
+    pub drop: DropParams,
+}
+
+/// A backend's own limits (docs/routing.md, "Per-backend limits"). A
+/// backend at a limit is passed over for the rest of the minute (or while
+/// that many requests are in flight); when every backend of a request is,
+/// the client gets 429 with `Retry-After`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackendLimits {
+    /// Requests a minute (a fixed window on the clock's minute).
+    pub rpm: Option<u64>,
+    /// Tokens (input + output) a minute: a backend is admitted while the
+    /// minute's tokens are under it (a request's tokens are known after it).
+    pub tpm: Option<u64>,
+    /// Attempts in flight at once, on this instance.
+    pub max_parallel: Option<u64>,
+}
+
+impl BackendLimits {
+    /// Whether a per-minute limit is set (then usage is counted, and
+    /// shared through Redis).
+    pub fn per_minute(&self) -> bool {
+        self.rpm.is_some() || self.tpm.is_some()
+    }
+}
+
+/// `drop_params` and `additional_drop_params` of a backend.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DropParams {
+    /// `drop_params: false`: a request whose fields the translation to
+    /// this backend would leave out is refused (400) instead.
+    pub refuse: bool,
+    /// Top-level fields never sent to this backend.
+    pub always: Arc<[String]>,
 }
 
 /// An Azure OpenAI deployment: the URL path and the `api-version` query.

@@ -134,6 +134,20 @@ pub(super) fn resolve(
         }
         None => {}
     }
+    // Backend names (an `id`, else `MODEL#N`) key the runtime state, the
+    // log and the admin API: each names one backend.
+    let mut seen_backends: HashSet<&str> = HashSet::new();
+    for b in models.iter().flat_map(|m| m.backends.iter()) {
+        if !seen_backends.insert(b.name.as_str()) {
+            errors.at(
+                "model_list",
+                format!(
+                    "two backends are named `{}`; give each `id` (model_info.id) a name of its own",
+                    b.name
+                ),
+            );
+        }
+    }
     let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     for (at, from, to) in router_refs.into_iter().chain(fallback_refs) {

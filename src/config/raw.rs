@@ -156,6 +156,22 @@ pub struct RawModelParams {
     pub stream_timeout: Option<f64>,
     /// Extra attempts at this backend (default `router_settings.num_retries`).
     pub max_retries: Option<u32>,
+    /// Requests per minute this backend takes (LiteLLM's `rpm`).
+    pub rpm: Option<u64>,
+    /// Tokens per minute this backend takes (LiteLLM's `tpm`).
+    pub tpm: Option<u64>,
+    /// Attempts in flight at once at this backend.
+    pub max_parallel_requests: Option<u64>,
+    /// The backend's name in headers, the log and the UI (default
+    /// `MODEL#N`; LiteLLM's `model_info.id`).
+    pub id: Option<String>,
+    /// The provider, for a `model` without a provider prefix (LiteLLM's).
+    pub custom_llm_provider: Option<String>,
+    /// `false`: refuse a request with fields this backend's dialect does
+    /// not take instead of leaving them out (default true).
+    pub drop_params: Option<bool>,
+    /// Top-level request fields never sent to this backend.
+    pub additional_drop_params: Option<Vec<String>>,
     /// Azure OpenAI: the deployment name (default: the model).
     pub deployment: Option<String>,
     /// Bedrock (`api_type: bedrock`): SigV4 credentials, region, profile

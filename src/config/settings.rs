@@ -172,11 +172,20 @@ pub enum RoutingStrategy {
     LeastBusy,
     /// Lowest recent latency first (within `latency_buffer`, at random).
     LatencyBased,
+    /// Most headroom first: fewest tokens used this minute, then fewest
+    /// requests (LiteLLM's `usage-based-routing` and `-v2`).
+    UsageBased,
 }
 
 impl RoutingStrategy {
     /// The names the config accepts (LiteLLM's `latency-based-routing` too).
-    pub const NAMES: &[&str] = &["simple-shuffle", "ordered", "least-busy", "latency-based"];
+    pub const NAMES: &[&str] = &[
+        "simple-shuffle",
+        "ordered",
+        "least-busy",
+        "latency-based",
+        "usage-based",
+    ];
 
     pub fn parse(s: &str) -> Option<RoutingStrategy> {
         Some(match s {
@@ -184,6 +193,9 @@ impl RoutingStrategy {
             "ordered" => RoutingStrategy::Ordered,
             "least-busy" => RoutingStrategy::LeastBusy,
             "latency-based" | "latency-based-routing" => RoutingStrategy::LatencyBased,
+            "usage-based" | "usage-based-routing" | "usage-based-routing-v2" => {
+                RoutingStrategy::UsageBased
+            }
             _ => return None,
         })
     }
@@ -194,6 +206,7 @@ impl RoutingStrategy {
             RoutingStrategy::Ordered => "ordered",
             RoutingStrategy::LeastBusy => "least-busy",
             RoutingStrategy::LatencyBased => "latency-based",
+            RoutingStrategy::UsageBased => "usage-based",
         }
     }
 }

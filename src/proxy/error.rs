@@ -110,6 +110,7 @@ impl ApiError {
                 }
                 LastFailure::Network(UpstreamError::Unsupported(_)) => StatusCode::NOT_IMPLEMENTED,
                 LastFailure::Network(_) | LastFailure::ErrorEvent { .. } => StatusCode::BAD_GATEWAY,
+                LastFailure::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
             },
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -211,6 +212,12 @@ fn upstream_body(failure: &AllFailed, attempts: &[Attempt]) -> Value {
             )
         }
         LastFailure::Network(e) => (e.to_string(), None, None, None),
+        LastFailure::Limited { message, .. } => (
+            format!("every backend is at its limit: {message}"),
+            Some("rate_limit_error".to_string()),
+            Some(json!("backend_rate_limited")),
+            None,
+        ),
     };
     if !attempts.is_empty() {
         let list: Vec<String> = attempts

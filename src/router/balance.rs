@@ -20,6 +20,11 @@ pub struct Candidate {
     /// Recent latency in seconds; `None` when unknown (tried first, to
     /// learn it).
     pub latency: Option<f64>,
+    /// Tokens and requests this minute (`usage-based`).
+    pub tokens: u64,
+    pub requests: u64,
+    /// At one of its per-minute limits (as known here): tried last.
+    pub full: bool,
 }
 
 /// The group's backends to try, in order, with their states.
@@ -47,16 +52,28 @@ pub fn order(
     if up.len() == 1 {
         return up;
     }
+    let usage_based = settings.strategy == RoutingStrategy::UsageBased;
     let candidates: Vec<Candidate> = up
         .iter()
-        .map(|(b, s)| Candidate {
-            weight: b.routing.weight,
-            order: b.routing.order,
-            in_flight: s.in_flight(),
-            latency: match settings.strategy {
-                RoutingStrategy::LatencyBased => s.latency(now),
-                _ => None,
-            },
+        .map(|(b, s)| {
+            let usage = if usage_based {
+                s.share_usage();
+                s.usage()
+            } else {
+                Default::default()
+            };
+            Candidate {
+                weight: b.routing.weight,
+                order: b.routing.order,
+                in_flight: s.in_flight(),
+                latency: match settings.strategy {
+                    RoutingStrategy::LatencyBased => s.latency(now),
+                    _ => None,
+                },
+                tokens: usage.tokens,
+                requests: usage.requests,
+                full: s.full(&b.limits),
+            }
         })
         .collect();
     let idx = arrange(
@@ -81,6 +98,8 @@ pub fn arrange(
     let keys: Vec<f64> = c.iter().map(|c| rng.f64().ln() / c.weight).collect();
     let mut idx: Vec<usize> = (0..c.len()).collect();
     let by_key = |a: &usize, b: &usize| keys[*b].total_cmp(&keys[*a]);
+    // Backends at a per-minute limit go last, whatever the strategy.
+    let arranged = |idx: &mut Vec<usize>| idx.sort_by_key(|i| c[*i].full);
     match strategy {
         RoutingStrategy::SimpleShuffle => idx.sort_by(by_key),
         // Ties keep file order: failover should be predictable.
@@ -111,7 +130,15 @@ pub fn arrange(
                     .then_with(|| by_key(a, b))
             });
         }
+        // LiteLLM's usage-based routing: the fewest tokens this minute,
+        // then the fewest requests, then by weight.
+        RoutingStrategy::UsageBased => idx.sort_by(|a, b| {
+            (c[*a].tokens, c[*a].requests)
+                .cmp(&(c[*b].tokens, c[*b].requests))
+                .then_with(|| by_key(a, b))
+        }),
     }
+    arranged(&mut idx);
     idx
 }
 
@@ -125,6 +152,9 @@ mod tests {
             order: None,
             in_flight: 0,
             latency: None,
+            tokens: 0,
+            requests: 0,
+            full: false,
         }
     }
 
@@ -153,6 +183,29 @@ mod tests {
                 arrange(RoutingStrategy::Ordered, &c, 0.1, &mut rng),
                 [2, 1, 0, 3]
             );
+        }
+    }
+
+    #[test]
+    fn usage_based_most_headroom_first_and_full_last() {
+        let mut c = [cand(1.0), cand(1.0), cand(1.0), cand(1.0)];
+        c[0].tokens = 500;
+        c[1].tokens = 20;
+        c[2].tokens = 20;
+        c[2].requests = 3;
+        c[1].requests = 1;
+        c[3].full = true;
+        let mut rng = fastrand::Rng::with_seed(5);
+        assert_eq!(
+            arrange(RoutingStrategy::UsageBased, &c, 0.1, &mut rng),
+            [1, 2, 0, 3]
+        );
+        // A full backend goes last under every strategy.
+        c[0].full = true;
+        for s in [RoutingStrategy::SimpleShuffle, RoutingStrategy::Ordered] {
+            let o = arrange(s, &c, 0.1, &mut rng);
+            assert!(o[2] == 0 || o[2] == 3, "{o:?}");
+            assert!(o[3] == 0 || o[3] == 3, "{o:?}");
         }
     }
 

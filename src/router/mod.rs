@@ -14,6 +14,7 @@ pub mod shared;
 pub mod state;
 pub mod stats;
 pub mod stream;
+pub mod usage;
 
 pub use classify::{
     is_content_filter, is_retryable, is_skippable, not_json, retry_after, short_error, truncate,
@@ -73,6 +74,12 @@ pub enum LastFailure {
     ErrorEvent { data: String },
     /// No usable answer: connection, timeout, broken body.
     Network(UpstreamError),
+    /// Every backend left was at its own limit (`rpm`, `tpm`,
+    /// `max_parallel_requests`): the client hears 429.
+    Limited {
+        message: String,
+        retry_after: Duration,
+    },
 }
 
 /// Every attempt failed.
@@ -219,6 +226,17 @@ impl Dispatch<'_> {
                                 // What the Google transport leaves out.
                                 dropped.extend(upstream::google::dropped(wire, &body));
                             }
+                            if backend.drop.refuse && !dropped.is_empty() {
+                                // `drop_params: false`: refused, not left out.
+                                let e = crate::protocol::TranslateError::new(format!(
+                                    "backend {} does not take {} (drop_params: false)",
+                                    backend.name,
+                                    dropped.join(", ")
+                                ));
+                                return Ok(translate_failed(&e, backend, wire));
+                            }
+                            // Fields the config drops are meant to go.
+                            let body = drop_always(&backend, body, &mut dropped);
                             let mut headers = upstream::outgoing_headers(
                                 self.headers,
                                 &backend,
@@ -233,6 +251,37 @@ impl Dispatch<'_> {
                         Err(e) => return Ok(translate_failed(&e, backend, wire)),
                     }
                 }
+                // The backend's own limits: in flight, then per minute.
+                let Some(mut lease) = m.state.begin_within(backend.limits.max_parallel) else {
+                    let max = backend.limits.max_parallel.unwrap_or(0);
+                    last = self.over_limit(
+                        attempts,
+                        &backend,
+                        format!("at its max_parallel_requests ({max} in flight)"),
+                        "parallel",
+                        Duration::from_secs(1),
+                        last,
+                    );
+                    m.skipped = true;
+                    continue;
+                };
+                if let Err(full) = m.state.reserve(&backend.limits).await {
+                    drop(lease);
+                    let what = match full {
+                        usage::Full::Requests(_) => "rpm",
+                        usage::Full::Tokens(_) => "tpm",
+                    };
+                    last = self.over_limit(
+                        attempts,
+                        &backend,
+                        full.to_string(),
+                        what,
+                        usage::until_next_minute(),
+                        last,
+                    );
+                    m.skipped = true;
+                    continue;
+                }
                 let Some((mut headers, body, dropped)) = m.prepared.clone() else {
                     continue;
                 };
@@ -242,7 +291,6 @@ impl Dispatch<'_> {
                     .map(|t| crate::telemetry::attempt(t, &mut headers, &backend));
                 m.made += 1;
                 let started = Instant::now();
-                let mut lease = m.state.begin();
                 let mut seen = None;
                 // Listed before it is sent: if the request is cut while it
                 // waits, the record still names the backend.
@@ -309,6 +357,51 @@ impl Dispatch<'_> {
             }
         }
         Err(AllFailed { last })
+    }
+
+    /// An attempt a backend's own limit passed over: listed in the record
+    /// (no status, the reason as its error) and counted. The failure to
+    /// report becomes a 429 when nothing better is known (a backend's own
+    /// answer wins over a limit).
+    fn over_limit(
+        &self,
+        attempts: &mut Vec<Attempt>,
+        backend: &Backend,
+        why: String,
+        limit: &'static str,
+        retry_after: Duration,
+        last: LastFailure,
+    ) -> LastFailure {
+        metrics::counter!(crate::metrics_names::BACKEND_LIMITED, "model" => backend.model_name.clone(), "backend" => backend.name.clone(), "limit" => limit)
+            .increment(1);
+        let message = format!("backend {} is {why}", backend.name);
+        attempts.push(Attempt {
+            backend: backend.name.clone(),
+            url: backend.endpoint_url(self.endpoint),
+            upstream_model: upstream_model(backend, self.body),
+            attempt: 1,
+            status: None,
+            latency: Duration::ZERO,
+            error: Some(message.clone()),
+            headers: None,
+            pending: None,
+            dropped: Vec::new(),
+            span: None,
+        });
+        match last {
+            LastFailure::Limited {
+                retry_after: before,
+                ..
+            } => LastFailure::Limited {
+                message,
+                retry_after: retry_after.min(before),
+            },
+            LastFailure::Network(UpstreamError::Unsupported(_)) => LastFailure::Limited {
+                message,
+                retry_after,
+            },
+            other => other,
+        }
     }
 
     /// The body for `backend`: the client's, translated to `wire` when the
@@ -621,6 +714,8 @@ fn outcome(v: &Verdict) -> state::Outcome {
         // asked for that much): no fault of the backend, no cooldown.
         LastFailure::Network(UpstreamError::TooLarge { status, .. }) => O::ClientError(*status),
         LastFailure::Network(_) => O::Network,
+        // Never an attempt's outcome: no request went out.
+        LastFailure::Limited { .. } => O::Unsupported,
     }
 }
 
@@ -649,6 +744,27 @@ fn translate_failed(
         wire,
         usage: None,
     }
+}
+
+/// `additional_drop_params`: the top-level fields never sent to this
+/// backend taken out of its body (and listed as dropped).
+fn drop_always(backend: &Backend, body: Bytes, dropped: &mut Vec<String>) -> Bytes {
+    if backend.drop.always.is_empty() {
+        return body;
+    }
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice(&body) else {
+        return body;
+    };
+    let before = dropped.len();
+    for field in backend.drop.always.iter() {
+        if map.remove(field).is_some() {
+            dropped.push(field.clone());
+        }
+    }
+    if dropped.len() == before {
+        return body;
+    }
+    serde_json::to_vec(&map).map_or(body, Bytes::from)
 }
 
 /// The model name an attempt sends: the backend's own, or (a wildcard
@@ -680,6 +796,7 @@ fn scrub(v: &mut Verdict, s: &crate::reqlog::redact::Scrubber) {
         LastFailure::Http { body, .. } => *body = s.scrub_upstream_bytes(std::mem::take(body)),
         LastFailure::ErrorEvent { data } => *data = s.scrub_upstream(std::mem::take(data)),
         LastFailure::Network(e) => e.scrub(|t| s.scrub_upstream(t)),
+        LastFailure::Limited { .. } => {}
     }
 }
 
@@ -703,6 +820,7 @@ fn describe(v: &Verdict) -> (Option<u16>, Option<String>) {
                 | UpstreamError::TooLarge { status, .. }),
             ) => (Some(*status), Some(e.to_string())),
             LastFailure::Network(e) => (None, Some(e.to_string())),
+            LastFailure::Limited { message, .. } => (None, Some(message.clone())),
         },
     }
 }

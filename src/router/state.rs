@@ -93,9 +93,19 @@ impl Registry {
     /// Adds the token usage of an answer to its backend's counters.
     pub fn add_tokens(&self, backend: &str, input: u64, output: u64) {
         if let Some(s) = self.find(backend) {
-            let mut stats = s.stats();
-            stats.tokens_in += input;
-            stats.tokens_out += output;
+            let total = input.saturating_add(output);
+            {
+                let mut inner = s.inner();
+                inner.stats.tokens_in += input;
+                inner.stats.tokens_out += output;
+                inner.usage.add_tokens(super::usage::minute_now(), total);
+            }
+            if total > 0
+                && s.share_usage.load(Ordering::Relaxed)
+                && let Some(redis) = &s.redis
+            {
+                super::usage::add_shared(redis.clone(), &s.shared_key, "t", total);
+            }
         }
     }
 }
@@ -192,6 +202,9 @@ pub struct BackendState {
     remote_until_ms: AtomicU64,
     /// A health check of it is running.
     pub(super) checking: AtomicBool,
+    /// Its usage this minute is shared through Redis (it has a per-minute
+    /// limit, or the routing is `usage-based`).
+    share_usage: AtomicBool,
     inner: Mutex<Inner>,
 }
 
@@ -207,6 +220,8 @@ struct Inner {
     /// Seconds, and when it was last updated.
     latency: Option<(f64, Instant)>,
     stats: Stats,
+    /// Requests and tokens this clock minute.
+    usage: super::usage::Usage,
 }
 
 /// A backend's state as `/health` and `/stats` show it.
@@ -237,6 +252,7 @@ impl BackendState {
             in_flight: AtomicU64::new(0),
             remote_until_ms: AtomicU64::new(0),
             checking: AtomicBool::new(false),
+            share_usage: AtomicBool::new(b.limits.per_minute()),
             inner: Mutex::default(),
         }
     }
@@ -285,6 +301,80 @@ impl BackendState {
             .latency
             .filter(|(_, at)| now.duration_since(*at) < LATENCY_TTL)
             .map(|(s, _)| s)
+    }
+
+    /// Shares its usage through Redis from now on (`usage-based` routing
+    /// orders by every instance's counts).
+    pub fn share_usage(&self) {
+        if !self.share_usage.load(Ordering::Relaxed) {
+            self.share_usage.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Requests and tokens this minute, as known here.
+    pub fn usage(&self) -> super::usage::Counts {
+        self.inner().usage.now(super::usage::minute_now())
+    }
+
+    /// Whether a per-minute limit would pass it over now (as known here;
+    /// the admission itself asks Redis).
+    pub fn full(&self, limits: &crate::config::BackendLimits) -> bool {
+        limits.per_minute()
+            && self
+                .inner()
+                .usage
+                .full(super::usage::minute_now(), limits.rpm, limits.tpm)
+                .is_some()
+    }
+
+    /// Admits one request under the backend's per-minute limits (with
+    /// Redis, across instances) and counts it; or says which limit it is
+    /// at. Backends without one are only counted.
+    pub async fn reserve(
+        &self,
+        limits: &crate::config::BackendLimits,
+    ) -> Result<(), super::usage::Full> {
+        let minute = super::usage::minute_now();
+        let shared = self.share_usage.load(Ordering::Relaxed);
+        if limits.per_minute()
+            && let Some(redis) = self.redis.as_ref().filter(|r| r.is_up())
+            && let Some(verdict) =
+                super::usage::reserve(redis, &self.shared_key, minute, limits.rpm, limits.tpm).await
+        {
+            if verdict.is_ok() {
+                self.inner().usage.add_request(minute);
+            }
+            return verdict;
+        }
+        {
+            let mut inner = self.inner();
+            if let Some(full) = inner.usage.full(minute, limits.rpm, limits.tpm) {
+                return Err(full);
+            }
+            inner.usage.add_request(minute);
+        }
+        if shared
+            && !limits.per_minute()
+            && let Some(redis) = &self.redis
+        {
+            super::usage::add_shared(redis.clone(), &self.shared_key, "r", 1);
+        }
+        Ok(())
+    }
+
+    /// Every instance's counts this minute, from the Redis sync.
+    pub(super) fn set_shared_usage(&self, counts: super::usage::Counts) {
+        self.inner().usage.set_shared(counts);
+    }
+
+    /// An attempt starts unless `max` attempts are already in flight.
+    pub fn begin_within(self: &Arc<Self>, max: Option<u64>) -> Option<Lease> {
+        let lease = self.begin();
+        match max {
+            // `begin` counted this one: more than `max` means it is over.
+            Some(max) if self.in_flight() > max => None,
+            _ => Some(lease),
+        }
     }
 
     /// An attempt starts: counted in flight until the lease drops.
@@ -597,6 +687,20 @@ pub fn spawn_sync(registry: &Arc<Registry>) -> Option<tokio::task::JoinHandle<()
             };
             for (state, remaining) in states.iter().zip(left) {
                 state.set_remote_cooldown(remaining);
+            }
+            // Usage this minute, where it is shared.
+            let sharing: Vec<&Arc<BackendState>> = states
+                .iter()
+                .filter(|s| s.share_usage.load(Ordering::Relaxed))
+                .collect();
+            if sharing.is_empty() {
+                continue;
+            }
+            let keys: Vec<&str> = sharing.iter().map(|s| s.shared_key.as_str()).collect();
+            if let Some(counts) = super::usage::read_shared(&redis, &keys).await {
+                for (state, c) in sharing.iter().zip(counts) {
+                    state.set_shared_usage(c);
+                }
             }
         }
     }))

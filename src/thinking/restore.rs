@@ -289,6 +289,8 @@ mod tests {
             organization: None,
             stream_timeout: None,
             max_retries: None,
+            limits: Default::default(),
+            drop: Default::default(),
         }
     }
 

@@ -54,10 +54,8 @@ fn other_litellm_settings_warn_one_by_one() {
         "{MODELS}litellm_settings: {{num_retries: 1, drop_params: true, set_verbose: false}}\n"
     ));
     let w = c.warnings.join("\n");
-    assert!(
-        w.contains("litellm_settings.drop_params: LiteLLM setting not implemented"),
-        "{w}"
-    );
+    // drop_params is honoured (each deployment's default).
+    assert!(!w.contains("drop_params"), "{w}");
     assert!(
         w.contains("litellm_settings.set_verbose: LiteLLM setting not implemented"),
         "{w}"
@@ -304,32 +302,31 @@ fn litellm_fixtures_load_with_warnings_only_for_ignored_keys() {
         ("REDIS_PASSWORD", "pw"),
         ("LITELLM_MASTER_KEY", "sk-1234"),
         ("DATABASE_URL", "postgresql://llm:pw@db:5432/litellm"),
+        ("AZURE_API_BASE", "https://x.openai.azure.com"),
+        ("AZURE_API_KEY", "k-az"),
+        ("OPENAI_API_BASE", "https://api.openai.com/v1"),
+        ("ANTHROPIC_API_BASE", "https://api.anthropic.com"),
     ]);
     let expected: &[(&str, &[&str])] = &[
-        (
-            "single_provider.yaml",
-            &[
-                "model_list[1].litellm_params.rpm",
-                "model_list[2].model_info",
-                "litellm_settings.drop_params",
-            ],
-        ),
+        ("single_provider.yaml", &["model_list[2].model_info"]),
         (
             "azure_openai_fallbacks.yaml",
             &[
-                "model_list[0].litellm_params.rpm",
                 "router_settings.context_window_fallbacks",
                 "litellm_settings.set_verbose",
             ],
         ),
         ("redis_cache.yaml", &[]),
         (
+            "multi_deployment_rpm_tpm.yaml",
+            &["router_settings.enable_pre_call_checks"],
+        ),
+        ("wildcard_routing.yaml", &[]),
+        (
             "database_master_key.yaml",
             &[
-                "model_list[0].model_info",
                 "general_settings.database_connection_pool_limit",
                 "general_settings.proxy_batch_write_at",
-                "litellm_settings.json_logs",
             ],
         ),
     ];
@@ -377,7 +374,30 @@ fn litellm_fixtures_load_with_warnings_only_for_ignored_keys() {
                 assert_eq!(r.url.expose(), "redis://:pw@redis.internal:6379");
                 assert_eq!(r.key_prefix, "litellm.caching:");
             }
-            _ => {
+            "multi_deployment_rpm_tpm.yaml" => {
+                assert_eq!(
+                    c.router.strategy,
+                    yallmp::config::RoutingStrategy::UsageBased
+                );
+                let g = c.model("gpt-3.5-turbo").unwrap();
+                let names: Vec<&str> = g.backends.iter().map(|b| b.name.as_str()).collect();
+                assert_eq!(
+                    names,
+                    ["azure-chatgpt-v-2", "gpt-3.5-turbo#2", "gpt-3.5-turbo#3"]
+                );
+                assert!(g.backends.iter().all(|b| b.limits.rpm == Some(2)));
+                assert_eq!(g.backends[2].limits.tpm, Some(100_000));
+                assert_eq!(
+                    c.redis.as_ref().unwrap().url.expose(),
+                    "redis://redis.internal:6379"
+                );
+            }
+            "wildcard_routing.yaml" => {
+                let b = &c.model("anthropic/*").unwrap().backends[0];
+                assert!(b.strip_prefix && b.upstream_model.is_none());
+                assert_eq!(b.api_type, yallmp::config::ApiType::Anthropic);
+            }
+            "database_master_key.yaml" => {
                 assert_eq!(c.auth.api_keys[0].expose(), "sk-1234");
                 assert!(matches!(
                     c.database.target,
@@ -390,7 +410,15 @@ fn litellm_fixtures_load_with_warnings_only_for_ignored_keys() {
                         .is_some()
                 );
                 assert!(c.router.cooldowns);
+                // json_logs: yallmp's own log as JSON lines.
+                assert_eq!(c.log_format, yallmp::config::LogFormat::Json);
+                // model_info.id names the backend.
+                assert_eq!(
+                    c.model("gpt-4o").unwrap().backends[0].name,
+                    "gpt-4o-primary"
+                );
             }
+            other => panic!("no checks for {other}"),
         }
     }
 }
@@ -489,15 +517,18 @@ fn base_model_prices_a_backend() {
 #[test]
 fn ignored_keys_with_a_yallmp_near_equivalent_say_so() {
     let c = load(
-        "model_list:\n  - {model_name: a, litellm_params: {model: openai/a, rpm: 3}}\n\
-         general_settings: {max_parallel_requests: 10}\n",
+        "model_list:\n  - {model_name: a, litellm_params: {model: openai/a, rpm: 3}, model_info: {mode: chat}}\n\
+         environment_variables: {X: y}\n",
     );
     let w = c.warnings.join("\n");
     for (key, hint) in [
-        ("model_list[0].litellm_params.rpm", "no per-backend limits"),
         (
-            "general_settings.max_parallel_requests",
-            "global_max_parallel_requests",
+            "model_list[0].model_info",
+            "only id and base_model are read",
+        ),
+        (
+            "environment_variables",
+            "use the process environment or .env",
         ),
     ] {
         assert!(
@@ -506,6 +537,8 @@ fn ignored_keys_with_a_yallmp_near_equivalent_say_so() {
             "{key} in {w}"
         );
     }
+    // rpm is honoured: no warning.
+    assert!(!w.contains("rpm"), "{w}");
 }
 
 #[test]

@@ -36,6 +36,7 @@ mod keys;
 mod limits;
 mod litellm_config;
 mod litellm_keys;
+mod litellm_routing;
 mod messages;
 mod metrics;
 mod openapi;

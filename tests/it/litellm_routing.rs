@@ -1,0 +1,462 @@
+//! LiteLLM's per-deployment keys at run time: `rpm`/`tpm` as a backend's
+//! own limits (shared through Redis), `usage-based-routing-v2`,
+//! `max_parallel_requests`, `model_info.id` as the backend's name,
+//! `drop_params` / `additional_drop_params`, `custom_llm_provider`,
+//! `routing_strategy_args`; and the fixtures of tests/fixtures/litellm that
+//! exercise them, run against mock upstreams.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use yallmp::config::{ApiType, Config, Env, RoutingStrategy};
+
+use crate::support::redis::{redis_url, unique_prefix};
+use crate::support::*;
+
+fn env(vars: &[(&str, &str)]) -> Env {
+    Env::isolated(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+}
+
+fn chat(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// Status, `x-yallmp-backend`, body.
+async fn ask(
+    server: &yallmp::Server,
+    model: &str,
+) -> (u16, String, String, reqwest::header::HeaderMap) {
+    let (status, headers, body) = post(server, "/v1/chat/completions", &chat(model)).await;
+    let backend = headers
+        .get("x-yallmp-backend")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, backend, body, headers)
+}
+
+/// Per-minute counts are of the clock's minute: a test that counts waits
+/// out the last seconds of a minute rather than straddle two.
+async fn settle_minute() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let into = now.as_secs_f64() % 60.0;
+    if into > 50.0 {
+        tokio::time::sleep(Duration::from_secs_f64(60.5 - into)).await;
+    }
+}
+
+/// A chat completion whose usage is `tokens` in all.
+fn answer(tokens: u64) -> Reply {
+    Reply::Json(
+        200,
+        json!({"id": "c", "object": "chat.completion", "created": 1, "model": "x",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": tokens - 1, "completion_tokens": 1, "total_tokens": tokens}}),
+    )
+}
+
+fn deployment(name: &str, mock: &Mock, extra: &str) -> String {
+    format!(
+        "  - model_name: {name}\n    litellm_params: {{model: openai/{name}, api_base: '{}', api_key: k{extra}}}\n",
+        mock.url
+    )
+}
+
+#[tokio::test]
+async fn rpm_limits_pass_a_backend_over_then_answer_429() {
+    settle_minute().await;
+    let a = Mock::start(Reply::Echo).await;
+    let b = Mock::start(Reply::Echo).await;
+    let yaml = format!(
+        "model_list:\n{}{}",
+        deployment("m", &a, ", rpm: 2"),
+        deployment("m", &b, ", rpm: 3"),
+    );
+    let c = Config::from_yaml(&yaml, None, &env(&[])).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let g = c.model("m").unwrap();
+    assert_eq!(g.backends[0].limits.rpm, Some(2));
+    assert_eq!(g.backends[1].limits.rpm, Some(3));
+    // LiteLLM's simple-shuffle weighs deployments by rpm.
+    assert_eq!(g.backends[0].routing.weight, 2.0);
+    let server = proxy(&yaml).await;
+    for _ in 0..5 {
+        let (status, _, body, _) = ask(&server, "m").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!((a.count(), b.count()), (2, 3));
+    let (status, _, body, headers) = ask(&server, "m").await;
+    assert_eq!(status, 429, "{body}");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "backend_rate_limited", "{body}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("at its rpm limit"), "{msg}");
+    assert!(msg.contains("m#1") && msg.contains("m#2"), "{msg}");
+    // Nothing more reached the upstreams.
+    assert_eq!((a.count(), b.count()), (2, 3));
+    let m = metrics_text(&server).await;
+    assert!(
+        metric_value(
+            &m,
+            "yallmp_backend_limited_total",
+            &[("backend", "m#2"), ("limit", "rpm")]
+        )
+        .is_some_and(|v| v >= 1.0),
+        "{m}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn tpm_limits_count_the_answers_tokens() {
+    settle_minute().await;
+    let a = Mock::start(answer(40)).await;
+    let b = Mock::start(answer(40)).await;
+    let yaml = format!(
+        "model_list:\n  - model_name: t\n    litellm_params: {{model: openai/t, api_base: '{}', api_key: k}}\n    tpm: 50\n    model_info: {{id: first}}\n  - model_name: t\n    litellm_params: {{model: openai/t, api_base: '{}', api_key: k, tpm: 30}}\nrouter_settings: {{routing_strategy: ordered}}\n",
+        a.url, b.url
+    );
+    let c = Config::from_yaml(&yaml, None, &env(&[])).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.model("t").unwrap().backends[0].limits.tpm, Some(50));
+    assert_eq!(c.model("t").unwrap().backends[0].name, "first");
+    let server = proxy(&yaml).await;
+    // 40 of 50: `first` still has room; 80: full, `t#2` takes over; then
+    // it is full too (40 of 30).
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let (status, backend, body, _) = ask(&server, "t").await;
+        assert_eq!(status, 200, "{body}");
+        seen.push(backend);
+    }
+    assert_eq!(seen, ["first", "first", "t#2"]);
+    let (status, _, body, _) = ask(&server, "t").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("at its tpm limit"), "{body}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn usage_based_routing_prefers_the_backend_with_the_fewest_tokens() {
+    settle_minute().await;
+    let heavy = Mock::start(answer(100)).await;
+    let light = Mock::start(answer(10)).await;
+    let yaml = format!(
+        "model_list:\n{}{}router_settings: {{routing_strategy: usage-based-routing-v2}}\n",
+        deployment("u", &heavy, ""),
+        deployment("u", &light, ""),
+    );
+    let c = Config::from_yaml(&yaml, None, &env(&[])).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.router.strategy, RoutingStrategy::UsageBased);
+    let server = proxy(&yaml).await;
+    for _ in 0..8 {
+        let (status, _, body, _) = ask(&server, "u").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // The first pick is free; after it the heavy one (100 tokens) waits
+    // until the light one has used more (ten of its answers).
+    assert!(heavy.count() <= 1, "{} {}", heavy.count(), light.count());
+    assert_eq!(heavy.count() + light.count(), 8);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn rpm_limits_hold_across_instances_through_redis() {
+    let Some(url) = redis_url().await else {
+        return;
+    };
+    settle_minute().await;
+    let a = Mock::start(Reply::Echo).await;
+    let prefix = unique_prefix();
+    let yaml = format!(
+        "model_list:\n{}router_settings:\n  redis_url: {url}\nproxy_settings:\n  redis_key_prefix: \"{prefix}\"\n",
+        deployment("r", &a, ", rpm: 3"),
+    );
+    let one = proxy(&yaml).await;
+    let two = proxy(&yaml).await;
+    let mut ok = 0;
+    let mut limited = 0;
+    for i in 0..6 {
+        let server = if i % 2 == 0 { &one } else { &two };
+        match ask(server, "r").await.0 {
+            200 => ok += 1,
+            429 => limited += 1,
+            s => panic!("status {s}"),
+        }
+    }
+    // Three in all, not three each.
+    assert_eq!((ok, limited), (3, 3));
+    assert_eq!(a.count(), 3);
+    one.shutdown().await;
+    two.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_parallel_requests_per_deployment() {
+    let slow = Mock::start(Reply::Delay(
+        Duration::from_millis(800),
+        Box::new(Reply::Echo),
+    ))
+    .await;
+    let other = Mock::start(Reply::Echo).await;
+    let yaml = format!(
+        "model_list:\n{}{}router_settings: {{routing_strategy: ordered}}\n",
+        deployment("p", &slow, ", max_parallel_requests: 1, order: 1"),
+        deployment("p", &other, ", order: 2"),
+    );
+    let c = Config::from_yaml(&yaml, None, &env(&[])).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let server = proxy(&yaml).await;
+    let first = async { ask(&server, "p").await };
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ask(&server, "p").await
+    };
+    let ((s1, b1, _, _), (s2, b2, _, _)) = tokio::join!(first, second);
+    assert_eq!((s1, b1.as_str()), (200, "p#1"));
+    // p#1 has its one request in flight: the second goes to p#2.
+    assert_eq!((s2, b2.as_str()), (200, "p#2"));
+    assert_eq!((slow.count(), other.count()), (1, 1));
+    server.shutdown().await;
+
+    // general_settings.max_parallel_requests: every deployment's default.
+    let yaml = format!(
+        "model_list:\n{}general_settings: {{max_parallel_requests: 1}}\n",
+        deployment("q", &slow, ""),
+    );
+    let c = Config::from_yaml(&yaml, None, &env(&[])).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(
+        c.model("q").unwrap().backends[0].limits.max_parallel,
+        Some(1)
+    );
+    let server = proxy(&yaml).await;
+    let first = async { ask(&server, "q").await };
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ask(&server, "q").await
+    };
+    let ((s1, _, _, _), (s2, _, body, headers)) = tokio::join!(first, second);
+    assert_eq!((s1, s2), (200, 429), "{body}");
+    assert!(body.contains("max_parallel_requests"), "{body}");
+    assert_eq!(headers["retry-after"], "1");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn model_info_id_names_the_backend_everywhere() {
+    let a = Mock::start(Reply::Echo).await;
+    let yaml = format!(
+        "model_list:\n  - model_name: n\n    litellm_params: {{model: openai/n, api_base: '{}', api_key: k}}\n    model_info: {{id: 'eu-deployment-1'}}\n  - model_name: alias\n    litellm_params: {{model: openai/n, api_base: '{}', api_key: k}}\n    model_info: {{id: 7}}\n",
+        a.url, a.url
+    );
+    let c = Config::from_yaml(&yaml, None, &env(&[])).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.model("alias").unwrap().backends[0].name, "7");
+    let server = proxy(&yaml).await;
+    let (status, backend, _, _) = ask(&server, "n").await;
+    assert_eq!((status, backend.as_str()), (200, "eu-deployment-1"));
+    let health = get_json(&server, "/health").await;
+    assert!(health.to_string().contains("eu-deployment-1"), "{health}");
+    server.shutdown().await;
+
+    // Two deployments with one id: refused, naming it.
+    let dup = format!(
+        "model_list:\n  - model_name: n\n    litellm_params: {{model: openai/n, api_base: '{}'}}\n    model_info: {{id: same}}\n  - model_name: o\n    litellm_params: {{model: openai/o, api_base: '{}'}}\n    model_info: {{id: same}}\n",
+        a.url, a.url
+    );
+    let e = Config::from_yaml(&dup, None, &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("two backends are named `same`"), "{e}");
+    // A model_group_alias copies the deployments, not their ids.
+    let alias = format!(
+        "model_list:\n  - model_name: n\n    litellm_params: {{model: openai/n, api_base: '{}'}}\n    model_info: {{id: only}}\nrouter_settings: {{model_group_alias: {{gpt-4: n}}}}\n",
+        a.url
+    );
+    let c = Config::from_yaml(&alias, None, &env(&[])).unwrap();
+    assert_eq!(c.model("gpt-4").unwrap().backends[0].name, "gpt-4#1");
+}
+
+#[tokio::test]
+async fn drop_params_false_refuses_and_additional_drop_params_strip() {
+    let openai = Mock::start(Reply::Echo).await;
+    let anthropic = Mock::start(Reply::Json(
+        200,
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "c",
+            "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+            "usage": {"input_tokens": 1, "output_tokens": 1}}),
+    ))
+    .await;
+    let yaml = format!(
+        "model_list:\n  - model_name: strict\n    litellm_params: {{model: anthropic/claude, api_base: '{}', api_key: k}}\n  - model_name: lax\n    litellm_params: {{model: anthropic/claude, api_base: '{}', api_key: k, drop_params: true}}\n  - model_name: trimmed\n    litellm_params: {{model: openai/t, api_base: '{}', api_key: k, additional_drop_params: [user, seed]}}\nlitellm_settings: {{drop_params: false}}\n",
+        anthropic.url, anthropic.url, openai.url
+    );
+    let c = Config::from_yaml(&yaml, None, &env(&[])).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(c.model("strict").unwrap().backends[0].drop.refuse);
+    assert!(!c.model("lax").unwrap().backends[0].drop.refuse);
+    let server = proxy(&yaml).await;
+    let body = json!({"model": "strict", "messages": [{"role": "user", "content": "hi"}],
+        "logit_bias": {"50256": -100}});
+    let (status, _, text) = post(&server, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("logit_bias") && text.contains("drop_params: false"),
+        "{text}"
+    );
+    assert_eq!(anthropic.count(), 0);
+    let mut body = body;
+    body["model"] = json!("lax");
+    let (status, _, text) = post(&server, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(anthropic.count(), 1);
+    assert!(anthropic.hits()[0].json().get("logit_bias").is_none());
+
+    let body = json!({"model": "trimmed", "messages": [{"role": "user", "content": "hi"}],
+        "user": "u-1", "seed": 4, "temperature": 0.5});
+    let (status, _, text) = post(&server, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{text}");
+    let sent = openai.hits()[0].json();
+    assert!(
+        sent.get("user").is_none() && sent.get("seed").is_none(),
+        "{sent}"
+    );
+    assert_eq!(sent["temperature"], 0.5);
+    server.shutdown().await;
+}
+
+#[test]
+fn custom_llm_provider_and_routing_strategy_args() {
+    let yaml = "model_list:\n  - model_name: c\n    litellm_params: {model: claude-sonnet-4-5, custom_llm_provider: anthropic, api_key: k}\n  - model_name: d\n    litellm_params: {model: gpt-4o, custom_llm_provider: azure, api_base: 'https://x.openai.azure.com', api_key: k}\nrouter_settings:\n  routing_strategy: latency-based-routing\n  routing_strategy_args: {lowest_latency_buffer: 0.5, ttl: 10}\n";
+    let c = Config::from_yaml(yaml, None, &env(&[])).unwrap();
+    let b = &c.model("c").unwrap().backends[0];
+    assert_eq!(b.api_type, ApiType::Anthropic);
+    assert_eq!(b.api_base, "https://api.anthropic.com");
+    assert_eq!(b.upstream_model.as_deref(), Some("claude-sonnet-4-5"));
+    let d = &c.model("d").unwrap().backends[0];
+    assert_eq!(d.api_type, ApiType::Azure);
+    assert_eq!(d.azure.as_ref().unwrap().deployment, "gpt-4o");
+    assert_eq!(c.router.latency_buffer, 0.5);
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("routing_strategy_args.ttl"),
+        "{:?}",
+        c.warnings
+    );
+    let e = Config::from_yaml(
+        "model_list:\n  - model_name: c\n    litellm_params: {model: x, custom_llm_provider: antropic, api_key: k}\n",
+        None,
+        &env(&[]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("did you mean `anthropic`"), "{e}");
+}
+
+fn fixture(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/litellm")
+        .join(name);
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// tests/fixtures/litellm/multi_deployment_rpm_tpm.yaml against mock
+/// upstreams (Azure's and OpenAI's URL layouts), through the real Redis:
+/// usage-based routing spreads the requests, each deployment takes its rpm,
+/// and the seventh request of the minute gets 429.
+#[tokio::test]
+async fn fixture_multi_deployment_rpm_tpm_runs_as_configured() {
+    let Some(url) = redis_url().await else {
+        return;
+    };
+    let parsed = reqwest::Url::parse(&url).unwrap();
+    let host = parsed.host_str().unwrap().to_string();
+    let port = parsed.port().unwrap_or(6379).to_string();
+    settle_minute().await;
+    let azure = Mock::start(answer(5)).await;
+    let openai = Mock::start(answer(5)).await;
+    let azure_base = azure.url.trim_end_matches("/v1").to_string();
+    let vars = [
+        ("AZURE_API_BASE", azure_base.as_str()),
+        ("AZURE_API_KEY", "k-az"),
+        ("OPENAI_API_BASE", openai.url.as_str()),
+        ("OPENAI_API_KEY", "k-oa"),
+        ("REDIS_HOST", host.as_str()),
+        ("REDIS_PORT", port.as_str()),
+    ];
+    let server = proxy_with_env(&fixture("multi_deployment_rpm_tpm.yaml"), &vars).await;
+    let mut backends = Vec::new();
+    for _ in 0..6 {
+        let (status, backend, body, _) = ask(&server, "gpt-3.5-turbo").await;
+        assert_eq!(status, 200, "{body}");
+        backends.push(backend);
+    }
+    backends.sort();
+    assert_eq!(
+        backends,
+        [
+            "azure-chatgpt-v-2",
+            "azure-chatgpt-v-2",
+            "gpt-3.5-turbo#2",
+            "gpt-3.5-turbo#2",
+            "gpt-3.5-turbo#3",
+            "gpt-3.5-turbo#3"
+        ]
+    );
+    let paths: Vec<String> = azure.hits().iter().map(|h| h.path.clone()).collect();
+    assert_eq!(
+        paths
+            .iter()
+            .filter(|p| p.contains("/openai/deployments/chatgpt-v-2/chat/completions"))
+            .count(),
+        2,
+        "{paths:?}"
+    );
+    assert_eq!(openai.count(), 2);
+    let (status, _, body, _) = ask(&server, "gpt-3.5-turbo").await;
+    assert_eq!(status, 429, "{body}");
+    server.shutdown().await;
+}
+
+/// tests/fixtures/litellm/wildcard_routing.yaml: `anthropic/*` and
+/// `openai/*` send the matched name to their provider; the exact entry
+/// wins over the wildcard.
+#[tokio::test]
+async fn fixture_wildcard_routing_runs_as_configured() {
+    let anthropic = Mock::start(Reply::Json(
+        200,
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "c",
+            "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+            "usage": {"input_tokens": 1, "output_tokens": 1}}),
+    ))
+    .await;
+    let openai = Mock::start(Reply::Echo).await;
+    let anthropic_base = anthropic.url.trim_end_matches("/v1").to_string();
+    let vars = [
+        ("ANTHROPIC_API_BASE", anthropic_base.as_str()),
+        ("ANTHROPIC_API_KEY", "k-an"),
+        ("OPENAI_API_BASE", openai.url.as_str()),
+        ("OPENAI_API_KEY", "k-oa"),
+    ];
+    let server = proxy_with_env(&fixture("wildcard_routing.yaml"), &vars).await;
+    let (status, backend, body, _) = ask(&server, "anthropic/claude-sonnet-4-5").await;
+    assert_eq!((status, backend.as_str()), (200, "anthropic/*#1"), "{body}");
+    let sent = anthropic.hits()[0].json();
+    assert_eq!(sent["model"], "claude-sonnet-4-5");
+    assert!(anthropic.hits()[0].path.ends_with("/v1/messages"));
+    let (status, backend, _, _) = ask(&server, "openai/gpt-4.1-mini").await;
+    assert_eq!((status, backend.as_str()), (200, "openai/*#1"));
+    assert_eq!(openai.hits()[0].json()["model"], "gpt-4.1-mini");
+    let (status, backend, _, _) = ask(&server, "openai/gpt-4o").await;
+    assert_eq!((status, backend.as_str()), (200, "openai/gpt-4o#1"));
+    assert_eq!(openai.hits()[1].json()["model"], "gpt-4o-2024-08-06");
+    // No wildcard for it: 404 in OpenAI's shape.
+    let (status, _, _, _) = ask(&server, "groq/llama").await;
+    assert_eq!(status, 404);
+    server.shutdown().await;
+}

@@ -793,7 +793,23 @@ pub async fn model_new(
             LlmError::bad("`model_name` must be 1 to 256 printable characters").param("model_name"),
         );
     }
-    let params = literal(Value::Object(req.litellm_params));
+    let mut params = req.litellm_params;
+    // `model_info.id` names the backend, as in a config file; the rest
+    // of `model_info` has no use here.
+    let mut info = match req.model_info {
+        Some(Value::Object(info)) => info,
+        _ => serde_json::Map::new(),
+    };
+    match info.remove("id") {
+        Some(Value::String(id)) if !params.contains_key("id") => {
+            params.insert("id".into(), Value::String(id));
+        }
+        Some(Value::Number(n)) if !params.contains_key("id") => {
+            params.insert("id".into(), Value::String(n.to_string()));
+        }
+        _ => {}
+    }
+    let params = literal(Value::Object(params));
     let mut entry = serde_json::Map::new();
     entry.insert("model_name".into(), Value::String(name.clone()));
     entry.insert("litellm_params".into(), params);
@@ -829,8 +845,9 @@ pub async fn model_new(
     tracing::info!(model = %name, "model deployment added through /model/new");
     let mut v = shown.unwrap_or_else(|| json!({"model_name": name}));
     v["model_id"] = v["model_info"]["id"].clone();
-    if req.model_info.is_some_and(|i| !i.is_null()) {
-        v["yallmp_ignored"] = json!(["model_info"]);
+    if !info.is_empty() {
+        let keys: Vec<String> = info.keys().map(|k| format!("model_info.{k}")).collect();
+        v["yallmp_ignored"] = json!(keys);
     }
     Ok(Json(v))
 }

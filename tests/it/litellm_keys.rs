@@ -392,7 +392,9 @@ async fn model_new_serves_a_runtime_model_and_model_info_masks_its_key() {
     assert_eq!(made["model_name"], "m-new");
     assert_eq!(made["litellm_params"]["model"], "openai/upstream-x");
     assert_eq!(made["litellm_params"]["api_key"], "***");
-    assert!(made["model_id"].is_string(), "{made}");
+    // model_info.id names the backend.
+    assert_eq!(made["model_id"], "mine", "{made}");
+    assert!(made.get("yallmp_ignored").is_none(), "{made}");
     assert!(!made.to_string().contains(secret));
 
     // Served at once (the master key is a client key too).
@@ -424,7 +426,8 @@ async fn model_new_serves_a_runtime_model_and_model_info_masks_its_key() {
     assert_eq!(new[0]["litellm_params"]["api_key"], "***");
     assert_eq!(new[1]["litellm_params"]["model"], "openai/upstream-y");
     assert_eq!(new[0]["model_info"]["db_model"], true);
-    assert_ne!(new[0]["model_info"]["id"], new[1]["model_info"]["id"]);
+    assert_eq!(new[0]["model_info"]["id"], "mine");
+    assert_eq!(new[1]["model_info"]["id"], "m-new#2");
     assert!(
         info["data"]
             .as_array()

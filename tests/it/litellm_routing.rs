@@ -460,3 +460,114 @@ async fn fixture_wildcard_routing_runs_as_configured() {
     assert_eq!(status, 404);
     server.shutdown().await;
 }
+
+/// A proxy on port 0 for a fixture, with its variables.
+async fn fixture_proxy(name: &str, vars: &[(&str, &str)]) -> yallmp::Server {
+    let mut config = Config::from_yaml(&fixture(name), None, &env(vars))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    config.server.host = "127.0.0.1".into();
+    config.server.port = 0;
+    isolate_logs(&mut config);
+    yallmp::serve(config).await.unwrap()
+}
+
+/// tests/fixtures/litellm/redis_cache.yaml through the real Redis: the
+/// second identical request is answered from LiteLLM's Redis cache
+/// (namespace `litellm.caching`), without reaching the upstream.
+#[tokio::test]
+async fn fixture_redis_cache_runs_as_configured() {
+    let Some(url) = redis_url().await else {
+        return;
+    };
+    let parsed = reqwest::Url::parse(&url).unwrap();
+    let host = parsed.host_str().unwrap().to_string();
+    let port = parsed.port().unwrap_or(6379).to_string();
+    let password = parsed.password().unwrap_or("").to_string();
+    let openai = Mock::start(Reply::Echo).await;
+    let vars = [
+        ("OPENAI_API_BASE", openai.url.as_str()),
+        ("OPENAI_API_KEY", "k-oa"),
+        ("ANTHROPIC_API_BASE", "http://127.0.0.1:9"),
+        ("ANTHROPIC_API_KEY", "k-an"),
+        ("REDIS_HOST", host.as_str()),
+        ("REDIS_PORT", port.as_str()),
+        ("REDIS_PASSWORD", password.as_str()),
+    ];
+    let server = fixture_proxy("redis_cache.yaml", &vars).await;
+    // A question of its own: an earlier run's cached answer is not this one's.
+    let body = json!({"model": "gpt-4o", "messages": [{"role": "user",
+        "content": format!("cache me {}", uuid::Uuid::new_v4())}]});
+    let (s1, h1, b1) = post(&server, "/v1/chat/completions", &body).await;
+    let (s2, h2, b2) = post(&server, "/v1/chat/completions", &body).await;
+    assert_eq!((s1, s2), (200, 200), "{b1} {b2}");
+    assert_eq!(openai.count(), 1, "the second came from the cache");
+    assert_eq!(h1["x-yallmp-cache"], "miss");
+    assert_eq!(h2["x-yallmp-cache"], "hit");
+    let a: Value = serde_json::from_str(&b1).unwrap();
+    let b: Value = serde_json::from_str(&b2).unwrap();
+    assert_eq!(a["choices"], b["choices"]);
+    // The entry is in Redis under LiteLLM's namespace.
+    let client = ::redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("litellm.caching:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    server.shutdown().await;
+}
+
+/// tests/fixtures/litellm/database_master_key.yaml on a fresh PostgreSQL
+/// database: the master key is required, the backend is named by its
+/// `model_info.id`, priced by its `base_model`, and the request reaches the
+/// database's spend log.
+#[tokio::test]
+async fn fixture_database_master_key_runs_as_configured() {
+    crate::support::pg::with_fresh_database(|db| async move {
+        let openai = Mock::start(Reply::Echo).await;
+        let vars = [
+            ("OPENAI_API_BASE", openai.url.as_str()),
+            ("OPENAI_API_KEY", "k-oa"),
+            ("LITELLM_MASTER_KEY", "sk-fixture-master"),
+            ("DATABASE_URL", db.as_str()),
+        ];
+        let server = fixture_proxy("database_master_key.yaml", &vars).await;
+        let (status, _, _) = post(&server, "/v1/chat/completions", &chat("gpt-4o")).await;
+        assert_eq!(status, 401, "the master key is required");
+        let url = format!("http://{}/v1/chat/completions", server.addr());
+        let r = client()
+            .post(&url)
+            .bearer_auth("sk-fixture-master")
+            .json(&chat("gpt-4o"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-yallmp-backend"], "gpt-4o-primary");
+        let spend_url = format!("http://{}/spend/logs", server.addr());
+        let mut rows = Vec::new();
+        for _ in 0..200 {
+            let v: Value = client()
+                .get(&spend_url)
+                .bearer_auth("sk-fixture-master")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            rows = v.as_array().cloned().unwrap_or_default();
+            if !rows.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0]["model"], "gpt-4o");
+        // gpt-4o's catalog price (base_model) for 3 + 2 tokens: above zero.
+        assert!(rows[0]["spend"].as_f64().unwrap() > 0.0, "{}", rows[0]);
+        server.shutdown().await;
+    })
+    .await;
+}

@@ -265,7 +265,11 @@ impl Dispatch<'_> {
                     m.skipped = true;
                     continue;
                 };
-                if let Err(full) = m.state.reserve(&backend.limits).await {
+                // Boxed: only limited backends (and usage-based routing)
+                // count, and the Redis admission's future is large.
+                if (backend.limits.per_minute() || m.state.counts_usage())
+                    && let Err(full) = Box::pin(m.state.reserve(&backend.limits)).await
+                {
                     drop(lease);
                     let what = match full {
                         usage::Full::Requests(_) => "rpm",

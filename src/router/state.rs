@@ -311,6 +311,12 @@ impl BackendState {
         }
     }
 
+    /// Whether its requests are counted although it has no per-minute
+    /// limit (`usage-based` routing orders by them).
+    pub fn counts_usage(&self) -> bool {
+        self.share_usage.load(Ordering::Relaxed)
+    }
+
     /// Requests and tokens this minute, as known here.
     pub fn usage(&self) -> super::usage::Counts {
         self.inner().usage.now(super::usage::minute_now())

@@ -36,10 +36,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
         "router_settings",
         &[
             "routing_strategy_args",
-            "allowed_fails_policy",
-            "retry_policy",
-            "context_window_fallbacks",
-            "content_policy_fallbacks",
             "enable_pre_call_checks",
             "cache_responses",
             "set_verbose",
@@ -77,10 +73,6 @@ pub fn hint(key: &str) -> Option<&'static str> {
             "LiteLLM's per-deployment limit; yallmp has only global_max_parallel_requests"
         }
         "rpm" | "tpm" => "no per-backend limits; see proxy_settings.rate_limits",
-        "allowed_fails_policy"
-        | "retry_policy"
-        | "context_window_fallbacks"
-        | "content_policy_fallbacks" => "failures are not told apart by kind",
         "routing_strategy_args" => "for latency-based, use router_settings.latency_buffer",
         "model_info" => "base_model is read; backends keep their MODEL#N names",
         "environment_variables" => "use the process environment or .env",

@@ -42,12 +42,13 @@ pub use errors::nearest;
 pub use load::ConfigError;
 pub use logging::LogFormat;
 pub use model::{
-    ApiType, AzureTarget, Backend, BackendRouting, HealthCheck, ModelConfig, ModelSource, Parameter,
+    ApiType, AzureTarget, Backend, BackendRouting, FallbackKind, HealthCheck, ModelConfig,
+    ModelSource, Parameter,
 };
 pub use settings::{
     AuthSettings, Config, CorsSettings, DatabaseSettings, DatabaseTarget, DeclaredKey,
-    DeclaredTeam, FileLayout, Limit, LoggingSettings, OnFull, Origin, PostgresTarget, RateLimits,
-    RedisSettings, RouterSettings, RoutingStrategy, Secret, ServerSettings, Workers,
+    DeclaredTeam, FileLayout, KindCounts, Limit, LoggingSettings, OnFull, Origin, PostgresTarget,
+    RateLimits, RedisSettings, RouterSettings, RoutingStrategy, Secret, ServerSettings, Workers,
 };
 pub use tls::TlsFiles;
 pub use url::{Target, google_method, mask_url_secret, url_secret};

@@ -366,8 +366,8 @@ impl Dispatch<'_> {
                 }
                 // `retry_policy`: the retries for this kind of failure, in
                 // place of the usual ones; a final answer or a skip retried.
-                let policy = self.settings.retry_policy_for(&backend.model_name);
-                let policy_retries = kind.and_then(|k| k.retries(policy));
+                let policy_retries = kind
+                    .and_then(|k| k.retries(self.settings.retry_policy_for(&backend.model_name)));
                 m.cap = policy_retries.map(|n| n.saturating_add(1));
                 let mut held = None;
                 let verdict = match verdict {

@@ -149,6 +149,20 @@ pub fn model_table(config: &Config) -> String {
         if !m.fallbacks.is_empty() {
             let _ = writeln!(out, "    fallbacks: {}", m.fallbacks.join(" → "));
         }
+        if !m.context_window_fallbacks.is_empty() {
+            let _ = writeln!(
+                out,
+                "    on a context window error: {}",
+                m.context_window_fallbacks.join(" → ")
+            );
+        }
+        if !m.content_policy_fallbacks.is_empty() {
+            let _ = writeln!(
+                out,
+                "    on a content policy refusal: {}",
+                m.content_policy_fallbacks.join(" → ")
+            );
+        }
         let (parsers, whose) = match &m.parsers {
             Some(p) => (p, "own"),
             None => (&config.parsers, "global"),

@@ -31,10 +31,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
     (
         "router_settings",
         &[
-            "allowed_fails_policy",
-            "retry_policy",
-            "context_window_fallbacks",
-            "content_policy_fallbacks",
             "enable_pre_call_checks",
             "cache_responses",
             "set_verbose",
@@ -67,10 +63,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
 /// equivalent to point to; added to its warning.
 pub fn hint(key: &str) -> Option<&'static str> {
     Some(match key {
-        "allowed_fails_policy"
-        | "retry_policy"
-        | "context_window_fallbacks"
-        | "content_policy_fallbacks" => "failures are not told apart by kind",
         "model_info" => "only id and base_model are read",
         "environment_variables" => "use the process environment or .env",
         _ => return None,

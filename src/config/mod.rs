@@ -42,13 +42,13 @@ pub use errors::nearest;
 pub use load::ConfigError;
 pub use logging::LogFormat;
 pub use model::{
-    ApiType, AzureTarget, Backend, BackendLimits, BackendRouting, DropParams, HealthCheck,
-    ModelConfig, ModelSource, Parameter,
+    ApiType, AzureTarget, Backend, BackendLimits, BackendRouting, DropParams, FallbackKind,
+    HealthCheck, ModelConfig, ModelSource, Parameter,
 };
 pub use settings::{
     AuthSettings, Config, CorsSettings, DatabaseSettings, DatabaseTarget, DeclaredKey,
-    DeclaredTeam, FileLayout, Limit, LoggingSettings, OnFull, Origin, PostgresTarget, RateLimits,
-    RedisSettings, RouterSettings, RoutingStrategy, Secret, ServerSettings, Workers,
+    DeclaredTeam, FileLayout, KindCounts, Limit, LoggingSettings, OnFull, Origin, PostgresTarget,
+    RateLimits, RedisSettings, RouterSettings, RoutingStrategy, Secret, ServerSettings, Workers,
 };
 pub use tls::TlsFiles;
 pub use url::{Target, google_method, mask_url_secret, url_secret};

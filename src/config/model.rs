@@ -19,8 +19,37 @@ pub struct ModelConfig {
     pub backends: Vec<Arc<Backend>>,
     /// Models tried after every backend of this one failed, in order.
     pub fallbacks: Vec<String>,
+    /// Models tried instead when an answer is a context-window error
+    /// (`router_settings.context_window_fallbacks`).
+    pub context_window_fallbacks: Vec<String>,
+    /// Models tried instead when an answer is a content-policy refusal
+    /// (`router_settings.content_policy_fallbacks`).
+    pub content_policy_fallbacks: Vec<String>,
     /// The model's own response parsers (`enabled` always set).
     pub parsers: Option<parsers::ParsersSettings>,
+}
+
+impl ModelConfig {
+    /// The models tried instead on a failure of `kind`.
+    pub fn kind_fallbacks(&self, kind: FallbackKind) -> &[String] {
+        match kind {
+            FallbackKind::ContextWindow => &self.context_window_fallbacks,
+            FallbackKind::ContentPolicy => &self.content_policy_fallbacks,
+        }
+    }
+}
+
+/// A kind of failure with fallbacks of its own: the request itself will not
+/// do at this model (too long for its context window, refused by its
+/// content policy), so other models are tried instead of answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FallbackKind {
+    ContextWindow,
+    ContentPolicy,
+}
+
+impl FallbackKind {
+    pub const ALL: [FallbackKind; 2] = [FallbackKind::ContextWindow, FallbackKind::ContentPolicy];
 }
 
 /// Where a model is defined.

@@ -12,12 +12,21 @@ use super::raw::{RawFallbacks, RawModelEntry, RawParameter};
 use super::resolve::Sources;
 use super::{ModelConfig, ModelSource, Parameter, nearest, parsers};
 
+/// The fallbacks of `router_settings`: `fallbacks`, and those for a kind
+/// of failure.
+pub(super) struct RouterFallbacks {
+    pub generic: Option<RawFallbacks>,
+    pub context_window: Option<RawFallbacks>,
+    pub content_policy: Option<RawFallbacks>,
+}
+
 /// The models of `model_list`, with `router_settings.fallbacks` (which
-/// come before each model's own) linked in.
+/// come before each model's own) and the fallbacks per kind of failure
+/// linked in.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn resolve(
     model_list: Vec<RawModelEntry>,
-    router_fallbacks: Option<RawFallbacks>,
+    router_fallbacks: RouterFallbacks,
     sources: &Sources,
     env: &super::Env,
     has_redis: bool,
@@ -78,6 +87,8 @@ pub(super) fn resolve(
                     protected: false,
                     backends: Vec::new(),
                     fallbacks: Vec::new(),
+                    context_window_fallbacks: Vec::new(),
+                    content_policy_fallbacks: Vec::new(),
                     parsers: None,
                 });
                 models.len() - 1
@@ -109,31 +120,6 @@ pub(super) fn resolve(
         }
     }
 
-    // Router-level fallbacks come first, then per-model ones.
-    let mut router_refs: Vec<(KeyPath, String, Vec<String>)> = Vec::new();
-    match router_fallbacks {
-        Some(RawFallbacks::List(list)) => {
-            for (i, map) in list.into_iter().enumerate() {
-                for (k, v) in map {
-                    router_refs.push((
-                        KeyPath::new("router_settings.fallbacks").index(i).key(&k),
-                        k,
-                        v.into_vec(),
-                    ));
-                }
-            }
-        }
-        Some(RawFallbacks::Map(map)) => {
-            for (k, v) in map {
-                router_refs.push((
-                    KeyPath::new("router_settings.fallbacks").key(&k),
-                    k,
-                    v.into_vec(),
-                ));
-            }
-        }
-        None => {}
-    }
     // Backend names (an `id`, else `MODEL#N`) key the runtime state, the
     // log and the admin API: each names one backend.
     let mut seen_backends: HashSet<&str> = HashSet::new();
@@ -148,9 +134,77 @@ pub(super) fn resolve(
             );
         }
     }
+    // Router-level fallbacks come first, then per-model ones.
+    let router_refs = refs(router_fallbacks.generic, "router_settings.fallbacks");
+    let refs_chain = router_refs.into_iter().chain(fallback_refs);
+    link(
+        &mut models,
+        refs_chain,
+        |m| &mut m.fallbacks,
+        errors,
+        warnings,
+    );
+    let cw = refs(
+        router_fallbacks.context_window,
+        "router_settings.context_window_fallbacks",
+    );
+    link(
+        &mut models,
+        cw,
+        |m| &mut m.context_window_fallbacks,
+        errors,
+        warnings,
+    );
+    let cp = refs(
+        router_fallbacks.content_policy,
+        "router_settings.content_policy_fallbacks",
+    );
+    link(
+        &mut models,
+        cp,
+        |m| &mut m.content_policy_fallbacks,
+        errors,
+        warnings,
+    );
+
+    models
+}
+
+/// (key path, model, its fallbacks) of a `fallbacks`-shaped value at `at`:
+/// LiteLLM's list of single-key maps, or a plain map.
+fn refs(raw: Option<RawFallbacks>, at: &str) -> Vec<(KeyPath, String, Vec<String>)> {
+    let mut out = Vec::new();
+    match raw {
+        Some(RawFallbacks::List(list)) => {
+            for (i, map) in list.into_iter().enumerate() {
+                for (k, v) in map {
+                    out.push((KeyPath::new(at).index(i).key(&k), k, v.into_vec()));
+                }
+            }
+        }
+        Some(RawFallbacks::Map(map)) => {
+            for (k, v) in map {
+                out.push((KeyPath::new(at).key(&k), k, v.into_vec()));
+            }
+        }
+        None => {}
+    }
+    out
+}
+
+/// Adds each model's fallbacks to the list `list` picks, in order, once
+/// each: unknown models are errors (with the nearest name), a model naming
+/// itself is a warning.
+fn link(
+    models: &mut [ModelConfig],
+    refs: impl IntoIterator<Item = (KeyPath, String, Vec<String>)>,
+    list: fn(&mut ModelConfig) -> &mut Vec<String>,
+    errors: &mut Errors,
+    warnings: &mut Vec<String>,
+) {
     let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    for (at, from, to) in router_refs.into_iter().chain(fallback_refs) {
+    for (at, from, to) in refs {
         let Some(m) = models.iter_mut().find(|m| m.name == from) else {
             unknown_model(errors, &at, &from, &name_refs);
             continue;
@@ -167,10 +221,8 @@ pub(super) fn resolve(
                 valid.push(target);
             }
         }
-        push_unique(&mut m.fallbacks, valid);
+        push_unique(list(m), valid);
     }
-
-    models
 }
 
 fn parameters(raw: BTreeMap<String, RawParameter>) -> Arc<[Parameter]> {

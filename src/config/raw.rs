@@ -592,6 +592,19 @@ pub struct RawRouterSettings {
     pub latency_buffer: Option<f64>,
     /// LiteLLM's: never take a backend out of rotation.
     pub disable_cooldowns: Option<bool>,
+    /// Models tried when the answer is a context-window error (same shapes
+    /// as `fallbacks`).
+    pub context_window_fallbacks: Option<RawFallbacks>,
+    /// Models tried when the answer is a content-policy refusal.
+    pub content_policy_fallbacks: Option<RawFallbacks>,
+    /// Retries per kind of failure: LiteLLM's `RateLimitErrorRetries`, …
+    /// or yallmp's `rate_limit`, … (checked by the resolver).
+    pub retry_policy: Option<BTreeMap<String, u32>>,
+    /// A model's own `retry_policy`, by model name.
+    pub model_group_retry_policy: Option<BTreeMap<String, BTreeMap<String, u32>>>,
+    /// Failures per kind a backend may have within a minute: LiteLLM's
+    /// `RateLimitErrorAllowedFails`, … or yallmp's `rate_limit`, ….
+    pub allowed_fails_policy: Option<BTreeMap<String, u32>>,
 }
 
 impl RawRouterSettings {

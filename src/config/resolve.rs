@@ -93,8 +93,12 @@ pub(super) fn resolve(
     let server = server::resolve(ps.server, &gs, _path, errors);
     let log_format = logging::log_format(ps.log_format, errors);
     let mut rs = raw.router_settings;
-    let router_fallbacks = rs.fallbacks.take();
-    let router = router::resolve(rs, errors);
+    let router_fallbacks = super::models::RouterFallbacks {
+        generic: rs.fallbacks.take(),
+        context_window: rs.context_window_fallbacks.take(),
+        content_policy: rs.content_policy_fallbacks.take(),
+    };
+    let router = router::resolve(rs, errors, warnings);
 
     let parsers = parsers::resolve(
         ps.parsers.unwrap_or_default(),
@@ -136,6 +140,7 @@ pub(super) fn resolve(
         errors,
         warnings,
     );
+    router::check_model_groups(&router, &models, errors);
 
     if errors.since(start) {
         return None;

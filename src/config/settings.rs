@@ -157,6 +157,128 @@ pub struct RouterSettings {
     /// False with `disable_cooldowns: true`: no failure (nor a 429's
     /// `Retry-After`) takes a backend out of rotation.
     pub cooldowns: bool,
+    /// `retry_policy`: retries per kind of failure, in place of
+    /// `num_retries` (and a backend's `max_retries`) for that kind.
+    pub retry_policy: KindCounts,
+    /// `model_group_retry_policy`: a model's own `retry_policy` (its
+    /// backends' attempts use it instead of `retry_policy`).
+    pub model_group_retry_policy: Arc<std::collections::HashMap<String, KindCounts>>,
+    /// `allowed_fails_policy`: failures of a kind a backend may have within
+    /// a minute, in place of `allowed_fails` for that kind.
+    pub allowed_fails_policy: KindCounts,
+}
+
+impl RouterSettings {
+    /// The retry policy for the backends of `model`.
+    pub fn retry_policy_for(&self, model: &str) -> &KindCounts {
+        self.model_group_retry_policy
+            .get(model)
+            .unwrap_or(&self.retry_policy)
+    }
+}
+
+/// A number per kind of upstream failure (`retry_policy`,
+/// `allowed_fails_policy`); `None` where the policy gives none. The router
+/// tells the kinds apart (`router::ErrorKind`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct KindCounts {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bad_request: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_policy: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_found: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub internal_server: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bad_gateway: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_unavailable: Option<u32>,
+    /// `retry_policy` only (LiteLLM's `DefaultRetries`): every kind without
+    /// a number of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<u32>,
+}
+
+impl KindCounts {
+    /// The policy's keys: yallmp's name, LiteLLM's for `retry_policy`
+    /// (`…Retries`) and for `allowed_fails_policy` (`…AllowedFails`, `None`
+    /// where LiteLLM has none), and the field.
+    #[allow(clippy::type_complexity)]
+    pub const KEYS: &[(
+        &str,
+        Option<&str>,
+        Option<&str>,
+        fn(&mut KindCounts) -> &mut Option<u32>,
+    )] = &[
+        (
+            "bad_request",
+            Some("BadRequestErrorRetries"),
+            Some("BadRequestErrorAllowedFails"),
+            |c| &mut c.bad_request,
+        ),
+        ("context_window", None, None, |c| &mut c.context_window),
+        (
+            "content_policy",
+            Some("ContentPolicyViolationErrorRetries"),
+            Some("ContentPolicyViolationErrorAllowedFails"),
+            |c| &mut c.content_policy,
+        ),
+        (
+            "authentication",
+            Some("AuthenticationErrorRetries"),
+            Some("AuthenticationErrorAllowedFails"),
+            |c| &mut c.authentication,
+        ),
+        (
+            "not_found",
+            Some("NotFoundErrorRetries"),
+            Some("NotFoundErrorAllowedFails"),
+            |c| &mut c.not_found,
+        ),
+        (
+            "timeout",
+            Some("TimeoutErrorRetries"),
+            Some("TimeoutErrorAllowedFails"),
+            |c| &mut c.timeout,
+        ),
+        (
+            "rate_limit",
+            Some("RateLimitErrorRetries"),
+            Some("RateLimitErrorAllowedFails"),
+            |c| &mut c.rate_limit,
+        ),
+        (
+            "internal_server",
+            Some("InternalServerErrorRetries"),
+            Some("InternalServerErrorAllowedFails"),
+            |c| &mut c.internal_server,
+        ),
+        (
+            "bad_gateway",
+            Some("BadGatewayErrorRetries"),
+            Some("BadGatewayErrorAllowedFails"),
+            |c| &mut c.bad_gateway,
+        ),
+        (
+            "service_unavailable",
+            Some("ServiceUnavailableErrorRetries"),
+            Some("ServiceUnavailableErrorAllowedFails"),
+            |c| &mut c.service_unavailable,
+        ),
+    ];
+
+    pub fn is_empty(&self) -> bool {
+        *self == KindCounts::default()
+    }
 }
 
 /// `router_settings.routing_strategy`.

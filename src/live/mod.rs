@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::config::{Backend, Config};
+use crate::config::{Backend, Config, FallbackKind};
 use crate::pipeline::response::Pipeline;
 
 /// One immutable snapshot.
@@ -18,6 +18,9 @@ pub struct Live {
     pub config: Arc<Config>,
     /// Attempt order per model: its backends, then its fallbacks' backends.
     plans: HashMap<String, Arc<[Arc<Backend>]>>,
+    /// The attempt order that replaces a model's plan on a failure of a
+    /// kind with fallbacks of its own (models without them are absent).
+    kind_plans: HashMap<(String, FallbackKind), Arc<[Arc<Backend>]>>,
     /// The `GET /v1/models` body.
     pub models_json: Bytes,
     /// Model names in config order.
@@ -49,6 +52,7 @@ impl Live {
             .collect();
         let models_json = Bytes::from(json!({"object": "list", "data": data}).to_string());
         let mut plans = HashMap::new();
+        let mut kind_plans = HashMap::new();
         let mut fallback_chains = HashMap::new();
         let mut pipelines = HashMap::new();
         let global = Pipeline::build(&config.parsers);
@@ -65,6 +69,20 @@ impl Live {
                 .collect();
             plans.insert(m.name.clone(), plan.into());
             fallback_chains.insert(m.name.clone(), chain[1..].to_vec());
+            for kind in FallbackKind::ALL {
+                let targets = m.kind_fallbacks(kind);
+                if targets.is_empty() {
+                    continue;
+                }
+                let plan: Vec<Arc<Backend>> = kind_chain(&config, &m.name, targets)
+                    .iter()
+                    .filter_map(|name| config.model(name))
+                    .flat_map(|mc| mc.backends.iter().cloned())
+                    .collect();
+                if !plan.is_empty() {
+                    kind_plans.insert((m.name.clone(), kind), plan.into());
+                }
+            }
         }
         let patterns = crate::wildcard::Patterns::new(model_names.iter().map(String::as_str));
         Live {
@@ -73,6 +91,7 @@ impl Live {
             scrubber: Arc::new(crate::reqlog::redact::Scrubber::from_config(&config)),
             config: Arc::new(config),
             plans,
+            kind_plans,
             models_json,
             model_names,
             created,
@@ -90,6 +109,13 @@ impl Live {
     /// The backends to try for `model`, in order.
     pub fn plan(&self, model: &str) -> Option<Arc<[Arc<Backend>]>> {
         self.plans.get(model).cloned()
+    }
+
+    /// The backends to try instead of answering when a request for `model`
+    /// failed in a way of `kind` (`context_window_fallbacks`,
+    /// `content_policy_fallbacks`), in order; `None` when it has none.
+    pub fn kind_plan(&self, model: &str, kind: FallbackKind) -> Option<Arc<[Arc<Backend>]>> {
+        self.kind_plans.get(&(model.to_string(), kind)).cloned()
     }
 
     /// The configured model serving a requested name: the exact entry, else
@@ -150,6 +176,25 @@ fn fallback_chain(config: &Config, model: &str) -> Vec<String> {
     order
 }
 
+/// The fallbacks for a kind of failure of `model`: `targets`, each followed
+/// by its own generic fallbacks (breadth first, as [`fallback_chain`]), each
+/// model once, `model` itself never (it just failed that way).
+fn kind_chain(config: &Config, model: &str, targets: &[String]) -> Vec<String> {
+    let mut seen: HashSet<&str> = HashSet::from([model]);
+    let mut order = Vec::new();
+    let mut queue: VecDeque<&str> = targets.iter().map(String::as_str).collect();
+    while let Some(name) = queue.pop_front() {
+        if !seen.insert(name) {
+            continue;
+        }
+        order.push(name.to_string());
+        if let Some(m) = config.model(name) {
+            queue.extend(m.fallbacks.iter().map(String::as_str));
+        }
+    }
+    order
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +230,45 @@ router_settings:
             .collect();
         assert_eq!(names, ["d#1", "a#1", "a#2", "b#1", "c#1"]);
         assert!(live.plan("zzz").is_none());
+    }
+
+    #[test]
+    fn kind_plans_follow_the_targets_own_fallbacks_without_the_model() {
+        let yaml = r#"
+model_list:
+  - {model_name: a, model_params: {api_type: stub}}
+  - {model_name: b, model_params: {api_type: stub}}
+  - {model_name: b, model_params: {api_type: stub}}
+  - {model_name: c, model_params: {api_type: stub}}
+  - {model_name: d, model_params: {api_type: stub}}
+router_settings:
+  fallbacks: [{b: [a, d]}, {a: [c]}]
+  context_window_fallbacks: [{a: [b]}]
+  content_policy_fallbacks: {a: d, b: [c]}
+"#;
+        let config =
+            Config::from_yaml(yaml, None, &Env::isolated::<[(&str, &str); 0], _, _>([])).unwrap();
+        let live = Live::new(config);
+        let names = |kind| -> Vec<String> {
+            live.kind_plan("a", kind)
+                .unwrap()
+                .iter()
+                .map(|b| b.name.clone())
+                .collect()
+        };
+        // b's backends, then b's own fallbacks but not `a` itself.
+        assert_eq!(names(FallbackKind::ContextWindow), ["b#1", "b#2", "d#1"]);
+        assert_eq!(names(FallbackKind::ContentPolicy), ["d#1"]);
+        let b: Vec<String> = live
+            .kind_plan("b", FallbackKind::ContentPolicy)
+            .unwrap()
+            .iter()
+            .map(|b| b.name.clone())
+            .collect();
+        assert_eq!(b, ["c#1"]);
+        assert!(live.kind_plan("b", FallbackKind::ContextWindow).is_none());
+        assert!(live.kind_plan("c", FallbackKind::ContentPolicy).is_none());
+        // The generic plan is what it was.
+        assert_eq!(live.plan("a").unwrap().len(), 2);
     }
 }

@@ -20,7 +20,7 @@ use crate::live::Live;
 use crate::pipeline::request::RequestBody;
 use crate::protocol;
 use crate::reqlog::RecordGuard;
-use crate::router::{Dispatch, Restored};
+use crate::router::{Dispatch, ErrorKind, KindFallbacks, Restored};
 use crate::upstream;
 
 /// Set on a `count_tokens` answer yallmp estimated itself.
@@ -215,6 +215,7 @@ pub(super) async fn forward(
         sockets: req.sockets.as_ref(),
         trace: trace.as_ref(),
         form: form.as_ref(),
+        kind_fallbacks: Some(&*live as &dyn KindFallbacks),
     };
     // The request's future is as large as its largest step: the steps
     // that hold much across their awaits are boxed, so what every request
@@ -243,6 +244,22 @@ pub(super) async fn forward(
         bill,
     };
     Box::pin(answer::answer(cx, answer, guard)).await
+}
+
+/// The live snapshot's fallbacks for the kinds of failure that have them.
+impl KindFallbacks for Live {
+    fn plan_for(
+        &self,
+        model: &str,
+        kind: ErrorKind,
+    ) -> Option<std::sync::Arc<[std::sync::Arc<crate::config::Backend>]>> {
+        let kind = match kind {
+            ErrorKind::ContextWindow => crate::config::FallbackKind::ContextWindow,
+            ErrorKind::ContentPolicy => crate::config::FallbackKind::ContentPolicy,
+            _ => return None,
+        };
+        self.kind_plan(model, kind)
+    }
 }
 
 impl Restored for crate::thinking::restore::Restore {

@@ -17,7 +17,8 @@ pub mod stream;
 pub mod usage;
 
 pub use classify::{
-    is_content_filter, is_retryable, is_skippable, not_json, retry_after, short_error, truncate,
+    ErrorKind, is_content_filter, is_retryable, is_skippable, kind_of_event, kind_of_http,
+    kind_of_network, not_json, retry_after, short_error, truncate,
 };
 
 use std::sync::Arc;
@@ -97,6 +98,14 @@ pub trait Restored: Sync {
     fn messages_for(&self, backend: &Backend) -> Option<String>;
 }
 
+/// The fallbacks for a kind of failure (`context_window_fallbacks`,
+/// `content_policy_fallbacks`): the backends to try instead of answering
+/// when a request for `model` failed in a way of `kind`, in order, or
+/// `None`. The live snapshot answers; the router only asks.
+pub trait KindFallbacks: Sync {
+    fn plan_for(&self, model: &str, kind: ErrorKind) -> Option<Arc<[Arc<Backend>]>>;
+}
+
 /// One request's trip through the router.
 pub struct Dispatch<'a> {
     pub client: &'a upstream::Http,
@@ -131,6 +140,8 @@ pub struct Dispatch<'a> {
     pub trace: Option<&'a crate::reqlog::Trace>,
     /// A multipart request's form (then `body` holds only its `model`).
     pub form: Option<&'a Arc<upstream::form::Form>>,
+    /// The fallbacks for a kind of failure, when the config has any.
+    pub kind_fallbacks: Option<&'a dyn KindFallbacks>,
 }
 
 /// One backend of the group being tried, during one request.
@@ -146,6 +157,30 @@ struct Member {
     prepared: Option<(HeaderMap, Bytes, Vec<String>)>,
     /// When its last attempt ended, and the `Retry-After` it carried.
     ended: Option<(Instant, Option<Duration>)>,
+    /// The attempts `retry_policy` allows it for the kind of its last
+    /// failure (in place of `1 + num_retries`), when the policy names it.
+    cap: Option<u32>,
+}
+
+/// What one plan's run came to.
+// Short-lived, on the stack, like `Verdict`.
+#[allow(clippy::large_enum_variant)]
+enum Run {
+    Answer(Answer),
+    /// Every attempt failed.
+    Exhausted,
+    /// A failure of a kind with fallbacks of its own: go on with these.
+    Switch(Arc<[Arc<Backend>]>),
+}
+
+/// What a request's runs share: the last failure, a final answer that
+/// `retry_policy` turned into retries, the kinds already fallen back on.
+struct Trip {
+    last: LastFailure,
+    /// The client's answer unless a later attempt does better.
+    held: Option<Answer>,
+    /// Kinds whose fallbacks were taken (once per kind: no loop).
+    taken: Vec<ErrorKind>,
 }
 
 // Short-lived, on the stack: boxing the answer would cost an allocation per request.
@@ -159,13 +194,35 @@ enum Verdict {
 }
 
 impl Dispatch<'_> {
-    /// Runs the plan. The attempts made are pushed onto `attempts` as they
-    /// finish, so the caller has them whatever the outcome.
+    /// Runs the plan, or, after a failure of a kind with fallbacks of its
+    /// own, the plan of those fallbacks. The attempts made are pushed onto
+    /// `attempts` as they finish, so the caller has them whatever the
+    /// outcome.
     pub async fn run(&self, attempts: &mut Vec<Attempt>) -> Result<Answer, AllFailed> {
+        let mut trip = Trip {
+            last: LastFailure::Network(UpstreamError::Unsupported("no backend to try".into())),
+            held: None,
+            taken: Vec::new(),
+        };
+        let mut switched: Option<Arc<[Arc<Backend>]>> = None;
+        loop {
+            let plan = switched.as_deref().unwrap_or(self.plan);
+            match self.run_plan(plan, attempts, &mut trip).await {
+                Run::Answer(answer) => return Ok(answer),
+                Run::Exhausted => return Err(AllFailed { last: trip.last }),
+                Run::Switch(next) => switched = Some(next),
+            }
+        }
+    }
+
+    async fn run_plan(
+        &self,
+        plan: &[Arc<Backend>],
+        attempts: &mut Vec<Attempt>,
+        trip: &mut Trip,
+    ) -> Run {
         let retries = self.settings.num_retries;
-        let mut last = LastFailure::Network(UpstreamError::Unsupported("no backend to try".into()));
-        for (n, group) in self
-            .plan
+        for (n, group) in plan
             .chunk_by(|a, b| a.model_name == b.model_name)
             .enumerate()
         {
@@ -185,6 +242,7 @@ impl Dispatch<'_> {
                     skipped: false,
                     prepared: None,
                     ended: None,
+                    cap: None,
                 })
                 .collect();
             while let Some(i) = next_member(&members, retries) {
@@ -211,7 +269,8 @@ impl Dispatch<'_> {
                             dropped: Vec::new(),
                             span: None,
                         });
-                        last = LastFailure::Network(UpstreamError::Unsupported(why));
+                        trip.last = LastFailure::Network(UpstreamError::Unsupported(why));
+                        trip.held = None;
                         m.skipped = true;
                         continue;
                     }
@@ -233,7 +292,7 @@ impl Dispatch<'_> {
                                     backend.name,
                                     dropped.join(", ")
                                 ));
-                                return Ok(translate_failed(&e, backend, wire));
+                                return Run::Answer(translate_failed(&e, backend, wire));
                             }
                             // Fields the config drops are meant to go.
                             let body = drop_always(&backend, body, &mut dropped);
@@ -248,19 +307,19 @@ impl Dispatch<'_> {
                             }
                             m.prepared = Some((headers, body, dropped));
                         }
-                        Err(e) => return Ok(translate_failed(&e, backend, wire)),
+                        Err(e) => return Run::Answer(translate_failed(&e, backend, wire)),
                     }
                 }
                 // The backend's own limits: in flight, then per minute.
                 let Some(mut lease) = m.state.begin_within(backend.limits.max_parallel) else {
                     let max = backend.limits.max_parallel.unwrap_or(0);
-                    last = self.over_limit(
+                    self.over_limit(
                         attempts,
                         &backend,
                         format!("at its max_parallel_requests ({max} in flight)"),
                         "parallel",
                         Duration::from_secs(1),
-                        last,
+                        &mut trip.last,
                     );
                     m.skipped = true;
                     continue;
@@ -275,13 +334,13 @@ impl Dispatch<'_> {
                         usage::Full::Requests(_) => "rpm",
                         usage::Full::Tokens(_) => "tpm",
                     };
-                    last = self.over_limit(
+                    self.over_limit(
                         attempts,
                         &backend,
                         full.to_string(),
                         what,
                         usage::until_next_minute(),
-                        last,
+                        &mut trip.last,
                     );
                     m.skipped = true;
                     continue;
@@ -317,7 +376,11 @@ impl Dispatch<'_> {
                     dropped,
                     span,
                 });
-                let mut verdict = self.attempt(&backend, wire, headers, body, &mut seen).await;
+                let mut kind = None;
+                let mut verdict = self
+                    .attempt(&backend, wire, headers, body, &mut seen, &mut kind)
+                    .await;
+                let kind = kind.or_else(|| failure_kind(&verdict));
                 scrub(&mut verdict, self.scrubber);
                 let (status, error) = describe(&verdict);
                 if !matches!(verdict, Verdict::Done(_)) {
@@ -329,6 +392,7 @@ impl Dispatch<'_> {
                         backend = %backend.name,
                         attempt = m.made,
                         status,
+                        kind = kind.map(ErrorKind::as_str),
                         error = error.as_deref(),
                         "upstream attempt failed"
                     );
@@ -345,22 +409,98 @@ impl Dispatch<'_> {
                         lease.stream_started(self.settings);
                         rest.hold(lease);
                     }
-                    v => lease.finish(outcome(v), self.settings),
+                    v => lease.finish(outcome(v), kind, self.settings),
                 }
+                if let Some(next) = self.kind_fallback(kind, &verdict, trip) {
+                    trip.last = into_failure(verdict);
+                    trip.held = None;
+                    return Run::Switch(next);
+                }
+                // `retry_policy`: the retries for this kind of failure, in
+                // place of the usual ones; a final answer or a skip retried.
+                let policy_retries = kind
+                    .and_then(|k| k.retries(self.settings.retry_policy_for(&backend.model_name)));
+                m.cap = policy_retries.map(|n| n.saturating_add(1));
+                let mut held = None;
+                let verdict = match verdict {
+                    Verdict::Done(answer)
+                        if is_error(&answer) && policy_retries.is_some_and(|n| n > 0) =>
+                    {
+                        let (failure, retry_after) = failure_of(&answer);
+                        held = Some(answer);
+                        Verdict::Retry(failure, retry_after)
+                    }
+                    Verdict::Skip(failure) if policy_retries.is_some_and(|n| n > 0) => {
+                        Verdict::Retry(failure, None)
+                    }
+                    v => v,
+                };
+                trip.held = held;
                 match verdict {
-                    Verdict::Done(answer) => return Ok(answer),
+                    Verdict::Done(answer) => return Run::Answer(answer),
                     Verdict::Skip(failure) => {
-                        last = failure;
+                        trip.last = failure;
                         m.skipped = true;
                     }
                     Verdict::Retry(failure, retry_after) => {
-                        last = failure;
+                        trip.last = failure;
                         m.ended = Some((Instant::now(), retry_after));
                     }
                 }
             }
+            // A final answer retried as `retry_policy` says, to no avail:
+            // it stays final (no fallback model), as without the policy.
+            if let Some(answer) = trip.held.take() {
+                return Run::Answer(answer);
+            }
         }
-        Err(AllFailed { last })
+        Run::Exhausted
+    }
+
+    /// The plan of the requested model's fallbacks for `kind` (the first
+    /// group's model), when this attempt failed that way and they were not
+    /// taken yet in this request.
+    fn kind_fallback(
+        &self,
+        kind: Option<ErrorKind>,
+        verdict: &Verdict,
+        trip: &mut Trip,
+    ) -> Option<Arc<[Arc<Backend>]>> {
+        let kind = kind?;
+        if trip.taken.contains(&kind) {
+            return None;
+        }
+        if let Verdict::Done(answer) = verdict
+            && !is_error(answer)
+        {
+            return None;
+        }
+        let model = &self.plan.first()?.model_name;
+        let plan = self.kind_fallbacks?.plan_for(model, kind)?;
+        trip.taken.push(kind);
+        let request_id = self.request_id.to_str().ok();
+        match kind {
+            ErrorKind::ContextWindow => tracing::warn!(
+                request_id,
+                model = %model,
+                to = %plan[0].model_name,
+                "falling back on context window error"
+            ),
+            ErrorKind::ContentPolicy => tracing::warn!(
+                request_id,
+                model = %model,
+                to = %plan[0].model_name,
+                "falling back on content policy error"
+            ),
+            _ => tracing::warn!(
+                request_id,
+                model = %model,
+                to = %plan[0].model_name,
+                kind = kind.as_str(),
+                "falling back on an error of its kind"
+            ),
+        }
+        Some(plan)
     }
 
     /// An attempt a backend's own limit passed over: listed in the record
@@ -374,8 +514,8 @@ impl Dispatch<'_> {
         why: String,
         limit: &'static str,
         retry_after: Duration,
-        last: LastFailure,
-    ) -> LastFailure {
+        last: &mut LastFailure,
+    ) {
         metrics::counter!(crate::metrics_names::BACKEND_LIMITED, "model" => backend.model_name.clone(), "backend" => backend.name.clone(), "limit" => limit)
             .increment(1);
         let message = format!("backend {} is {why}", backend.name);
@@ -396,15 +536,19 @@ impl Dispatch<'_> {
             LastFailure::Limited {
                 retry_after: before,
                 ..
-            } => LastFailure::Limited {
-                message,
-                retry_after: retry_after.min(before),
-            },
-            LastFailure::Network(UpstreamError::Unsupported(_)) => LastFailure::Limited {
-                message,
-                retry_after,
-            },
-            other => other,
+            } => {
+                *last = LastFailure::Limited {
+                    message,
+                    retry_after: retry_after.min(*before),
+                }
+            }
+            LastFailure::Network(UpstreamError::Unsupported(_)) => {
+                *last = LastFailure::Limited {
+                    message,
+                    retry_after,
+                }
+            }
+            _ => {}
         }
     }
 
@@ -472,6 +616,7 @@ impl Dispatch<'_> {
         Ok(translated)
     }
 
+    /// One attempt at `backend`; `kind` is set to an HTTP error's kind.
     async fn attempt(
         &self,
         backend: &Arc<Backend>,
@@ -479,6 +624,7 @@ impl Dispatch<'_> {
         headers: HeaderMap,
         body: Bytes,
         seen: &mut Option<HeaderMap>,
+        kind: &mut Option<ErrorKind>,
     ) -> Verdict {
         let over_socket = match self.sockets {
             Some(sockets)
@@ -544,9 +690,11 @@ impl Dispatch<'_> {
             let text = upstream::read_error_body(&mut body, gap)
                 .await
                 .unwrap_or_default();
-            // A content filter refused the request: another try, backend or
-            // fallback would be refused the same; the client hears it as is.
-            let refused = is_content_filter(&text);
+            // A content policy refused the request: another try or backend
+            // would be refused the same; the client hears it as is (unless
+            // `content_policy_fallbacks` or `retry_policy` say otherwise).
+            *kind = kind_of_http(status, &text);
+            let refused = *kind == Some(ErrorKind::ContentPolicy);
             if is_retryable(status) && !refused {
                 return Verdict::Retry(LastFailure::Http { status, body: text }, retry_after);
             }
@@ -675,8 +823,11 @@ fn next_member(members: &[Member], retries: u32) -> Option<usize> {
         .iter()
         .enumerate()
         .filter(|(_, m)| {
-            // A backend's own `max_retries` wins over the router's.
-            let tries = m.backend.max_retries.unwrap_or(retries).saturating_add(1);
+            // `retry_policy` for the last failure's kind wins, then a
+            // backend's own `max_retries`, then the router's.
+            let tries = m
+                .cap
+                .unwrap_or_else(|| m.backend.max_retries.unwrap_or(retries).saturating_add(1));
             !m.skipped && m.made < tries
         })
         .min_by_key(|(i, m)| {
@@ -684,6 +835,58 @@ fn next_member(members: &[Member], retries: u32) -> Option<usize> {
             (out, m.made, *i)
         })
         .map(|(i, _)| i)
+}
+
+/// The kind of a failure that is not an HTTP error answer (those are
+/// classified where their body is read).
+fn failure_kind(v: &Verdict) -> Option<ErrorKind> {
+    match v {
+        Verdict::Done(_) => None,
+        Verdict::Retry(f, _) | Verdict::Skip(f) => match f {
+            LastFailure::Http { status, body } => kind_of_http(*status, body),
+            LastFailure::ErrorEvent { data } => Some(kind_of_event(data)),
+            LastFailure::Network(e) => kind_of_network(e),
+            LastFailure::Limited { .. } => None,
+        },
+    }
+}
+
+/// A whole answer with an error status (a final client error).
+fn is_error(answer: &Answer) -> bool {
+    matches!(answer, Answer::Complete { status, .. } if !status.is_success())
+}
+
+/// A final error answer as a failure, with its `Retry-After`.
+fn failure_of(answer: &Answer) -> (LastFailure, Option<Duration>) {
+    match answer {
+        Answer::Complete {
+            status,
+            headers,
+            body,
+            ..
+        } => (
+            LastFailure::Http {
+                status: *status,
+                body: body.clone(),
+            },
+            retry_after(headers),
+        ),
+        Answer::Stream { status, .. } | Answer::Raw { status, .. } => (
+            LastFailure::Http {
+                status: *status,
+                body: Bytes::new(),
+            },
+            None,
+        ),
+    }
+}
+
+/// An attempt's failure (a final error answer as its status and body).
+fn into_failure(v: Verdict) -> LastFailure {
+    match v {
+        Verdict::Done(answer) => failure_of(&answer).0,
+        Verdict::Retry(f, _) | Verdict::Skip(f) => f,
+    }
 }
 
 /// Whether an answer says it is JSON.

@@ -7,7 +7,9 @@
 //! - Each counted failure increments `PREFIX fails:KEY` (a one-minute fixed
 //!   window, created with its expiry); the instance that takes it past
 //!   `allowed_fails` sets the cooldown key, so failures spread over several
-//!   instances add up.
+//!   instances add up. A failure of a kind `allowed_fails_policy` names
+//!   increments `PREFIX fails:KEY:KIND` instead, against the policy's
+//!   number.
 //! - A background task (`state::spawn_sync`) reads the remaining time of every known backend's
 //!   cooldown key (`PTTL`, pipelined) every [`SYNC_EVERY`] and keeps it in
 //!   the backend's state. The request path only reads that local copy: a
@@ -31,8 +33,13 @@ fn cooldown_key(redis: &SharedRedis, key: &str) -> String {
     redis.key(&format!("cooldown:{key}"))
 }
 
-fn fails_key(redis: &SharedRedis, key: &str) -> String {
-    redis.key(&format!("fails:{key}"))
+/// `fails:KEY`, or `fails:KEY:KIND` for a kind `allowed_fails_policy`
+/// counts apart.
+fn fails_key(redis: &SharedRedis, key: &str, kind: Option<&str>) -> String {
+    match kind {
+        Some(kind) => redis.key(&format!("fails:{key}:{kind}")),
+        None => redis.key(&format!("fails:{key}")),
+    }
 }
 
 /// Sets the shared cooldown of `key` for `wait`.
@@ -54,17 +61,19 @@ pub fn announce_cooldown(redis: Arc<SharedRedis>, key: String, wait: Duration) {
     });
 }
 
-/// Counts a failure of `key` across instances; past `allowed_fails` within
+/// Counts a failure of `key` (of `kind`, when `allowed_fails_policy`
+/// counts that kind apart) across instances; past `allowed_fails` within
 /// `window`, announces the cooldown.
 pub fn count_failure(
     redis: Arc<SharedRedis>,
     key: String,
+    kind: Option<&'static str>,
     allowed_fails: u32,
     cooldown: Duration,
     window: Duration,
 ) {
     tokio::spawn(async move {
-        let k = fails_key(&redis, &key);
+        let k = fails_key(&redis, &key, kind);
         let count: Option<(Option<String>, u64)> = redis
             .call("failure count", |mut c| async move {
                 redis::pipe()
@@ -83,7 +92,7 @@ pub fn count_failure(
         if let Some((_, n)) = count
             && n > u64::from(allowed_fails)
         {
-            let k = fails_key(&redis, &key);
+            let k = fails_key(&redis, &key, kind);
             redis
                 .call("failure count", |mut c| async move {
                     redis::cmd("DEL").arg(&k).query_async::<()>(&mut c).await

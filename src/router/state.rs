@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::config::{Backend, RouterSettings};
 use crate::redis::SharedRedis;
 
+use super::classify::ErrorKind;
 use super::stats::Stats;
 
 /// Failures older than this no longer count towards `allowed_fails`.
@@ -139,7 +140,8 @@ pub enum Outcome {
     /// 2xx (for a stream: one that ended normally, or whose client left).
     Success,
     /// A 4xx the request caused (passed to the client, or 401/403/404
-    /// skipped): never cools the backend down.
+    /// skipped): never cools the backend down, unless
+    /// `allowed_fails_policy` names its kind.
     ClientError(u16),
     /// 429; with `Retry-After`, the backend cools down for that long.
     RateLimited(Option<Duration>),
@@ -211,6 +213,9 @@ pub struct BackendState {
 #[derive(Default)]
 struct Inner {
     failures: VecDeque<Instant>,
+    /// Failures of the kinds `allowed_fails_policy` names, counted apart
+    /// (indexed by [`ErrorKind::index`]).
+    kind_failures: [VecDeque<Instant>; ErrorKind::ALL.len()],
     cooldown_until: Option<Instant>,
     last_failure: Option<Instant>,
     last_error: Option<String>,
@@ -394,11 +399,24 @@ impl BackendState {
         }
     }
 
-    /// Notes how an attempt ended; may start a cooldown.
-    fn record(&self, outcome: Outcome, latency: Duration, settings: &RouterSettings) {
+    /// Notes how an attempt ended (a failure of `kind`, when it failed);
+    /// may start a cooldown.
+    fn record(
+        &self,
+        outcome: Outcome,
+        kind: Option<ErrorKind>,
+        latency: Duration,
+        settings: &RouterSettings,
+    ) {
         let now = Instant::now();
         metrics::counter!("yallmp_upstream_attempts_total", "model" => self.model_label.clone(), "backend" => self.backend_label.clone(), "outcome" => outcome.label()).increment(1);
         let mut cooldown = None;
+        // `allowed_fails_policy` names this kind (or the kind it is a case
+        // of): counted apart, against the policy's number, whether or not
+        // `allowed_fails` would count it.
+        let by_kind = kind
+            .filter(|_| outcome != Outcome::Success)
+            .and_then(|k| k.in_policy(&settings.allowed_fails_policy));
         {
             let mut inner = self.inner();
             inner.stats.requests += 1;
@@ -427,7 +445,10 @@ impl BackendState {
             }
             if !settings.cooldowns {
                 // `disable_cooldowns`: failures are recorded, never acted on.
-                if outcome.counts() || matches!(outcome, Outcome::RateLimited(Some(_))) {
+                if outcome.counts()
+                    || by_kind.is_some()
+                    || matches!(outcome, Outcome::RateLimited(Some(_)))
+                {
                     inner.last_failure = Some(now);
                     inner.last_error = Some(describe(outcome));
                 }
@@ -436,6 +457,15 @@ impl BackendState {
                 inner.last_error = Some(format!("429 with Retry-After {:.1}s", wait.as_secs_f64()));
                 let wait = wait.clamp(Duration::from_millis(1), Duration::from_secs(3600));
                 cooldown = Some(wait);
+            } else if let Some((counted, allowed)) = by_kind {
+                inner.last_failure = Some(now);
+                inner.last_error = Some(describe(outcome));
+                let q = &mut inner.kind_failures[counted.index()];
+                q.push_back(now);
+                prune(q, now);
+                if q.len() > allowed as usize {
+                    cooldown = Some(settings.cooldown_time);
+                }
             } else if outcome.counts() {
                 inner.last_failure = Some(now);
                 inner.last_error = Some(describe(outcome));
@@ -457,14 +487,26 @@ impl BackendState {
                     inner.cooldown_until = Some(until);
                 }
                 inner.failures.clear();
+                inner.kind_failures.iter_mut().for_each(VecDeque::clear);
             }
         }
         if let Some(wait) = cooldown {
-            tracing::warn!(backend = %self.name, seconds = wait.as_secs_f64(), "backend cooling down");
+            tracing::warn!(
+                backend = %self.name,
+                seconds = wait.as_secs_f64(),
+                kind = kind.map(ErrorKind::as_str),
+                "backend cooling down"
+            );
             self.set_state_gauge(Health::CoolingDown);
             self.share_cooldown(wait);
-        } else if outcome.counts() && settings.cooldowns {
-            self.share_failure(settings);
+        } else if settings.cooldowns {
+            match by_kind {
+                Some((counted, allowed)) => self.share_failure(Some(counted), allowed, settings),
+                None if outcome.counts() => {
+                    self.share_failure(None, settings.allowed_fails, settings);
+                }
+                None => {}
+            }
         }
     }
 
@@ -481,12 +523,15 @@ impl BackendState {
         }
     }
 
-    fn share_failure(&self, settings: &RouterSettings) {
+    /// Counts a failure across instances: of `kind` against its policy's
+    /// `allowed`, or (no kind) against `allowed_fails`.
+    fn share_failure(&self, kind: Option<ErrorKind>, allowed: u32, settings: &RouterSettings) {
         if let Some(redis) = &self.redis {
             super::shared::count_failure(
                 redis.clone(),
                 self.shared_key.clone(),
-                settings.allowed_fails,
+                kind.map(ErrorKind::as_str),
+                allowed,
                 settings.cooldown_time,
                 FAILURE_WINDOW,
             );
@@ -534,13 +579,8 @@ impl BackendState {
     pub fn snapshot(&self) -> Snapshot {
         let now = Instant::now();
         let mut inner = self.inner();
-        while inner
-            .failures
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW)
-        {
-            inner.failures.pop_front();
-        }
+        prune(&mut inner.failures, now);
+        inner.kind_failures.iter_mut().for_each(|q| prune(q, now));
         let state = self.health_of(&inner, now);
         let local = inner
             .cooldown_until
@@ -553,7 +593,8 @@ impl BackendState {
         Snapshot {
             state,
             cooling_down_until: until,
-            recent_failures: inner.failures.len(),
+            recent_failures: inner.failures.len()
+                + inner.kind_failures.iter().map(VecDeque::len).sum::<usize>(),
             in_flight: self.in_flight(),
             last_error: inner.last_error.clone(),
             health_check_error: inner.unhealthy.clone(),
@@ -597,10 +638,10 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// A whole answer (or a failure) arrived.
-    pub fn finish(self, outcome: Outcome, settings: &RouterSettings) {
+    /// A whole answer (or a failure, of `kind`) arrived.
+    pub fn finish(self, outcome: Outcome, kind: Option<ErrorKind>, settings: &RouterSettings) {
         let took = self.started.elapsed();
-        self.state.record(outcome, took, settings);
+        self.state.record(outcome, kind, took, settings);
         if outcome == Outcome::Success {
             self.observe_latency(took);
         }
@@ -622,7 +663,7 @@ impl Lease {
     pub fn stream_failed(&mut self, outcome: Outcome) {
         if let Some(pending) = self.pending.take() {
             let (ttft, settings) = *pending;
-            self.state.record(outcome, ttft, &settings);
+            self.state.record(outcome, None, ttft, &settings);
             self.stream = false;
         }
     }
@@ -637,7 +678,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(pending) = self.pending.take() {
             let (ttft, settings) = *pending;
-            self.state.record(Outcome::Success, ttft, &settings);
+            self.state.record(Outcome::Success, None, ttft, &settings);
         }
         if self.stream {
             self.observe_latency(self.started.elapsed());
@@ -654,6 +695,16 @@ fn describe(o: Outcome) -> String {
         Outcome::ErrorEvent => "stream began with an error event".into(),
         Outcome::StreamBroken => "stream broke after its first event".into(),
         Outcome::Success | Outcome::Unsupported => String::new(),
+    }
+}
+
+/// Drops the failures older than [`FAILURE_WINDOW`].
+fn prune(q: &mut VecDeque<Instant>, now: Instant) {
+    while q
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW)
+    {
+        q.pop_front();
     }
 }
 
@@ -739,6 +790,9 @@ mod tests {
             cooldown_time: cooldown,
             latency_buffer: 0.1,
             cooldowns: true,
+            retry_policy: Default::default(),
+            model_group_retry_policy: Default::default(),
+            allowed_fails_policy: Default::default(),
         }
     }
 
@@ -748,20 +802,20 @@ mod tests {
         let s = reg.get(&backend("m", "http://a"));
         let set = settings(2, Duration::from_secs(60));
         for _ in 0..2 {
-            s.begin().finish(Outcome::ServerError(500), &set);
+            s.begin().finish(Outcome::ServerError(500), None, &set);
             assert_eq!(s.health(Instant::now()), Health::Healthy);
         }
         // Client errors never count.
-        s.begin().finish(Outcome::ClientError(400), &set);
+        s.begin().finish(Outcome::ClientError(400), None, &set);
         assert_eq!(s.health(Instant::now()), Health::Healthy);
-        s.begin().finish(Outcome::Network, &set);
+        s.begin().finish(Outcome::Network, None, &set);
         assert_eq!(s.health(Instant::now()), Health::CoolingDown);
         assert!(s.snapshot().cooling_down_until.is_some());
         assert_eq!(s.in_flight(), 0);
         // Cooldowns end.
         let s2 = reg.get(&backend("n", "http://b"));
         let short = settings(0, Duration::from_millis(20));
-        s2.begin().finish(Outcome::ErrorEvent, &short);
+        s2.begin().finish(Outcome::ErrorEvent, None, &short);
         assert_eq!(s2.health(Instant::now()), Health::CoolingDown);
         assert_eq!(
             s2.health(Instant::now() + Duration::from_millis(30)),
@@ -807,12 +861,57 @@ mod tests {
     }
 
     #[test]
+    fn allowed_fails_policy_counts_its_kinds_apart() {
+        let reg = Registry::new(None);
+        let s = reg.get(&backend("m", "http://a"));
+        let mut set = settings(0, Duration::from_secs(60));
+        set.allowed_fails_policy.authentication = Some(2);
+        set.allowed_fails_policy.internal_server = Some(1);
+        // 401s never count without the policy; with it, two are allowed.
+        let auth = Some(ErrorKind::Authentication);
+        for _ in 0..2 {
+            s.begin().finish(Outcome::ClientError(401), auth, &set);
+            assert_eq!(s.health(Instant::now()), Health::Healthy);
+        }
+        assert_eq!(s.snapshot().recent_failures, 2);
+        // A 502 is an internal server error when bad_gateway has no number:
+        // one allowed, and its count is not the 401s'.
+        s.begin()
+            .finish(Outcome::ServerError(502), Some(ErrorKind::BadGateway), &set);
+        assert_eq!(s.health(Instant::now()), Health::Healthy);
+        s.begin().finish(Outcome::ClientError(401), auth, &set);
+        assert_eq!(s.health(Instant::now()), Health::CoolingDown);
+        assert_eq!(s.snapshot().recent_failures, 0, "a cooldown starts afresh");
+
+        // A kind the policy does not name counts as before (allowed_fails 0).
+        let t = reg.get(&backend("n", "http://b"));
+        t.begin()
+            .finish(Outcome::ClientError(400), Some(ErrorKind::BadRequest), &set);
+        assert_eq!(t.health(Instant::now()), Health::Healthy);
+        t.begin()
+            .finish(Outcome::Network, Some(ErrorKind::Timeout), &set);
+        assert_eq!(t.health(Instant::now()), Health::CoolingDown);
+
+        // disable_cooldowns still wins.
+        let u = reg.get(&backend("o", "http://c"));
+        set.cooldowns = false;
+        for _ in 0..5 {
+            u.begin().finish(Outcome::ClientError(401), auth, &set);
+        }
+        assert_eq!(u.health(Instant::now()), Health::Healthy);
+        assert_eq!(u.snapshot().last_error.as_deref(), Some("HTTP 401"));
+    }
+
+    #[test]
     fn retry_after_cools_down_at_once() {
         let reg = Registry::new(None);
         let s = reg.get(&backend("m", "http://a"));
         let set = settings(100, Duration::from_secs(1));
-        s.begin()
-            .finish(Outcome::RateLimited(Some(Duration::from_secs(30))), &set);
+        s.begin().finish(
+            Outcome::RateLimited(Some(Duration::from_secs(30))),
+            None,
+            &set,
+        );
         let now = Instant::now();
         assert_eq!(s.health(now), Health::CoolingDown);
         assert_eq!(s.health(now + Duration::from_secs(29)), Health::CoolingDown);
@@ -828,9 +927,9 @@ mod tests {
             let reg = Registry::new(None);
             let s = reg.get(&backend("m", "http://a"));
             let set = settings(0, Duration::from_secs(5));
-            s.begin().finish(Outcome::Success, &set);
+            s.begin().finish(Outcome::Success, None, &set);
             s.begin().stream_started(&set);
-            s.begin().finish(Outcome::Network, &set);
+            s.begin().finish(Outcome::Network, None, &set);
         });
         let mut seen = Vec::new();
         for (key, _, _, value) in snapshotter.snapshot().into_vec() {
@@ -876,8 +975,8 @@ mod tests {
         let reg = Registry::new(None);
         let s = reg.get(&backend("m", "http://a"));
         let set = settings(3, Duration::from_secs(1));
-        s.begin().finish(Outcome::Success, &set);
-        s.begin().finish(Outcome::ServerError(503), &set);
+        s.begin().finish(Outcome::Success, None, &set);
+        s.begin().finish(Outcome::ServerError(503), None, &set);
         reg.add_tokens("m#1", 5, 7);
         let j = s.stats_json();
         assert_eq!(j["requests"], 2);

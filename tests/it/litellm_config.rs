@@ -311,10 +311,7 @@ fn litellm_fixtures_load_with_warnings_only_for_ignored_keys() {
         ("single_provider.yaml", &["model_list[2].model_info"]),
         (
             "azure_openai_fallbacks.yaml",
-            &[
-                "router_settings.context_window_fallbacks",
-                "litellm_settings.set_verbose",
-            ],
+            &["litellm_settings.set_verbose"],
         ),
         ("redis_cache.yaml", &[]),
         (
@@ -363,6 +360,7 @@ fn litellm_fixtures_load_with_warnings_only_for_ignored_keys() {
                 assert_eq!(g.backends[0].request_timeout, Duration::from_secs(30));
                 assert_eq!(g.backends[1].request_timeout, Duration::from_secs(60));
                 assert_eq!(g.fallbacks, ["gpt-4o-openai"]);
+                assert_eq!(g.context_window_fallbacks, ["gpt-4o-openai"]);
                 assert_eq!(c.model("gpt-4o-openai").unwrap().fallbacks, ["gpt-4o-mini"]);
                 assert_eq!(c.model("gpt-4").unwrap().backends.len(), 2);
                 assert_eq!(c.router.retry_backoff, Duration::from_secs(1));

@@ -26,6 +26,7 @@ mod cache;
 mod cli;
 mod config;
 mod endpoints_more;
+mod error_kinds;
 mod faults;
 mod forward;
 mod forward_edges;

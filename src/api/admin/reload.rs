@@ -118,6 +118,9 @@ pub async fn effective_config(State(state): State<Shared>) -> Json<Value> {
             "num_retries": c.router.num_retries,
             "retry_backoff_ms": c.router.retry_backoff.as_millis() as u64,
             "max_retry_after": c.router.max_retry_after.as_secs_f64(),
+            "retry_policy": c.router.retry_policy,
+            "model_group_retry_policy": &*c.router.model_group_retry_policy,
+            "allowed_fails_policy": c.router.allowed_fails_policy,
         },
         "model_list": models,
         "logging": {

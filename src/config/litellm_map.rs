@@ -81,7 +81,9 @@ pub(super) fn map(tree: &mut Value, env: &Env, warnings: &mut Vec<String>) {
         }
     }
     if let Some(aliases) = router.remove("model_group_alias") {
-        model_group_alias(root, aliases, warnings);
+        for (alias, target) in model_group_alias(root, aliases, warnings) {
+            alias_router_entries(&mut router, &alias, &target);
+        }
     }
     if let Some(defaults) = router.remove("default_fallbacks") {
         default_fallbacks(root, &mut router, defaults);
@@ -632,14 +634,20 @@ fn routing_strategy_args(router: &mut Mapping, args: Value, warnings: &mut Vec<S
 /// `model_group_alias: {alias: model}` (or `{alias: {model: m, hidden: b}}`):
 /// one more model named `alias` that extends `model`, so it has the same
 /// backends.
-fn model_group_alias(root: &mut Mapping, aliases: Value, warnings: &mut Vec<String>) {
+/// Returns the (alias, target) pairs made.
+fn model_group_alias(
+    root: &mut Mapping,
+    aliases: Value,
+    warnings: &mut Vec<String>,
+) -> Vec<(String, String)> {
+    let mut made = Vec::new();
     let Value::Mapping(aliases) = aliases else {
         warnings.push("router_settings.model_group_alias: not a map; ignored".to_string());
-        return;
+        return made;
     };
     let names = model_names(root);
     let Some(Value::Sequence(list)) = root.get_mut("model_list") else {
-        return;
+        return made;
     };
     for (alias, target) in aliases {
         let Some(alias) = alias.as_str().map(str::to_string) else {
@@ -677,9 +685,55 @@ fn model_group_alias(root: &mut Mapping, aliases: Value, warnings: &mut Vec<Stri
             ));
         }
         let mut entry = Mapping::new();
-        entry.insert("model_name".into(), Value::from(alias));
-        entry.insert("extends".into(), Value::from(target));
+        entry.insert("model_name".into(), Value::from(alias.clone()));
+        entry.insert("extends".into(), Value::from(target.clone()));
         list.push(Value::Mapping(entry));
+        made.push((alias, target));
+    }
+    made
+}
+
+/// LiteLLM resolves an alias before routing, so the target's fallbacks
+/// (of every kind) and its `model_group_retry_policy` are the alias's too:
+/// copied to the alias where it has none of its own.
+fn alias_router_entries(router: &mut Mapping, alias: &str, target: &str) {
+    for key in [
+        "fallbacks",
+        "context_window_fallbacks",
+        "content_policy_fallbacks",
+    ] {
+        match router.get_mut(key) {
+            Some(Value::Sequence(list)) => {
+                let has_own = list
+                    .iter()
+                    .any(|item| item.as_mapping().is_some_and(|m| m.contains_key(alias)));
+                let theirs: Vec<Value> = list
+                    .iter()
+                    .filter_map(|item| item.as_mapping()?.get(target).cloned())
+                    .collect();
+                if !has_own {
+                    for to in theirs {
+                        let mut m = Mapping::new();
+                        m.insert(Value::from(alias), to);
+                        list.push(Value::Mapping(m));
+                    }
+                }
+            }
+            Some(Value::Mapping(map)) => {
+                if !map.contains_key(alias)
+                    && let Some(to) = map.get(target).cloned()
+                {
+                    map.insert(Value::from(alias), to);
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(Value::Mapping(policies)) = router.get_mut("model_group_retry_policy")
+        && !policies.contains_key(alias)
+        && let Some(p) = policies.get(target).cloned()
+    {
+        policies.insert(Value::from(alias), p);
     }
 }
 

@@ -571,3 +571,70 @@ async fn fixture_database_master_key_runs_as_configured() {
     })
     .await;
 }
+
+/// tests/fixtures/litellm/azure_openai_fallbacks.yaml: a context-window
+/// error at an Azure deployment goes straight to the model's
+/// `context_window_fallbacks`; 5xx everywhere use the retries (`num_retries:
+/// 2`, so three attempts at each Azure deployment) and then `fallbacks`.
+#[tokio::test]
+async fn fixture_azure_openai_fallbacks_runs_as_configured() {
+    let too_long = json!({"error": {"message": "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens. Please reduce the length of the messages.",
+        "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}});
+    let eu = Mock::start(Reply::Json(400, too_long.clone())).await;
+    let us = Mock::start(Reply::Json(400, too_long)).await;
+    let openai = Mock::start(Reply::Echo).await;
+    let eu_base = eu.url.trim_end_matches("/v1").to_string();
+    let us_base = us.url.trim_end_matches("/v1").to_string();
+    let vars = [
+        ("AZURE_API_BASE_EU", eu_base.as_str()),
+        ("AZURE_API_KEY_EU", "k-eu"),
+        ("AZURE_API_BASE_US", us_base.as_str()),
+        ("AZURE_API_KEY_US", "k-us"),
+        ("OPENAI_API_BASE", openai.url.as_str()),
+        ("OPENAI_API_KEY", "k-oa"),
+    ];
+    let server = fixture_proxy("azure_openai_fallbacks.yaml", &vars).await;
+    // The alias `gpt-4` is `gpt-4o` with the same fallbacks by name.
+    let (status, backend, body, headers) = ask(&server, "gpt-4o").await;
+    assert_eq!(
+        (status, backend.as_str()),
+        (200, "gpt-4o-openai#1"),
+        "{body}"
+    );
+    assert_eq!(headers["x-yallmp-attempts"], "2");
+    assert_eq!(
+        eu.count() + us.count(),
+        1,
+        "no retry of a context-window error"
+    );
+    assert_eq!(openai.hits()[0].json()["model"], "gpt-4o");
+    server.shutdown().await;
+
+    // 5xx: retried at both deployments, then the fallback.
+    let eu = Mock::start(Reply::Json(500, json!({"error": {"message": "boom"}}))).await;
+    let us = Mock::start(Reply::Json(503, json!({"error": {"message": "busy"}}))).await;
+    let eu_base = eu.url.trim_end_matches("/v1").to_string();
+    let us_base = us.url.trim_end_matches("/v1").to_string();
+    let vars = [
+        ("AZURE_API_BASE_EU", eu_base.as_str()),
+        ("AZURE_API_KEY_EU", "k-eu"),
+        ("AZURE_API_BASE_US", us_base.as_str()),
+        ("AZURE_API_KEY_US", "k-us"),
+        ("OPENAI_API_BASE", openai.url.as_str()),
+        ("OPENAI_API_KEY", "k-oa"),
+    ];
+    let server = fixture_proxy("azure_openai_fallbacks.yaml", &vars).await;
+    let (status, backend, body, headers) = ask(&server, "gpt-4").await;
+    assert_eq!(
+        (status, backend.as_str()),
+        (200, "gpt-4o-openai#1"),
+        "{body}"
+    );
+    assert_eq!((eu.count(), us.count()), (3, 3));
+    assert_eq!(headers["x-yallmp-attempts"], "7");
+    let h = &eu.hits()[0];
+    assert_eq!(h.path, "/openai/deployments/gpt-4o-eu/chat/completions");
+    assert_eq!(h.query, "api-version=2024-10-21");
+    assert_eq!(h.headers["api-key"], "k-eu");
+    server.shutdown().await;
+}

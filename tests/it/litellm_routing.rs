@@ -638,3 +638,36 @@ async fn fixture_azure_openai_fallbacks_runs_as_configured() {
     assert_eq!(h.headers["api-key"], "k-eu");
     server.shutdown().await;
 }
+
+/// tests/fixtures/litellm/single_provider.yaml: `num_retries: 3` gives a
+/// failing deployment four attempts; the names go upstream without their
+/// provider prefix; embeddings route like chat.
+#[tokio::test]
+async fn fixture_single_provider_runs_as_configured() {
+    let openai = Mock::start(Reply::Echo).await;
+    for _ in 0..3 {
+        openai.push(Reply::Json(500, json!({"error": {"message": "boom"}})));
+    }
+    let vars = [
+        ("OPENAI_API_BASE", openai.url.as_str()),
+        ("OPENAI_API_KEY", "k-oa"),
+    ];
+    let server = fixture_proxy("single_provider.yaml", &vars).await;
+    let (status, backend, body, headers) = ask(&server, "gpt-4o").await;
+    assert_eq!((status, backend.as_str()), (200, "gpt-4o#1"), "{body}");
+    assert_eq!(headers["x-yallmp-attempts"], "4");
+    assert_eq!(openai.count(), 4);
+    assert_eq!(openai.hits()[3].json()["model"], "gpt-4o");
+    assert_eq!(openai.hits()[3].headers["authorization"], "Bearer k-oa");
+    let (status, _, text) = post(
+        &server,
+        "/v1/embeddings",
+        &json!({"model": "text-embedding-3-small", "input": "hi"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let hit = openai.hits().last().cloned().unwrap();
+    assert_eq!(hit.path, "/v1/embeddings");
+    assert_eq!(hit.json()["model"], "text-embedding-3-small");
+    server.shutdown().await;
+}

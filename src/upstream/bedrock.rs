@@ -43,13 +43,16 @@ const STRIPPED: &[&str] = &[
 ];
 
 /// Sends the chat request `body` to a Bedrock backend; `limit` bounds a
-/// whole answer (`max_response_bytes`).
+/// whole answer (`max_response_bytes`), `timeout` the wait for the
+/// headers and each gap of the body (`request_timeout`, or `stream_timeout`
+/// for a stream).
 pub async fn send(
     client: &Http,
     backend: &Backend,
     mut headers: HeaderMap,
     body: Bytes,
     limit: usize,
+    timeout: std::time::Duration,
 ) -> Result<UpstreamResponse, UpstreamError> {
     let Some(auth) = backend.bedrock.as_deref() else {
         return Err(UpstreamError::Unsupported(format!(
@@ -93,13 +96,13 @@ pub async fn send(
     *req.headers_mut() = headers;
     authorize(&mut req, auth, &payload, SystemTime::now())?;
     let response = match tokio::time::timeout(
-        backend.request_timeout,
+        timeout,
         client.0.request(req.map(http_body_util::Either::Left)),
     )
     .await
     {
-        Err(_) => return Err(UpstreamError::Timeout(backend.request_timeout)),
-        Ok(Err(e)) if timed_out(&e) => return Err(UpstreamError::Timeout(backend.request_timeout)),
+        Err(_) => return Err(UpstreamError::Timeout(timeout)),
+        Ok(Err(e)) if timed_out(&e) => return Err(UpstreamError::Timeout(timeout)),
         Ok(Err(e)) => return Err(UpstreamError::Connect(error_chain(&e))),
         Ok(Ok(r)) => r,
     };
@@ -117,7 +120,7 @@ pub async fn send(
     if let Some(r) = parts.headers.get(&X_AMZN_REQUEST_ID) {
         out_headers.insert(super::REQUEST_ID, r.clone());
     }
-    let gap = backend.request_timeout;
+    let gap = timeout;
     if !parts.status.is_success() {
         let text = super::read_error_body(&mut raw, gap).await?;
         let kind = parts

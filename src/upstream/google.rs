@@ -72,6 +72,7 @@ pub async fn send(
     endpoint: Endpoint,
     mut headers: HeaderMap,
     body: Bytes,
+    timeout: std::time::Duration,
 ) -> Result<UpstreamResponse, UpstreamError> {
     let chat: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -146,19 +147,19 @@ pub async fn send(
         );
     }
     let out = Bytes::from(gbody.to_string());
-    let mut response = super::send_to(
+    let mut response = super::send_within(
         client,
-        backend,
         http::Method::POST,
         &target,
         headers,
         super::Payload::Bytes(out),
+        timeout,
     )
     .await?;
     if !response.status.is_success() {
         // Read now: Gemini's retry delay is in the body, and the router
         // reads it from a header.
-        let body = super::read_error_body(&mut response.body, backend.request_timeout).await?;
+        let body = super::read_error_body(&mut response.body, timeout).await?;
         if let Some(ms) = retry_delay_ms(&body)
             && !response.headers.contains_key("retry-after-ms")
         {
@@ -168,7 +169,7 @@ pub async fn send(
         }
         response.body = futures::stream::once(async move { Ok(body) }).boxed();
     }
-    Ok(translate(response, shape, bare.to_string(), backend))
+    Ok(translate(response, shape, bare.to_string(), timeout))
 }
 
 /// The delay a Gemini error asks for (`details[]` of type
@@ -208,14 +209,13 @@ fn translate(
     r: UpstreamResponse,
     shape: Shape,
     model: String,
-    backend: &Backend,
+    gap: std::time::Duration,
 ) -> UpstreamResponse {
     let UpstreamResponse {
         status,
         headers: mut h,
         body,
     } = r;
-    let gap = backend.request_timeout;
     if !status.is_success() {
         let body = whole(body, gap, true, move |b| {
             Ok(gemini::response::error_to_openai(status.as_u16(), &b))

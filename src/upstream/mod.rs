@@ -362,8 +362,8 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// Sends one attempt (`endpoint` is the backend's own: see
 /// [`crate::protocol::wire`]); resolves when the response headers arrive,
 /// bounded by `timeout` (the backend's `request_timeout`, or its
-/// `stream_timeout` for a stream: [`Backend::timeout_for`]; Bedrock and
-/// Google backends use their `request_timeout`). `limit`
+/// `stream_timeout` for a stream: [`Backend::timeout_for`]), and each gap
+/// of the body after them for Bedrock and Google backends. `limit`
 /// (`max_response_bytes`) bounds an answer read here whole (Bedrock's).
 pub async fn send(
     client: &Http,
@@ -375,9 +375,14 @@ pub async fn send(
     timeout: std::time::Duration,
 ) -> Result<UpstreamResponse, UpstreamError> {
     match backend.api_type {
-        ApiType::Bedrock => return bedrock::send(client, backend, headers, body, limit).await,
+        ApiType::Bedrock => {
+            return bedrock::send(client, backend, headers, body, limit, timeout).await;
+        }
         ApiType::Gemini | ApiType::Vertex => {
-            return Box::pin(google::send(client, backend, endpoint, headers, body)).await;
+            return Box::pin(google::send(
+                client, backend, endpoint, headers, body, timeout,
+            ))
+            .await;
         }
         _ => {}
     }
@@ -439,7 +444,7 @@ pub async fn send_to(
 }
 
 /// [`send_to`] bounded by `timeout`.
-async fn send_within(
+pub(super) async fn send_within(
     client: &Http,
     method: http::Method,
     target: &crate::config::Target,

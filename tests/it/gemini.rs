@@ -689,3 +689,21 @@ async fn a_responses_tool_round_trip_keeps_the_thought_signature() {
         json!({"name": "get_weather", "response": {"temp_c": 21}})
     );
 }
+
+#[tokio::test]
+async fn stream_timeout_bounds_a_gemini_streams_wait() {
+    // Headers after 1 s: within request_timeout (5 s), past stream_timeout (0.3 s).
+    let g = Mock::start(Reply::Delay(
+        std::time::Duration::from_secs(1),
+        Box::new(Reply::Json(200, answer())),
+    ))
+    .await;
+    let server = proxy(&config(&g, ", request_timeout: 5, stream_timeout: 0.3")).await;
+    let ask = |stream: bool| json!({"model": "gem", "stream": stream, "messages": [{"role": "user", "content": "Hi"}]});
+    let (status, _, body) = post(&server, "/v1/chat/completions", &ask(false)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = post(&server, "/v1/chat/completions", &ask(true)).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("no response within 300ms"), "{body}");
+    server.shutdown().await;
+}

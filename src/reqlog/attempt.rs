@@ -41,6 +41,9 @@ pub struct AttemptSpan {
     pub start: std::time::SystemTime,
     /// `gen_ai.provider.name`.
     pub provider: &'static str,
+    /// A hash of the backend's configured model: attempts at another model
+    /// are fallbacks (backend names need not say their model: `id`).
+    pub model: u64,
 }
 
 impl Attempt {

@@ -231,7 +231,16 @@ pub fn attempt(
         id,
         start: SystemTime::now(),
         provider: spans::provider(backend.api_type),
+        model: model_key(&backend.model_name),
     }
+}
+
+/// FNV-1a of a model name: equal names, equal keys (no allocation per
+/// attempt to carry the name).
+fn model_key(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]

@@ -218,18 +218,16 @@ pub(super) fn spans(
     }
 
     let mut out = Vec::with_capacity(1 + r.attempts.len());
-    let mut first_model: Option<&str> = None;
+    let mut first_model: Option<u64> = None;
     let mut fallback = 0i64;
     for (index, a) in r.attempts.iter().enumerate() {
-        // The configured model of the backend (`model#n`): a new one is a
-        // fallback.
-        let model = a.backend.rsplit_once('#').map_or(&*a.backend, |(m, _)| m);
+        let Some(s) = a.span else { continue };
+        // The backend's configured model: a new one is a fallback.
         match first_model {
-            None => first_model = Some(model),
-            Some(f) if f != model => fallback += 1,
+            None => first_model = Some(s.model),
+            Some(f) if f != s.model => fallback += 1,
             _ => {}
         }
-        let Some(s) = a.span else { continue };
         out.push(attempt_span(
             r,
             trace,

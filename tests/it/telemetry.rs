@@ -116,6 +116,8 @@ model_list:
   - model_name: flaky
     model_params:
       api_base: http://127.0.0.1:1/v1
+      # Named by an id: fallbacks are told by the model, not the name.
+      id: flaky-eu
       fallbacks: [m]
   - model_name: p
     model_params:
@@ -294,7 +296,7 @@ async fn spans_follow_the_genai_conventions_and_the_trace_context() {
     assert_eq!(root.name, "chat flaky");
     assert_eq!(kids.len(), 3, "{kids:#?}");
     for failed in &kids[..2] {
-        assert_eq!(text(failed, "yallmp.backend").as_deref(), Some("flaky#1"));
+        assert_eq!(text(failed, "yallmp.backend").as_deref(), Some("flaky-eu"));
         assert_eq!(text(failed, "error.type").as_deref(), Some("network"));
         assert_eq!(failed.status.as_ref().unwrap().code, STATUS_ERROR);
         assert_eq!(int(failed, "yallmp.fallback_index"), Some(0));

@@ -141,29 +141,16 @@ pub(super) fn backend(
         }
     };
     let api_version = p.api_version().to_string();
-    // LiteLLM names the provider in front of the model: `openai/gpt-4o`.
+    // LiteLLM names the provider in front of the model: `openai/gpt-4o`;
+    // or in `custom_llm_provider`, which wins, and then the model is sent
+    // as written unless its prefix names that same provider (LiteLLM's
+    // rule: `custom_llm_provider: hosted_vllm` with `model: openai/x`
+    // sends `openai/x`).
     let mut provider: Option<&(&str, ApiType, Option<&str>)> = None;
     let mut model = p.model.filter(|m| !m.trim().is_empty());
-    if litellm
-        && let Some(m) = &model
-        && let Some((prefix, rest)) = m.split_once('/')
-        && let Some(found) = PROVIDERS.iter().find(|(name, _, _)| *name == prefix)
-    {
-        provider = Some(found);
-        model = Some(rest.to_string());
-    }
-    // LiteLLM's provider wildcard (`model_name: anthropic/*` with `model:
-    // anthropic/*`): the part the `*` matched goes upstream as the model.
-    let mut strip_prefix = strip_prefix;
-    if litellm && model.as_deref() == Some("*") && crate::wildcard::is_pattern(model_name) {
-        model = None;
-        strip_prefix = true;
-    }
-    // LiteLLM's `custom_llm_provider`: the provider of a bare model name.
-    if let Some(name) = p.custom_llm_provider.as_deref().map(str::trim) {
-        match PROVIDERS.iter().find(|(n, _, _)| *n == name) {
-            Some(found) if provider.is_none() => provider = Some(found),
-            Some(_) => {}
+    let custom = match p.custom_llm_provider.as_deref().map(str::trim) {
+        Some(name) => match PROVIDERS.iter().find(|(n, _, _)| *n == name) {
+            Some(found) => Some(found),
             None => {
                 let names: Vec<&str> = PROVIDERS.iter().map(|p| p.0).collect();
                 let hint = nearest(name, &names)
@@ -173,8 +160,29 @@ pub(super) fn backend(
                     at.key("custom_llm_provider"),
                     format!("unknown provider `{name}`{hint}"),
                 );
+                None
             }
-        }
+        },
+        None => None,
+    };
+    if litellm
+        && let Some(m) = &model
+        && let Some((prefix, rest)) = m.split_once('/')
+        && let Some(found) = PROVIDERS.iter().find(|(name, _, _)| *name == prefix)
+        && custom.is_none_or(|c| c.0 == prefix)
+    {
+        provider = Some(found);
+        model = Some(rest.to_string());
+    }
+    if custom.is_some() {
+        provider = custom;
+    }
+    // LiteLLM's provider wildcard (`model_name: anthropic/*` with `model:
+    // anthropic/*`): the part the `*` matched goes upstream as the model.
+    let mut strip_prefix = strip_prefix;
+    if litellm && model.as_deref() == Some("*") && crate::wildcard::is_pattern(model_name) {
+        model = None;
+        strip_prefix = true;
     }
     let api_type = match p.api_type.as_deref() {
         None => provider.map_or(ApiType::Openai, |p| p.1),
@@ -335,6 +343,11 @@ pub(super) fn backend(
             &at.key("max_parallel_requests"),
             errors,
         ),
+        from: p
+            .limits_from
+            .map(|f| f.trim().to_string())
+            .filter(|f| !f.is_empty())
+            .map(Arc::from),
     };
     let drop = super::DropParams {
         refuse: p.drop_params == Some(false),

@@ -18,6 +18,10 @@ pub struct Env {
     dotenv: HashMap<String, String>,
     /// Extra variables that win over everything (tests).
     overrides: HashMap<String, String>,
+    /// The config's own (LiteLLM's `environment_variables`): over the
+    /// process environment and `.env`, as LiteLLM sets them into its
+    /// process's environment.
+    config: HashMap<String, String>,
     /// When false, the process environment is not consulted (tests).
     use_process: bool,
 }
@@ -57,9 +61,21 @@ impl Env {
         }
     }
 
-    /// Looks a variable up: overrides, then the process, then `.env`.
+    /// This environment with the config's own variables on top.
+    pub fn with_config_vars(&self, vars: HashMap<String, String>) -> Env {
+        Env {
+            config: vars,
+            ..self.clone()
+        }
+    }
+
+    /// Looks a variable up: overrides, the config's own, the process,
+    /// then `.env`.
     pub fn get(&self, name: &str) -> Option<String> {
         if let Some(v) = self.overrides.get(name) {
+            return Some(v.clone());
+        }
+        if let Some(v) = self.config.get(name) {
             return Some(v.clone());
         }
         if self.use_process

@@ -116,14 +116,36 @@ impl Ctx<'_> {
                 );
                 continue;
             }
-            for b in self.expand(&base, chain) {
-                result.push(merge_entry(&b, entry, name));
+            for (k, b) in self.expand(&base, chain).into_iter().enumerate() {
+                let limits_from = backend_name(&b, &base, k + 1);
+                let mut merged = merge_entry(&b, entry, name);
+                // The copy is the base's deployment: their limits count
+                // together (the base's own `limits_from` carried, for chains).
+                for key in PARAM_KEYS {
+                    if let Some(Value::Mapping(p)) = merged.get_mut(key)
+                        && !p.contains_key("limits_from")
+                    {
+                        p.insert("limits_from".into(), Value::from(limits_from.clone()));
+                    }
+                }
+                result.push(merged);
             }
         }
         chain.pop();
         self.memo.insert(name.to_string(), result.clone());
         result
     }
+}
+
+/// The backend name the `n`th entry of model `model` gets: its `id`, else
+/// `MODEL#N` (as `models.rs` names them).
+fn backend_name(entry: &Value, model: &str, n: usize) -> String {
+    PARAM_KEYS
+        .iter()
+        .find_map(|k| entry.get(*k)?.get("id")?.as_str())
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map_or_else(|| format!("{model}#{n}"), str::to_string)
 }
 
 /// The base entry with the derived one's keys on top.

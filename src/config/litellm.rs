@@ -9,7 +9,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
         "",
         &[
             "litellm_settings",
-            "environment_variables",
             "credential_list",
             "callback_settings",
             "guardrails",
@@ -64,7 +63,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
 pub fn hint(key: &str) -> Option<&'static str> {
     Some(match key {
         "model_info" => "only id and base_model are read",
-        "environment_variables" => "use the process environment or .env",
         _ => return None,
     })
 }

@@ -24,6 +24,24 @@ pub(super) fn map(tree: &mut Value, env: &Env, warnings: &mut Vec<String>) {
     };
     let mut router = take_map(root, "router_settings");
     let mut general = take_map(root, "general_settings");
+    // Router keys LiteLLM also reads from `litellm_settings` (its docs show
+    // the fallbacks there): router_settings' own win.
+    for key in [
+        "fallbacks",
+        "context_window_fallbacks",
+        "content_policy_fallbacks",
+        "default_fallbacks",
+        "allowed_fails",
+        "cooldown_time",
+        "retry_policy",
+        "allowed_fails_policy",
+    ] {
+        if let Some(v) = ls.remove(key)
+            && !router.contains_key(key)
+        {
+            router.insert(key.into(), v);
+        }
+    }
 
     // Retries and timeouts.
     if let Some(n) = ls.remove("num_retries") {

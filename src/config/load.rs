@@ -107,6 +107,17 @@ impl Config {
             .and_then(Value::as_str)
             .map(env::required_refs)
             .unwrap_or_default();
+        // LiteLLM's `environment_variables`: variables the config sets for
+        // itself, seen by every reference below.
+        let base_env = env;
+        let with_vars;
+        let env = match config_vars(&mut tree, base_env, &mut errors) {
+            Some(vars) => {
+                with_vars = base_env.with_config_vars(vars);
+                &with_vars
+            }
+            None => base_env,
+        };
         let mut whole = std::collections::HashSet::new();
         env::substitute_tree(&mut tree, env, &mut String::new(), &mut errors, &mut whole);
         litellm_map::map(&mut tree, env, &mut warnings);
@@ -129,7 +140,7 @@ impl Config {
                 c.warnings = warnings;
                 c.origin = Origin {
                     text: Arc::new(text.to_string()),
-                    env: env.clone(),
+                    env: base_env.clone(),
                     overlay: overlay.cloned().unwrap_or_default(),
                 };
                 Ok(c)
@@ -140,4 +151,51 @@ impl Config {
             }),
         }
     }
+}
+
+/// The top-level `environment_variables` map (LiteLLM's), taken out of the
+/// tree: names to values, each value's own references substituted from
+/// `env`. `None` when there is none.
+fn config_vars(
+    tree: &mut Value,
+    env: &Env,
+    errors: &mut Errors,
+) -> Option<std::collections::HashMap<String, String>> {
+    let vars = tree.as_mapping_mut()?.remove("environment_variables")?;
+    let Value::Mapping(vars) = vars else {
+        if !vars.is_null() {
+            errors.at("environment_variables", "must be a map of names to values");
+        }
+        return None;
+    };
+    let mut out = std::collections::HashMap::new();
+    for (k, v) in vars {
+        let Some(name) = k.as_str().map(str::to_string) else {
+            errors.at("environment_variables", "names must be strings");
+            continue;
+        };
+        let text = match v {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null => String::new(),
+            _ => {
+                errors.at(
+                    format!("environment_variables.{name}"),
+                    "must be a string, number or boolean",
+                );
+                continue;
+            }
+        };
+        match env::substitute(&text, env) {
+            Ok(Some((value, _))) => {
+                out.insert(name, value);
+            }
+            Ok(None) => {
+                out.insert(name, text);
+            }
+            Err(e) => errors.at(format!("environment_variables.{name}"), e),
+        }
+    }
+    Some(out)
 }

@@ -179,7 +179,7 @@ pub struct Backend {
 /// backend at a limit is passed over for the rest of the minute (or while
 /// that many requests are in flight); when every backend of a request is,
 /// the client gets 429 with `Retry-After`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackendLimits {
     /// Requests a minute (a fixed window on the clock's minute).
     pub rpm: Option<u64>,
@@ -188,6 +188,10 @@ pub struct BackendLimits {
     pub tpm: Option<u64>,
     /// Attempts in flight at once, on this instance.
     pub max_parallel: Option<u64>,
+    /// The backend whose counters these limits share (`limits_from`): a
+    /// derived model's copy of a backend is the same deployment, so both
+    /// count together (same `api_base` only).
+    pub from: Option<Arc<str>>,
 }
 
 impl BackendLimits {

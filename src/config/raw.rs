@@ -162,6 +162,9 @@ pub struct RawModelParams {
     pub tpm: Option<u64>,
     /// Attempts in flight at once at this backend.
     pub max_parallel_requests: Option<u64>,
+    /// Count this backend's limits together with the backend of that name
+    /// (one deployment under two models); set on derived models' copies.
+    pub limits_from: Option<String>,
     /// The backend's name in headers, the log and the UI (default
     /// `MODEL#N`; LiteLLM's `model_info.id`).
     pub id: Option<String>,

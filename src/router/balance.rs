@@ -34,7 +34,17 @@ pub fn order(
     settings: &RouterSettings,
 ) -> Vec<(Arc<Backend>, Arc<BackendState>)> {
     let now = Instant::now();
-    let states: Vec<_> = group.iter().map(|b| (b.clone(), registry.get(b))).collect();
+    let usage_based = settings.strategy == RoutingStrategy::UsageBased;
+    let states: Vec<_> = group
+        .iter()
+        .map(|b| {
+            let s = registry.get(b);
+            // Usage is counted where a limit or the strategy reads it, as
+            // the live config says (a reload may add or drop either).
+            s.deployment.track(usage_based || b.limits.per_minute());
+            (b.clone(), s)
+        })
+        .collect();
     if states.len() == 1 {
         return states;
     }
@@ -52,13 +62,11 @@ pub fn order(
     if up.len() == 1 {
         return up;
     }
-    let usage_based = settings.strategy == RoutingStrategy::UsageBased;
     let candidates: Vec<Candidate> = up
         .iter()
         .map(|(b, s)| {
             let usage = if usage_based {
-                s.share_usage();
-                s.usage()
+                s.deployment.counts()
             } else {
                 Default::default()
             };
@@ -72,7 +80,7 @@ pub fn order(
                 },
                 tokens: usage.tokens,
                 requests: usage.requests,
-                full: s.full(&b.limits),
+                full: s.deployment.full(&b.limits),
             }
         })
         .collect();

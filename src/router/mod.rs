@@ -286,13 +286,34 @@ impl Dispatch<'_> {
                                 dropped.extend(upstream::google::dropped(wire, &body));
                             }
                             if backend.drop.refuse && !dropped.is_empty() {
-                                // `drop_params: false`: refused, not left out.
-                                let e = crate::protocol::TranslateError::new(format!(
+                                // `drop_params: false`: this backend refuses
+                                // what it would leave out; another may take it.
+                                let why = format!(
                                     "backend {} does not take {} (drop_params: false)",
                                     backend.name,
                                     dropped.join(", ")
-                                ));
-                                return Run::Answer(translate_failed(&e, backend, wire));
+                                );
+                                attempts.push(Attempt {
+                                    backend: backend.name.clone(),
+                                    url: backend.endpoint_url(wire),
+                                    upstream_model: upstream_model(&backend, self.body),
+                                    attempt: 1,
+                                    status: None,
+                                    latency: Duration::ZERO,
+                                    error: Some(why.clone()),
+                                    headers: None,
+                                    pending: None,
+                                    dropped,
+                                    span: None,
+                                });
+                                let e = crate::protocol::TranslateError::new(why);
+                                if let Answer::Complete { status, body, .. } =
+                                    translate_failed(&e, backend, wire)
+                                {
+                                    trip.last = LastFailure::Http { status, body };
+                                }
+                                m.skipped = true;
+                                continue;
                             }
                             // Fields the config drops are meant to go.
                             let body = drop_always(&backend, body, &mut dropped);
@@ -326,8 +347,8 @@ impl Dispatch<'_> {
                 };
                 // Boxed: only limited backends (and usage-based routing)
                 // count, and the Redis admission's future is large.
-                if (backend.limits.per_minute() || m.state.counts_usage())
-                    && let Err(full) = Box::pin(m.state.reserve(&backend.limits)).await
+                if (backend.limits.per_minute() || m.state.deployment.tracked())
+                    && let Err(full) = Box::pin(m.state.deployment.reserve(&backend.limits)).await
                 {
                     drop(lease);
                     let what = match full {
@@ -345,6 +366,8 @@ impl Dispatch<'_> {
                     m.skipped = true;
                     continue;
                 }
+                // Its latency counts from here, not from the admission.
+                lease.restart();
                 let Some((mut headers, body, dropped)) = m.prepared.clone() else {
                     continue;
                 };
@@ -435,7 +458,11 @@ impl Dispatch<'_> {
                     }
                     v => v,
                 };
-                trip.held = held;
+                // A final answer held for the client stands until a later
+                // attempt answers (or holds another).
+                if held.is_some() {
+                    trip.held = held;
+                }
                 match verdict {
                     Verdict::Done(answer) => return Run::Answer(answer),
                     Verdict::Skip(failure) => {

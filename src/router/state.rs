@@ -34,6 +34,8 @@ pub const BROKEN_STREAM_LATENCY: f64 = 1e9;
 /// Every backend's state, by backend name.
 pub struct Registry {
     map: RwLock<HashMap<String, Arc<BackendState>>>,
+    /// The limit counters by deployment key (see [`Registry::deployment`]).
+    deployments: RwLock<HashMap<String, Arc<super::usage::Deployment>>>,
     redis: Option<Arc<SharedRedis>>,
 }
 
@@ -41,6 +43,7 @@ impl Registry {
     pub fn new(redis: Option<Arc<SharedRedis>>) -> Registry {
         Registry {
             map: RwLock::default(),
+            deployments: RwLock::default(),
             redis,
         }
     }
@@ -52,21 +55,42 @@ impl Registry {
     /// The state of `backend`, made on first use (or anew when the backend
     /// of that name now points elsewhere).
     pub fn get(&self, backend: &Backend) -> Arc<BackendState> {
+        let same = |s: &BackendState| {
+            s.api_base == backend.api_base && s.limits_from == backend.limits.from
+        };
         if let Ok(map) = self.map.read()
             && let Some(s) = map.get(&backend.name)
-            && s.api_base == backend.api_base
+            && same(s)
         {
             return s.clone();
         }
+        let deployment = self.deployment(backend);
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         match map.get(&backend.name) {
-            Some(s) if s.api_base == backend.api_base => s.clone(),
+            Some(s) if same(s) => s.clone(),
             _ => {
-                let s = Arc::new(BackendState::new(backend, self.redis.clone()));
+                let s = Arc::new(BackendState::new(backend, self.redis.clone(), deployment));
                 map.insert(backend.name.clone(), s.clone());
                 s
             }
         }
+    }
+
+    /// The limit counters of `backend`'s deployment: its own, or, with
+    /// `limits_from` (a derived model's copy of a backend), that backend's,
+    /// keyed by name and URL like the shared cooldowns.
+    fn deployment(&self, backend: &Backend) -> Arc<super::usage::Deployment> {
+        let name = backend.limits.from.as_deref().unwrap_or(&backend.name);
+        let key = super::shared::backend_key(name, &backend.api_base);
+        if let Ok(map) = self.deployments.read()
+            && let Some(d) = map.get(&key)
+        {
+            return d.clone();
+        }
+        let mut map = self.deployments.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(key.clone())
+            .or_insert_with(|| Arc::new(super::usage::Deployment::new(key, self.redis.clone())))
+            .clone()
     }
 
     /// The state of the backend named `name`, if it has been used.
@@ -86,26 +110,35 @@ impl Registry {
     pub fn retain(&self, live: &[Arc<Backend>]) {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         map.retain(|name, s| {
-            live.iter()
-                .any(|b| &b.name == name && b.api_base == s.api_base)
+            live.iter().any(|b| {
+                &b.name == name && b.api_base == s.api_base && b.limits.from == s.limits_from
+            })
         });
+        drop(map);
+        // Counters no backend state holds any more.
+        let mut deployments = self.deployments.write().unwrap_or_else(|e| e.into_inner());
+        deployments.retain(|_, d| Arc::strong_count(d) > 1);
+    }
+
+    /// Every deployment's counters whose usage is shared through Redis.
+    fn tracked(&self) -> Vec<Arc<super::usage::Deployment>> {
+        self.deployments
+            .read()
+            .map(|m| m.values().filter(|d| d.tracked()).cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Adds the token usage of an answer to its backend's counters.
     pub fn add_tokens(&self, backend: &str, input: u64, output: u64) {
         if let Some(s) = self.find(backend) {
-            let total = input.saturating_add(output);
             {
-                let mut inner = s.inner();
-                inner.stats.tokens_in += input;
-                inner.stats.tokens_out += output;
-                inner.usage.add_tokens(super::usage::minute_now(), total);
+                let mut stats = s.stats();
+                stats.tokens_in += input;
+                stats.tokens_out += output;
             }
-            if total > 0
-                && s.share_usage.load(Ordering::Relaxed)
-                && let Some(redis) = &s.redis
-            {
-                super::usage::add_shared(redis.clone(), &s.shared_key, "t", total);
+            // Only where limits or usage-based routing read them.
+            if s.deployment.tracked() {
+                s.deployment.add_tokens(input.saturating_add(output));
             }
         }
     }
@@ -204,9 +237,11 @@ pub struct BackendState {
     remote_until_ms: AtomicU64,
     /// A health check of it is running.
     pub(super) checking: AtomicBool,
-    /// Its usage this minute is shared through Redis (it has a per-minute
-    /// limit, or the routing is `usage-based`).
-    share_usage: AtomicBool,
+    /// The counters of its limits: its deployment's, shared with the
+    /// backends that are the same deployment (`limits_from`).
+    pub deployment: Arc<super::usage::Deployment>,
+    /// The `limits_from` it was made with.
+    limits_from: Option<Arc<str>>,
     inner: Mutex<Inner>,
 }
 
@@ -225,8 +260,6 @@ struct Inner {
     /// Seconds, and when it was last updated.
     latency: Option<(f64, Instant)>,
     stats: Stats,
-    /// Requests and tokens this clock minute.
-    usage: super::usage::Usage,
 }
 
 /// A backend's state as `/health` and `/stats` show it.
@@ -245,7 +278,11 @@ pub struct Snapshot {
 }
 
 impl BackendState {
-    fn new(b: &Backend, redis: Option<Arc<SharedRedis>>) -> BackendState {
+    fn new(
+        b: &Backend,
+        redis: Option<Arc<SharedRedis>>,
+        deployment: Arc<super::usage::Deployment>,
+    ) -> BackendState {
         BackendState {
             name: b.name.clone(),
             model: b.model_name.clone(),
@@ -257,7 +294,8 @@ impl BackendState {
             in_flight: AtomicU64::new(0),
             remote_until_ms: AtomicU64::new(0),
             checking: AtomicBool::new(false),
-            share_usage: AtomicBool::new(b.limits.per_minute()),
+            deployment,
+            limits_from: b.limits.from.clone(),
             inner: Mutex::default(),
         }
     }
@@ -308,84 +346,16 @@ impl BackendState {
             .map(|(s, _)| s)
     }
 
-    /// Shares its usage through Redis from now on (`usage-based` routing
-    /// orders by every instance's counts).
-    pub fn share_usage(&self) {
-        if !self.share_usage.load(Ordering::Relaxed) {
-            self.share_usage.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// Whether its requests are counted although it has no per-minute
-    /// limit (`usage-based` routing orders by them).
-    pub fn counts_usage(&self) -> bool {
-        self.share_usage.load(Ordering::Relaxed)
-    }
-
-    /// Requests and tokens this minute, as known here.
-    pub fn usage(&self) -> super::usage::Counts {
-        self.inner().usage.now(super::usage::minute_now())
-    }
-
-    /// Whether a per-minute limit would pass it over now (as known here;
-    /// the admission itself asks Redis).
-    pub fn full(&self, limits: &crate::config::BackendLimits) -> bool {
-        limits.per_minute()
-            && self
-                .inner()
-                .usage
-                .full(super::usage::minute_now(), limits.rpm, limits.tpm)
-                .is_some()
-    }
-
-    /// Admits one request under the backend's per-minute limits (with
-    /// Redis, across instances) and counts it; or says which limit it is
-    /// at. Backends without one are only counted.
-    pub async fn reserve(
-        &self,
-        limits: &crate::config::BackendLimits,
-    ) -> Result<(), super::usage::Full> {
-        let minute = super::usage::minute_now();
-        let shared = self.share_usage.load(Ordering::Relaxed);
-        if limits.per_minute()
-            && let Some(redis) = self.redis.as_ref().filter(|r| r.is_up())
-            && let Some(verdict) =
-                super::usage::reserve(redis, &self.shared_key, minute, limits.rpm, limits.tpm).await
-        {
-            if verdict.is_ok() {
-                self.inner().usage.add_request(minute);
-            }
-            return verdict;
-        }
-        {
-            let mut inner = self.inner();
-            if let Some(full) = inner.usage.full(minute, limits.rpm, limits.tpm) {
-                return Err(full);
-            }
-            inner.usage.add_request(minute);
-        }
-        if shared
-            && !limits.per_minute()
-            && let Some(redis) = &self.redis
-        {
-            super::usage::add_shared(redis.clone(), &self.shared_key, "r", 1);
-        }
-        Ok(())
-    }
-
-    /// Every instance's counts this minute, from the Redis sync.
-    pub(super) fn set_shared_usage(&self, counts: super::usage::Counts) {
-        self.inner().usage.set_shared(counts);
-    }
-
-    /// An attempt starts unless `max` attempts are already in flight.
+    /// An attempt starts unless `max` attempts are already in flight at
+    /// its deployment (`max_parallel_requests`).
     pub fn begin_within(self: &Arc<Self>, max: Option<u64>) -> Option<Lease> {
-        let lease = self.begin();
-        match max {
-            // `begin` counted this one: more than `max` means it is over.
-            Some(max) if self.in_flight() > max => None,
-            _ => Some(lease),
-        }
+        let slot = match max {
+            Some(max) => Some(self.deployment.enter(max)?),
+            None => None,
+        };
+        let mut lease = self.begin();
+        lease.slot = slot;
+        Some(lease)
     }
 
     /// An attempt starts: counted in flight until the lease drops.
@@ -396,6 +366,7 @@ impl BackendState {
             started: Instant::now(),
             stream: false,
             pending: None,
+            slot: None,
         }
     }
 
@@ -635,9 +606,17 @@ pub struct Lease {
     /// A stream under way: its time to first event and the settings its
     /// outcome is recorded with (boxed: the lease rides in every stream).
     pending: Option<Box<(Duration, RouterSettings)>>,
+    /// Its place under the deployment's `max_parallel_requests`.
+    slot: Option<super::usage::Slot>,
 }
 
 impl Lease {
+    /// The attempt starts now (after the wait for its admission), for its
+    /// latency.
+    pub fn restart(&mut self) {
+        self.started = Instant::now();
+    }
+
     /// A whole answer (or a failure, of `kind`) arrived.
     pub fn finish(self, outcome: Outcome, kind: Option<ErrorKind>, settings: &RouterSettings) {
         let took = self.started.elapsed();
@@ -746,17 +725,18 @@ pub fn spawn_sync(registry: &Arc<Registry>) -> Option<tokio::task::JoinHandle<()
                 state.set_remote_cooldown(remaining);
             }
             // Usage this minute, where it is shared.
-            let sharing: Vec<&Arc<BackendState>> = states
-                .iter()
-                .filter(|s| s.share_usage.load(Ordering::Relaxed))
-                .collect();
+            let Some(registry) = weak.upgrade() else {
+                return;
+            };
+            let sharing = registry.tracked();
+            drop(registry);
             if sharing.is_empty() {
                 continue;
             }
-            let keys: Vec<&str> = sharing.iter().map(|s| s.shared_key.as_str()).collect();
+            let keys: Vec<&str> = sharing.iter().map(|d| d.key.as_str()).collect();
             if let Some(counts) = super::usage::read_shared(&redis, &keys).await {
-                for (state, c) in sharing.iter().zip(counts) {
-                    state.set_shared_usage(c);
+                for (d, c) in sharing.iter().zip(counts) {
+                    d.set_shared(c);
                 }
             }
         }

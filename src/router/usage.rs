@@ -15,9 +15,11 @@
 //!   backend's counts for `usage-based` routing's order; the request path
 //!   never waits on Redis for that.
 
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
+use crate::config::BackendLimits;
 use crate::redis::SharedRedis;
 
 /// How long a minute's counts live in Redis.
@@ -119,6 +121,133 @@ impl Usage {
     }
 }
 
+/// One upstream deployment's limit counters: its usage this minute and
+/// its attempts in flight under `max_parallel_requests`. A backend has its
+/// own, unless it is a derived model's copy of another (`limits_from`):
+/// then the two count together, as they are one deployment.
+pub struct Deployment {
+    /// The Redis key part (`NAME:HASH`, as the shared cooldowns').
+    pub key: String,
+    redis: Option<Arc<SharedRedis>>,
+    /// Its usage is counted (and shared through Redis): it has a
+    /// per-minute limit, or the routing is `usage-based`. Set from the
+    /// live config by each request's ordering, so a reload that adds or
+    /// removes a limit takes effect.
+    tracked: AtomicBool,
+    in_flight: AtomicU64,
+    usage: Mutex<Usage>,
+}
+
+/// A place under a deployment's `max_parallel_requests`, given back when
+/// dropped.
+pub struct Slot(Arc<Deployment>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Deployment {
+    pub fn new(key: String, redis: Option<Arc<SharedRedis>>) -> Deployment {
+        Deployment {
+            key,
+            redis,
+            tracked: AtomicBool::new(false),
+            in_flight: AtomicU64::new(0),
+            usage: Mutex::default(),
+        }
+    }
+
+    fn usage(&self) -> std::sync::MutexGuard<'_, Usage> {
+        self.usage.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether its usage is counted.
+    pub fn tracked(&self) -> bool {
+        self.tracked.load(Ordering::Relaxed)
+    }
+
+    /// Counts its usage from now on, or stops (a plain load when nothing
+    /// changes).
+    pub fn track(&self, on: bool) {
+        if self.tracked() != on {
+            self.tracked.store(on, Ordering::Relaxed);
+        }
+    }
+
+    /// Requests and tokens this minute, as known here.
+    pub fn counts(&self) -> Counts {
+        self.usage().now(minute_now())
+    }
+
+    /// Whether a per-minute limit would pass it over now (as known here;
+    /// the admission itself asks Redis).
+    pub fn full(&self, limits: &BackendLimits) -> bool {
+        limits.per_minute()
+            && self
+                .usage()
+                .full(minute_now(), limits.rpm, limits.tpm)
+                .is_some()
+    }
+
+    /// A place under `max` attempts in flight, in one atomic step (two
+    /// requests racing for the last place cannot both be refused).
+    pub fn enter(self: &Arc<Self>, max: u64) -> Option<Slot> {
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Slot(self.clone()))
+    }
+
+    /// Admits one request under the per-minute limits (with Redis, across
+    /// instances) and counts it; or says which limit it is at. Without a
+    /// limit it is only counted.
+    pub async fn reserve(&self, limits: &BackendLimits) -> Result<(), Full> {
+        let minute = minute_now();
+        if limits.per_minute()
+            && let Some(redis) = self.redis.as_ref().filter(|r| r.is_up())
+            && let Some(verdict) = reserve(redis, &self.key, minute, limits.rpm, limits.tpm).await
+        {
+            if verdict.is_ok() {
+                self.usage().add_request(minute);
+            }
+            return verdict;
+        }
+        {
+            let mut usage = self.usage();
+            if let Some(full) = usage.full(minute, limits.rpm, limits.tpm) {
+                return Err(full);
+            }
+            usage.add_request(minute);
+        }
+        if !limits.per_minute()
+            && let Some(redis) = &self.redis
+        {
+            add_shared(redis.clone(), &self.key, "r", 1);
+        }
+        Ok(())
+    }
+
+    /// An answer's tokens (input + output).
+    pub fn add_tokens(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.usage().add_tokens(minute_now(), n);
+        if let Some(redis) = &self.redis {
+            add_shared(redis.clone(), &self.key, "t", n);
+        }
+    }
+
+    /// Every instance's counts this minute, from the Redis sync.
+    pub fn set_shared(&self, counts: Counts) {
+        self.usage().set_shared(counts);
+    }
+}
+
 fn key(redis: &SharedRedis, backend_key: &str, minute: u64) -> String {
     redis.key(&format!("usage:{backend_key}:{minute}"))
 }
@@ -186,6 +315,7 @@ pub fn add_shared(
         redis
             .call("backend usage", |mut c| async move {
                 redis::pipe()
+                    .atomic()
                     .cmd("HINCRBY")
                     .arg(&k)
                     .arg(field)
@@ -230,6 +360,38 @@ pub async fn read_shared(redis: &SharedRedis, keys: &[&str]) -> Option<Vec<Count
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parallel_places_are_taken_and_given_back_atomically() {
+        let d = Arc::new(Deployment::new("k".into(), None));
+        let one = d.enter(1).expect("a free place");
+        assert!(d.enter(1).is_none(), "the only place is taken");
+        drop(one);
+        let two = d.enter(2).unwrap();
+        let three = d.enter(2).unwrap();
+        assert!(d.enter(2).is_none());
+        drop((two, three));
+        assert_eq!(d.in_flight.load(Ordering::Relaxed), 0);
+        // Racing threads never take more places than there are, and never
+        // all miss a free one.
+        let d = Arc::new(Deployment::new("k".into(), None));
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (d, b) = (d.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    b.wait();
+                    d.enter(3).map(std::mem::forget).is_some()
+                })
+            })
+            .collect();
+        let got = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|took| *took)
+            .count();
+        assert_eq!(got, 3);
+    }
 
     #[test]
     fn counts_roll_over_with_the_minute() {

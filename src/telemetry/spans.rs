@@ -218,16 +218,17 @@ pub(super) fn spans(
     }
 
     let mut out = Vec::with_capacity(1 + r.attempts.len());
-    let mut first_model: Option<u64> = None;
+    let mut last_model: Option<u64> = None;
     let mut fallback = 0i64;
     for (index, a) in r.attempts.iter().enumerate() {
         let Some(s) = a.span else { continue };
-        // The backend's configured model: a new one is a fallback.
-        match first_model {
-            None => first_model = Some(s.model),
-            Some(f) if f != s.model => fallback += 1,
+        // The backend's configured model: each change of model is the next
+        // fallback (attempts at one model share its index).
+        match last_model {
+            Some(m) if m != s.model => fallback += 1,
             _ => {}
         }
+        last_model = Some(s.model);
         out.push(attempt_span(
             r,
             trace,

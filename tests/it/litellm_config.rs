@@ -515,26 +515,15 @@ fn base_model_prices_a_backend() {
 #[test]
 fn ignored_keys_with_a_yallmp_near_equivalent_say_so() {
     let c = load(
-        "model_list:\n  - {model_name: a, litellm_params: {model: openai/a, rpm: 3}, model_info: {mode: chat}}\n\
-         environment_variables: {X: y}\n",
+        "model_list:\n  - {model_name: a, litellm_params: {model: openai/a, rpm: 3}, model_info: {mode: chat}}\n",
     );
     let w = c.warnings.join("\n");
-    for (key, hint) in [
-        (
-            "model_list[0].model_info",
-            "only id and base_model are read",
-        ),
-        (
-            "environment_variables",
-            "use the process environment or .env",
-        ),
-    ] {
-        assert!(
-            w.lines()
-                .any(|l| l.starts_with(&format!("{key}: ")) && l.contains(hint)),
-            "{key} in {w}"
-        );
-    }
+    assert!(
+        w.lines()
+            .any(|l| l.starts_with("model_list[0].model_info: ")
+                && l.contains("only id and base_model are read")),
+        "{w}"
+    );
     // rpm is honoured: no warning.
     assert!(!w.contains("rpm"), "{w}");
 }
@@ -749,4 +738,56 @@ fn otel_callbacks_turn_on_the_export() {
 
     // Without a callback, nothing is turned on.
     assert!(!load(MODELS).telemetry.enabled);
+}
+
+/// LiteLLM's `environment_variables`: the config's own variables, seen by
+/// its references and by the variables yallmp reads (here LiteLLM's
+/// `REDIS_HOST`/`REDIS_PORT` for a Redis cache without a host); they win
+/// over the process's, and a value may be a reference itself.
+#[test]
+fn environment_variables_are_the_configs_own() {
+    let yaml = "environment_variables:\n  UPSTREAM: 'http://10.1.2.3:8000/v1'\n  KEY: os.environ/REAL_KEY\n  REDIS_HOST: redis.local\n  REDIS_PORT: 6390\n\
+        model_list:\n  - {model_name: a, litellm_params: {model: openai/a, api_base: os.environ/UPSTREAM, api_key: os.environ/KEY}}\n\
+        litellm_settings: {cache: true}\n";
+    let c = Config::from_yaml(
+        yaml,
+        None,
+        &env(&[("REAL_KEY", "sk-real"), ("UPSTREAM", "http://ignored/v1")]),
+    )
+    .unwrap();
+    // Tests' overrides win over everything, so UPSTREAM here is the test's:
+    // the config's own apply where nothing stronger sets them.
+    let b = &c.model("a").unwrap().backends[0];
+    assert_eq!(b.api_base, "http://ignored/v1");
+    assert_eq!(b.api_key.as_ref().unwrap().expose(), "sk-real");
+    assert_eq!(
+        c.redis.as_ref().unwrap().url.expose(),
+        "redis://redis.local:6390"
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let c = Config::from_yaml(yaml, None, &env(&[("REAL_KEY", "sk-real")])).unwrap();
+    assert_eq!(
+        c.model("a").unwrap().backends[0].api_base,
+        "http://10.1.2.3:8000/v1"
+    );
+    // Not a map: an error.
+    let e = Config::from_yaml("environment_variables: [A]\n", None, &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("environment_variables"), "{e}");
+}
+
+/// Fallbacks and cooldowns written under `litellm_settings` (as LiteLLM's
+/// docs show them) are the router's; router_settings' own win.
+#[test]
+fn router_keys_under_litellm_settings() {
+    let c = load(&format!(
+        "{MODELS}litellm_settings:\n  fallbacks: [{{a: [b]}}]\n  context_window_fallbacks: [{{a: [b]}}]\n  allowed_fails: 7\n  cooldown_time: 9\nrouter_settings: {{cooldown_time: 2}}\n"
+    ));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let a = c.model("a").unwrap();
+    assert_eq!(a.fallbacks, ["b"]);
+    assert_eq!(a.context_window_fallbacks, ["b"]);
+    assert_eq!(c.router.allowed_fails, 7);
+    assert_eq!(c.router.cooldown_time, Duration::from_secs(2));
 }

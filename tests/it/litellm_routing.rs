@@ -334,6 +334,19 @@ async fn drop_params_false_refuses_and_additional_drop_params_strip() {
 fn custom_llm_provider_and_routing_strategy_args() {
     let yaml = "model_list:\n  - model_name: c\n    litellm_params: {model: claude-sonnet-4-5, custom_llm_provider: anthropic, api_key: k}\n  - model_name: d\n    litellm_params: {model: gpt-4o, custom_llm_provider: azure, api_base: 'https://x.openai.azure.com', api_key: k}\nrouter_settings:\n  routing_strategy: latency-based-routing\n  routing_strategy_args: {lowest_latency_buffer: 0.5, ttl: 10}\n";
     let c = Config::from_yaml(yaml, None, &env(&[])).unwrap();
+    // custom_llm_provider wins over a prefix naming another provider, and
+    // the model then goes as written (LiteLLM's rule).
+    let v = Config::from_yaml(
+        "model_list:\n  - model_name: v\n    litellm_params: {model: openai/gpt-oss-120b, custom_llm_provider: hosted_vllm, api_base: 'http://10.0.0.9:8000/v1'}\n  - model_name: w\n    litellm_params: {model: anthropic/claude-x, custom_llm_provider: anthropic, api_key: k}\n",
+        None,
+        &env(&[]),
+    )
+    .unwrap();
+    let vb = &v.model("v").unwrap().backends[0];
+    assert_eq!(vb.api_type, ApiType::Openai);
+    assert_eq!(vb.upstream_model.as_deref(), Some("openai/gpt-oss-120b"));
+    let wb = &v.model("w").unwrap().backends[0];
+    assert_eq!(wb.upstream_model.as_deref(), Some("claude-x"));
     let b = &c.model("c").unwrap().backends[0];
     assert_eq!(b.api_type, ApiType::Anthropic);
     assert_eq!(b.api_base, "https://api.anthropic.com");
@@ -669,5 +682,50 @@ async fn fixture_single_provider_runs_as_configured() {
     let hit = openai.hits().last().cloned().unwrap();
     assert_eq!(hit.path, "/v1/embeddings");
     assert_eq!(hit.json()["model"], "text-embedding-3-small");
+    server.shutdown().await;
+}
+
+/// A `model_group_alias` reaches the same deployment: its `rpm` counts
+/// once for the model and the alias together (LiteLLM resolves the alias
+/// to the same deployment).
+#[tokio::test]
+async fn an_alias_shares_its_targets_limits() {
+    settle_minute().await;
+    let a = Mock::start(Reply::Echo).await;
+    let yaml = format!(
+        "model_list:\n{}router_settings: {{model_group_alias: {{gpt-4: m}}}}\n",
+        deployment("m", &a, ", rpm: 2"),
+    );
+    let c = Config::from_yaml(&yaml, None, &env(&[])).unwrap();
+    let alias = &c.model("gpt-4").unwrap().backends[0];
+    assert_eq!(alias.limits.from.as_deref(), Some("m#1"));
+    let server = proxy(&yaml).await;
+    assert_eq!(ask(&server, "m").await.0, 200);
+    assert_eq!(ask(&server, "gpt-4").await.0, 200);
+    let (status, _, body, _) = ask(&server, "gpt-4").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(ask(&server, "m").await.0, 429);
+    assert_eq!(a.count(), 2);
+    server.shutdown().await;
+}
+
+/// `drop_params: false` refuses at that backend only: another backend of
+/// the model that takes the field answers.
+#[tokio::test]
+async fn a_strict_backend_passes_the_request_on() {
+    let anthropic = Mock::start(Reply::Echo).await;
+    let openai = Mock::start(Reply::Echo).await;
+    let yaml = format!(
+        "model_list:\n  - model_name: m\n    litellm_params: {{model: anthropic/c, api_base: '{}', api_key: k, drop_params: false, order: 1}}\n  - model_name: m\n    litellm_params: {{model: openai/o, api_base: '{}', api_key: k, order: 2}}\nrouter_settings: {{routing_strategy: ordered}}\n",
+        anthropic.url, openai.url
+    );
+    let server = proxy(&yaml).await;
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+        "logit_bias": {"50256": -100}});
+    let (status, headers, text) = post(&server, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(headers["x-yallmp-backend"], "m#2");
+    assert_eq!(anthropic.count(), 0);
+    assert_eq!(openai.hits()[0].json()["logit_bias"]["50256"], -100);
     server.shutdown().await;
 }

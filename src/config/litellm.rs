@@ -20,7 +20,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
     (
         "model_list.*.litellm_params",
         &[
-            "max_tokens",
             "tags",
             "region_name",
             "merge_reasoning_content_in_choices",
@@ -40,7 +39,6 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
         "general_settings",
         &[
             "database_connection_pool_limit",
-            "store_model_in_db",
             "alerting",
             "alerting_threshold",
             "proxy_batch_write_at",

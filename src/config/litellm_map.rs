@@ -122,6 +122,19 @@ pub(super) fn map(tree: &mut Value, env: &Env, warnings: &mut Vec<String>) {
     base_model(root, warnings);
     bedrock_region(root);
 
+    // `store_model_in_db`: models added at run time kept in the database,
+    // which yallmp does whenever the database is PostgreSQL.
+    if let Some(v) = general.remove("store_model_in_db")
+        && v.as_bool() == Some(true)
+        && !postgres_database(root)
+    {
+        warnings.push(
+            "general_settings.store_model_in_db: runtime models are kept in the database only \
+             when it is PostgreSQL; here they go to the overlay file beside the config"
+                .to_string(),
+        );
+    }
+
     // Concurrency over the whole proxy.
     if let Some(n) = general.remove("global_max_parallel_requests") {
         set_default(
@@ -518,6 +531,35 @@ fn for_each_params(root: &mut Mapping, mut f: impl FnMut(&mut Mapping)) {
     }
 }
 
+/// Whether the request log's database (where runtime models live with
+/// several instances) is PostgreSQL.
+fn postgres_database(root: &Mapping) -> bool {
+    let Some(db) = root.get("database").and_then(Value::as_mapping) else {
+        return false;
+    };
+    matches!(
+        db.get("backend").and_then(Value::as_str),
+        Some("postgres" | "postgresql")
+    ) || db
+        .get("url")
+        .and_then(Value::as_str)
+        .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+}
+
+/// Completion arguments a LiteLLM deployment may carry in `litellm_params`,
+/// read as its request defaults.
+const SAMPLING_DEFAULTS: &[&str] = &[
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "frequency_penalty",
+    "presence_penalty",
+    "seed",
+    "stop",
+    "reasoning_effort",
+];
+
 /// Per-deployment keys LiteLLM writes outside `litellm_params`, and
 /// defaults for every deployment: the entry's `rpm`/`tpm` and
 /// `model_info.id` go into the params (as `rpm`, `tpm`, `id`), where the
@@ -551,6 +593,29 @@ fn deployments(root: &mut Mapping, max_parallel: Option<Value>, drop_params: Opt
         }
         if e.contains_key("extends") {
             continue;
+        }
+        // Completion arguments in `litellm_params` are the deployment's
+        // defaults (LiteLLM passes them with each call; the request's own
+        // win): yallmp's `parameters`.
+        let mut defaults = Mapping::new();
+        if let Some(Value::Mapping(p)) = e.get_mut("litellm_params") {
+            for k in SAMPLING_DEFAULTS {
+                if let Some(v) = p.remove(*k) {
+                    defaults.insert(Value::from(*k), v);
+                }
+            }
+        }
+        if !defaults.is_empty() {
+            let parameters = e
+                .entry("parameters".into())
+                .or_insert_with(|| Value::Mapping(Mapping::new()));
+            if let Value::Mapping(params) = parameters {
+                for (k, v) in defaults {
+                    if !params.contains_key(&k) {
+                        params.insert(k, v);
+                    }
+                }
+            }
         }
         for key in ["litellm_params", "model_params"] {
             if let Some(Value::Mapping(p)) = e.get_mut(key) {

@@ -729,3 +729,59 @@ async fn a_strict_backend_passes_the_request_on() {
     assert_eq!(openai.hits()[0].json()["logit_bias"]["50256"], -100);
     server.shutdown().await;
 }
+
+/// Completion arguments in `litellm_params` are the deployment's request
+/// defaults: sent when the request leaves them out, the request's own win.
+#[tokio::test]
+async fn litellm_params_completion_arguments_are_defaults() {
+    let a = Mock::start(Reply::Echo).await;
+    let yaml = format!(
+        "model_list:\n{}",
+        deployment("d", &a, ", temperature: 0.1, max_tokens: 50, seed: 7"),
+    );
+    let c = Config::from_yaml(&yaml, None, &env(&[])).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let server = proxy(&yaml).await;
+    assert_eq!(ask(&server, "d").await.0, 200);
+    let sent = a.hits()[0].json();
+    assert_eq!(
+        (
+            sent["temperature"].as_f64(),
+            sent["max_tokens"].as_u64(),
+            sent["seed"].as_u64()
+        ),
+        (Some(0.1), Some(50), Some(7))
+    );
+    let body =
+        json!({"model": "d", "temperature": 0.9, "messages": [{"role": "user", "content": "hi"}]});
+    let (status, _, _) = post(&server, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200);
+    let sent = a.hits()[1].json();
+    assert_eq!(sent["temperature"].as_f64(), Some(0.9));
+    assert_eq!(sent["max_tokens"].as_u64(), Some(50));
+    server.shutdown().await;
+}
+
+#[test]
+fn store_model_in_db_is_what_postgresql_does() {
+    let base = "model_list:\n  - {model_name: a, litellm_params: {model: openai/a, api_base: 'http://x/v1'}}\n";
+    let pg = Config::from_yaml(
+        &format!("{base}general_settings: {{store_model_in_db: true, database_url: 'postgresql://u@db/x'}}\n"),
+        None,
+        &env(&[]),
+    )
+    .unwrap();
+    assert!(pg.warnings.is_empty(), "{:?}", pg.warnings);
+    let file = Config::from_yaml(
+        &format!("{base}general_settings: {{store_model_in_db: true}}\n"),
+        None,
+        &env(&[]),
+    )
+    .unwrap();
+    assert_eq!(file.warnings.len(), 1, "{:?}", file.warnings);
+    assert!(
+        file.warnings[0].contains("overlay file"),
+        "{:?}",
+        file.warnings
+    );
+}

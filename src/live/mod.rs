@@ -161,28 +161,25 @@ impl Live {
 /// `model`, then its fallbacks in order, then theirs (breadth first), each
 /// model once: cycles end where they would repeat.
 fn fallback_chain(config: &Config, model: &str) -> Vec<String> {
-    let mut seen: HashSet<&str> = HashSet::new();
-    let mut order = Vec::new();
-    let mut queue = VecDeque::from([model]);
-    while let Some(name) = queue.pop_front() {
-        if !seen.insert(name) {
-            continue;
-        }
-        order.push(name.to_string());
-        if let Some(m) = config.model(name) {
-            queue.extend(m.fallbacks.iter().map(String::as_str));
-        }
-    }
-    order
+    walk(config, VecDeque::from([model]), HashSet::new())
 }
 
 /// The fallbacks for a kind of failure of `model`: `targets`, each followed
 /// by its own generic fallbacks (breadth first, as [`fallback_chain`]), each
 /// model once, `model` itself never (it just failed that way).
 fn kind_chain(config: &Config, model: &str, targets: &[String]) -> Vec<String> {
-    let mut seen: HashSet<&str> = HashSet::from([model]);
+    let queue = targets.iter().map(String::as_str).collect();
+    walk(config, queue, HashSet::from([model]))
+}
+
+/// The models of `queue`, each followed by its generic fallbacks, breadth
+/// first, skipping those `seen` holds (and each once).
+fn walk<'a>(
+    config: &'a Config,
+    mut queue: VecDeque<&'a str>,
+    mut seen: HashSet<&'a str>,
+) -> Vec<String> {
     let mut order = Vec::new();
-    let mut queue: VecDeque<&str> = targets.iter().map(String::as_str).collect();
     while let Some(name) = queue.pop_front() {
         if !seen.insert(name) {
             continue;

@@ -256,19 +256,12 @@ impl Dispatch<'_> {
                     Ok(w) => w,
                     Err(why) => {
                         // This backend cannot serve the endpoint: the next one may.
-                        attempts.push(Attempt {
-                            backend: backend.name.clone(),
-                            url: backend.endpoint_url(self.endpoint),
-                            upstream_model: upstream_model(&backend, self.body),
-                            attempt: 1,
-                            status: None,
-                            latency: Duration::ZERO,
-                            error: Some(why.clone()),
-                            headers: None,
-                            pending: None,
-                            dropped: Vec::new(),
-                            span: None,
-                        });
+                        attempts.push(self.passed_over(
+                            &backend,
+                            self.endpoint,
+                            why.clone(),
+                            Vec::new(),
+                        ));
                         trip.last = LastFailure::Network(UpstreamError::Unsupported(why));
                         trip.held = None;
                         m.skipped = true;
@@ -293,19 +286,12 @@ impl Dispatch<'_> {
                                     backend.name,
                                     dropped.join(", ")
                                 );
-                                attempts.push(Attempt {
-                                    backend: backend.name.clone(),
-                                    url: backend.endpoint_url(wire),
-                                    upstream_model: upstream_model(&backend, self.body),
-                                    attempt: 1,
-                                    status: None,
-                                    latency: Duration::ZERO,
-                                    error: Some(why.clone()),
-                                    headers: None,
-                                    pending: None,
+                                attempts.push(self.passed_over(
+                                    &backend,
+                                    wire,
+                                    why.clone(),
                                     dropped,
-                                    span: None,
-                                });
+                                ));
                                 let e = crate::protocol::TranslateError::new(why);
                                 if let Answer::Complete { status, body, .. } =
                                     translate_failed(&e, backend, wire)
@@ -530,6 +516,31 @@ impl Dispatch<'_> {
         Some(plan)
     }
 
+    /// The record of a backend passed over without a request going out
+    /// (it cannot serve the endpoint, refuses what it would drop, or is at
+    /// a limit): no status, `why` as its error.
+    fn passed_over(
+        &self,
+        backend: &Backend,
+        wire: Endpoint,
+        why: String,
+        dropped: Vec<String>,
+    ) -> Attempt {
+        Attempt {
+            backend: backend.name.clone(),
+            url: backend.endpoint_url(wire),
+            upstream_model: upstream_model(backend, self.body),
+            attempt: 1,
+            status: None,
+            latency: Duration::ZERO,
+            error: Some(why),
+            headers: None,
+            pending: None,
+            dropped,
+            span: None,
+        }
+    }
+
     /// An attempt a backend's own limit passed over: listed in the record
     /// (no status, the reason as its error) and counted. The failure to
     /// report becomes a 429 when nothing better is known (a backend's own
@@ -546,19 +557,7 @@ impl Dispatch<'_> {
         metrics::counter!(crate::metrics_names::BACKEND_LIMITED, "model" => backend.model_name.clone(), "backend" => backend.name.clone(), "limit" => limit)
             .increment(1);
         let message = format!("backend {} is {why}", backend.name);
-        attempts.push(Attempt {
-            backend: backend.name.clone(),
-            url: backend.endpoint_url(self.endpoint),
-            upstream_model: upstream_model(backend, self.body),
-            attempt: 1,
-            status: None,
-            latency: Duration::ZERO,
-            error: Some(message.clone()),
-            headers: None,
-            pending: None,
-            dropped: Vec::new(),
-            span: None,
-        });
+        attempts.push(self.passed_over(backend, self.endpoint, message.clone(), Vec::new()));
         match last {
             LastFailure::Limited {
                 retry_after: before,

@@ -343,6 +343,7 @@ pub(super) fn backend(
             &at.key("max_parallel_requests"),
             errors,
         ),
+        max_input_tokens: positive(p.max_input_tokens, &at.key("max_input_tokens"), errors),
         from: p
             .limits_from
             .map(|f| f.trim().to_string())

@@ -28,12 +28,7 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
     ),
     (
         "router_settings",
-        &[
-            "enable_pre_call_checks",
-            "cache_responses",
-            "set_verbose",
-            "provider_budget_config",
-        ],
+        &["cache_responses", "set_verbose", "provider_budget_config"],
     ),
     (
         "general_settings",
@@ -60,7 +55,7 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
 /// equivalent to point to; added to its warning.
 pub fn hint(key: &str) -> Option<&'static str> {
     Some(match key {
-        "model_info" => "only id and base_model are read",
+        "model_info" => "only id, base_model and max_input_tokens are read",
         _ => return None,
     })
 }

@@ -579,6 +579,10 @@ fn deployments(root: &mut Mapping, max_parallel: Option<Value>, drop_params: Opt
             }
         }
         if let Some(Value::Mapping(info)) = e.get_mut("model_info") {
+            // The context window pre-call checks read.
+            if let Some(n) = info.remove("max_input_tokens") {
+                moved.insert("max_input_tokens".into(), n);
+            }
             if let Some(id) = info.remove("id") {
                 // LiteLLM takes ids as strings or numbers.
                 let id = match id {

@@ -188,6 +188,9 @@ pub struct BackendLimits {
     pub tpm: Option<u64>,
     /// Attempts in flight at once, on this instance.
     pub max_parallel: Option<u64>,
+    /// Its context window for input (`max_input_tokens`), read by
+    /// `router_settings.enable_pre_call_checks`.
+    pub max_input_tokens: Option<u64>,
     /// The backend whose counters these limits share (`limits_from`): a
     /// derived model's copy of a backend is the same deployment, so both
     /// count together (same `api_base` only).

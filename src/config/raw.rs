@@ -162,6 +162,10 @@ pub struct RawModelParams {
     pub tpm: Option<u64>,
     /// Attempts in flight at once at this backend.
     pub max_parallel_requests: Option<u64>,
+    /// The model's context window for input, for
+    /// `router_settings.enable_pre_call_checks` (LiteLLM's
+    /// `model_info.max_input_tokens`).
+    pub max_input_tokens: Option<u64>,
     /// Count this backend's limits together with the backend of that name
     /// (one deployment under two models); set on derived models' copies.
     pub limits_from: Option<String>,
@@ -595,6 +599,9 @@ pub struct RawRouterSettings {
     pub latency_buffer: Option<f64>,
     /// LiteLLM's: never take a backend out of rotation.
     pub disable_cooldowns: Option<bool>,
+    /// Pass over a backend whose `max_input_tokens` the request's estimate
+    /// exceeds (LiteLLM's key).
+    pub enable_pre_call_checks: Option<bool>,
     /// Models tried when the answer is a context-window error (same shapes
     /// as `fallbacks`).
     pub context_window_fallbacks: Option<RawFallbacks>,

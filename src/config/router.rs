@@ -85,6 +85,7 @@ pub(super) fn resolve(
             b
         },
         cooldowns: !rs.disable_cooldowns.unwrap_or(false),
+        pre_call_checks: rs.enable_pre_call_checks.unwrap_or(false),
     }
 }
 

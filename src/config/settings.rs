@@ -166,6 +166,9 @@ pub struct RouterSettings {
     /// `allowed_fails_policy`: failures of a kind a backend may have within
     /// a minute, in place of `allowed_fails` for that kind.
     pub allowed_fails_policy: KindCounts,
+    /// `enable_pre_call_checks`: a backend whose `max_input_tokens` the
+    /// request's estimated input exceeds is passed over.
+    pub pre_call_checks: bool,
 }
 
 impl RouterSettings {

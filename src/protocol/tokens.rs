@@ -1,4 +1,5 @@
-//! The `count_tokens` estimate, for backends that cannot count: about four
+//! The `count_tokens` estimate (and the router's pre-call checks), for
+//! backends that cannot count: about four
 //! characters of text per token, the way OpenAI and Anthropic describe
 //! English text. Counted: the system prompt, every message's text (tool
 //! inputs and tool results as their JSON or text), the tool definitions as
@@ -22,6 +23,17 @@ pub fn estimate(body: &Value) -> u64 {
             extra += 3;
             add(&m["content"], &mut extra);
         }
+    }
+    // A Responses request: `instructions` and `input` (text, or items).
+    add(&body["instructions"], &mut extra);
+    match &body["input"] {
+        Value::Array(items) => {
+            for item in items {
+                extra += 3;
+                add(item.get("content").unwrap_or(item), &mut extra);
+            }
+        }
+        input => add(input, &mut extra),
     }
     if let Some(tools) = body["tools"].as_array() {
         for t in tools {
@@ -64,6 +76,13 @@ mod tests {
         });
         // 4 + 8 + 2 ("{}") + 4 = 18 chars → 5 tokens; 3 + 3*3 + 1600 extra.
         assert_eq!(estimate(&body), 5 + 12 + IMAGE_TOKENS);
+        // Chat and Responses bodies count the same text.
+        let chat = json!({"messages": [{"role": "user", "content": [{"type": "text", "text": "12345678"}]}]});
+        assert_eq!(estimate(&chat), 2 + 6);
+        let responses =
+            json!({"instructions": "abcd", "input": [{"role": "user", "content": "12345678"}]});
+        assert_eq!(estimate(&responses), 3 + 6);
+        assert_eq!(estimate(&json!({"input": "12345678"})), 2 + 3);
         let with_tools = json!({"messages": [], "tools": [{"name": "abcdefgh"}]});
         assert_eq!(
             estimate(&with_tools),

@@ -181,6 +181,9 @@ struct Trip {
     held: Option<Answer>,
     /// Kinds whose fallbacks were taken (once per kind: no loop).
     taken: Vec<ErrorKind>,
+    /// The request's estimated input tokens, once a pre-call check needed
+    /// them.
+    input_tokens: Option<u64>,
 }
 
 // Short-lived, on the stack: boxing the answer would cost an allocation per request.
@@ -203,13 +206,26 @@ impl Dispatch<'_> {
             last: LastFailure::Network(UpstreamError::Unsupported("no backend to try".into())),
             held: None,
             taken: Vec::new(),
+            input_tokens: None,
         };
         let mut switched: Option<Arc<[Arc<Backend>]>> = None;
         loop {
             let plan = switched.as_deref().unwrap_or(self.plan);
             match self.run_plan(plan, attempts, &mut trip).await {
                 Run::Answer(answer) => return Ok(answer),
-                Run::Exhausted => return Err(AllFailed { last: trip.last }),
+                Run::Exhausted => {
+                    // Every backend passed over by the pre-call check: the
+                    // context window's fallbacks, as an upstream's error
+                    // of that kind would take them.
+                    if let LastFailure::Http { status, body } = &trip.last
+                        && let Some(kind) = kind_of_http(*status, body)
+                        && let Some(next) = self.switch_for(kind, &mut trip)
+                    {
+                        switched = Some(next);
+                        continue;
+                    }
+                    return Err(AllFailed { last: trip.last });
+                }
                 Run::Switch(next) => switched = Some(next),
             }
         }
@@ -315,6 +331,28 @@ impl Dispatch<'_> {
                             m.prepared = Some((headers, body, dropped));
                         }
                         Err(e) => return Run::Answer(translate_failed(&e, backend, wire)),
+                    }
+                }
+                // `enable_pre_call_checks`: a request over the backend's
+                // context window is not sent to it.
+                if self.settings.pre_call_checks
+                    && let Some(max) = backend.limits.max_input_tokens
+                {
+                    let n = *trip
+                        .input_tokens
+                        .get_or_insert_with(|| self.estimate_input_tokens());
+                    if n > max {
+                        let why = format!(
+                            "backend {} takes at most {max} input tokens; the request has about {n} (enable_pre_call_checks)",
+                            backend.name
+                        );
+                        attempts.push(self.passed_over(&backend, wire, why.clone(), Vec::new()));
+                        trip.last = LastFailure::Http {
+                            status: StatusCode::BAD_REQUEST,
+                            body: context_window_exceeded(&why),
+                        };
+                        m.skipped = true;
+                        continue;
                     }
                 }
                 // The backend's own limits: in flight, then per minute.
@@ -488,6 +526,15 @@ impl Dispatch<'_> {
         {
             return None;
         }
+        self.switch_for(kind, trip)
+    }
+
+    /// The plan of the requested model's fallbacks for `kind`, once per
+    /// kind and request.
+    fn switch_for(&self, kind: ErrorKind, trip: &mut Trip) -> Option<Arc<[Arc<Backend>]>> {
+        if trip.taken.contains(&kind) {
+            return None;
+        }
         let model = &self.plan.first()?.model_name;
         let plan = self.kind_fallbacks?.plan_for(model, kind)?;
         trip.taken.push(kind);
@@ -514,6 +561,18 @@ impl Dispatch<'_> {
             ),
         }
         Some(plan)
+    }
+
+    /// The request's input tokens, estimated from its text (about four
+    /// characters a token: `protocol::tokens`); 0 for a body that is not
+    /// JSON (a form).
+    fn estimate_input_tokens(&self) -> u64 {
+        if self.form.is_some() {
+            return 0;
+        }
+        serde_json::from_slice::<serde_json::Value>(self.raw)
+            .map(|v| crate::protocol::tokens::estimate(&v))
+            .unwrap_or(0)
     }
 
     /// The record of a backend passed over without a request going out
@@ -977,6 +1036,20 @@ fn translate_failed(
         wire,
         usage: None,
     }
+}
+
+/// A context-window error in OpenAI's shape (its code is what the kind
+/// classifier and clients read).
+fn context_window_exceeded(message: &str) -> Bytes {
+    Bytes::from(
+        serde_json::json!({"error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }})
+        .to_string(),
+    )
 }
 
 /// `additional_drop_params`: the top-level fields never sent to this

@@ -773,6 +773,7 @@ mod tests {
             retry_policy: Default::default(),
             model_group_retry_policy: Default::default(),
             allowed_fails_policy: Default::default(),
+            pre_call_checks: false,
         }
     }
 

@@ -314,10 +314,7 @@ fn litellm_fixtures_load_with_warnings_only_for_ignored_keys() {
             &["litellm_settings.set_verbose"],
         ),
         ("redis_cache.yaml", &[]),
-        (
-            "multi_deployment_rpm_tpm.yaml",
-            &["router_settings.enable_pre_call_checks"],
-        ),
+        ("multi_deployment_rpm_tpm.yaml", &[]),
         ("wildcard_routing.yaml", &[]),
         (
             "database_master_key.yaml",
@@ -373,6 +370,7 @@ fn litellm_fixtures_load_with_warnings_only_for_ignored_keys() {
                 assert_eq!(r.key_prefix, "litellm.caching:");
             }
             "multi_deployment_rpm_tpm.yaml" => {
+                assert!(c.router.pre_call_checks);
                 assert_eq!(
                     c.router.strategy,
                     yallmp::config::RoutingStrategy::UsageBased
@@ -521,7 +519,7 @@ fn ignored_keys_with_a_yallmp_near_equivalent_say_so() {
     assert!(
         w.lines()
             .any(|l| l.starts_with("model_list[0].model_info: ")
-                && l.contains("only id and base_model are read")),
+                && l.contains("only id, base_model and max_input_tokens are read")),
         "{w}"
     );
     // rpm is honoured: no warning.

@@ -785,3 +785,62 @@ fn store_model_in_db_is_what_postgresql_does() {
         file.warnings
     );
 }
+
+/// `enable_pre_call_checks` with `model_info.max_input_tokens`: a request
+/// over a deployment's context window is not sent to it; when no
+/// deployment of the model takes it, the context-window fallbacks do, and
+/// without one the client hears a context-window error, with no upstream
+/// call at all.
+#[tokio::test]
+async fn pre_call_checks_keep_requests_within_context_windows() {
+    let small = Mock::start(Reply::Echo).await;
+    let large = Mock::start(Reply::Echo).await;
+    let big = Mock::start(Reply::Echo).await;
+    let yaml = format!(
+        "model_list:\n  - model_name: m\n    litellm_params: {{model: openai/s, api_base: '{}', api_key: k}}\n    model_info: {{max_input_tokens: 20}}\n  - model_name: m\n    litellm_params: {{model: openai/l, api_base: '{}', api_key: k}}\n    model_info: {{max_input_tokens: 200}}\n  - model_name: only-small\n    litellm_params: {{model: openai/s, api_base: '{}', api_key: k, max_input_tokens: 20}}\n  - model_name: no-fallback\n    litellm_params: {{model: openai/s, api_base: '{}', api_key: k, max_input_tokens: 20}}\n  - model_name: huge\n    litellm_params: {{model: openai/h, api_base: '{}', api_key: k}}\nrouter_settings:\n  enable_pre_call_checks: true\n  context_window_fallbacks: [{{only-small: [huge]}}]\n",
+        small.url, large.url, small.url, small.url, big.url
+    );
+    let c = Config::from_yaml(&yaml, None, &env(&[])).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(c.router.pre_call_checks);
+    assert_eq!(
+        c.model("m").unwrap().backends[0].limits.max_input_tokens,
+        Some(20)
+    );
+    let server = proxy(&yaml).await;
+    // About 100 tokens (400 characters): over 20, within 200.
+    let long = "word ".repeat(80);
+    let body =
+        |model: &str| json!({"model": model, "messages": [{"role": "user", "content": long}]});
+    for _ in 0..4 {
+        let (status, headers, text) = post(&server, "/v1/chat/completions", &body("m")).await;
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(headers["x-yallmp-backend"], "m#2");
+    }
+    assert_eq!(small.count(), 0);
+    assert_eq!(large.count(), 4);
+    // No deployment of `only-small` takes it: its context-window fallback.
+    let (status, headers, text) = post(&server, "/v1/chat/completions", &body("only-small")).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(headers["x-yallmp-backend"], "huge#1");
+    assert_eq!((small.count(), big.count()), (0, 1));
+    // No fallback: the context-window error, in OpenAI's shape.
+    let (status, _, text) = post(&server, "/v1/chat/completions", &body("no-fallback")).await;
+    assert_eq!(status, 400, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["code"], "context_length_exceeded", "{text}");
+    assert_eq!(small.count(), 0);
+    // A short request fits the small one too.
+    let (status, _, _) = post(&server, "/v1/chat/completions", &chat("no-fallback")).await;
+    assert_eq!(status, 200);
+    assert_eq!(small.count(), 1);
+    server.shutdown().await;
+
+    // Without the switch, the window is not checked.
+    let off = yaml.replace("  enable_pre_call_checks: true\n", "");
+    let server = proxy(&off).await;
+    let (status, _, _) = post(&server, "/v1/chat/completions", &body("no-fallback")).await;
+    assert_eq!(status, 200);
+    assert_eq!(small.count(), 2);
+    server.shutdown().await;
+}

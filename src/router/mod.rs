@@ -262,6 +262,12 @@ impl Dispatch<'_> {
                 })
                 .collect();
             while let Some(i) = next_member(&members, retries) {
+                // No other backend of the group left to try: a busy one is
+                // waited for rather than passed over.
+                let alone = !members
+                    .iter()
+                    .enumerate()
+                    .any(|(j, o)| j != i && !o.skipped);
                 let m = &mut members[i];
                 if let Some((ended, retry_after)) = m.ended {
                     let wait = self.backoff(m.made, retry_after);
@@ -356,7 +362,18 @@ impl Dispatch<'_> {
                     }
                 }
                 // The backend's own limits: in flight, then per minute.
-                let Some(mut lease) = m.state.begin_within(backend.limits.max_parallel) else {
+                let max = backend.limits.max_parallel;
+                let lease = match (m.state.begin_within(max), max) {
+                    (Some(lease), _) => Some(lease),
+                    // As LiteLLM's semaphore: the request waits for a place,
+                    // within the time the backend has to answer.
+                    (None, Some(max)) if alone => {
+                        let within = backend.timeout_for(self.stream);
+                        Box::pin(m.state.begin_waiting(max, within)).await
+                    }
+                    (None, _) => None,
+                };
+                let Some(mut lease) = lease else {
                     let max = backend.limits.max_parallel.unwrap_or(0);
                     self.over_limit(
                         attempts,

@@ -358,6 +358,17 @@ impl BackendState {
         Some(lease)
     }
 
+    /// An attempt starts once one of the deployment's `max` places is
+    /// free, waiting at most `within`; `None` when none came free.
+    pub async fn begin_waiting(self: &Arc<Self>, max: u64, within: Duration) -> Option<Lease> {
+        let slot = tokio::time::timeout(within, self.deployment.enter_waiting(max))
+            .await
+            .ok()?;
+        let mut lease = self.begin();
+        lease.slot = Some(slot);
+        Some(lease)
+    }
+
     /// An attempt starts: counted in flight until the lease drops.
     pub fn begin(self: &Arc<Self>) -> Lease {
         self.in_flight.fetch_add(1, Ordering::Relaxed);

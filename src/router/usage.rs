@@ -135,6 +135,8 @@ pub struct Deployment {
     /// removes a limit takes effect.
     tracked: AtomicBool,
     in_flight: AtomicU64,
+    /// Woken when a place under `max_parallel_requests` is given back.
+    freed: tokio::sync::Notify,
     usage: Mutex<Usage>,
 }
 
@@ -145,6 +147,7 @@ pub struct Slot(Arc<Deployment>);
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.freed.notify_waiters();
     }
 }
 
@@ -155,6 +158,7 @@ impl Deployment {
             redis,
             tracked: AtomicBool::new(false),
             in_flight: AtomicU64::new(0),
+            freed: tokio::sync::Notify::new(),
             usage: Mutex::default(),
         }
     }
@@ -200,6 +204,21 @@ impl Deployment {
             })
             .ok()?;
         Some(Slot(self.clone()))
+    }
+
+    /// A place under `max`, once one is free (every waiter is woken when
+    /// one is given back, and tries again: none is lost between the try
+    /// and the wait).
+    pub async fn enter_waiting(self: &Arc<Self>, max: u64) -> Slot {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(slot) = self.enter(max) {
+                return slot;
+            }
+            freed.await;
+        }
     }
 
     /// Admits one request under the per-minute limits (with Redis, across

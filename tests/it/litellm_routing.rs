@@ -224,9 +224,16 @@ async fn max_parallel_requests_per_deployment() {
     server.shutdown().await;
 
     // general_settings.max_parallel_requests: every deployment's default.
+    // With no other deployment free, a request waits for a place (as
+    // LiteLLM's semaphore), within the backend's request_timeout.
+    let slow = Mock::start(Reply::Delay(
+        Duration::from_millis(1200),
+        Box::new(Reply::Echo),
+    ))
+    .await;
     let yaml = format!(
         "model_list:\n{}general_settings: {{max_parallel_requests: 1}}\n",
-        deployment("q", &slow, ""),
+        deployment("q", &slow, ", timeout: 2"),
     );
     let c = Config::from_yaml(&yaml, None, &env(&[])).unwrap();
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
@@ -235,15 +242,26 @@ async fn max_parallel_requests_per_deployment() {
         Some(1)
     );
     let server = proxy(&yaml).await;
-    let first = async { ask(&server, "q").await };
-    let second = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        ask(&server, "q").await
+    let after = |ms: u64| {
+        let s = &server;
+        async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            let (status, _, body, headers) = ask(s, "q").await;
+            (status, body, headers)
+        }
     };
-    let ((s1, _, _, _), (s2, _, body, headers)) = tokio::join!(first, second);
-    assert_eq!((s1, s2), (200, 429), "{body}");
-    assert!(body.contains("max_parallel_requests"), "{body}");
-    assert_eq!(headers["retry-after"], "1");
+    let (a, b, c) = tokio::join!(after(0), after(100), after(200));
+    let mut statuses = [a.0, b.0, c.0];
+    statuses.sort();
+    // Two in turn; the third waited past its 2 s and is refused.
+    assert_eq!(statuses, [200, 200, 429], "{} {} {}", a.1, b.1, c.1);
+    let refused = [a, b, c].into_iter().find(|r| r.0 == 429).unwrap();
+    assert!(refused.1.contains("max_parallel_requests"), "{}", refused.1);
+    assert_eq!(refused.2["retry-after"], "1");
+    // Never two at once upstream.
+    let hits = slow.hits();
+    assert_eq!(hits.len(), 2);
+    assert!(hits[1].at.duration_since(hits[0].at) >= Duration::from_millis(1100));
     server.shutdown().await;
 }
 

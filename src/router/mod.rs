@@ -267,7 +267,7 @@ impl Dispatch<'_> {
                 let alone = !members
                     .iter()
                     .enumerate()
-                    .any(|(j, o)| j != i && !o.skipped);
+                    .any(|(j, o)| j != i && has_tries(o, retries));
                 let m = &mut members[i];
                 if let Some((ended, retry_after)) = m.ended {
                     let wait = self.backoff(m.made, retry_after);
@@ -919,19 +919,22 @@ impl Dispatch<'_> {
 /// rotation (a backend may cool down during the request), then the fewest
 /// attempts so far (so a retry moves to another backend before repeating
 /// one), then the balanced order.
+/// Whether a member may be tried again: `retry_policy` for the last
+/// failure's kind wins, then a backend's own `max_retries`, then the
+/// router's.
+fn has_tries(m: &Member, retries: u32) -> bool {
+    let tries = m
+        .cap
+        .unwrap_or_else(|| m.backend.max_retries.unwrap_or(retries).saturating_add(1));
+    !m.skipped && m.made < tries
+}
+
 fn next_member(members: &[Member], retries: u32) -> Option<usize> {
     let now = Instant::now();
     members
         .iter()
         .enumerate()
-        .filter(|(_, m)| {
-            // `retry_policy` for the last failure's kind wins, then a
-            // backend's own `max_retries`, then the router's.
-            let tries = m
-                .cap
-                .unwrap_or_else(|| m.backend.max_retries.unwrap_or(retries).saturating_add(1));
-            !m.skipped && m.made < tries
-        })
+        .filter(|(_, m)| has_tries(m, retries))
         .min_by_key(|(i, m)| {
             let out = m.state.health(now) != state::Health::Healthy;
             (out, m.made, *i)

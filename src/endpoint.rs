@@ -74,6 +74,18 @@ impl Endpoint {
         !matches!(self, Endpoint::Embeddings | Endpoint::CountTokens) && !self.is_media()
     }
 
+    /// A text generation from a conversation (chat, Responses, Messages,
+    /// legacy completions): what a context window bounds.
+    pub fn is_generation(self) -> bool {
+        matches!(
+            self,
+            Endpoint::ChatCompletions
+                | Endpoint::Responses
+                | Endpoint::Completions
+                | Endpoint::Messages
+        )
+    }
+
     /// The endpoints passed through as they are (audio, images,
     /// moderations, rerank): no translation, no sampling defaults, no
     /// response parsers; their answers need not be JSON.

@@ -809,7 +809,9 @@ pub async fn model_new(
         }
         _ => {}
     }
-    let params = literal(Value::Object(params));
+    let params = Value::Object(params);
+    super::admin::no_env_refs(&params).map_err(|e| LlmError::from(e).param("litellm_params"))?;
+    let params = literal(params);
     let mut entry = serde_json::Map::new();
     entry.insert("model_name".into(), Value::String(name.clone()));
     entry.insert("litellm_params".into(), params);

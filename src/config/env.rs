@@ -87,6 +87,28 @@ impl Env {
     }
 }
 
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+
+    #[test]
+    fn config_variables_win_over_dotenv_and_lose_to_overrides() {
+        let base = Env {
+            dotenv: HashMap::from([("A".into(), "dotenv".into()), ("B".into(), "dotenv".into())]),
+            overrides: HashMap::from([("C".into(), "override".into())]),
+            ..Env::default()
+        };
+        let env = base.with_config_vars(HashMap::from([
+            ("A".into(), "config".into()),
+            ("C".into(), "config".into()),
+        ]));
+        assert_eq!(env.get("A").as_deref(), Some("config"));
+        assert_eq!(env.get("B").as_deref(), Some("dotenv"));
+        assert_eq!(env.get("C").as_deref(), Some("override"));
+        assert_eq!(base.get("A").as_deref(), Some("dotenv"));
+    }
+}
+
 /// Substitutes variables in every string of `value`, in place. Errors name the
 /// key path of each string that refers to a missing variable.
 ///

@@ -20,6 +20,13 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
     (
         "model_list.*.litellm_params",
         &[
+            "max_tokens",
+            "max_completion_tokens",
+            "frequency_penalty",
+            "presence_penalty",
+            "seed",
+            "stop",
+            "reasoning_effort",
             "tags",
             "region_name",
             "merge_reasoning_content_in_choices",
@@ -56,6 +63,15 @@ pub const LITELLM_ACCEPTED: &[(&str, &[&str])] = &[
 pub fn hint(key: &str) -> Option<&'static str> {
     Some(match key {
         "model_info" => "only id, base_model and max_input_tokens are read",
+        "max_tokens"
+        | "max_completion_tokens"
+        | "frequency_penalty"
+        | "presence_penalty"
+        | "seed"
+        | "stop"
+        | "reasoning_effort" => {
+            "a default per dialect is not translated; use the model's `parameters` (temperature and top_p are read)"
+        }
         _ => return None,
     })
 }

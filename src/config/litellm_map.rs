@@ -547,18 +547,12 @@ fn postgres_database(root: &Mapping) -> bool {
 }
 
 /// Completion arguments a LiteLLM deployment may carry in `litellm_params`,
-/// read as its request defaults.
-const SAMPLING_DEFAULTS: &[&str] = &[
-    "max_tokens",
-    "max_completion_tokens",
-    "temperature",
-    "top_p",
-    "frequency_penalty",
-    "presence_penalty",
-    "seed",
-    "stop",
-    "reasoning_effort",
-];
+/// read as its request defaults: those with the same name and meaning in
+/// every dialect a backend is spoken to (chat, Responses, Messages), since
+/// `parameters` are written into the body after its translation. The others
+/// (`max_tokens`, `stop`, `seed`, …) are named differently or absent in some
+/// dialect and stay ignored with a warning.
+const SAMPLING_DEFAULTS: &[&str] = &["temperature", "top_p"];
 
 /// Per-deployment keys LiteLLM writes outside `litellm_params`, and
 /// defaults for every deployment: the entry's `rpm`/`tpm` and

@@ -48,7 +48,10 @@ fn count(v: &Value, chars: &mut u64, extra: &mut u64) {
         Value::String(s) => *chars += s.chars().count() as u64,
         Value::Array(items) => items.iter().for_each(|i| count(i, chars, extra)),
         Value::Object(o) => match o.get("type").and_then(Value::as_str) {
-            Some("image") | Some("document") => *extra += IMAGE_TOKENS,
+            // Anthropic's blocks, OpenAI chat's and Responses' parts.
+            Some("image" | "document" | "image_url" | "input_image" | "input_file") => {
+                *extra += IMAGE_TOKENS
+            }
             Some("tool_use") => *chars += o.get("input").map_or(0, |i| i.to_string().len()) as u64,
             Some("tool_result") => count(o.get("content").unwrap_or(&Value::Null), chars, extra),
             Some("thinking") => count(o.get("thinking").unwrap_or(&Value::Null), chars, extra),

@@ -41,7 +41,12 @@ pub fn order(
             let s = registry.get(b);
             // Usage is counted where a limit or the strategy reads it, as
             // the live config says (a reload may add or drop either).
-            s.deployment.track(usage_based || b.limits.per_minute());
+            // A copy (`limits_from`) may turn counting on, never off: its
+            // base decides that, so siblings do not flip it.
+            let on = usage_based || b.limits.per_minute();
+            if on || b.limits.from.is_none() {
+                s.deployment.track(on);
+            }
             (b.clone(), s)
         })
         .collect();

@@ -160,6 +160,9 @@ struct Member {
     /// The attempts `retry_policy` allows it for the kind of its last
     /// failure (in place of `1 + num_retries`), when the policy names it.
     cap: Option<u32>,
+    /// At its `max_parallel_requests` when last asked: tried after the
+    /// others, and waited for when no other is left.
+    busy: bool,
 }
 
 /// What one plan's run came to.
@@ -184,6 +187,9 @@ struct Trip {
     /// The request's estimated input tokens, once a pre-call check needed
     /// them.
     input_tokens: Option<u64>,
+    /// A context window passed over (the pre-call check): what the client
+    /// hears, and the kind fallbacks taken, only when nothing else failed.
+    window: Option<LastFailure>,
 }
 
 // Short-lived, on the stack: boxing the answer would cost an allocation per request.
@@ -207,6 +213,7 @@ impl Dispatch<'_> {
             held: None,
             taken: Vec::new(),
             input_tokens: None,
+            window: None,
         };
         let mut switched: Option<Arc<[Arc<Backend>]>> = None;
         loop {
@@ -214,9 +221,17 @@ impl Dispatch<'_> {
             match self.run_plan(plan, attempts, &mut trip).await {
                 Run::Answer(answer) => return Ok(answer),
                 Run::Exhausted => {
-                    // Every backend passed over by the pre-call check: the
-                    // context window's fallbacks, as an upstream's error
-                    // of that kind would take them.
+                    // Backends passed over by the pre-call check, and no
+                    // other failure (an upstream's error, a limit) to
+                    // report: the context window's error and fallbacks, as
+                    // an upstream's error of that kind would take them.
+                    if matches!(
+                        trip.last,
+                        LastFailure::Network(UpstreamError::Unsupported(_))
+                    ) && let Some(window) = trip.window.take()
+                    {
+                        trip.last = window;
+                    }
                     if let LastFailure::Http { status, body } = &trip.last
                         && let Some(kind) = kind_of_http(*status, body)
                         && let Some(next) = self.switch_for(kind, &mut trip)
@@ -259,15 +274,17 @@ impl Dispatch<'_> {
                     prepared: None,
                     ended: None,
                     cap: None,
+                    busy: false,
                 })
                 .collect();
             while let Some(i) = next_member(&members, retries) {
                 // No other backend of the group left to try: a busy one is
                 // waited for rather than passed over.
-                let alone = !members
-                    .iter()
-                    .enumerate()
-                    .any(|(j, o)| j != i && has_tries(o, retries));
+                let alone = members[i].backend.limits.max_parallel.is_some()
+                    && !members
+                        .iter()
+                        .enumerate()
+                        .any(|(j, o)| j != i && !o.busy && has_tries(o, retries));
                 let m = &mut members[i];
                 if let Some((ended, retry_after)) = m.ended {
                     let wait = self.backoff(m.made, retry_after);
@@ -284,7 +301,10 @@ impl Dispatch<'_> {
                             why.clone(),
                             Vec::new(),
                         ));
-                        trip.last = LastFailure::Network(UpstreamError::Unsupported(why));
+                        // A limit another backend was at says more (429).
+                        if !matches!(trip.last, LastFailure::Limited { .. }) {
+                            trip.last = LastFailure::Network(UpstreamError::Unsupported(why));
+                        }
                         trip.held = None;
                         m.skipped = true;
                         continue;
@@ -343,6 +363,7 @@ impl Dispatch<'_> {
                 // context window is not sent to it.
                 if self.settings.pre_call_checks
                     && let Some(max) = backend.limits.max_input_tokens
+                    && self.endpoint.is_generation()
                 {
                     let n = *trip
                         .input_tokens
@@ -353,10 +374,10 @@ impl Dispatch<'_> {
                             backend.name
                         );
                         attempts.push(self.passed_over(&backend, wire, why.clone(), Vec::new()));
-                        trip.last = LastFailure::Http {
+                        trip.window = Some(LastFailure::Http {
                             status: StatusCode::BAD_REQUEST,
                             body: context_window_exceeded(&why),
-                        };
+                        });
                         m.skipped = true;
                         continue;
                     }
@@ -370,6 +391,11 @@ impl Dispatch<'_> {
                     (None, Some(max)) if alone => {
                         let within = backend.timeout_for(self.stream);
                         Box::pin(m.state.begin_waiting(max, within)).await
+                    }
+                    // Another backend may be free: this one after them.
+                    (None, Some(_)) if !m.busy => {
+                        m.busy = true;
+                        continue;
                     }
                     (None, _) => None,
                 };
@@ -937,7 +963,7 @@ fn next_member(members: &[Member], retries: u32) -> Option<usize> {
         .filter(|(_, m)| has_tries(m, retries))
         .min_by_key(|(i, m)| {
             let out = m.state.health(now) != state::Health::Healthy;
-            (out, m.made, *i)
+            (m.busy, out, m.made, *i)
         })
         .map(|(i, _)| i)
 }

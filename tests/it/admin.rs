@@ -989,3 +989,34 @@ async fn effective_config_shows_the_server_limits_allowed_hosts_and_streaming() 
     assert_eq!(v["server"]["allowed_hosts"], json!([]), "{v}");
     server.shutdown().await;
 }
+
+/// An `os.environ/NAME` reference has no escape in the loader: through the
+/// admin API it would read the proxy's environment into a key sent to any
+/// `api_base`. Refused, on both the admin API and LiteLLM's /model/new.
+#[tokio::test]
+async fn environment_references_are_refused_through_the_api() {
+    let a = Mock::start(Reply::Echo).await;
+    let server = proxy("model_list:\n  - {model_name: s, model_params: {api_type: stub}}\n").await;
+    for body in [
+        json!({"model_name": "evil", "api_base": a.url, "api_key": "os.environ/HOME"}),
+        json!({"model_name": "evil", "api_base": a.url, "parameters": {"user": "os.environ/PATH"}}),
+    ] {
+        let (s, v) = admin(&server, "POST", "/admin/models", Some(body), None).await;
+        assert_eq!(s, 400, "{v}");
+        assert!(v.to_string().contains("os.environ"), "{v}");
+    }
+    let (s, v) = admin(
+        &server,
+        "POST",
+        "/model/new",
+        Some(json!({"model_name": "evil", "litellm_params": {"model": "openai/x", "api_base": a.url, "api_key": "os.environ/HOME"}})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    // Nothing was registered, nothing was sent.
+    let (s, _) = chat(&server, "evil").await;
+    assert_eq!(s, 404);
+    assert_eq!(a.count(), 0);
+    server.shutdown().await;
+}

@@ -748,35 +748,43 @@ async fn a_strict_backend_passes_the_request_on() {
     server.shutdown().await;
 }
 
-/// Completion arguments in `litellm_params` are the deployment's request
-/// defaults: sent when the request leaves them out, the request's own win.
+/// `temperature` and `top_p` in `litellm_params` are the deployment's
+/// request defaults (names every dialect shares): sent when the request
+/// leaves them out, the request's own win. `max_tokens`, `seed`, … are warned: their
+/// names differ between dialects, and `parameters` are written after the
+/// translation.
 #[tokio::test]
 async fn litellm_params_completion_arguments_are_defaults() {
     let a = Mock::start(Reply::Echo).await;
     let yaml = format!(
         "model_list:\n{}",
-        deployment("d", &a, ", temperature: 0.1, max_tokens: 50, seed: 7"),
+        deployment(
+            "d",
+            &a,
+            ", temperature: 0.1, top_p: 0.5, max_tokens: 50, seed: 7"
+        ),
     );
     let c = Config::from_yaml(&yaml, None, &env(&[])).unwrap();
-    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let w = c.warnings.join("\n");
+    assert_eq!(c.warnings.len(), 2, "{w}");
+    assert!(
+        w.contains("litellm_params.max_tokens") && w.contains("litellm_params.seed"),
+        "{w}"
+    );
     let server = proxy(&yaml).await;
     assert_eq!(ask(&server, "d").await.0, 200);
     let sent = a.hits()[0].json();
-    assert_eq!(
-        (
-            sent["temperature"].as_f64(),
-            sent["max_tokens"].as_u64(),
-            sent["seed"].as_u64()
-        ),
-        (Some(0.1), Some(50), Some(7))
+    assert_eq!(sent["temperature"].as_f64(), Some(0.1));
+    assert_eq!(sent["top_p"].as_f64(), Some(0.5));
+    assert!(
+        sent.get("max_tokens").is_none() && sent.get("seed").is_none(),
+        "{sent}"
     );
     let body =
         json!({"model": "d", "temperature": 0.9, "messages": [{"role": "user", "content": "hi"}]});
     let (status, _, _) = post(&server, "/v1/chat/completions", &body).await;
     assert_eq!(status, 200);
-    let sent = a.hits()[1].json();
-    assert_eq!(sent["temperature"].as_f64(), Some(0.9));
-    assert_eq!(sent["max_tokens"].as_u64(), Some(50));
+    assert_eq!(a.hits()[1].json()["temperature"].as_f64(), Some(0.9));
     server.shutdown().await;
 }
 
@@ -860,5 +868,77 @@ async fn pre_call_checks_keep_requests_within_context_windows() {
     let (status, _, _) = post(&server, "/v1/chat/completions", &body("no-fallback")).await;
     assert_eq!(status, 200);
     assert_eq!(small.count(), 2);
+    server.shutdown().await;
+}
+
+/// A context-window pass-over never hides what else happened: a backend
+/// that fits but is at its rpm makes the answer 429, not a context-window
+/// error; and a busy backend that fits is waited for even when the backend
+/// passed over for its window comes after it in the order.
+#[tokio::test]
+async fn window_pass_overs_rank_below_limits_and_busy_backends() {
+    settle_minute().await;
+    let small = Mock::start(Reply::Echo).await;
+    let fits = Mock::start(Reply::Echo).await;
+    let slow = Mock::start(Reply::Delay(
+        Duration::from_millis(600),
+        Box::new(Reply::Echo),
+    ))
+    .await;
+    let yaml = format!(
+        "model_list:\n  - model_name: mixed\n    litellm_params: {{model: openai/s, api_base: '{}', api_key: k, max_input_tokens: 20, order: 1}}\n  - model_name: mixed\n    litellm_params: {{model: openai/f, api_base: '{}', api_key: k, rpm: 1, order: 2}}\n  - model_name: busy\n    litellm_params: {{model: openai/b, api_base: '{}', api_key: k, max_parallel_requests: 1, timeout: 5, order: 1}}\n  - model_name: busy\n    litellm_params: {{model: openai/s, api_base: '{}', api_key: k, max_input_tokens: 20, order: 2}}\nrouter_settings:\n  enable_pre_call_checks: true\n  routing_strategy: ordered\n",
+        small.url, fits.url, slow.url, small.url
+    );
+    let server = proxy(&yaml).await;
+    let long = "word ".repeat(80);
+    let body =
+        |model: &str| json!({"model": model, "messages": [{"role": "user", "content": long}]});
+    let (status, headers, text) = post(&server, "/v1/chat/completions", &body("mixed")).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(headers["x-yallmp-backend"], "mixed#2");
+    let (status, _, text) = post(&server, "/v1/chat/completions", &body("mixed")).await;
+    assert_eq!(status, 429, "{text}");
+    assert!(text.contains("rpm limit"), "{text}");
+    assert_eq!(small.count(), 0);
+
+    // busy#1 is taken by the first request; the second passes it over
+    // (another backend is left), finds busy#2 too small, and then waits.
+    let first = async { post(&server, "/v1/chat/completions", &body("busy")).await };
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        post(&server, "/v1/chat/completions", &body("busy")).await
+    };
+    let ((s1, h1, _), (s2, h2, t2)) = tokio::join!(first, second);
+    assert_eq!((s1, s2), (200, 200), "{t2}");
+    assert_eq!(
+        (&h1["x-yallmp-backend"], &h2["x-yallmp-backend"]),
+        (&"busy#1".parse().unwrap(), &"busy#1".parse().unwrap())
+    );
+    assert_eq!(slow.count(), 2);
+    assert_eq!(small.count(), 0);
+    server.shutdown().await;
+}
+
+/// Embeddings are not held to a context window (the limit is per input,
+/// and a batch is many): the pre-call check leaves them alone.
+#[tokio::test]
+async fn pre_call_checks_leave_embeddings_alone() {
+    let a = Mock::start(Reply::Echo).await;
+    let yaml = format!(
+        "model_list:\n  - model_name: e\n    litellm_params: {{model: openai/e, api_base: '{}', api_key: k, max_input_tokens: 10}}\nrouter_settings: {{enable_pre_call_checks: true}}\n",
+        a.url
+    );
+    let server = proxy(&yaml).await;
+    let inputs: Vec<String> = (0..20)
+        .map(|i| format!("sentence number {i} of the batch"))
+        .collect();
+    let (status, _, text) = post(
+        &server,
+        "/v1/embeddings",
+        &json!({"model": "e", "input": inputs}),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(a.count(), 1);
     server.shutdown().await;
 }

@@ -114,6 +114,10 @@ impl AdminModel {
                 no_control(field, v)?;
             }
         }
+        // Every string is literal through the API (`$` is escaped); an
+        // `os.environ/NAME` reference has no escape, so it is refused: it
+        // would read the proxy's environment into a key sent upstream.
+        no_env_refs(&serde_json::to_value(self).unwrap_or_default())?;
         if let Some(Value::Array(list)) = &self.fallbacks {
             for (i, f) in list.iter().enumerate() {
                 if let Some(name) = f.as_str() {
@@ -182,6 +186,23 @@ impl AdminModel {
 }
 
 /// 400 when `v` holds a control character.
+/// Refuses a string anywhere in `v` that the loader would read as an
+/// `os.environ/NAME` reference.
+pub(crate) fn no_env_refs(v: &Value) -> Result<(), AdminError> {
+    match v {
+        Value::String(s) if s.trim_start().starts_with("os.environ/") => {
+            Err(AdminError::BadRequest(format!(
+                "`{}…`: environment references (os.environ/NAME) are not taken through the API; \
+                 give the value itself, or write the reference in the config file",
+                s.chars().take(16).collect::<String>()
+            )))
+        }
+        Value::Array(a) => a.iter().try_for_each(no_env_refs),
+        Value::Object(o) => o.values().try_for_each(no_env_refs),
+        _ => Ok(()),
+    }
+}
+
 fn no_control(field: &str, v: &str) -> Result<(), AdminError> {
     if v.chars().any(char::is_control) {
         return Err(AdminError::BadRequest(format!(

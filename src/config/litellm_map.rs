@@ -126,7 +126,7 @@ pub(super) fn map(tree: &mut Value, env: &Env, warnings: &mut Vec<String>) {
     // which yallmp does whenever the database is PostgreSQL.
     if let Some(v) = general.remove("store_model_in_db")
         && v.as_bool() == Some(true)
-        && !postgres_database(root)
+        && !(postgres_database(root) && database_logging(root))
     {
         warnings.push(
             "general_settings.store_model_in_db: runtime models are kept in the database only \
@@ -544,6 +544,17 @@ fn postgres_database(root: &Mapping) -> bool {
         .get("url")
         .and_then(Value::as_str)
         .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+}
+
+/// Whether `proxy_settings.logging.database.enabled` leaves the database
+/// on (the runtime models live there only then).
+fn database_logging(root: &Mapping) -> bool {
+    root.get("proxy_settings")
+        .and_then(|p| p.get("logging"))
+        .and_then(|l| l.get("database"))
+        .and_then(|d| d.get("enabled"))
+        .and_then(Value::as_bool)
+        != Some(false)
 }
 
 /// Completion arguments a LiteLLM deployment may carry in `litellm_params`,

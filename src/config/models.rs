@@ -134,41 +134,38 @@ pub(super) fn resolve(
             );
         }
     }
-    // Router-level fallbacks come first, then per-model ones.
-    let router_refs = refs(router_fallbacks.generic, "router_settings.fallbacks");
-    let refs_chain = router_refs.into_iter().chain(fallback_refs);
-    link(
-        &mut models,
-        refs_chain,
-        |m| &mut m.fallbacks,
-        errors,
-        warnings,
-    );
-    let cw = refs(
-        router_fallbacks.context_window,
-        "router_settings.context_window_fallbacks",
-    );
-    link(
-        &mut models,
-        cw,
-        |m| &mut m.context_window_fallbacks,
-        errors,
-        warnings,
-    );
-    let cp = refs(
-        router_fallbacks.content_policy,
-        "router_settings.content_policy_fallbacks",
-    );
-    link(
-        &mut models,
-        cp,
-        |m| &mut m.content_policy_fallbacks,
-        errors,
-        warnings,
-    );
+    // Router-level fallbacks come first, then per-model ones (only the
+    // generic kind has per-model ones).
+    let generic = refs(router_fallbacks.generic, "router_settings.fallbacks")
+        .into_iter()
+        .chain(fallback_refs)
+        .collect();
+    let kinds: [(_, FallbackList); 3] = [
+        (generic, |m| &mut m.fallbacks),
+        (
+            refs(
+                router_fallbacks.context_window,
+                "router_settings.context_window_fallbacks",
+            ),
+            |m| &mut m.context_window_fallbacks,
+        ),
+        (
+            refs(
+                router_fallbacks.content_policy,
+                "router_settings.content_policy_fallbacks",
+            ),
+            |m| &mut m.content_policy_fallbacks,
+        ),
+    ];
+    for (list, field) in kinds {
+        link(&mut models, list, field, errors, warnings);
+    }
 
     models
 }
+
+/// Which fallback list of a model a kind of fallbacks fills.
+type FallbackList = fn(&mut ModelConfig) -> &mut Vec<String>;
 
 /// (key path, model, its fallbacks) of a `fallbacks`-shaped value at `at`:
 /// LiteLLM's list of single-key maps, or a plain map.
@@ -198,7 +195,7 @@ fn refs(raw: Option<RawFallbacks>, at: &str) -> Vec<(KeyPath, String, Vec<String
 fn link(
     models: &mut [ModelConfig],
     refs: impl IntoIterator<Item = (KeyPath, String, Vec<String>)>,
-    list: fn(&mut ModelConfig) -> &mut Vec<String>,
+    list: FallbackList,
     errors: &mut Errors,
     warnings: &mut Vec<String>,
 ) {

@@ -603,6 +603,22 @@ async fn fixture_database_master_key_runs_as_configured() {
     .await;
 }
 
+/// azure_openai_fallbacks.yaml with its two Azure deployments and OpenAI
+/// at these mocks.
+async fn azure_fixture_proxy(eu: &Mock, us: &Mock, openai: &Mock) -> yallmp::Server {
+    let eu_base = eu.url.trim_end_matches("/v1");
+    let us_base = us.url.trim_end_matches("/v1");
+    let vars = [
+        ("AZURE_API_BASE_EU", eu_base),
+        ("AZURE_API_KEY_EU", "k-eu"),
+        ("AZURE_API_BASE_US", us_base),
+        ("AZURE_API_KEY_US", "k-us"),
+        ("OPENAI_API_BASE", openai.url.as_str()),
+        ("OPENAI_API_KEY", "k-oa"),
+    ];
+    fixture_proxy("azure_openai_fallbacks.yaml", &vars).await
+}
+
 /// tests/fixtures/litellm/azure_openai_fallbacks.yaml: a context-window
 /// error at an Azure deployment goes straight to the model's
 /// `context_window_fallbacks`; 5xx everywhere use the retries (`num_retries:
@@ -614,17 +630,7 @@ async fn fixture_azure_openai_fallbacks_runs_as_configured() {
     let eu = Mock::start(Reply::Json(400, too_long.clone())).await;
     let us = Mock::start(Reply::Json(400, too_long)).await;
     let openai = Mock::start(Reply::Echo).await;
-    let eu_base = eu.url.trim_end_matches("/v1").to_string();
-    let us_base = us.url.trim_end_matches("/v1").to_string();
-    let vars = [
-        ("AZURE_API_BASE_EU", eu_base.as_str()),
-        ("AZURE_API_KEY_EU", "k-eu"),
-        ("AZURE_API_BASE_US", us_base.as_str()),
-        ("AZURE_API_KEY_US", "k-us"),
-        ("OPENAI_API_BASE", openai.url.as_str()),
-        ("OPENAI_API_KEY", "k-oa"),
-    ];
-    let server = fixture_proxy("azure_openai_fallbacks.yaml", &vars).await;
+    let server = azure_fixture_proxy(&eu, &us, &openai).await;
     // The alias `gpt-4` is `gpt-4o` with the same fallbacks by name.
     let (status, backend, body, headers) = ask(&server, "gpt-4o").await;
     assert_eq!(
@@ -644,17 +650,7 @@ async fn fixture_azure_openai_fallbacks_runs_as_configured() {
     // 5xx: retried at both deployments, then the fallback.
     let eu = Mock::start(Reply::Json(500, json!({"error": {"message": "boom"}}))).await;
     let us = Mock::start(Reply::Json(503, json!({"error": {"message": "busy"}}))).await;
-    let eu_base = eu.url.trim_end_matches("/v1").to_string();
-    let us_base = us.url.trim_end_matches("/v1").to_string();
-    let vars = [
-        ("AZURE_API_BASE_EU", eu_base.as_str()),
-        ("AZURE_API_KEY_EU", "k-eu"),
-        ("AZURE_API_BASE_US", us_base.as_str()),
-        ("AZURE_API_KEY_US", "k-us"),
-        ("OPENAI_API_BASE", openai.url.as_str()),
-        ("OPENAI_API_KEY", "k-oa"),
-    ];
-    let server = fixture_proxy("azure_openai_fallbacks.yaml", &vars).await;
+    let server = azure_fixture_proxy(&eu, &us, &openai).await;
     let (status, backend, body, headers) = ask(&server, "gpt-4").await;
     assert_eq!(
         (status, backend.as_str()),

@@ -334,12 +334,14 @@ impl Dispatch<'_> {
                                     why.clone(),
                                     dropped,
                                 ));
-                                let e = crate::protocol::TranslateError::new(why);
-                                if let Answer::Complete { status, body, .. } =
-                                    translate_failed(&e, backend, wire)
-                                {
-                                    trip.last = LastFailure::Http { status, body };
-                                }
+                                trip.last = LastFailure::Http {
+                                    status: StatusCode::BAD_REQUEST,
+                                    body: invalid_request(
+                                        &format!("cannot translate the request: {why}"),
+                                        "invalid_request",
+                                        None,
+                                    ),
+                                };
                                 m.skipped = true;
                                 continue;
                             }
@@ -376,7 +378,11 @@ impl Dispatch<'_> {
                         attempts.push(self.passed_over(&backend, wire, why.clone(), Vec::new()));
                         trip.window = Some(LastFailure::Http {
                             status: StatusCode::BAD_REQUEST,
-                            body: context_window_exceeded(&why),
+                            body: invalid_request(
+                                &why,
+                                "context_length_exceeded",
+                                Some("messages"),
+                            ),
                         });
                         m.skipped = true;
                         continue;
@@ -561,9 +567,6 @@ impl Dispatch<'_> {
         trip: &mut Trip,
     ) -> Option<Arc<[Arc<Backend>]>> {
         let kind = kind?;
-        if trip.taken.contains(&kind) {
-            return None;
-        }
         if let Verdict::Done(answer) = verdict
             && !is_error(answer)
         {
@@ -1064,11 +1067,11 @@ fn translate_failed(
     backend: Arc<Backend>,
     wire: Endpoint,
 ) -> Answer {
-    let body = serde_json::json!({"error": {
-        "message": format!("cannot translate the request: {e}"),
-        "type": "invalid_request_error",
-        "code": "invalid_request",
-    }});
+    let body = invalid_request(
+        &format!("cannot translate the request: {e}"),
+        "invalid_request",
+        None,
+    );
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
@@ -1077,25 +1080,25 @@ fn translate_failed(
     Answer::Complete {
         status: StatusCode::BAD_REQUEST,
         headers,
-        body: Bytes::from(body.to_string()),
+        body,
         backend,
         wire,
         usage: None,
     }
 }
 
-/// A context-window error in OpenAI's shape (its code is what the kind
+/// A request error in OpenAI's shape (its `code` is what the kind
 /// classifier and clients read).
-fn context_window_exceeded(message: &str) -> Bytes {
-    Bytes::from(
-        serde_json::json!({"error": {
-            "message": message,
-            "type": "invalid_request_error",
-            "param": "messages",
-            "code": "context_length_exceeded",
-        }})
-        .to_string(),
-    )
+fn invalid_request(message: &str, code: &str, param: Option<&str>) -> Bytes {
+    let mut error = serde_json::json!({
+        "message": message,
+        "type": "invalid_request_error",
+        "code": code,
+    });
+    if let Some(p) = param {
+        error["param"] = serde_json::Value::from(p);
+    }
+    Bytes::from(serde_json::json!({ "error": error }).to_string())
 }
 
 /// `additional_drop_params`: the top-level fields never sent to this

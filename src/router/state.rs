@@ -452,13 +452,7 @@ impl BackendState {
                 inner.last_failure = Some(now);
                 inner.last_error = Some(describe(outcome));
                 inner.failures.push_back(now);
-                while inner
-                    .failures
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW)
-                {
-                    inner.failures.pop_front();
-                }
+                prune(&mut inner.failures, now);
                 if inner.failures.len() > settings.allowed_fails as usize {
                     cooldown = Some(settings.cooldown_time);
                 }
